@@ -1,0 +1,10 @@
+//! What the control plane and the edge node must agree on byte for byte.
+//!
+//! A precompiled component only loads into an engine whose code-generation
+//! settings match the ones it was compiled with. Both sides therefore build
+//! their `wasmtime::Config` with [`engine::compile_config`]; the node then adds
+//! runtime-only knobs (the pooling allocator) that do not change the code.
+
+pub mod engine;
+
+pub use engine::{CompileSettings, compile_config};

@@ -1,0 +1,61 @@
+//! An app as the request path sees it: its names, its loaded component, its
+//! config values and its metric handles.
+
+use std::sync::Arc;
+
+use crate::config::AppConfig;
+use crate::metrics::{AppMetrics, Metrics};
+use crate::names::{AppName, TenantId};
+use crate::runtime::{LoadError, LoadedComponent, Runtime};
+
+pub struct App {
+    pub name: AppName,
+    pub tenant: TenantId,
+    pub component: LoadedComponent,
+    /// Config values, passed to the guest as its environment.
+    pub env: Vec<(String, String)>,
+    pub metrics: AppMetrics,
+    // Shared copies of the names for per-request log contexts.
+    pub(crate) log_tenant: Arc<str>,
+    pub(crate) log_name: Arc<str>,
+}
+
+/// An app whose component failed to load, with the app named.
+#[derive(Debug, thiserror::Error)]
+#[error("app `{app}` ({path}): {source}")]
+pub struct AppLoadError {
+    pub app: String,
+    pub path: String,
+    #[source]
+    pub source: LoadError,
+}
+
+impl App {
+    /// Compiles and links the app's component.
+    pub fn load(
+        config: &AppConfig,
+        runtime: &Runtime,
+        metrics: &Metrics,
+    ) -> Result<Self, AppLoadError> {
+        let component = runtime
+            .load_file(&config.component)
+            .map_err(|source| AppLoadError {
+                app: config.name.to_string(),
+                path: config.component.display().to_string(),
+                source,
+            })?;
+        Ok(App {
+            metrics: metrics.for_app(config.tenant.as_str(), config.name.as_str()),
+            log_tenant: Arc::from(config.tenant.as_str()),
+            log_name: Arc::from(config.name.as_str()),
+            name: config.name.clone(),
+            tenant: config.tenant.clone(),
+            component,
+            env: config
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,452 @@
+//! Node configuration: the TOML file, its defaults, and the checks that make
+//! a bad file fail at start-up with the offending field named.
+//!
+//! Parsing turns every field into its typed form (addresses, durations,
+//! validated names); [`NodeConfig::validate`] then checks what spans fields
+//! (a hostname claimed twice, HTTPS without certificates, ...).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edge_common::CompileSettings;
+use serde::Deserialize;
+
+use crate::names::{AppName, HostPattern, TenantId};
+
+/// The whole node configuration (`edge-node --config node.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// Certificates for the HTTPS listener. Required when `listen.https` is set.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Code-generation settings shared with the control plane's compiler.
+    #[serde(default)]
+    pub compile: CompileSettings,
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The apps this node serves.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+/// Where the node listens. Every address is optional, but at least one of
+/// `https` and `http` must be set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// HTTPS for end users (TLS with SNI, ALPN h2 and http/1.1). Default: off.
+    pub https: Option<SocketAddr>,
+    /// Plaintext HTTP for end users. Default: off.
+    pub http: Option<SocketAddr>,
+    /// Operator endpoints: `/metrics`, `/healthz`, `/readyz`. Default: off.
+    pub admin: Option<SocketAddr>,
+}
+
+/// Where the HTTPS listener's certificates come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TlsConfig {
+    /// Development only: one self-signed certificate, generated at start-up,
+    /// valid for every app hostname plus `localhost` and `127.0.0.1`, and
+    /// served for every SNI name (and for clients that send none).
+    SelfSigned,
+    /// PEM files. A client whose SNI matches no certificate gets the one
+    /// marked `default`, or, if none is, a failed handshake
+    /// (`unrecognized_name` alert).
+    Files {
+        certificates: Vec<CertificateConfig>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// SNI names this certificate answers for: exact names or `*.domain`.
+    pub hosts: Vec<HostPattern>,
+    /// PEM certificate chain, leaf first.
+    pub cert_path: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+    /// Serve this certificate when the SNI name matches nothing. Default: false.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// The wasmtime runtime: pooling allocator, CPU scheduling, guest logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Component instances that can exist at once, node-wide: the pooling
+    /// allocator's capacity. A request that finds the pool full gets 503.
+    /// Default: 1000.
+    pub instance_slots: u32,
+    /// Largest linear memory a guest may grow to, in bytes. Default: 128 MiB.
+    pub max_memory_bytes: u64,
+    /// Linear-memory bytes a free slot keeps mapped (and resets in place)
+    /// instead of returning to the kernel. Default: 4 MiB.
+    pub keep_resident_memory_bytes: u64,
+    /// Table bytes a free slot keeps mapped. Default: 64 KiB.
+    pub keep_resident_table_bytes: u64,
+    /// Async stack bytes a free slot keeps mapped. Default: 256 KiB.
+    pub keep_resident_stack_bytes: u64,
+    /// Slots decommitted together in one batch. Default: 64.
+    pub decommit_batch_size: u32,
+    /// Reset reused memory slots by scanning the page map for dirty pages
+    /// (Linux 6.7+): `auto`, `yes` or `no`. Default: `auto`.
+    pub pagemap_scan: PagemapScan,
+    /// How often the epoch ticker fires. A running guest yields to other work
+    /// at every tick. Default: 2ms.
+    #[serde(with = "humantime_serde")]
+    pub epoch_tick: Duration,
+    /// Longest guest stdout/stderr line logged; longer ones are cut.
+    /// Default: 4096.
+    pub guest_log_line_bytes: usize,
+    /// Guest stdout/stderr bytes logged per request; the rest is dropped with
+    /// one notice. Default: 64 KiB.
+    pub guest_log_bytes_per_request: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PagemapScan {
+    Auto,
+    Yes,
+    No,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            instance_slots: 1000,
+            max_memory_bytes: 128 << 20,
+            keep_resident_memory_bytes: 4 << 20,
+            keep_resident_table_bytes: 64 << 10,
+            keep_resident_stack_bytes: 256 << 10,
+            decommit_batch_size: 64,
+            pagemap_scan: PagemapScan::Auto,
+            epoch_tick: Duration::from_millis(2),
+            guest_log_line_bytes: 4096,
+            guest_log_bytes_per_request: 64 << 10,
+        }
+    }
+}
+
+/// Client connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time a client has to complete the TLS handshake. Default: 10s.
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// Time a client has to send a complete HTTP/1 request head. Default: 10s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection. Default: 256.
+    pub h2_max_concurrent_streams: u32,
+    /// On shutdown, how long in-flight requests may take to finish before
+    /// their connections are closed. Default: 30s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            h2_max_concurrent_streams: 256,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One app: a tenant's component, the hostnames it answers, its config values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub name: AppName,
+    pub tenant: TenantId,
+    /// Hostnames routed to this app: exact names, `*.domain`, or `*` for any.
+    pub hosts: Vec<HostPattern>,
+    /// Only requests whose path starts with this prefix (at a `/` boundary).
+    /// Default: `/`, every path.
+    #[serde(default = "root_prefix")]
+    pub path_prefix: String,
+    /// The component, a `.wasm` file built for wasm32-wasip2, compiled at start-up.
+    pub component: PathBuf,
+    /// Config values, seen by the guest as its environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn root_prefix() -> String {
+    "/".to_string()
+}
+
+/// Total size of one app's config values. Each request copies them into the
+/// guest's environment, so they stay small.
+pub const MAX_ENV_BYTES: usize = 64 << 10;
+
+/// A configuration that could not be read, with the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates a config file. Relative paths inside it are
+    /// resolved against the file's directory.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::from_toml(&text)?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text. Call [`NodeConfig::validate`] before use.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| invalid("(file)", e.to_string()))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let message = e.into_inner().message().trim().to_string();
+            invalid(field, message)
+        })
+    }
+
+    /// The configuration of `edge-node serve`: one component answering every
+    /// host on plaintext HTTP, through the same pipeline as a full node.
+    pub fn single_component(
+        component: PathBuf,
+        listen: SocketAddr,
+        admin: Option<SocketAddr>,
+        env: BTreeMap<String, String>,
+    ) -> Self {
+        let stem = component
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_ascii_lowercase().replace('_', "-"))
+            .unwrap_or_default();
+        let name = AppName::try_from(stem)
+            .unwrap_or_else(|_| AppName::try_from("app".to_string()).expect("valid literal name"));
+        NodeConfig {
+            listen: ListenConfig {
+                https: None,
+                http: Some(listen),
+                admin,
+            },
+            tls: None,
+            runtime: RuntimeConfig::default(),
+            compile: CompileSettings::default(),
+            http: HttpConfig::default(),
+            apps: vec![AppConfig {
+                name,
+                tenant: TenantId::try_from("local".to_string()).expect("valid literal tenant"),
+                hosts: vec![HostPattern::Any],
+                path_prefix: root_prefix(),
+                component,
+                env,
+            }],
+        }
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        for app in &mut self.apps {
+            app.component = dir.join(&app.component);
+        }
+        if let Some(TlsConfig::Files { certificates }) = &mut self.tls {
+            for cert in certificates {
+                cert.cert_path = dir.join(&cert.cert_path);
+                cert.key_path = dir.join(&cert.key_path);
+            }
+        }
+    }
+
+    /// Checks what single fields cannot: listeners, TLS, routes, limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.https.is_none() && self.listen.http.is_none() {
+            return Err(invalid(
+                "listen",
+                "set at least one of `listen.https` and `listen.http`",
+            ));
+        }
+        match (&self.listen.https, &self.tls) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls",
+                    "`listen.https` is set, so `tls` is required (source = \"files\" or \"self-signed\")",
+                ));
+            }
+            (_, Some(TlsConfig::Files { certificates })) => {
+                if certificates.is_empty() {
+                    return Err(invalid("tls.certificates", "list at least one certificate"));
+                }
+                if certificates.iter().filter(|c| c.default).count() > 1 {
+                    return Err(invalid(
+                        "tls.certificates",
+                        "at most one certificate can be `default`",
+                    ));
+                }
+                for (i, cert) in certificates.iter().enumerate() {
+                    if cert.hosts.is_empty() && !cert.default {
+                        return Err(invalid(
+                            format!("tls.certificates[{i}].hosts"),
+                            "list the SNI names this certificate serves, or mark it `default`",
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.validate_runtime()?;
+        self.validate_apps()
+    }
+
+    fn validate_runtime(&self) -> Result<(), ConfigError> {
+        let rt = &self.runtime;
+        if rt.instance_slots == 0 {
+            return Err(invalid("runtime.instance_slots", "must be at least 1"));
+        }
+        if rt.max_memory_bytes < (1 << 16) {
+            return Err(invalid(
+                "runtime.max_memory_bytes",
+                "must be at least one wasm page (65536)",
+            ));
+        }
+        if rt.max_memory_bytes > self.compile.memory_reservation_bytes {
+            return Err(invalid(
+                "runtime.max_memory_bytes",
+                format!(
+                    "must not exceed compile.memory_reservation_bytes ({})",
+                    self.compile.memory_reservation_bytes
+                ),
+            ));
+        }
+        if rt.epoch_tick < Duration::from_micros(100) || rt.epoch_tick > Duration::from_millis(100)
+        {
+            return Err(invalid(
+                "runtime.epoch_tick",
+                "must be between 100us and 100ms",
+            ));
+        }
+        if rt.guest_log_line_bytes == 0 {
+            return Err(invalid(
+                "runtime.guest_log_line_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.http.h2_max_concurrent_streams == 0 {
+            return Err(invalid(
+                "http.h2_max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_apps(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        let mut routes = HashSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let field = |f: &str| format!("apps[{i}].{f}");
+            if !names.insert(app.name.as_str()) {
+                return Err(invalid(
+                    field("name"),
+                    format!("app name `{}` is used twice", app.name),
+                ));
+            }
+            if app.hosts.is_empty() {
+                return Err(invalid(field("hosts"), "list at least one hostname"));
+            }
+            if !is_valid_prefix(&app.path_prefix) {
+                return Err(invalid(
+                    field("path_prefix"),
+                    format!(
+                        "`{}` must start with `/` and contain no `?`, `#`, `..` or whitespace",
+                        app.path_prefix
+                    ),
+                ));
+            }
+            let prefix = normalize_prefix(&app.path_prefix);
+            for (h, host) in app.hosts.iter().enumerate() {
+                if !routes.insert((host.clone(), prefix.clone())) {
+                    return Err(invalid(
+                        format!("apps[{i}].hosts[{h}]"),
+                        format!(
+                            "`{host}` with path prefix `{prefix}` is already routed to another app"
+                        ),
+                    ));
+                }
+            }
+            if !app.component.is_file() {
+                return Err(invalid(
+                    field("component"),
+                    format!("{} is not a readable file", app.component.display()),
+                ));
+            }
+            let mut env_bytes = 0;
+            for (key, value) in &app.env {
+                if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0')
+                {
+                    return Err(invalid(
+                        format!("apps[{i}].env.{key}"),
+                        "keys must be non-empty without `=`; neither keys nor values may contain NUL",
+                    ));
+                }
+                env_bytes += key.len() + value.len();
+            }
+            if env_bytes > MAX_ENV_BYTES {
+                return Err(invalid(
+                    field("env"),
+                    format!("{env_bytes} bytes of config values; the limit is {MAX_ENV_BYTES}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_valid_prefix(prefix: &str) -> bool {
+    prefix.starts_with('/')
+        && !prefix
+            .chars()
+            .any(|c| c == '?' || c == '#' || c.is_whitespace() || c.is_control())
+        && !prefix.split('/').any(|seg| seg == "..")
+}
+
+/// `/api/` and `/api` route the same requests: drop the trailing slash.
+pub fn normalize_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! The one place where a failure becomes an HTTP response.
+//!
+//! Every refusal carries a status that fits, a stable machine-readable code in
+//! the `x-edge-error` header, and a short plain-text body naming the rule that
+//! was hit. Details (trap messages, backtraces) go to the log, never to the
+//! client.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::router::RouteError;
+use crate::runtime::GuestError;
+
+/// The body type of every response the node sends.
+pub type ResponseBody = HyperOutgoingBody;
+
+/// Header carrying the stable error code.
+pub const ERROR_HEADER: &str = "x-edge-error";
+
+/// Who caused a failure: decides the status family and how loudly to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request was bad (4xx).
+    Client,
+    /// The tenant's component failed (5xx, the tenant's to fix).
+    Tenant,
+    /// The node itself failed or is at capacity.
+    Platform,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+}
+
+impl EdgeError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            EdgeError::Route(RouteError::MissingHost | RouteError::InvalidHost) => {
+                StatusCode::BAD_REQUEST
+            }
+            EdgeError::Route(RouteError::UnknownHost(_) | RouteError::NoPathMatch(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            EdgeError::Guest(err) => match err {
+                GuestError::Trap { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                GuestError::NoResponse | GuestError::ErrorCode(_) => StatusCode::BAD_GATEWAY,
+                GuestError::PoolExhausted(_) | GuestError::Instantiate(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                GuestError::Host(_) | GuestError::Join(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    /// The stable code sent in `x-edge-error`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EdgeError::Route(RouteError::MissingHost) => "missing-host",
+            EdgeError::Route(RouteError::InvalidHost) => "invalid-host",
+            EdgeError::Route(RouteError::UnknownHost(_)) => "unknown-host",
+            EdgeError::Route(RouteError::NoPathMatch(_)) => "no-route",
+            EdgeError::Guest(err) => match err {
+                GuestError::Trap { .. } => "guest-trap",
+                GuestError::NoResponse => "no-response",
+                GuestError::ErrorCode(_) => "guest-error",
+                GuestError::PoolExhausted(_) => "instance-pool-exhausted",
+                GuestError::Instantiate(_) => "instantiation-failed",
+                GuestError::Host(_) | GuestError::Join(_) => "internal-error",
+            },
+        }
+    }
+
+    pub fn fault(&self) -> Fault {
+        match self {
+            EdgeError::Route(_) => Fault::Client,
+            EdgeError::Guest(
+                GuestError::Trap { .. } | GuestError::NoResponse | GuestError::ErrorCode(_),
+            ) => Fault::Tenant,
+            EdgeError::Guest(_) => Fault::Platform,
+        }
+    }
+
+    /// What the client reads: one short line, no internals.
+    fn public_message(&self) -> String {
+        match self {
+            EdgeError::Route(err) => err.to_string(),
+            EdgeError::Guest(err) => match err {
+                GuestError::Trap { .. } => {
+                    "the app's component failed while handling the request".into()
+                }
+                GuestError::NoResponse => "the app's component returned without a response".into(),
+                GuestError::ErrorCode(_) => "the app's component answered with an error".into(),
+                GuestError::PoolExhausted(_) => "the node is at capacity; retry shortly".into(),
+                GuestError::Instantiate(_) => "the app could not be started; retry shortly".into(),
+                GuestError::Host(_) | GuestError::Join(_) => {
+                    "internal error in the edge node".into()
+                }
+            },
+        }
+    }
+
+    /// Seconds after which a retry may succeed, for 503s.
+    fn retry_after(&self) -> Option<u32> {
+        (self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1)
+    }
+
+    pub fn to_response(&self) -> Response<ResponseBody> {
+        let mut response = text_response(
+            self.status(),
+            format!("{}: {}\n", self.code(), self.public_message()),
+        );
+        let headers = response.headers_mut();
+        headers.insert(ERROR_HEADER, HeaderValue::from_static(self.code()));
+        if let Some(secs) = self.retry_after() {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// A small plain-text response generated by the node itself.
+pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+pub fn full_body(body: impl Into<Bytes>) -> ResponseBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_status_code_and_retry_after() {
+        let err = EdgeError::from(RouteError::UnknownHost("x.test".into()));
+        let resp = err.to_response();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(resp.headers()[ERROR_HEADER], "unknown-host");
+        assert!(resp.headers().get(http::header::RETRY_AFTER).is_none());
+
+        let err = EdgeError::from(GuestError::PoolExhausted(wasmtime::format_err!("full")));
+        let resp = err.to_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[http::header::RETRY_AFTER], "1");
+        assert_eq!(err.fault(), Fault::Platform);
+    }
+}

@@ -1,0 +1,243 @@
+//! The edge node: a TLS reverse proxy that runs tenants' wasi:http
+//! components per request.
+//!
+//! [`Node::start`] takes a validated [`NodeConfig`], compiles every app's
+//! component, binds the listeners and returns a [`NodeHandle`] with the bound
+//! addresses. The request path is [`dispatch::Dispatcher::dispatch`].
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod listener;
+pub mod metrics;
+pub mod names;
+pub mod router;
+pub mod runtime;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+pub use config::NodeConfig;
+
+use crate::admin::AdminState;
+use crate::app::{App, AppLoadError};
+use crate::dispatch::{Dispatcher, RoutingTable};
+use crate::listener::ClientListener;
+use crate::listener::tls::TlsError;
+use crate::metrics::Metrics;
+use crate::runtime::{Runtime, RuntimeError};
+
+/// Identifies one request in logs and in the `x-edge-request-id` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(pub u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    App(#[from] AppLoadError),
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("the compile task failed: {0}")]
+    CompileTask(#[from] tokio::task::JoinError),
+}
+
+pub struct Node;
+
+impl Node {
+    /// Starts a node: compiles the apps, binds every listener, and serves
+    /// until [`NodeHandle::shutdown`].
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+        config.validate()?;
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            tracing::warn!(
+                "RUST_BACKTRACE is set: wasmtime captures a backtrace on every trap and store drop, \
+                 which costs throughput; unset it in production"
+            );
+        }
+        let metrics = Metrics::new(prometheus::Registry::new())?;
+        let runtime = Arc::new(Runtime::new(&config.runtime, &config.compile)?);
+        let routes = load_apps(&config, &runtime, &metrics).await?;
+        let dispatcher = Arc::new(Dispatcher::new(runtime, routes, metrics.clone()));
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut handle = NodeHandle {
+            https_addr: None,
+            http_addr: None,
+            admin_addr: None,
+            metrics: metrics.clone(),
+            admin: Arc::new(AdminState {
+                metrics: metrics.clone(),
+                ready: AtomicBool::new(false),
+            }),
+            shutdown: shutdown_tx,
+            tasks: JoinSet::new(),
+        };
+
+        if let Some(addr) = config.listen.https {
+            let tls = config
+                .tls
+                .as_ref()
+                .ok_or_else(|| config::ConfigError::Invalid {
+                    field: "tls".into(),
+                    message: "required with listen.https".into(),
+                })?;
+            let hosts: Vec<_> = config.apps.iter().flat_map(|a| a.hosts.clone()).collect();
+            let acceptor = TlsAcceptor::from(listener::tls::server_config(tls, &hosts)?);
+            let listener = bind("https", addr).await?;
+            handle.https_addr = Some(local_addr("https", addr, &listener)?);
+            let spec = ClientListener {
+                name: "https",
+                listener,
+                tls: Some(acceptor),
+            };
+            tasks.spawn(listener::serve(
+                spec,
+                dispatcher.clone(),
+                config.http.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+        if let Some(addr) = config.listen.http {
+            let listener = bind("http", addr).await?;
+            handle.http_addr = Some(local_addr("http", addr, &listener)?);
+            let spec = ClientListener {
+                name: "http",
+                listener,
+                tls: None,
+            };
+            tasks.spawn(listener::serve(
+                spec,
+                dispatcher.clone(),
+                config.http.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+        if let Some(addr) = config.listen.admin {
+            let listener = bind("admin", addr).await?;
+            handle.admin_addr = Some(local_addr("admin", addr, &listener)?);
+            tasks.spawn(admin::serve(
+                listener,
+                handle.admin.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+        handle.tasks = tasks;
+        handle.admin.ready.store(true, Ordering::Relaxed);
+        Ok(handle)
+    }
+}
+
+/// Compiles every app's component (off the async workers: compiling takes
+/// CPU-seconds) and builds the routing table.
+async fn load_apps(
+    config: &NodeConfig,
+    runtime: &Arc<Runtime>,
+    metrics: &Metrics,
+) -> Result<RoutingTable, StartError> {
+    let mut apps = Vec::with_capacity(config.apps.len());
+    for app_config in &config.apps {
+        let (app_config, runtime_ref, metrics_ref) =
+            (app_config.clone(), runtime.clone(), metrics.clone());
+        let app = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let app = App::load(&app_config, &runtime_ref, &metrics_ref)?;
+            tracing::info!(
+                tenant = %app.tenant,
+                app = %app.name,
+                hosts = ?app_config.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                elapsed = ?started.elapsed(),
+                "app loaded"
+            );
+            Ok::<_, AppLoadError>(Arc::new(app))
+        })
+        .await??;
+        apps.push(app);
+    }
+    metrics.apps_loaded.set(apps.len() as i64);
+    Ok(RoutingTable::new(config.apps.iter().zip(&apps).map(
+        |(app_config, app)| {
+            (
+                app_config.hosts.as_slice(),
+                app_config.path_prefix.as_str(),
+                app.clone(),
+            )
+        },
+    )))
+}
+
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            listener,
+            addr,
+            source,
+        })
+}
+
+fn local_addr(
+    listener: &'static str,
+    addr: SocketAddr,
+    bound: &TcpListener,
+) -> Result<SocketAddr, StartError> {
+    bound.local_addr().map_err(|source| StartError::Bind {
+        listener,
+        addr,
+        source,
+    })
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// A running node.
+pub struct NodeHandle {
+    pub https_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics: Metrics,
+    admin: Arc<AdminState>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl NodeHandle {
+    /// Stops accepting connections, lets in-flight requests finish (up to
+    /// `http.shutdown_grace`), then returns.
+    pub async fn shutdown(mut self) {
+        self.admin.ready.store(false, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

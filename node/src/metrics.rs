@@ -1,0 +1,169 @@
+//! Prometheus metrics, registered in a registry owned by the node (not a
+//! global), so two nodes in one process keep separate counts.
+//!
+//! Label values are bounded: `tenant` and `app` come from configuration,
+//! `status` is a status class, `kind` and `reason` come from fixed lists in
+//! this crate. Nothing a client sends becomes a label.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// Latency buckets from 100 µs to 10 s: a cached hello answers in well under
+/// a millisecond, a slow origin fetch takes seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Instantiation is microseconds when the pool is warm; buckets from 10 µs.
+const INSTANTIATE_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+
+/// Every metric family of the node.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    instantiate_duration: HistogramVec,
+    guest_traps: IntCounterVec,
+    unrouted: IntCounterVec,
+    pub connections_open: IntGaugeVec,
+    pub connections_total: IntCounterVec,
+    pub tls_handshake_failures: IntCounter,
+    pub apps_loaded: IntGauge,
+}
+
+impl Metrics {
+    pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "edge_requests_total",
+                "Requests answered, by app and status class.",
+            ),
+            &["tenant", "app", "status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "edge_request_duration_seconds",
+                "Time from request received to response headers sent, by app.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["tenant", "app"],
+        )?;
+        let instantiate_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "edge_instantiate_duration_seconds",
+                "Time to instantiate a component for one request, by app.",
+            )
+            .buckets(INSTANTIATE_BUCKETS.to_vec()),
+            &["tenant", "app"],
+        )?;
+        let guest_traps = IntCounterVec::new(
+            Opts::new(
+                "edge_guest_traps_total",
+                "Guest executions that ended in a trap, by app and kind.",
+            ),
+            &["tenant", "app", "kind"],
+        )?;
+        let unrouted = IntCounterVec::new(
+            Opts::new(
+                "edge_unrouted_requests_total",
+                "Requests that matched no app, by reason.",
+            ),
+            &["reason"],
+        )?;
+        let connections_open = IntGaugeVec::new(
+            Opts::new(
+                "edge_connections_open",
+                "Client connections open, by listener.",
+            ),
+            &["listener"],
+        )?;
+        let connections_total = IntCounterVec::new(
+            Opts::new(
+                "edge_connections_total",
+                "Client connections accepted, by listener.",
+            ),
+            &["listener"],
+        )?;
+        let tls_handshake_failures = IntCounter::new(
+            "edge_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out.",
+        )?;
+        let apps_loaded = IntGauge::new("edge_apps_loaded", "Apps in the routing table.")?;
+
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(instantiate_duration.clone()))?;
+        registry.register(Box::new(guest_traps.clone()))?;
+        registry.register(Box::new(unrouted.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_total.clone()))?;
+        registry.register(Box::new(tls_handshake_failures.clone()))?;
+        registry.register(Box::new(apps_loaded.clone()))?;
+
+        Ok(Self {
+            registry,
+            requests,
+            request_duration,
+            instantiate_duration,
+            guest_traps,
+            unrouted,
+            connections_open,
+            connections_total,
+            tls_handshake_failures,
+            apps_loaded,
+        })
+    }
+
+    /// Handles for one app, resolved once so the request path does no label lookups.
+    pub fn for_app(&self, tenant: &str, app: &str) -> AppMetrics {
+        let by_class = |class: &str| self.requests.with_label_values(&[tenant, app, class]);
+        AppMetrics {
+            requests_by_class: [
+                by_class("1xx"),
+                by_class("2xx"),
+                by_class("3xx"),
+                by_class("4xx"),
+                by_class("5xx"),
+            ],
+            request_duration: self.request_duration.with_label_values(&[tenant, app]),
+            instantiate_duration: self.instantiate_duration.with_label_values(&[tenant, app]),
+            guest_traps: self.guest_traps.clone(),
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+        }
+    }
+
+    pub fn unrouted(&self, reason: &'static str) {
+        self.unrouted.with_label_values(&[reason]).inc();
+    }
+}
+
+/// Pre-resolved metric handles of one app.
+#[derive(Clone)]
+pub struct AppMetrics {
+    requests_by_class: [IntCounter; 5],
+    pub request_duration: Histogram,
+    pub instantiate_duration: Histogram,
+    guest_traps: IntCounterVec,
+    tenant: String,
+    app: String,
+}
+
+impl AppMetrics {
+    pub fn request(&self, status: http::StatusCode) {
+        let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.requests_by_class[class].inc();
+    }
+
+    pub fn trap(&self, kind: &'static str) {
+        self.guest_traps
+            .with_label_values(&[&self.tenant, &self.app, kind])
+            .inc();
+    }
+}

@@ -1,0 +1,232 @@
+//! Host (and optional path prefix) → app.
+//!
+//! Lookup order: exact hostname, then the longest matching `*.domain`
+//! wildcard, then the catch-all `*`; within the chosen host, the longest path
+//! prefix that matches at a `/` boundary.
+
+use std::collections::HashMap;
+
+use http::Request;
+
+use crate::config::normalize_prefix;
+use crate::names::{HostPattern, check_dns_name};
+
+/// Why a request has no app.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("the request names no host (no Host header or :authority)")]
+    MissingHost,
+    #[error("the request's host is not a valid hostname")]
+    InvalidHost,
+    #[error("no app serves host {0}")]
+    UnknownHost(String),
+    #[error("no app serves this path on host {0}")]
+    NoPathMatch(String),
+}
+
+/// Prefix routes of one host pattern, longest prefix first.
+struct Routes<T>(Vec<(String, T)>);
+
+impl<T> Routes<T> {
+    fn find(&self, path: &str) -> Option<&T> {
+        self.0
+            .iter()
+            .find(|(prefix, _)| prefix_matches(prefix, path))
+            .map(|(_, target)| target)
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || (path.starts_with(prefix)
+            && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+}
+
+pub struct Router<T> {
+    exact: HashMap<String, Routes<T>>,
+    /// Wildcard suffixes (`.example.com`), longest first.
+    wildcard: Vec<(String, Routes<T>)>,
+    any: Option<Routes<T>>,
+}
+
+impl<T: Clone> Router<T> {
+    /// Builds a router from `(hosts, path prefix, target)` entries. The config
+    /// validation has already refused duplicate (host, prefix) pairs.
+    pub fn new<'a>(entries: impl IntoIterator<Item = (&'a [HostPattern], &'a str, T)>) -> Self {
+        let mut exact: HashMap<String, Vec<(String, T)>> = HashMap::new();
+        let mut wildcard: HashMap<String, Vec<(String, T)>> = HashMap::new();
+        let mut any: Vec<(String, T)> = Vec::new();
+        for (hosts, prefix, target) in entries {
+            let prefix = normalize_prefix(prefix);
+            for host in hosts {
+                let entry = (prefix.clone(), target.clone());
+                match host {
+                    HostPattern::Exact(name) => exact.entry(name.clone()).or_default().push(entry),
+                    HostPattern::Wildcard(suffix) => {
+                        wildcard.entry(suffix.clone()).or_default().push(entry)
+                    }
+                    HostPattern::Any => any.push(entry),
+                }
+            }
+        }
+        let sorted = |mut v: Vec<(String, T)>| {
+            v.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            Routes(v)
+        };
+        let mut wildcard: Vec<(String, Routes<T>)> =
+            wildcard.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+        wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Router {
+            exact: exact.into_iter().map(|(k, v)| (k, sorted(v))).collect(),
+            wildcard,
+            any: (!any.is_empty()).then(|| sorted(any)),
+        }
+    }
+
+    /// The target for `host` (already normalised by [`request_host`]) and `path`.
+    pub fn route(&self, host: &str, path: &str) -> Result<&T, RouteError> {
+        let routes = self
+            .exact
+            .get(host)
+            .or_else(|| {
+                self.wildcard
+                    .iter()
+                    .find(|(suffix, _)| {
+                        host.len() > suffix.len() && host.ends_with(suffix.as_str())
+                    })
+                    .map(|(_, routes)| routes)
+            })
+            .or(self.any.as_ref())
+            .ok_or_else(|| RouteError::UnknownHost(host.to_string()))?;
+        routes
+            .find(path)
+            .ok_or_else(|| RouteError::NoPathMatch(host.to_string()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcard.is_empty() && self.any.is_none()
+    }
+}
+
+/// The hostname a request is for: the URI authority (HTTP/2 `:authority`, or
+/// an HTTP/1 absolute-form target), else the `Host` header. Lowercased,
+/// without port or trailing dot.
+pub fn request_host<B>(req: &Request<B>) -> Result<String, RouteError> {
+    let raw = match req.uri().authority() {
+        Some(authority) => authority.host().to_string(),
+        None => {
+            let value = req
+                .headers()
+                .get(http::header::HOST)
+                .ok_or(RouteError::MissingHost)?;
+            let value = value.to_str().map_err(|_| RouteError::InvalidHost)?;
+            let authority: http::uri::Authority =
+                value.parse().map_err(|_| RouteError::InvalidHost)?;
+            authority.host().to_string()
+        }
+    };
+    if raw.is_empty() {
+        return Err(RouteError::MissingHost);
+    }
+    let mut host = raw.to_ascii_lowercase();
+    if host.ends_with('.') {
+        host.pop();
+    }
+    // IPv6 literals (`[::1]`) are valid hosts for the catch-all route only.
+    if !(host.starts_with('[') && host.ends_with(']')) {
+        check_dns_name(&host).map_err(|_| RouteError::InvalidHost)?;
+    }
+    Ok(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(list: &[&str]) -> Vec<HostPattern> {
+        list.iter()
+            .map(|h| HostPattern::try_from(h.to_string()).unwrap())
+            .collect()
+    }
+
+    fn router() -> Router<&'static str> {
+        let a = hosts(&["a.test"]);
+        let api = hosts(&["a.test"]);
+        let wild = hosts(&["*.b.test"]);
+        let deeper = hosts(&["*.x.b.test"]);
+        Router::new(vec![
+            (a.as_slice(), "/", "a"),
+            (api.as_slice(), "/api/", "a-api"),
+            (wild.as_slice(), "/", "b-any"),
+            (deeper.as_slice(), "/", "b-x"),
+        ])
+    }
+
+    #[test]
+    fn exact_then_wildcard_then_nothing() {
+        let r = router();
+        assert_eq!(r.route("a.test", "/"), Ok(&"a"));
+        assert_eq!(r.route("y.b.test", "/"), Ok(&"b-any"));
+        assert_eq!(r.route("y.x.b.test", "/"), Ok(&"b-x"));
+        assert_eq!(
+            r.route("b.test", "/"),
+            Err(RouteError::UnknownHost("b.test".into()))
+        );
+        assert_eq!(
+            r.route("c.test", "/"),
+            Err(RouteError::UnknownHost("c.test".into()))
+        );
+    }
+
+    #[test]
+    fn longest_prefix_at_segment_boundary() {
+        let r = router();
+        assert_eq!(r.route("a.test", "/api"), Ok(&"a-api"));
+        assert_eq!(r.route("a.test", "/api/v1"), Ok(&"a-api"));
+        assert_eq!(r.route("a.test", "/apix"), Ok(&"a"));
+        let only_api = hosts(&["c.test"]);
+        let r = Router::new(vec![(only_api.as_slice(), "/api", "c")]);
+        assert_eq!(
+            r.route("c.test", "/other"),
+            Err(RouteError::NoPathMatch("c.test".into()))
+        );
+    }
+
+    #[test]
+    fn catch_all_comes_last() {
+        let a = hosts(&["a.test"]);
+        let any = hosts(&["*"]);
+        let r = Router::new(vec![(a.as_slice(), "/", "a"), (any.as_slice(), "/", "any")]);
+        assert_eq!(r.route("a.test", "/"), Ok(&"a"));
+        assert_eq!(r.route("zzz", "/"), Ok(&"any"));
+    }
+
+    #[test]
+    fn host_comes_from_authority_or_header() {
+        let req = Request::builder()
+            .uri("https://Example.TEST:8443/x")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), Ok("example.test".into()));
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "a.test.:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), Ok("a.test".into()));
+        let req = Request::builder().uri("/x").body(()).unwrap();
+        assert_eq!(request_host(&req), Err(RouteError::MissingHost));
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "bad_host!")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), Err(RouteError::InvalidHost));
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "[::1]:80")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), Ok("[::1]".into()));
+    }
+}

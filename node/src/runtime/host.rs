@@ -1,0 +1,196 @@
+//! Per-request host state (`T` in `Store<T>`) and the interfaces the node
+//! gives a guest: wasi:http, wasi:io, wasi:clocks, wasi:random and wasi:cli
+//! (environment = the app's config values, stdout/stderr = logs, exit).
+//! No filesystem and no sockets are linked at all, so a component that
+//! imports them is refused when it is loaded, not when a request arrives.
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::WasiCliView;
+use wasmtime_wasi::p2::bindings::{cli, random};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
+
+use super::guest_log::{GuestLog, LogContext};
+
+/// The WASI version the node implements (wasmtime 48's WIT). Guests built
+/// against a newer 0.2.x may call functions that do not exist here, so they
+/// are refused at load time.
+pub const WASI_VERSION: (u64, u64, u64) = (0, 2, 12);
+
+/// Every interface [`linker`] defines, without version.
+pub const PROVIDED_INTERFACES: &[&str] = &[
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+    "wasi:io/poll",
+    "wasi:io/error",
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+];
+
+/// Whether a guest import such as `wasi:cli/environment@0.2.3` is served by
+/// the provided interface `wasi:cli/environment`: same interface, and a
+/// 0.2 version no newer than [`WASI_VERSION`].
+pub fn import_satisfied_by(import: &str, provided: &str) -> bool {
+    let (name, version) = match import.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (import, None),
+    };
+    if name != provided {
+        return false;
+    }
+    let Some(version) = version else {
+        return true;
+    };
+    // Pre-release versions (`0.2.0-rc-...`) predate 0.2.0 and are refused.
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Some(major)), Some(Some(minor)), Some(Some(patch)), None) => {
+            let (hmaj, hmin, hpatch) = WASI_VERSION;
+            major == hmaj && minor == hmin && patch <= hpatch
+        }
+        _ => false,
+    }
+}
+
+/// The one linker of the node.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
+    let mut linker = Linker::new(engine);
+    // wasi:http/proxy: http, io, clocks, random, stdio.
+    wasmtime_wasi_http::p2::add_to_linker_async(&mut linker)?;
+    // What Rust std (and most toolchains) import on top of the proxy world.
+    type Cli = wasmtime_wasi::cli::WasiCli;
+    type Random = wasmtime_wasi::random::WasiRandom;
+    let l = &mut linker;
+    cli::environment::add_to_linker::<Host, Cli>(l, Host::cli)?;
+    cli::exit::add_to_linker::<Host, Cli>(l, Host::cli)?;
+    cli::terminal_input::add_to_linker::<Host, Cli>(l, Host::cli)?;
+    cli::terminal_output::add_to_linker::<Host, Cli>(l, Host::cli)?;
+    cli::terminal_stdin::add_to_linker::<Host, Cli>(l, Host::cli)?;
+    cli::terminal_stdout::add_to_linker::<Host, Cli>(l, Host::cli)?;
+    cli::terminal_stderr::add_to_linker::<Host, Cli>(l, Host::cli)?;
+    random::insecure::add_to_linker::<Host, Random>(l, |h| h.wasi.random())?;
+    random::insecure_seed::add_to_linker::<Host, Random>(l, |h| h.wasi.random())?;
+    Ok(linker)
+}
+
+/// State of one request's store.
+pub struct Host {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundPolicy,
+    pub(super) limits: StoreLimits,
+}
+
+/// What a request's host state is built from.
+pub struct HostSetup<'a> {
+    pub env: &'a [(String, String)],
+    pub log: LogContext,
+    pub max_memory_bytes: usize,
+}
+
+impl Host {
+    pub fn new(setup: HostSetup<'_>) -> Self {
+        let mut wasi = WasiCtxBuilder::new();
+        // Only the app's own config values: nothing of the node's environment.
+        wasi.envs(setup.env);
+        let (stdout, stderr) = GuestLog::pair(setup.log);
+        wasi.stdout(stdout);
+        wasi.stderr(stderr);
+        Host {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundPolicy,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(setup.max_memory_bytes)
+                .build(),
+        }
+    }
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP from guests. Denied until an app is given an allowlist:
+/// an open proxy on the node's network would let any tenant reach internal
+/// services (SSRF).
+struct OutboundPolicy;
+
+type SendRequestFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendRequestFuture {
+        tracing::debug!(uri = %request.uri(), "outbound request denied: no outbound policy");
+        Box::new(async { Err(HttpError::HttpRequestDenied) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_versions_up_to_the_host_version() {
+        let env = "wasi:cli/environment";
+        assert!(import_satisfied_by("wasi:cli/environment@0.2.0", env));
+        assert!(import_satisfied_by("wasi:cli/environment@0.2.12", env));
+        assert!(!import_satisfied_by("wasi:cli/environment@0.2.13", env));
+        assert!(!import_satisfied_by("wasi:cli/environment@0.3.0", env));
+        assert!(!import_satisfied_by(
+            "wasi:cli/environment@0.2.0-rc-2023-11-10",
+            env
+        ));
+        assert!(!import_satisfied_by("wasi:filesystem/preopens@0.2.0", env));
+        assert!(!import_satisfied_by("wasi:cli/environment@x", env));
+    }
+}
