@@ -33,6 +33,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(10));
     let builder = Arc::new(builder);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -46,17 +47,17 @@ pub async fn serve(
             _ = crate::stopped(&mut shutdown) => break,
         };
         let state = state.clone();
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req)) }
-            });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req)) }
         });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(graceful.watch(conn));
     }
+    // Scrapes are quick; don't hold shutdown up for a stuck scraper.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), graceful.shutdown()).await;
 }
 
 fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ResponseBody> {

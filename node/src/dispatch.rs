@@ -67,6 +67,8 @@ impl Dispatcher {
             }
         };
 
+        app.metrics.in_flight.inc();
+        let in_flight = InFlight(&app.metrics.in_flight);
         let response = match self.runtime.invoke(&app, request, scheme, request_id).await {
             Ok(response) => response,
             Err(err) => {
@@ -76,6 +78,7 @@ impl Dispatcher {
             }
         };
 
+        drop(in_flight);
         app.metrics.request(response.status());
         app.metrics
             .request_duration
@@ -89,6 +92,16 @@ impl Dispatcher {
             .load()
             .route(&host, request.uri().path())
             .cloned()
+    }
+}
+
+/// Decrements the in-flight gauge however the request ends, including when
+/// the client goes away and hyper drops this future.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -30,6 +30,7 @@ pub struct Metrics {
     request_duration: HistogramVec,
     instantiate_duration: HistogramVec,
     guest_traps: IntCounterVec,
+    in_flight: IntGaugeVec,
     unrouted: IntCounterVec,
     pub connections_open: IntGaugeVec,
     pub connections_total: IntCounterVec,
@@ -69,6 +70,13 @@ impl Metrics {
             ),
             &["tenant", "app", "kind"],
         )?;
+        let in_flight = IntGaugeVec::new(
+            Opts::new(
+                "edge_requests_in_flight",
+                "Requests routed to an app and waiting for its response headers.",
+            ),
+            &["tenant", "app"],
+        )?;
         let unrouted = IntCounterVec::new(
             Opts::new(
                 "edge_unrouted_requests_total",
@@ -100,6 +108,7 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(instantiate_duration.clone()))?;
         registry.register(Box::new(guest_traps.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(unrouted.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_total.clone()))?;
@@ -112,6 +121,7 @@ impl Metrics {
             request_duration,
             instantiate_duration,
             guest_traps,
+            in_flight,
             unrouted,
             connections_open,
             connections_total,
@@ -133,6 +143,7 @@ impl Metrics {
             ],
             request_duration: self.request_duration.with_label_values(&[tenant, app]),
             instantiate_duration: self.instantiate_duration.with_label_values(&[tenant, app]),
+            in_flight: self.in_flight.with_label_values(&[tenant, app]),
             guest_traps: self.guest_traps.clone(),
             tenant: tenant.to_string(),
             app: app.to_string(),
@@ -150,6 +161,7 @@ pub struct AppMetrics {
     requests_by_class: [IntCounter; 5],
     pub request_duration: Histogram,
     pub instantiate_duration: Histogram,
+    pub in_flight: IntGauge,
     guest_traps: IntCounterVec,
     tenant: String,
     app: String,

@@ -70,12 +70,12 @@ impl<T: Clone> Router<T> {
             }
         }
         let sorted = |mut v: Vec<(String, T)>| {
-            v.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            v.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
             Routes(v)
         };
         let mut wildcard: Vec<(String, Routes<T>)> =
             wildcard.into_iter().map(|(k, v)| (k, sorted(v))).collect();
-        wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        wildcard.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         Router {
             exact: exact.into_iter().map(|(k, v)| (k, sorted(v))).collect(),
             wildcard,

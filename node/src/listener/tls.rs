@@ -71,7 +71,9 @@ impl SniResolver {
                 resolver.default = Some(key);
             }
         }
-        resolver.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        resolver
+            .wildcard
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         Ok(resolver)
     }
 

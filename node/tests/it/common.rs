@@ -1,0 +1,295 @@
+//! Test harness: real nodes on 127.0.0.1 with test certificates, and real
+//! HTTP clients that resolve the apps' hostnames to them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use edge_node::config::{
+    AppConfig, CertificateConfig, HttpConfig, ListenConfig, NodeConfig, RuntimeConfig, TlsConfig,
+};
+use edge_node::names::HostPattern;
+use edge_node::{Node, NodeHandle};
+use tempfile::TempDir;
+
+/// An app for [`TestNodeBuilder::app`].
+pub struct TestApp {
+    name: String,
+    tenant: String,
+    hosts: Vec<String>,
+    path_prefix: String,
+    component: String,
+    env: BTreeMap<String, String>,
+}
+
+pub fn app(name: &str, component: &str) -> TestApp {
+    TestApp {
+        name: name.into(),
+        tenant: "acme".into(),
+        hosts: vec![format!("{name}.test")],
+        path_prefix: "/".into(),
+        component: component.into(),
+        env: BTreeMap::new(),
+    }
+}
+
+impl TestApp {
+    pub fn tenant(mut self, tenant: &str) -> Self {
+        self.tenant = tenant.into();
+        self
+    }
+    pub fn hosts(mut self, hosts: &[&str]) -> Self {
+        self.hosts = hosts.iter().map(|h| h.to_string()).collect();
+        self
+    }
+    pub fn path_prefix(mut self, prefix: &str) -> Self {
+        self.path_prefix = prefix.into();
+        self
+    }
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A certificate the test generated and the client trusts.
+pub struct TestCert {
+    pub pem: String,
+}
+
+pub struct TestNodeBuilder {
+    apps: Vec<TestApp>,
+    https: bool,
+    http: bool,
+    runtime: RuntimeConfig,
+    http_config: HttpConfig,
+}
+
+impl TestNodeBuilder {
+    pub fn app(mut self, app: TestApp) -> Self {
+        self.apps.push(app);
+        self
+    }
+    /// Also listen on plaintext HTTP.
+    pub fn plaintext(mut self) -> Self {
+        self.http = true;
+        self
+    }
+    pub fn without_https(mut self) -> Self {
+        self.https = false;
+        self
+    }
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.http_config.shutdown_grace = grace;
+        self
+    }
+
+    pub async fn start(self) -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // One certificate per app, for its hostnames: SNI must pick the right one.
+        let mut certs = Vec::new();
+        let mut cert_configs = Vec::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let generated = rcgen::generate_simple_self_signed(app.hosts.clone()).expect("rcgen");
+            let cert_path = dir.path().join(format!("cert{i}.pem"));
+            let key_path = dir.path().join(format!("key{i}.pem"));
+            std::fs::write(&cert_path, generated.cert.pem()).expect("write cert");
+            std::fs::write(&key_path, generated.signing_key.serialize_pem()).expect("write key");
+            certs.push(TestCert {
+                pem: generated.cert.pem(),
+            });
+            cert_configs.push(CertificateConfig {
+                hosts: app.hosts.iter().map(|h| host_pattern(h)).collect(),
+                cert_path,
+                key_path,
+                default: false,
+            });
+        }
+        let loopback: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let config = NodeConfig {
+            listen: ListenConfig {
+                https: self.https.then_some(loopback),
+                http: self.http.then_some(loopback),
+                admin: Some(loopback),
+            },
+            tls: self.https.then_some(TlsConfig::Files {
+                certificates: cert_configs,
+            }),
+            runtime: self.runtime,
+            compile: Default::default(),
+            http: self.http_config,
+            apps: self
+                .apps
+                .iter()
+                .map(|a| AppConfig {
+                    name: a.name.clone().try_into().expect("app name"),
+                    tenant: a.tenant.clone().try_into().expect("tenant"),
+                    hosts: a.hosts.iter().map(|h| host_pattern(h)).collect(),
+                    path_prefix: a.path_prefix.clone(),
+                    component: PathBuf::from(&a.component),
+                    env: a.env.clone(),
+                })
+                .collect(),
+        };
+        let handle = Node::start(config).await.expect("node starts");
+        TestNode {
+            handle: Some(handle),
+            certs,
+            hosts: self.apps.iter().flat_map(|a| a.hosts.clone()).collect(),
+            _dir: dir,
+        }
+    }
+}
+
+fn host_pattern(h: &str) -> HostPattern {
+    HostPattern::try_from(h.to_string()).expect("host pattern")
+}
+
+pub struct TestNode {
+    handle: Option<NodeHandle>,
+    pub certs: Vec<TestCert>,
+    hosts: Vec<String>,
+    _dir: TempDir,
+}
+
+impl TestNode {
+    pub fn builder() -> TestNodeBuilder {
+        TestNodeBuilder {
+            apps: Vec::new(),
+            https: true,
+            http: false,
+            runtime: RuntimeConfig {
+                // Room for the 200-concurrent-requests test, small enough that
+                // parallel tests don't reserve terabytes of address space each.
+                instance_slots: 256,
+                ..RuntimeConfig::default()
+            },
+            http_config: HttpConfig::default(),
+        }
+    }
+
+    pub fn handle(&self) -> &NodeHandle {
+        self.handle.as_ref().expect("node running")
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.handle().https_addr.expect("https listener")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.handle().http_addr.expect("http listener")
+    }
+
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.https_addr().port())
+    }
+
+    pub fn http_url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.http_addr().port())
+    }
+
+    fn client_builder(&self) -> reqwest::ClientBuilder {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .tls_built_in_root_certs(false);
+        for cert in &self.certs {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(cert.pem.as_bytes()).expect("test cert"),
+            );
+        }
+        for host in &self.hosts {
+            if let Some(https) = self.handle().https_addr {
+                builder = builder.resolve(host, https);
+            }
+        }
+        builder
+    }
+
+    /// A client that negotiates the protocol by ALPN (h2 with this node).
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().expect("client")
+    }
+
+    /// A client that speaks HTTP/1.1 only.
+    pub fn http1_client(&self) -> reqwest::Client {
+        self.client_builder().http1_only().build().expect("client")
+    }
+
+    /// A client resolving every app host to the plaintext listener.
+    pub fn plaintext_client(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60));
+        for host in &self.hosts {
+            builder = builder.resolve(host, self.http_addr());
+        }
+        builder.build().expect("client")
+    }
+
+    /// The Prometheus text from the admin listener.
+    pub async fn metrics_text(&self) -> String {
+        let admin = self.handle().admin_addr.expect("admin listener");
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// Stops the node gracefully and waits for it.
+    pub async fn shutdown(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await;
+        }
+    }
+
+    pub fn take_handle(&mut self) -> NodeHandle {
+        self.handle.take().expect("node running")
+    }
+}
+
+/// The value of one sample line in Prometheus text, e.g.
+/// `metric_value(text, "edge_requests_total", &[("app", "hello"), ("status", "2xx")])`.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (metric == name).then_some((rest.to_string(), value))
+        })
+        .find(|(rest, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| rest.split(',').any(|pair| pair == format!("{k}=\"{v}\"")))
+        })
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// Polls `check` until it returns true or 30 s pass (a deadline, not a
+/// performance assertion: it only turns a hang into a failure).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}

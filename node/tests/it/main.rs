@@ -1,0 +1,14 @@
+//! Integration tests: real nodes on 127.0.0.1, real components built from
+//! `examples/`, real HTTP clients over real sockets.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod config;
+mod guests;
+mod load;
+mod observability;
+mod process;
+mod routing;
+mod shutdown;
+mod tls;

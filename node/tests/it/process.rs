@@ -1,0 +1,181 @@
+//! The `edge-node` binary as an operator runs it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use edge_fixtures::{HELLO, WSTD_STREAM};
+
+use crate::common::{eventually, metric_value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_edge-node");
+
+/// Starts `edge-node` with `args` and waits for its "http listening on" line.
+fn spawn_node(args: &[&str]) -> (Child, SocketAddr) {
+    let (child, addrs) = spawn_node_with(args, &["http"]);
+    (child, addrs[0])
+}
+
+/// Starts `edge-node` and returns the addresses it prints for `listeners`.
+fn spawn_node_with(args: &[&str], listeners: &[&str]) -> (Child, Vec<SocketAddr>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn edge-node");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addrs = Vec::new();
+    for listener in listeners {
+        let prefix = format!("edge-node: {listener} listening on ");
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("edge-node exited before listening")
+                .expect("read stdout");
+            if let Some(addr) = line.strip_prefix(&prefix) {
+                break addr.parse().expect("address");
+            }
+        };
+        addrs.push(addr);
+    }
+    (child, addrs)
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn serve_runs_any_component_and_sigterm_drains() {
+    let (mut child, addrs) = tokio::task::spawn_blocking(|| {
+        spawn_node_with(
+            &[
+                "serve",
+                WSTD_STREAM,
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ],
+            &["http", "admin"],
+        )
+    })
+    .await
+    .unwrap();
+    let (addr, admin) = (addrs[0], addrs[1]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let quick = client
+        .get(format!("http://{addr}/sleep?ms=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(quick.status(), 200);
+
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let resp = client
+                .get(format!("http://{addr}/sleep?ms=1500"))
+                .send()
+                .await?;
+            Ok::<_, reqwest::Error>((resp.status(), resp.text().await?))
+        }
+    });
+    eventually("the slow request is in flight", || {
+        let client = client.clone();
+        async move {
+            let Ok(resp) = client.get(format!("http://{admin}/metrics")).send().await else {
+                return false;
+            };
+            let text = resp.text().await.unwrap_or_default();
+            metric_value(&text, "edge_requests_in_flight", &[]) == Some(1.0)
+        }
+    })
+    .await;
+    sigterm(&child);
+    let (status, body) = slow.await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, "slept 1500 ms\n");
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "edge-node exited with {exit}");
+}
+
+#[test]
+fn serve_accepts_env_values() {
+    let (mut child, addr) = spawn_node(&[
+        "serve",
+        edge_fixtures::ENV,
+        "--listen",
+        "127.0.0.1:0",
+        "--env",
+        "COLOR=blue",
+    ]);
+    let body = std::process::Command::new("curl")
+        .args(["-s", &format!("http://{addr}/COLOR")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    sigterm(&child);
+    let _ = child.wait();
+    assert_eq!(body.expect("curl runs"), "blue");
+}
+
+#[test]
+fn an_invalid_config_exits_non_zero_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[apps]]\nname = \"hello\"\ntenant = \"acme\"\n\
+             hosts = [\"hello.test\"]\ncomponent = {HELLO:?}\n\n[runtime]\nepoch_tick = \"1h\"\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("runtime.epoch_tick: must be between 100us and 100ms"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_component_that_fails_to_load_names_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("broken.wasm");
+    std::fs::write(&wasm, b"\0asm garbage").unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[apps]]\nname = \"broken\"\ntenant = \"acme\"\n\
+         hosts = [\"broken.test\"]\ncomponent = \"broken.wasm\"\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("app `broken`"), "{stderr}");
+    assert!(
+        stderr.contains("not a valid WebAssembly component"),
+        "{stderr}"
+    );
+}
