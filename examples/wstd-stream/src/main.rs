@@ -1,12 +1,12 @@
 //! A component written with `wstd` (async, no edge SDK) that exercises what a
 //! host must get right: streamed bodies, sleeps inside a request, trailers.
 //!
-//! - `GET  /sleep?ms=N`     sleeps N ms (at most 5000) before answering;
-//! - `GET  /stream?n=N`     streams N lines (at most 1000), 10 ms apart;
-//! - `POST /echo`           streams the request body back;
-//! - `POST /trailers`       reads the body to its end and answers with the
-//!                          request's trailers as response trailers, plus the
-//!                          body length in `x-body-bytes`.
+//! - `GET /sleep?ms=N`: sleeps N ms (at most 5000) before answering;
+//! - `GET /stream?n=N`: streams N lines (at most 1000), 10 ms apart;
+//! - `POST /echo`: streams the request body back;
+//! - `POST /trailers`: reads the body to its end and answers with the
+//!   request's trailers as response trailers, plus the body length in
+//!   `x-body-bytes`.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2` in `examples/`.
 

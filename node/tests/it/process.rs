@@ -110,23 +110,25 @@ async fn serve_runs_any_component_and_sigterm_drains() {
     assert!(exit.success(), "edge-node exited with {exit}");
 }
 
-#[test]
-fn serve_accepts_env_values() {
-    let (mut child, addr) = spawn_node(&[
-        "serve",
-        edge_fixtures::ENV,
-        "--listen",
-        "127.0.0.1:0",
-        "--env",
-        "COLOR=blue",
-    ]);
-    let body = std::process::Command::new("curl")
-        .args(["-s", &format!("http://{addr}/COLOR")])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+#[tokio::test]
+async fn serve_accepts_env_values() {
+    let (mut child, addr) = tokio::task::spawn_blocking(|| {
+        spawn_node(&[
+            "serve",
+            edge_fixtures::ENV,
+            "--listen",
+            "127.0.0.1:0",
+            "--env",
+            "COLOR=blue",
+        ])
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let body = client.get(format!("http://{addr}/COLOR")).send().await;
     sigterm(&child);
     let _ = child.wait();
-    assert_eq!(body.expect("curl runs"), "blue");
+    assert_eq!(body.unwrap().text().await.unwrap(), "blue");
 }
 
 #[test]
