@@ -80,6 +80,11 @@ impl TestNodeBuilder {
         self.https = false;
         self
     }
+    /// Size of the instance pool (default 256 in tests).
+    pub fn instance_slots(mut self, slots: u32) -> Self {
+        self.runtime.instance_slots = slots;
+        self
+    }
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.http_config.shutdown_grace = grace;
         self

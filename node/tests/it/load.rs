@@ -41,3 +41,44 @@ async fn two_hundred_requests_in_flight_at_once() {
         Some(200.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_answers_503_with_retry_after_not_a_hang() {
+    let node = TestNode::builder()
+        .app(app("wstd", WSTD_STREAM))
+        .instance_slots(2)
+        .start()
+        .await;
+    let client = node.http1_client();
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let request = client.get(node.url("wstd.test", "/sleep?ms=3000")).send();
+            tokio::spawn(request)
+        })
+        .collect();
+    eventually("both slots busy", || async {
+        let text = node.metrics_text().await;
+        metric_value(&text, "edge_requests_in_flight", &[("app", "wstd")]) == Some(2.0)
+    })
+    .await;
+
+    let refused = client
+        .get(node.url("wstd.test", "/sleep?ms=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["x-edge-error"], "instance-pool-exhausted");
+    assert_eq!(refused.headers()["retry-after"], "1");
+
+    for request in busy {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+    // Slots are returned: the node serves again.
+    let ok = client
+        .get(node.url("wstd.test", "/sleep?ms=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}

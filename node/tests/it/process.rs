@@ -181,3 +181,48 @@ fn a_component_that_fails_to_load_names_the_app() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn guest_output_is_logged_with_app_and_request_id() {
+    let mut child = Command::new(BIN)
+        .args(["serve", edge_fixtures::PANIC, "--listen", "127.0.0.1:0"])
+        .env_remove("RUST_BACKTRACE")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+        let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    })
+    .await
+    .unwrap();
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}/boom"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let request_id = resp.headers()["x-edge-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    sigterm(&child);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("about to panic on /boom"))
+        .unwrap_or_else(|| panic!("guest line not logged:\n{log}"));
+    assert!(line.contains("app=panic"), "{line}");
+    assert!(line.contains(&format!("request_id={request_id}")), "{line}");
+    assert!(line.contains("stream=\"stderr\""), "{line}");
+}
