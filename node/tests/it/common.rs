@@ -298,3 +298,30 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// A keep-alive HTTP/1.1 connection that has completed one request (`GET
+/// path` for `host`) and now sits idle.
+pub async fn idle_keep_alive_connection(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    stream
+}
+
+/// Asserts the server has already closed `stream`: a non-blocking read sees
+/// end-of-stream now, rather than after some idle timeout.
+pub fn assert_closed_by_server(stream: tokio::net::TcpStream) {
+    let mut stream = stream.into_std().unwrap();
+    stream.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    let read = std::io::Read::read(&mut stream, &mut buf);
+    assert_eq!(read.ok(), Some(0), "connection still open after shutdown");
+}

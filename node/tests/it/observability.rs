@@ -2,7 +2,9 @@
 
 use edge_fixtures::{HELLO, PANIC};
 
-use crate::common::{TestNode, app, metric_value};
+use crate::common::{
+    TestNode, app, assert_closed_by_server, idle_keep_alive_connection, metric_value,
+};
 
 #[tokio::test]
 async fn metrics_count_what_happened() {
@@ -87,24 +89,8 @@ async fn health_and_readiness() {
     assert_eq!(get("/nope").await.unwrap(), 404);
     // An idle keep-alive connection is closed by the shutdown, and new
     // connections are refused.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut idle = tokio::net::TcpStream::connect(admin).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let n = idle.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let idle = idle_keep_alive_connection(admin, "admin", "/healthz").await;
     node.shutdown().await;
-    // Once shutdown has returned the server side is closed: a non-blocking
-    // read sees end-of-stream now, not after some idle timeout.
-    let mut idle = idle.into_std().unwrap();
-    idle.set_nonblocking(true).unwrap();
-    let read = std::io::Read::read(&mut idle, &mut buf);
-    assert_eq!(
-        read.ok(),
-        Some(0),
-        "idle keep-alive connection still open after shutdown"
-    );
+    assert_closed_by_server(idle);
     assert!(tokio::net::TcpStream::connect(admin).await.is_err());
 }

@@ -131,25 +131,36 @@ async fn serve_accepts_env_values() {
     assert_eq!(body.unwrap().text().await.unwrap(), "blue");
 }
 
-#[test]
-fn an_invalid_config_exits_non_zero_naming_the_field() {
+/// Runs `edge-node --config` on `toml` (in a temp dir holding `files`),
+/// expects it to fail, and returns its stderr.
+fn failing_start(toml: &str, files: &[(&str, &[u8])]) -> String {
     let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
     let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[apps]]\nname = \"hello\"\ntenant = \"acme\"\n\
-             hosts = [\"hello.test\"]\ncomponent = {HELLO:?}\n\n[runtime]\nepoch_tick = \"1h\"\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, toml).unwrap();
     let output = Command::new(BIN)
         .arg("--config")
         .arg(&config)
         .output()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "edge-node started with a bad config"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn an_invalid_config_exits_non_zero_naming_the_field() {
+    let stderr = failing_start(
+        &format!(
+            "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[apps]]\nname = \"hello\"\ntenant = \"acme\"\n\
+             hosts = [\"hello.test\"]\ncomponent = {HELLO:?}\n\n[runtime]\nepoch_tick = \"1h\"\n"
+        ),
+        &[],
+    );
     assert!(
         stderr.contains("runtime.epoch_tick: must be between 100us and 100ms"),
         "{stderr}"
@@ -158,23 +169,11 @@ fn an_invalid_config_exits_non_zero_naming_the_field() {
 
 #[test]
 fn a_component_that_fails_to_load_names_the_app() {
-    let dir = tempfile::tempdir().unwrap();
-    let wasm = dir.path().join("broken.wasm");
-    std::fs::write(&wasm, b"\0asm garbage").unwrap();
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
+    let stderr = failing_start(
         "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[apps]]\nname = \"broken\"\ntenant = \"acme\"\n\
          hosts = [\"broken.test\"]\ncomponent = \"broken.wasm\"\n",
-    )
-    .unwrap();
-    let output = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        &[("broken.wasm", b"\0asm garbage")],
+    );
     assert!(stderr.contains("app `broken`"), "{stderr}");
     assert!(
         stderr.contains("not a valid WebAssembly component"),

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use edge_fixtures::WSTD_STREAM;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{TestNode, app, eventually, metric_value};
+use crate::common::{
+    TestNode, app, assert_closed_by_server, eventually, idle_keep_alive_connection, metric_value,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_requests_finish_after_shutdown_begins() {
@@ -41,13 +42,7 @@ async fn in_flight_requests_finish_after_shutdown_begins() {
     .await;
 
     // An idle keep-alive connection, to check it is closed by the shutdown.
-    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET /sleep?ms=1 HTTP/1.1\r\nHost: wstd.test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let n = idle.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let idle = idle_keep_alive_connection(addr, "wstd.test", "/sleep?ms=1").await;
 
     let handle = node.take_handle();
     let shutdown = tokio::spawn(handle.shutdown());
@@ -62,12 +57,5 @@ async fn in_flight_requests_finish_after_shutdown_begins() {
     assert_eq!(status, 200);
     assert_eq!(body, "slept 1500 ms\n");
     shutdown.await.unwrap();
-    let mut idle = idle.into_std().unwrap();
-    idle.set_nonblocking(true).unwrap();
-    let read = std::io::Read::read(&mut idle, &mut buf);
-    assert_eq!(
-        read.ok(),
-        Some(0),
-        "idle connection still open after shutdown"
-    );
+    assert_closed_by_server(idle);
 }
