@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::config::AppConfig;
+use crate::admission::AppAdmission;
+use crate::config::{AppConfig, AppLimits};
 use crate::metrics::{AppMetrics, Metrics};
 use crate::names::{AppName, TenantId};
 use crate::runtime::{LoadError, LoadedComponent, Runtime};
@@ -15,6 +16,8 @@ pub struct App {
     /// Config values, passed to the guest as its environment.
     pub env: Vec<(String, String)>,
     pub metrics: AppMetrics,
+    pub limits: AppLimits,
+    pub admission: AppAdmission,
     // Shared copies of the names for per-request log contexts.
     pub(crate) log_tenant: Arc<str>,
     pub(crate) log_name: Arc<str>,
@@ -48,6 +51,8 @@ impl App {
             metrics: metrics.for_app(config.tenant.as_str(), config.name.as_str()),
             log_tenant: Arc::from(config.tenant.as_str()),
             log_name: Arc::from(config.name.as_str()),
+            limits: config.limits.clone(),
+            admission: AppAdmission::new(&config.limits),
             name: config.name.clone(),
             tenant: config.tenant.clone(),
             component,

@@ -154,6 +154,16 @@ pub struct HttpConfig {
     /// their connections are closed. Default: 30s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Longest request target (path and query). Over it: 414 `uri-too-long`.
+    /// Default: 8 KiB.
+    pub max_uri_bytes: usize,
+    /// Total size of a request's header names and values. Over it: 431
+    /// `headers-too-large`. Default: 32 KiB.
+    pub max_header_bytes: usize,
+    /// Requests running at once on the node, all apps together. Beyond: 503
+    /// `node-at-capacity`. Never more than `runtime.instance_slots`.
+    /// Default: `runtime.instance_slots`.
+    pub max_concurrent_requests: Option<u32>,
 }
 
 impl Default for HttpConfig {
@@ -163,6 +173,9 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             h2_max_concurrent_streams: 256,
             shutdown_grace: Duration::from_secs(30),
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 32 << 10,
+            max_concurrent_requests: None,
         }
     }
 }
@@ -184,6 +197,64 @@ pub struct AppConfig {
     /// Config values, seen by the guest as its environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// What one request, and the app as a whole, may use.
+    #[serde(default)]
+    pub limits: AppLimits,
+}
+
+/// Per-app limits. Defaults are production-sane (for reference, Fastly
+/// Compute allows 50 ms of CPU and 128 MB of memory per request).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppLimits {
+    /// CPU time the guest's own code may run per request (host calls and
+    /// waiting excluded). Over it: 503 `cpu-time-exceeded`. Default: 50ms.
+    #[serde(with = "humantime_serde")]
+    pub cpu_time: Duration,
+    /// Wall-clock time for the whole request, from arrival to the last byte
+    /// of the response body. Over it before the response starts: 504
+    /// `wall-time-exceeded`; after: the body is cut off. Default: 60s.
+    #[serde(with = "humantime_serde")]
+    pub wall_time: Duration,
+    /// Linear memory one instance may grow to (at most
+    /// `runtime.max_memory_bytes`). Over it: the allocation fails, and the
+    /// trap that follows is 500 `memory-limit-exceeded`. Default: 128 MiB.
+    pub max_memory_bytes: u64,
+    /// Elements per table. Default: 20000.
+    pub max_table_elements: u32,
+    /// Requests of this app running at once on this node. Beyond: 503
+    /// `concurrency-limit-exceeded` with `Retry-After`. The node-wide cap
+    /// (`http.max_concurrent_requests`) applies on top. Default: 100.
+    pub max_concurrent_requests: u32,
+    /// Sustained requests per second admitted on this node (token bucket).
+    /// Beyond: 429 `rate-limit-exceeded` with `Retry-After`. Default: none.
+    pub requests_per_second: Option<f64>,
+    /// Requests admitted in a burst above the rate. Default: one second's
+    /// worth of `requests_per_second`.
+    pub burst: Option<u32>,
+    /// Request body bytes, enforced while streaming. Over it: 413
+    /// `request-body-too-large`. Default: 100 MiB.
+    pub max_request_body_bytes: u64,
+    /// Response body bytes. A larger declared `content-length`: 502
+    /// `response-too-large`; a stream that goes past it is cut off.
+    /// Default: 1 GiB.
+    pub max_response_body_bytes: u64,
+}
+
+impl Default for AppLimits {
+    fn default() -> Self {
+        Self {
+            cpu_time: Duration::from_millis(50),
+            wall_time: Duration::from_secs(60),
+            max_memory_bytes: 128 << 20,
+            max_table_elements: 20_000,
+            max_concurrent_requests: 100,
+            requests_per_second: None,
+            burst: None,
+            max_request_body_bytes: 100 << 20,
+            max_response_body_bytes: 1 << 30,
+        }
+    }
 }
 
 fn root_prefix() -> String {
@@ -270,6 +341,7 @@ impl NodeConfig {
                 path_prefix: root_prefix(),
                 component,
                 env,
+                limits: AppLimits::default(),
             }],
         }
     }
@@ -365,6 +437,17 @@ impl NodeConfig {
                 "must be at least 1",
             ));
         }
+        if let Some(max) = self.http.max_concurrent_requests
+            && (max == 0 || max > rt.instance_slots)
+        {
+            return Err(invalid(
+                "http.max_concurrent_requests",
+                format!(
+                    "must be between 1 and runtime.instance_slots ({})",
+                    rt.instance_slots
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -408,6 +491,7 @@ impl NodeConfig {
                     format!("{} is not a readable file", app.component.display()),
                 ));
             }
+            self.validate_limits(i, &app.limits)?;
             let mut env_bytes = 0;
             for (key, value) in &app.env {
                 if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0')
@@ -425,6 +509,53 @@ impl NodeConfig {
                     format!("{env_bytes} bytes of config values; the limit is {MAX_ENV_BYTES}"),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl NodeConfig {
+    fn validate_limits(&self, i: usize, limits: &AppLimits) -> Result<(), ConfigError> {
+        let field = |f: &str| format!("apps[{i}].limits.{f}");
+        if limits.cpu_time < self.runtime.epoch_tick {
+            return Err(invalid(
+                field("cpu_time"),
+                format!(
+                    "must be at least runtime.epoch_tick ({:?}), the granularity of CPU checks",
+                    self.runtime.epoch_tick
+                ),
+            ));
+        }
+        if limits.wall_time.is_zero() {
+            return Err(invalid(field("wall_time"), "must be more than 0"));
+        }
+        if limits.max_memory_bytes > self.runtime.max_memory_bytes {
+            return Err(invalid(
+                field("max_memory_bytes"),
+                format!(
+                    "must not exceed runtime.max_memory_bytes ({})",
+                    self.runtime.max_memory_bytes
+                ),
+            ));
+        }
+        // Above the node-wide cap is allowed and simply means the node cap
+        // applies first.
+        if limits.max_concurrent_requests == 0 {
+            return Err(invalid(
+                field("max_concurrent_requests"),
+                "must be at least 1",
+            ));
+        }
+        if let Some(rate) = limits.requests_per_second
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(invalid(
+                field("requests_per_second"),
+                "must be a positive number",
+            ));
+        }
+        if limits.burst == Some(0) {
+            return Err(invalid(field("burst"), "must be at least 1"));
         }
         Ok(())
     }

@@ -1,18 +1,24 @@
-//! The request path, top to bottom: route → run the component → record.
-//! (Admission and the cache slot in between route and run as they land.)
+//! The request path, top to bottom: route → check sizes → admit → run the
+//! component → guard the response body → record.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use prometheus::IntGauge;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::RequestId;
+use crate::admission::NodeAdmission;
 use crate::app::App;
-use crate::error::{EdgeError, Fault, ResponseBody};
+use crate::body::{GuardedResponseBody, LimitedRequestBody};
+use crate::config::HttpConfig;
+use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
 use crate::metrics::Metrics;
 use crate::router::{RouteError, Router, request_host};
 use crate::runtime::Runtime;
@@ -27,21 +33,35 @@ pub struct Dispatcher {
     runtime: Arc<Runtime>,
     routes: ArcSwap<RoutingTable>,
     metrics: Metrics,
+    admission: NodeAdmission,
+    max_uri_bytes: usize,
+    max_header_bytes: usize,
     next_request_id: AtomicU64,
 }
 
 impl Dispatcher {
-    pub fn new(runtime: Arc<Runtime>, routes: RoutingTable, metrics: Metrics) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        routes: RoutingTable,
+        metrics: Metrics,
+        http: &HttpConfig,
+    ) -> Self {
         // Ids are unique per process run: the high half comes from the start
         // time, the low half counts requests.
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
+        let node_cap = http
+            .max_concurrent_requests
+            .unwrap_or(runtime.settings.instance_slots);
         Self {
             runtime,
             routes: ArcSwap::from_pointee(routes),
             metrics,
+            admission: NodeAdmission::new(node_cap),
+            max_uri_bytes: http.max_uri_bytes,
+            max_header_bytes: http.max_header_bytes,
             next_request_id: AtomicU64::new(seed << 32),
         }
     }
@@ -53,7 +73,7 @@ impl Dispatcher {
 
     pub async fn dispatch<B>(&self, request: Request<B>, scheme: Scheme) -> Response<ResponseBody>
     where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let started = Instant::now();
@@ -67,23 +87,78 @@ impl Dispatcher {
             }
         };
 
-        app.metrics.in_flight.inc();
-        let in_flight = InFlight(&app.metrics.in_flight);
-        let response = match self.runtime.invoke(&app, request, scheme, request_id).await {
+        let response = match self.run(&app, request, scheme, request_id, started).await {
             Ok(response) => response,
             Err(err) => {
-                let err = EdgeError::from(err);
+                if let Some(reason) = limit_reason(&err) {
+                    app.metrics.limit_rejection(reason);
+                }
                 log_failure(&app, request_id, &err);
                 err.to_response()
             }
         };
 
-        drop(in_flight);
         app.metrics.request(response.status());
         app.metrics
             .request_duration
             .observe(started.elapsed().as_secs_f64());
         with_request_id(response, request_id)
+    }
+
+    async fn run<B>(
+        &self,
+        app: &Arc<App>,
+        request: Request<B>,
+        scheme: Scheme,
+        request_id: RequestId,
+        started: Instant,
+    ) -> Result<Response<ResponseBody>, EdgeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.check_request_size(app, &request)?;
+        let guard = RequestGuard {
+            _node: self.admission.admit()?,
+            _app: app.admission.admit()?,
+            _in_flight: InFlight::new(&app.metrics.in_flight),
+        };
+
+        let body_limit = app.limits.max_request_body_bytes;
+        let body_exceeded = Arc::new(AtomicBool::new(false));
+        let request =
+            request.map(|body| LimitedRequestBody::new(body, body_limit, body_exceeded.clone()));
+        let deadline = started + app.limits.wall_time;
+        let response = self
+            .runtime
+            .invoke(app, request, scheme, request_id, deadline)
+            .await
+            .map_err(|err| {
+                // Whatever the guest made of the failed read, the client sent
+                // too much.
+                if body_exceeded.load(Ordering::Relaxed) {
+                    EdgeError::from(RequestLimit::BodyTooLarge { limit: body_limit })
+                } else {
+                    EdgeError::from(err)
+                }
+            })?;
+
+        // A guest that failed on the over-long body and answered with its own
+        // 5xx: the client is told what it did wrong instead.
+        if body_exceeded.load(Ordering::Relaxed) && response.status().is_server_error() {
+            return Err(RequestLimit::BodyTooLarge { limit: body_limit }.into());
+        }
+        let limit = app.limits.max_response_body_bytes;
+        if let Some(declared) = declared_length(response.headers())
+            && declared > limit
+        {
+            return Err(EdgeError::ResponseTooLarge { declared, limit });
+        }
+        let metrics = app.metrics.clone();
+        Ok(response.map(|body| {
+            let on_exceeded = Box::new(move || metrics.limit_rejection("response-too-large"));
+            GuardedResponseBody::new(body, limit, on_exceeded, guard).boxed_unsync()
+        }))
     }
 
     fn route<B>(&self, request: &Request<B>) -> Result<Arc<App>, RouteError> {
@@ -93,13 +168,64 @@ impl Dispatcher {
             .route(&host, request.uri().path())
             .cloned()
     }
+
+    fn check_request_size<B>(&self, app: &App, request: &Request<B>) -> Result<(), RequestLimit> {
+        let uri_len = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if uri_len > self.max_uri_bytes {
+            return Err(RequestLimit::UriTooLong {
+                limit: self.max_uri_bytes,
+            });
+        }
+        let header_bytes: usize = request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if header_bytes > self.max_header_bytes {
+            return Err(RequestLimit::HeadersTooLarge {
+                limit: self.max_header_bytes,
+            });
+        }
+        let body_limit = app.limits.max_request_body_bytes;
+        if declared_length(request.headers()).is_some_and(|len| len > body_limit) {
+            return Err(RequestLimit::BodyTooLarge { limit: body_limit });
+        }
+        Ok(())
+    }
 }
 
-/// Decrements the in-flight gauge however the request ends, including when
-/// the client goes away and hyper drops this future.
-struct InFlight<'a>(&'a prometheus::IntGauge);
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
 
-impl Drop for InFlight<'_> {
+/// What a running request holds until its response body is done: its
+/// admission permits and its place in the in-flight gauge.
+struct RequestGuard {
+    _node: OwnedSemaphorePermit,
+    _app: OwnedSemaphorePermit,
+    _in_flight: InFlight,
+}
+
+/// Counts a request in `edge_requests_in_flight` however it ends, including
+/// when the client goes away and hyper drops the future or the body.
+struct InFlight(IntGauge);
+
+impl InFlight {
+    fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -111,6 +237,18 @@ fn route_reason(err: &RouteError) -> &'static str {
         RouteError::InvalidHost => "invalid-host",
         RouteError::UnknownHost(_) => "unknown-host",
         RouteError::NoPathMatch(_) => "no-route",
+    }
+}
+
+/// The `reason` label of `edge_limit_rejections_total`, for errors that are
+/// a limit being enforced. Guest CPU and memory limits are counted where the
+/// guest task ends, since they can also strike after the response started.
+fn limit_reason(err: &EdgeError) -> Option<&'static str> {
+    match err {
+        EdgeError::Admission(_) | EdgeError::Request(_) | EdgeError::ResponseTooLarge { .. } => {
+            Some(err.code())
+        }
+        _ => None,
     }
 }
 

@@ -10,6 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::admission::AdmissionError;
 use crate::router::RouteError;
 use crate::runtime::GuestError;
 
@@ -36,6 +37,23 @@ pub enum EdgeError {
     Route(#[from] RouteError),
     #[error(transparent)]
     Guest(#[from] GuestError),
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    #[error(transparent)]
+    Request(#[from] RequestLimit),
+    #[error("the response declares {declared} bytes; the app's limit is {limit}")]
+    ResponseTooLarge { declared: u64, limit: u64 },
+}
+
+/// A request larger than the node or app allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestLimit {
+    #[error("the request target is longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error("the request headers are larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    #[error("the request body is larger than the app's limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
 }
 
 impl EdgeError {
@@ -47,8 +65,20 @@ impl EdgeError {
             EdgeError::Route(RouteError::UnknownHost(_) | RouteError::NoPathMatch(_)) => {
                 StatusCode::NOT_FOUND
             }
+            EdgeError::Admission(AdmissionError::Rate { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            EdgeError::Admission(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EdgeError::Request(RequestLimit::UriTooLong { .. }) => StatusCode::URI_TOO_LONG,
+            EdgeError::Request(RequestLimit::HeadersTooLarge { .. }) => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            EdgeError::Request(RequestLimit::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             EdgeError::Guest(err) => match err {
-                GuestError::Trap { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                GuestError::Trap { .. } | GuestError::MemoryLimitExceeded => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                GuestError::CpuTimeExceeded(_) => StatusCode::SERVICE_UNAVAILABLE,
+                GuestError::WallTimeExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
                 GuestError::NoResponse | GuestError::ErrorCode(_) => StatusCode::BAD_GATEWAY,
                 GuestError::PoolExhausted(_) | GuestError::Instantiate(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -65,8 +95,18 @@ impl EdgeError {
             EdgeError::Route(RouteError::InvalidHost) => "invalid-host",
             EdgeError::Route(RouteError::UnknownHost(_)) => "unknown-host",
             EdgeError::Route(RouteError::NoPathMatch(_)) => "no-route",
+            EdgeError::Admission(AdmissionError::NodeAtCapacity(_)) => "node-at-capacity",
+            EdgeError::Admission(AdmissionError::Concurrency(_)) => "concurrency-limit-exceeded",
+            EdgeError::Admission(AdmissionError::Rate { .. }) => "rate-limit-exceeded",
+            EdgeError::Request(RequestLimit::UriTooLong { .. }) => "uri-too-long",
+            EdgeError::Request(RequestLimit::HeadersTooLarge { .. }) => "headers-too-large",
+            EdgeError::Request(RequestLimit::BodyTooLarge { .. }) => "request-body-too-large",
+            EdgeError::ResponseTooLarge { .. } => "response-too-large",
             EdgeError::Guest(err) => match err {
                 GuestError::Trap { .. } => "guest-trap",
+                GuestError::CpuTimeExceeded(_) => "cpu-time-exceeded",
+                GuestError::WallTimeExceeded(_) => "wall-time-exceeded",
+                GuestError::MemoryLimitExceeded => "memory-limit-exceeded",
                 GuestError::NoResponse => "no-response",
                 GuestError::ErrorCode(_) => "guest-error",
                 GuestError::PoolExhausted(_) => "instance-pool-exhausted",
@@ -78,9 +118,16 @@ impl EdgeError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            EdgeError::Route(_) => Fault::Client,
+            EdgeError::Route(_) | EdgeError::Request(_) => Fault::Client,
+            EdgeError::Admission(AdmissionError::NodeAtCapacity(_)) => Fault::Platform,
+            EdgeError::Admission(_) | EdgeError::ResponseTooLarge { .. } => Fault::Tenant,
             EdgeError::Guest(
-                GuestError::Trap { .. } | GuestError::NoResponse | GuestError::ErrorCode(_),
+                GuestError::Trap { .. }
+                | GuestError::NoResponse
+                | GuestError::ErrorCode(_)
+                | GuestError::CpuTimeExceeded(_)
+                | GuestError::WallTimeExceeded(_)
+                | GuestError::MemoryLimitExceeded,
             ) => Fault::Tenant,
             EdgeError::Guest(_) => Fault::Platform,
         }
@@ -90,7 +137,19 @@ impl EdgeError {
     fn public_message(&self) -> String {
         match self {
             EdgeError::Route(err) => err.to_string(),
+            EdgeError::Admission(err) => err.to_string(),
+            EdgeError::Request(err) => err.to_string(),
+            EdgeError::ResponseTooLarge { .. } => {
+                "the app's response is larger than its limit".into()
+            }
             EdgeError::Guest(err) => match err {
+                GuestError::CpuTimeExceeded(limit) => {
+                    format!("the app used more than its {limit:?} of CPU time for this request")
+                }
+                GuestError::WallTimeExceeded(limit) => {
+                    format!("the app did not finish within its {limit:?} time limit")
+                }
+                GuestError::MemoryLimitExceeded => "the app ran out of its memory limit".into(),
                 GuestError::Trap { .. } => {
                     "the app's component failed while handling the request".into()
                 }
@@ -105,9 +164,18 @@ impl EdgeError {
         }
     }
 
-    /// Seconds after which a retry may succeed, for 503s.
-    fn retry_after(&self) -> Option<u32> {
-        (self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1)
+    /// Seconds after which a retry may succeed, for 503s and 429s.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            EdgeError::Admission(AdmissionError::Rate { retry_after, .. }) => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
+            EdgeError::Admission(_)
+            | EdgeError::Guest(GuestError::PoolExhausted(_) | GuestError::Instantiate(_)) => {
+                Some(1)
+            }
+            _ => None,
+        }
     }
 
     pub fn to_response(&self) -> Response<ResponseBody> {

@@ -6,7 +6,9 @@
 //! addresses. The request path is [`dispatch::Dispatcher::dispatch`].
 
 pub mod admin;
+pub mod admission;
 pub mod app;
+pub mod body;
 pub mod config;
 pub mod dispatch;
 pub mod error;
@@ -83,7 +85,12 @@ impl Node {
         let metrics = Metrics::new(prometheus::Registry::new())?;
         let runtime = Arc::new(Runtime::new(&config.runtime, &config.compile)?);
         let routes = load_apps(&config, &runtime, &metrics).await?;
-        let dispatcher = Arc::new(Dispatcher::new(runtime, routes, metrics.clone()));
+        let dispatcher = Arc::new(Dispatcher::new(
+            runtime,
+            routes,
+            metrics.clone(),
+            &config.http,
+        ));
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();

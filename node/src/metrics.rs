@@ -17,6 +17,28 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+/// CPU time per request, from 50 µs to the 10 s a generous budget allows.
+const CPU_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
+];
+
+/// Peak linear memory per request, 64 KiB (one page) to 4 GiB.
+const MEMORY_BUCKETS: &[f64] = &[
+    65536.0,
+    262144.0,
+    1048576.0,
+    2097152.0,
+    4194304.0,
+    8388608.0,
+    16777216.0,
+    33554432.0,
+    67108864.0,
+    134217728.0,
+    268435456.0,
+    1073741824.0,
+    4294967296.0,
+];
+
 /// Instantiation is microseconds when the pool is warm; buckets from 10 µs.
 const INSTANTIATE_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
@@ -31,6 +53,9 @@ pub struct Metrics {
     instantiate_duration: HistogramVec,
     guest_traps: IntCounterVec,
     in_flight: IntGaugeVec,
+    cpu_time: HistogramVec,
+    memory_peak: HistogramVec,
+    limit_rejections: IntCounterVec,
     unrouted: IntCounterVec,
     pub connections_open: IntGaugeVec,
     pub connections_total: IntCounterVec,
@@ -77,6 +102,29 @@ impl Metrics {
             ),
             &["tenant", "app"],
         )?;
+        let cpu_time = HistogramVec::new(
+            HistogramOpts::new(
+                "edge_guest_cpu_seconds",
+                "CPU time the guest's own code ran per request, by app.",
+            )
+            .buckets(CPU_BUCKETS.to_vec()),
+            &["tenant", "app"],
+        )?;
+        let memory_peak = HistogramVec::new(
+            HistogramOpts::new(
+                "edge_guest_memory_peak_bytes",
+                "Largest linear memory an instance reached per request, by app.",
+            )
+            .buckets(MEMORY_BUCKETS.to_vec()),
+            &["tenant", "app"],
+        )?;
+        let limit_rejections = IntCounterVec::new(
+            Opts::new(
+                "edge_limit_rejections_total",
+                "Requests refused or cut off by a limit, by app and the limit hit.",
+            ),
+            &["tenant", "app", "reason"],
+        )?;
         let unrouted = IntCounterVec::new(
             Opts::new(
                 "edge_unrouted_requests_total",
@@ -109,6 +157,9 @@ impl Metrics {
         registry.register(Box::new(instantiate_duration.clone()))?;
         registry.register(Box::new(guest_traps.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(cpu_time.clone()))?;
+        registry.register(Box::new(memory_peak.clone()))?;
+        registry.register(Box::new(limit_rejections.clone()))?;
         registry.register(Box::new(unrouted.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_total.clone()))?;
@@ -122,6 +173,9 @@ impl Metrics {
             instantiate_duration,
             guest_traps,
             in_flight,
+            cpu_time,
+            memory_peak,
+            limit_rejections,
             unrouted,
             connections_open,
             connections_total,
@@ -144,6 +198,9 @@ impl Metrics {
             request_duration: self.request_duration.with_label_values(&[tenant, app]),
             instantiate_duration: self.instantiate_duration.with_label_values(&[tenant, app]),
             in_flight: self.in_flight.with_label_values(&[tenant, app]),
+            cpu_time: self.cpu_time.with_label_values(&[tenant, app]),
+            memory_peak: self.memory_peak.with_label_values(&[tenant, app]),
+            limit_rejections: self.limit_rejections.clone(),
             guest_traps: self.guest_traps.clone(),
             tenant: tenant.to_string(),
             app: app.to_string(),
@@ -162,6 +219,9 @@ pub struct AppMetrics {
     pub request_duration: Histogram,
     pub instantiate_duration: Histogram,
     pub in_flight: IntGauge,
+    pub cpu_time: Histogram,
+    pub memory_peak: Histogram,
+    limit_rejections: IntCounterVec,
     guest_traps: IntCounterVec,
     tenant: String,
     app: String,
@@ -171,6 +231,13 @@ impl AppMetrics {
     pub fn request(&self, status: http::StatusCode) {
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         self.requests_by_class[class].inc();
+    }
+
+    /// A request refused or cut off by a limit; `reason` is the error code.
+    pub fn limit_rejection(&self, reason: &'static str) {
+        self.limit_rejections
+            .with_label_values(&[&self.tenant, &self.app, reason])
+            .inc();
     }
 
     pub fn trap(&self, kind: &'static str) {

@@ -53,11 +53,17 @@ fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
         // hyper's header timeout only runs with a timer installed.
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // hyper answers 431 itself past this many header lines; the byte
+        // limit (`http.max_header_bytes`) is checked in dispatch.
+        .max_headers(256);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(config.h2_max_concurrent_streams);
+        .max_concurrent_streams(config.h2_max_concurrent_streams)
+        // Protocol-level bound well above the byte limit dispatch enforces,
+        // so an oversized header list gets our 431 rather than a reset.
+        .max_header_list_size((config.max_header_bytes as u32).saturating_mul(2));
     builder
 }
 

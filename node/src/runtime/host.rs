@@ -4,8 +4,11 @@
 //! No filesystem and no sockets are linked at all, so a component that
 //! imports them is refused when it is loaded, not when a request arrives.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+
+use wasmtime::Engine;
 use wasmtime_wasi::cli::WasiCliView;
 use wasmtime_wasi::p2::bindings::{cli, random};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -15,6 +18,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::guest_log::{GuestLog, LogContext};
+use super::limits::{CpuClock, InstanceLimits};
 
 /// The WASI version the node implements (wasmtime 48's WIT). Guests built
 /// against a newer 0.2.x may call functions that do not exist here, so they
@@ -97,7 +101,8 @@ pub struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutboundPolicy,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: InstanceLimits,
+    pub(super) cpu: Arc<CpuClock>,
 }
 
 /// What a request's host state is built from.
@@ -105,6 +110,10 @@ pub struct HostSetup<'a> {
     pub env: &'a [(String, String)],
     pub log: LogContext,
     pub max_memory_bytes: usize,
+    pub max_table_elements: usize,
+    /// Set when the guest hits its memory or table limit.
+    pub limit_hit: Arc<AtomicBool>,
+    pub cpu: Arc<CpuClock>,
 }
 
 impl Host {
@@ -120,9 +129,13 @@ impl Host {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             hooks: OutboundPolicy,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(setup.max_memory_bytes)
-                .build(),
+            limits: InstanceLimits {
+                max_memory_bytes: setup.max_memory_bytes,
+                max_table_elements: setup.max_table_elements,
+                hit: setup.limit_hit,
+                peak_memory_bytes: 0,
+            },
+            cpu: setup.cpu,
         }
     }
 }

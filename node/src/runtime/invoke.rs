@@ -3,7 +3,10 @@
 //! soon as the guest sets it while the guest keeps streaming the body.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use wasmtime::Store;
@@ -14,8 +17,11 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::Runtime;
 use super::guest_log::{GuestLogLimits, LogContext};
 use super::host::{Host, HostSetup};
+use super::limits::{CpuClock, LimitExceeded, enforce_cpu_budget};
 use crate::RequestId;
 use crate::app::App;
+use crate::body::GuestResponseBody;
+use http_body_util::BodyExt;
 
 /// How a guest failed to produce a response.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +33,12 @@ pub enum GuestError {
     },
     #[error("the guest returned without setting a response")]
     NoResponse,
+    #[error("the guest used more than its {0:?} of CPU time")]
+    CpuTimeExceeded(Duration),
+    #[error("the request took longer than its {0:?} wall-time limit")]
+    WallTimeExceeded(Duration),
+    #[error("the guest hit its memory or table limit")]
+    MemoryLimitExceeded,
     #[error("the guest answered with error code {0:?}")]
     ErrorCode(ErrorCode),
     #[error("no free instance slot: {0:#}")]
@@ -50,11 +62,23 @@ pub enum TrapKind {
     Interrupt,
     /// It called `wasi:cli/exit`.
     Exit,
+    /// Its CPU budget ran out.
+    CpuTime,
+    /// It ran into its memory or table limit (and trapped on the failure).
+    MemoryLimit,
     Other,
 }
 
 impl TrapKind {
-    pub fn of(err: &wasmtime::Error) -> TrapKind {
+    /// Classifies a trap; `limit_hit` says whether the guest was refused
+    /// memory or table growth during the request.
+    pub fn of(err: &wasmtime::Error, limit_hit: bool) -> TrapKind {
+        if err.downcast_ref::<LimitExceeded>().is_some() {
+            return TrapKind::CpuTime;
+        }
+        if limit_hit {
+            return TrapKind::MemoryLimit;
+        }
         if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
             return match trap {
                 wasmtime::Trap::UnreachableCodeReached => TrapKind::Unreachable,
@@ -77,6 +101,8 @@ impl TrapKind {
             TrapKind::MemoryOutOfBounds => "memory-out-of-bounds",
             TrapKind::Interrupt => "interrupt",
             TrapKind::Exit => "exit",
+            TrapKind::CpuTime => "cpu-time-exceeded",
+            TrapKind::MemoryLimit => "memory-limit-exceeded",
             TrapKind::Other => "other",
         }
     }
@@ -92,22 +118,28 @@ impl std::fmt::Display for TrapKind {
 enum TaskError {
     Instantiate(wasmtime::Error),
     Trap(TrapKind, wasmtime::Error),
+    WallTime,
 }
 
 impl Runtime {
-    /// Runs `app`'s component for one request.
+    /// Runs `app`'s component for one request, which must be over by
+    /// `deadline` (the app's wall-time limit), response body included.
     pub async fn invoke<B>(
         &self,
         app: &Arc<App>,
         request: http::Request<B>,
         scheme: Scheme,
         request_id: RequestId,
+        deadline: Instant,
     ) -> Result<http::Response<HyperOutgoingBody>, GuestError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let settings = &self.settings;
+        let limits = &app.limits;
+        let limit_hit = Arc::new(AtomicBool::new(false));
+        let cpu = CpuClock::new();
         let host = Host::new(HostSetup {
             env: &app.env,
             log: LogContext {
@@ -119,13 +151,14 @@ impl Runtime {
                     bytes_per_request: settings.guest_log_bytes_per_request,
                 },
             },
-            max_memory_bytes: settings.max_memory_bytes as usize,
+            max_memory_bytes: limits.max_memory_bytes as usize,
+            max_table_elements: limits.max_table_elements as usize,
+            limit_hit: limit_hit.clone(),
+            cpu: cpu.clone(),
         });
         let mut store = Store::new(self.engine(), host);
         store.limiter(|host| &mut host.limits);
-        // Every epoch tick, a running guest yields to the executor so that a
-        // busy guest shares the tokio workers with everyone else.
-        store.epoch_deadline_async_yield_and_update(1);
+        enforce_cpu_budget(&mut store, &cpu, limits.cpu_time);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
@@ -137,46 +170,67 @@ impl Runtime {
             .map_err(GuestError::Host)?;
 
         let app = app.clone();
+        let task_limit_hit = limit_hit.clone();
+        let guest_failed = Arc::new(AtomicBool::new(false));
+        let task_failed = guest_failed.clone();
         // The guest runs in its own task: after it sets the response it keeps
         // running to write the body, while this function returns the response
         // to hyper.
         let task = tokio::spawn(async move {
-            let started = Instant::now();
-            let proxy = app
-                .component
-                .instantiate_async(&mut store)
-                .await
-                .map_err(TaskError::Instantiate)?;
+            let run = async {
+                let started = std::time::Instant::now();
+                let proxy = app
+                    .component
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(TaskError::Instantiate)?;
+                app.metrics
+                    .instantiate_duration
+                    .observe(started.elapsed().as_secs_f64());
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, response_out)
+                    .await
+                    .map_err(|err| {
+                        let kind = TrapKind::of(&err, task_limit_hit.load(Ordering::Relaxed));
+                        TaskError::Trap(kind, err)
+                    })
+            };
+            let result = match tokio::time::timeout_at(deadline, run).await {
+                Ok(result) => result,
+                Err(_) => Err(TaskError::WallTime),
+            };
+            app.metrics.cpu_time.observe(cpu.used().as_secs_f64());
             app.metrics
-                .instantiate_duration
-                .observe(started.elapsed().as_secs_f64());
-            let result = proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, response_out)
-                .await;
-            result.map_err(|err| {
-                let kind = TrapKind::of(&err);
-                app.metrics.trap(kind.label());
-                tracing::warn!(
-                    tenant = %app.tenant,
-                    app = %app.name,
-                    %request_id,
-                    kind = kind.label(),
-                    "guest trapped: {err:?}",
-                );
-                TaskError::Trap(kind, err)
-            })
+                .memory_peak
+                .observe(store.data().limits.peak_memory_bytes as f64);
+            if let Err(err) = &result {
+                task_failed.store(true, Ordering::Release);
+                report(&app, request_id, err);
+            }
+            result
         });
 
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                Ok(response.map(|body| GuestResponseBody::new(body, guest_failed).boxed_unsync()))
+            }
             Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
             // The guest dropped the response-outparam: find out why.
             Err(_) => match task.await? {
                 Ok(()) => Err(GuestError::NoResponse),
+                Err(TaskError::WallTime) => Err(GuestError::WallTimeExceeded(limits.wall_time)),
+                Err(TaskError::Trap(TrapKind::CpuTime, _)) => {
+                    Err(GuestError::CpuTimeExceeded(limits.cpu_time))
+                }
+                Err(TaskError::Trap(TrapKind::MemoryLimit, _)) => {
+                    Err(GuestError::MemoryLimitExceeded)
+                }
                 Err(TaskError::Trap(kind, source)) => Err(GuestError::Trap { kind, source }),
                 Err(TaskError::Instantiate(err)) => {
-                    if err
+                    if limit_hit.load(Ordering::Relaxed) {
+                        Err(GuestError::MemoryLimitExceeded)
+                    } else if err
                         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
                         .is_some()
                     {
@@ -187,5 +241,39 @@ impl Runtime {
                 }
             },
         }
+    }
+}
+
+/// Logs and counts how a guest task failed, whether or not the response had
+/// already started (in which case the client sees a cut-off body).
+fn report(app: &App, request_id: RequestId, err: &TaskError) {
+    match err {
+        TaskError::Trap(kind, err) => {
+            app.metrics.trap(kind.label());
+            match kind {
+                TrapKind::CpuTime => app.metrics.limit_rejection("cpu-time-exceeded"),
+                TrapKind::MemoryLimit => app.metrics.limit_rejection("memory-limit-exceeded"),
+                _ => {}
+            }
+            tracing::warn!(
+                tenant = %app.tenant,
+                app = %app.name,
+                %request_id,
+                kind = kind.label(),
+                "guest trapped: {err:?}",
+            );
+        }
+        TaskError::WallTime => {
+            app.metrics.limit_rejection("wall-time-exceeded");
+            tracing::info!(
+                tenant = %app.tenant,
+                app = %app.name,
+                %request_id,
+                limit = ?app.limits.wall_time,
+                "request over its wall-time limit; guest stopped",
+            );
+        }
+        // Answered as 503 by the caller, which logs it.
+        TaskError::Instantiate(_) => {}
     }
 }

@@ -7,6 +7,7 @@ mod epoch;
 mod guest_log;
 mod host;
 pub mod invoke;
+pub mod limits;
 
 use std::path::Path;
 use std::sync::Arc;

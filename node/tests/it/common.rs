@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use edge_node::config::{
-    AppConfig, CertificateConfig, HttpConfig, ListenConfig, NodeConfig, RuntimeConfig, TlsConfig,
+    AppConfig, AppLimits, CertificateConfig, HttpConfig, ListenConfig, NodeConfig, RuntimeConfig,
+    TlsConfig,
 };
 use edge_node::names::HostPattern;
 use edge_node::{Node, NodeHandle};
@@ -21,6 +22,7 @@ pub struct TestApp {
     path_prefix: String,
     component: String,
     env: BTreeMap<String, String>,
+    limits: AppLimits,
 }
 
 pub fn app(name: &str, component: &str) -> TestApp {
@@ -31,6 +33,7 @@ pub fn app(name: &str, component: &str) -> TestApp {
         path_prefix: "/".into(),
         component: component.into(),
         env: BTreeMap::new(),
+        limits: AppLimits::default(),
     }
 }
 
@@ -45,6 +48,10 @@ impl TestApp {
     }
     pub fn path_prefix(mut self, prefix: &str) -> Self {
         self.path_prefix = prefix.into();
+        self
+    }
+    pub fn limits(mut self, limits: AppLimits) -> Self {
+        self.limits = limits;
         self
     }
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -134,6 +141,7 @@ impl TestNodeBuilder {
                     path_prefix: a.path_prefix.clone(),
                     component: PathBuf::from(&a.component),
                     env: a.env.clone(),
+                    limits: a.limits.clone(),
                 })
                 .collect(),
         };

@@ -6,6 +6,7 @@
 mod common;
 mod config;
 mod guests;
+mod limits;
 mod load;
 mod observability;
 mod process;

@@ -1,0 +1,237 @@
+//! Body wrappers on the request path.
+//!
+//! [`LimitedRequestBody`] enforces the app's request-body limit while the
+//! body streams in (a `Content-Length` is checked up front by dispatch; a
+//! chunked or lying body is caught here). [`GuardedResponseBody`] enforces
+//! the response-body limit and keeps the request's admission permits and
+//! in-flight count until the last byte has gone out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::error::ResponseBody;
+
+type HttpError = wasmtime_wasi_http::Error;
+
+/// A request body that fails once more than `limit` bytes arrive.
+pub struct LimitedRequestBody<B> {
+    inner: B,
+    remaining: u64,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<B> LimitedRequestBody<B> {
+    /// `exceeded` is set if the body goes over the limit, so the caller can
+    /// answer 413 whatever the guest made of the failed read.
+    pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+            exceeded,
+        }
+    }
+}
+
+impl<B> Body for LimitedRequestBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<HttpError>,
+{
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        this.remaining = 0;
+                        this.exceeded.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
+                            this.limit,
+                        )))));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that ends in an error (which aborts the stream: HTTP/1
+/// closes the connection without the final chunk, HTTP/2 resets the stream)
+/// once more than `limit` bytes go out, and that holds `guard` until it is
+/// finished or dropped.
+pub struct GuardedResponseBody<G> {
+    inner: ResponseBody,
+    remaining: u64,
+    limit: u64,
+    on_exceeded: Option<Box<dyn FnOnce() + Send>>,
+    _guard: G,
+}
+
+impl<G: Send + 'static> GuardedResponseBody<G> {
+    pub fn new(
+        inner: ResponseBody,
+        limit: u64,
+        on_exceeded: Box<dyn FnOnce() + Send>,
+        guard: G,
+    ) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+            on_exceeded: Some(on_exceeded),
+            _guard: guard,
+        }
+    }
+}
+
+impl<G: Unpin> Body for GuardedResponseBody<G> {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        this.remaining = 0;
+                        if let Some(report) = this.on_exceeded.take() {
+                            report();
+                        }
+                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
+                            this.limit,
+                        )))));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The guest's response body, which must not end cleanly when the guest
+/// failed (trapped, ran out of time) before finishing it: wasi:http ends the
+/// stream when the store goes away, and a truncated body would look whole.
+pub struct GuestResponseBody {
+    inner: ResponseBody,
+    guest_failed: Arc<AtomicBool>,
+}
+
+impl GuestResponseBody {
+    pub fn new(inner: ResponseBody, guest_failed: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            guest_failed,
+        }
+    }
+}
+
+impl Body for GuestResponseBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            // The guest task records its failure before it drops the store,
+            // which is what ends this stream.
+            Poll::Ready(None) if this.guest_failed.load(Ordering::Acquire) => {
+                Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream() && !self.guest_failed.load(Ordering::Acquire)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    #[tokio::test]
+    async fn request_bodies_stop_at_the_limit() {
+        let chunks = (0..4).map(|_| Ok::<_, HttpError>(Frame::data(Bytes::from(vec![0u8; 100]))));
+        let body = StreamBody::new(futures::stream::iter(chunks));
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let limited = LimitedRequestBody::new(body, 250, exceeded.clone());
+        let err = limited.collect().await.expect_err("over the limit");
+        assert!(matches!(err, HttpError::HttpRequestBodySize(Some(250))));
+        assert!(exceeded.load(Ordering::Relaxed));
+
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let exact = LimitedRequestBody::new(
+            Full::new(Bytes::from(vec![0u8; 250])).map_err(HttpError::from),
+            250,
+            exceeded.clone(),
+        );
+        assert_eq!(exact.collect().await.unwrap().to_bytes().len(), 250);
+        assert!(!exceeded.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn response_bodies_stop_at_the_limit_and_report_once() {
+        let reported = Arc::new(AtomicBool::new(false));
+        let flag = reported.clone();
+        let body = crate::error::full_body(vec![1u8; 300]);
+        let guarded = GuardedResponseBody::new(
+            body,
+            200,
+            Box::new(move || flag.store(true, Ordering::Relaxed)),
+            (),
+        );
+        assert!(guarded.collect().await.is_err());
+        assert!(reported.load(Ordering::Relaxed));
+    }
+}
