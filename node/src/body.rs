@@ -8,33 +8,67 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::time::Sleep;
 
 use crate::error::ResponseBody;
 
 type HttpError = wasmtime_wasi_http::Error;
 
-/// A request body that fails once more than `limit` bytes arrive.
+/// How a request body ended badly, if it did; shared between the body (in
+/// the guest's store) and dispatch, which answers for it.
+#[derive(Clone, Default)]
+pub struct RequestBodyStatus(Arc<AtomicU8>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestBodyFailure {
+    TooLarge,
+    IdleTimeout,
+}
+
+impl RequestBodyStatus {
+    fn set(&self, failure: RequestBodyFailure) {
+        let code = match failure {
+            RequestBodyFailure::TooLarge => 1,
+            RequestBodyFailure::IdleTimeout => 2,
+        };
+        self.0.store(code, Ordering::Relaxed);
+    }
+
+    pub fn failure(&self) -> Option<RequestBodyFailure> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(RequestBodyFailure::TooLarge),
+            2 => Some(RequestBodyFailure::IdleTimeout),
+            _ => None,
+        }
+    }
+}
+
+/// A request body that fails once more than `limit` bytes arrive, or when
+/// no byte arrives for `idle_timeout` while it is being read.
 pub struct LimitedRequestBody<B> {
     inner: B,
     remaining: u64,
     limit: u64,
-    exceeded: Arc<AtomicBool>,
+    idle_timeout: Duration,
+    idle: Option<Pin<Box<Sleep>>>,
+    status: RequestBodyStatus,
 }
 
 impl<B> LimitedRequestBody<B> {
-    /// `exceeded` is set if the body goes over the limit, so the caller can
-    /// answer 413 whatever the guest made of the failed read.
-    pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+    pub fn new(inner: B, limit: u64, idle_timeout: Duration, status: RequestBodyStatus) -> Self {
         Self {
             inner,
             remaining: limit,
             limit,
-            exceeded,
+            idle_timeout,
+            idle: None,
+            status,
         }
     }
 }
@@ -54,11 +88,12 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.idle = None;
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > this.remaining {
                         this.remaining = 0;
-                        this.exceeded.store(true, Ordering::Relaxed);
+                        this.status.set(RequestBodyFailure::TooLarge);
                         return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
                             this.limit,
                         )))));
@@ -69,7 +104,18 @@ where
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // The clock runs only while someone waits for the next frame.
+                let timeout = this.idle_timeout;
+                let idle = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if idle.as_mut().poll(cx).is_ready() {
+                    this.status.set(RequestBodyFailure::IdleTimeout);
+                    return Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -200,24 +246,38 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full, StreamBody};
 
+    const IDLE: Duration = Duration::from_secs(30);
+
     #[tokio::test]
     async fn request_bodies_stop_at_the_limit() {
         let chunks = (0..4).map(|_| Ok::<_, HttpError>(Frame::data(Bytes::from(vec![0u8; 100]))));
         let body = StreamBody::new(futures::stream::iter(chunks));
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let limited = LimitedRequestBody::new(body, 250, exceeded.clone());
+        let status = RequestBodyStatus::default();
+        let limited = LimitedRequestBody::new(body, 250, IDLE, status.clone());
         let err = limited.collect().await.expect_err("over the limit");
         assert!(matches!(err, HttpError::HttpRequestBodySize(Some(250))));
-        assert!(exceeded.load(Ordering::Relaxed));
+        assert_eq!(status.failure(), Some(RequestBodyFailure::TooLarge));
 
-        let exceeded = Arc::new(AtomicBool::new(false));
+        let status = RequestBodyStatus::default();
         let exact = LimitedRequestBody::new(
             Full::new(Bytes::from(vec![0u8; 250])).map_err(HttpError::from),
             250,
-            exceeded.clone(),
+            IDLE,
+            status.clone(),
         );
         assert_eq!(exact.collect().await.unwrap().to_bytes().len(), 250);
-        assert!(!exceeded.load(Ordering::Relaxed));
+        assert_eq!(status.failure(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_request_body_times_out() {
+        let stalled =
+            StreamBody::new(futures::stream::pending::<Result<Frame<Bytes>, HttpError>>());
+        let status = RequestBodyStatus::default();
+        let body = LimitedRequestBody::new(stalled, 1000, IDLE, status.clone());
+        let err = body.collect().await.expect_err("idle timeout");
+        assert!(matches!(err, HttpError::ConnectionReadTimeout));
+        assert_eq!(status.failure(), Some(RequestBodyFailure::IdleTimeout));
     }
 
     #[tokio::test]

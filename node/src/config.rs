@@ -160,6 +160,24 @@ pub struct HttpConfig {
     /// Total size of a request's header names and values. Over it: 431
     /// `headers-too-large`. Default: 32 KiB.
     pub max_header_bytes: usize,
+    /// A request body that goes this long without a byte while the guest
+    /// reads it: 408 `request-body-timeout`. Default: 30s.
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// Client connections open at once, all listeners together. A connection
+    /// past it is closed as soon as it is accepted. Default: 10000.
+    pub max_connections: u32,
+    /// HTTP/2 streams a client may open and reset before the node accepts
+    /// them; more, and the connection gets GOAWAY (rapid-reset defence,
+    /// CVE-2023-44487). Default: 20.
+    pub h2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2 streams the node may reset for protocol errors on one
+    /// connection before sending GOAWAY. Default: 1024.
+    pub h2_max_local_error_reset_streams: usize,
+    /// HTTP/2 keep-alive ping interval; a peer that does not answer within
+    /// the same time is disconnected. Default: 20s.
+    #[serde(with = "humantime_serde")]
+    pub h2_keep_alive_interval: Duration,
     /// Requests running at once on the node, all apps together. Beyond: 503
     /// `node-at-capacity`. Never more than `runtime.instance_slots`.
     /// Default: `runtime.instance_slots`.
@@ -176,6 +194,11 @@ impl Default for HttpConfig {
             max_uri_bytes: 8 << 10,
             max_header_bytes: 32 << 10,
             max_concurrent_requests: None,
+            body_idle_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            h2_max_pending_accept_reset_streams: 20,
+            h2_max_local_error_reset_streams: 1024,
+            h2_keep_alive_interval: Duration::from_secs(20),
         }
     }
 }

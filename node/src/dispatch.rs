@@ -2,7 +2,8 @@
 //! component → guard the response body → record.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use crate::RequestId;
 use crate::admission::NodeAdmission;
 use crate::app::App;
-use crate::body::{GuardedResponseBody, LimitedRequestBody};
+use crate::body::{GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus};
 use crate::config::HttpConfig;
 use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
 use crate::metrics::Metrics;
@@ -36,6 +37,7 @@ pub struct Dispatcher {
     admission: NodeAdmission,
     max_uri_bytes: usize,
     max_header_bytes: usize,
+    body_idle_timeout: Duration,
     next_request_id: AtomicU64,
 }
 
@@ -62,6 +64,7 @@ impl Dispatcher {
             admission: NodeAdmission::new(node_cap),
             max_uri_bytes: http.max_uri_bytes,
             max_header_bytes: http.max_header_bytes,
+            body_idle_timeout: http.body_idle_timeout,
             next_request_id: AtomicU64::new(seed << 32),
         }
     }
@@ -118,35 +121,46 @@ impl Dispatcher {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         self.check_request_size(app, &request)?;
-        let guard = RequestGuard {
+        let guard = Arc::new(RequestGuard {
             _node: self.admission.admit()?,
             _app: app.admission.admit()?,
             _in_flight: InFlight::new(&app.metrics.in_flight),
-        };
+        });
 
         let body_limit = app.limits.max_request_body_bytes;
-        let body_exceeded = Arc::new(AtomicBool::new(false));
-        let request =
-            request.map(|body| LimitedRequestBody::new(body, body_limit, body_exceeded.clone()));
+        let body_status = RequestBodyStatus::default();
+        let request = request.map(|body| {
+            LimitedRequestBody::new(
+                body,
+                body_limit,
+                self.body_idle_timeout,
+                body_status.clone(),
+            )
+        });
+        let body_error = |failure| match failure {
+            RequestBodyFailure::TooLarge => RequestLimit::BodyTooLarge { limit: body_limit },
+            RequestBodyFailure::IdleTimeout => RequestLimit::BodyTimeout {
+                timeout: self.body_idle_timeout,
+            },
+        };
         let deadline = started + app.limits.wall_time;
         let response = self
             .runtime
-            .invoke(app, request, scheme, request_id, deadline)
+            .invoke(app, request, scheme, request_id, deadline, guard.clone())
             .await
-            .map_err(|err| {
-                // Whatever the guest made of the failed read, the client sent
-                // too much.
-                if body_exceeded.load(Ordering::Relaxed) {
-                    EdgeError::from(RequestLimit::BodyTooLarge { limit: body_limit })
-                } else {
-                    EdgeError::from(err)
-                }
+            .map_err(|err| match body_status.failure() {
+                // Whatever the guest made of the failed read, the fault is the
+                // client's body.
+                Some(failure) => EdgeError::from(body_error(failure)),
+                None => EdgeError::from(err),
             })?;
 
         // A guest that failed on the over-long body and answered with its own
         // 5xx: the client is told what it did wrong instead.
-        if body_exceeded.load(Ordering::Relaxed) && response.status().is_server_error() {
-            return Err(RequestLimit::BodyTooLarge { limit: body_limit }.into());
+        if let Some(failure) = body_status.failure()
+            && response.status().is_server_error()
+        {
+            return Err(body_error(failure).into());
         }
         let limit = app.limits.max_response_body_bytes;
         if let Some(declared) = declared_length(response.headers())

@@ -54,6 +54,8 @@ pub enum RequestLimit {
     HeadersTooLarge { limit: usize },
     #[error("the request body is larger than the app's limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    #[error("the request body stalled for more than {timeout:?}")]
+    BodyTimeout { timeout: std::time::Duration },
 }
 
 impl EdgeError {
@@ -72,6 +74,7 @@ impl EdgeError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
             EdgeError::Request(RequestLimit::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::Request(RequestLimit::BodyTimeout { .. }) => StatusCode::REQUEST_TIMEOUT,
             EdgeError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             EdgeError::Guest(err) => match err {
                 GuestError::Trap { .. } | GuestError::MemoryLimitExceeded => {
@@ -101,6 +104,7 @@ impl EdgeError {
             EdgeError::Request(RequestLimit::UriTooLong { .. }) => "uri-too-long",
             EdgeError::Request(RequestLimit::HeadersTooLarge { .. }) => "headers-too-large",
             EdgeError::Request(RequestLimit::BodyTooLarge { .. }) => "request-body-too-large",
+            EdgeError::Request(RequestLimit::BodyTimeout { .. }) => "request-body-timeout",
             EdgeError::ResponseTooLarge { .. } => "response-too-large",
             EdgeError::Guest(err) => match err {
                 GuestError::Trap { .. } => "guest-trap",

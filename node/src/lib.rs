@@ -93,6 +93,9 @@ impl Node {
         ));
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let connection_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.http.max_connections as usize,
+        ));
         let mut tasks = JoinSet::new();
         let mut handle = NodeHandle {
             https_addr: None,
@@ -123,6 +126,7 @@ impl Node {
                 name: "https",
                 listener,
                 tls: Some(acceptor),
+                connection_slots: connection_slots.clone(),
             };
             tasks.spawn(listener::serve(
                 spec,
@@ -139,6 +143,7 @@ impl Node {
                 name: "http",
                 listener,
                 tls: None,
+                connection_slots: connection_slots.clone(),
             };
             tasks.spawn(listener::serve(
                 spec,

@@ -59,6 +59,7 @@ pub struct Metrics {
     unrouted: IntCounterVec,
     pub connections_open: IntGaugeVec,
     pub connections_total: IntCounterVec,
+    pub connections_rejected: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
     pub apps_loaded: IntGauge,
 }
@@ -146,6 +147,13 @@ impl Metrics {
             ),
             &["listener"],
         )?;
+        let connections_rejected = IntCounterVec::new(
+            Opts::new(
+                "edge_connections_rejected_total",
+                "Client connections closed on accept because the node was at http.max_connections.",
+            ),
+            &["listener"],
+        )?;
         let tls_handshake_failures = IntCounter::new(
             "edge_tls_handshake_failures_total",
             "TLS handshakes that failed or timed out.",
@@ -163,6 +171,7 @@ impl Metrics {
         registry.register(Box::new(unrouted.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_total.clone()))?;
+        registry.register(Box::new(connections_rejected.clone()))?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(apps_loaded.clone()))?;
 
@@ -179,6 +188,7 @@ impl Metrics {
             unrouted,
             connections_open,
             connections_total,
+            connections_rejected,
             tls_handshake_failures,
             apps_loaded,
         })

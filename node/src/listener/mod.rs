@@ -20,7 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::IntGauge;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -34,6 +34,8 @@ pub struct ClientListener {
     pub name: &'static str,
     pub listener: TcpListener,
     pub tls: Option<TlsAcceptor>,
+    /// Connection slots shared by every client listener (`http.max_connections`).
+    pub connection_slots: Arc<Semaphore>,
 }
 
 impl ClientListener {
@@ -63,7 +65,11 @@ fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
         .max_concurrent_streams(config.h2_max_concurrent_streams)
         // Protocol-level bound well above the byte limit dispatch enforces,
         // so an oversized header list gets our 431 rather than a reset.
-        .max_header_list_size((config.max_header_bytes as u32).saturating_mul(2));
+        .max_header_list_size((config.max_header_bytes as u32).saturating_mul(2))
+        .max_pending_accept_reset_streams(config.h2_max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(config.h2_max_local_error_reset_streams)
+        .keep_alive_interval(config.h2_keep_alive_interval)
+        .keep_alive_timeout(config.h2_keep_alive_interval);
     builder
 }
 
@@ -80,6 +86,7 @@ pub async fn serve(
     let scheme = spec.scheme();
     let open = metrics.connections_open.with_label_values(&[spec.name]);
     let accepted = metrics.connections_total.with_label_values(&[spec.name]);
+    let rejected = metrics.connections_rejected.with_label_values(&[spec.name]);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = spec.listener.accept() => match accepted {
@@ -95,6 +102,13 @@ pub async fn serve(
             _ = crate::stopped(&mut shutdown) => break,
         };
         accepted.inc();
+        let Ok(slot) = spec.connection_slots.clone().try_acquire_owned() else {
+            // At the cap: close at once rather than queue (a queue is memory
+            // a flood can grow).
+            rejected.inc();
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             builder: builder.clone(),
@@ -104,6 +118,7 @@ pub async fn serve(
             scheme: scheme.clone(),
             peer,
             open: OpenGuard::new(open.clone()),
+            _slot: slot,
             metrics: metrics.clone(),
         };
         let watcher = graceful.watcher();
@@ -139,6 +154,7 @@ struct Connection {
     scheme: Scheme,
     peer: SocketAddr,
     open: OpenGuard,
+    _slot: OwnedSemaphorePermit,
     metrics: Metrics,
 }
 

@@ -131,6 +131,7 @@ impl Runtime {
         scheme: Scheme,
         request_id: RequestId,
         deadline: Instant,
+        hold: Arc<dyn std::any::Any + Send + Sync>,
     ) -> Result<http::Response<HyperOutgoingBody>, GuestError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -177,6 +178,9 @@ impl Runtime {
         // running to write the body, while this function returns the response
         // to hyper.
         let task = tokio::spawn(async move {
+            // The request's admission permits stay taken while the guest
+            // runs, even if the client has gone.
+            let _hold = hold;
             let run = async {
                 let started = std::time::Instant::now();
                 let proxy = app
@@ -211,13 +215,19 @@ impl Runtime {
             result
         });
 
+        // If the client goes away before the guest answers, hyper drops this
+        // future: stop the guest too, rather than let it run for nobody.
+        let mut task = AbortOnDrop(Some(task));
         match receiver.await {
             Ok(Ok(response)) => {
+                // From here the guest writes the body; it is bounded by the
+                // wall-time deadline and stops when the client stops reading.
+                task.detach();
                 Ok(response.map(|body| GuestResponseBody::new(body, guest_failed).boxed_unsync()))
             }
             Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
             // The guest dropped the response-outparam: find out why.
-            Err(_) => match task.await? {
+            Err(_) => match task.join().await? {
                 Ok(()) => Err(GuestError::NoResponse),
                 Err(TaskError::WallTime) => Err(GuestError::WallTimeExceeded(limits.wall_time)),
                 Err(TaskError::Trap(TrapKind::CpuTime, _)) => {
@@ -240,6 +250,32 @@ impl Runtime {
                     }
                 }
             },
+        }
+    }
+}
+
+/// A spawned guest task that is aborted if its handle is dropped.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    fn detach(&mut self) {
+        self.0 = None;
+    }
+
+    async fn join(&mut self) -> Result<T, tokio::task::JoinError> {
+        let Some(handle) = self.0.as_mut() else {
+            unreachable!("join after detach");
+        };
+        let result = handle.await;
+        self.0 = None;
+        result
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
         }
     }
 }

@@ -92,6 +92,11 @@ impl TestNodeBuilder {
         self.runtime.instance_slots = slots;
         self
     }
+    /// Changes the node's `[http]` settings.
+    pub fn http(mut self, change: impl FnOnce(&mut HttpConfig)) -> Self {
+        change(&mut self.http_config);
+        self
+    }
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.http_config.shutdown_grace = grace;
         self

@@ -425,3 +425,36 @@ async fn no_request_sees_another_requests_memory() {
         }
     }
 }
+
+/// A client that hangs up before the answer stops its guest, which frees the
+/// app's concurrency slot; until then the slot stays taken even though the
+/// request future is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_stops_its_guest() {
+    let node = TestNode::builder()
+        .app(app("slow", SLOW_RESPONSE).limits(AppLimits {
+            max_concurrent_requests: 1,
+            ..limits()
+        }))
+        .start()
+        .await;
+    let client = node.http1_client();
+    let abandoned = tokio::spawn(client.get(node.url("slow.test", "/?ms=60000")).send());
+    crate::common::eventually("the slow request is running", || async {
+        let text = node.metrics_text().await;
+        metric_value(&text, "edge_requests_in_flight", &[("app", "slow")]) == Some(1.0)
+    })
+    .await;
+    abandoned.abort();
+    crate::common::eventually("the abandoned guest is stopped", || async {
+        let text = node.metrics_text().await;
+        metric_value(&text, "edge_requests_in_flight", &[("app", "slow")]) == Some(0.0)
+    })
+    .await;
+    let next = client
+        .get(node.url("slow.test", "/?ms=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 200);
+}

@@ -5,6 +5,7 @@
 
 mod common;
 mod config;
+mod connections;
 mod guests;
 mod limits;
 mod load;
