@@ -128,15 +128,19 @@ where
     }
 }
 
-/// A response body that ends in an error (which aborts the stream: HTTP/1
-/// closes the connection without the final chunk, HTTP/2 resets the stream)
-/// once more than `limit` bytes go out, and that holds `guard` until it is
-/// finished or dropped.
+/// The guest's response body on its way to the client. It ends in an error
+/// (which aborts the stream: HTTP/1 closes the connection without the final
+/// chunk, HTTP/2 resets the stream) once more than `limit` bytes go out, or
+/// when the guest failed (trapped, ran out of time) before finishing it:
+/// wasi:http ends the stream when the store goes away, and a truncated body
+/// must not look whole. It holds `guard` until it is finished or dropped.
 pub struct GuardedResponseBody<G> {
     inner: ResponseBody,
     remaining: u64,
     limit: u64,
-    on_exceeded: Option<Box<dyn FnOnce() + Send>>,
+    guest_failed: Arc<AtomicBool>,
+    /// Counts the cut-off (`edge_limit_rejections_total`).
+    exceeded: prometheus::IntCounter,
     _guard: G,
 }
 
@@ -144,14 +148,16 @@ impl<G: Send + 'static> GuardedResponseBody<G> {
     pub fn new(
         inner: ResponseBody,
         limit: u64,
-        on_exceeded: Box<dyn FnOnce() + Send>,
+        guest_failed: Arc<AtomicBool>,
+        exceeded: prometheus::IntCounter,
         guard: G,
     ) -> Self {
         Self {
             inner,
             remaining: limit,
             limit,
-            on_exceeded: Some(on_exceeded),
+            guest_failed,
+            exceeded,
             _guard: guard,
         }
     }
@@ -172,9 +178,7 @@ impl<G: Unpin> Body for GuardedResponseBody<G> {
                     let len = data.len() as u64;
                     if len > this.remaining {
                         this.remaining = 0;
-                        if let Some(report) = this.on_exceeded.take() {
-                            report();
-                        }
+                        this.exceeded.inc();
                         return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
                             this.limit,
                         )))));
@@ -183,48 +187,8 @@ impl<G: Unpin> Body for GuardedResponseBody<G> {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            other => other,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// The guest's response body, which must not end cleanly when the guest
-/// failed (trapped, ran out of time) before finishing it: wasi:http ends the
-/// stream when the store goes away, and a truncated body would look whole.
-pub struct GuestResponseBody {
-    inner: ResponseBody,
-    guest_failed: Arc<AtomicBool>,
-}
-
-impl GuestResponseBody {
-    pub fn new(inner: ResponseBody, guest_failed: Arc<AtomicBool>) -> Self {
-        Self {
-            inner,
-            guest_failed,
-        }
-    }
-}
-
-impl Body for GuestResponseBody {
-    type Data = Bytes;
-    type Error = HttpError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
             // The guest task records its failure before it drops the store,
-            // which is what ends this stream.
+            // which is what ends the inner stream.
             Poll::Ready(None) if this.guest_failed.load(Ordering::Acquire) => {
                 Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)))
             }
@@ -282,16 +246,10 @@ mod tests {
 
     #[tokio::test]
     async fn response_bodies_stop_at_the_limit_and_report_once() {
-        let reported = Arc::new(AtomicBool::new(false));
-        let flag = reported.clone();
+        let counter = prometheus::IntCounter::new("t", "t").unwrap();
         let body = crate::error::full_body(vec![1u8; 300]);
-        let guarded = GuardedResponseBody::new(
-            body,
-            200,
-            Box::new(move || flag.store(true, Ordering::Relaxed)),
-            (),
-        );
+        let guarded = GuardedResponseBody::new(body, 200, Arc::default(), counter.clone(), ());
         assert!(guarded.collect().await.is_err());
-        assert!(reported.load(Ordering::Relaxed));
+        assert_eq!(counter.get(), 1);
     }
 }

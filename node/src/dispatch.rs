@@ -22,7 +22,7 @@ use crate::config::HttpConfig;
 use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
 use crate::metrics::Metrics;
 use crate::router::{RouteError, Router, request_host};
-use crate::runtime::Runtime;
+use crate::runtime::{GuestResponse, Runtime};
 
 /// Header naming the request id on every response, for support tickets and
 /// for finding the guest's log lines.
@@ -144,7 +144,10 @@ impl Dispatcher {
             },
         };
         let deadline = started + app.limits.wall_time;
-        let response = self
+        let GuestResponse {
+            response,
+            guest_failed,
+        } = self
             .runtime
             .invoke(app, request, scheme, request_id, deadline, guard.clone())
             .await
@@ -168,10 +171,9 @@ impl Dispatcher {
         {
             return Err(EdgeError::ResponseTooLarge { declared, limit });
         }
-        let metrics = app.metrics.clone();
+        let exceeded = app.metrics.response_too_large.clone();
         Ok(response.map(|body| {
-            let on_exceeded = Box::new(move || metrics.limit_rejection("response-too-large"));
-            GuardedResponseBody::new(body, limit, on_exceeded, guard).boxed_unsync()
+            GuardedResponseBody::new(body, limit, guest_failed, exceeded, guard).boxed_unsync()
         }))
     }
 

@@ -106,7 +106,7 @@ impl Metrics {
         let cpu_time = HistogramVec::new(
             HistogramOpts::new(
                 "edge_guest_cpu_seconds",
-                "CPU time the guest's own code ran per request, by app.",
+                "CPU time charged to the guest per request, by app (sampled: a multiple of runtime.epoch_tick).",
             )
             .buckets(CPU_BUCKETS.to_vec()),
             &["tenant", "app"],
@@ -211,6 +211,11 @@ impl Metrics {
             cpu_time: self.cpu_time.with_label_values(&[tenant, app]),
             memory_peak: self.memory_peak.with_label_values(&[tenant, app]),
             limit_rejections: self.limit_rejections.clone(),
+            response_too_large: self.limit_rejections.with_label_values(&[
+                tenant,
+                app,
+                "response-too-large",
+            ]),
             guest_traps: self.guest_traps.clone(),
             tenant: tenant.to_string(),
             app: app.to_string(),
@@ -232,6 +237,8 @@ pub struct AppMetrics {
     pub cpu_time: Histogram,
     pub memory_peak: Histogram,
     limit_rejections: IntCounterVec,
+    /// Pre-resolved: the response body wrapper counts cut-offs with it.
+    pub response_too_large: IntCounter,
     guest_traps: IntCounterVec,
     tenant: String,
     app: String,

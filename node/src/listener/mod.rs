@@ -55,10 +55,11 @@ fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
         // hyper's header timeout only runs with a timer installed.
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
-        .keep_alive(true)
-        // hyper answers 431 itself past this many header lines; the byte
-        // limit (`http.max_header_bytes`) is checked in dispatch.
-        .max_headers(256);
+        // hyper's own cap of 100 header lines stays (past it hyper answers
+        // 431 itself): raising it makes hyper allocate the larger index
+        // array on the heap for every request. The byte limit
+        // (`http.max_header_bytes`) is checked in dispatch.
+        .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -18,7 +18,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::guest_log::{GuestLog, LogContext};
-use super::limits::{CpuClock, InstanceLimits};
+use super::limits::InstanceLimits;
 
 /// The WASI version the node implements (wasmtime 48's WIT). Guests built
 /// against a newer 0.2.x may call functions that do not exist here, so they
@@ -102,7 +102,8 @@ pub struct Host {
     http: WasiHttpCtx,
     hooks: OutboundPolicy,
     pub(super) limits: InstanceLimits,
-    pub(super) cpu: Arc<CpuClock>,
+    /// Epoch ticks of CPU charged to this request.
+    pub(super) cpu_ticks: u64,
 }
 
 /// What a request's host state is built from.
@@ -113,7 +114,6 @@ pub struct HostSetup<'a> {
     pub max_table_elements: usize,
     /// Set when the guest hits its memory or table limit.
     pub limit_hit: Arc<AtomicBool>,
-    pub cpu: Arc<CpuClock>,
 }
 
 impl Host {
@@ -135,7 +135,7 @@ impl Host {
                 hit: setup.limit_hit,
                 peak_memory_bytes: 0,
             },
-            cpu: setup.cpu,
+            cpu_ticks: 0,
         }
     }
 }

@@ -17,11 +17,9 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::Runtime;
 use super::guest_log::{GuestLogLimits, LogContext};
 use super::host::{Host, HostSetup};
-use super::limits::{CpuClock, LimitExceeded, enforce_cpu_budget};
+use super::limits::{LimitExceeded, enforce_cpu_budget};
 use crate::RequestId;
 use crate::app::App;
-use crate::body::GuestResponseBody;
-use http_body_util::BodyExt;
 
 /// How a guest failed to produce a response.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +47,14 @@ pub enum GuestError {
     Host(wasmtime::Error),
     #[error("the guest task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+}
+
+/// The response a guest set, while it may still be writing the body.
+pub struct GuestResponse {
+    pub response: http::Response<HyperOutgoingBody>,
+    /// Set if the guest fails before finishing the body, so the body can
+    /// end in an error rather than look complete.
+    pub guest_failed: Arc<AtomicBool>,
 }
 
 /// What kind of trap ended a guest: the `kind` label of `edge_guest_traps_total`.
@@ -132,7 +138,7 @@ impl Runtime {
         request_id: RequestId,
         deadline: Instant,
         hold: Arc<dyn std::any::Any + Send + Sync>,
-    ) -> Result<http::Response<HyperOutgoingBody>, GuestError>
+    ) -> Result<GuestResponse, GuestError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -140,7 +146,6 @@ impl Runtime {
         let settings = &self.settings;
         let limits = &app.limits;
         let limit_hit = Arc::new(AtomicBool::new(false));
-        let cpu = CpuClock::new();
         let host = Host::new(HostSetup {
             env: &app.env,
             log: LogContext {
@@ -155,11 +160,11 @@ impl Runtime {
             max_memory_bytes: limits.max_memory_bytes as usize,
             max_table_elements: limits.max_table_elements as usize,
             limit_hit: limit_hit.clone(),
-            cpu: cpu.clone(),
         });
         let mut store = Store::new(self.engine(), host);
         store.limiter(|host| &mut host.limits);
-        enforce_cpu_budget(&mut store, &cpu, limits.cpu_time);
+        let tick = settings.epoch_tick;
+        enforce_cpu_budget(&mut store, &self.ticker.ticks, tick, limits.cpu_time);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
@@ -204,7 +209,8 @@ impl Runtime {
                 Ok(result) => result,
                 Err(_) => Err(TaskError::WallTime),
             };
-            app.metrics.cpu_time.observe(cpu.used().as_secs_f64());
+            let cpu = tick.saturating_mul(store.data().cpu_ticks.try_into().unwrap_or(u32::MAX));
+            app.metrics.cpu_time.observe(cpu.as_secs_f64());
             app.metrics
                 .memory_peak
                 .observe(store.data().limits.peak_memory_bytes as f64);
@@ -223,7 +229,10 @@ impl Runtime {
                 // From here the guest writes the body; it is bounded by the
                 // wall-time deadline and stops when the client stops reading.
                 task.detach();
-                Ok(response.map(|body| GuestResponseBody::new(body, guest_failed).boxed_unsync()))
+                Ok(GuestResponse {
+                    response,
+                    guest_failed,
+                })
             }
             Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
             // The guest dropped the response-outparam: find out why.

@@ -20,7 +20,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::config::{PagemapScan, RuntimeConfig};
 pub use guest_log::GuestLogLimits;
 pub use host::Host;
-pub use invoke::{GuestError, TrapKind};
+pub use invoke::{GuestError, GuestResponse, TrapKind};
 
 /// A component compiled and linked, ready to instantiate per request.
 pub type LoadedComponent = ProxyPre<Host>;
@@ -60,7 +60,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<Host>,
     pub(crate) settings: Arc<RuntimeConfig>,
-    _ticker: epoch::EpochTicker,
+    ticker: epoch::EpochTicker,
 }
 
 impl Runtime {
@@ -80,7 +80,7 @@ impl Runtime {
             engine,
             linker,
             settings: Arc::new(settings.clone()),
-            _ticker: ticker,
+            ticker,
         })
     }
 
