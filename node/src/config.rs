@@ -102,7 +102,9 @@ pub struct RuntimeConfig {
     /// (Linux 6.7+): `auto`, `yes` or `no`. Default: `auto`.
     pub pagemap_scan: PagemapScan,
     /// How often the epoch ticker fires. A running guest yields to other work
-    /// at every tick. Default: 2ms.
+    /// at every tick, and CPU time is charged in ticks. Default: 1ms (with
+    /// 2ms, a well-behaved tenant's p99 next to a CPU hog was 3.4x its solo
+    /// p99; with 1ms, 2.7x, at no cost in solo throughput).
     #[serde(with = "humantime_serde")]
     pub epoch_tick: Duration,
     /// Longest guest stdout/stderr line logged; longer ones are cut.
@@ -131,7 +133,7 @@ impl Default for RuntimeConfig {
             keep_resident_stack_bytes: 256 << 10,
             decommit_batch_size: 64,
             pagemap_scan: PagemapScan::Auto,
-            epoch_tick: Duration::from_millis(2),
+            epoch_tick: Duration::from_millis(1),
             guest_log_line_bytes: 4096,
             guest_log_bytes_per_request: 64 << 10,
         }
