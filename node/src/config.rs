@@ -107,6 +107,13 @@ pub struct RuntimeConfig {
     /// p99; with 1ms, 2.7x, at no cost in solo throughput).
     #[serde(with = "humantime_serde")]
     pub epoch_tick: Duration,
+    /// Host resources (headers, streams, pollables, ...) one request's guest
+    /// may hold at once. They live in host memory, outside the guest's
+    /// memory limit; past it, creating one more traps. Default: 10000.
+    pub max_resources_per_request: u32,
+    /// Bytes a guest may pass to the host in one call (strings, lists).
+    /// Default: 16 MiB.
+    pub hostcall_fuel_bytes: u32,
     /// Longest guest stdout/stderr line logged; longer ones are cut.
     /// Default: 4096.
     pub guest_log_line_bytes: usize,
@@ -134,6 +141,8 @@ impl Default for RuntimeConfig {
             decommit_batch_size: 64,
             pagemap_scan: PagemapScan::Auto,
             epoch_tick: Duration::from_millis(1),
+            max_resources_per_request: 10_000,
+            hostcall_fuel_bytes: 16 << 20,
             guest_log_line_bytes: 4096,
             guest_log_bytes_per_request: 64 << 10,
         }

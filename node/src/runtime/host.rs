@@ -95,6 +95,9 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     Ok(linker)
 }
 
+/// Bound on one header or trailer map a guest builds, in host memory.
+const MAX_FIELDS_BYTES: usize = 128 << 10;
+
 /// State of one request's store.
 pub struct Host {
     table: ResourceTable,
@@ -112,6 +115,7 @@ pub struct HostSetup<'a> {
     pub log: LogContext,
     pub max_memory_bytes: usize,
     pub max_table_elements: usize,
+    pub max_resources: usize,
     /// Set when the guest hits its memory or table limit.
     pub limit_hit: Arc<AtomicBool>,
 }
@@ -124,10 +128,16 @@ impl Host {
         let (stdout, stderr) = GuestLog::pair(setup.log);
         wasi.stdout(stdout);
         wasi.stderr(stderr);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(setup.max_resources);
+        let mut http = WasiHttpCtx::new();
+        // Per header/trailer map, in host memory: generous for real headers
+        // (proxies limit them to 8-64 KiB), bounded for hostile ones.
+        http.set_field_size_limit(MAX_FIELDS_BYTES);
         Host {
-            table: ResourceTable::new(),
+            table,
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
+            http,
             hooks: OutboundPolicy,
             limits: InstanceLimits {
                 max_memory_bytes: setup.max_memory_bytes,

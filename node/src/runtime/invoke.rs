@@ -159,10 +159,12 @@ impl Runtime {
             },
             max_memory_bytes: limits.max_memory_bytes as usize,
             max_table_elements: limits.max_table_elements as usize,
+            max_resources: settings.max_resources_per_request as usize,
             limit_hit: limit_hit.clone(),
         });
         let mut store = Store::new(self.engine(), host);
         store.limiter(|host| &mut host.limits);
+        store.set_hostcall_fuel(settings.hostcall_fuel_bytes as usize);
         let tick = settings.epoch_tick;
         enforce_cpu_budget(&mut store, &self.ticker.ticks, tick, limits.cpu_time);
 

@@ -394,6 +394,17 @@ async fn oversized_response_headers_fail_in_the_guest_not_the_node() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-bomb-9"].len(), 100);
+
+    // Host-side resources are bounded per request: the guest traps.
+    let resp = node
+        .client()
+        .get(node.url("bomb.test", "/resources"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.headers()["x-edge-error"], "guest-trap");
+    hello_still_answers(&node).await;
 }
 
 #[tokio::test]
