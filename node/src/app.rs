@@ -7,6 +7,7 @@ use crate::admission::AppAdmission;
 use crate::config::{AppConfig, AppLimits};
 use crate::metrics::{AppMetrics, Metrics};
 use crate::names::{AppName, TenantId};
+use crate::runtime::outbound::AppOutbound;
 use crate::runtime::{LoadError, LoadedComponent, Runtime};
 
 pub struct App {
@@ -17,6 +18,7 @@ pub struct App {
     pub env: Vec<(String, String)>,
     pub metrics: AppMetrics,
     pub limits: AppLimits,
+    pub outbound: Arc<AppOutbound>,
     pub admission: AppAdmission,
     // Shared copies of the names for per-request log contexts.
     pub(crate) log_tenant: Arc<str>,
@@ -52,6 +54,7 @@ impl App {
             log_tenant: Arc::from(config.tenant.as_str()),
             log_name: Arc::from(config.name.as_str()),
             limits: config.limits.clone(),
+            outbound: Arc::new(config.outbound.clone()),
             admission: AppAdmission::new(&config.limits),
             name: config.name.clone(),
             tenant: config.tenant.clone(),

@@ -14,6 +14,7 @@ use edge_common::CompileSettings;
 use serde::Deserialize;
 
 use crate::names::{AppName, HostPattern, TenantId};
+pub use crate::runtime::outbound::{AppOutbound, OutboundConfig};
 
 /// The whole node configuration (`edge-node --config node.toml`).
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +32,10 @@ pub struct NodeConfig {
     pub compile: CompileSettings,
     #[serde(default)]
     pub http: HttpConfig,
+    /// Outbound HTTP from guests: timeouts, static hosts, allowed private
+    /// addresses. What each app may call is in `apps.outbound`.
+    #[serde(default)]
+    pub outbound: OutboundConfig,
     /// The apps this node serves.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -234,6 +239,9 @@ pub struct AppConfig {
     /// What one request, and the app as a whole, may use.
     #[serde(default)]
     pub limits: AppLimits,
+    /// Where the app's component may send HTTP requests. Default: nowhere.
+    #[serde(default)]
+    pub outbound: AppOutbound,
 }
 
 /// Per-app limits. Defaults are production-sane (for reference, Fastly
@@ -368,6 +376,7 @@ impl NodeConfig {
             runtime: RuntimeConfig::default(),
             compile: CompileSettings::default(),
             http: HttpConfig::default(),
+            outbound: OutboundConfig::default(),
             apps: vec![AppConfig {
                 name,
                 tenant: TenantId::try_from("local".to_string()).expect("valid literal tenant"),
@@ -376,6 +385,7 @@ impl NodeConfig {
                 component,
                 env,
                 limits: AppLimits::default(),
+                outbound: AppOutbound::default(),
             }],
         }
     }

@@ -83,7 +83,11 @@ impl Node {
             );
         }
         let metrics = Metrics::new(prometheus::Registry::new())?;
-        let runtime = Arc::new(Runtime::new(&config.runtime, &config.compile)?);
+        let outbound = Arc::new(runtime::outbound::OutboundClient::new(
+            config.outbound.clone(),
+            metrics.outbound_requests.clone(),
+        ));
+        let runtime = Arc::new(Runtime::new(&config.runtime, &config.compile, outbound)?);
         let routes = load_apps(&config, &runtime, &metrics).await?;
         let dispatcher = Arc::new(Dispatcher::new(
             runtime,

@@ -62,6 +62,7 @@ pub struct Metrics {
     pub connections_rejected: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
     pub apps_loaded: IntGauge,
+    pub outbound_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -159,6 +160,14 @@ impl Metrics {
             "TLS handshakes that failed or timed out.",
         )?;
         let apps_loaded = IntGauge::new("edge_apps_loaded", "Apps in the routing table.")?;
+        let outbound_requests = IntCounterVec::new(
+            Opts::new(
+                "edge_outbound_requests_total",
+                "Guests' outbound HTTP requests, by app and result (ok, denied-destination, \
+                 denied-address, subrequest-limit, timeout, connect-error, error).",
+            ),
+            &["tenant", "app", "result"],
+        )?;
 
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
@@ -174,6 +183,7 @@ impl Metrics {
         registry.register(Box::new(connections_rejected.clone()))?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(apps_loaded.clone()))?;
+        registry.register(Box::new(outbound_requests.clone()))?;
 
         Ok(Self {
             registry,
@@ -191,6 +201,7 @@ impl Metrics {
             connections_rejected,
             tls_handshake_failures,
             apps_loaded,
+            outbound_requests,
         })
     }
 

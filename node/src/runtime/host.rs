@@ -19,6 +19,7 @@ use wasmtime_wasi_http::{
 
 use super::guest_log::{GuestLog, LogContext};
 use super::limits::InstanceLimits;
+use super::outbound::{OutboundPolicy, SendRequestFuture};
 
 /// The WASI version the node implements (wasmtime 48's WIT). Guests built
 /// against a newer 0.2.x may call functions that do not exist here, so they
@@ -116,6 +117,7 @@ pub struct HostSetup<'a> {
     pub max_memory_bytes: usize,
     pub max_table_elements: usize,
     pub max_resources: usize,
+    pub outbound: OutboundPolicy,
     /// Set when the guest hits its memory or table limit.
     pub limit_hit: Arc<AtomicBool>,
 }
@@ -138,7 +140,7 @@ impl Host {
             table,
             wasi: wasi.build(),
             http,
-            hooks: OutboundPolicy,
+            hooks: setup.outbound,
             limits: InstanceLimits {
                 max_memory_bytes: setup.max_memory_bytes,
                 max_table_elements: setup.max_table_elements,
@@ -169,32 +171,14 @@ impl WasiHttpView for Host {
     }
 }
 
-/// Outbound HTTP from guests. Denied until an app is given an allowlist:
-/// an open proxy on the node's network would let any tenant reach internal
-/// services (SSRF).
-struct OutboundPolicy;
-
-type SendRequestFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
-                HttpError,
-            >,
-        > + Send,
->;
-
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
+        options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendRequestFuture {
-        tracing::debug!(uri = %request.uri(), "outbound request denied: no outbound policy");
-        Box::new(async { Err(HttpError::HttpRequestDenied) })
+        self.send(request, options)
     }
 }
 

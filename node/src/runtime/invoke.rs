@@ -18,6 +18,7 @@ use super::Runtime;
 use super::guest_log::{GuestLogLimits, LogContext};
 use super::host::{Host, HostSetup};
 use super::limits::{LimitExceeded, enforce_cpu_budget};
+use super::outbound::OutboundPolicy;
 use crate::RequestId;
 use crate::app::App;
 
@@ -160,6 +161,12 @@ impl Runtime {
             max_memory_bytes: limits.max_memory_bytes as usize,
             max_table_elements: limits.max_table_elements as usize,
             max_resources: settings.max_resources_per_request as usize,
+            outbound: OutboundPolicy::new(
+                self.outbound.clone(),
+                app.outbound.clone(),
+                app.log_tenant.clone(),
+                app.log_name.clone(),
+            ),
             limit_hit: limit_hit.clone(),
         });
         let mut store = Store::new(self.engine(), host);

@@ -8,6 +8,7 @@ mod guest_log;
 mod host;
 pub mod invoke;
 pub mod limits;
+pub mod outbound;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -60,11 +61,16 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<Host>,
     pub(crate) settings: Arc<RuntimeConfig>,
+    pub(crate) outbound: Arc<outbound::OutboundClient>,
     ticker: epoch::EpochTicker,
 }
 
 impl Runtime {
-    pub fn new(settings: &RuntimeConfig, compile: &CompileSettings) -> Result<Self, RuntimeError> {
+    pub fn new(
+        settings: &RuntimeConfig,
+        compile: &CompileSettings,
+        outbound: Arc<outbound::OutboundClient>,
+    ) -> Result<Self, RuntimeError> {
         let mut config = compile_config(compile);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
             settings,
@@ -80,6 +86,7 @@ impl Runtime {
             engine,
             linker,
             settings: Arc::new(settings.clone()),
+            outbound,
             ticker,
         })
     }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use edge_node::config::{
-    AppConfig, AppLimits, CertificateConfig, HttpConfig, ListenConfig, NodeConfig, RuntimeConfig,
-    TlsConfig,
+    AppConfig, AppLimits, AppOutbound, CertificateConfig, HttpConfig, ListenConfig, NodeConfig,
+    OutboundConfig, RuntimeConfig, TlsConfig,
 };
 use edge_node::names::HostPattern;
 use edge_node::{Node, NodeHandle};
@@ -23,6 +23,7 @@ pub struct TestApp {
     component: String,
     env: BTreeMap<String, String>,
     limits: AppLimits,
+    outbound: AppOutbound,
 }
 
 pub fn app(name: &str, component: &str) -> TestApp {
@@ -34,6 +35,7 @@ pub fn app(name: &str, component: &str) -> TestApp {
         component: component.into(),
         env: BTreeMap::new(),
         limits: AppLimits::default(),
+        outbound: AppOutbound::default(),
     }
 }
 
@@ -48,6 +50,17 @@ impl TestApp {
     }
     pub fn path_prefix(mut self, prefix: &str) -> Self {
         self.path_prefix = prefix.into();
+        self
+    }
+    /// Lets the app call these destinations (`http://host:port`).
+    pub fn outbound(mut self, allow: &[&str], max_subrequests: Option<u32>) -> Self {
+        self.outbound = AppOutbound {
+            allow: allow
+                .iter()
+                .map(|d| d.to_string().try_into().expect("destination"))
+                .collect(),
+            max_subrequests,
+        };
         self
     }
     pub fn limits(mut self, limits: AppLimits) -> Self {
@@ -71,6 +84,7 @@ pub struct TestNodeBuilder {
     http: bool,
     runtime: RuntimeConfig,
     http_config: HttpConfig,
+    outbound: OutboundConfig,
 }
 
 impl TestNodeBuilder {
@@ -90,6 +104,11 @@ impl TestNodeBuilder {
     /// Size of the instance pool (default 256 in tests).
     pub fn instance_slots(mut self, slots: u32) -> Self {
         self.runtime.instance_slots = slots;
+        self
+    }
+    /// Changes the node's `[outbound]` settings.
+    pub fn outbound(mut self, change: impl FnOnce(&mut OutboundConfig)) -> Self {
+        change(&mut self.outbound);
         self
     }
     /// Changes the node's `[http]` settings.
@@ -136,6 +155,7 @@ impl TestNodeBuilder {
             runtime: self.runtime,
             compile: Default::default(),
             http: self.http_config,
+            outbound: self.outbound,
             apps: self
                 .apps
                 .iter()
@@ -147,6 +167,7 @@ impl TestNodeBuilder {
                     component: PathBuf::from(&a.component),
                     env: a.env.clone(),
                     limits: a.limits.clone(),
+                    outbound: a.outbound.clone(),
                 })
                 .collect(),
         };
@@ -184,6 +205,7 @@ impl TestNode {
                 ..RuntimeConfig::default()
             },
             http_config: HttpConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 
@@ -337,4 +359,65 @@ pub fn assert_closed_by_server(stream: tokio::net::TcpStream) {
     let mut buf = [0u8; 64];
     let read = std::io::Read::read(&mut stream, &mut buf);
     assert_eq!(read.ok(), Some(0), "connection still open after shutdown");
+}
+
+/// An origin server on 127.0.0.1 for outbound tests: answers `origin says
+/// hi` (after sleeping on `/slow`) and counts the requests it receives.
+pub struct TestOrigin {
+    pub addr: SocketAddr,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestOrigin {
+    pub async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            async move {
+                                // Read the request to its end, as origins do,
+                                // so the connection stays usable.
+                                let slow = req.uri().path() == "/slow";
+                                let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                                if slow {
+                                    tokio::time::sleep(Duration::from_secs(10)).await;
+                                }
+                                Ok::<_, std::convert::Infallible>(http::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::from_static(
+                                        b"origin says hi",
+                                    )),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        TestOrigin { addr, hits, task }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -231,7 +231,20 @@ fn runtime() -> Runtime {
         instance_slots: 4,
         ..RuntimeConfig::default()
     };
-    Runtime::new(&settings, &CompileSettings::default()).unwrap()
+    let outbound = edge_node::runtime::outbound::OutboundClient::new(
+        Default::default(),
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new("t", "t"),
+            &["tenant", "app", "result"],
+        )
+        .unwrap(),
+    );
+    Runtime::new(
+        &settings,
+        &CompileSettings::default(),
+        std::sync::Arc::new(outbound),
+    )
+    .unwrap()
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod guests;
 mod limits;
 mod load;
 mod observability;
+mod outbound;
 mod process;
 mod routing;
 mod shutdown;

@@ -1,0 +1,673 @@
+//! Outbound HTTP from guests (`wasi:http/outgoing-handler`).
+//!
+//! Denied unless the app's allowlist names the destination (scheme, host or
+//! `*.domain`, port). Names are resolved by the node, never by the guest, and
+//! every address is classified: loopback, private, link-local (cloud metadata
+//! included), CGNAT, unique-local, unspecified, multicast and the IPv6 forms
+//! that embed such IPv4 addresses are refused unless the operator allowed that
+//! exact address. Connections go only to a vetted address, through one
+//! pooled client shared by every guest (HTTP/1.1 and h2, rustls), with
+//! connect, first-byte and total timeouts clamped by the node's policy.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::TokioExecutor;
+use prometheus::IntCounterVec;
+use serde::Deserialize;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+use crate::names::check_dns_name;
+
+/// Node-wide outbound settings (`[outbound]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Addresses guests may reach although they are loopback or private (for
+    /// an origin on the node's own network). Default: none.
+    pub allow_private_addresses: Vec<IpAddr>,
+    /// Names resolved to fixed addresses before DNS, like /etc/hosts. The
+    /// addresses are classified like any other. Default: none.
+    pub hosts: BTreeMap<String, IpAddr>,
+    /// Longest a connection may take. Default: 5s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest until the response headers; a guest may ask for less.
+    /// Default: 30s.
+    #[serde(with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Longest for the whole subrequest, body included. Default: 60s.
+    #[serde(with = "humantime_serde")]
+    pub total_timeout: Duration,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_addresses: Vec::new(),
+            hosts: BTreeMap::new(),
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(30),
+            total_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One app's outbound policy (`[apps.outbound]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppOutbound {
+    /// Destinations the app may call: `https://api.example.com`,
+    /// `http://*.example.org:8080`. The port defaults to the scheme's.
+    /// Default: none, so every outbound request is denied.
+    pub allow: Vec<Destination>,
+    /// Subrequests per incoming request. Default: 32.
+    pub max_subrequests: Option<u32>,
+}
+
+impl AppOutbound {
+    pub fn max_subrequests(&self) -> u32 {
+        self.max_subrequests.unwrap_or(32)
+    }
+
+    fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.allow.iter().any(|d| d.matches(scheme, host, port))
+    }
+}
+
+/// An allowed destination: scheme, host pattern and port.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Destination {
+    https: bool,
+    /// Exact host, or `.suffix` for `*.suffix`.
+    host: String,
+    wildcard: bool,
+    port: u16,
+}
+
+impl Destination {
+    fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let scheme_ok = if self.https {
+            scheme == "https"
+        } else {
+            scheme == "http"
+        };
+        let host_ok = if self.wildcard {
+            host.len() > self.host.len() && host.ends_with(&self.host)
+        } else {
+            host == self.host
+        };
+        scheme_ok && host_ok && port == self.port
+    }
+}
+
+impl TryFrom<String> for Destination {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = |why: &str| format!("invalid outbound destination `{s}`: {why}");
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| bad("write it as scheme://host[:port]"))?;
+        let https = match scheme {
+            "https" => true,
+            "http" => false,
+            _ => return Err(bad("the scheme must be http or https")),
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| bad("the port is not a number"))?,
+            ),
+            None => (rest, if https { 443 } else { 80 }),
+        };
+        let host = host.to_ascii_lowercase();
+        let (host, wildcard) = match host.strip_prefix("*.") {
+            Some(suffix) => (format!(".{suffix}"), true),
+            None => (host, false),
+        };
+        check_dns_name(host.trim_start_matches('.')).map_err(bad)?;
+        Ok(Destination {
+            https,
+            host,
+            wildcard,
+            port,
+        })
+    }
+}
+
+/// Why an address may not be connected to, if it may not.
+pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    Some(match (a, b) {
+        (0, _) => "unspecified",
+        (127, _) => "loopback",
+        (10, _) | (172, 16..=31) | (192, 168) => "private",
+        (169, 254) => "link-local (cloud metadata)",
+        (100, 64..=127) => "carrier-grade NAT",
+        (192, 0) if c == 0 => "IETF protocol assignments",
+        (198, 18..=19) => "benchmarking",
+        (224..=239, _) => "multicast",
+        (240..=255, _) => "reserved or broadcast",
+        _ => return None,
+    })
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        return Some("unspecified");
+    }
+    if ip.is_loopback() {
+        return Some("loopback");
+    }
+    let segments = ip.segments();
+    // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d).
+    if let Some(v4) = ip.to_ipv4() {
+        return forbidden_v4(v4).map(|_| "IPv4 address in IPv6 form");
+    }
+    // NAT64 (64:ff9b::/96) embeds the IPv4 address in the last 32 bits.
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        let v4 = Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7]));
+        return forbidden_v4(v4).map(|_| "IPv4 address behind NAT64");
+    }
+    // 6to4 (2002::/16) embeds it in bits 16..48.
+    if segments[0] == 0x2002 {
+        let v4 = Ipv4Addr::from((u32::from(segments[1]) << 16) | u32::from(segments[2]));
+        return forbidden_v4(v4).map(|_| "IPv4 address behind 6to4");
+    }
+    match segments[0] {
+        s if s & 0xfe00 == 0xfc00 => Some("unique-local"),
+        s if s & 0xffc0 == 0xfe80 => Some("link-local"),
+        s if s & 0xff00 == 0xff00 => Some("multicast"),
+        _ => None,
+    }
+}
+
+/// The refusal a vetting resolver gives, found again in the client's error
+/// chain to tell the guest its destination was prohibited.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves only to prohibited addresses ({reason})")]
+struct AddressProhibited {
+    host: String,
+    reason: &'static str,
+}
+
+/// Resolves names for the shared client: static hosts first, then DNS; keeps
+/// only addresses that pass [`forbidden_address`] or that the operator
+/// allowed, so the connector can only ever connect to a vetted address.
+#[derive(Clone)]
+struct VettingResolver {
+    config: Arc<OutboundConfig>,
+}
+
+impl VettingResolver {
+    async fn resolve(
+        config: Arc<OutboundConfig>,
+        host: String,
+    ) -> std::io::Result<Vec<SocketAddr>> {
+        let candidates: Vec<IpAddr> = match config.hosts.get(&host) {
+            Some(ip) => vec![*ip],
+            None => tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|addr| addr.ip())
+                .collect(),
+        };
+        let mut reason = "no addresses";
+        let vetted: Vec<SocketAddr> = candidates
+            .into_iter()
+            .filter(|ip| match forbidden_address(*ip) {
+                None => true,
+                Some(_) if config.allow_private_addresses.contains(ip) => true,
+                Some(why) => {
+                    reason = why;
+                    false
+                }
+            })
+            .map(|ip| SocketAddr::new(ip, 0))
+            .collect();
+        if vetted.is_empty() {
+            return Err(std::io::Error::other(AddressProhibited { host, reason }));
+        }
+        Ok(vetted)
+    }
+}
+
+impl tower_service::Service<Name> for VettingResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let config = self.config.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move { Ok(Self::resolve(config, host).await?.into_iter()) })
+    }
+}
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector<VettingResolver>>;
+
+/// The node's one outbound client and its policy.
+pub struct OutboundClient {
+    client: Client<Connector, WasiBody>,
+    config: Arc<OutboundConfig>,
+    /// `edge_outbound_requests_total{tenant,app,result}`.
+    results: IntCounterVec,
+}
+
+impl OutboundClient {
+    pub fn new(config: OutboundConfig, results: IntCounterVec) -> Self {
+        let config = Arc::new(config);
+        let mut http = HttpConnector::new_with_resolver(VettingResolver {
+            config: config.clone(),
+        });
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth());
+        let tls = match tls {
+            Ok(tls) => tls,
+            // The ring provider supports the default versions; keep a
+            // working (if plaintext-only) client rather than fail start-up.
+            Err(err) => {
+                tracing::error!("outbound TLS unavailable: {err}");
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            }
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(32)
+            .build(connector);
+        Self {
+            client,
+            config,
+            results,
+        }
+    }
+}
+
+/// What one request's guest may do outbound: the `WasiHttpHooks` of its store.
+pub struct OutboundPolicy {
+    client: Arc<OutboundClient>,
+    app: Arc<AppOutbound>,
+    tenant: Arc<str>,
+    app_name: Arc<str>,
+    sent: u32,
+}
+
+impl OutboundPolicy {
+    pub fn new(
+        client: Arc<OutboundClient>,
+        app: Arc<AppOutbound>,
+        tenant: Arc<str>,
+        app_name: Arc<str>,
+    ) -> Self {
+        Self {
+            client,
+            app,
+            tenant,
+            app_name,
+            sent: 0,
+        }
+    }
+
+    fn count(&self, result: &'static str) {
+        self.client
+            .results
+            .with_label_values(&[&self.tenant, &self.app_name, result])
+            .inc();
+    }
+
+    /// Checks the request against the app's policy: the error to give the
+    /// guest if it may not be sent.
+    fn check(&mut self, uri: &http::Uri) -> Result<(), (HttpError, &'static str)> {
+        if self.sent >= self.app.max_subrequests() {
+            return Err((HttpError::HttpRequestDenied, "subrequest-limit"));
+        }
+        let scheme = uri.scheme_str().unwrap_or("");
+        let host = uri.host().unwrap_or("").to_ascii_lowercase();
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let port = uri.port_u16().unwrap_or(default_port);
+        if !self.app.allows(scheme, &host, port) {
+            return Err((HttpError::HttpRequestDenied, "denied-destination"));
+        }
+        // The connector does not resolve address literals, so they are
+        // vetted here.
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>()
+            && forbidden_address(ip).is_some()
+            && !self.client.config.allow_private_addresses.contains(&ip)
+        {
+            return Err((HttpError::DestinationIpProhibited, "denied-address"));
+        }
+        self.sent += 1;
+        Ok(())
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1) never go to the origin.
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+pub type SendRequestFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl OutboundPolicy {
+    pub fn send(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> SendRequestFuture {
+        if let Err((err, result)) = self.check(request.uri()) {
+            self.count(result);
+            tracing::debug!(
+                tenant = %self.tenant, app = %self.app_name, uri = %request.uri(),
+                "outbound request refused: {result}"
+            );
+            // Take (a bounded part of) the body the guest is writing before
+            // refusing, so that it learns why from the response instead of
+            // from a broken body stream.
+            let body = request.into_body();
+            return Box::new(async move {
+                drain_briefly(body).await;
+                Err(err)
+            });
+        }
+        for name in HOP_BY_HOP {
+            request.headers_mut().remove(name);
+        }
+        request.headers_mut().remove("keep-alive");
+        request.headers_mut().remove("proxy-connection");
+        let config = &self.client.config;
+        let host = request.uri().host().unwrap_or("").to_ascii_lowercase();
+        let first_byte = options
+            .as_ref()
+            .and_then(|o| o.first_byte_timeout)
+            .map_or(config.first_byte_timeout, |t| {
+                t.min(config.first_byte_timeout)
+            });
+        let total = config.total_timeout;
+        let client = self.client.clone();
+        let (tenant, app) = (self.tenant.clone(), self.app_name.clone());
+        Box::new(async move {
+            let count = |result: &str| {
+                client
+                    .results
+                    .with_label_values(&[&tenant, &app, result])
+                    .inc();
+            };
+            // Vet the destination before sending, so a refusal reaches the
+            // guest as a refusal (and not as a body stream broken by the
+            // client). The connector vets again on connect, so a name that
+            // resolves differently the second time gains nothing.
+            let literal = host.trim_start_matches('[').trim_end_matches(']');
+            if literal.parse::<IpAddr>().is_err()
+                && let Err(err) = VettingResolver::resolve(client.config.clone(), host).await
+            {
+                let prohibited = err.get_ref().is_some_and(|e| e.is::<AddressProhibited>());
+                let (code, result) = if prohibited {
+                    (HttpError::DestinationIpProhibited, "denied-address")
+                } else {
+                    (
+                        HttpError::DnsError {
+                            rcode: None,
+                            info_code: None,
+                        },
+                        "dns-error",
+                    )
+                };
+                count(result);
+                drain_briefly(request.into_body()).await;
+                return Err(code);
+            }
+            let deadline = tokio::time::Instant::now() + total;
+            let sent = tokio::time::timeout(first_byte.min(total), client.client.request(request));
+            let response = match sent.await {
+                Err(_) => {
+                    count("timeout");
+                    return Err(HttpError::ConnectionReadTimeout);
+                }
+                Ok(Err(err)) => {
+                    let (code, result) = classify_client_error(&err);
+                    count(result);
+                    return Err(code);
+                }
+                Ok(Ok(response)) => response,
+            };
+            count("ok");
+            let response = response.map(|body| {
+                DeadlineBody {
+                    inner: body,
+                    deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                }
+                .boxed_unsync()
+            });
+            Ok((
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// Reads and drops up to 64 KiB of a refused request's body, for at most a
+/// second.
+async fn drain_briefly(mut body: WasiBody) {
+    let drain = async {
+        let mut seen = 0usize;
+        while seen < 64 << 10 {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+fn classify_client_error(err: &hyper_util::client::legacy::Error) -> (HttpError, &'static str) {
+    // The resolver's refusal travels inside an `io::Error`, whose `source()`
+    // skips the error it wraps: look inside each one.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        let wrapped = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        if current.is::<AddressProhibited>() || wrapped.is_some_and(|e| e.is::<AddressProhibited>())
+        {
+            return (HttpError::DestinationIpProhibited, "denied-address");
+        }
+        source = current.source();
+    }
+    if err.is_connect() {
+        (HttpError::ConnectionRefused, "connect-error")
+    } else {
+        (HttpError::HttpProtocolError, "error")
+    }
+}
+
+/// An origin's response body that ends in an error once the subrequest's
+/// total time is up.
+struct DeadlineBody {
+    inner: hyper::body::Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
+        }
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(HttpError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forbidden(s: &str) -> bool {
+        forbidden_address(s.parse().unwrap()).is_some()
+    }
+
+    #[test]
+    fn private_and_special_addresses_are_refused() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "127.255.0.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::10.0.0.1",
+            "2002:a00:1::",
+        ] {
+            assert!(forbidden(ip), "{ip} must be refused");
+        }
+    }
+
+    #[test]
+    fn public_addresses_pass() {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+        ] {
+            assert!(!forbidden(ip), "{ip} must be allowed");
+        }
+    }
+
+    fn dest(s: &str) -> Destination {
+        Destination::try_from(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn destinations_match_scheme_host_and_port() {
+        let api = dest("https://API.example.com");
+        assert!(api.matches("https", "api.example.com", 443));
+        assert!(!api.matches("http", "api.example.com", 443));
+        assert!(!api.matches("https", "api.example.com", 8443));
+        assert!(!api.matches("https", "evil.api.example.com", 443));
+        let wild = dest("http://*.example.org:8080");
+        assert!(wild.matches("http", "a.example.org", 8080));
+        assert!(!wild.matches("http", "example.org", 8080));
+        assert!(!wild.matches("http", "a.example.org", 80));
+        for bad in [
+            "example.com",
+            "ftp://example.com",
+            "https://exa mple.com",
+            "https://a.b:x",
+        ] {
+            assert!(Destination::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused_before_connecting() {
+        let config = Arc::new(OutboundConfig {
+            hosts: [
+                ("internal.test".to_string(), "10.0.0.7".parse().unwrap()),
+                (
+                    "metadata.test".to_string(),
+                    "169.254.169.254".parse().unwrap(),
+                ),
+                ("origin.test".to_string(), "127.0.0.1".parse().unwrap()),
+            ]
+            .into(),
+            allow_private_addresses: vec!["127.0.0.1".parse().unwrap()],
+            ..OutboundConfig::default()
+        });
+        for host in ["internal.test", "metadata.test"] {
+            let err = VettingResolver::resolve(config.clone(), host.into())
+                .await
+                .expect_err("refused");
+            assert!(err.get_ref().is_some_and(|e| e.is::<AddressProhibited>()));
+        }
+        let ok = VettingResolver::resolve(config, "origin.test".into())
+            .await
+            .unwrap();
+        assert_eq!(ok, vec!["127.0.0.1:0".parse().unwrap()]);
+    }
+}

@@ -1,0 +1,211 @@
+//! Outbound HTTP from guests: denied by default, allowed per destination,
+//! never to internal addresses, bounded in count and time.
+//!
+//! Only 127.0.0.1 is ever connected to. Private and metadata addresses are
+//! reached through static host entries and refused before any connection.
+
+use std::time::Duration;
+
+use edge_fixtures::{SSRF, SUBREQUEST_FLOOD};
+
+use crate::common::{TestNode, TestOrigin, app, metric_value};
+
+async fn get_text(node: &TestNode, host: &str, path: &str) -> String {
+    let resp = node
+        .client()
+        .get(node.url(host, path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
+}
+
+async fn outbound_count(node: &TestNode, app: &str, result: &str) -> Option<f64> {
+    let text = node.metrics_text().await;
+    metric_value(
+        &text,
+        "edge_outbound_requests_total",
+        &[("app", app), ("result", result)],
+    )
+}
+
+#[tokio::test]
+async fn without_an_allowlist_every_internal_target_is_refused() {
+    let origin = TestOrigin::start().await;
+    let node = TestNode::builder().app(app("ssrf", SSRF)).start().await;
+    let report = get_text(&node, "ssrf.test", "/").await;
+    assert_eq!(report.lines().count(), 11, "{report}");
+    for line in report.lines() {
+        assert!(line.contains("error:"), "reached: {line}");
+    }
+    let own = get_text(
+        &node,
+        "ssrf.test",
+        &format!("/?url=http://127.0.0.1:{}/", origin.addr.port()),
+    )
+    .await;
+    assert!(own.contains("HttpRequestDenied"), "{own}");
+    assert_eq!(origin.hits(), 0);
+    assert!(outbound_count(&node, "ssrf", "denied-destination").await >= Some(12.0));
+}
+
+#[tokio::test]
+async fn an_allowed_destination_is_reached_and_nothing_else() {
+    let origin = TestOrigin::start().await;
+    let port = origin.addr.port();
+    let node = TestNode::builder()
+        .app(app("ssrf", SSRF).outbound(
+            &[
+                &format!("http://origin.test:{port}"),
+                "http://internal.test",
+                "http://metadata.test",
+                "http://public-name.test",
+            ],
+            None,
+        ))
+        .outbound(|o| {
+            o.hosts
+                .insert("origin.test".into(), "127.0.0.1".parse().unwrap());
+            o.hosts
+                .insert("internal.test".into(), "10.0.0.7".parse().unwrap());
+            o.hosts
+                .insert("metadata.test".into(), "169.254.169.254".parse().unwrap());
+            o.hosts.insert(
+                "public-name.test".into(),
+                "::ffff:127.0.0.1".parse().unwrap(),
+            );
+            o.allow_private_addresses = vec!["127.0.0.1".parse().unwrap()];
+        })
+        .start()
+        .await;
+
+    let ok = get_text(
+        &node,
+        "ssrf.test",
+        &format!("/?url=http://origin.test:{port}/"),
+    )
+    .await;
+    assert_eq!(ok, "status 200\n");
+    assert_eq!(origin.hits(), 1);
+
+    // Allowed by name, but the name resolves to an internal address: refused
+    // before connecting (nothing listens there, and nothing is sent there).
+    for url in [
+        "http://internal.test/",
+        "http://metadata.test/latest/meta-data/",
+        "http://public-name.test/",
+    ] {
+        let refused = get_text(&node, "ssrf.test", &format!("/?url={url}")).await;
+        assert!(
+            refused.contains("DestinationIpProhibited"),
+            "{url}: {refused}"
+        );
+    }
+    // Same origin on a port that is not allowed: refused by policy.
+    let other_port = get_text(&node, "ssrf.test", "/?url=http://origin.test:1/").await;
+    assert!(other_port.contains("HttpRequestDenied"), "{other_port}");
+    assert_eq!(origin.hits(), 1);
+    assert_eq!(outbound_count(&node, "ssrf", "ok").await, Some(1.0));
+    assert_eq!(
+        outbound_count(&node, "ssrf", "denied-address").await,
+        Some(3.0)
+    );
+}
+
+#[tokio::test]
+async fn loopback_needs_the_operators_permission_even_when_allowed_by_name() {
+    let origin = TestOrigin::start().await;
+    let port = origin.addr.port();
+    let node = TestNode::builder()
+        .app(app("ssrf", SSRF).outbound(
+            &[
+                &format!("http://origin.test:{port}"),
+                &format!("http://127.0.0.1:{port}"),
+            ],
+            None,
+        ))
+        .outbound(|o| {
+            o.hosts
+                .insert("origin.test".into(), "127.0.0.1".parse().unwrap());
+        })
+        .start()
+        .await;
+    for url in [
+        format!("http://origin.test:{port}/"),
+        format!("http://127.0.0.1:{port}/"),
+    ] {
+        let refused = get_text(&node, "ssrf.test", &format!("/?url={url}")).await;
+        assert!(
+            refused.contains("DestinationIpProhibited"),
+            "{url}: {refused}"
+        );
+    }
+    assert_eq!(origin.hits(), 0);
+}
+
+#[tokio::test]
+async fn subrequests_are_capped_per_request() {
+    let origin = TestOrigin::start().await;
+    let port = origin.addr.port();
+    let node = TestNode::builder()
+        .app(
+            app("flood", SUBREQUEST_FLOOD)
+                .outbound(&[&format!("http://origin.test:{port}")], Some(5)),
+        )
+        .outbound(|o| {
+            o.hosts
+                .insert("origin.test".into(), "127.0.0.1".parse().unwrap());
+            o.allow_private_addresses = vec!["127.0.0.1".parse().unwrap()];
+        })
+        .start()
+        .await;
+    let report = get_text(
+        &node,
+        "flood.test",
+        &format!("/?n=20&url=http://origin.test:{port}/"),
+    )
+    .await;
+    assert!(report.starts_with("ok 5, failed 15"), "{report}");
+    assert_eq!(origin.hits(), 5);
+    assert_eq!(
+        outbound_count(&node, "flood", "subrequest-limit").await,
+        Some(15.0)
+    );
+    // The cap is per incoming request: the next one gets five more, and
+    // none of them is refused by the cap.
+    let _ = get_text(
+        &node,
+        "flood.test",
+        &format!("/?n=5&url=http://origin.test:{port}/"),
+    )
+    .await;
+    assert_eq!(
+        outbound_count(&node, "flood", "subrequest-limit").await,
+        Some(15.0)
+    );
+}
+
+#[tokio::test]
+async fn a_slow_origin_hits_the_first_byte_timeout() {
+    let origin = TestOrigin::start().await;
+    let port = origin.addr.port();
+    let node = TestNode::builder()
+        .app(app("ssrf", SSRF).outbound(&[&format!("http://origin.test:{port}")], None))
+        .outbound(|o| {
+            o.hosts
+                .insert("origin.test".into(), "127.0.0.1".parse().unwrap());
+            o.allow_private_addresses = vec!["127.0.0.1".parse().unwrap()];
+            o.first_byte_timeout = Duration::from_millis(500);
+        })
+        .start()
+        .await;
+    let report = get_text(
+        &node,
+        "ssrf.test",
+        &format!("/?url=http://origin.test:{port}/slow"),
+    )
+    .await;
+    assert!(report.starts_with("error:"), "{report}");
+    assert_eq!(outbound_count(&node, "ssrf", "timeout").await, Some(1.0));
+}
