@@ -20,6 +20,36 @@ use crate::error::ResponseBody;
 
 type HttpError = wasmtime_wasi_http::Error;
 
+/// Bytes a body may still carry.
+struct ByteBudget {
+    remaining: u64,
+    limit: u64,
+}
+
+impl ByteBudget {
+    fn new(limit: u64) -> Self {
+        Self {
+            remaining: limit,
+            limit,
+        }
+    }
+
+    /// Charges a frame's data; false once the body goes over the limit.
+    fn take(&mut self, frame: &Frame<Bytes>) -> bool {
+        let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+        match self.remaining.checked_sub(len) {
+            Some(left) => {
+                self.remaining = left;
+                true
+            }
+            None => {
+                self.remaining = 0;
+                false
+            }
+        }
+    }
+}
+
 /// How a request body ended badly, if it did; shared between the body (in
 /// the guest's store) and dispatch, which answers for it.
 #[derive(Clone, Default)]
@@ -53,8 +83,7 @@ impl RequestBodyStatus {
 /// no byte arrives for `idle_timeout` while it is being read.
 pub struct LimitedRequestBody<B> {
     inner: B,
-    remaining: u64,
-    limit: u64,
+    budget: ByteBudget,
     idle_timeout: Duration,
     idle: Option<Pin<Box<Sleep>>>,
     status: RequestBodyStatus,
@@ -64,8 +93,7 @@ impl<B> LimitedRequestBody<B> {
     pub fn new(inner: B, limit: u64, idle_timeout: Duration, status: RequestBodyStatus) -> Self {
         Self {
             inner,
-            remaining: limit,
-            limit,
+            budget: ByteBudget::new(limit),
             idle_timeout,
             idle: None,
             status,
@@ -89,16 +117,10 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle = None;
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if len > this.remaining {
-                        this.remaining = 0;
-                        this.status.set(RequestBodyFailure::TooLarge);
-                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
-                            this.limit,
-                        )))));
-                    }
-                    this.remaining -= len;
+                if !this.budget.take(&frame) {
+                    this.status.set(RequestBodyFailure::TooLarge);
+                    let limit = this.budget.limit;
+                    return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(limit)))));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -136,8 +158,7 @@ where
 /// must not look whole. It holds `guard` until it is finished or dropped.
 pub struct GuardedResponseBody<G> {
     inner: ResponseBody,
-    remaining: u64,
-    limit: u64,
+    budget: ByteBudget,
     guest_failed: Arc<AtomicBool>,
     /// Counts the cut-off (`edge_limit_rejections_total`).
     exceeded: prometheus::IntCounter,
@@ -154,8 +175,7 @@ impl<G: Send + 'static> GuardedResponseBody<G> {
     ) -> Self {
         Self {
             inner,
-            remaining: limit,
-            limit,
+            budget: ByteBudget::new(limit),
             guest_failed,
             exceeded,
             _guard: guard,
@@ -174,16 +194,10 @@ impl<G: Unpin> Body for GuardedResponseBody<G> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if len > this.remaining {
-                        this.remaining = 0;
-                        this.exceeded.inc();
-                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
-                            this.limit,
-                        )))));
-                    }
-                    this.remaining -= len;
+                if !this.budget.take(&frame) {
+                    this.exceeded.inc();
+                    let limit = this.budget.limit;
+                    return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(limit)))));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

@@ -421,3 +421,27 @@ impl Drop for TestOrigin {
         self.task.abort();
     }
 }
+
+/// Waits until `app` has exactly `n` requests in flight on `node`.
+pub async fn wait_in_flight(node: &TestNode, app: &str, n: f64) {
+    eventually(&format!("{n} requests of {app} in flight"), || async {
+        let text = node.metrics_text().await;
+        metric_value(&text, "edge_requests_in_flight", &[("app", app)]) == Some(n)
+    })
+    .await;
+}
+
+/// Reads a response body to its end: the bytes received, and whether the
+/// stream ended in an error (a cut-off body) rather than cleanly.
+pub async fn read_body(response: reqwest::Response) -> (usize, bool) {
+    use futures::StreamExt;
+    let mut received = 0;
+    let mut body = response.bytes_stream();
+    while let Some(part) = body.next().await {
+        match part {
+            Ok(bytes) => received += bytes.len(),
+            Err(_) => return (received, true),
+        }
+    }
+    (received, false)
+}

@@ -9,9 +9,8 @@ use edge_fixtures::{
     STACK_OVERFLOW, WSTD_STREAM,
 };
 use edge_node::config::AppLimits;
-use futures::StreamExt;
 
-use crate::common::{TestNode, app, metric_value};
+use crate::common::{TestNode, app, metric_value, read_body, wait_in_flight};
 
 fn limits() -> AppLimits {
     AppLimits::default()
@@ -117,14 +116,7 @@ async fn wall_time_cuts_off_slow_answers_and_slow_bodies() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let mut body = resp.bytes_stream();
-    let mut failed = false;
-    while let Some(part) = body.next().await {
-        if part.is_err() {
-            failed = true;
-            break;
-        }
-    }
+    let (_, failed) = read_body(resp).await;
     assert!(failed, "a cut-off body must not look complete");
     hello_still_answers(&node).await;
     assert_eq!(
@@ -227,18 +219,7 @@ async fn response_bodies_over_the_limit_are_refused_or_cut_off() {
     // Streamed: cut off at the limit.
     let resp = client.get(node.url("huge.test", "/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    let mut received = 0;
-    let mut body = resp.bytes_stream();
-    let mut failed = false;
-    while let Some(part) = body.next().await {
-        match part {
-            Ok(bytes) => received += bytes.len(),
-            Err(_) => {
-                failed = true;
-                break;
-            }
-        }
-    }
+    let (received, failed) = read_body(resp).await;
     assert!(failed, "the stream must end in an error, not look complete");
     assert!(received <= 4 << 20, "received {received} bytes");
 
@@ -325,11 +306,7 @@ async fn concurrency_and_rate_limits_refuse_with_retry_after() {
     let busy: Vec<_> = (0..2)
         .map(|_| tokio::spawn(client.get(node.url("slow.test", "/?ms=2000")).send()))
         .collect();
-    crate::common::eventually("two slow requests running", || async {
-        let text = node.metrics_text().await;
-        metric_value(&text, "edge_requests_in_flight", &[("app", "slow")]) == Some(2.0)
-    })
-    .await;
+    wait_in_flight(&node, "slow", 2.0).await;
     let refused = client
         .get(node.url("slow.test", "/?ms=1"))
         .send()
@@ -451,17 +428,9 @@ async fn a_client_that_hangs_up_stops_its_guest() {
         .await;
     let client = node.http1_client();
     let abandoned = tokio::spawn(client.get(node.url("slow.test", "/?ms=60000")).send());
-    crate::common::eventually("the slow request is running", || async {
-        let text = node.metrics_text().await;
-        metric_value(&text, "edge_requests_in_flight", &[("app", "slow")]) == Some(1.0)
-    })
-    .await;
+    wait_in_flight(&node, "slow", 1.0).await;
     abandoned.abort();
-    crate::common::eventually("the abandoned guest is stopped", || async {
-        let text = node.metrics_text().await;
-        metric_value(&text, "edge_requests_in_flight", &[("app", "slow")]) == Some(0.0)
-    })
-    .await;
+    wait_in_flight(&node, "slow", 0.0).await;
     let next = client
         .get(node.url("slow.test", "/?ms=1"))
         .send()

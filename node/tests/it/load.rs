@@ -4,7 +4,7 @@ use edge_fixtures::{HELLO, WSTD_STREAM};
 use edge_node::config::AppLimits;
 use futures::future::join_all;
 
-use crate::common::{TestNode, app, eventually, metric_value};
+use crate::common::{TestNode, app, metric_value, wait_in_flight};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_requests_in_flight_at_once() {
@@ -28,11 +28,7 @@ async fn two_hundred_requests_in_flight_at_once() {
         .collect();
 
     // Each guest sleeps 5 s; all 200 must be inside the node together.
-    eventually("200 requests in flight", || async {
-        let text = node.metrics_text().await;
-        metric_value(&text, "edge_requests_in_flight", &[("app", "wstd")]) == Some(200.0)
-    })
-    .await;
+    wait_in_flight(&node, "wstd", 200.0).await;
 
     for status in join_all(requests).await {
         assert_eq!(status.unwrap().unwrap(), 200);
@@ -63,11 +59,7 @@ async fn a_full_node_answers_503_with_retry_after_not_a_hang() {
     let busy: Vec<_> = (0..2)
         .map(|_| tokio::spawn(client.get(node.url("wstd.test", "/sleep?ms=3000")).send()))
         .collect();
-    eventually("both slots busy", || async {
-        let text = node.metrics_text().await;
-        metric_value(&text, "edge_requests_in_flight", &[("app", "wstd")]) == Some(2.0)
-    })
-    .await;
+    wait_in_flight(&node, "wstd", 2.0).await;
 
     let refused = client
         .get(node.url("hello.test", "/"))
