@@ -67,18 +67,26 @@ impl AppAdmission {
     }
 
     /// Admits one request now or says why not. The rate is checked first so
-    /// that a request refused for rate does not take a concurrency slot.
+    /// that a request refused for rate does not take a concurrency slot, and
+    /// one refused for concurrency gives its rate token back.
     pub fn admit(&self) -> Result<OwnedSemaphorePermit, AdmissionError> {
-        if let Some(bucket) = &self.rate {
-            let mut bucket = bucket
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            bucket.take(Instant::now())?;
-        }
-        self.concurrency
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| AdmissionError::Concurrency(self.max_concurrent))
+        let refused = || AdmissionError::Concurrency(self.max_concurrent);
+        let Some(bucket) = &self.rate else {
+            return self
+                .concurrency
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| refused());
+        };
+        let mut bucket = bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.take(Instant::now())?;
+        self.concurrency.clone().try_acquire_owned().map_err(|_| {
+            // Refused for concurrency: the rate token goes back.
+            bucket.refund();
+            refused()
+        })
     }
 }
 
@@ -101,6 +109,10 @@ impl TokenBucket {
         }
     }
 
+    fn refund(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
     fn take(&mut self, now: Instant) -> Result<(), AdmissionError> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -112,7 +124,7 @@ impl TokenBucket {
             let wait = (1.0 - self.tokens) / self.rate;
             Err(AdmissionError::Rate {
                 rate: self.rate,
-                retry_after: Duration::from_secs_f64(wait),
+                retry_after: Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX),
             })
         }
     }
@@ -143,6 +155,22 @@ mod tests {
             assert!(bucket.take(much_later).is_ok());
         }
         assert!(bucket.take(much_later).is_err());
+    }
+
+    #[test]
+    fn a_request_refused_for_concurrency_keeps_no_rate_token() {
+        let limits = AppLimits {
+            max_concurrent_requests: 1,
+            requests_per_second: Some(0.001),
+            burst: Some(2),
+            ..AppLimits::default()
+        };
+        let app = AppAdmission::new(&limits);
+        let _running = app.admit().unwrap();
+        assert_eq!(app.admit().unwrap_err(), AdmissionError::Concurrency(1));
+        drop(_running);
+        // The second token is still there.
+        assert!(app.admit().is_ok());
     }
 
     #[test]

@@ -155,35 +155,32 @@ where
 /// chunk, HTTP/2 resets the stream) once more than `limit` bytes go out, or
 /// when the guest failed (trapped, ran out of time) before finishing it:
 /// wasi:http ends the stream when the store goes away, and a truncated body
-/// must not look whole. It holds `guard` until it is finished or dropped.
-pub struct GuardedResponseBody<G> {
+/// must not look whole.
+pub struct GuardedResponseBody {
     inner: ResponseBody,
     budget: ByteBudget,
     guest_failed: Arc<AtomicBool>,
     /// Counts the cut-off (`edge_limit_rejections_total`).
     exceeded: prometheus::IntCounter,
-    _guard: G,
 }
 
-impl<G: Send + 'static> GuardedResponseBody<G> {
+impl GuardedResponseBody {
     pub fn new(
         inner: ResponseBody,
         limit: u64,
         guest_failed: Arc<AtomicBool>,
         exceeded: prometheus::IntCounter,
-        guard: G,
     ) -> Self {
         Self {
             inner,
             budget: ByteBudget::new(limit),
             guest_failed,
             exceeded,
-            _guard: guard,
         }
     }
 }
 
-impl<G: Unpin> Body for GuardedResponseBody<G> {
+impl Body for GuardedResponseBody {
     type Data = Bytes;
     type Error = HttpError;
 
@@ -262,7 +259,7 @@ mod tests {
     async fn response_bodies_stop_at_the_limit_and_report_once() {
         let counter = prometheus::IntCounter::new("t", "t").unwrap();
         let body = crate::error::full_body(vec![1u8; 300]);
-        let guarded = GuardedResponseBody::new(body, 200, Arc::default(), counter.clone(), ());
+        let guarded = GuardedResponseBody::new(body, 200, Arc::default(), counter.clone());
         assert!(guarded.collect().await.is_err());
         assert_eq!(counter.get(), 1);
     }

@@ -307,6 +307,10 @@ fn root_prefix() -> String {
 /// guest's environment, so they stay small.
 pub const MAX_ENV_BYTES: usize = 64 << 10;
 
+/// Upper bound for time limits: far beyond any sane request, and far from
+/// the overflow of deadline arithmetic.
+const MAX_REQUEST_TIME: Duration = Duration::from_secs(24 * 3600);
+
 /// A configuration that could not be read, with the field at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -475,6 +479,16 @@ impl NodeConfig {
                 "must be at least 1",
             ));
         }
+        let out = &self.outbound;
+        for (field, value) in [
+            ("outbound.connect_timeout", out.connect_timeout),
+            ("outbound.first_byte_timeout", out.first_byte_timeout),
+            ("outbound.total_timeout", out.total_timeout),
+        ] {
+            if value.is_zero() || value > MAX_REQUEST_TIME {
+                return Err(invalid(field, "must be more than 0 and at most 24h"));
+            }
+        }
         if self.http.h2_max_concurrent_streams == 0 {
             return Err(invalid(
                 "http.h2_max_concurrent_streams",
@@ -570,8 +584,14 @@ impl NodeConfig {
                 ),
             ));
         }
-        if limits.wall_time.is_zero() {
-            return Err(invalid(field("wall_time"), "must be more than 0"));
+        if limits.cpu_time > MAX_REQUEST_TIME {
+            return Err(invalid(field("cpu_time"), "must be at most 24h"));
+        }
+        if limits.wall_time.is_zero() || limits.wall_time > MAX_REQUEST_TIME {
+            return Err(invalid(
+                field("wall_time"),
+                "must be more than 0 and at most 24h",
+            ));
         }
         if limits.max_memory_bytes > self.runtime.max_memory_bytes {
             return Err(invalid(
@@ -591,11 +611,11 @@ impl NodeConfig {
             ));
         }
         if let Some(rate) = limits.requests_per_second
-            && !(rate.is_finite() && rate > 0.0)
+            && !(rate.is_finite() && (0.001..=1e9).contains(&rate))
         {
             return Err(invalid(
                 field("requests_per_second"),
-                "must be a positive number",
+                "must be between 0.001 and 1000000000",
             ));
         }
         if limits.burst == Some(0) {

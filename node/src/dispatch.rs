@@ -173,7 +173,7 @@ impl Dispatcher {
         }
         let exceeded = app.metrics.response_too_large.clone();
         Ok(response.map(|body| {
-            GuardedResponseBody::new(body, limit, guest_failed, exceeded, guard).boxed_unsync()
+            GuardedResponseBody::new(body, limit, guest_failed, exceeded).boxed_unsync()
         }))
     }
 
@@ -222,8 +222,8 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// What a running request holds until its response body is done: its
-/// admission permits and its place in the in-flight gauge.
+/// What a running request holds until its guest is done: its admission
+/// permits and its place in the in-flight gauge.
 struct RequestGuard {
     _node: OwnedSemaphorePermit,
     _app: OwnedSemaphorePermit,

@@ -100,7 +100,7 @@ impl Metrics {
         let in_flight = IntGaugeVec::new(
             Opts::new(
                 "edge_requests_in_flight",
-                "Requests routed to an app and waiting for its response headers.",
+                "Requests admitted to an app whose guest has not finished yet.",
             ),
             &["tenant", "app"],
         )?;
@@ -164,7 +164,7 @@ impl Metrics {
             Opts::new(
                 "edge_outbound_requests_total",
                 "Guests' outbound HTTP requests, by app and result (ok, denied-destination, \
-                 denied-address, subrequest-limit, timeout, connect-error, error).",
+                 denied-address, subrequest-limit, timeout, connect-error, dns-error, error).",
             ),
             &["tenant", "app", "result"],
         )?;

@@ -11,7 +11,9 @@ pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -19,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::IntGauge;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -116,6 +119,7 @@ pub async fn serve(
             dispatcher: dispatcher.clone(),
             tls: spec.tls.clone(),
             handshake_timeout: config.tls_handshake_timeout,
+            header_read_timeout: config.header_read_timeout,
             scheme: scheme.clone(),
             peer,
             open: OpenGuard::new(open.clone()),
@@ -152,6 +156,7 @@ struct Connection {
     dispatcher: Arc<Dispatcher>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
+    header_read_timeout: Duration,
     scheme: Scheme,
     peer: SocketAddr,
     open: OpenGuard,
@@ -162,13 +167,20 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, watcher: hyper_util::server::graceful::Watcher) {
         let _open = &self.open;
+        let first_bytes = self.header_read_timeout;
         match &self.tls {
-            None => self.serve_http(TokioIo::new(stream), watcher).await,
+            None => {
+                let io = FirstBytesDeadline::new(stream, first_bytes);
+                self.serve_http(TokioIo::new(io), watcher).await
+            }
             Some(acceptor) => {
                 let handshake =
                     tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
                 match handshake.await {
-                    Ok(Ok(tls)) => self.serve_http(TokioIo::new(tls), watcher).await,
+                    Ok(Ok(tls)) => {
+                        let io = FirstBytesDeadline::new(tls, first_bytes);
+                        self.serve_http(TokioIo::new(io), watcher).await
+                    }
                     Ok(Err(err)) => {
                         self.metrics.tls_handshake_failures.inc();
                         tracing::debug!(peer = %self.peer, "TLS handshake failed: {err}");
@@ -197,6 +209,73 @@ impl Connection {
         if let Err(err) = watcher.watch(conn).await {
             tracing::debug!(peer = %self.peer, "connection ended with an error: {err}");
         }
+    }
+}
+
+/// A connection that must send its first bytes within a deadline. hyper's
+/// header-read timeout starts only once hyper-util has read enough to tell
+/// HTTP/1 from HTTP/2, so without this a client that connects (or finishes
+/// the TLS handshake) and sends nothing would hold a connection slot forever.
+struct FirstBytesDeadline<I> {
+    inner: I,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> FirstBytesDeadline<I> {
+    fn new(inner: I, timeout: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(deadline) = self.deadline.as_mut() {
+            if buf.filled().len() > before {
+                self.deadline = None;
+            } else if result.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+            }
+        }
+        result
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -192,16 +192,24 @@ impl Runtime {
         // running to write the body, while this function returns the response
         // to hyper.
         let task = tokio::spawn(async move {
-            // The request's admission permits stay taken while the guest
-            // runs, even if the client has gone.
-            let _hold = hold;
             let run = async {
                 let started = std::time::Instant::now();
                 let proxy = app
                     .component
                     .instantiate_async(&mut store)
                     .await
-                    .map_err(TaskError::Instantiate)?;
+                    .map_err(|err| {
+                        // A start function can trap or run out of budget
+                        // too: that is the guest's doing, not the node's.
+                        let limit_hit = task_limit_hit.load(Ordering::Relaxed);
+                        let trapped = err.downcast_ref::<wasmtime::Trap>().is_some()
+                            || err.downcast_ref::<LimitExceeded>().is_some();
+                        if trapped || limit_hit {
+                            TaskError::Trap(TrapKind::of(&err, limit_hit), err)
+                        } else {
+                            TaskError::Instantiate(err)
+                        }
+                    })?;
                 app.metrics
                     .instantiate_duration
                     .observe(started.elapsed().as_secs_f64());
@@ -209,6 +217,11 @@ impl Runtime {
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, request, response_out)
                     .await
+                    .or_else(|err| match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                        // `exit(0)` after answering is a normal end.
+                        Some(wasmtime_wasi::I32Exit(0)) => Ok(()),
+                        _ => Err(err),
+                    })
                     .map_err(|err| {
                         let kind = TrapKind::of(&err, task_limit_hit.load(Ordering::Relaxed));
                         TaskError::Trap(kind, err)
@@ -227,6 +240,14 @@ impl Runtime {
                 task_failed.store(true, Ordering::Release);
                 report(&app, request_id, err);
             }
+            // The instance goes back to the pool before the request's
+            // admission permits are released, so a request admitted next
+            // finds a free slot. The permits are held here, for as long as
+            // the guest runs (bounded by the wall-time deadline), not by the
+            // response body, which a client that stops reading could keep
+            // alive forever.
+            drop(store);
+            drop(hold);
             result
         });
 

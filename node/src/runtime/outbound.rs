@@ -34,11 +34,13 @@ use crate::names::check_dns_name;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {
-    /// Addresses guests may reach although they are loopback or private (for
-    /// an origin on the node's own network). Default: none.
+    /// Loopback or private addresses that names in `hosts` may point to (an
+    /// origin on the node's own network). Only the operator's `hosts`
+    /// entries can reach them: a name resolved through DNS never may, since
+    /// a tenant controlling a DNS zone could point it anywhere. Default: none.
     pub allow_private_addresses: Vec<IpAddr>,
-    /// Names resolved to fixed addresses before DNS, like /etc/hosts. The
-    /// addresses are classified like any other. Default: none.
+    /// Names resolved to fixed addresses before DNS, like /etc/hosts.
+    /// Default: none.
     pub hosts: BTreeMap<String, IpAddr>,
     /// Longest a connection may take. Default: 5s.
     #[serde(with = "humantime_serde")]
@@ -185,6 +187,19 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if let Some(v4) = ip.to_ipv4() {
         return forbidden_v4(v4).map(|_| "IPv4 address in IPv6 form");
     }
+    // SIIT (::ffff:0:a.b.c.d) embeds it in the last 32 bits too.
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        let v4 = Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7]));
+        return forbidden_v4(v4).map(|_| "IPv4 address in SIIT form");
+    }
+    // Teredo (2001::/32) tunnels to an obfuscated IPv4 address: refuse all.
+    if segments[..2] == [0x2001, 0] {
+        return Some("Teredo");
+    }
+    // Local-use NAT64 (64:ff9b:1::/48) may use any prefix length: refuse all.
+    if segments[..3] == [0x64, 0xff9b, 1] {
+        return Some("local-use NAT64");
+    }
     // NAT64 (64:ff9b::/96) embeds the IPv4 address in the last 32 bits.
     if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         let v4 = Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7]));
@@ -198,6 +213,7 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     match segments[0] {
         s if s & 0xfe00 == 0xfc00 => Some("unique-local"),
         s if s & 0xffc0 == 0xfe80 => Some("link-local"),
+        s if s & 0xffc0 == 0xfec0 => Some("site-local"),
         s if s & 0xff00 == 0xff00 => Some("multicast"),
         _ => None,
     }
@@ -225,19 +241,25 @@ impl VettingResolver {
         config: Arc<OutboundConfig>,
         host: String,
     ) -> std::io::Result<Vec<SocketAddr>> {
-        let candidates: Vec<IpAddr> = match config.hosts.get(&host) {
-            Some(ip) => vec![*ip],
-            None => tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .map(|addr| addr.ip())
-                .collect(),
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let (candidates, from_operator): (Vec<IpAddr>, bool) = match config.hosts.get(&host) {
+            Some(ip) => (vec![*ip], true),
+            None => {
+                // getaddrinfo cannot be cancelled, but the guest need not wait
+                // for a slow resolver longer than it would for a connection.
+                let lookup = tokio::net::lookup_host((host.as_str(), 0));
+                let addrs = tokio::time::timeout(config.connect_timeout, lookup)
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                (addrs.map(|addr| addr.ip()).collect(), false)
+            }
         };
         let mut reason = "no addresses";
         let vetted: Vec<SocketAddr> = candidates
             .into_iter()
             .filter(|ip| match forbidden_address(*ip) {
                 None => true,
-                Some(_) if config.allow_private_addresses.contains(ip) => true,
+                Some(_) if from_operator && config.allow_private_addresses.contains(ip) => true,
                 Some(why) => {
                     reason = why;
                     false
@@ -279,7 +301,11 @@ pub struct OutboundClient {
 }
 
 impl OutboundClient {
-    pub fn new(config: OutboundConfig, results: IntCounterVec) -> Self {
+    pub fn new(mut config: OutboundConfig, results: IntCounterVec) -> Self {
+        config.hosts = std::mem::take(&mut config.hosts)
+            .into_iter()
+            .map(|(name, ip)| (name.trim_end_matches('.').to_ascii_lowercase(), ip))
+            .collect();
         let config = Arc::new(config);
         let mut http = HttpConnector::new_with_resolver(VettingResolver {
             config: config.clone(),
@@ -369,11 +395,11 @@ impl OutboundPolicy {
             return Err((HttpError::HttpRequestDenied, "denied-destination"));
         }
         // The connector does not resolve address literals, so they are
-        // vetted here.
+        // vetted here; internal ones are reachable only through an operator's
+        // `hosts` name.
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = literal.parse::<IpAddr>()
             && forbidden_address(ip).is_some()
-            && !self.client.config.allow_private_addresses.contains(&ip)
         {
             return Err((HttpError::DestinationIpProhibited, "denied-address"));
         }
@@ -598,6 +624,10 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::10.0.0.1",
             "2002:a00:1::",
+            "::ffff:0:a00:1",
+            "64:ff9b:1::a00:1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
         ] {
             assert!(forbidden(ip), "{ip} must be refused");
         }
@@ -665,7 +695,8 @@ mod tests {
                 .expect_err("refused");
             assert!(err.get_ref().is_some_and(|e| e.is::<AddressProhibited>()));
         }
-        let ok = VettingResolver::resolve(config, "origin.test".into())
+        // Names match whatever their case or trailing dot.
+        let ok = VettingResolver::resolve(config, "ORIGIN.test.".into())
             .await
             .unwrap();
         assert_eq!(ok, vec!["127.0.0.1:0".parse().unwrap()]);

@@ -41,6 +41,10 @@ async fn a_slowloris_client_is_disconnected_at_the_header_timeout() {
         "{answer}"
     );
 
+    // So is a connection that never sends a byte.
+    let mut silent = TcpStream::connect(node.http_addr()).await.unwrap();
+    assert_eq!(read_until_closed(&mut silent).await, "");
+
     // An idle keep-alive connection is closed the same way.
     let mut idle = TcpStream::connect(node.http_addr()).await.unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nHost: hello.test\r\n\r\n")
