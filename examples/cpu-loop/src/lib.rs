@@ -1,7 +1,7 @@
 //! A hostile component: burns CPU without making a single host call.
 //!
-//! - `GET /`           spins forever: the node's CPU limit must stop it;
-//! - `GET /?iters=N`   spins N million iterations, then answers.
+//! - `GET /`: spins forever: the node's CPU limit must stop it;
+//! - `GET /?iters=N`: spins N million iterations, then answers.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2` in `examples/`.
 
@@ -13,10 +13,8 @@ fn spin(millions: Option<u64>) -> u64 {
     loop {
         x = std::hint::black_box(x.rotate_left(5) ^ i).wrapping_mul(0x2545_f491_4f6c_dd1d);
         i += 1;
-        if let Some(m) = millions {
-            if i >= m * 1_000_000 {
-                return x;
-            }
+        if millions.is_some_and(|m| i >= m.saturating_mul(1_000_000)) {
+            return x;
         }
     }
 }

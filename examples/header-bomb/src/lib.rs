@@ -1,10 +1,10 @@
 //! A hostile component: exhausts what the host keeps on its behalf.
 //!
-//! - `GET /?n=N&size=S`   a response with N headers of S bytes each (default
-//!                        1000 x 1000): past the host's bound on a header map;
-//! - `GET /resources`     creates header maps until the host refuses: host
-//!                        memory is outside the guest's memory limit, so the
-//!                        number of resources a request holds is bounded too.
+//! - `GET /?n=N&size=S`: a response with N headers of S bytes each (default
+//!   1000 x 1000): past the host's bound on a header map;
+//! - `GET /resources`: creates header maps until the host refuses: host
+//!   memory is outside the guest's memory limit, so the
+//!   number of resources a request holds is bounded too.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2` in `examples/`.
 

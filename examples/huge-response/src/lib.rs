@@ -1,9 +1,9 @@
 //! A hostile component: an enormous response body.
 //!
-//! - `GET /`               streams 1 MiB chunks forever;
-//! - `GET /?mb=N`          streams N MiB, then ends;
-//! - `GET /?declare=N`     declares `content-length` of N MiB up front and
-//!                         streams that much.
+//! - `GET /`: streams 1 MiB chunks forever;
+//! - `GET /?mb=N`: streams N MiB, then ends;
+//! - `GET /?declare=N`: declares `content-length` of N MiB up front and
+//!   streams that much.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2` in `examples/`.
 

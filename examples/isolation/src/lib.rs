@@ -1,11 +1,11 @@
 //! Probes memory isolation between requests and between apps.
 //!
-//! - `GET /write?secret=HEX`  copies the secret (byte-reversed, so the query
-//!                            text itself never matches) all over a 1 MiB heap
-//!                            buffer and leaks it;
-//! - `GET /scan?secret=HEX`   scans this instance's whole linear memory for
-//!                            that byte pattern and answers `clean` or
-//!                            `found at ADDR`.
+//! - `GET /write?secret=HEX`: copies the secret (byte-reversed, so the query
+//!   text itself never matches) all over a 1 MiB heap
+//!   buffer and leaks it;
+//! - `GET /scan?secret=HEX`: scans this instance's whole linear memory for
+//!   that byte pattern and answers `clean` or
+//!   `found at ADDR`.
 //!
 //! A fresh instance must never see another request's memory.
 //!

@@ -1,8 +1,8 @@
 //! A hostile component: allocates memory and touches every page.
 //!
-//! - `GET /`         allocates 1 MiB at a time forever: the node's memory
-//!                   limit must stop it;
-//! - `GET /?mb=N`    allocates N MiB, then answers.
+//! - `GET /`: allocates 1 MiB at a time forever: the node's memory
+//!   limit must stop it;
+//! - `GET /?mb=N`: allocates N MiB, then answers.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2` in `examples/`.
 

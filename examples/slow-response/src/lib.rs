@@ -1,8 +1,8 @@
 //! A hostile component: slow to answer, or slow to finish.
 //!
-//! - `GET /?ms=N`        waits N ms (no CPU used), then answers;
-//! - `GET /trickle`      answers at once, then writes one byte every 100 ms
-//!                       forever.
+//! - `GET /?ms=N`: waits N ms (no CPU used), then answers;
+//! - `GET /trickle`: answers at once, then writes one byte every 100 ms
+//!   forever.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2` in `examples/`.
 

@@ -1,9 +1,9 @@
 //! A hostile component: tries to reach what it must not.
 //!
-//! - `GET /?url=URL`   fetches URL and answers `status N` or `error: ...`;
-//! - `GET /`           tries a list of internal targets (loopback, private
-//!                     networks, cloud metadata, IPv6 forms) and answers one
-//!                     line per target. Every one must fail.
+//! - `GET /?url=URL`: fetches URL and answers `status N` or `error: ...`;
+//! - `GET /`: tries a list of internal targets (loopback, private
+//!   networks, cloud metadata, IPv6 forms) and answers one
+//!   line per target. Every one must fail.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2` in `examples/`.
 

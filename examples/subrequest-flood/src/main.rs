@@ -1,7 +1,7 @@
 //! A hostile component: makes as many outbound requests as it can.
 //!
-//! - `GET /?n=N&url=URL`   sends N sequential GETs to URL and answers
-//!                         `ok K, failed F, first error: ...`.
+//! - `GET /?n=N&url=URL`: sends N sequential GETs to URL and answers
+//!   `ok K, failed F, first error: ...`.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2` in `examples/`.
 
