@@ -161,7 +161,9 @@ pub struct HttpConfig {
     /// Time a client has to complete the TLS handshake. Default: 10s.
     #[serde(with = "humantime_serde")]
     pub tls_handshake_timeout: Duration,
-    /// Time a client has to send a complete HTTP/1 request head. Default: 10s.
+    /// Time a client has to send its first bytes after connecting (or after
+    /// the TLS handshake), and a complete HTTP/1 request head; also how long
+    /// an HTTP/1 keep-alive connection may sit idle. Default: 10s.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// Concurrent HTTP/2 streams per connection. Default: 256.
