@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use edge_fixtures::{SSRF, SUBREQUEST_FLOOD};
+use edge_fixtures::{HELLO, SSRF, SUBREQUEST_FLOOD};
 
 use crate::common::{TestNode, TestOrigin, app, metric_value};
 
@@ -33,7 +33,11 @@ async fn outbound_count(node: &TestNode, app: &str, result: &str) -> Option<f64>
 #[tokio::test]
 async fn without_an_allowlist_every_internal_target_is_refused() {
     let origin = TestOrigin::start().await;
-    let node = TestNode::builder().app(app("ssrf", SSRF)).start().await;
+    let node = TestNode::builder()
+        .app(app("ssrf", SSRF))
+        .app(app("hello", HELLO))
+        .start()
+        .await;
     let report = get_text(&node, "ssrf.test", "/").await;
     assert_eq!(report.lines().count(), 11, "{report}");
     for line in report.lines() {
@@ -48,6 +52,10 @@ async fn without_an_allowlist_every_internal_target_is_refused() {
     assert!(own.contains("HttpRequestDenied"), "{own}");
     assert_eq!(origin.hits(), 0);
     assert!(outbound_count(&node, "ssrf", "denied-destination").await >= Some(12.0));
+    assert_eq!(
+        get_text(&node, "hello.test", "/").await,
+        "Hello from the edge!\n"
+    );
 }
 
 #[tokio::test]
@@ -153,6 +161,7 @@ async fn subrequests_are_capped_per_request() {
             app("flood", SUBREQUEST_FLOOD)
                 .outbound(&[&format!("http://origin.test:{port}")], Some(5)),
         )
+        .app(app("hello", HELLO))
         .outbound(|o| {
             o.hosts
                 .insert("origin.test".into(), "127.0.0.1".parse().unwrap());
@@ -171,6 +180,10 @@ async fn subrequests_are_capped_per_request() {
     assert_eq!(
         outbound_count(&node, "flood", "subrequest-limit").await,
         Some(15.0)
+    );
+    assert_eq!(
+        get_text(&node, "hello.test", "/").await,
+        "Hello from the edge!\n"
     );
     // The cap is per incoming request: the next one gets five more, and
     // none of them is refused by the cap.
