@@ -252,6 +252,15 @@ impl TestNode {
         self.client_builder().build().expect("client")
     }
 
+    /// `GET https://{host}{path}` with [`TestNode::client`].
+    pub async fn get(&self, host: &str, path: &str) -> reqwest::Response {
+        self.client()
+            .get(self.url(host, path))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A client that speaks HTTP/1.1 only.
     pub fn http1_client(&self) -> reqwest::Client {
         self.client_builder().http1_only().build().expect("client")

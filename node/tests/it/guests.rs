@@ -129,12 +129,7 @@ async fn returning_without_a_response_is_502() {
         .app(app("silent", NO_RESPONSE))
         .start()
         .await;
-    let resp = node
-        .client()
-        .get(node.url("silent.test", "/"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("silent.test", "/").await;
     assert_eq!(resp.status(), 502);
     assert_eq!(resp.headers()["x-edge-error"], "no-response");
 }

@@ -18,12 +18,7 @@ fn limits() -> AppLimits {
 
 /// Asserts `hello` answers while something else is going on.
 async fn hello_still_answers(node: &TestNode) {
-    let resp = node
-        .client()
-        .get(node.url("hello.test", "/"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("hello.test", "/").await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -80,12 +75,7 @@ async fn waiting_does_not_count_as_cpu_time() {
         }))
         .start()
         .await;
-    let resp = node
-        .client()
-        .get(node.url("wstd.test", "/stream?n=40"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("wstd.test", "/stream?n=40").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap().lines().count(), 40);
 }
@@ -175,12 +165,7 @@ async fn endless_recursion_is_a_trap_not_a_crash() {
         .start()
         .await;
     for _ in 0..3 {
-        let resp = node
-            .client()
-            .get(node.url("deep.test", "/"))
-            .send()
-            .await
-            .unwrap();
+        let resp = node.get("deep.test", "/").await;
         assert_eq!(resp.status(), 500);
         assert_eq!(resp.headers()["x-edge-error"], "guest-trap");
         hello_still_answers(&node).await;
@@ -354,31 +339,16 @@ async fn oversized_response_headers_fail_in_the_guest_not_the_node() {
         .await;
     // 1000 headers of 1000 bytes: past wasi:http's header size bound, so the
     // guest cannot even build the response.
-    let resp = node
-        .client()
-        .get(node.url("bomb.test", "/"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("bomb.test", "/").await;
     assert_eq!(resp.status(), 500);
     hello_still_answers(&node).await;
     // Small enough: delivered.
-    let resp = node
-        .client()
-        .get(node.url("bomb.test", "/?n=10&size=100"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("bomb.test", "/?n=10&size=100").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-bomb-9"].len(), 100);
 
     // Host-side resources are bounded per request: the guest traps.
-    let resp = node
-        .client()
-        .get(node.url("bomb.test", "/resources"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("bomb.test", "/resources").await;
     assert_eq!(resp.status(), 500);
     assert_eq!(resp.headers()["x-edge-error"], "guest-trap");
     hello_still_answers(&node).await;

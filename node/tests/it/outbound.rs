@@ -11,12 +11,7 @@ use edge_fixtures::{HELLO, SSRF, SUBREQUEST_FLOOD};
 use crate::common::{TestNode, TestOrigin, app, metric_value};
 
 async fn get_text(node: &TestNode, host: &str, path: &str) -> String {
-    let resp = node
-        .client()
-        .get(node.url(host, path))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get(host, path).await;
     assert_eq!(resp.status(), 200);
     resp.text().await.unwrap()
 }

@@ -37,12 +37,7 @@ async fn sni_selects_each_apps_certificate_over_h1_and_h2() {
         assert_eq!(config.text().await.unwrap(), "hi");
     }
 
-    let h2 = node
-        .client()
-        .get(node.url("hello.test", "/"))
-        .send()
-        .await
-        .unwrap();
+    let h2 = node.get("hello.test", "/").await;
     assert_eq!(h2.version(), Version::HTTP_2, "ALPN should pick h2");
     let h1 = node
         .http1_client()
@@ -79,12 +74,7 @@ async fn a_certificate_is_not_served_for_another_apps_name() {
     );
 
     // The node is unaffected.
-    let ok = node
-        .client()
-        .get(node.url("hello.test", "/"))
-        .send()
-        .await
-        .unwrap();
+    let ok = node.get("hello.test", "/").await;
     assert_eq!(ok.status(), 200);
     let text = node.metrics_text().await;
     assert!(
