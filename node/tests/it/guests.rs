@@ -58,28 +58,15 @@ async fn config_values_reach_the_guest_and_nothing_else_does() {
         )
         .start()
         .await;
-    let client = node.client();
-    let one = client
-        .get(node.url("config.test", "/API_BASE"))
-        .send()
-        .await
-        .unwrap();
+    let one = node.get("config.test", "/API_BASE").await;
     assert_eq!(one.text().await.unwrap(), "https://origin.test");
-    let all = client
-        .get(node.url("config.test", "/"))
-        .send()
-        .await
-        .unwrap();
+    let all = node.get("config.test", "/").await;
     assert_eq!(
         all.text().await.unwrap(),
         "API_BASE=https://origin.test\nMODE=edge\n"
     );
     // The node's own environment (PATH is always set) is not inherited.
-    let path = client
-        .get(node.url("config.test", "/PATH"))
-        .send()
-        .await
-        .unwrap();
+    let path = node.get("config.test", "/PATH").await;
     assert_eq!(path.status(), 404);
 }
 
@@ -90,22 +77,13 @@ async fn a_trap_is_500_guest_trap_and_the_node_keeps_serving() {
         .app(app("hello", HELLO))
         .start()
         .await;
-    let client = node.client();
     for _ in 0..3 {
-        let resp = client
-            .get(node.url("panic.test", "/boom"))
-            .send()
-            .await
-            .unwrap();
+        let resp = node.get("panic.test", "/boom").await;
         assert_eq!(resp.status(), 500);
         assert_eq!(resp.headers()["x-edge-error"], "guest-trap");
         let body = resp.text().await.unwrap();
         assert!(!body.contains("wasm backtrace"), "internals leaked: {body}");
-        let ok = client
-            .get(node.url("hello.test", "/"))
-            .send()
-            .await
-            .unwrap();
+        let ok = node.get("hello.test", "/").await;
         assert_eq!(ok.status(), 200);
     }
     let text = node.metrics_text().await;
@@ -141,19 +119,11 @@ async fn wstd_components_sleep_and_stream_unchanged() {
         .start()
         .await;
     let client = node.client();
-    let slept = client
-        .get(node.url("wstd.test", "/sleep?ms=50"))
-        .send()
-        .await
-        .unwrap();
+    let slept = node.get("wstd.test", "/sleep?ms=50").await;
     assert_eq!(slept.status(), 200);
     assert_eq!(slept.text().await.unwrap(), "slept 50 ms\n");
 
-    let resp = client
-        .get(node.url("wstd.test", "/stream?n=20"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("wstd.test", "/stream?n=20").await;
     assert_eq!(resp.status(), 200);
     let mut stream = resp.bytes_stream();
     let mut parts = 0;

@@ -57,11 +57,7 @@ async fn a_spinning_guest_is_stopped_at_its_cpu_budget_without_starving_others()
         Some(4.0)
     );
     // Under its budget the same component answers.
-    let small = client
-        .get(node.url("spin.test", "/?iters=1"))
-        .send()
-        .await
-        .unwrap();
+    let small = node.get("spin.test", "/?iters=1").await;
     assert_eq!(small.status(), 200);
 }
 
@@ -90,21 +86,12 @@ async fn wall_time_cuts_off_slow_answers_and_slow_bodies() {
         .app(app("hello", HELLO))
         .start()
         .await;
-    let client = node.client();
-    let resp = client
-        .get(node.url("slow.test", "/?ms=60000"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("slow.test", "/?ms=60000").await;
     assert_eq!(resp.status(), 504);
     assert_eq!(resp.headers()["x-edge-error"], "wall-time-exceeded");
 
     // Headers already sent: the body is cut off, visibly to the client.
-    let resp = client
-        .get(node.url("slow.test", "/trickle"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("slow.test", "/trickle").await;
     assert_eq!(resp.status(), 200);
     let (_, failed) = read_body(resp).await;
     assert!(failed, "a cut-off body must not look complete");
@@ -125,22 +112,13 @@ async fn a_memory_bomb_hits_its_limit_and_the_node_is_fine() {
         .app(app("hello", HELLO))
         .start()
         .await;
-    let client = node.client();
     for path in ["/", "/?mb=64"] {
-        let resp = client
-            .get(node.url("bomb.test", path))
-            .send()
-            .await
-            .unwrap();
+        let resp = node.get("bomb.test", path).await;
         assert_eq!(resp.status(), 500, "{path}");
         assert_eq!(resp.headers()["x-edge-error"], "memory-limit-exceeded");
         hello_still_answers(&node).await;
     }
-    let fits = client
-        .get(node.url("bomb.test", "/?mb=8"))
-        .send()
-        .await
-        .unwrap();
+    let fits = node.get("bomb.test", "/?mb=8").await;
     assert_eq!(fits.status(), 200);
     assert_eq!(fits.text().await.unwrap(), "allocated 8 MiB\n");
     assert_eq!(
@@ -191,29 +169,20 @@ async fn response_bodies_over_the_limit_are_refused_or_cut_off() {
         }))
         .start()
         .await;
-    let client = node.client();
     // Declared up front: refused before any byte is sent.
-    let resp = client
-        .get(node.url("huge.test", "/?declare=8"))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("huge.test", "/?declare=8").await;
     assert_eq!(resp.status(), 502);
     assert_eq!(resp.headers()["x-edge-error"], "response-too-large");
 
     // Streamed: cut off at the limit.
-    let resp = client.get(node.url("huge.test", "/")).send().await.unwrap();
+    let resp = node.get("huge.test", "/").await;
     assert_eq!(resp.status(), 200);
     let (received, failed) = read_body(resp).await;
     assert!(failed, "the stream must end in an error, not look complete");
     assert!(received <= 4 << 20, "received {received} bytes");
 
     // Within the limit: whole.
-    let ok = client
-        .get(node.url("huge.test", "/?mb=3"))
-        .send()
-        .await
-        .unwrap();
+    let ok = node.get("huge.test", "/?mb=3").await;
     assert_eq!(ok.bytes().await.unwrap().len(), 3 << 20);
 }
 
@@ -233,11 +202,7 @@ async fn request_size_limits_answer_414_431_413() {
     let client = node.client();
 
     let long = format!("/{}", "a".repeat(9 << 10));
-    let resp = client
-        .get(node.url("echo.test", &long))
-        .send()
-        .await
-        .unwrap();
+    let resp = node.get("echo.test", &long).await;
     assert_eq!(resp.status(), 414);
     assert_eq!(resp.headers()["x-edge-error"], "uri-too-long");
 
@@ -362,23 +327,16 @@ async fn no_request_sees_another_requests_memory() {
         .instance_slots(4)
         .start()
         .await;
-    let client = node.client();
     let secret = "5ec2e7c0ffee15dead5ec2e7";
     for _ in 0..3 {
-        let written = client
-            .get(node.url("writer.test", &format!("/write?secret={secret}")))
-            .send()
-            .await
-            .unwrap();
+        let written = node
+            .get("writer.test", &format!("/write?secret={secret}"))
+            .await;
         assert_eq!(written.text().await.unwrap(), "written\n");
         // The same app's next request, and another tenant's app, get fresh
         // instances (from the same few reused pool slots).
         for host in ["writer.test", "reader.test"] {
-            let scan = client
-                .get(node.url(host, &format!("/scan?secret={secret}")))
-                .send()
-                .await
-                .unwrap();
+            let scan = node.get(host, &format!("/scan?secret={secret}")).await;
             assert_eq!(scan.text().await.unwrap(), "clean\n", "{host}");
         }
     }

@@ -13,19 +13,10 @@ async fn metrics_count_what_happened() {
         .app(app("panic", PANIC))
         .start()
         .await;
-    let client = node.client();
     for _ in 0..5 {
-        client
-            .get(node.url("hello.test", "/"))
-            .send()
-            .await
-            .unwrap();
+        node.get("hello.test", "/").await;
     }
-    client
-        .get(node.url("panic.test", "/"))
-        .send()
-        .await
-        .unwrap();
+    node.get("panic.test", "/").await;
 
     let text = node.metrics_text().await;
     let hello = [("tenant", "acme"), ("app", "hello")];
