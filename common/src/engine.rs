@@ -48,3 +48,25 @@ pub fn compile_config(settings: &CompileSettings) -> wasmtime::Config {
     config.async_stack_size(settings.max_wasm_stack_bytes + (512 << 10));
     config
 }
+
+/// The engine's compatibility hash as hex: artifacts are stored under
+/// (source digest, this), and a node reports its own so an operator can see
+/// why an artifact would not load. Computed by feeding wasmtime's
+/// `precompile_compatibility_hash` into SHA-256 (stable across processes,
+/// unlike `DefaultHasher`'s seeds would allow if they ever changed).
+pub fn engine_hash(engine: &wasmtime::Engine) -> String {
+    use std::hash::{Hash, Hasher};
+
+    struct Sha256Hasher(ring::digest::Context);
+    impl Hasher for Sha256Hasher {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            0 // unused: the digest is taken from the context
+        }
+    }
+    let mut hasher = Sha256Hasher(ring::digest::Context::new(&ring::digest::SHA256));
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    crate::signing::to_hex(&hasher.0.finish().as_ref()[..16])
+}

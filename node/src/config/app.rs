@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{ConfigError, MAX_ENV_BYTES, MAX_REQUEST_TIME, NodeConfig, invalid};
 use crate::names::{AppName, HostPattern, TenantId};
 use crate::runtime::outbound::AppOutbound;
+pub use edge_common::AppLimits;
 
 /// One app: a tenant's component, the hostnames it answers, its config values.
 #[derive(Debug, Clone, Deserialize)]
@@ -34,61 +34,6 @@ pub struct AppConfig {
     /// Where the app's component may send HTTP requests. Default: nowhere.
     #[serde(default)]
     pub outbound: AppOutbound,
-}
-
-/// Per-app limits. Defaults are production-sane (for reference, Fastly
-/// Compute allows 50 ms of CPU and 128 MB of memory per request).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AppLimits {
-    /// CPU time the guest's own code may run per request (host calls and
-    /// waiting excluded). Over it: 503 `cpu-time-exceeded`. Default: 50ms.
-    #[serde(with = "humantime_serde")]
-    pub cpu_time: Duration,
-    /// Wall-clock time for the whole request, from arrival to the last byte
-    /// of the response body. Over it before the response starts: 504
-    /// `wall-time-exceeded`; after: the body is cut off. Default: 60s.
-    #[serde(with = "humantime_serde")]
-    pub wall_time: Duration,
-    /// Linear memory one instance may grow to (at most
-    /// `runtime.max_memory_bytes`). Over it: the allocation fails, and the
-    /// trap that follows is 500 `memory-limit-exceeded`. Default: 128 MiB.
-    pub max_memory_bytes: u64,
-    /// Elements per table. Default: 20000.
-    pub max_table_elements: u32,
-    /// Requests of this app running at once on this node. Beyond: 503
-    /// `concurrency-limit-exceeded` with `Retry-After`. The node-wide cap
-    /// (`http.max_concurrent_requests`) applies on top. Default: 100.
-    pub max_concurrent_requests: u32,
-    /// Sustained requests per second admitted on this node (token bucket).
-    /// Beyond: 429 `rate-limit-exceeded` with `Retry-After`. Default: none.
-    pub requests_per_second: Option<f64>,
-    /// Requests admitted in a burst above the rate. Default: one second's
-    /// worth of `requests_per_second`.
-    pub burst: Option<u32>,
-    /// Request body bytes, enforced while streaming. Over it: 413
-    /// `request-body-too-large`. Default: 100 MiB.
-    pub max_request_body_bytes: u64,
-    /// Response body bytes. A larger declared `content-length`: 502
-    /// `response-too-large`; a stream that goes past it is cut off.
-    /// Default: 1 GiB.
-    pub max_response_body_bytes: u64,
-}
-
-impl Default for AppLimits {
-    fn default() -> Self {
-        Self {
-            cpu_time: Duration::from_millis(50),
-            wall_time: Duration::from_secs(60),
-            max_memory_bytes: 128 << 20,
-            max_table_elements: 20_000,
-            max_concurrent_requests: 100,
-            requests_per_second: None,
-            burst: None,
-            max_request_body_bytes: 100 << 20,
-            max_response_body_bytes: 1 << 30,
-        }
-    }
 }
 
 pub(crate) fn root_prefix() -> String {

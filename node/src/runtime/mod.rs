@@ -111,12 +111,9 @@ impl Runtime {
     }
 
     fn link(&self, component: &Component) -> Result<LoadedComponent, LoadError> {
-        let ty = component.component_type();
-        let missing: Vec<String> = ty
-            .imports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .filter(|name| self.linker_lacks(name))
-            .collect();
+        // Checked up front so the error lists every offending import
+        // instead of wasmtime's first failure.
+        let missing = edge_common::world::unsupported_imports(component, &self.engine);
         if !missing.is_empty() {
             return Err(LoadError::UnsupportedImport(missing.join(", ")));
         }
@@ -125,15 +122,6 @@ impl Runtime {
             .instantiate_pre(component)
             .map_err(LoadError::Link)?;
         ProxyPre::new(pre).map_err(LoadError::NotAProxy)
-    }
-
-    /// Whether `import` (an instance name such as `wasi:cli/environment@0.2.3`)
-    /// is something the linker cannot satisfy. Checked up front so the error
-    /// lists every offending import instead of wasmtime's first failure.
-    fn linker_lacks(&self, import: &str) -> bool {
-        host::PROVIDED_INTERFACES
-            .iter()
-            .all(|provided| !host::import_satisfied_by(import, provided))
     }
 }
 

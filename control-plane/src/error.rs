@@ -1,0 +1,112 @@
+//! Every API refusal: a status, a stable code and a one-line message, sent
+//! as `{"error": {"code": "...", "message": "..."}}`.
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::auth::AuthError;
+use crate::compile::UploadError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": self.message }
+        });
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = self.status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"edge-cp\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let code = match e {
+            AuthError::Missing => "token-missing",
+            AuthError::Expired => "token-expired",
+            AuthError::NotYetValid => "token-not-yet-valid",
+            AuthError::Invalid(_) => "token-invalid",
+        };
+        Self::new(StatusCode::UNAUTHORIZED, code, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => Self::not_found(e.to_string()),
+            StoreError::Exists(_) => {
+                Self::new(StatusCode::CONFLICT, "already-exists", e.to_string())
+            }
+            StoreError::HostTaken(_) => {
+                Self::new(StatusCode::CONFLICT, "host-taken", e.to_string())
+            }
+            StoreError::Backend(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage-error",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        let code = match e {
+            UploadError::NotWasm => "not-wasm",
+            UploadError::CoreModule => "not-a-component",
+            UploadError::Invalid(_) => "invalid-component",
+            UploadError::UnsupportedImports(_) => "unsupported-imports",
+            UploadError::NotAnHttpHandler => "wrong-world",
+            UploadError::Compile(_) => {
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "compile-failed",
+                    e.to_string(),
+                );
+            }
+        };
+        Self::bad_request(code, e.to_string())
+    }
+}

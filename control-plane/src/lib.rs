@@ -1,0 +1,125 @@
+//! The control plane: tenants upload components through a JWT-authenticated
+//! API; uploads are validated and precompiled with the engine configuration
+//! nodes use; every change bumps a revision that nodes long-poll for and
+//! receive as a signed snapshot.
+//!
+//! [`ControlPlane::start`] opens the data directory (keys, SQLite metadata,
+//! blobs), binds the listener and serves [`api`].
+
+pub mod api;
+pub mod auth;
+pub mod compile;
+pub mod error;
+pub mod keys;
+pub mod server;
+pub mod store;
+pub mod sync;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use edge_common::CompileSettings;
+use edge_common::signing::SigningKey;
+
+use crate::api::{ApiSettings, ApiState};
+use crate::auth::Auth;
+use crate::compile::Compiler;
+use crate::store::fs::FsBlobStore;
+use crate::store::sqlite::SqliteMetaStore;
+use crate::store::{MetaStore, StoreError};
+
+/// Everything `edge-cp serve` needs.
+#[derive(Debug, Clone)]
+pub struct CpConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// PEM certificate chain and key for HTTPS; `None` serves plaintext,
+    /// which is refused on anything but a loopback address.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub api: ApiSettings,
+    /// Compilations run at once.
+    pub compile_parallelism: usize,
+}
+
+impl CpConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen,
+            tls: None,
+            api: ApiSettings::default(),
+            compile_parallelism: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CpError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] keys::KeyFileError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot create the compiler engine: {0:#}")]
+    Engine(wasmtime::Error),
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+    #[error("signing key: {0}")]
+    SigningKey(#[from] edge_common::signing::KeyError),
+}
+
+pub struct ControlPlane;
+
+impl ControlPlane {
+    pub async fn start(config: CpConfig) -> Result<server::ServerHandle, CpError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| CpError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let auth = open_auth(&config.data_dir)?;
+        let sync_key = SigningKey::from_pkcs8(&keys::load_or_generate(&keys::sync_key_path(
+            &config.data_dir,
+        ))?)?;
+        let store: Arc<dyn MetaStore> = Arc::new(SqliteMetaStore::open(
+            &config.data_dir.join("meta.sqlite3"),
+        )?);
+        let blobs = Arc::new(FsBlobStore::open(&config.data_dir)?);
+        let compiler = Compiler::new(&CompileSettings::default(), config.compile_parallelism)
+            .map_err(CpError::Engine)?;
+        let revision = store.revision().await?;
+        tracing::info!(
+            revision,
+            engine = compiler.engine_hash(),
+            sync_key = %sync_key.verifying_key().to_hex(),
+            "control plane state opened"
+        );
+        let state = Arc::new(ApiState {
+            hub: sync::SyncHub::new(store.clone(), sync_key, revision),
+            store,
+            blobs,
+            auth,
+            compiler,
+            settings: config.api.clone(),
+        });
+        Ok(server::serve(config.listen, config.tls.as_ref(), state).await?)
+    }
+}
+
+/// The token authority of a data directory (creating its key on first use).
+pub fn open_auth(data_dir: &Path) -> Result<Auth, CpError> {
+    let der = keys::load_or_generate(&keys::token_key_path(data_dir))?;
+    Ok(Auth::new(&der)?)
+}
+
+/// The hex public key nodes pin to verify snapshots.
+pub fn sync_public_key(data_dir: &Path) -> Result<String, CpError> {
+    let der = keys::load_or_generate(&keys::sync_key_path(data_dir))?;
+    Ok(SigningKey::from_pkcs8(&der)?.verifying_key().to_hex())
+}

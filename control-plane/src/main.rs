@@ -1,0 +1,142 @@
+//! `edge-cp`: run the control plane, or issue a token from its data
+//! directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use edge_common::names::TenantId;
+use edge_cp::auth::Role;
+use edge_cp::{ControlPlane, CpConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "edge-cp",
+    version,
+    about = "Edge control plane: API, compiler and sync for edge nodes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve {
+        /// Keys, metadata (SQLite) and blobs live here.
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: SocketAddr,
+        /// PEM certificate chain for HTTPS (with --tls-key). Without them
+        /// the API is plaintext, which is allowed on loopback only.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Largest component upload, in bytes.
+        #[arg(long, default_value_t = 64 << 20)]
+        max_upload_bytes: u64,
+    },
+    /// Print a signed API token.
+    Token {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The tenant a `tenant` token acts for.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// The token's subject: a node's name for `node` tokens (default:
+        /// the role, or the tenant id).
+        #[arg(long)]
+        sub: Option<String>,
+        /// Lifetime, for example 1h, 24h, 30d.
+        #[arg(long, default_value = "24h")]
+        ttl: humantime::Duration,
+    },
+    /// Print the public key nodes pin (`edge-node --trust-key`) to verify
+    /// snapshots.
+    PublicKey {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            data_dir,
+            listen,
+            tls_cert,
+            tls_key,
+            max_upload_bytes,
+        } => {
+            let mut config = CpConfig::new(data_dir, listen);
+            config.tls = tls_cert.zip(tls_key);
+            config.api.max_upload_bytes = max_upload_bytes;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(serve(config))
+        }
+        Command::Token {
+            data_dir,
+            role,
+            tenant,
+            sub,
+            ttl,
+        } => {
+            if !data_dir.is_dir() {
+                bail!(
+                    "{} is not a directory (start `edge-cp serve --data-dir` there first)",
+                    data_dir.display()
+                );
+            }
+            let auth = edge_cp::open_auth(&data_dir)?;
+            let subject = sub.unwrap_or_else(|| match (&tenant, role) {
+                (Some(t), _) => t.to_string(),
+                (None, Role::Admin) => "admin".into(),
+                (None, Role::Node) => "node".into(),
+                (None, Role::Tenant) => "tenant".into(),
+            });
+            if subject.is_empty() || subject.len() > 128 {
+                bail!("--sub must be 1 to 128 bytes");
+            }
+            let token = auth.issue(role, &subject, tenant, Duration::from(ttl))?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::PublicKey { data_dir } => {
+            println!("{}", edge_cp::sync_public_key(&data_dir)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: CpConfig) -> anyhow::Result<()> {
+    let handle = ControlPlane::start(config).await?;
+    let scheme = if handle.tls { "https" } else { "http" };
+    println!("edge-cp: api listening on {scheme}://{}", handle.addr);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for ctrl-c")?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    handle.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! The behaviour every storage backend must have, as a test suite: call
+//! these from a backend's tests with a fresh, empty store. They panic on the
+//! first deviation, naming it.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use edge_common::AppLimits;
+use edge_common::names::{AppName, HostPattern, TenantId};
+use edge_common::sync::{ApplyOutcome, ArtifactRef, NodeReport};
+
+use super::{BlobStore, MetaStore, NewVersion, StoreError};
+
+fn tenant(s: &str) -> TenantId {
+    TenantId::try_from(s.to_string()).expect("valid tenant literal")
+}
+fn app(s: &str) -> AppName {
+    AppName::try_from(s.to_string()).expect("valid app literal")
+}
+fn host(s: &str) -> HostPattern {
+    HostPattern::try_from(s.to_string()).expect("valid host literal")
+}
+fn version(n: u8) -> NewVersion {
+    NewVersion {
+        source_sha256: format!("{n:02x}").repeat(32),
+        source_size: 100 + u64::from(n),
+        artifact: ArtifactRef {
+            sha256: format!("{:02x}", n.wrapping_add(100)).repeat(32),
+            size: 1000,
+            engine: "engine-a".into(),
+        },
+    }
+}
+
+/// Tenants, apps, hostnames, versions, deployments, config, limits, the
+/// snapshot and the revision counter, artifacts and node reports.
+pub async fn meta_store<M: MetaStore>(store: &M) {
+    let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
+    assert_eq!(
+        store.revision().await.unwrap(),
+        0,
+        "a new store is at revision 0"
+    );
+    assert!(store.snapshot().await.unwrap().apps.is_empty());
+
+    // Tenants.
+    store.create_tenant(&a).await.unwrap();
+    store.create_tenant(&b).await.unwrap();
+    assert!(matches!(
+        store.create_tenant(&a).await,
+        Err(StoreError::Exists(_))
+    ));
+    assert!(store.tenant_exists(&a).await.unwrap());
+    assert!(!store.tenant_exists(&tenant("nobody")).await.unwrap());
+    let ids: Vec<_> = store
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, vec![a.clone(), b.clone()]);
+
+    // Apps and hostnames: a hostname belongs to one app across tenants.
+    let limits = AppLimits::default();
+    let created = store
+        .create_app(
+            &a,
+            &app("web"),
+            &[host("web.test"), host("*.web.test")],
+            &limits,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.hosts, vec![host("web.test"), host("*.web.test")]);
+    assert_eq!(created.active_version, None);
+    let r1 = store.revision().await.unwrap();
+    assert!(r1 > 0, "creating an app bumps the revision");
+    assert!(matches!(
+        store.create_app(&b, &app("other"), &[host("new.test"), host("web.test")], &limits).await,
+        Err(StoreError::HostTaken(h)) if h == "web.test"
+    ));
+    assert!(
+        matches!(
+            store.get_app(&b, &app("other")).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "a refused app leaves nothing behind"
+    );
+    store
+        .create_app(&b, &app("other"), &[host("new.test")], &limits)
+        .await
+        .expect("new.test was not kept by the refused attempt");
+    assert!(matches!(
+        store
+            .create_app(&a, &app("web"), &[host("x.test")], &limits)
+            .await,
+        Err(StoreError::Exists(_))
+    ));
+    assert!(matches!(
+        store
+            .create_app(&tenant("nobody"), &app("x"), &[host("y.test")], &limits)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The same app name in another tenant is a different app.
+    store
+        .create_app(&b, &app("web"), &[host("b-web.test")], &limits)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.get_app(&a, &app("other")).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "tenant a does not see tenant b's app"
+    );
+    let names: Vec<_> = store
+        .list_apps(&b)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, vec![app("other"), app("web")]);
+
+    // Versions: numbered per app, not deployed until activated.
+    let before = store.revision().await.unwrap();
+    let v1 = store
+        .add_version(&a, &app("web"), &version(1))
+        .await
+        .unwrap();
+    let v2 = store
+        .add_version(&a, &app("web"), &version(2))
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert_eq!(
+        store.revision().await.unwrap(),
+        before,
+        "an upload alone changes nothing served"
+    );
+    assert!(store.snapshot().await.unwrap().apps.is_empty());
+    assert!(matches!(
+        store.add_version(&a, &app("missing"), &version(3)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.list_versions(&a, &app("web")).await.unwrap(),
+        vec![v1.clone(), v2.clone()]
+    );
+
+    // Deploys bump the revision and show in the snapshot.
+    let r_deploy1 = store.activate_version(&a, &app("web"), 1).await.unwrap();
+    assert!(r_deploy1 > before);
+    let r_deploy2 = store.activate_version(&a, &app("web"), 2).await.unwrap();
+    assert!(r_deploy2 > r_deploy1);
+    assert!(matches!(
+        store.activate_version(&a, &app("web"), 9).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let deployments: Vec<_> = store
+        .deployments(&a, &app("web"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.version, d.revision))
+        .collect();
+    assert_eq!(deployments, vec![(1, r_deploy1), (2, r_deploy2)]);
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.revision, r_deploy2);
+    assert_eq!(snapshot.apps.len(), 1);
+    let served = &snapshot.apps[0];
+    assert_eq!(
+        (served.tenant.clone(), served.name.clone(), served.version),
+        (a.clone(), app("web"), 2)
+    );
+    assert_eq!(served.artifact, v2.artifact);
+    assert_eq!(served.hosts, vec![host("web.test"), host("*.web.test")]);
+    let app_record = store.get_app(&a, &app("web")).await.unwrap();
+    assert_eq!(app_record.active_version, Some(2));
+    assert_eq!(app_record.updated_revision, r_deploy2);
+
+    // Config values and limits.
+    let mut changes = BTreeMap::new();
+    changes.insert("GREETING".to_string(), Some("hi".to_string()));
+    changes.insert("MODE".to_string(), Some("fast".to_string()));
+    let r_config = store
+        .update_config(&a, &app("web"), &changes)
+        .await
+        .unwrap();
+    assert!(r_config > r_deploy2);
+    let mut removal = BTreeMap::new();
+    removal.insert("MODE".to_string(), None);
+    store
+        .update_config(&a, &app("web"), &removal)
+        .await
+        .unwrap();
+    let config = store.get_app(&a, &app("web")).await.unwrap().config;
+    assert_eq!(
+        config.into_iter().collect::<Vec<_>>(),
+        vec![("GREETING".to_string(), "hi".to_string())]
+    );
+    let tight = AppLimits {
+        max_concurrent_requests: 3,
+        ..AppLimits::default()
+    };
+    store.set_limits(&a, &app("web"), &tight).await.unwrap();
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.apps[0].limits, tight);
+    assert_eq!(
+        snapshot.apps[0].config.get("GREETING").map(String::as_str),
+        Some("hi")
+    );
+    assert!(matches!(
+        store.update_config(&b, &app("missing"), &changes).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Artifacts, keyed by (source, engine).
+    let art = version(5).artifact;
+    assert_eq!(store.find_artifact("aa", "engine-a").await.unwrap(), None);
+    store.record_artifact("aa", &art).await.unwrap();
+    assert_eq!(
+        store.find_artifact("aa", "engine-a").await.unwrap(),
+        Some(art.clone())
+    );
+    assert_eq!(store.find_artifact("aa", "engine-b").await.unwrap(), None);
+    assert!(store.is_artifact(&art.sha256).await.unwrap());
+    assert!(!store.is_artifact("aa").await.unwrap());
+
+    // Node reports: ACKs only move forward; a NACK is kept with its error.
+    let ack = |revision| NodeReport {
+        revision,
+        outcome: ApplyOutcome::Applied,
+        error: None,
+        engine: "engine-a".into(),
+    };
+    store
+        .record_node_report("node-1", &ack(5), 100)
+        .await
+        .unwrap();
+    store
+        .record_node_report("node-1", &ack(4), 101)
+        .await
+        .unwrap();
+    store
+        .record_node_report(
+            "node-1",
+            &NodeReport {
+                revision: 6,
+                outcome: ApplyOutcome::Rejected,
+                error: Some("bad signature".into()),
+                engine: "engine-a".into(),
+            },
+            102,
+        )
+        .await
+        .unwrap();
+    let nodes = store.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].applied_revision, Some(5));
+    assert_eq!(nodes[0].rejected_revision, Some(6));
+    assert_eq!(nodes[0].last_error.as_deref(), Some("bad signature"));
+    assert_eq!(nodes[0].last_seen_unix, 102);
+    store.touch_node("node-1", 200).await.unwrap();
+    store.touch_node("node-2", 201).await.unwrap();
+    let nodes = store.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(
+        (nodes[0].last_seen_unix, nodes[0].applied_revision),
+        (200, Some(5))
+    );
+    assert_eq!(
+        (nodes[1].node.as_str(), nodes[1].applied_revision),
+        ("node-2", None)
+    );
+
+    // Deleting frees the hostnames and removes the app from the snapshot.
+    let r_before_delete = store.revision().await.unwrap();
+    let r_delete = store.delete_app(&a, &app("web")).await.unwrap();
+    assert!(r_delete > r_before_delete);
+    assert!(store.snapshot().await.unwrap().apps.is_empty());
+    assert!(matches!(
+        store.delete_app(&a, &app("web")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .create_app(&b, &app("taker"), &[host("web.test")], &limits)
+        .await
+        .expect("a deleted app's hostname can be claimed again");
+    let recreated = store
+        .create_app(&a, &app("web"), &[host("web2.test")], &limits)
+        .await
+        .unwrap();
+    assert_eq!(recreated.active_version, None);
+    assert!(
+        store
+            .list_versions(&a, &app("web"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// What a store keeps across a restart: call `fill` on a fresh store, drop
+/// it, reopen it and pass it to `check`.
+pub async fn meta_store_fill<M: MetaStore>(store: &M) -> u64 {
+    let t = tenant("durable");
+    store.create_tenant(&t).await.unwrap();
+    store
+        .create_app(
+            &t,
+            &app("web"),
+            &[host("durable.test")],
+            &AppLimits::default(),
+        )
+        .await
+        .unwrap();
+    store
+        .add_version(&t, &app("web"), &version(7))
+        .await
+        .unwrap();
+    store.activate_version(&t, &app("web"), 1).await.unwrap()
+}
+
+pub async fn meta_store_check<M: MetaStore>(store: &M, revision: u64) {
+    let t = tenant("durable");
+    assert_eq!(
+        store.revision().await.unwrap(),
+        revision,
+        "the revision survives a restart"
+    );
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.apps.len(), 1);
+    assert_eq!(snapshot.apps[0].artifact, version(7).artifact);
+    assert_eq!(store.list_versions(&t, &app("web")).await.unwrap().len(), 1);
+    let next = store.activate_version(&t, &app("web"), 1).await.unwrap();
+    assert!(next > revision, "revisions keep increasing after a restart");
+}
+
+/// Content addressing, idempotent puts, absent and malformed names.
+pub async fn blob_store<B: BlobStore>(store: &B) {
+    let bytes = Bytes::from_static(b"\0asm component bytes");
+    let sha = store.put(bytes.clone()).await.unwrap();
+    assert_eq!(sha, edge_common::signing::sha256_hex(&bytes));
+    assert_eq!(
+        store.put(bytes.clone()).await.unwrap(),
+        sha,
+        "puts are idempotent"
+    );
+    assert_eq!(store.get(&sha).await.unwrap(), Some(bytes));
+    let empty = store.put(Bytes::new()).await.unwrap();
+    assert_eq!(store.get(&empty).await.unwrap(), Some(Bytes::new()));
+    assert_eq!(store.get(&"0".repeat(64)).await.unwrap(), None);
+    for bad in ["", "../../etc/passwd", "ab", &sha.to_uppercase()] {
+        assert_eq!(
+            store.get(bad).await.unwrap(),
+            None,
+            "{bad:?} is not a blob name"
+        );
+    }
+    let big = Bytes::from(vec![7u8; 3 << 20]);
+    let big_sha = store.put(big.clone()).await.unwrap();
+    assert_eq!(store.get(&big_sha).await.unwrap(), Some(big));
+}

@@ -1,0 +1,739 @@
+//! The embedded metadata store: one SQLite database in WAL mode with
+//! `synchronous = FULL`, so a change the API has acknowledged survives a
+//! crash or power loss. Calls run on tokio's blocking pool behind one
+//! connection: metadata writes are rare and small.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use edge_common::AppLimits;
+use edge_common::names::{AppName, HostPattern, TenantId};
+use edge_common::sync::{ArtifactRef, NodeReport, Snapshot, SnapshotApp};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{
+    AppRecord, DeploymentRecord, MetaStore, NewVersion, NodeRecord, StoreError, StoreResult,
+    TenantRecord, VersionRecord, now_unix,
+};
+use edge_common::sync::ApplyOutcome;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS revision (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+INSERT OR IGNORE INTO revision (id, value) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    created_unix INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS apps (
+    tenant TEXT NOT NULL REFERENCES tenants(id),
+    name TEXT NOT NULL,
+    active_version INTEGER,
+    config TEXT NOT NULL,
+    limits TEXT NOT NULL,
+    created_unix INTEGER NOT NULL,
+    updated_revision INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    host TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    app TEXT NOT NULL,
+    position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    tenant TEXT NOT NULL,
+    app TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    source_sha256 TEXT NOT NULL,
+    source_size INTEGER NOT NULL,
+    artifact_sha256 TEXT NOT NULL,
+    artifact_size INTEGER NOT NULL,
+    engine TEXT NOT NULL,
+    created_unix INTEGER NOT NULL,
+    PRIMARY KEY (tenant, app, version)
+);
+CREATE TABLE IF NOT EXISTS deployments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    app TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    created_unix INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    source_sha256 TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    artifact_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (source_sha256, engine)
+);
+CREATE INDEX IF NOT EXISTS artifacts_by_digest ON artifacts (artifact_sha256);
+CREATE TABLE IF NOT EXISTS nodes (
+    node TEXT PRIMARY KEY,
+    applied_revision INTEGER,
+    rejected_revision INTEGER,
+    last_error TEXT,
+    engine TEXT NOT NULL,
+    last_seen_unix INTEGER NOT NULL
+);
+";
+
+pub struct SqliteMetaStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteMetaStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` in one transaction on the blocking pool.
+    async fn tx<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("the database lock is poisoned".into()))?;
+            let tx = conn.transaction().map_err(backend)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(value)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn bump_revision(tx: &Transaction<'_>) -> StoreResult<u64> {
+    tx.query_row(
+        "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|v| v as u64)
+    .map_err(backend)
+}
+
+fn parse<T: TryFrom<String, Error = String>>(s: String) -> StoreResult<T> {
+    T::try_from(s).map_err(|e| StoreError::Backend(format!("stored value is invalid: {e}")))
+}
+
+fn app_exists(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreResult<()> {
+    let found: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM apps WHERE tenant = ?1 AND name = ?2",
+            params![tenant.as_str(), name.as_str()],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!("app {name}"))),
+    }
+}
+
+fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreResult<AppRecord> {
+    let row = tx
+        .query_row(
+            "SELECT active_version, config, limits, created_unix, updated_revision
+             FROM apps WHERE tenant = ?1 AND name = ?2",
+            params![tenant.as_str(), name.as_str()],
+            |row| {
+                Ok((
+                    row.get::<_, Option<i64>>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("app {name}")))?;
+    let mut stmt = tx
+        .prepare_cached("SELECT host FROM hosts WHERE tenant = ?1 AND app = ?2 ORDER BY position")
+        .map_err(backend)?;
+    let hosts = stmt
+        .query_map(params![tenant.as_str(), name.as_str()], |row| {
+            row.get::<_, String>(0)
+        })
+        .map_err(backend)?
+        .map(|h| parse::<HostPattern>(h.map_err(backend)?))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(AppRecord {
+        tenant: tenant.clone(),
+        name: name.clone(),
+        hosts,
+        active_version: row.0.map(|v| v as u64),
+        config: serde_json::from_str(&row.1).map_err(backend)?,
+        limits: serde_json::from_str(&row.2).map_err(backend)?,
+        created_unix: row.3 as u64,
+        updated_revision: row.4 as u64,
+    })
+}
+
+fn load_version(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    name: &AppName,
+    version: u64,
+) -> StoreResult<Option<VersionRecord>> {
+    tx.query_row(
+        "SELECT source_sha256, source_size, artifact_sha256, artifact_size, engine, created_unix
+         FROM versions WHERE tenant = ?1 AND app = ?2 AND version = ?3",
+        params![tenant.as_str(), name.as_str(), version as i64],
+        |row| version_row(version, row),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn version_row(version: u64, row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    Ok(VersionRecord {
+        version,
+        source_sha256: row.get(0)?,
+        source_size: row.get::<_, i64>(1)? as u64,
+        artifact: ArtifactRef {
+            sha256: row.get(2)?,
+            size: row.get::<_, i64>(3)? as u64,
+            engine: row.get(4)?,
+        },
+        created_unix: row.get::<_, i64>(5)? as u64,
+    })
+}
+
+#[async_trait]
+impl MetaStore for SqliteMetaStore {
+    async fn revision(&self) -> StoreResult<u64> {
+        self.tx(|tx| {
+            tx.query_row("SELECT value FROM revision WHERE id = 1", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|v| v as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn create_tenant(&self, id: &TenantId) -> StoreResult<TenantRecord> {
+        let id = id.clone();
+        self.tx(move |tx| {
+            let created_unix = now_unix();
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO tenants (id, created_unix) VALUES (?1, ?2)",
+                    params![id.as_str(), created_unix as i64],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::Exists(format!("tenant {id}")));
+            }
+            Ok(TenantRecord { id, created_unix })
+        })
+        .await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+        self.tx(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT id, created_unix FROM tenants ORDER BY id")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
+                .map_err(backend)?;
+            rows.map(|r| {
+                let (id, created) = r.map_err(backend)?;
+                Ok(TenantRecord {
+                    id: parse(id)?,
+                    created_unix: created as u64,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn tenant_exists(&self, id: &TenantId) -> StoreResult<bool> {
+        let id = id.clone();
+        self.tx(move |tx| {
+            tx.query_row(
+                "SELECT 1 FROM tenants WHERE id = ?1",
+                params![id.as_str()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn create_app(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        hosts: &[HostPattern],
+        limits: &AppLimits,
+    ) -> StoreResult<AppRecord> {
+        let (tenant, name, hosts) = (tenant.clone(), name.clone(), hosts.to_vec());
+        let limits = serde_json::to_string(limits).map_err(backend)?;
+        self.tx(move |tx| {
+            let tenant_found = tx
+                .query_row(
+                    "SELECT 1 FROM tenants WHERE id = ?1",
+                    params![tenant.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(backend)?;
+            if tenant_found.is_none() {
+                return Err(StoreError::NotFound(format!("tenant {tenant}")));
+            }
+            if app_exists(tx, &tenant, &name).is_ok() {
+                return Err(StoreError::Exists(format!("app {name}")));
+            }
+            for (position, host) in hosts.iter().enumerate() {
+                let inserted = tx
+                    .execute(
+                        "INSERT OR IGNORE INTO hosts (host, tenant, app, position) VALUES (?1, ?2, ?3, ?4)",
+                        params![host.to_string(), tenant.as_str(), name.as_str(), position as i64],
+                    )
+                    .map_err(backend)?;
+                if inserted == 0 {
+                    // The transaction is dropped without commit: nothing of
+                    // this app is kept.
+                    return Err(StoreError::HostTaken(host.to_string()));
+                }
+            }
+            let revision = bump_revision(tx)?;
+            tx.execute(
+                "INSERT INTO apps (tenant, name, active_version, config, limits, created_unix, updated_revision)
+                 VALUES (?1, ?2, NULL, '{}', ?3, ?4, ?5)",
+                params![tenant.as_str(), name.as_str(), limits, now_unix() as i64, revision as i64],
+            )
+            .map_err(backend)?;
+            load_app(tx, &tenant, &name)
+        })
+        .await
+    }
+
+    async fn list_apps(&self, tenant: &TenantId) -> StoreResult<Vec<AppRecord>> {
+        let tenant = tenant.clone();
+        self.tx(move |tx| {
+            let names: Vec<String> = {
+                let mut stmt = tx
+                    .prepare("SELECT name FROM apps WHERE tenant = ?1 ORDER BY name")
+                    .map_err(backend)?;
+                stmt.query_map(params![tenant.as_str()], |row| row.get(0))
+                    .map_err(backend)?
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?
+            };
+            names
+                .into_iter()
+                .map(|n| load_app(tx, &tenant, &parse(n)?))
+                .collect()
+        })
+        .await
+    }
+
+    async fn get_app(&self, tenant: &TenantId, name: &AppName) -> StoreResult<AppRecord> {
+        let (tenant, name) = (tenant.clone(), name.clone());
+        self.tx(move |tx| load_app(tx, &tenant, &name)).await
+    }
+
+    async fn delete_app(&self, tenant: &TenantId, name: &AppName) -> StoreResult<u64> {
+        let (tenant, name) = (tenant.clone(), name.clone());
+        self.tx(move |tx| {
+            app_exists(tx, &tenant, &name)?;
+            for table in ["apps", "hosts", "versions", "deployments"] {
+                let column = if table == "apps" { "name" } else { "app" };
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE tenant = ?1 AND {column} = ?2"),
+                    params![tenant.as_str(), name.as_str()],
+                )
+                .map_err(backend)?;
+            }
+            bump_revision(tx)
+        })
+        .await
+    }
+
+    async fn add_version(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        version: &NewVersion,
+    ) -> StoreResult<VersionRecord> {
+        let (tenant, name, new) = (tenant.clone(), name.clone(), version.clone());
+        self.tx(move |tx| {
+            app_exists(tx, &tenant, &name)?;
+            let next: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE tenant = ?1 AND app = ?2",
+                    params![tenant.as_str(), name.as_str()],
+                    |row| row.get(0),
+                )
+                .map_err(backend)?;
+            let created_unix = now_unix();
+            tx.execute(
+                "INSERT INTO versions (tenant, app, version, source_sha256, source_size, artifact_sha256, artifact_size, engine, created_unix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    tenant.as_str(),
+                    name.as_str(),
+                    next,
+                    new.source_sha256,
+                    new.source_size as i64,
+                    new.artifact.sha256,
+                    new.artifact.size as i64,
+                    new.artifact.engine,
+                    created_unix as i64
+                ],
+            )
+            .map_err(backend)?;
+            Ok(VersionRecord {
+                version: next as u64,
+                source_sha256: new.source_sha256,
+                source_size: new.source_size,
+                artifact: new.artifact,
+                created_unix,
+            })
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+    ) -> StoreResult<Vec<VersionRecord>> {
+        let (tenant, name) = (tenant.clone(), name.clone());
+        self.tx(move |tx| {
+            app_exists(tx, &tenant, &name)?;
+            let mut stmt = tx
+                .prepare(
+                    "SELECT source_sha256, source_size, artifact_sha256, artifact_size, engine, created_unix, version
+                     FROM versions WHERE tenant = ?1 AND app = ?2 ORDER BY version",
+                )
+                .map_err(backend)?;
+            stmt.query_map(params![tenant.as_str(), name.as_str()], |row| {
+                version_row(row.get::<_, i64>(6)? as u64, row)
+            })
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn activate_version(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        version: u64,
+    ) -> StoreResult<u64> {
+        let (tenant, name) = (tenant.clone(), name.clone());
+        self.tx(move |tx| {
+            app_exists(tx, &tenant, &name)?;
+            if load_version(tx, &tenant, &name, version)?.is_none() {
+                return Err(StoreError::NotFound(format!("version {version} of app {name}")));
+            }
+            let revision = bump_revision(tx)?;
+            tx.execute(
+                "UPDATE apps SET active_version = ?3, updated_revision = ?4 WHERE tenant = ?1 AND name = ?2",
+                params![tenant.as_str(), name.as_str(), version as i64, revision as i64],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO deployments (tenant, app, version, revision, created_unix) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![tenant.as_str(), name.as_str(), version as i64, revision as i64, now_unix() as i64],
+            )
+            .map_err(backend)?;
+            Ok(revision)
+        })
+        .await
+    }
+
+    async fn deployments(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+    ) -> StoreResult<Vec<DeploymentRecord>> {
+        let (tenant, name) = (tenant.clone(), name.clone());
+        self.tx(move |tx| {
+            app_exists(tx, &tenant, &name)?;
+            let mut stmt = tx
+                .prepare(
+                    "SELECT version, revision, created_unix FROM deployments
+                     WHERE tenant = ?1 AND app = ?2 ORDER BY id",
+                )
+                .map_err(backend)?;
+            stmt.query_map(params![tenant.as_str(), name.as_str()], |row| {
+                Ok(DeploymentRecord {
+                    version: row.get::<_, i64>(0)? as u64,
+                    revision: row.get::<_, i64>(1)? as u64,
+                    created_unix: row.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn update_config(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> StoreResult<u64> {
+        let (tenant, name, changes) = (tenant.clone(), name.clone(), changes.clone());
+        self.tx(move |tx| {
+            let mut config = load_app(tx, &tenant, &name)?.config;
+            for (key, value) in changes {
+                match value {
+                    Some(value) => config.insert(key, value),
+                    None => config.remove(&key),
+                };
+            }
+            let revision = bump_revision(tx)?;
+            tx.execute(
+                "UPDATE apps SET config = ?3, updated_revision = ?4 WHERE tenant = ?1 AND name = ?2",
+                params![
+                    tenant.as_str(),
+                    name.as_str(),
+                    serde_json::to_string(&config).map_err(backend)?,
+                    revision as i64
+                ],
+            )
+            .map_err(backend)?;
+            Ok(revision)
+        })
+        .await
+    }
+
+    async fn set_limits(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        limits: &AppLimits,
+    ) -> StoreResult<u64> {
+        let (tenant, name) = (tenant.clone(), name.clone());
+        let limits = serde_json::to_string(limits).map_err(backend)?;
+        self.tx(move |tx| {
+            app_exists(tx, &tenant, &name)?;
+            let revision = bump_revision(tx)?;
+            tx.execute(
+                "UPDATE apps SET limits = ?3, updated_revision = ?4 WHERE tenant = ?1 AND name = ?2",
+                params![tenant.as_str(), name.as_str(), limits, revision as i64],
+            )
+            .map_err(backend)?;
+            Ok(revision)
+        })
+        .await
+    }
+
+    async fn snapshot(&self) -> StoreResult<Snapshot> {
+        self.tx(|tx| {
+            let revision = tx
+                .query_row("SELECT value FROM revision WHERE id = 1", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map_err(backend)? as u64;
+            let deployed: Vec<(String, String, i64)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT tenant, name, active_version FROM apps
+                         WHERE active_version IS NOT NULL ORDER BY tenant, name",
+                    )
+                    .map_err(backend)?;
+                stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                    .map_err(backend)?
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?
+            };
+            let mut apps = Vec::with_capacity(deployed.len());
+            for (tenant, name, version) in deployed {
+                let (tenant, name): (TenantId, AppName) = (parse(tenant)?, parse(name)?);
+                let app = load_app(tx, &tenant, &name)?;
+                let version =
+                    load_version(tx, &tenant, &name, version as u64)?.ok_or_else(|| {
+                        StoreError::Backend(format!(
+                            "app {name}: active version {version} is missing"
+                        ))
+                    })?;
+                apps.push(SnapshotApp {
+                    tenant,
+                    name,
+                    hosts: app.hosts,
+                    version: version.version,
+                    source_sha256: version.source_sha256,
+                    artifact: version.artifact,
+                    config: app.config,
+                    limits: app.limits,
+                });
+            }
+            Ok(Snapshot {
+                revision,
+                created_unix: now_unix(),
+                apps,
+            })
+        })
+        .await
+    }
+
+    async fn find_artifact(
+        &self,
+        source_sha256: &str,
+        engine: &str,
+    ) -> StoreResult<Option<ArtifactRef>> {
+        let (source, engine) = (source_sha256.to_string(), engine.to_string());
+        self.tx(move |tx| {
+            tx.query_row(
+                "SELECT artifact_sha256, size FROM artifacts WHERE source_sha256 = ?1 AND engine = ?2",
+                params![source, engine],
+                |row| {
+                    Ok(ArtifactRef {
+                        sha256: row.get(0)?,
+                        size: row.get::<_, i64>(1)? as u64,
+                        engine: engine.clone(),
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn record_artifact(
+        &self,
+        source_sha256: &str,
+        artifact: &ArtifactRef,
+    ) -> StoreResult<()> {
+        let (source, artifact) = (source_sha256.to_string(), artifact.clone());
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO artifacts (source_sha256, engine, artifact_sha256, size) VALUES (?1, ?2, ?3, ?4)",
+                params![source, artifact.engine, artifact.sha256, artifact.size as i64],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_artifact(&self, sha256: &str) -> StoreResult<bool> {
+        let sha = sha256.to_string();
+        self.tx(move |tx| {
+            tx.query_row(
+                "SELECT 1 FROM artifacts WHERE artifact_sha256 = ?1 LIMIT 1",
+                params![sha],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn record_node_report(
+        &self,
+        node: &str,
+        report: &NodeReport,
+        now_unix: u64,
+    ) -> StoreResult<()> {
+        let (node, report) = (node.to_string(), report.clone());
+        self.tx(move |tx| {
+            let revision = report.revision as i64;
+            match report.outcome {
+                ApplyOutcome::Applied => tx.execute(
+                    "INSERT INTO nodes (node, applied_revision, rejected_revision, last_error, engine, last_seen_unix)
+                     VALUES (?1, ?2, NULL, NULL, ?3, ?4)
+                     ON CONFLICT (node) DO UPDATE SET applied_revision = MAX(COALESCE(applied_revision, 0), excluded.applied_revision),
+                        engine = excluded.engine, last_seen_unix = excluded.last_seen_unix",
+                    params![node, revision, report.engine, now_unix as i64],
+                ),
+                ApplyOutcome::Rejected => tx.execute(
+                    "INSERT INTO nodes (node, applied_revision, rejected_revision, last_error, engine, last_seen_unix)
+                     VALUES (?1, NULL, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (node) DO UPDATE SET rejected_revision = excluded.rejected_revision,
+                        last_error = excluded.last_error, engine = excluded.engine, last_seen_unix = excluded.last_seen_unix",
+                    params![node, revision, report.error, report.engine, now_unix as i64],
+                ),
+            }
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_node(&self, node: &str, now_unix: u64) -> StoreResult<()> {
+        let node = node.to_string();
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO nodes (node, engine, last_seen_unix) VALUES (?1, '', ?2)
+                 ON CONFLICT (node) DO UPDATE SET last_seen_unix = excluded.last_seen_unix",
+                params![node, now_unix as i64],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn nodes(&self) -> StoreResult<Vec<NodeRecord>> {
+        self.tx(|tx| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT node, applied_revision, rejected_revision, last_error, engine, last_seen_unix
+                     FROM nodes ORDER BY node",
+                )
+                .map_err(backend)?;
+            stmt.query_map([], |row| {
+                Ok(NodeRecord {
+                    node: row.get(0)?,
+                    applied_revision: row.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                    rejected_revision: row.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                    last_error: row.get(3)?,
+                    engine: row.get(4)?,
+                    last_seen_unix: row.get::<_, i64>(5)? as u64,
+                })
+            })
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)
+        })
+        .await
+    }
+}

@@ -1,0 +1,82 @@
+//! The control plane's side of sync: a watch on the revision that wakes
+//! long-polling nodes, and the signed snapshot of the current revision,
+//! built once per revision however many nodes ask.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_common::signing::SigningKey;
+use edge_common::sync::{SignedSnapshot, SyncKey};
+use tokio::sync::{Mutex, watch};
+
+use crate::store::{MetaStore, StoreError};
+
+pub struct SyncHub {
+    store: Arc<dyn MetaStore>,
+    key: SigningKey,
+    revision: watch::Sender<u64>,
+    /// The signed snapshot JSON of the newest revision built so far.
+    cached: Mutex<Option<(u64, Bytes)>>,
+}
+
+impl SyncHub {
+    pub fn new(store: Arc<dyn MetaStore>, key: SigningKey, revision: u64) -> Self {
+        Self {
+            store,
+            key,
+            revision: watch::Sender::new(revision),
+            cached: Mutex::new(None),
+        }
+    }
+
+    pub fn key(&self) -> SyncKey {
+        let public = self.key.verifying_key();
+        SyncKey {
+            key_id: public.id(),
+            public_key: public.to_hex(),
+        }
+    }
+
+    /// Wakes the long polls: something changed at `revision`.
+    pub fn notify(&self, revision: u64) {
+        self.revision.send_if_modified(|current| {
+            if revision > *current {
+                *current = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn current(&self) -> u64 {
+        *self.revision.borrow()
+    }
+
+    /// Waits up to `wait` for a revision newer than `since`; whether there
+    /// is one.
+    pub async fn wait_newer(&self, since: u64, wait: Duration) -> bool {
+        let mut rx = self.revision.subscribe();
+        let newer = rx.wait_for(|rev| *rev > since);
+        matches!(tokio::time::timeout(wait, newer).await, Ok(Ok(_)))
+    }
+
+    /// The signed snapshot of the current revision, as JSON.
+    pub async fn signed_snapshot(&self) -> Result<(u64, Bytes), StoreError> {
+        let mut cached = self.cached.lock().await;
+        let current = self.store.revision().await?;
+        if let Some((revision, bytes)) = cached.as_ref()
+            && *revision == current
+        {
+            return Ok((*revision, bytes.clone()));
+        }
+        let snapshot = self.store.snapshot().await?;
+        let signed = SignedSnapshot::sign(&snapshot, &self.key)
+            .and_then(|signed| serde_json::to_vec(&signed))
+            .map_err(|e| StoreError::Backend(format!("cannot encode the snapshot: {e}")))?;
+        let bytes = Bytes::from(signed);
+        *cached = Some((snapshot.revision, bytes.clone()));
+        Ok((snapshot.revision, bytes))
+    }
+}
