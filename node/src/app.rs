@@ -49,21 +49,37 @@ impl App {
                 path: config.component.display().to_string(),
                 source,
             })?;
-        Ok(App {
-            metrics: metrics.for_app(config.tenant.as_str(), config.name.as_str()),
-            log_tenant: Arc::from(config.tenant.as_str()),
-            log_name: Arc::from(config.name.as_str()),
-            limits: config.limits.clone(),
-            outbound: Arc::new(config.outbound.clone()),
-            admission: AppAdmission::new(&config.limits),
-            name: config.name.clone(),
-            tenant: config.tenant.clone(),
+        Ok(App::new(
+            config.tenant.clone(),
+            config.name.clone(),
             component,
-            env: config
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        })
+            config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            config.limits.clone(),
+            config.outbound.clone(),
+            metrics,
+        ))
+    }
+
+    pub fn new(
+        tenant: TenantId,
+        name: AppName,
+        component: LoadedComponent,
+        env: Vec<(String, String)>,
+        limits: AppLimits,
+        outbound: AppOutbound,
+        metrics: &Metrics,
+    ) -> Self {
+        App {
+            metrics: metrics.for_app(tenant.as_str(), name.as_str()),
+            log_tenant: Arc::from(tenant.as_str()),
+            log_name: Arc::from(name.as_str()),
+            admission: AppAdmission::new(&limits),
+            limits,
+            outbound: Arc::new(outbound),
+            name,
+            tenant,
+            component,
+            env,
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod names;
 pub mod router;
 pub mod runtime;
+pub mod sync;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("the compile task failed: {0}")]
     CompileTask(#[from] tokio::task::JoinError),
+    #[error("control plane: {0}")]
+    Sync(#[from] sync::SyncError),
 }
 
 pub struct Node;
@@ -88,13 +91,35 @@ impl Node {
             metrics.outbound_requests.clone(),
         ));
         let runtime = Arc::new(Runtime::new(&config.runtime, &config.compile, outbound)?);
-        let routes = load_apps(&config, &runtime, &metrics).await?;
+        let static_routes = load_apps(&config, &runtime, &metrics).await?;
+        let routes = RoutingTable::new(
+            static_routes
+                .iter()
+                .map(|(hosts, prefix, app)| (hosts.as_slice(), prefix.as_str(), app.clone())),
+        );
         let dispatcher = Arc::new(Dispatcher::new(
-            runtime,
+            runtime.clone(),
             routes,
             metrics.clone(),
             &config.http,
         ));
+        // A node with a control plane first serves what it applied last
+        // time, so it is useful before (or without) contact.
+        let syncer = match &config.control_plane {
+            Some(cp) => {
+                let applier = sync::apply::Applier::new(
+                    runtime.clone(),
+                    metrics.clone(),
+                    dispatcher.clone(),
+                    static_routes,
+                );
+                let mut syncer =
+                    sync::Syncer::new(cp.clone(), applier, metrics.clone(), runtime.engine())?;
+                syncer.restore().await;
+                Some(syncer)
+            }
+            None => None,
+        };
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let connection_slots = Arc::new(tokio::sync::Semaphore::new(
@@ -166,20 +191,23 @@ impl Node {
                 shutdown_rx.clone(),
             ));
         }
+        if let Some(syncer) = syncer {
+            tasks.spawn(syncer.run(shutdown_rx.clone()));
+        }
         handle.tasks = tasks;
         handle.admin.ready.store(true, Ordering::Relaxed);
         Ok(handle)
     }
 }
 
-/// Compiles every app's component (off the async workers: compiling takes
-/// CPU-seconds) and builds the routing table.
+/// Compiles every app's component from the config file (off the async
+/// workers: compiling takes CPU-seconds).
 async fn load_apps(
     config: &NodeConfig,
     runtime: &Arc<Runtime>,
     metrics: &Metrics,
-) -> Result<RoutingTable, StartError> {
-    let mut apps = Vec::with_capacity(config.apps.len());
+) -> Result<Vec<sync::apply::StaticRoute>, StartError> {
+    let mut routes = Vec::with_capacity(config.apps.len());
     for app_config in &config.apps {
         let (app_config, runtime_ref, metrics_ref) =
             (app_config.clone(), runtime.clone(), metrics.clone());
@@ -193,21 +221,13 @@ async fn load_apps(
                 elapsed = ?started.elapsed(),
                 "app loaded"
             );
-            Ok::<_, AppLoadError>(Arc::new(app))
+            Ok::<_, AppLoadError>((app_config.hosts, app_config.path_prefix, Arc::new(app)))
         })
         .await??;
-        apps.push(app);
+        routes.push(app);
     }
-    metrics.apps_loaded.set(apps.len() as i64);
-    Ok(RoutingTable::new(config.apps.iter().zip(&apps).map(
-        |(app_config, app)| {
-            (
-                app_config.hosts.as_slice(),
-                app_config.path_prefix.as_str(),
-                app.clone(),
-            )
-        },
-    )))
+    metrics.apps_loaded.set(routes.len() as i64);
+    Ok(routes)
 }
 
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use edge_node::config::ControlPlaneConfig;
 use edge_node::{Node, NodeConfig};
 
 #[derive(Parser)]
@@ -15,9 +16,32 @@ use edge_node::{Node, NodeConfig};
     about = "Edge node: runs tenants' wasi:http components behind TLS"
 )]
 struct Cli {
-    /// Node configuration file (TOML).
+    /// Node configuration file (TOML). The flags below override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The control plane to get apps from, `https://HOST:PORT`.
+    #[arg(long, value_name = "URL")]
+    control_plane: Option<String>,
+    /// The node's token (`edge-cp token --role node --sub NAME`).
+    #[arg(long, env = "EDGE_NODE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where the last applied snapshot and its artifacts are kept.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The control plane's snapshot key (`edge-cp public-key`); without it,
+    /// the key seen at first contact is pinned.
+    #[arg(long, value_name = "HEX")]
+    trust_key: Option<String>,
+    /// Plaintext HTTP listener for end users.
+    #[arg(long, value_name = "ADDR")]
+    listen_http: Option<SocketAddr>,
+    /// HTTPS listener for end users (a self-signed development certificate
+    /// unless the config file names certificates).
+    #[arg(long, value_name = "ADDR")]
+    listen_https: Option<SocketAddr>,
+    /// Admin listener: /metrics, /healthz, /readyz.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -50,7 +74,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let flags = NodeFlags::take(&mut cli);
     let config = match (cli.command, cli.config) {
         (
             Some(Command::Serve {
@@ -64,10 +89,25 @@ fn main() -> anyhow::Result<()> {
             let env = parse_env(&env)?;
             NodeConfig::single_component(component, listen, admin, env)
         }
-        (None, Some(path)) => NodeConfig::from_file(&path)
-            .with_context(|| format!("invalid configuration {}", path.display()))?,
+        (None, Some(path)) => {
+            let mut config = NodeConfig::from_file(&path)
+                .with_context(|| format!("invalid configuration {}", path.display()))?;
+            flags.apply(&mut config)?;
+            config
+                .validate()
+                .with_context(|| format!("invalid configuration {} with flags", path.display()))?;
+            config
+        }
         (Some(_), Some(_)) => bail!("`serve` takes no --config; use one or the other"),
-        (None, None) => bail!("nothing to do: pass --config FILE, or `serve COMPONENT.wasm`"),
+        (None, None) if flags.any() => {
+            let mut config = NodeConfig::from_toml("").context("default configuration")?;
+            flags.apply(&mut config)?;
+            config.validate().context("invalid flags")?;
+            config
+        }
+        (None, None) => bail!(
+            "nothing to do: pass --config FILE, --control-plane URL ..., or `serve COMPONENT.wasm`"
+        ),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -102,6 +142,92 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// Settings given as flags; they win over the config file.
+struct NodeFlags {
+    control_plane: Option<String>,
+    token: Option<String>,
+    data_dir: Option<PathBuf>,
+    trust_key: Option<String>,
+    listen_http: Option<SocketAddr>,
+    listen_https: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+}
+
+impl NodeFlags {
+    fn take(cli: &mut Cli) -> Self {
+        Self {
+            control_plane: cli.control_plane.take(),
+            token: cli.token.take(),
+            data_dir: cli.data_dir.take(),
+            trust_key: cli.trust_key.take(),
+            listen_http: cli.listen_http.take(),
+            listen_https: cli.listen_https.take(),
+            admin: cli.admin.take(),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.control_plane.is_some()
+            || self.listen_http.is_some()
+            || self.listen_https.is_some()
+            || self.admin.is_some()
+    }
+
+    fn apply(self, config: &mut NodeConfig) -> anyhow::Result<()> {
+        if let Some(addr) = self.listen_http {
+            config.listen.http = Some(addr);
+        }
+        if let Some(addr) = self.listen_https {
+            config.listen.https = Some(addr);
+            if config.tls.is_none() {
+                tracing::warn!("HTTPS with a self-signed development certificate; name real certificates in the config file's [tls]");
+                config.tls = Some(edge_node::config::TlsConfig::SelfSigned);
+            }
+        }
+        if let Some(addr) = self.admin {
+            config.listen.admin = Some(addr);
+        }
+        let cp_flags = self.control_plane.is_some()
+            || self.token.is_some()
+            || self.data_dir.is_some()
+            || self.trust_key.is_some();
+        if !cp_flags {
+            return Ok(());
+        }
+        let cp = match (config.control_plane.as_mut(), self.control_plane) {
+            (Some(cp), url) => {
+                if let Some(url) = url {
+                    cp.url = url;
+                }
+                cp
+            }
+            (None, Some(url)) => {
+                let (Some(token), Some(data_dir)) = (self.token.clone(), self.data_dir.clone())
+                else {
+                    bail!("--control-plane needs --token (or EDGE_NODE_TOKEN) and --data-dir");
+                };
+                config.control_plane = Some(ControlPlaneConfig::new(url, token, data_dir));
+                config
+                    .control_plane
+                    .as_mut()
+                    .context("control plane config just set")?
+            }
+            (None, None) => bail!("--token, --data-dir and --trust-key need --control-plane URL"),
+        };
+        if let Some(token) = self.token {
+            cp.token = Some(token);
+            cp.token_file = None;
+        }
+        if let Some(dir) = self.data_dir {
+            cp.data_dir = dir;
+        }
+        if let Some(key) = self.trust_key {
+            cp.trust_key = Some(key);
+        }
+        Ok(())
+    }
 }
 
 fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {

@@ -63,6 +63,20 @@ pub struct Metrics {
     pub tls_handshake_failures: IntCounter,
     pub apps_loaded: IntGauge,
     pub outbound_requests: IntCounterVec,
+    pub sync: SyncMetrics,
+}
+
+/// The control-plane sync loop.
+#[derive(Clone)]
+pub struct SyncMetrics {
+    /// The revision the node serves.
+    pub revision: IntGauge,
+    /// Last successful exchange with the control plane (Unix seconds).
+    pub last_success: prometheus::Gauge,
+    /// Revisions rejected (NACKed), and failed polls, by reason.
+    pub failures: IntCounterVec,
+    /// Time from receiving a snapshot to serving it.
+    pub apply_duration: Histogram,
 }
 
 impl Metrics {
@@ -183,6 +197,34 @@ impl Metrics {
         registry.register(Box::new(connections_rejected.clone()))?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(apps_loaded.clone()))?;
+        let sync = SyncMetrics {
+            revision: IntGauge::new(
+                "edge_sync_revision",
+                "The control-plane revision this node serves (0: none yet).",
+            )?,
+            last_success: prometheus::Gauge::new(
+                "edge_sync_last_success_timestamp_seconds",
+                "When the node last exchanged with the control plane successfully (Unix time).",
+            )?,
+            failures: IntCounterVec::new(
+                Opts::new(
+                    "edge_sync_failures_total",
+                    "Failed polls and rejected revisions, by reason.",
+                ),
+                &["reason"],
+            )?,
+            apply_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "edge_sync_apply_duration_seconds",
+                    "Time from receiving a snapshot to serving it (artifact fetches included).",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            )?,
+        };
+        registry.register(Box::new(sync.revision.clone()))?;
+        registry.register(Box::new(sync.last_success.clone()))?;
+        registry.register(Box::new(sync.failures.clone()))?;
+        registry.register(Box::new(sync.apply_duration.clone()))?;
         registry.register(Box::new(outbound_requests.clone()))?;
 
         Ok(Self {
@@ -201,6 +243,7 @@ impl Metrics {
             connections_rejected,
             tls_handshake_failures,
             apps_loaded,
+            sync,
             outbound_requests,
         })
     }

@@ -1,1 +1,495 @@
-fn main() {}
+//! `edgectl`: the tenant's command line for the control plane API.
+//!
+//! Every API error is printed as one line (`edgectl: <message> [<code>]`)
+//! with a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "edgectl", version, about = "Deploy and manage apps on the edge platform")]
+struct Cli {
+    /// The control plane API, for example https://cp.example:7070.
+    #[arg(long, env = "EDGE_API", global = true, default_value = "http://127.0.0.1:7070")]
+    api: String,
+    /// An API token (`edge-cp token`).
+    #[arg(long, env = "EDGE_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// The tenant to act on, for admin tokens (tenant tokens act on their own).
+    #[arg(long, env = "EDGE_TENANT", global = true)]
+    tenant: Option<String>,
+    /// A PEM CA certificate to trust for the API's HTTPS.
+    #[arg(long, global = true)]
+    ca_cert: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tenants (admin token).
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Apps and their hostnames.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Upload a component, activate it, and wait until every node serves it.
+    Deploy {
+        name: String,
+        file: PathBuf,
+        /// Return once activated, without waiting for the nodes.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting for the nodes after this long.
+        #[arg(long, default_value = "60s")]
+        timeout: humantime::Duration,
+    },
+    /// Activate the previously deployed version (or --to VERSION).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, default_value = "60s")]
+        timeout: humantime::Duration,
+    },
+    /// Uploaded versions of an app.
+    Versions { name: String },
+    /// Config values (the component's environment).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Per-app limits (setting them needs an admin token).
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+    /// The active version and which nodes serve it.
+    Status { name: String },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    Create { id: String },
+    List,
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    Create {
+        name: String,
+        /// A hostname the app answers (repeatable; `*.domain` allowed).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
+    List,
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Set values: KEY=VALUE ...
+    Set {
+        name: String,
+        #[arg(required = true)]
+        values: Vec<String>,
+    },
+    /// Remove values: KEY ...
+    Unset {
+        name: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    Get { name: String },
+}
+
+#[derive(Subcommand)]
+enum LimitsCommand {
+    Get { name: String },
+    /// Replace the limits: KEY=VALUE ... (unnamed ones take their defaults),
+    /// for example cpu_time=100ms max_concurrent_requests=20.
+    Set {
+        name: String,
+        #[arg(required = true)]
+        values: Vec<String>,
+    },
+}
+
+/// A failure, printed as one line.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgectl: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("edgectl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+    tenant: Option<String>,
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        let mut url = format!("{}/v1{path}", self.base.trim_end_matches('/'));
+        if path.starts_with("/apps")
+            && let Some(tenant) = &self.tenant
+        {
+            url.push_str(&format!("?tenant={tenant}"));
+        }
+        url
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Result<Value, Failure> {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        request = match body {
+            Some(Body::Json(value)) => request.json(&value),
+            Some(Body::Wasm(bytes)) => request
+                .header("content-type", "application/wasm")
+                .body(bytes),
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure(format!("cannot reach the API at {}: {e}", self.base)))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Failure(format!("reading the API's answer: {e}")))?;
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| text.trim().chars().take(300).collect());
+        let code = value["error"]["code"].as_str().unwrap_or("");
+        Err(Failure(format!("{message} [{} {code}]", status.as_u16())))
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call(reqwest::Method::POST, path, Some(Body::Json(body)))
+            .await
+    }
+}
+
+enum Body {
+    Json(Value),
+    Wasm(Vec<u8>),
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let token = cli.token.ok_or_else(|| {
+        Failure("no token: pass --token or set EDGE_TOKEN (from `edge-cp token`)".into())
+    })?;
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(ca) = &cli.ca_cert {
+        let pem = std::fs::read(ca).map_err(|e| Failure(format!("{}: {e}", ca.display())))?;
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    let api = Api {
+        client: builder.build()?,
+        base: cli.api,
+        token,
+        tenant: cli.tenant,
+    };
+    match cli.command {
+        Command::Tenants(TenantsCommand::Create { id }) => {
+            api.post("/tenants", json!({ "id": id })).await?;
+            println!("created tenant {id}");
+        }
+        Command::Tenants(TenantsCommand::List) => {
+            for tenant in api.get("/tenants").await?["tenants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!("{}", tenant["id"].as_str().unwrap_or(""));
+            }
+        }
+        Command::Apps(AppsCommand::Create { name, hosts }) => {
+            api.post("/apps", json!({ "name": name, "hosts": hosts }))
+                .await?;
+            println!("created app {name} for {}", hosts.join(", "));
+        }
+        Command::Apps(AppsCommand::List) => {
+            println!("{:<24} {:<8} HOSTS", "NAME", "VERSION");
+            for app in api.get("/apps").await?["apps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{:<24} {:<8} {}",
+                    app["name"].as_str().unwrap_or(""),
+                    app["active_version"]
+                        .as_u64()
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    join_hosts(&app["hosts"])
+                );
+            }
+        }
+        Command::Apps(AppsCommand::Delete { name }) => {
+            api.call(reqwest::Method::DELETE, &format!("/apps/{name}"), None)
+                .await?;
+            println!("deleted app {name}");
+        }
+        Command::Deploy {
+            name,
+            file,
+            no_wait,
+            timeout,
+        } => {
+            let wasm =
+                std::fs::read(&file).map_err(|e| Failure(format!("{}: {e}", file.display())))?;
+            let started = Instant::now();
+            let uploaded = api
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/apps/{name}/versions"),
+                    Some(Body::Wasm(wasm)),
+                )
+                .await?;
+            let version = uploaded["version"]
+                .as_u64()
+                .ok_or_else(|| Failure("the API answered the upload without a version".into()))?;
+            let compile = started.elapsed();
+            let deployed = api
+                .post(&format!("/apps/{name}/deploy"), json!({ "version": version }))
+                .await?;
+            let revision = deployed["revision"].as_u64().unwrap_or(0);
+            println!(
+                "{name}: version {version} uploaded in {:.3}s ({}), activated at revision {revision}",
+                compile.as_secs_f64(),
+                if uploaded["compiled"] == json!(true) { "compiled" } else { "artifact reused" }
+            );
+            if !no_wait {
+                wait_for_nodes(&api, &name, revision, started, timeout.into()).await?;
+            }
+        }
+        Command::Rollback {
+            name,
+            to,
+            no_wait,
+            timeout,
+        } => {
+            let started = Instant::now();
+            let body = match to {
+                Some(version) => json!({ "to": version }),
+                None => json!({}),
+            };
+            let result = api.post(&format!("/apps/{name}/rollback"), body).await?;
+            let revision = result["revision"].as_u64().unwrap_or(0);
+            println!(
+                "{name}: rolled back to version {} at revision {revision}",
+                result["version"]
+            );
+            if !no_wait {
+                wait_for_nodes(&api, &name, revision, started, timeout.into()).await?;
+            }
+        }
+        Command::Versions { name } => {
+            let app = api.get(&format!("/apps/{name}")).await?;
+            let active = app["active_version"].as_u64();
+            println!("{:<8} {:<10} {:<12} SOURCE SHA-256", "VERSION", "ACTIVE", "SIZE");
+            for v in api.get(&format!("/apps/{name}/versions")).await?["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let number = v["version"].as_u64().unwrap_or(0);
+                println!(
+                    "{:<8} {:<10} {:<12} {}",
+                    number,
+                    if Some(number) == active { "active" } else { "" },
+                    v["source_size"],
+                    v["source_sha256"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Command::Config(ConfigCommand::Set { name, values }) => {
+            let mut changes = serde_json::Map::new();
+            for pair in &values {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| Failure(format!("`{pair}`: expected KEY=VALUE")))?;
+                changes.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            let result = api
+                .call(
+                    reqwest::Method::PATCH,
+                    &format!("/apps/{name}/config"),
+                    Some(Body::Json(Value::Object(changes))),
+                )
+                .await?;
+            println!("{name}: config updated at revision {}", result["revision"]);
+        }
+        Command::Config(ConfigCommand::Unset { name, keys }) => {
+            let changes: serde_json::Map<_, _> =
+                keys.into_iter().map(|k| (k, Value::Null)).collect();
+            let result = api
+                .call(
+                    reqwest::Method::PATCH,
+                    &format!("/apps/{name}/config"),
+                    Some(Body::Json(Value::Object(changes))),
+                )
+                .await?;
+            println!("{name}: config updated at revision {}", result["revision"]);
+        }
+        Command::Config(ConfigCommand::Get { name }) => {
+            let config = api.get(&format!("/apps/{name}/config")).await?;
+            for (k, v) in config["config"].as_object().into_iter().flatten() {
+                println!("{k}={}", v.as_str().unwrap_or(""));
+            }
+        }
+        Command::Limits(LimitsCommand::Get { name }) => {
+            let limits = api.get(&format!("/apps/{name}/limits")).await?;
+            println!("{}", serde_json::to_string_pretty(&limits)?);
+        }
+        Command::Limits(LimitsCommand::Set { name, values }) => {
+            let mut limits = serde_json::Map::new();
+            for pair in &values {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| Failure(format!("`{pair}`: expected KEY=VALUE")))?;
+                let value = serde_json::from_str(v).unwrap_or(Value::String(v.to_string()));
+                limits.insert(k.to_string(), value);
+            }
+            let result = api
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/apps/{name}/limits"),
+                    Some(Body::Json(Value::Object(limits))),
+                )
+                .await?;
+            println!("{name}: limits updated at revision {}", result["revision"]);
+        }
+        Command::Status { name } => {
+            let status = api.get(&format!("/apps/{name}/status")).await?;
+            println!(
+                "{name}: version {} (revision {}) for {}",
+                status["active_version"],
+                status["revision"],
+                join_hosts(&status["hosts"])
+            );
+            for node in status["nodes"].as_array().into_iter().flatten() {
+                let error = node["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+                println!(
+                    "  {:<20} {:<8} applied revision {}{error}",
+                    node["node"].as_str().unwrap_or(""),
+                    node["state"].as_str().unwrap_or(""),
+                    node["applied_revision"]
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Polls the app's status until every node that has checked in recently
+/// applied `revision` (or one of them rejected it).
+async fn wait_for_nodes(
+    api: &Api,
+    name: &str,
+    revision: u64,
+    started: Instant,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    loop {
+        let status = api.get(&format!("/apps/{name}/status")).await?;
+        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+        let applied = |n: &Value| n["applied_revision"].as_u64().unwrap_or(0) >= revision;
+        if let Some(rejected) = nodes.iter().find(|n| {
+            !applied(n) && n["rejected_revision"].as_u64().unwrap_or(0) >= revision
+        }) {
+            return Err(Failure(format!(
+                "node {} rejected revision {revision}: {}",
+                rejected["node"].as_str().unwrap_or("?"),
+                rejected["error"].as_str().unwrap_or("no reason given")
+            )));
+        }
+        let done = nodes.iter().filter(|n| applied(n)).count();
+        if done == nodes.len() {
+            let elapsed = started.elapsed().as_secs_f64();
+            if nodes.is_empty() {
+                println!("{name}: no node has checked in yet; it will be served as nodes connect");
+            } else {
+                println!(
+                    "{name}: live on {done}/{} nodes in {elapsed:.3}s",
+                    nodes.len()
+                );
+            }
+            for host in status["hosts"].as_array().into_iter().flatten() {
+                if let Some(host) = host.as_str().filter(|h| !h.starts_with('*')) {
+                    println!("  https://{host}/");
+                }
+            }
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(Failure(format!(
+                "only {done}/{} nodes applied revision {revision} within {}",
+                nodes.len(),
+                humantime::format_duration(timeout)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn join_hosts(hosts: &Value) -> String {
+    hosts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -7,9 +7,11 @@
 //! their limits are in [`app`].
 
 mod app;
+mod control_plane;
 
 use app::root_prefix;
 pub use app::{AppConfig, AppLimits, normalize_prefix};
+pub use control_plane::ControlPlaneConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -42,9 +44,12 @@ pub struct NodeConfig {
     /// addresses. What each app may call is in `apps.outbound`.
     #[serde(default)]
     pub outbound: OutboundConfig,
-    /// The apps this node serves.
+    /// The apps this node serves from its own config file.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// A control plane to get (more) apps from. Default: none.
+    #[serde(default)]
+    pub control_plane: Option<ControlPlaneConfig>,
 }
 
 /// Where the node listens. Every address is optional, but at least one of
@@ -315,12 +320,18 @@ impl NodeConfig {
                 limits: AppLimits::default(),
                 outbound: AppOutbound::default(),
             }],
+            control_plane: None,
         }
     }
 
     fn resolve_paths(&mut self, dir: &Path) {
         for app in &mut self.apps {
             app.component = dir.join(&app.component);
+        }
+        if let Some(cp) = &mut self.control_plane {
+            cp.data_dir = dir.join(&cp.data_dir);
+            cp.token_file = cp.token_file.as_ref().map(|f| dir.join(f));
+            cp.ca_cert = cp.ca_cert.as_ref().map(|f| dir.join(f));
         }
         if let Some(TlsConfig::Files { certificates }) = &mut self.tls {
             for cert in certificates {
@@ -367,6 +378,9 @@ impl NodeConfig {
             _ => {}
         }
         self.validate_runtime()?;
+        if let Some(cp) = &self.control_plane {
+            cp.validate()?;
+        }
         self.validate_apps()
     }
 

@@ -40,6 +40,8 @@ pub enum LoadError {
         "the component imports {0}, which this node does not provide (it provides wasi:http, wasi:io, wasi:clocks, wasi:random and wasi:cli, up to WASI 0.2.12)"
     )]
     UnsupportedImport(String),
+    #[error("cannot load the precompiled artifact (compiled for another engine?): {0:#}")]
+    Artifact(wasmtime::Error),
     #[error("cannot link the component: {0:#}")]
     Link(wasmtime::Error),
     #[error("the component does not export wasi:http/incoming-handler@0.2.x: {0:#}")]
@@ -107,6 +109,23 @@ impl Runtime {
     /// Compiles component bytes and links them.
     pub fn load_bytes(&self, wasm: &[u8]) -> Result<LoadedComponent, LoadError> {
         let component = Component::new(&self.engine, wasm).map_err(LoadError::Compile)?;
+        self.link(&component)
+    }
+
+    /// Loads a component precompiled by the control plane.
+    ///
+    /// Only call this with bytes whose SHA-256 is listed in a snapshot
+    /// whose signature has been verified with the pinned control-plane key
+    /// (the sync module does): deserializing is loading machine code, so
+    /// bytes from anyone else would be arbitrary code execution. wasmtime
+    /// itself refuses artifacts compiled for a different engine
+    /// configuration or version.
+    pub fn load_trusted_artifact(&self, artifact: &[u8]) -> Result<LoadedComponent, LoadError> {
+        #[allow(unsafe_code)]
+        // SAFETY: the caller guarantees the bytes were produced by our own
+        // control plane's `Component::serialize` (signed digest, verified).
+        let component = unsafe { Component::deserialize(&self.engine, artifact) }
+            .map_err(LoadError::Artifact)?;
         self.link(&component)
     }
 
