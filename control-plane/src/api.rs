@@ -69,9 +69,25 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Fu
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
-    let response = route(&state, req)
+    // A refusal may be sent before the request body was read (an upload to
+    // an app that does not exist, an oversized one). HTTP/1 cannot reuse the
+    // connection then, so say so; otherwise a client would send its next
+    // request on a connection the server is about to close.
+    let http1_with_body = req.version() < http::Version::HTTP_2
+        && (req.headers().contains_key(header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0"));
+    let mut response = route(&state, req)
         .await
         .unwrap_or_else(ApiError::into_response);
+    if http1_with_body && !response.status().is_success() {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "api");
     response
 }

@@ -53,7 +53,11 @@ impl App {
             config.tenant.clone(),
             config.name.clone(),
             component,
-            config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            config
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             config.limits.clone(),
             config.outbound.clone(),
             metrics,

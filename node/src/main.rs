@@ -182,7 +182,9 @@ impl NodeFlags {
         if let Some(addr) = self.listen_https {
             config.listen.https = Some(addr);
             if config.tls.is_none() {
-                tracing::warn!("HTTPS with a self-signed development certificate; name real certificates in the config file's [tls]");
+                tracing::warn!(
+                    "HTTPS with a self-signed development certificate; name real certificates in the config file's [tls]"
+                );
                 config.tls = Some(edge_node::config::TlsConfig::SelfSigned);
             }
         }

@@ -218,7 +218,9 @@ impl Metrics {
                     "edge_sync_apply_duration_seconds",
                     "Time from receiving a snapshot to serving it (artifact fetches included).",
                 )
-                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
             )?,
         };
         registry.register(Box::new(sync.revision.clone()))?;

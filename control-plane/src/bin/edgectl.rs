@@ -11,10 +11,19 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
-#[command(name = "edgectl", version, about = "Deploy and manage apps on the edge platform")]
+#[command(
+    name = "edgectl",
+    version,
+    about = "Deploy and manage apps on the edge platform"
+)]
 struct Cli {
     /// The control plane API, for example https://cp.example:7070.
-    #[arg(long, env = "EDGE_API", global = true, default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        env = "EDGE_API",
+        global = true,
+        default_value = "http://127.0.0.1:7070"
+    )]
     api: String,
     /// An API token (`edge-cp token`).
     #[arg(long, env = "EDGE_TOKEN", global = true, hide_env_values = true)]
@@ -85,7 +94,9 @@ enum AppsCommand {
         hosts: Vec<String>,
     },
     List,
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,12 +113,16 @@ enum ConfigCommand {
         #[arg(required = true)]
         keys: Vec<String>,
     },
-    Get { name: String },
+    Get {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum LimitsCommand {
-    Get { name: String },
+    Get {
+        name: String,
+    },
     /// Replace the limits: KEY=VALUE ... (unnamed ones take their defaults),
     /// for example cpu_time=100ms max_concurrent_requests=20.
     Set {
@@ -302,13 +317,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .ok_or_else(|| Failure("the API answered the upload without a version".into()))?;
             let compile = started.elapsed();
             let deployed = api
-                .post(&format!("/apps/{name}/deploy"), json!({ "version": version }))
+                .post(
+                    &format!("/apps/{name}/deploy"),
+                    json!({ "version": version }),
+                )
                 .await?;
             let revision = deployed["revision"].as_u64().unwrap_or(0);
             println!(
                 "{name}: version {version} uploaded in {:.3}s ({}), activated at revision {revision}",
                 compile.as_secs_f64(),
-                if uploaded["compiled"] == json!(true) { "compiled" } else { "artifact reused" }
+                if uploaded["compiled"] == json!(true) {
+                    "compiled"
+                } else {
+                    "artifact reused"
+                }
             );
             if !no_wait {
                 wait_for_nodes(&api, &name, revision, started, timeout.into()).await?;
@@ -338,7 +360,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Versions { name } => {
             let app = api.get(&format!("/apps/{name}")).await?;
             let active = app["active_version"].as_u64();
-            println!("{:<8} {:<10} {:<12} SOURCE SHA-256", "VERSION", "ACTIVE", "SIZE");
+            println!(
+                "{:<8} {:<10} {:<12} SOURCE SHA-256",
+                "VERSION", "ACTIVE", "SIZE"
+            );
             for v in api.get(&format!("/apps/{name}/versions")).await?["versions"]
                 .as_array()
                 .into_iter()
@@ -420,7 +445,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 join_hosts(&status["hosts"])
             );
             for node in status["nodes"].as_array().into_iter().flatten() {
-                let error = node["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+                let error = node["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
                 println!(
                     "  {:<20} {:<8} applied revision {}{error}",
                     node["node"].as_str().unwrap_or(""),
@@ -446,9 +474,10 @@ async fn wait_for_nodes(
         let status = api.get(&format!("/apps/{name}/status")).await?;
         let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
         let applied = |n: &Value| n["applied_revision"].as_u64().unwrap_or(0) >= revision;
-        if let Some(rejected) = nodes.iter().find(|n| {
-            !applied(n) && n["rejected_revision"].as_u64().unwrap_or(0) >= revision
-        }) {
+        if let Some(rejected) = nodes
+            .iter()
+            .find(|n| !applied(n) && n["rejected_revision"].as_u64().unwrap_or(0) >= revision)
+        {
             return Err(Failure(format!(
                 "node {} rejected revision {revision}: {}",
                 rejected["node"].as_str().unwrap_or("?"),

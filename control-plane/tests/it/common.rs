@@ -1,1 +1,423 @@
-//! Shared test helpers.
+//! Shared test helpers: an in-process control plane, in-process edge nodes
+//! synced from it, an API client, and a proxy that can tamper with what the
+//! control plane sends.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use edge_cp::api::ApiSettings;
+use edge_cp::auth::Role;
+use edge_cp::server::ServerHandle;
+use edge_cp::{ControlPlane, CpConfig};
+use edge_node::config::ControlPlaneConfig;
+use edge_node::{Node, NodeConfig, NodeHandle};
+use serde_json::{Value, json};
+
+pub struct TestCp {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub settings: ApiSettings,
+    handle: Option<ServerHandle>,
+}
+
+impl TestCp {
+    pub async fn start() -> Self {
+        Self::start_with(ApiSettings::default()).await
+    }
+
+    pub async fn start_with(settings: ApiSettings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = launch(dir.path(), "127.0.0.1:0".parse().unwrap(), &settings).await;
+        Self {
+            addr: handle.addr,
+            dir,
+            settings,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the control plane abruptly (listener and every connection).
+    pub async fn kill(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await;
+        }
+    }
+
+    /// Starts it again on the same address and data directory.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.handle = Some(launch(self.dir.path(), self.addr, &self.settings).await);
+    }
+
+    pub fn token(&self, role: Role, sub: &str, tenant: Option<&str>) -> String {
+        edge_cp::open_auth(self.dir.path())
+            .unwrap()
+            .issue(
+                role,
+                sub,
+                tenant.map(|t| t.parse().unwrap()),
+                Duration::from_secs(3600),
+            )
+            .unwrap()
+    }
+
+    pub fn admin(&self) -> Client {
+        Client::new(self, self.token(Role::Admin, "admin", None))
+    }
+
+    pub fn tenant(&self, tenant: &str) -> Client {
+        Client::new(self, self.token(Role::Tenant, tenant, Some(tenant)))
+    }
+
+    pub fn node_token(&self, name: &str) -> String {
+        self.token(Role::Node, name, None)
+    }
+
+    /// Creates a tenant and returns its client.
+    pub async fn new_tenant(&self, tenant: &str) -> Client {
+        let (status, body) = self
+            .admin()
+            .call("POST", "/v1/tenants", Some(json!({ "id": tenant })))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        self.tenant(tenant)
+    }
+}
+
+async fn launch(dir: &Path, addr: SocketAddr, settings: &ApiSettings) -> ServerHandle {
+    let mut config = CpConfig::new(dir, addr);
+    config.api = settings.clone();
+    // The port was just released by the previous instance; retry briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ControlPlane::start(config.clone()).await {
+            Ok(handle) => return handle,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("control plane start failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("control plane did not start: {e}"),
+        }
+    }
+}
+
+/// An API client with one token.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(cp: &TestCp, token: String) -> Self {
+        Self::at(&cp.url(), token)
+    }
+
+    pub fn at(base: &str, token: String) -> Self {
+        Self {
+            base: base.to_string(),
+            token,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        respond(request).await
+    }
+
+    pub async fn upload(&self, app: &str, wasm: Vec<u8>) -> (u16, Value) {
+        respond(
+            self.http
+                .post(format!("{}/v1/apps/{app}/versions", self.base))
+                .bearer_auth(&self.token)
+                .body(wasm),
+        )
+        .await
+    }
+
+    pub async fn create_app(&self, app: &str, hosts: &[&str]) {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/v1/apps",
+                Some(json!({ "name": app, "hosts": hosts })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// Uploads and activates; returns (version, revision).
+    pub async fn deploy(&self, app: &str, wasm_path: &str) -> (u64, u64) {
+        let (status, body) = self.upload(app, std::fs::read(wasm_path).unwrap()).await;
+        assert_eq!(status, 201, "{body}");
+        let version = body["version"].as_u64().unwrap();
+        let (status, body) = self
+            .call(
+                "POST",
+                &format!("/v1/apps/{app}/deploy"),
+                Some(json!({ "version": version })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        (version, body["revision"].as_u64().unwrap())
+    }
+}
+
+async fn respond(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// Asserts a JSON error body with `code`.
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+/// An edge node synced from a control plane, in process.
+pub struct TestNode {
+    pub data_dir: PathBuf,
+    pub url: String,
+    pub token: String,
+    handle: Option<NodeHandle>,
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+impl TestNode {
+    pub async fn start(cp_url: &str, token: String, data_dir: &Path) -> Self {
+        let handle = start_node(cp_url, &token, data_dir).await;
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            url: cp_url.to_string(),
+            token,
+            http_addr: handle.http_addr.unwrap(),
+            admin_addr: handle.admin_addr.unwrap(),
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await;
+        }
+    }
+
+    /// Stops and starts again from the same data directory.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let handle = start_node(&self.url, &self.token, &self.data_dir).await;
+        self.http_addr = handle.http_addr.unwrap();
+        self.admin_addr = handle.admin_addr.unwrap();
+        self.handle = Some(handle);
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> (u16, String) {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .resolve(host, self.http_addr)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("http://{host}:{}{path}", self.http_addr.port()))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Waits until `host` answers 200 with `body`.
+    pub async fn wait_for_body(&self, host: &str, body: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, text) = self.get(host, "/").await;
+            if status == 200 && text == body {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} never served {body:?} for {host}; last: {status} {text:?}",
+                self.http_addr
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.admin_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                (key == name).then(|| value.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+}
+
+async fn start_node(cp_url: &str, token: &str, data_dir: &Path) -> NodeHandle {
+    let mut config = NodeConfig::from_toml("").unwrap();
+    config.listen.http = Some("127.0.0.1:0".parse().unwrap());
+    config.listen.admin = Some("127.0.0.1:0".parse().unwrap());
+    config.runtime.instance_slots = 32;
+    config.http.shutdown_grace = Duration::from_secs(1);
+    let mut cp = ControlPlaneConfig::new(cp_url.to_string(), token.to_string(), data_dir.into());
+    cp.max_backoff = Duration::from_millis(500);
+    config.control_plane = Some(cp);
+    Node::start(config).await.unwrap()
+}
+
+/// Waits until `check` holds, polling.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What [`TamperProxy`] does to what it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Tamper {
+    Nothing = 0,
+    /// Flip a byte of every artifact.
+    Artifacts = 1,
+    /// Change a snapshot's payload, keeping its signature.
+    Snapshots = 2,
+}
+
+/// A man in the middle between nodes and the control plane.
+pub struct TamperProxy {
+    pub addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TamperProxy {
+    pub async fn start(upstream: String) -> Self {
+        use http_body_util::{BodyExt, Full};
+        use hyper::service::service_fn;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(AtomicU8::new(0));
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let shared_mode = mode.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (client, upstream, mode) =
+                    (client.clone(), upstream.clone(), shared_mode.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (client, upstream, mode) =
+                            (client.clone(), upstream.clone(), mode.clone());
+                        async move {
+                            let path = req
+                                .uri()
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default();
+                            let method = req.method().clone();
+                            let auth = req.headers().get("authorization").cloned();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let mut forward = client
+                                .request(method, format!("{upstream}{path}"))
+                                .body(body);
+                            if let Some(auth) = auth {
+                                forward = forward.header("authorization", auth);
+                            }
+                            forward = forward.header("content-type", "application/json");
+                            let response = forward.send().await.unwrap();
+                            let status = response.status();
+                            let mut bytes = response.bytes().await.unwrap().to_vec();
+                            let mode = mode.load(Ordering::SeqCst);
+                            if mode == Tamper::Artifacts as u8
+                                && path.starts_with("/v1/artifacts/")
+                                && !bytes.is_empty()
+                            {
+                                let middle = bytes.len() / 2;
+                                bytes[middle] ^= 0xff;
+                            }
+                            if mode == Tamper::Snapshots as u8
+                                && path.starts_with("/v1/sync?")
+                                && status == 200
+                            {
+                                let mut signed: Value = serde_json::from_slice(&bytes).unwrap();
+                                let payload = signed["payload"]
+                                    .as_str()
+                                    .unwrap()
+                                    .replace("\"revision\":", "\"revision\": ");
+                                signed["payload"] = Value::String(payload);
+                                bytes = serde_json::to_vec(&signed).unwrap();
+                            }
+                            let mut out =
+                                hyper::Response::new(Full::new(bytes::Bytes::from(bytes)));
+                            *out.status_mut() = status;
+                            Ok::<_, std::convert::Infallible>(out)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, mode, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set(&self, tamper: Tamper) {
+        self.mode.store(tamper as u8, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TamperProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -120,7 +120,8 @@ impl ControlPlaneConfig {
                 "must be between 100ms and 60s",
             ));
         }
-        if self.max_backoff < Duration::from_millis(100) || self.max_backoff > Duration::from_secs(600)
+        if self.max_backoff < Duration::from_millis(100)
+            || self.max_backoff > Duration::from_secs(600)
         {
             return Err(invalid(
                 "control_plane.max_backoff",

@@ -126,11 +126,7 @@ impl Applier {
                 continue;
             }
             let sha = spec.artifact.sha256.as_str();
-            let component = match loaded
-                .get(sha)
-                .cloned()
-                .or_else(|| self.component_for(sha))
-            {
+            let component = match loaded.get(sha).cloned().or_else(|| self.component_for(sha)) {
                 Some(component) => component,
                 None => {
                     let bytes = artifacts.get(sha).ok_or_else(|| BuildError::Invalid {
@@ -183,7 +179,9 @@ impl Applier {
         let mut env_bytes = 0;
         for (key, value) in &spec.config {
             if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
-                return Err(invalid(format!("config key `{key}` or its value is not allowed")));
+                return Err(invalid(format!(
+                    "config key `{key}` or its value is not allowed"
+                )));
             }
             env_bytes += key.len() + value.len();
         }

@@ -110,9 +110,9 @@ impl Syncer {
             .map_err(|e| SyncError::Other(format!("cannot build the HTTP client: {e}")))?;
         let local = LocalState::open(&config.data_dir).map_err(SyncError::Persist)?;
         let key = match &config.trust_key {
-            Some(hex) => Some(
-                VerifyingKey::from_hex(hex).map_err(|e| SyncError::Other(e.to_string()))?,
-            ),
+            Some(hex) => {
+                Some(VerifyingKey::from_hex(hex).map_err(|e| SyncError::Other(e.to_string()))?)
+            }
             None => local.read_pinned_key().map_err(SyncError::Persist)?,
         };
         Ok(Self {
@@ -142,7 +142,9 @@ impl Syncer {
             }
         };
         let Some(key) = self.key else {
-            tracing::error!("a stored snapshot but no control-plane key to verify it; starting without synced apps");
+            tracing::error!(
+                "a stored snapshot but no control-plane key to verify it; starting without synced apps"
+            );
             return;
         };
         let result = async {

@@ -1,0 +1,132 @@
+//! A tenant cannot see, change or delete another tenant's apps, nor claim
+//! its hostnames; roles are enforced.
+
+use edge_fixtures::HELLO;
+use serde_json::json;
+
+use crate::common::{TestCp, assert_error};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_cannot_touch_each_others_apps() {
+    let cp = TestCp::start().await;
+    let a = cp.new_tenant("tenant-a").await;
+    let b = cp.new_tenant("tenant-b").await;
+    a.create_app("shop", &["shop.test", "*.shop.test"]).await;
+    a.deploy("shop", HELLO).await;
+
+    // B sees nothing of A's.
+    let (status, body) = b.call("GET", "/v1/apps", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["apps"], json!([]));
+    for (method, path, body) in [
+        ("GET", "/v1/apps/shop", None),
+        ("GET", "/v1/apps/shop/versions", None),
+        ("GET", "/v1/apps/shop/status", None),
+        ("GET", "/v1/apps/shop/config", None),
+        ("PATCH", "/v1/apps/shop/config", Some(json!({ "X": "y" }))),
+        (
+            "POST",
+            "/v1/apps/shop/deploy",
+            Some(json!({ "version": 1 })),
+        ),
+        ("POST", "/v1/apps/shop/rollback", None),
+        ("DELETE", "/v1/apps/shop", None),
+    ] {
+        let (status, response) = b.call(method, path, body).await;
+        assert_error(status, &response, 404, "not-found");
+    }
+    let (status, response) = b.upload("shop", std::fs::read(HELLO).unwrap()).await;
+    assert_error(status, &response, 404, "not-found");
+    // Naming the other tenant explicitly is forbidden.
+    let (status, response) = b.call("GET", "/v1/apps?tenant=tenant-a", None).await;
+    assert_error(status, &response, 403, "forbidden");
+    // Hostnames are global: B cannot claim A's, exact or wildcard.
+    for host in ["shop.test", "*.shop.test"] {
+        let (status, response) = b
+            .call(
+                "POST",
+                "/v1/apps",
+                Some(json!({ "name": "fake", "hosts": [host] })),
+            )
+            .await;
+        assert_error(status, &response, 409, "host-taken");
+    }
+    // Nor take everything.
+    let (status, response) = b
+        .call(
+            "POST",
+            "/v1/apps",
+            Some(json!({ "name": "all", "hosts": ["*"] })),
+        )
+        .await;
+    assert_error(status, &response, 400, "invalid-hosts");
+    // A's app is intact.
+    let (status, app) = a.call("GET", "/v1/apps/shop", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(app["active_version"], 1);
+    assert_eq!(app["config"], json!({}));
+
+    // Roles: tenants cannot manage tenants, set limits, sync or fetch
+    // artifacts; nodes cannot manage apps.
+    let (status, response) = a
+        .call("POST", "/v1/tenants", Some(json!({ "id": "evil" })))
+        .await;
+    assert_error(status, &response, 403, "forbidden");
+    let (status, response) = a
+        .call(
+            "PUT",
+            "/v1/apps/shop/limits",
+            Some(json!({ "cpu_time": "10s" })),
+        )
+        .await;
+    assert_error(status, &response, 403, "forbidden");
+    let (status, response) = a.call("GET", "/v1/sync?since=0&wait=0s", None).await;
+    assert_error(status, &response, 403, "forbidden");
+    let (_, versions) = a.call("GET", "/v1/apps/shop/versions", None).await;
+    let digest = versions["versions"][0]["artifact"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, response) = a
+        .call("GET", &format!("/v1/artifacts/{digest}"), None)
+        .await;
+    assert_error(status, &response, 403, "forbidden");
+    let node = crate::common::Client::new(&cp, cp.node_token("node-x"));
+    let (status, response) = node.call("GET", "/v1/apps?tenant=tenant-a", None).await;
+    assert_error(status, &response, 403, "forbidden");
+
+    // An admin acts on a named tenant, and may set limits.
+    let admin = cp.admin();
+    let (status, response) = admin.call("GET", "/v1/apps", None).await;
+    assert_error(status, &response, 400, "tenant-required");
+    let (status, body) = admin
+        .call(
+            "PUT",
+            "/v1/apps/shop/limits?tenant=tenant-a",
+            Some(json!({ "cpu_time": "20ms", "max_concurrent_requests": 5 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, response) = admin
+        .call(
+            "PUT",
+            "/v1/apps/shop/limits?tenant=tenant-a",
+            Some(json!({ "max_concurrent_requests": 0 })),
+        )
+        .await;
+    assert_error(status, &response, 400, "invalid-limits");
+    assert!(
+        response["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_concurrent_requests")
+    );
+    let (_, limits) = a.call("GET", "/v1/apps/shop/limits", None).await;
+    assert_eq!(limits["max_concurrent_requests"], 5);
+    assert_eq!(limits["cpu_time"], "20ms");
+    // The node can fetch the artifact.
+    let (status, _) = node
+        .call("GET", &format!("/v1/artifacts/{digest}"), None)
+        .await;
+    assert_eq!(status, 200);
+}
