@@ -483,10 +483,10 @@ async fn sync(state: &ApiState, principal: &Principal, query: &Query) -> ApiResu
     // re-reads the store so a revision written by another replica is seen.
     state.hub.notify(current);
     if current <= since && !state.hub.wait_newer(since, wait).await {
-        return Ok(Response::builder()
+        return Response::builder()
             .status(StatusCode::NO_CONTENT)
             .body(Full::new(Bytes::new()))
-            .map_err(internal)?);
+            .map_err(internal);
     }
     let (_, body) = state.hub.signed_snapshot().await?;
     Response::builder()

@@ -2,6 +2,8 @@
 //! these from a backend's tests with a fresh, empty store. They panic on the
 //! first deviation, naming it.
 
+#![allow(clippy::unwrap_used)] // A test suite: a failure is a panic naming it.
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;

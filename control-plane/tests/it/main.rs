@@ -1,5 +1,7 @@
 //! Control-plane integration tests: one binary, real sockets on 127.0.0.1.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod auth;
 mod common;
 mod deploy;

@@ -170,6 +170,7 @@ impl TestNodeBuilder {
                     outbound: a.outbound.clone(),
                 })
                 .collect(),
+            control_plane: None,
         };
         let handle = Node::start(config).await.expect("node starts");
         TestNode {
