@@ -225,3 +225,100 @@ async fn guest_output_is_logged_with_app_and_request_id() {
     assert!(line.contains(&format!("request_id={request_id}")), "{line}");
     assert!(line.contains("stream=\"stderr\""), "{line}");
 }
+
+fn failing_flags(args: &[&str]) -> String {
+    let output = Command::new(BIN).args(args).output().unwrap();
+    assert!(!output.status.success(), "edge-node started with {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn control_plane_flags_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let stderr = failing_flags(&[
+        "--control-plane",
+        "http://10.1.2.3:7070",
+        "--token",
+        "t",
+        "--data-dir",
+        data,
+        "--listen-http",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        stderr
+            .contains("control_plane.url: plaintext http:// is only allowed to a loopback address"),
+        "{stderr}"
+    );
+    let stderr = failing_flags(&[
+        "--control-plane",
+        "http://127.0.0.1:9",
+        "--listen-http",
+        "127.0.0.1:0",
+    ]);
+    assert!(stderr.contains("--control-plane needs --token"), "{stderr}");
+    let stderr = failing_flags(&["--token", "t", "--listen-http", "127.0.0.1:0"]);
+    assert!(stderr.contains("need --control-plane"), "{stderr}");
+}
+
+/// A node whose control plane is unreachable (and which has no stored
+/// state) still starts, answers 404 for unknown hosts, and counts the
+/// failed polls.
+#[tokio::test]
+async fn a_node_starts_without_its_control_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (mut child, addrs) = spawn_node_with(
+        &[
+            "--control-plane",
+            &format!("http://127.0.0.1:{port}"),
+            "--token",
+            "t",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen-http",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        &["http", "admin"],
+    );
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("http://{}/", addrs[0]))
+        .header("host", "anything.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let metrics_url = format!("http://{}/metrics", addrs[1]);
+    let mut failures = 0.0;
+    for _ in 0..100 {
+        let text = client
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        failures = text
+            .lines()
+            .find_map(|l| l.strip_prefix("edge_sync_failures_total{reason=\"unreachable\"} "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if failures > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(failures > 0.0, "no failed poll was counted");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
