@@ -104,6 +104,23 @@ impl HostPattern {
     }
 }
 
+impl HostPattern {
+    /// Whether some hostname matches both patterns. Two tenants' hostnames
+    /// may never overlap: an exact name beats a wildcard in routing, so
+    /// either could take the other's traffic.
+    pub fn overlaps(&self, other: &HostPattern) -> bool {
+        use HostPattern::*;
+        match (self, other) {
+            (Any, _) | (_, Any) => true,
+            (Exact(a), Exact(b)) => a == b,
+            (Exact(name), wildcard @ Wildcard(_)) | (wildcard @ Wildcard(_), Exact(name)) => {
+                wildcard.matches(name)
+            }
+            (Wildcard(a), Wildcard(b)) => a.ends_with(b.as_str()) || b.ends_with(a.as_str()),
+        }
+    }
+}
+
 impl TryFrom<String> for HostPattern {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -195,6 +212,21 @@ mod tests {
         assert!(!w.matches(".example.com"));
         assert!(!w.matches("aexample.com"));
         assert!(host("*").unwrap().matches("anything.test"));
+    }
+
+    #[test]
+    fn overlaps_cover_exact_names_under_wildcards() {
+        let o = |a: &str, b: &str| host(a).unwrap().overlaps(&host(b).unwrap());
+        assert!(o("a.test", "a.test"));
+        assert!(!o("a.test", "b.test"));
+        assert!(o("*.shop.test", "www.shop.test"));
+        assert!(o("www.shop.test", "*.shop.test"));
+        assert!(!o("*.shop.test", "shop.test"));
+        assert!(o("*.shop.test", "*.a.shop.test"));
+        assert!(o("*.a.shop.test", "*.shop.test"));
+        assert!(!o("*.shop.test", "*.myshop.test"));
+        assert!(!o("*.shop.test", "*.test.shop"));
+        assert!(o("*", "x.test"));
     }
 
     #[test]

@@ -18,7 +18,11 @@ use crate::signing::{SigningKey, VerifyingKey};
 /// The desired state at one revision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Monotonic: every change on the control plane bumps it.
+    /// Names the control plane's database: a restored or recreated one has
+    /// a new epoch, and its revisions start over. A node accepts a snapshot
+    /// of another epoch whatever its revision.
+    pub epoch: String,
+    /// Monotonic within an epoch: every change on the control plane bumps it.
     pub revision: u64,
     /// When the control plane built it (Unix seconds).
     pub created_unix: u64,
@@ -99,13 +103,28 @@ impl SignedSnapshot {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeReport {
     pub revision: u64,
-    /// `applied` (ACK) or `rejected` (NACK).
+    /// `applied` (ACK: the node serves this revision, except the apps in
+    /// `app_errors`) or `rejected` (NACK: the snapshot itself was refused,
+    /// for example its signature did not verify).
     pub outcome: ApplyOutcome,
     /// Why it was rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Apps of an applied revision this node could not serve (a digest
+    /// mismatch, a component that does not load, a hostname the node's own
+    /// config routes). Each keeps its previous version if it had one; one
+    /// app's failure never holds back the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_errors: Vec<AppError>,
     /// The node's engine compatibility hash.
     pub engine: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppError {
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +147,7 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         Snapshot {
+            epoch: "e1".into(),
             revision: 3,
             created_unix: 1,
             apps: vec![SnapshotApp {

@@ -31,8 +31,26 @@ pub const MAX_CONFIG_BYTES: usize = 64 << 10;
 const MAX_JSON_BYTES: usize = 256 << 10;
 /// Hostnames per app.
 const MAX_HOSTS: usize = 32;
+/// Apps per tenant, and uploaded versions kept per app: each version keeps
+/// its source and artifact on disk, so a tenant cannot grow storage without
+/// bound.
+pub const MAX_APPS_PER_TENANT: usize = 200;
+pub const MAX_VERSIONS_PER_APP: usize = 100;
 /// A node's error report is cut to this.
 const MAX_REPORT_ERROR_BYTES: usize = 4096;
+/// App errors kept per node report.
+const MAX_REPORTED_APP_ERRORS: usize = 1000;
+
+/// Cuts `s` to at most `max` bytes, at a character boundary.
+fn truncate_chars(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -61,7 +79,13 @@ pub struct ApiState {
     pub compiler: Compiler,
     pub hub: SyncHub,
     pub settings: ApiSettings,
+    /// Uploads being received at once: each is held in memory (up to
+    /// `max_upload_bytes`) until compiled and stored.
+    pub upload_slots: tokio::sync::Semaphore,
 }
+
+/// Uploads received at once.
+pub const MAX_CONCURRENT_UPLOADS: usize = 4;
 
 type ApiResult = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -184,6 +208,15 @@ async fn apps(
             }
             let body: NewApp = read_json(req).await?;
             check_hosts(&body.hosts)?;
+            if store.list_apps(tenant).await?.len() >= MAX_APPS_PER_TENANT {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "app-limit",
+                    format!(
+                        "tenant {tenant} has {MAX_APPS_PER_TENANT} apps, the most allowed; delete one first"
+                    ),
+                ));
+            }
             let app = store
                 .create_app(tenant, &body.name, &body.hosts, &AppLimits::default())
                 .await?;
@@ -227,6 +260,26 @@ async fn app(
             &json!({ "versions": store.list_versions(tenant, name).await? }),
         )),
         (&Method::POST, ["versions"]) => upload(state, tenant, name, req).await,
+        (&Method::DELETE, ["versions", number]) => {
+            let version = number
+                .parse::<u64>()
+                .map_err(|_| ApiError::not_found(format!("version {number} not found")))?;
+            store
+                .delete_version(tenant, name, version)
+                .await
+                .map_err(|e| match e {
+                    crate::store::StoreError::Exists(_) => ApiError::new(
+                        StatusCode::CONFLICT,
+                        "version-active",
+                        format!("version {version} is active; deploy another one first"),
+                    ),
+                    other => other.into(),
+                })?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "deleted": version }),
+            ))
+        }
         (&Method::POST, ["deploy"]) => {
             #[derive(Deserialize)]
             #[serde(deny_unknown_fields)]
@@ -298,8 +351,18 @@ async fn upload(
     name: &AppName,
     req: Request<Incoming>,
 ) -> ApiResult {
-    // Refuse before reading a body for an app that is not there.
+    // Refuse before reading a body for an app that is not there, or that
+    // has all the versions it may keep.
     state.store.get_app(tenant, name).await?;
+    if state.store.list_versions(tenant, name).await?.len() >= MAX_VERSIONS_PER_APP {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "version-limit",
+            format!(
+                "app {name} has {MAX_VERSIONS_PER_APP} versions, the most kept; delete old ones (DELETE /v1/apps/{name}/versions/N)"
+            ),
+        ));
+    }
     let limit = state.settings.max_upload_bytes;
     let too_large = || {
         ApiError::new(
@@ -317,6 +380,17 @@ async fn upload(
     {
         return Err(too_large());
     }
+    let _slot = tokio::time::timeout(Duration::from_secs(30), state.upload_slots.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many uploads in progress; retry shortly",
+            )
+        })?;
     let wasm = Limited::new(req.into_body(), limit as usize)
         .collect()
         .await
@@ -426,20 +500,30 @@ async fn status(state: &ApiState, tenant: &TenantId, name: &AppName) -> ApiResul
         .filter(|n| now.saturating_sub(n.last_seen_unix) <= stale)
         .map(|n| {
             let applied = n.applied_revision.unwrap_or(0);
+            // Only this app's own error is shown: other apps' failures
+            // belong to other tenants.
+            let app_error = n
+                .app_errors
+                .iter()
+                .find(|e| e.tenant == *tenant && e.app == *name)
+                .map(|e| e.error.clone());
             let rejected = n.rejected_revision.filter(|r| *r >= target && *r > applied);
-            let state = if applied >= target {
-                "applied"
+            let (state, error) = if applied >= target {
+                match app_error {
+                    Some(error) => ("rejected", Some(error)),
+                    None => ("applied", None),
+                }
             } else if rejected.is_some() {
-                "rejected"
+                // A whole revision refused (its signature did not verify).
+                ("rejected", n.last_error.clone())
             } else {
-                "pending"
+                ("pending", None)
             };
             json!({
                 "node": n.node,
                 "state": state,
                 "applied_revision": n.applied_revision,
-                "rejected_revision": n.rejected_revision,
-                "error": if rejected.is_some() { n.last_error.clone() } else { None },
+                "error": error,
                 "last_seen_unix": n.last_seen_unix,
             })
         })
@@ -482,7 +566,15 @@ async fn sync(state: &ApiState, principal: &Principal, query: &Query) -> ApiResu
     // The hub learns of changes made by this process at once; a poll also
     // re-reads the store so a revision written by another replica is seen.
     state.hub.notify(current);
-    if current <= since && !state.hub.wait_newer(since, wait).await {
+    // A node that knows another epoch (the store was restored or
+    // recreated), or a revision this store never reached, gets the current
+    // state at once.
+    let other_epoch = match query.get("epoch") {
+        Some(epoch) if !epoch.is_empty() => epoch != state.store.epoch().await?,
+        _ => false,
+    };
+    let answer_now = other_epoch || since != current;
+    if !answer_now && !state.hub.wait_newer(since, wait).await {
         return Response::builder()
             .status(StatusCode::NO_CONTENT)
             .body(Full::new(Bytes::new()))
@@ -499,16 +591,22 @@ async fn sync(state: &ApiState, principal: &Principal, query: &Query) -> ApiResu
 async fn report(state: &ApiState, principal: &Principal, req: Request<Incoming>) -> ApiResult {
     require(principal, &[Role::Node])?;
     let mut report: NodeReport = read_json(req).await?;
-    if let Some(error) = report.error.as_mut()
-        && error.len() > MAX_REPORT_ERROR_BYTES
-    {
-        let mut cut = MAX_REPORT_ERROR_BYTES;
-        while !error.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        error.truncate(cut);
+    if let Some(error) = report.error.as_mut() {
+        truncate_chars(error, MAX_REPORT_ERROR_BYTES);
     }
-    report.engine.truncate(64);
+    truncate_chars(&mut report.engine, 64);
+    report.app_errors.truncate(MAX_REPORTED_APP_ERRORS);
+    for app_error in &mut report.app_errors {
+        truncate_chars(&mut app_error.error, MAX_REPORT_ERROR_BYTES);
+    }
+    // A revision this store never reached (claimed by a snapshot whose
+    // signature failed, say) would show as rejected forever.
+    if report.revision > state.store.revision().await? {
+        return Err(ApiError::bad_request(
+            "invalid-report",
+            format!("revision {} does not exist", report.revision),
+        ));
+    }
     if report.outcome == edge_common::sync::ApplyOutcome::Rejected {
         tracing::warn!(node = %principal.subject, revision = report.revision, error = ?report.error, "node rejected a revision");
     }
@@ -615,6 +713,15 @@ fn check_hosts(hosts: &[HostPattern]) -> Result<(), ApiError> {
         return Err(ApiError::bad_request(
             "invalid-hosts",
             "`*` (every hostname) cannot be claimed through the API",
+        ));
+    }
+    if let Some(broad) = hosts.iter().find(|h| match h {
+        HostPattern::Wildcard(suffix) => suffix.matches('.').count() < 2,
+        _ => false,
+    }) {
+        return Err(ApiError::bad_request(
+            "invalid-hosts",
+            format!("{broad} is too broad: a wildcard needs at least two labels after `*.`"),
         ));
     }
     let mut seen = std::collections::HashSet::new();

@@ -53,6 +53,19 @@ pub fn load_or_generate(path: &Path) -> Result<Vec<u8>, KeyFileError> {
             file.write_all(&der).map_err(io)?;
             file.sync_all().map_err(io)?;
             std::fs::rename(&tmp, path).map_err(io)?;
+            // The rename, and the new directory itself, must survive a crash
+            // too: a regenerated key would void every token and every
+            // node's pinned key.
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+                if let Some(parent) = dir.parent() {
+                    std::fs::File::open(parent)
+                        .and_then(|d| d.sync_all())
+                        .map_err(io)?;
+                }
+            }
             tracing::info!(path = %path.display(), "generated a new signing key");
             Ok(der)
         }

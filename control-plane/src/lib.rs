@@ -107,6 +107,7 @@ impl ControlPlane {
             auth,
             compiler,
             settings: config.api.clone(),
+            upload_slots: tokio::sync::Semaphore::new(api::MAX_CONCURRENT_UPLOADS),
         });
         Ok(server::serve(config.listen, config.tls.as_ref(), state).await?)
     }

@@ -50,8 +50,9 @@ enum Command {
         /// The tenant a `tenant` token acts for.
         #[arg(long)]
         tenant: Option<TenantId>,
-        /// The token's subject: a node's name for `node` tokens (default:
-        /// the role, or the tenant id).
+        /// The token's subject: the node's name for `node` tokens
+        /// (required: one per node), else a name for audit (default: the
+        /// tenant id, or `admin`).
         #[arg(long)]
         sub: Option<String>,
         /// Lifetime, for example 1h, 24h, 30d.
@@ -106,11 +107,14 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             let auth = edge_cp::open_auth(&data_dir)?;
+            if role == Role::Node && sub.is_none() {
+                bail!(
+                    "a node token needs --sub NAME: the node's name in rollout status (one per node)"
+                );
+            }
             let subject = sub.unwrap_or_else(|| match (&tenant, role) {
                 (Some(t), _) => t.to_string(),
-                (None, Role::Admin) => "admin".into(),
-                (None, Role::Node) => "node".into(),
-                (None, Role::Tenant) => "tenant".into(),
+                _ => "admin".into(),
             });
             if subject.is_empty() || subject.len() > 128 {
                 bail!("--sub must be 1 to 128 bytes");

@@ -68,7 +68,12 @@ enum Command {
         timeout: humantime::Duration,
     },
     /// Uploaded versions of an app.
-    Versions { name: String },
+    Versions {
+        name: String,
+        /// Delete this (inactive) version instead of listing.
+        #[arg(long, value_name = "VERSION")]
+        delete: Option<u64>,
+    },
     /// Config values (the component's environment).
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -357,7 +362,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 wait_for_nodes(&api, &name, revision, started, timeout.into()).await?;
             }
         }
-        Command::Versions { name } => {
+        Command::Versions {
+            name,
+            delete: Some(version),
+        } => {
+            api.call(
+                reqwest::Method::DELETE,
+                &format!("/apps/{name}/versions/{version}"),
+                None,
+            )
+            .await?;
+            println!("{name}: deleted version {version}");
+        }
+        Command::Versions { name, delete: None } => {
             let app = api.get(&format!("/apps/{name}")).await?;
             let active = app["active_version"].as_u64();
             println!(
@@ -473,13 +490,13 @@ async fn wait_for_nodes(
     loop {
         let status = api.get(&format!("/apps/{name}/status")).await?;
         let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
-        let applied = |n: &Value| n["applied_revision"].as_u64().unwrap_or(0) >= revision;
-        if let Some(rejected) = nodes
-            .iter()
-            .find(|n| !applied(n) && n["rejected_revision"].as_u64().unwrap_or(0) >= revision)
-        {
+        // The status is relative to the app's latest change, which is this
+        // deploy or a later one.
+        let current = status["revision"].as_u64().unwrap_or(0) >= revision;
+        let applied = |n: &Value| current && n["state"] == "applied";
+        if let Some(rejected) = nodes.iter().find(|n| current && n["state"] == "rejected") {
             return Err(Failure(format!(
-                "node {} rejected revision {revision}: {}",
+                "node {} cannot serve revision {revision}: {}",
                 rejected["node"].as_str().unwrap_or("?"),
                 rejected["error"].as_str().unwrap_or("no reason given")
             )));

@@ -82,6 +82,25 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
         store.create_app(&b, &app("other"), &[host("new.test"), host("web.test")], &limits).await,
         Err(StoreError::HostTaken(h)) if h == "web.test"
     ));
+    // Overlapping another tenant's names is taking them: an exact name
+    // under its wildcard, or a wildcard over its names.
+    for overlapping in ["shop.web.test", "*.a.web.test", "*.test"] {
+        assert!(
+            matches!(
+                store
+                    .create_app(&b, &app("sneaky"), &[host(overlapping)], &limits)
+                    .await,
+                Err(StoreError::HostTaken(_))
+            ),
+            "{overlapping} overlaps tenant a's hostnames"
+        );
+    }
+    // The same tenant may nest its own names.
+    store
+        .create_app(&a, &app("blog"), &[host("blog.web.test")], &limits)
+        .await
+        .expect("a tenant's own names may overlap");
+    store.delete_app(&a, &app("blog")).await.unwrap();
     assert!(
         matches!(
             store.get_app(&b, &app("other")).await,
@@ -183,6 +202,32 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     assert_eq!(app_record.active_version, Some(2));
     assert_eq!(app_record.updated_revision, r_deploy2);
 
+    // Deleting versions: never the active one.
+    let v3 = store
+        .add_version(&a, &app("web"), &version(3))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_version(&a, &app("web"), 2).await,
+        Err(StoreError::Exists(_))
+    ));
+    store
+        .delete_version(&a, &app("web"), v3.version)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_version(&a, &app("web"), v3.version).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.list_versions(&a, &app("web")).await.unwrap().len(), 2);
+    assert!(
+        matches!(
+            store.delete_version(&b, &app("web"), 1).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "tenant b's `web` has no versions"
+    );
+
     // Config values and limits.
     let mut changes = BTreeMap::new();
     changes.insert("GREETING".to_string(), Some("hi".to_string()));
@@ -231,19 +276,27 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     assert!(store.is_artifact(&art.sha256).await.unwrap());
     assert!(!store.is_artifact("aa").await.unwrap());
 
-    // Node reports: ACKs only move forward; a NACK is kept with its error.
+    // Node reports: the latest ACK, with the apps it could not serve; a
+    // NACK is kept with its error.
     let ack = |revision| NodeReport {
         revision,
         outcome: ApplyOutcome::Applied,
         error: None,
+        app_errors: vec![],
         engine: "engine-a".into(),
     };
     store
-        .record_node_report("node-1", &ack(5), 100)
+        .record_node_report("node-1", &ack(4), 100)
         .await
         .unwrap();
+    let mut partial = ack(5);
+    partial.app_errors.push(edge_common::sync::AppError {
+        tenant: a.clone(),
+        app: app("web"),
+        error: "digest mismatch".into(),
+    });
     store
-        .record_node_report("node-1", &ack(4), 101)
+        .record_node_report("node-1", &partial, 101)
         .await
         .unwrap();
     store
@@ -253,6 +306,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
                 revision: 6,
                 outcome: ApplyOutcome::Rejected,
                 error: Some("bad signature".into()),
+                app_errors: vec![],
                 engine: "engine-a".into(),
             },
             102,
@@ -262,6 +316,8 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     let nodes = store.nodes().await.unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].applied_revision, Some(5));
+    assert_eq!(nodes[0].app_errors.len(), 1);
+    assert_eq!(nodes[0].app_errors[0].error, "digest mismatch");
     assert_eq!(nodes[0].rejected_revision, Some(6));
     assert_eq!(nodes[0].last_error.as_deref(), Some("bad signature"));
     assert_eq!(nodes[0].last_seen_unix, 102);
@@ -307,7 +363,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
 
 /// What a store keeps across a restart: call `fill` on a fresh store, drop
 /// it, reopen it and pass it to `check`.
-pub async fn meta_store_fill<M: MetaStore>(store: &M) -> u64 {
+pub async fn meta_store_fill<M: MetaStore>(store: &M) -> (u64, String) {
     let t = tenant("durable");
     store.create_tenant(&t).await.unwrap();
     store
@@ -323,11 +379,17 @@ pub async fn meta_store_fill<M: MetaStore>(store: &M) -> u64 {
         .add_version(&t, &app("web"), &version(7))
         .await
         .unwrap();
-    store.activate_version(&t, &app("web"), 1).await.unwrap()
+    let revision = store.activate_version(&t, &app("web"), 1).await.unwrap();
+    (revision, store.epoch().await.unwrap())
 }
 
-pub async fn meta_store_check<M: MetaStore>(store: &M, revision: u64) {
+pub async fn meta_store_check<M: MetaStore>(store: &M, revision: u64, epoch: &str) {
     let t = tenant("durable");
+    assert_eq!(
+        store.epoch().await.unwrap(),
+        epoch,
+        "the epoch survives a restart"
+    );
     assert_eq!(
         store.revision().await.unwrap(),
         revision,

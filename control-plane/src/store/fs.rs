@@ -54,7 +54,13 @@ pub fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> std::io::Res
     let dir = target
         .parent()
         .ok_or_else(|| std::io::Error::other("the target has no parent directory"))?;
-    std::fs::create_dir_all(dir)?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        // The new shard directory's own entry must be durable too.
+        if let Some(parent) = dir.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
     let mut file = std::fs::File::create(tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
@@ -75,7 +81,11 @@ impl BlobStore for FsBlobStore {
         tokio::task::spawn_blocking(move || {
             let sha256 = sha256_hex(&bytes);
             let target = blobs.join(&sha256[..2]).join(&sha256);
-            if !target.exists() {
+            // An existing blob is kept only if it is intact: a damaged copy
+            // is replaced by the bytes being stored.
+            let intact =
+                std::fs::read(&target).is_ok_and(|existing| sha256_hex(&existing) == sha256);
+            if !intact {
                 write_atomically(&tmp, &target, &bytes).map_err(|e| {
                     let _ = std::fs::remove_file(&tmp);
                     io("cannot write a blob", e)

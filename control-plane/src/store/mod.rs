@@ -91,6 +91,8 @@ pub struct NodeRecord {
     pub node: String,
     /// The last revision it applied (ACK).
     pub applied_revision: Option<u64>,
+    /// Apps of that revision it could not serve.
+    pub app_errors: Vec<edge_common::sync::AppError>,
     /// The last revision it rejected (NACK), and why.
     pub rejected_revision: Option<u64>,
     pub last_error: Option<String>,
@@ -102,6 +104,9 @@ pub struct NodeRecord {
 pub trait MetaStore: Send + Sync + 'static {
     /// The current revision (0 before any change).
     async fn revision(&self) -> StoreResult<u64>;
+    /// A random name given to the store when it was created: a restored
+    /// or recreated store has a new one (nodes then take its state as is).
+    async fn epoch(&self) -> StoreResult<String>;
 
     async fn create_tenant(&self, id: &TenantId) -> StoreResult<TenantRecord>;
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
@@ -136,6 +141,14 @@ pub trait MetaStore: Send + Sync + 'static {
         tenant: &TenantId,
         name: &AppName,
     ) -> StoreResult<Vec<VersionRecord>>;
+    /// Deletes an uploaded version that is not the active one. `NotFound` if
+    /// there is no such version, `Exists` if it is active.
+    async fn delete_version(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        version: u64,
+    ) -> StoreResult<()>;
     /// Makes `version` the active one and records the deployment; returns
     /// the new revision. `NotFound` if the version does not exist.
     async fn activate_version(

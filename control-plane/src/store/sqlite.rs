@@ -20,6 +20,7 @@ use super::{
 use edge_common::sync::ApplyOutcome;
 
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), epoch TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS revision (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
 INSERT OR IGNORE INTO revision (id, value) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS tenants (
@@ -75,6 +76,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     applied_revision INTEGER,
     rejected_revision INTEGER,
     last_error TEXT,
+    app_errors TEXT NOT NULL DEFAULT '[]',
     engine TEXT NOT NULL,
     last_seen_unix INTEGER NOT NULL
 );
@@ -101,6 +103,14 @@ impl SqliteMetaStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        let mut epoch = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut epoch)
+            .map_err(|_| StoreError::Backend("the system random source failed".into()))?;
+        conn.execute(
+            "INSERT OR IGNORE INTO identity (id, epoch) VALUES (1, ?1)",
+            params![edge_common::signing::to_hex(&epoch)],
+        )
+        .map_err(backend)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -117,7 +127,11 @@ impl SqliteMetaStore {
             let mut conn = conn
                 .lock()
                 .map_err(|_| StoreError::Backend("the database lock is poisoned".into()))?;
-            let tx = conn.transaction().map_err(backend)?;
+            // IMMEDIATE: take the write lock up front, so a read-then-write
+            // (the next version number) cannot race another writer.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let value = f(&tx)?;
             tx.commit().map_err(backend)?;
             Ok(value)
@@ -240,6 +254,16 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn epoch(&self) -> StoreResult<String> {
+        self.tx(|tx| {
+            tx.query_row("SELECT epoch FROM identity WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn create_tenant(&self, id: &TenantId) -> StoreResult<TenantRecord> {
         let id = id.clone();
         self.tx(move |tx| {
@@ -318,6 +342,23 @@ impl MetaStore for SqliteMetaStore {
             }
             if app_exists(tx, &tenant, &name).is_ok() {
                 return Err(StoreError::Exists(format!("app {name}")));
+            }
+            // No hostname of another tenant may overlap (exact under a
+            // wildcard, nested wildcards): checked in this transaction.
+            let others: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached("SELECT host FROM hosts WHERE tenant != ?1")
+                    .map_err(backend)?;
+                stmt.query_map(params![tenant.as_str()], |row| row.get(0))
+                    .map_err(backend)?
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?
+            };
+            for other in others {
+                let other: HostPattern = parse(other)?;
+                if let Some(host) = hosts.iter().find(|h| h.overlaps(&other)) {
+                    return Err(StoreError::HostTaken(host.to_string()));
+                }
             }
             for (position, host) in hosts.iter().enumerate() {
                 let inserted = tx
@@ -450,6 +491,36 @@ impl MetaStore for SqliteMetaStore {
             .map_err(backend)?
             .collect::<Result<_, _>>()
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_version(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        version: u64,
+    ) -> StoreResult<()> {
+        let (tenant, name) = (tenant.clone(), name.clone());
+        self.tx(move |tx| {
+            let app = load_app(tx, &tenant, &name)?;
+            if app.active_version == Some(version) {
+                return Err(StoreError::Exists(format!(
+                    "version {version} of app {name} is active; it"
+                )));
+            }
+            let deleted = tx
+                .execute(
+                    "DELETE FROM versions WHERE tenant = ?1 AND app = ?2 AND version = ?3",
+                    params![tenant.as_str(), name.as_str(), version as i64],
+                )
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "version {version} of app {name}"
+                )));
+            }
+            Ok(())
         })
         .await
     }
@@ -602,7 +673,13 @@ impl MetaStore for SqliteMetaStore {
                     limits: app.limits,
                 });
             }
+            let epoch: String = tx
+                .query_row("SELECT epoch FROM identity WHERE id = 1", [], |row| {
+                    row.get(0)
+                })
+                .map_err(backend)?;
             Ok(Snapshot {
+                epoch,
                 revision,
                 created_unix: now_unix(),
                 apps,
@@ -677,12 +754,21 @@ impl MetaStore for SqliteMetaStore {
         self.tx(move |tx| {
             let revision = report.revision as i64;
             match report.outcome {
+                // The latest ACK wins: after a store restore revisions start
+                // over, and the report is of what the node serves now.
                 ApplyOutcome::Applied => tx.execute(
-                    "INSERT INTO nodes (node, applied_revision, rejected_revision, last_error, engine, last_seen_unix)
-                     VALUES (?1, ?2, NULL, NULL, ?3, ?4)
-                     ON CONFLICT (node) DO UPDATE SET applied_revision = MAX(COALESCE(applied_revision, 0), excluded.applied_revision),
+                    "INSERT INTO nodes (node, applied_revision, rejected_revision, last_error, app_errors, engine, last_seen_unix)
+                     VALUES (?1, ?2, NULL, NULL, ?3, ?4, ?5)
+                     ON CONFLICT (node) DO UPDATE SET applied_revision = excluded.applied_revision,
+                        app_errors = excluded.app_errors,
                         engine = excluded.engine, last_seen_unix = excluded.last_seen_unix",
-                    params![node, revision, report.engine, now_unix as i64],
+                    params![
+                        node,
+                        revision,
+                        serde_json::to_string(&report.app_errors).map_err(backend)?,
+                        report.engine,
+                        now_unix as i64
+                    ],
                 ),
                 ApplyOutcome::Rejected => tx.execute(
                     "INSERT INTO nodes (node, applied_revision, rejected_revision, last_error, engine, last_seen_unix)
@@ -716,7 +802,7 @@ impl MetaStore for SqliteMetaStore {
         self.tx(|tx| {
             let mut stmt = tx
                 .prepare(
-                    "SELECT node, applied_revision, rejected_revision, last_error, engine, last_seen_unix
+                    "SELECT node, applied_revision, rejected_revision, last_error, engine, last_seen_unix, app_errors
                      FROM nodes ORDER BY node",
                 )
                 .map_err(backend)?;
@@ -728,6 +814,7 @@ impl MetaStore for SqliteMetaStore {
                     last_error: row.get(3)?,
                     engine: row.get(4)?,
                     last_seen_unix: row.get::<_, i64>(5)? as u64,
+                    app_errors: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
                 })
             })
             .map_err(backend)?

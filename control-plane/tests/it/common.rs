@@ -29,6 +29,15 @@ impl TestCp {
     }
 
     pub async fn start_with(settings: ApiSettings) -> Self {
+        // Logs of the in-process control plane and nodes, shown for failed
+        // tests (EDGE_LOG=debug for more).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let handle = launch(dir.path(), "127.0.0.1:0".parse().unwrap(), &settings).await;
         Self {
@@ -284,7 +293,8 @@ impl TestNode {
                 let (key, value) = line.rsplit_once(' ')?;
                 (key == name).then(|| value.parse().ok())?
             })
-            .unwrap_or_else(|| panic!("no metric {name}"))
+            // A labelled series not observed yet is 0, as Prometheus reads it.
+            .unwrap_or(0.0)
     }
 }
 
@@ -322,12 +332,16 @@ pub enum Tamper {
     Artifacts = 1,
     /// Change a snapshot's payload, keeping its signature.
     Snapshots = 2,
+    /// Answer 503 for artifacts (an outage, not an attack).
+    ArtifactsUnavailable = 3,
 }
 
 /// A man in the middle between nodes and the control plane.
 pub struct TamperProxy {
     pub addr: SocketAddr,
     mode: Arc<AtomicU8>,
+    /// Tamper with this artifact only (all of them if unset).
+    only: Arc<std::sync::Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -340,6 +354,8 @@ impl TamperProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mode = Arc::new(AtomicU8::new(0));
+        let only: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let shared_only = only.clone();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let shared_mode = mode.clone();
         let task = tokio::spawn(async move {
@@ -347,12 +363,16 @@ impl TamperProxy {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (client, upstream, mode) =
-                    (client.clone(), upstream.clone(), shared_mode.clone());
+                let (client, upstream, mode, only) = (
+                    client.clone(),
+                    upstream.clone(),
+                    shared_mode.clone(),
+                    shared_only.clone(),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (client, upstream, mode) =
-                            (client.clone(), upstream.clone(), mode.clone());
+                        let (client, upstream, mode, only) =
+                            (client.clone(), upstream.clone(), mode.clone(), only.clone());
                         async move {
                             let path = req
                                 .uri()
@@ -373,7 +393,13 @@ impl TamperProxy {
                             let status = response.status();
                             let mut bytes = response.bytes().await.unwrap().to_vec();
                             let mode = mode.load(Ordering::SeqCst);
+                            let selected = only
+                                .lock()
+                                .unwrap()
+                                .as_ref()
+                                .is_none_or(|digest| path.ends_with(digest.as_str()));
                             if mode == Tamper::Artifacts as u8
+                                && selected
                                 && path.starts_with("/v1/artifacts/")
                                 && !bytes.is_empty()
                             {
@@ -395,6 +421,11 @@ impl TamperProxy {
                             let mut out =
                                 hyper::Response::new(Full::new(bytes::Bytes::from(bytes)));
                             *out.status_mut() = status;
+                            if mode == Tamper::ArtifactsUnavailable as u8
+                                && path.starts_with("/v1/artifacts/")
+                            {
+                                *out.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                            }
                             Ok::<_, std::convert::Infallible>(out)
                         }
                     });
@@ -404,11 +435,21 @@ impl TamperProxy {
                 });
             }
         });
-        Self { addr, mode, task }
+        Self {
+            addr,
+            mode,
+            only,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Limits `Tamper::Artifacts` to one artifact.
+    pub fn only(&self, digest: &str) {
+        *self.only.lock().unwrap() = Some(digest.to_string());
     }
 
     pub fn set(&self, tamper: Tamper) {

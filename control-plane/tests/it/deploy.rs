@@ -71,6 +71,14 @@ async fn an_upload_goes_live_on_two_nodes_and_rolls_back() {
         .await;
     crate::common::assert_error(status, &body, 404, "not-found");
 
+    // Versions: the active one cannot be deleted, others can.
+    let (status, body) = acme.call("DELETE", "/v1/apps/web/versions/2", None).await;
+    crate::common::assert_error(status, &body, 409, "version-active");
+    let (status, _) = acme.call("DELETE", "/v1/apps/web/versions/1", None).await;
+    assert_eq!(status, 200);
+    let (status, body) = acme.call("POST", "/v1/apps/web/rollback", None).await;
+    crate::common::assert_error(status, &body, 404, "not-found");
+
     // Deleting the app takes it off the nodes.
     let (status, _) = acme.call("DELETE", "/v1/apps/web", None).await;
     assert_eq!(status, 200);
@@ -165,6 +173,35 @@ async fn nodes_serve_through_a_control_plane_outage_and_nothing_is_lost() {
     node.wait_for_body("web.test", "").await;
     eventually("the node reports the new revision", || async {
         node.metric("edge_sync_revision").await == revision2 as f64
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_follows_a_recreated_control_plane_database() {
+    let mut cp = TestCp::start().await;
+    let acme = cp.new_tenant("acme").await;
+    acme.create_app("web", &["web.test"]).await;
+    acme.deploy("web", HELLO).await;
+    let (_, old_revision) = acme.deploy("web", ECHO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&cp.url(), cp.node_token("node-a"), dir.path()).await;
+    node.wait_for_body("web.test", "").await;
+
+    // The metadata is lost (restored from nothing); keys and blobs remain.
+    cp.kill().await;
+    for file in ["meta.sqlite3", "meta.sqlite3-wal", "meta.sqlite3-shm"] {
+        let _ = std::fs::remove_file(cp.dir.path().join(file));
+    }
+    cp.restart().await;
+    let acme = cp.new_tenant("acme").await;
+    acme.create_app("web", &["web.test"]).await;
+    let (_, new_revision) = acme.deploy("web", HELLO).await;
+    assert!(new_revision <= old_revision, "revisions started over");
+    // The node takes the new database's state although its revision is lower.
+    node.wait_for_body("web.test", HELLO_BODY).await;
+    eventually("the node reports the new revision", || async {
+        node.metric("edge_sync_revision").await == new_revision as f64
     })
     .await;
 }

@@ -15,12 +15,20 @@ async fn sqlite_meta_store_conforms() {
 async fn sqlite_meta_store_keeps_everything_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.sqlite3");
-    let revision = {
+    let (revision, epoch) = {
         let store = SqliteMetaStore::open(&path).unwrap();
         conformance::meta_store_fill(&store).await
     };
     let store = SqliteMetaStore::open(&path).unwrap();
-    conformance::meta_store_check(&store, revision).await;
+    conformance::meta_store_check(&store, revision, &epoch).await;
+    // A recreated store is another epoch.
+    let other = SqliteMetaStore::open(&dir.path().join("other.sqlite3")).unwrap();
+    assert_ne!(conformance_epoch(&other).await, epoch);
+}
+
+async fn conformance_epoch(store: &SqliteMetaStore) -> String {
+    use edge_cp::store::MetaStore;
+    store.epoch().await.unwrap()
 }
 
 #[tokio::test]

@@ -1,56 +1,85 @@
 //! A tampered artifact or snapshot is refused by the node before anything
-//! is deserialized; the node keeps serving the previous version and reports
-//! a NACK, then applies the next good revision.
+//! is deserialized. A bad artifact fails its own app only (which keeps its
+//! previous version); a snapshot whose signature fails is refused whole and
+//! retried. Both are reported, and the next good revision applies.
 
-use edge_fixtures::{ECHO, HELLO};
+use edge_fixtures::{ECHO, ENV, HELLO, WSTD_STREAM};
 use serde_json::json;
 
-use crate::common::{Tamper, TamperProxy, TestCp, TestNode, eventually};
+use crate::common::{Client, Tamper, TamperProxy, TestCp, TestNode, eventually};
 
 const HELLO_BODY: &str = "Hello from the edge!\n";
+
+/// Waits until the app's status shows the node in `state`, with an error
+/// mentioning `mention` (if given).
+async fn node_state(client: &Client, app: &str, state: &str, mention: Option<&str>) {
+    eventually(&format!("{app} {state} on the node"), || async {
+        let (_, status) = client
+            .call("GET", &format!("/v1/apps/{app}/status"), None)
+            .await;
+        let n = &status["nodes"][0];
+        n["state"] == state
+            && mention.is_none_or(|m| n["error"].as_str().is_some_and(|e| e.contains(m)))
+    })
+    .await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_artifacts_and_snapshots_are_refused() {
     let cp = TestCp::start().await;
     let acme = cp.new_tenant("acme").await;
+    let other = cp.new_tenant("other").await;
     acme.create_app("web", &["web.test"]).await;
+    other.create_app("shop", &["shop.test"]).await;
     let proxy = TamperProxy::start(cp.url()).await;
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(&proxy.url(), cp.node_token("node-a"), dir.path()).await;
     acme.deploy("web", HELLO).await;
     node.wait_for_body("web.test", HELLO_BODY).await;
 
-    let rejected = |revision: u64, mention: &'static str| {
-        let acme = acme.clone();
-        async move {
-            eventually("the node's NACK", || async {
-                let (_, status) = acme.call("GET", "/v1/apps/web/status", None).await;
-                let n = &status["nodes"][0];
-                n["state"] == "rejected"
-                    && n["rejected_revision"] == revision
-                    && n["error"].as_str().is_some_and(|e| e.contains(mention))
-            })
-            .await;
-        }
-    };
-
-    // An artifact altered in flight: refused by digest.
+    // acme's next artifact is altered in flight: refused by digest. acme's
+    // app keeps serving its previous version, and another tenant's deploy
+    // goes live all the same.
+    let (status, upload) = acme.upload("web", std::fs::read(ECHO).unwrap()).await;
+    assert_eq!(status, 201, "{upload}");
+    proxy.only(upload["artifact"]["sha256"].as_str().unwrap());
     proxy.set(Tamper::Artifacts);
-    let (_, revision) = acme.deploy("web", ECHO).await;
-    rejected(revision, "digest mismatch").await;
+    let (status, _) = acme
+        .call(
+            "POST",
+            "/v1/apps/web/deploy",
+            Some(json!({ "version": upload["version"] })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    node_state(&acme, "web", "rejected", Some("digest mismatch")).await;
     assert_eq!(
         node.get("web.test", "/").await,
         (200, HELLO_BODY.to_string())
     );
+    other.deploy("shop", WSTD_STREAM).await;
+    node_state(&other, "shop", "applied", None).await;
+    assert_eq!(node.get("shop.test", "/stream?n=1").await.0, 200);
+    // Only acme sees acme's error.
+    let (_, status) = other.call("GET", "/v1/apps/shop/status", None).await;
+    assert!(status["nodes"][0]["error"].is_null(), "{status}");
+    assert_eq!(
+        node.get("web.test", "/").await,
+        (200, HELLO_BODY.to_string())
+    );
+    assert!(
+        node.metric("edge_sync_failures_total{reason=\"artifact\"}")
+            .await
+            >= 1.0
+    );
 
-    // A snapshot altered in flight: refused by signature.
+    // A snapshot altered in flight: refused by signature, whole.
     proxy.set(Tamper::Snapshots);
     let (status, body) = acme
         .call("PATCH", "/v1/apps/web/config", Some(json!({ "K": "v" })))
         .await;
-    assert_eq!(status, 200);
-    let revision = body["revision"].as_u64().unwrap();
-    rejected(revision, "signature").await;
+    assert_eq!(status, 200, "{body}");
+    node_state(&acme, "web", "rejected", Some("signature")).await;
     assert_eq!(
         node.get("web.test", "/").await,
         (200, HELLO_BODY.to_string())
@@ -60,22 +89,36 @@ async fn tampered_artifacts_and_snapshots_are_refused() {
             .await
             >= 1.0
     );
-    assert!(
-        node.metric("edge_sync_failures_total{reason=\"artifact\"}")
-            .await
-            >= 1.0
-    );
 
-    // Nothing tampered: the next revision applies.
-    proxy.set(Tamper::Nothing);
-    let (_, revision) = acme.deploy("web", ECHO).await;
-    node.wait_for_body("web.test", "").await;
-    eventually("the ACK", || async {
-        let (_, status) = acme.call("GET", "/v1/apps/web/status", None).await;
-        status["nodes"][0]["state"] == "applied"
-            && status["nodes"][0]["applied_revision"] == revision
+    // An outage while fetching is not a rejection: the node retries the
+    // same revision and applies it once artifacts come back.
+    proxy.set(Tamper::ArtifactsUnavailable);
+    let (_, revision) = acme.deploy("web", ENV).await;
+    eventually("failed fetches", || async {
+        node.metric("edge_sync_failures_total{reason=\"artifact-fetch\"}")
+            .await
+            >= 2.0
     })
     .await;
+    let (_, status) = acme.call("GET", "/v1/apps/web/status", None).await;
+    assert_eq!(status["nodes"][0]["state"], "pending", "{status}");
+    proxy.set(Tamper::Nothing);
+    node_state(&acme, "web", "applied", None).await;
+    let (_, status) = acme.call("GET", "/v1/apps/web/status", None).await;
+    assert_eq!(status["nodes"][0]["applied_revision"], revision);
+    node.wait_for_body("web.test", "K=v\n").await;
+
+    // Nothing tampered: the version refused earlier applies now.
+    let (_, deployed) = acme
+        .call(
+            "POST",
+            "/v1/apps/web/deploy",
+            Some(json!({ "version": upload["version"] })),
+        )
+        .await;
+    assert!(deployed["revision"].as_u64().unwrap() > revision);
+    node.wait_for_body("web.test", "").await;
+    node_state(&acme, "web", "applied", None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,11 +138,7 @@ async fn a_node_pinned_to_another_key_refuses_everything() {
     )
     .unwrap();
     let node = TestNode::start(&cp.url(), cp.node_token("node-a"), dir.path()).await;
-    let (_, revision) = acme.deploy("web", HELLO).await;
-    eventually("the NACK", || async {
-        let (_, status) = acme.call("GET", "/v1/apps/web/status", None).await;
-        status["nodes"][0]["rejected_revision"] == revision
-    })
-    .await;
+    acme.deploy("web", HELLO).await;
+    node_state(&acme, "web", "rejected", Some("signature")).await;
     assert_eq!(node.get("web.test", "/").await.0, 404);
 }

@@ -1,13 +1,17 @@
 //! Turning a verified snapshot into the routing table: load every artifact
 //! it names (reusing what the current revision already loaded), build every
-//! app, and only then swap the table — make before break. Any failure
-//! leaves the current table in place.
+//! app, and only then swap the table — make before break.
+//!
+//! Apps fail alone: an app whose artifact is bad, whose component does not
+//! load or whose hostname the node's own config already routes keeps its
+//! previous version (if it had one) and is reported; every other app of the
+//! revision goes live.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{Snapshot, SnapshotApp};
+use edge_common::sync::{AppError, Snapshot, SnapshotApp};
 
 use crate::app::App;
 use crate::config::{MAX_ENV_BYTES, normalize_prefix};
@@ -50,10 +54,11 @@ pub struct Applier {
     current: HashMap<(TenantId, AppName), (SnapshotApp, Arc<App>)>,
 }
 
-/// A snapshot's apps, built and ready to swap in.
+/// A snapshot's apps, built and ready to swap in, and the apps that failed.
 pub struct Built {
     apps: HashMap<(TenantId, AppName), (SnapshotApp, Arc<App>)>,
     table: RoutingTable,
+    pub failures: Vec<AppError>,
 }
 
 impl Applier {
@@ -87,13 +92,15 @@ impl Applier {
     }
 
     /// Builds every app of `snapshot`. `artifacts` holds the verified bytes
-    /// of every artifact the current revision has not loaded. Loading
-    /// machine code takes milliseconds: call this off the async workers.
+    /// of every artifact the current revision has not loaded; `bad_artifacts`
+    /// the ones that could not be had, with why. Loading machine code takes
+    /// milliseconds: call this off the async workers.
     pub fn build(
         &self,
         snapshot: &Snapshot,
         artifacts: &HashMap<String, Vec<u8>>,
-    ) -> Result<Built, BuildError> {
+        bad_artifacts: &HashMap<String, String>,
+    ) -> Built {
         let static_hosts: HashSet<(HostPattern, String)> = self
             .static_routes
             .iter()
@@ -105,19 +112,9 @@ impl Applier {
             .collect();
         let mut loaded: HashMap<String, LoadedComponent> = HashMap::new();
         let mut apps = HashMap::with_capacity(snapshot.apps.len());
+        let mut failures = Vec::new();
         for spec in &snapshot.apps {
             let key = (spec.tenant.clone(), spec.name.clone());
-            if let Some(host) = spec
-                .hosts
-                .iter()
-                .find(|h| static_hosts.contains(&((*h).clone(), "/".to_string())))
-            {
-                return Err(BuildError::HostConflict {
-                    tenant: spec.tenant.clone(),
-                    app: spec.name.clone(),
-                    host: host.clone(),
-                });
-            }
             // Unchanged app: keep it, with its admission state.
             if let Some((old, app)) = self.current.get(&key)
                 && old == spec
@@ -125,29 +122,22 @@ impl Applier {
                 apps.insert(key, (spec.clone(), app.clone()));
                 continue;
             }
-            let sha = spec.artifact.sha256.as_str();
-            let component = match loaded.get(sha).cloned().or_else(|| self.component_for(sha)) {
-                Some(component) => component,
-                None => {
-                    let bytes = artifacts.get(sha).ok_or_else(|| BuildError::Invalid {
+            match self.build_one(spec, &static_hosts, &mut loaded, artifacts, bad_artifacts) {
+                Ok(app) => {
+                    apps.insert(key, (spec.clone(), Arc::new(app)));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "an app of the revision cannot be served; it keeps its previous version, if any");
+                    failures.push(AppError {
                         tenant: spec.tenant.clone(),
                         app: spec.name.clone(),
-                        message: format!("artifact {sha} was not fetched"),
-                    })?;
-                    let component =
-                        self.runtime
-                            .load_trusted_artifact(bytes)
-                            .map_err(|source| BuildError::Load {
-                                tenant: spec.tenant.clone(),
-                                app: spec.name.clone(),
-                                source,
-                            })?;
-                    loaded.insert(sha.to_string(), component.clone());
-                    component
+                        error: e.to_string(),
+                    });
+                    if let Some(previous) = self.current.get(&key) {
+                        apps.insert(key, previous.clone());
+                    }
                 }
-            };
-            let app = self.build_app(spec, component)?;
-            apps.insert(key, (spec.clone(), Arc::new(app)));
+            }
         }
         let table = RoutingTable::new(
             self.static_routes
@@ -158,7 +148,60 @@ impl Applier {
                         .map(|(spec, app)| (spec.hosts.as_slice(), "/", app.clone())),
                 ),
         );
-        Ok(Built { apps, table })
+        Built {
+            apps,
+            table,
+            failures,
+        }
+    }
+
+    fn build_one(
+        &self,
+        spec: &SnapshotApp,
+        static_hosts: &HashSet<(HostPattern, String)>,
+        loaded: &mut HashMap<String, LoadedComponent>,
+        artifacts: &HashMap<String, Vec<u8>>,
+        bad_artifacts: &HashMap<String, String>,
+    ) -> Result<App, BuildError> {
+        let invalid = |message: String| BuildError::Invalid {
+            tenant: spec.tenant.clone(),
+            app: spec.name.clone(),
+            message,
+        };
+        if let Some(host) = spec
+            .hosts
+            .iter()
+            .find(|h| static_hosts.contains(&((*h).clone(), "/".to_string())))
+        {
+            return Err(BuildError::HostConflict {
+                tenant: spec.tenant.clone(),
+                app: spec.name.clone(),
+                host: host.clone(),
+            });
+        }
+        let sha = spec.artifact.sha256.as_str();
+        if let Some(why) = bad_artifacts.get(sha) {
+            return Err(invalid(why.clone()));
+        }
+        let component = match loaded.get(sha).cloned().or_else(|| self.component_for(sha)) {
+            Some(component) => component,
+            None => {
+                let bytes = artifacts
+                    .get(sha)
+                    .ok_or_else(|| invalid(format!("artifact {sha} was not fetched")))?;
+                let component = self
+                    .runtime
+                    .load_trusted_artifact(bytes)
+                    .map_err(|source| BuildError::Load {
+                        tenant: spec.tenant.clone(),
+                        app: spec.name.clone(),
+                        source,
+                    })?;
+                loaded.insert(sha.to_string(), component.clone());
+                component
+            }
+        };
+        self.build_app(spec, component)
     }
 
     fn build_app(&self, spec: &SnapshotApp, component: LoadedComponent) -> Result<App, BuildError> {
@@ -202,6 +245,14 @@ impl Applier {
             AppOutbound::default(),
             &self.metrics,
         ))
+    }
+
+    /// The artifacts the served apps were loaded from.
+    pub fn served_artifacts(&self) -> Vec<String> {
+        self.current
+            .values()
+            .map(|(spec, _)| spec.artifact.sha256.clone())
+            .collect()
     }
 
     /// Serves `built` from now on.

@@ -39,8 +39,8 @@ pub enum SyncError {
     Snapshot(#[from] edge_common::sync::SnapshotError),
     #[error("artifact {sha256}: {message}")]
     Artifact { sha256: String, message: String },
-    #[error(transparent)]
-    Build(#[from] apply::BuildError),
+    #[error("cannot fetch artifact {sha256}: {message}")]
+    ArtifactFetch { sha256: String, message: String },
     #[error("cannot write local state: {0}")]
     Persist(std::io::Error),
     #[error("{0}")]
@@ -55,7 +55,7 @@ impl SyncError {
             SyncError::Status { .. } => "http-status",
             SyncError::Snapshot(_) => "bad-signature",
             SyncError::Artifact { .. } => "artifact",
-            SyncError::Build(_) => "load",
+            SyncError::ArtifactFetch { .. } => "artifact-fetch",
             SyncError::Persist(_) => "persist",
             SyncError::Other(_) => "other",
         }
@@ -71,10 +71,10 @@ pub struct Syncer {
     applier: Arc<Mutex<Applier>>,
     metrics: Metrics,
     engine: String,
-    /// The revision being served.
+    /// The revision being served, and the epoch of the control-plane
+    /// database it came from.
     applied: u64,
-    /// The newest revision refused; not asked for again.
-    rejected: u64,
+    applied_epoch: String,
     /// A report the control plane has not received yet.
     unsent_report: Option<NodeReport>,
 }
@@ -125,7 +125,7 @@ impl Syncer {
             metrics,
             engine: engine_hash(engine),
             applied: 0,
-            rejected: 0,
+            applied_epoch: String::new(),
             unsent_report: None,
         })
     }
@@ -150,28 +150,44 @@ impl Syncer {
         let result = async {
             let snapshot = signed.verify(&key)?;
             let mut artifacts = HashMap::new();
+            let mut bad = HashMap::new();
             for app in &snapshot.apps {
                 let sha = &app.artifact.sha256;
-                let bytes = self
-                    .local
-                    .read_artifact(sha)
-                    .map_err(SyncError::Persist)?
-                    .ok_or_else(|| SyncError::Artifact {
-                        sha256: sha.clone(),
-                        message: "missing from the local store".into(),
-                    })?;
-                verify_artifact(sha, app.artifact.size, &bytes)?;
-                artifacts.insert(sha.clone(), bytes);
+                match self.local.read_artifact(sha) {
+                    Ok(Some(bytes)) => match verify_artifact(sha, app.artifact.size, &bytes) {
+                        Ok(()) => {
+                            artifacts.insert(sha.clone(), bytes);
+                        }
+                        Err(e) => {
+                            bad.insert(sha.clone(), e.to_string());
+                        }
+                    },
+                    Ok(None) => {
+                        bad.insert(sha.clone(), "missing from the local store".to_string());
+                    }
+                    Err(e) => {
+                        bad.insert(
+                            sha.clone(),
+                            format!("cannot read it from the local store: {e}"),
+                        );
+                    }
+                }
             }
-            self.install(&snapshot, artifacts).await?;
-            Ok::<_, SyncError>(snapshot.revision)
+            let failures = self.install(&snapshot, artifacts, bad).await?;
+            Ok::<_, SyncError>((snapshot, failures))
         }
         .await;
         match result {
-            Ok(revision) => {
-                self.applied = revision;
-                self.metrics.sync.revision.set(revision as i64);
-                tracing::info!(revision, "serving the stored snapshot");
+            Ok((snapshot, failures)) => {
+                self.applied = snapshot.revision;
+                self.applied_epoch = snapshot.epoch.clone();
+                self.metrics.sync.revision.set(snapshot.revision as i64);
+                tracing::info!(
+                    revision = snapshot.revision,
+                    apps = snapshot.apps.len(),
+                    failed = failures.len(),
+                    "serving the stored snapshot"
+                );
             }
             Err(e) => {
                 tracing::error!(error = %e, "the stored snapshot cannot be served; starting without synced apps")
@@ -216,19 +232,27 @@ impl Syncer {
     /// whatever it brings.
     async fn round(&mut self) -> Result<(), SyncError> {
         if let Some(report) = self.unsent_report.clone() {
-            self.send_report(&report).await?;
-            self.unsent_report = None;
+            match self.send_report(&report).await {
+                Ok(()) => self.unsent_report = None,
+                // Refused for good (a 4xx): retrying would only stop the
+                // node from polling.
+                Err(SyncError::Status { status, body }) if (400..500).contains(&status) => {
+                    tracing::warn!(status, body, "the control plane refused a report; dropped");
+                    self.unsent_report = None;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let key = match self.key {
             Some(key) => key,
             None => self.pin_key().await?,
         };
-        let since = self.applied.max(self.rejected);
         let wait = self.config.poll_wait;
         let response = self
             .request(reqwest::Method::GET, "/v1/sync")
             .query(&[
-                ("since", since.to_string()),
+                ("since", self.applied.to_string()),
+                ("epoch", self.applied_epoch.clone()),
                 ("wait", format!("{}ms", wait.as_millis())),
             ])
             .timeout(wait + Duration::from_secs(15))
@@ -244,86 +268,102 @@ impl Syncer {
             .json()
             .await
             .map_err(|e| SyncError::Unreachable(format!("reading the snapshot: {e}")))?;
-        self.apply(signed, &key).await;
-        Ok(())
+        self.apply(signed, &key).await
     }
 
-    /// Applies a received snapshot and reports the outcome. A refusal is
-    /// the control plane's problem to fix, not a connection failure: the
-    /// loop goes on polling for a newer revision.
-    async fn apply(&mut self, signed: SignedSnapshot, key: &VerifyingKey) {
+    /// Applies a received snapshot and reports the outcome.
+    ///
+    /// - Applied (ACK), with the apps that could not be served listed: one
+    ///   tenant's bad artifact or component never holds back the others.
+    /// - A snapshot whose signature does not verify is reported (NACK) and
+    ///   returned as an error, so the poll is retried after a backoff;
+    ///   nothing is read from it (its claimed revision only names the
+    ///   report, and the control plane ignores a revision it never had).
+    /// - A transient failure (an artifact fetch cut off, a full disk) is
+    ///   returned as an error, and the same revision is tried again.
+    async fn apply(&mut self, signed: SignedSnapshot, key: &VerifyingKey) -> Result<(), SyncError> {
         let started = Instant::now();
-        // The revision number only names the NACK if the signature fails;
-        // nothing else is read from unverified bytes.
-        let claimed_revision = serde_json::from_str::<RevisionOnly>(&signed.payload)
-            .map(|r| r.revision)
-            .unwrap_or(0);
-        let result = async {
-            let snapshot = signed.verify(key)?;
-            if snapshot.revision <= self.applied {
-                return Ok(None);
-            }
-            let artifacts = self.fetch_artifacts(&snapshot).await?;
-            self.install(&snapshot, artifacts).await?;
-            self.local
-                .write_snapshot(&signed)
-                .map_err(SyncError::Persist)?;
-            let keep: Vec<&str> = snapshot
-                .apps
-                .iter()
-                .map(|a| a.artifact.sha256.as_str())
-                .collect();
-            self.local.retain_artifacts(&keep);
-            Ok::<_, SyncError>(Some(snapshot))
-        }
-        .await;
-        let report = match result {
-            Ok(None) => return,
-            Ok(Some(snapshot)) => {
-                self.applied = snapshot.revision;
-                self.metrics.sync.revision.set(snapshot.revision as i64);
-                self.metrics
-                    .sync
-                    .apply_duration
-                    .observe(started.elapsed().as_secs_f64());
-                tracing::info!(revision = snapshot.revision, apps = snapshot.apps.len(), elapsed = ?started.elapsed(), "applied a control-plane revision");
-                NodeReport {
-                    revision: snapshot.revision,
-                    outcome: ApplyOutcome::Applied,
-                    error: None,
-                    engine: self.engine.clone(),
-                }
-            }
+        let snapshot = match signed.verify(key) {
+            Ok(snapshot) => snapshot,
             Err(e) => {
-                self.rejected = self.rejected.max(claimed_revision);
-                self.metrics
-                    .sync
-                    .failures
-                    .with_label_values(&[e.reason()])
-                    .inc();
-                tracing::error!(revision = claimed_revision, error = %e, "rejected a control-plane revision; still serving revision {}", self.applied);
-                NodeReport {
-                    revision: claimed_revision,
+                let claimed = serde_json::from_str::<RevisionOnly>(&signed.payload)
+                    .map(|r| r.revision)
+                    .unwrap_or(0);
+                tracing::error!(revision = claimed, error = %e, "refused a control-plane snapshot; still serving revision {}", self.applied);
+                let report = NodeReport {
+                    revision: claimed,
                     outcome: ApplyOutcome::Rejected,
                     error: Some(e.to_string()),
+                    app_errors: Vec::new(),
                     engine: self.engine.clone(),
+                };
+                if let Err(report_error) = self.send_report(&report).await {
+                    tracing::warn!(error = %report_error, "cannot report the refusal");
                 }
+                return Err(e.into());
             }
+        };
+        if snapshot.epoch == self.applied_epoch && snapshot.revision <= self.applied {
+            return Ok(());
+        }
+        if snapshot.epoch != self.applied_epoch && !self.applied_epoch.is_empty() {
+            tracing::warn!(old = %self.applied_epoch, new = %snapshot.epoch, "the control plane's database changed (restored or recreated); taking its state as it is");
+        }
+        let (artifacts, bad) = self.fetch_artifacts(&snapshot).await?;
+        let failures = self.install(&snapshot, artifacts, bad).await?;
+        self.local
+            .write_snapshot(&signed)
+            .map_err(SyncError::Persist)?;
+        let mut keep: Vec<String> = snapshot
+            .apps
+            .iter()
+            .map(|a| a.artifact.sha256.clone())
+            .collect();
+        if let Ok(applier) = self.applier.lock() {
+            keep.extend(applier.served_artifacts());
+        }
+        self.local
+            .retain_artifacts(&keep.iter().map(String::as_str).collect::<Vec<_>>());
+        self.applied = snapshot.revision;
+        self.applied_epoch = snapshot.epoch.clone();
+        self.metrics.sync.revision.set(snapshot.revision as i64);
+        self.metrics
+            .sync
+            .apply_duration
+            .observe(started.elapsed().as_secs_f64());
+        if !failures.is_empty() {
+            self.metrics
+                .sync
+                .failures
+                .with_label_values(&["app"])
+                .inc_by(failures.len() as u64);
+        }
+        tracing::info!(revision = snapshot.revision, apps = snapshot.apps.len(), failed = failures.len(), elapsed = ?started.elapsed(), "applied a control-plane revision");
+        let report = NodeReport {
+            revision: snapshot.revision,
+            outcome: ApplyOutcome::Applied,
+            error: None,
+            app_errors: failures,
+            engine: self.engine.clone(),
         };
         if let Err(e) = self.send_report(&report).await {
             tracing::warn!(error = %e, "cannot report to the control plane; will retry");
             self.unsent_report = Some(report);
         }
+        Ok(())
     }
 
     /// The verified bytes of every artifact the current apps do not already
     /// use, from disk if a good copy is there, else from the control plane
     /// (then written to disk).
+    /// An artifact whose bytes do not match the snapshot's digest is
+    /// returned in the second map, with why: its app fails alone.
     async fn fetch_artifacts(
         &self,
         snapshot: &Snapshot,
-    ) -> Result<HashMap<String, Vec<u8>>, SyncError> {
+    ) -> Result<(HashMap<String, Vec<u8>>, HashMap<String, String>), SyncError> {
         let mut artifacts = HashMap::new();
+        let mut bad = HashMap::new();
         for app in &snapshot.apps {
             let sha = &app.artifact.sha256;
             let loaded = self
@@ -331,7 +371,7 @@ impl Syncer {
                 .lock()
                 .map_err(|_| SyncError::Other("applier lock poisoned".into()))?
                 .has_artifact(sha);
-            if loaded || artifacts.contains_key(sha) {
+            if loaded || artifacts.contains_key(sha) || bad.contains_key(sha) {
                 continue;
             }
             if let Ok(Some(bytes)) = self.local.read_artifact(sha)
@@ -340,18 +380,42 @@ impl Syncer {
                 artifacts.insert(sha.clone(), bytes);
                 continue;
             }
-            let bytes = self.download(sha, app.artifact.size).await?;
-            verify_artifact(sha, app.artifact.size, &bytes)?;
+            let bytes = match self.download(sha, app.artifact.size).await {
+                Ok(bytes) => bytes,
+                Err(e @ SyncError::Artifact { .. }) => {
+                    self.metrics
+                        .sync
+                        .failures
+                        .with_label_values(&["artifact"])
+                        .inc();
+                    bad.insert(sha.clone(), e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Err(e) = verify_artifact(sha, app.artifact.size, &bytes) {
+                self.metrics
+                    .sync
+                    .failures
+                    .with_label_values(&["artifact"])
+                    .inc();
+                bad.insert(sha.clone(), e.to_string());
+                continue;
+            }
             self.local
                 .write_artifact(sha, &bytes)
                 .map_err(SyncError::Persist)?;
             artifacts.insert(sha.clone(), bytes);
         }
-        Ok(artifacts)
+        Ok((artifacts, bad))
     }
 
     async fn download(&self, sha256: &str, size: u64) -> Result<Vec<u8>, SyncError> {
         let artifact_error = |message: String| SyncError::Artifact {
+            sha256: sha256.to_string(),
+            message,
+        };
+        let fetch_error = |message: String| SyncError::ArtifactFetch {
             sha256: sha256.to_string(),
             message,
         };
@@ -365,17 +429,25 @@ impl Syncer {
             .timeout(Duration::from_secs(300))
             .send()
             .await
-            .map_err(|e| SyncError::Unreachable(e.to_string()))?;
+            .map_err(|e| fetch_error(e.to_string()))?;
         if !response.status().is_success() {
             let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            return Err(artifact_error(format!("fetch answered {status}: {body}")));
+            let body: String = response
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(512)
+                .collect();
+            return Err(fetch_error(format!(
+                "the control plane answered {status}: {body}"
+            )));
         }
         let mut bytes = Vec::with_capacity(size as usize);
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| artifact_error(format!("fetch failed: {e}")))?
+            .map_err(|e| fetch_error(e.to_string()))?
         {
             if bytes.len() as u64 + chunk.len() as u64 > size {
                 return Err(artifact_error(format!(
@@ -387,20 +459,23 @@ impl Syncer {
         Ok(bytes)
     }
 
+    /// Builds and serves the snapshot's apps; returns the ones that failed.
     async fn install(
         &self,
         snapshot: &Snapshot,
         artifacts: HashMap<String, Vec<u8>>,
-    ) -> Result<(), SyncError> {
+        bad: HashMap<String, String>,
+    ) -> Result<Vec<edge_common::sync::AppError>, SyncError> {
         let applier = self.applier.clone();
         let snapshot = snapshot.clone();
         tokio::task::spawn_blocking(move || {
             let mut applier = applier
                 .lock()
                 .map_err(|_| SyncError::Other("applier lock poisoned".into()))?;
-            let built = applier.build(&snapshot, &artifacts)?;
+            let mut built = applier.build(&snapshot, &artifacts, &bad);
+            let failures = std::mem::take(&mut built.failures);
             applier.install(built);
-            Ok(())
+            Ok(failures)
         })
         .await
         .map_err(|e| SyncError::Other(format!("the apply task failed: {e}")))?
