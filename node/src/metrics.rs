@@ -278,8 +278,40 @@ impl Metrics {
         }
     }
 
+    /// Drops every series of an app the node no longer serves, so tenants
+    /// creating and deleting apps cannot grow the label sets without bound.
+    pub fn remove_app(&self, tenant: &str, app: &str) {
+        remove_series(&self.requests, tenant, app);
+        remove_series(&self.request_duration, tenant, app);
+        remove_series(&self.instantiate_duration, tenant, app);
+        remove_series(&self.guest_traps, tenant, app);
+        remove_series(&self.in_flight, tenant, app);
+        remove_series(&self.cpu_time, tenant, app);
+        remove_series(&self.memory_peak, tenant, app);
+        remove_series(&self.limit_rejections, tenant, app);
+        remove_series(&self.outbound_requests, tenant, app);
+    }
+
     pub fn unrouted(&self, reason: &'static str) {
         self.unrouted.with_label_values(&[reason]).inc();
+    }
+}
+
+fn remove_series<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    tenant: &str,
+    app: &str,
+) {
+    let families = prometheus::core::Collector::collect(vec);
+    for metric in families.iter().flat_map(|family| family.get_metric()) {
+        let labels: std::collections::HashMap<&str, &str> = metric
+            .get_label()
+            .iter()
+            .map(|pair| (pair.name(), pair.value()))
+            .collect();
+        if labels.get("tenant") == Some(&tenant) && labels.get("app") == Some(&app) {
+            let _ = vec.remove(&labels);
+        }
     }
 }
 

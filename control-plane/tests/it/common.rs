@@ -281,13 +281,17 @@ impl TestNode {
         }
     }
 
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.admin_addr))
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.admin_addr))
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|line| {
                 let (key, value) = line.rsplit_once(' ')?;

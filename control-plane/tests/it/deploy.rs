@@ -82,11 +82,15 @@ async fn an_upload_goes_live_on_two_nodes_and_rolls_back() {
     // Deleting the app takes it off the nodes.
     let (status, _) = acme.call("DELETE", "/v1/apps/web", None).await;
     assert_eq!(status, 200);
+    assert!(nodes[0].metrics_text().await.contains("app=\"web\""));
     for node in &nodes {
         eventually("the deleted app is gone", || async {
             node.get("web.test", "/").await.0 == 404
         })
         .await;
+        // Its metric series go with it.
+        let text = node.metrics_text().await;
+        assert!(!text.contains("app=\"web\""), "{text}");
     }
 }
 

@@ -54,13 +54,21 @@ async fn tenants_cannot_touch_each_others_apps() {
     // Nor slip an exact name under A's wildcard, or a wildcard over it.
     for host in ["pay.shop.test", "*.eu.shop.test"] {
         let (status, response) = b
-            .call("POST", "/v1/apps", Some(json!({ "name": "fake", "hosts": [host] })))
+            .call(
+                "POST",
+                "/v1/apps",
+                Some(json!({ "name": "fake", "hosts": [host] })),
+            )
             .await;
         assert_error(status, &response, 409, "host-taken");
     }
     // Nor claim a whole top-level domain.
     let (status, response) = b
-        .call("POST", "/v1/apps", Some(json!({ "name": "fake", "hosts": ["*.test"] })))
+        .call(
+            "POST",
+            "/v1/apps",
+            Some(json!({ "name": "fake", "hosts": ["*.test"] })),
+        )
         .await;
     assert_error(status, &response, 400, "invalid-hosts");
     // Nor take everything.

@@ -261,6 +261,11 @@ impl Applier {
         self.metrics
             .apps_loaded
             .set((self.static_routes.len() + built.apps.len()) as i64);
+        for (tenant, app) in self.current.keys() {
+            if !built.apps.contains_key(&(tenant.clone(), app.clone())) {
+                self.metrics.remove_app(tenant.as_str(), app.as_str());
+            }
+        }
         self.current = built.apps;
     }
 }
