@@ -80,9 +80,9 @@ async fn an_upload_goes_live_on_two_nodes_and_rolls_back() {
     crate::common::assert_error(status, &body, 404, "not-found");
 
     // Deleting the app takes it off the nodes.
+    assert!(nodes[0].metrics_text().await.contains("app=\"web\""));
     let (status, _) = acme.call("DELETE", "/v1/apps/web", None).await;
     assert_eq!(status, 200);
-    assert!(nodes[0].metrics_text().await.contains("app=\"web\""));
     for node in &nodes {
         eventually("the deleted app is gone", || async {
             node.get("web.test", "/").await.0 == 404
