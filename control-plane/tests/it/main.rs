@@ -9,4 +9,5 @@ mod edgectl;
 mod isolation;
 mod store;
 mod tamper;
+mod tls;
 mod uploads;
