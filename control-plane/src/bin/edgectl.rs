@@ -397,33 +397,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Config(ConfigCommand::Set { name, values }) => {
-            let mut changes = serde_json::Map::new();
-            for pair in &values {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| Failure(format!("`{pair}`: expected KEY=VALUE")))?;
-                changes.insert(k.to_string(), Value::String(v.to_string()));
-            }
-            let result = api
-                .call(
-                    reqwest::Method::PATCH,
-                    &format!("/apps/{name}/config"),
-                    Some(Body::Json(Value::Object(changes))),
-                )
-                .await?;
-            println!("{name}: config updated at revision {}", result["revision"]);
+            let changes = key_values(&values, |v| Value::String(v.to_string()))?;
+            patch_config(&api, &name, changes).await?;
         }
         Command::Config(ConfigCommand::Unset { name, keys }) => {
-            let changes: serde_json::Map<_, _> =
-                keys.into_iter().map(|k| (k, Value::Null)).collect();
-            let result = api
-                .call(
-                    reqwest::Method::PATCH,
-                    &format!("/apps/{name}/config"),
-                    Some(Body::Json(Value::Object(changes))),
-                )
-                .await?;
-            println!("{name}: config updated at revision {}", result["revision"]);
+            let changes = keys.into_iter().map(|k| (k, Value::Null)).collect();
+            patch_config(&api, &name, changes).await?;
         }
         Command::Config(ConfigCommand::Get { name }) => {
             let config = api.get(&format!("/apps/{name}/config")).await?;
@@ -436,14 +415,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", serde_json::to_string_pretty(&limits)?);
         }
         Command::Limits(LimitsCommand::Set { name, values }) => {
-            let mut limits = serde_json::Map::new();
-            for pair in &values {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| Failure(format!("`{pair}`: expected KEY=VALUE")))?;
-                let value = serde_json::from_str(v).unwrap_or(Value::String(v.to_string()));
-                limits.insert(k.to_string(), value);
-            }
+            // Numbers stay numbers; durations and the rest are strings.
+            let limits = key_values(&values, |v| {
+                serde_json::from_str(v).unwrap_or(Value::String(v.to_string()))
+            })?;
             let result = api
                 .call(
                     reqwest::Method::PUT,
@@ -528,6 +503,38 @@ async fn wait_for_nodes(
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// `KEY=VALUE` arguments as a JSON object.
+fn key_values(
+    pairs: &[String],
+    value: impl Fn(&str) -> Value,
+) -> Result<serde_json::Map<String, Value>, Failure> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| Failure(format!("`{pair}`: expected KEY=VALUE")))?;
+            Ok((k.to_string(), value(v)))
+        })
+        .collect()
+}
+
+async fn patch_config(
+    api: &Api,
+    name: &str,
+    changes: serde_json::Map<String, Value>,
+) -> Result<(), Failure> {
+    let result = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/apps/{name}/config"),
+            Some(Body::Json(Value::Object(changes))),
+        )
+        .await?;
+    println!("{name}: config updated at revision {}", result["revision"]);
+    Ok(())
 }
 
 fn join_hosts(hosts: &Value) -> String {

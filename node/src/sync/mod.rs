@@ -380,8 +380,13 @@ impl Syncer {
                 artifacts.insert(sha.clone(), bytes);
                 continue;
             }
-            let bytes = match self.download(sha, app.artifact.size).await {
+            let fetched = self
+                .download(sha, app.artifact.size)
+                .await
+                .and_then(|bytes| verify_artifact(sha, app.artifact.size, &bytes).map(|()| bytes));
+            let bytes = match fetched {
                 Ok(bytes) => bytes,
+                // This artifact is bad, not the connection: its app fails.
                 Err(e @ SyncError::Artifact { .. }) => {
                     self.metrics
                         .sync
@@ -393,15 +398,6 @@ impl Syncer {
                 }
                 Err(e) => return Err(e),
             };
-            if let Err(e) = verify_artifact(sha, app.artifact.size, &bytes) {
-                self.metrics
-                    .sync
-                    .failures
-                    .with_label_values(&["artifact"])
-                    .inc();
-                bad.insert(sha.clone(), e.to_string());
-                continue;
-            }
             self.local
                 .write_artifact(sha, &bytes)
                 .map_err(SyncError::Persist)?;
