@@ -11,6 +11,7 @@
 //!   when it was sent, so a stalled server shows up as latency instead of
 //!   being hidden by the load generator slowing down (coordinated omission).
 
+pub mod chart;
 mod connect;
 
 use std::collections::BTreeMap;
@@ -22,20 +23,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub use connect::tls_config;
 use connect::{Connector, Sender};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Http1,
     Http2,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "loop")]
 pub enum Mode {
     /// Each connection sends its next request when the last one is answered.
@@ -93,7 +94,7 @@ impl LoadError {
 }
 
 /// Latency percentiles, in milliseconds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
@@ -104,7 +105,7 @@ pub struct Latency {
 }
 
 /// What a run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub label: String,
     pub protocol: Protocol,

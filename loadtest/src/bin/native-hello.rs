@@ -1,0 +1,75 @@
+//! `native-hello`: the ceiling for the hello benchmarks — a plain hyper
+//! server (hyper-util auto, h1 + h2) answering "Hello from the edge!" with
+//! no WebAssembly at all, optionally over TLS with a self-signed
+//! certificate.
+//!
+//!   native-hello --listen 127.0.0.1:18940 [--tls]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:18940")]
+    listen: SocketAddr,
+    /// Serve HTTPS (ALPN h2 and http/1.1) with a self-signed certificate
+    /// for localhost.
+    #[arg(long)]
+    tls: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let tls = if args.tls {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    } else {
+        None
+    };
+    println!("native-hello: listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                    Bytes::from_static(b"Hello from the edge!\n"),
+                )))
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let _ = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => builder.serve_connection(TokioIo::new(stream), service).await,
+                    Err(_) => return,
+                },
+                None => builder.serve_connection(TokioIo::new(stream), service).await,
+            };
+        });
+    }
+}
