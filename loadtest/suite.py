@@ -340,8 +340,7 @@ http {{
     uwsgi_temp_path {nginx_dir}/uwsgi;
     scgi_temp_path {nginx_dir}/scgi;
     server {{
-        listen 127.0.0.1:18945 ssl;
-        http2 on;
+        listen 127.0.0.1:18945 ssl http2;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location / {{ return 200 "Hello from the edge!\\n"; }}

@@ -46,7 +46,10 @@ pub fn latency_svg(title: &str, reports: &[Report]) -> String {
         (lo, hi) = (0.01, 1.0);
     }
     // Whole decades around the data.
-    let (lo_exp, hi_exp) = (lo.log10().floor(), hi.log10().ceil().max(lo.log10().floor() + 1.0));
+    let (lo_exp, hi_exp) = (
+        lo.log10().floor(),
+        hi.log10().ceil().max(lo.log10().floor() + 1.0),
+    );
     let plot_h = HEIGHT - TOP - BOTTOM;
     let plot_w = WIDTH - LEFT - RIGHT;
     let y = |v: f64| {
@@ -159,10 +162,19 @@ mod tests {
 
     #[test]
     fn the_chart_names_every_run_and_percentile() {
-        let svg = latency_svg("hello <h1>", &[report("edge-node", 0.5), report("wasmtime & co", 3.0)]);
+        let svg = latency_svg(
+            "hello <h1>",
+            &[report("edge-node", 0.5), report("wasmtime & co", 3.0)],
+        );
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
-        for needle in ["edge-node", "wasmtime &amp; co", "hello &lt;h1&gt;", "p99.9", "100 req/s"] {
+        for needle in [
+            "edge-node",
+            "wasmtime &amp; co",
+            "hello &lt;h1&gt;",
+            "p99.9",
+            "100 req/s",
+        ] {
             assert!(svg.contains(needle), "{needle} missing");
         }
         // Four percentiles × two runs.

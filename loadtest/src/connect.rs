@@ -87,10 +87,14 @@ impl Connector {
 
 /// A TLS client configuration that trusts `roots` (or, with `insecure`,
 /// anything: for self-signed development certificates) and offers `alpn`.
+/// Without `resume`, every connection makes a full handshake (what a
+/// handshakes-per-second benchmark must measure; with tickets, servers would
+/// be compared on resumption instead).
 pub fn tls_config(
     roots: rustls::RootCertStore,
     insecure: bool,
     alpn: &[u8],
+    resume: bool,
 ) -> Result<Arc<rustls::ClientConfig>, LoadError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -105,6 +109,9 @@ pub fn tls_config(
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![alpn.to_vec()];
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(config))
 }
 

@@ -204,7 +204,7 @@ pub async fn run(config: LoadConfig, label: &str) -> Result<Report, LoadError> {
         let name = rustls_pki_types::ServerName::try_from(config.host.clone())
             .map_err(|e| LoadError::Config(format!("TLS name {}: {e}", config.host)))?;
         Some((
-            tls_config(config.roots.clone(), config.insecure, alpn)?,
+            tls_config(config.roots.clone(), config.insecure, alpn, false)?,
             name,
         ))
     } else {

@@ -34,7 +34,8 @@ struct Args {
     /// when each was due). Without it: closed loop.
     #[arg(long)]
     rate: Option<f64>,
-    /// A new connection (and TLS handshake) for every request.
+    /// A new connection (and a full TLS handshake: no session resumption)
+    /// for every request.
     #[arg(long)]
     new_conn: bool,
     /// Connect to this address instead of resolving the URL's host.

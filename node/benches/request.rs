@@ -33,9 +33,8 @@ fn setup() -> (Arc<Runtime>, Arc<App>, Dispatcher) {
         instance_slots: 64,
         ..RuntimeConfig::default()
     };
-    let runtime = Arc::new(
-        Runtime::new(&settings, &Default::default(), outbound).expect("runtime"),
-    );
+    let runtime =
+        Arc::new(Runtime::new(&settings, &Default::default(), outbound).expect("runtime"));
     let config: AppConfig = toml::from_str(&format!(
         "name = \"hello\"\ntenant = \"bench\"\nhosts = [\"hello.bench\"]\ncomponent = {:?}\n",
         edge_fixtures::HELLO

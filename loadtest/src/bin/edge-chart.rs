@@ -32,7 +32,10 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("{} is not an edge-load report", path.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    std::fs::write(&args.output, edge_load::chart::latency_svg(&args.title, &reports))
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    std::fs::write(
+        &args.output,
+        edge_load::chart::latency_svg(&args.title, &reports),
+    )
+    .with_context(|| format!("cannot write {}", args.output.display()))?;
     Ok(())
 }

@@ -65,10 +65,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let _ = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => builder.serve_connection(TokioIo::new(stream), service).await,
+                    Ok(stream) => {
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
                     Err(_) => return,
                 },
-                None => builder.serve_connection(TokioIo::new(stream), service).await,
+                None => {
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
             };
         });
     }
