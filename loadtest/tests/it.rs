@@ -122,3 +122,66 @@ async fn failures_are_counted_by_kind() {
         "{report:?}"
     );
 }
+
+/// The suite's own tools, as the suite runs them: `native-hello` over TLS
+/// and h2, `edge-load --json` (a full handshake per connection), and
+/// `edge-chart` drawing the reports.
+#[test]
+fn native_hello_edge_load_and_edge_chart_work_together() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_native-hello"))
+        .args(["--listen", "127.0.0.1:0", "--tls"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = std::io::BufReader::new(server.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("native-hello: listening on ")
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for (label, extra) in [("h2", "--h2"), ("new-conn", "--new-conn")] {
+        let json = dir.path().join(format!("{label}.json"));
+        let status = Command::new(env!("CARGO_BIN_EXE_edge-load"))
+            .args([
+                "https://localhost/",
+                "--connect",
+                &addr,
+                "--insecure",
+                "-c",
+                "2",
+                "-d",
+                "300ms",
+            ])
+            .args([extra, "--label", label, "--json"])
+            .arg(&json)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let report: edge_load::Report =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert!(report.requests > 0 && report.failures() == 0, "{report:?}");
+        reports.push(json);
+    }
+    let svg = dir.path().join("chart.svg");
+    let status = Command::new(env!("CARGO_BIN_EXE_edge-chart"))
+        .args(&reports)
+        .args(["--title", "native hello"])
+        .arg("-o")
+        .arg(&svg)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("new-conn") && svg.contains("native hello"));
+    server.kill().unwrap();
+    let _ = server.wait();
+}
