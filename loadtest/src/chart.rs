@@ -24,10 +24,13 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Reads one percentile of a report.
+type Percentile = fn(&Report) -> f64;
+
 /// Renders `reports` (at most 8) as an SVG document titled `title`.
 pub fn latency_svg(title: &str, reports: &[Report]) -> String {
     let reports = &reports[..reports.len().min(COLORS.len())];
-    let percentiles: [(&str, fn(&Report) -> f64); 4] = [
+    let percentiles: [(&str, Percentile); 4] = [
         ("p50", |r| r.latency_ms.p50),
         ("p90", |r| r.latency_ms.p90),
         ("p99", |r| r.latency_ms.p99),
