@@ -9,6 +9,7 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod dispatch;
 pub mod error;

@@ -1,0 +1,778 @@
+//! RFC 9111 shared-cache rules, as pure functions over header maps and
+//! times: what may be stored, how long it stays fresh, how old it is, and
+//! whether a stored response may answer a given request. No I/O here: the
+//! cache store and the request path call into this.
+//!
+//! `Surrogate-Control` (the edge's own directives, RFC-less but de facto:
+//! Fastly, Akamai, Varnish) overrides `Cache-Control` for this cache.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, Method, StatusCode, header};
+
+/// Directives of one `Cache-Control` (or `Surrogate-Control`) field set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    pub no_store: bool,
+    /// `no-cache` (with or without field names: both mean revalidate
+    /// before every use here, the conservative reading).
+    pub no_cache: bool,
+    pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
+    pub proxy_revalidate: bool,
+    pub max_age: Option<Duration>,
+    pub s_maxage: Option<Duration>,
+    pub stale_while_revalidate: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
+    /// Request: `max-stale` (`Some(None)` without a value: any staleness).
+    pub max_stale: Option<Option<Duration>>,
+    pub min_fresh: Option<Duration>,
+    pub only_if_cached: bool,
+}
+
+/// Parses every `name` field of `headers` (comma lists, case-insensitive
+/// directives, quoted values). An invalid delta-seconds value is treated
+/// as the directive's most conservative reading (RFC 9111 §1.2.2: 0 for
+/// `max-age`), so a malformed header never extends freshness.
+pub fn parse_cache_control(headers: &HeaderMap, name: &str) -> CacheControl {
+    let mut cc = CacheControl::default();
+    for value in headers.get_all(name) {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        for directive in split_directives(value) {
+            let (key, arg) = match directive.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+                None => (directive.trim(), None),
+            };
+            let seconds = || arg.map(delta_seconds).unwrap_or(Some(Duration::ZERO));
+            match key.to_ascii_lowercase().as_str() {
+                "no-store" => cc.no_store = true,
+                "no-cache" => cc.no_cache = true,
+                "private" => cc.private = true,
+                "public" => cc.public = true,
+                "must-revalidate" => cc.must_revalidate = true,
+                "proxy-revalidate" => cc.proxy_revalidate = true,
+                "only-if-cached" => cc.only_if_cached = true,
+                // Duplicates: the most conservative (smallest) wins.
+                "max-age" => cc.max_age = min_opt(cc.max_age, seconds().or(Some(Duration::ZERO))),
+                "s-maxage" => {
+                    cc.s_maxage = min_opt(cc.s_maxage, seconds().or(Some(Duration::ZERO)))
+                }
+                "stale-while-revalidate" => {
+                    cc.stale_while_revalidate = min_opt(cc.stale_while_revalidate, seconds())
+                }
+                "stale-if-error" => cc.stale_if_error = min_opt(cc.stale_if_error, seconds()),
+                "min-fresh" => cc.min_fresh = seconds(),
+                "max-stale" => cc.max_stale = Some(arg.and_then(delta_seconds)),
+                _ => {}
+            }
+        }
+    }
+    cc
+}
+
+fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Splits at commas outside quoted strings.
+fn split_directives(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts.into_iter().filter(|p| !p.trim().is_empty()).collect()
+}
+
+/// delta-seconds: digits only; values past 2^31 are capped there (RFC 9111
+/// §1.2.2).
+fn delta_seconds(s: &str) -> Option<Duration> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = s.parse::<u64>().unwrap_or(u64::MAX).min(1 << 31);
+    Some(Duration::from_secs(secs))
+}
+
+fn http_date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+}
+
+/// Status codes a cache may store without explicit freshness (RFC 9110
+/// §15.1 "heuristically cacheable").
+pub fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// The response's directives for this cache: `Surrogate-Control` if the
+/// origin sent one, else `Cache-Control`.
+pub fn response_directives(headers: &HeaderMap) -> CacheControl {
+    if headers.contains_key("surrogate-control") {
+        let mut sc = parse_cache_control(headers, "surrogate-control");
+        // Surrogate-Control speaks to this cache only: `max-age` there is
+        // this cache's lifetime, like s-maxage.
+        if let Some(age) = sc.max_age {
+            sc.s_maxage = Some(age);
+        }
+        sc
+    } else {
+        parse_cache_control(headers, "cache-control")
+    }
+}
+
+/// Why a response is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStorable {
+    Method,
+    Status,
+    NoStore,
+    Private,
+    Authorization,
+    VaryStar,
+    NoFreshnessInformation,
+    PartialContent,
+}
+
+/// RFC 9111 §3: may a shared cache store this response to this request?
+pub fn storable(
+    method: &Method,
+    request: &HeaderMap,
+    status: StatusCode,
+    response: &HeaderMap,
+) -> Result<(), NotStorable> {
+    if method != Method::GET {
+        return Err(NotStorable::Method);
+    }
+    // 206 would need range-merging; 1xx/304 are not complete responses.
+    if status == StatusCode::PARTIAL_CONTENT {
+        return Err(NotStorable::PartialContent);
+    }
+    if status.is_informational() || status == StatusCode::NOT_MODIFIED {
+        return Err(NotStorable::Status);
+    }
+    let req_cc = parse_cache_control(request, "cache-control");
+    let cc = response_directives(response);
+    if req_cc.no_store || cc.no_store {
+        return Err(NotStorable::NoStore);
+    }
+    if cc.private {
+        return Err(NotStorable::Private);
+    }
+    if request.contains_key(header::AUTHORIZATION)
+        && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate)
+    {
+        return Err(NotStorable::Authorization);
+    }
+    if vary_names(response).is_none() {
+        return Err(NotStorable::VaryStar);
+    }
+    // RFC 9111 §3: explicit freshness, `public`, or a heuristically
+    // cacheable status (whose lifetime may still be 0: stored to revalidate).
+    let explicit = cc.s_maxage.is_some()
+        || cc.max_age.is_some()
+        || response.contains_key(header::EXPIRES)
+        || cc.public;
+    if !(explicit || heuristically_cacheable(status)) {
+        return Err(NotStorable::NoFreshnessInformation);
+    }
+    Ok(())
+}
+
+/// The lowercase header names in `Vary`, or `None` for `Vary: *` (never
+/// matches a later request).
+pub fn vary_names(response: &HeaderMap) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for value in response.get_all(header::VARY) {
+        let value = value.to_str().unwrap_or("*");
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                return None;
+            }
+            names.push(name.to_ascii_lowercase());
+        }
+    }
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
+/// Longest heuristic lifetime (10% of the time since Last-Modified, at most
+/// this), as most caches do.
+pub const MAX_HEURISTIC_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// RFC 9111 §4.2.1: how long the response is fresh, for a shared cache.
+pub fn freshness_lifetime(status: StatusCode, response: &HeaderMap) -> Duration {
+    let cc = response_directives(response);
+    if let Some(s) = cc.s_maxage {
+        return s;
+    }
+    if let Some(m) = cc.max_age {
+        return m;
+    }
+    if response.contains_key(header::EXPIRES) {
+        // An invalid Expires means "already expired".
+        return match (
+            http_date(response, header::EXPIRES),
+            http_date(response, header::DATE),
+        ) {
+            (Some(expires), Some(date)) => expires.duration_since(date).unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+    }
+    if heuristically_cacheable(status)
+        && let (Some(modified), Some(date)) = (
+            http_date(response, header::LAST_MODIFIED),
+            http_date(response, header::DATE),
+        )
+    {
+        return (date.duration_since(modified).unwrap_or_default() / 10)
+            .min(MAX_HEURISTIC_LIFETIME);
+    }
+    Duration::ZERO
+}
+
+/// What the cache knew when it stored a response (RFC 9111 §4.2.3).
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// When the request that produced it was sent.
+    pub request_time: SystemTime,
+    /// When the response arrived.
+    pub response_time: SystemTime,
+}
+
+/// RFC 9111 §4.2.3: the response's current age.
+pub fn current_age(response: &HeaderMap, received: Received, now: SystemTime) -> Duration {
+    let age_value = response
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| delta_seconds(v.trim()))
+        .unwrap_or_default();
+    let date_value = http_date(response, header::DATE).unwrap_or(received.response_time);
+    let apparent_age = received
+        .response_time
+        .duration_since(date_value)
+        .unwrap_or_default();
+    let response_delay = received
+        .response_time
+        .duration_since(received.request_time)
+        .unwrap_or_default();
+    let corrected_age_value = age_value + response_delay;
+    let corrected_initial_age = apparent_age.max(corrected_age_value);
+    let resident_time = now
+        .duration_since(received.response_time)
+        .unwrap_or_default();
+    corrected_initial_age + resident_time
+}
+
+/// How a stored response may be used for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Fresh enough: serve it.
+    Fresh,
+    /// Stale, but within `stale-while-revalidate`: serve it and refresh in
+    /// the background.
+    StaleWhileRevalidate,
+    /// Stale and allowed by the request's `max-stale`: serve it.
+    StaleAllowed,
+    /// Must be validated with the origin first (conditional request).
+    Revalidate,
+}
+
+/// RFC 9111 §4 and RFC 5861: may a stored response (`age` old, fresh for
+/// `lifetime`) answer a request with these headers?
+pub fn usability(
+    request: &HeaderMap,
+    stored: &HeaderMap,
+    lifetime: Duration,
+    age: Duration,
+) -> Use {
+    let req = parse_cache_control(request, "cache-control");
+    let res = response_directives(stored);
+    let pragma_no_cache = !request.contains_key(header::CACHE_CONTROL)
+        && request.get_all(header::PRAGMA).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
+        });
+    if res.no_cache || req.no_cache || pragma_no_cache {
+        return Use::Revalidate;
+    }
+    // The request may ask for a younger response.
+    let mut lifetime = lifetime;
+    if let Some(max_age) = req.max_age {
+        lifetime = lifetime.min(max_age);
+    }
+    let needed = age + req.min_fresh.unwrap_or_default();
+    if needed < lifetime {
+        return Use::Fresh;
+    }
+    let staleness = age.saturating_sub(lifetime);
+    // must-revalidate / proxy-revalidate / s-maxage forbid serving stale
+    // without validation (a shared cache honours all three).
+    let strict = res.must_revalidate || res.proxy_revalidate || res.s_maxage.is_some();
+    if strict {
+        return Use::Revalidate;
+    }
+    if let Some(max_stale) = req.max_stale
+        && max_stale.is_none_or(|limit| staleness <= limit)
+    {
+        return Use::StaleAllowed;
+    }
+    if res
+        .stale_while_revalidate
+        .is_some_and(|window| staleness <= window)
+    {
+        return Use::StaleWhileRevalidate;
+    }
+    Use::Revalidate
+}
+
+/// RFC 5861: may a stale response be served because the origin failed?
+pub fn stale_if_error_allows(
+    request: &HeaderMap,
+    stored: &HeaderMap,
+    lifetime: Duration,
+    age: Duration,
+) -> bool {
+    let res = response_directives(stored);
+    if res.must_revalidate || res.proxy_revalidate || res.no_cache {
+        return false;
+    }
+    let staleness = age.saturating_sub(lifetime);
+    let window = parse_cache_control(request, "cache-control")
+        .stale_if_error
+        .or(res.stale_if_error);
+    window.is_some_and(|w| staleness <= w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn cache_control_is_parsed_leniently_and_conservatively() {
+        let cc = parse_cache_control(
+            &headers(&[
+                ("cache-control", "Public, MAX-AGE=60, s-maxage=\"30\""),
+                (
+                    "cache-control",
+                    "stale-while-revalidate=5, foo=\"a,b\", max-age=10",
+                ),
+            ]),
+            "cache-control",
+        );
+        assert!(cc.public);
+        assert_eq!(cc.max_age, Some(secs(10)), "duplicates: the smaller wins");
+        assert_eq!(cc.s_maxage, Some(secs(30)));
+        assert_eq!(cc.stale_while_revalidate, Some(secs(5)));
+        let bad = parse_cache_control(
+            &headers(&[("cache-control", "max-age=abc")]),
+            "cache-control",
+        );
+        assert_eq!(
+            bad.max_age,
+            Some(Duration::ZERO),
+            "invalid max-age means stale"
+        );
+        let huge = parse_cache_control(
+            &headers(&[("cache-control", "max-age=99999999999999999999")]),
+            "cache-control",
+        );
+        assert_eq!(huge.max_age, Some(secs(1 << 31)));
+        let any_stale =
+            parse_cache_control(&headers(&[("cache-control", "max-stale")]), "cache-control");
+        assert_eq!(any_stale.max_stale, Some(None));
+    }
+
+    #[test]
+    fn what_a_shared_cache_may_store() {
+        let get = Method::GET;
+        let none = HeaderMap::new();
+        let ok = StatusCode::OK;
+        assert_eq!(
+            storable(
+                &get,
+                &none,
+                ok,
+                &headers(&[("cache-control", "max-age=60")])
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            storable(
+                &Method::POST,
+                &none,
+                ok,
+                &headers(&[("cache-control", "max-age=60")])
+            ),
+            Err(NotStorable::Method)
+        );
+        assert_eq!(
+            storable(
+                &get,
+                &none,
+                ok,
+                &headers(&[("cache-control", "no-store, max-age=60")])
+            ),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(
+            storable(
+                &get,
+                &headers(&[("cache-control", "no-store")]),
+                ok,
+                &headers(&[("cache-control", "max-age=60")])
+            ),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(
+            storable(
+                &get,
+                &none,
+                ok,
+                &headers(&[("cache-control", "private, max-age=60")])
+            ),
+            Err(NotStorable::Private)
+        );
+        let auth = headers(&[("authorization", "Bearer x")]);
+        assert_eq!(
+            storable(
+                &get,
+                &auth,
+                ok,
+                &headers(&[("cache-control", "max-age=60")])
+            ),
+            Err(NotStorable::Authorization)
+        );
+        assert_eq!(
+            storable(
+                &get,
+                &auth,
+                ok,
+                &headers(&[("cache-control", "s-maxage=60")])
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            storable(
+                &get,
+                &auth,
+                ok,
+                &headers(&[("cache-control", "public, max-age=60")])
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            storable(
+                &get,
+                &none,
+                ok,
+                &headers(&[("cache-control", "max-age=60"), ("vary", "*")])
+            ),
+            Err(NotStorable::VaryStar)
+        );
+        // Heuristically cacheable status without explicit freshness: storable
+        // (its lifetime may still be 0).
+        assert_eq!(storable(&get, &none, StatusCode::NOT_FOUND, &none), Ok(()));
+        assert_eq!(
+            storable(&get, &none, StatusCode::INTERNAL_SERVER_ERROR, &none),
+            Err(NotStorable::NoFreshnessInformation)
+        );
+        assert_eq!(
+            storable(
+                &get,
+                &none,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &headers(&[("cache-control", "max-age=5")])
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            storable(
+                &get,
+                &none,
+                StatusCode::PARTIAL_CONTENT,
+                &headers(&[("cache-control", "max-age=5")])
+            ),
+            Err(NotStorable::PartialContent)
+        );
+        // Surrogate-Control overrides Cache-Control for the edge.
+        assert_eq!(
+            storable(
+                &get,
+                &none,
+                ok,
+                &headers(&[
+                    ("cache-control", "private"),
+                    ("surrogate-control", "max-age=60")
+                ])
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn freshness_prefers_s_maxage_then_max_age_then_expires() {
+        let ok = StatusCode::OK;
+        assert_eq!(
+            freshness_lifetime(
+                ok,
+                &headers(&[("cache-control", "max-age=60, s-maxage=30")])
+            ),
+            secs(30)
+        );
+        assert_eq!(
+            freshness_lifetime(
+                ok,
+                &headers(&[
+                    ("cache-control", "max-age=60"),
+                    ("expires", "Thu, 01 Jan 2099 00:00:00 GMT")
+                ])
+            ),
+            secs(60)
+        );
+        assert_eq!(
+            freshness_lifetime(
+                ok,
+                &headers(&[
+                    ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                    ("expires", "Sun, 06 Nov 1994 08:59:37 GMT"),
+                ])
+            ),
+            secs(600)
+        );
+        assert_eq!(
+            freshness_lifetime(
+                ok,
+                &headers(&[("expires", "0"), ("date", "Sun, 06 Nov 1994 08:49:37 GMT")])
+            ),
+            Duration::ZERO
+        );
+        // Heuristic: 10% of the time since Last-Modified, capped at a day.
+        assert_eq!(
+            freshness_lifetime(
+                ok,
+                &headers(&[
+                    ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                    ("last-modified", "Sun, 06 Nov 1994 07:49:37 GMT"),
+                ])
+            ),
+            secs(360)
+        );
+        assert_eq!(
+            freshness_lifetime(
+                ok,
+                &headers(&[
+                    ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                    ("last-modified", "Tue, 06 Nov 1984 08:49:37 GMT"),
+                ])
+            ),
+            MAX_HEURISTIC_LIFETIME
+        );
+        // No heuristic for a status that is not heuristically cacheable.
+        assert_eq!(
+            freshness_lifetime(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &headers(&[
+                    ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                    ("last-modified", "Sun, 06 Nov 1994 07:49:37 GMT"),
+                ])
+            ),
+            Duration::ZERO
+        );
+        // Surrogate-Control max-age is this cache's lifetime.
+        assert_eq!(
+            freshness_lifetime(
+                ok,
+                &headers(&[
+                    ("cache-control", "max-age=5"),
+                    ("surrogate-control", "max-age=300")
+                ])
+            ),
+            secs(300)
+        );
+    }
+
+    #[test]
+    fn age_follows_rfc_9111_4_2_3() {
+        let date = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let received = Received {
+            request_time: date,
+            response_time: date + secs(2),
+        };
+        // Age header 10 + delay 2 beats apparent age 2; plus 5 s resident.
+        let h = headers(&[("date", "Sun, 06 Nov 1994 08:49:37 GMT"), ("age", "10")]);
+        assert_eq!(current_age(&h, received, date + secs(7)), secs(17));
+        // No Age: apparent age (response arrived 2 s after its Date).
+        let h = headers(&[("date", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(current_age(&h, received, date + secs(2)), secs(2));
+        // A Date in the future does not make it younger than 0.
+        let h = headers(&[("date", "Sun, 06 Nov 1994 09:49:37 GMT")]);
+        assert_eq!(current_age(&h, received, date + secs(2)), secs(2));
+    }
+
+    #[test]
+    fn request_directives_and_stale_rules() {
+        let none = HeaderMap::new();
+        let plain = headers(&[("cache-control", "max-age=60")]);
+        assert_eq!(usability(&none, &plain, secs(60), secs(10)), Use::Fresh);
+        assert_eq!(
+            usability(&none, &plain, secs(60), secs(60)),
+            Use::Revalidate
+        );
+        assert_eq!(
+            usability(
+                &headers(&[("cache-control", "no-cache")]),
+                &plain,
+                secs(60),
+                secs(1)
+            ),
+            Use::Revalidate
+        );
+        assert_eq!(
+            usability(
+                &headers(&[("pragma", "no-cache")]),
+                &plain,
+                secs(60),
+                secs(1)
+            ),
+            Use::Revalidate
+        );
+        assert_eq!(
+            usability(
+                &headers(&[("cache-control", "max-age=5")]),
+                &plain,
+                secs(60),
+                secs(10)
+            ),
+            Use::Revalidate
+        );
+        assert_eq!(
+            usability(
+                &headers(&[("cache-control", "min-fresh=55")]),
+                &plain,
+                secs(60),
+                secs(10)
+            ),
+            Use::Revalidate
+        );
+        assert_eq!(
+            usability(
+                &headers(&[("cache-control", "max-stale=30")]),
+                &plain,
+                secs(60),
+                secs(80)
+            ),
+            Use::StaleAllowed
+        );
+        assert_eq!(
+            usability(
+                &headers(&[("cache-control", "max-stale=10")]),
+                &plain,
+                secs(60),
+                secs(80)
+            ),
+            Use::Revalidate
+        );
+        assert_eq!(
+            usability(
+                &headers(&[("cache-control", "max-stale")]),
+                &plain,
+                secs(60),
+                secs(8000)
+            ),
+            Use::StaleAllowed
+        );
+        let no_cache = headers(&[("cache-control", "no-cache, max-age=60")]);
+        assert_eq!(
+            usability(&none, &no_cache, secs(60), secs(1)),
+            Use::Revalidate
+        );
+        let swr = headers(&[("cache-control", "max-age=60, stale-while-revalidate=30")]);
+        assert_eq!(
+            usability(&none, &swr, secs(60), secs(70)),
+            Use::StaleWhileRevalidate
+        );
+        assert_eq!(usability(&none, &swr, secs(60), secs(100)), Use::Revalidate);
+        let strict = headers(&[(
+            "cache-control",
+            "max-age=60, must-revalidate, stale-while-revalidate=30",
+        )]);
+        assert_eq!(
+            usability(
+                &headers(&[("cache-control", "max-stale")]),
+                &strict,
+                secs(60),
+                secs(61)
+            ),
+            Use::Revalidate
+        );
+        let shared = headers(&[("cache-control", "s-maxage=60, stale-while-revalidate=30")]);
+        assert_eq!(
+            usability(&none, &shared, secs(60), secs(61)),
+            Use::Revalidate,
+            "s-maxage implies proxy-revalidate"
+        );
+
+        let sie = headers(&[("cache-control", "max-age=60, stale-if-error=100")]);
+        assert!(stale_if_error_allows(&none, &sie, secs(60), secs(150)));
+        assert!(!stale_if_error_allows(&none, &sie, secs(60), secs(170)));
+        assert!(stale_if_error_allows(
+            &headers(&[("cache-control", "stale-if-error=500")]),
+            &plain,
+            secs(60),
+            secs(500)
+        ));
+        assert!(!stale_if_error_allows(&none, &plain, secs(60), secs(61)));
+    }
+
+    #[test]
+    fn vary_lists_names_and_star_never_matches() {
+        assert_eq!(vary_names(&HeaderMap::new()), Some(vec![]));
+        assert_eq!(
+            vary_names(&headers(&[
+                ("vary", "Accept-Encoding, accept-language"),
+                ("vary", "Accept-Encoding")
+            ])),
+            Some(vec![
+                "accept-encoding".to_string(),
+                "accept-language".to_string()
+            ])
+        );
+        assert_eq!(vary_names(&headers(&[("vary", "accept, *")])), None);
+    }
+}
