@@ -5,7 +5,10 @@
 //! - `dispatch`: the node's whole request path on top of it (routing, size
 //!   checks, admission, limits, metrics, response wrapping).
 //!
-//! The ratio of the two is what the node adds to wasmtime's own work.
+//! - `dispatch_with_cache`: the same with the shared cache in front (hello
+//!   is not cacheable, so this is the cost of the lookup and the pass).
+//!
+//! The ratio of the first two is what the node adds to wasmtime's own work.
 //!
 //!   cargo bench -p edge-node --bench request
 
@@ -23,7 +26,7 @@ use edge_node::runtime::outbound::OutboundClient;
 use http_body_util::{BodyExt, Empty};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-fn setup() -> (Arc<Runtime>, Arc<App>, Dispatcher) {
+fn setup() -> (Arc<Runtime>, Arc<App>, Dispatcher, Dispatcher) {
     let metrics = Metrics::new(prometheus::Registry::new()).expect("metrics");
     let outbound = Arc::new(OutboundClient::new(
         Default::default(),
@@ -42,8 +45,18 @@ fn setup() -> (Arc<Runtime>, Arc<App>, Dispatcher) {
     .expect("app config");
     let app = Arc::new(App::load(&config, &runtime, &metrics).expect("hello loads"));
     let table = RoutingTable::new([(config.hosts.as_slice(), "/", app.clone())]);
-    let dispatcher = Dispatcher::new(runtime.clone(), table, metrics, &HttpConfig::default());
-    (runtime, app, dispatcher)
+    let dispatcher = Dispatcher::new(
+        runtime.clone(),
+        table,
+        metrics.clone(),
+        &HttpConfig::default(),
+    );
+    let table = RoutingTable::new([(config.hosts.as_slice(), "/", app.clone())]);
+    let cached = Dispatcher::new(runtime.clone(), table, metrics, &HttpConfig::default())
+        .with_cache(Some(Arc::new(edge_node::cache::layer::EdgeCache::new(
+            &Default::default(),
+        ))));
+    (runtime, app, dispatcher, cached)
 }
 
 fn request() -> http::Request<Empty<Bytes>> {
@@ -64,7 +77,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio");
-    let (runtime, app, dispatcher) = rt.block_on(async { setup() });
+    let (runtime, app, dispatcher, cached) = rt.block_on(async { setup() });
     let mut group = c.benchmark_group("hello");
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("invoke", |b| {
@@ -87,6 +100,16 @@ fn bench(c: &mut Criterion) {
     group.bench_function("dispatch", |b| {
         b.to_async(&rt).iter(|| async {
             let response = dispatcher.dispatch(request(), Scheme::Http).await;
+            assert_eq!(response.status(), 200);
+            let body = response.into_body().collect().await.expect("body");
+            assert!(!body.to_bytes().is_empty());
+        })
+    });
+    // The same with the shared cache in front (hello's answer is not
+    // cacheable: this is the cost of looking and passing).
+    group.bench_function("dispatch_with_cache", |b| {
+        b.to_async(&rt).iter(|| async {
+            let response = cached.dispatch(request(), Scheme::Http).await;
             assert_eq!(response.status(), 200);
             let body = response.into_body().collect().await.expect("body");
             assert!(!body.to_bytes().is_empty());

@@ -20,6 +20,10 @@ pub struct App {
     pub limits: AppLimits,
     pub outbound: Arc<AppOutbound>,
     pub admission: AppAdmission,
+    /// Set once the app has answered with caching headers: until then the
+    /// shared cache stays out of its way (no lookups, no collapsing), so an
+    /// app that never caches pays nothing for the cache.
+    pub cache_seen: std::sync::atomic::AtomicBool,
     // Shared copies of the names for per-request log contexts.
     pub(crate) log_tenant: Arc<str>,
     pub(crate) log_name: Arc<str>,
@@ -78,6 +82,7 @@ impl App {
             log_tenant: Arc::from(tenant.as_str()),
             log_name: Arc::from(name.as_str()),
             admission: AppAdmission::new(&limits),
+            cache_seen: Default::default(),
             limits,
             outbound: Arc::new(outbound),
             name,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use prometheus::IntGauge;
 use tokio::sync::OwnedSemaphorePermit;
@@ -18,6 +18,7 @@ use crate::RequestId;
 use crate::admission::NodeAdmission;
 use crate::app::App;
 use crate::body::{GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus};
+use crate::cache::layer::{EdgeCache, Lookup};
 use crate::config::HttpConfig;
 use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
 use crate::metrics::Metrics;
@@ -32,6 +33,7 @@ pub type RoutingTable = Router<Arc<App>>;
 
 pub struct Dispatcher {
     runtime: Arc<Runtime>,
+    cache: Option<Arc<EdgeCache>>,
     routes: ArcSwap<RoutingTable>,
     metrics: Metrics,
     admission: NodeAdmission,
@@ -59,6 +61,7 @@ impl Dispatcher {
             .unwrap_or(runtime.settings.instance_slots);
         Self {
             runtime,
+            cache: None,
             routes: ArcSwap::from_pointee(routes),
             metrics,
             admission: NodeAdmission::new(node_cap),
@@ -67,6 +70,12 @@ impl Dispatcher {
             body_idle_timeout: http.body_idle_timeout,
             next_request_id: AtomicU64::new(seed << 32),
         }
+    }
+
+    /// Puts `cache` in front of every app.
+    pub fn with_cache(mut self, cache: Option<Arc<EdgeCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Replaces the routing table; requests already routed finish on the old one.
@@ -121,6 +130,29 @@ impl Dispatcher {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         self.check_request_size(app, &request)?;
+        let method = request.method().clone();
+        let scheme_name = match scheme {
+            Scheme::Https => "https",
+            _ => "http",
+        };
+        // Routing succeeded, so the host is there and valid.
+        let host = request_host(&request).unwrap_or_default();
+        let mut pending = None;
+        let cacheable_method = method == Method::GET || method == Method::HEAD;
+        if let Some(cache) = &self.cache
+            && cacheable_method
+            && app.cache_seen.load(Ordering::Relaxed)
+        {
+            let key = EdgeCache::key(&app.log_tenant, &app.log_name, scheme_name, &host, &request);
+            match cache.lookup(key, &request).await {
+                Lookup::Hit(response) => return Ok(response),
+                Lookup::Miss(miss) => pending = Some(miss),
+            }
+        }
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string());
         let guard = Arc::new(RequestGuard {
             _node: self.admission.admit()?,
             _app: app.admission.admit()?,
@@ -172,9 +204,31 @@ impl Dispatcher {
             return Err(EdgeError::ResponseTooLarge { declared, limit });
         }
         let exceeded = app.metrics.response_too_large.clone();
-        Ok(response.map(|body| {
+        let response = response.map(|body| {
             GuardedResponseBody::new(body, limit, guest_failed, exceeded).boxed_unsync()
-        }))
+        });
+        let Some(cache) = &self.cache else {
+            return Ok(response);
+        };
+        if let Some(pending) = pending {
+            return Ok(cache.complete(pending, &method, response));
+        }
+        if cacheable_method {
+            return Ok(cache.pass_through(&app.cache_seen, response));
+        }
+        if !method.is_safe()
+            && (response.status().is_success() || response.status().is_redirection())
+        {
+            cache.invalidate(
+                &app.log_tenant,
+                &app.log_name,
+                scheme_name,
+                &host,
+                path.as_deref().unwrap_or("/"),
+                response.headers(),
+            );
+        }
+        Ok(response)
     }
 
     fn route<B>(&self, request: &Request<B>) -> Result<Arc<App>, RouteError> {

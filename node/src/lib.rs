@@ -98,12 +98,14 @@ impl Node {
                 .iter()
                 .map(|(hosts, prefix, app)| (hosts.as_slice(), prefix.as_str(), app.clone())),
         );
-        let dispatcher = Arc::new(Dispatcher::new(
-            runtime.clone(),
-            routes,
-            metrics.clone(),
-            &config.http,
-        ));
+        let cache = config
+            .cache
+            .enabled
+            .then(|| Arc::new(cache::layer::EdgeCache::new(&config.cache)));
+        let dispatcher = Arc::new(
+            Dispatcher::new(runtime.clone(), routes, metrics.clone(), &config.http)
+                .with_cache(cache),
+        );
         // A node with a control plane first serves what it applied last
         // time, so it is useful before (or without) contact.
         let syncer = match &config.control_plane {

@@ -5,5 +5,6 @@
 //! integration, origin routes, purge fan-out and metrics come next.
 
 pub mod collapse;
+pub mod layer;
 pub mod policy;
 pub mod store;

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// A control plane to get (more) apps from. Default: none.
     #[serde(default)]
     pub control_plane: Option<ControlPlaneConfig>,
+    /// The shared HTTP cache in front of every app.
+    #[serde(default)]
+    pub cache: crate::cache::layer::CacheConfig,
 }
 
 /// Where the node listens. Every address is optional, but at least one of
@@ -321,6 +324,7 @@ impl NodeConfig {
                 outbound: AppOutbound::default(),
             }],
             control_plane: None,
+            cache: Default::default(),
         }
     }
 
@@ -425,6 +429,18 @@ impl NodeConfig {
         ] {
             if value.is_zero() || value > MAX_REQUEST_TIME {
                 return Err(invalid(field, "must be more than 0 and at most 24h"));
+            }
+        }
+        let cache = &self.cache;
+        if cache.enabled {
+            if cache.max_entry_bytes == 0 || cache.max_entry_bytes as u64 > cache.capacity_bytes {
+                return Err(invalid(
+                    "cache.max_entry_bytes",
+                    "must be at least 1 and at most cache.capacity_bytes",
+                ));
+            }
+            if cache.collapse_wait > Duration::from_secs(60) {
+                return Err(invalid("cache.collapse_wait", "must be at most 60s"));
             }
         }
         if self.http.h2_max_concurrent_streams == 0 {

@@ -85,6 +85,7 @@ pub struct TestNodeBuilder {
     runtime: RuntimeConfig,
     http_config: HttpConfig,
     outbound: OutboundConfig,
+    cache: bool,
 }
 
 impl TestNodeBuilder {
@@ -97,6 +98,13 @@ impl TestNodeBuilder {
         self.http = true;
         self
     }
+    /// No shared cache: for tests of what the app itself does under many
+    /// identical concurrent requests (the cache would collapse them).
+    pub fn without_cache(mut self) -> Self {
+        self.cache = false;
+        self
+    }
+
     pub fn without_https(mut self) -> Self {
         self.https = false;
         self
@@ -171,6 +179,10 @@ impl TestNodeBuilder {
                 })
                 .collect(),
             control_plane: None,
+            cache: edge_node::cache::layer::CacheConfig {
+                enabled: self.cache,
+                ..Default::default()
+            },
         };
         let handle = Node::start(config).await.expect("node starts");
         TestNode {
@@ -207,6 +219,7 @@ impl TestNode {
             },
             http_config: HttpConfig::default(),
             outbound: OutboundConfig::default(),
+            cache: true,
         }
     }
 

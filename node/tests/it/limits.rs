@@ -241,6 +241,7 @@ async fn request_size_limits_answer_414_431_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_and_rate_limits_refuse_with_retry_after() {
     let node = TestNode::builder()
+        .without_cache()
         .app(app("slow", SLOW_RESPONSE).limits(AppLimits {
             max_concurrent_requests: 2,
             ..limits()

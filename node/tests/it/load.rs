@@ -13,6 +13,7 @@ async fn two_hundred_requests_in_flight_at_once() {
         ..AppLimits::default()
     };
     let node = TestNode::builder()
+        .without_cache()
         .app(app("wstd", WSTD_STREAM).limits(limits))
         .start()
         .await;
@@ -50,6 +51,7 @@ async fn two_hundred_requests_in_flight_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_node_answers_503_with_retry_after_not_a_hang() {
     let node = TestNode::builder()
+        .without_cache()
         .app(app("wstd", WSTD_STREAM))
         .app(app("hello", HELLO))
         .instance_slots(2)
