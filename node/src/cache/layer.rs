@@ -191,7 +191,11 @@ impl EdgeCache {
             && declared_length(&parts.headers)
                 .is_none_or(|len| len <= self.store.max_entry_bytes() as u64);
         let label = if storable { "MISS" } else { "BYPASS" };
-        let stored_headers = storable.then(|| parts.headers.clone()).unwrap_or_default();
+        let stored_headers = if storable {
+            parts.headers.clone()
+        } else {
+            HeaderMap::new()
+        };
         client_headers(&mut parts.headers, &pending.request_headers, label);
         if !storable {
             // Marked once; the marker expires after PASS_TTL, and the next
