@@ -41,7 +41,11 @@ fn cacheable(req: Request) -> Response {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let mut resp = Response::new(Body::from(format!("{} {} #{nanos}\n", req.method(), req.uri().path())));
+    let mut resp = Response::new(Body::from(format!(
+        "{} {} #{nanos}\n",
+        req.method(),
+        req.uri().path()
+    )));
     let query = req.uri().query().unwrap_or("");
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -55,7 +59,11 @@ fn cacheable(req: Request) -> Response {
             "lm" => "last-modified",
             "expires" => "expires",
             "status" => {
-                if let Some(status) = value.parse().ok().and_then(|s| StatusCode::from_u16(s).ok()) {
+                if let Some(status) = value
+                    .parse()
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                {
                     *resp.status_mut() = status;
                 }
                 continue;
@@ -63,7 +71,8 @@ fn cacheable(req: Request) -> Response {
             _ => continue,
         };
         if let Ok(value) = HeaderValue::from_str(&value) {
-            resp.headers_mut().append(HeaderName::from_static(name), value);
+            resp.headers_mut()
+                .append(HeaderName::from_static(name), value);
         }
     }
     resp
