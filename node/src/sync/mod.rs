@@ -428,13 +428,7 @@ impl Syncer {
             .map_err(|e| fetch_error(e.to_string()))?;
         if !response.status().is_success() {
             let status = response.status().as_u16();
-            let body: String = response
-                .text()
-                .await
-                .unwrap_or_default()
-                .chars()
-                .take(512)
-                .collect();
+            let body = error_body(response).await;
             return Err(fetch_error(format!(
                 "the control plane answered {status}: {body}"
             )));
@@ -539,13 +533,7 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, 
     if status.is_success() {
         return Ok(response);
     }
-    let body: String = response
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(512)
-        .collect();
+    let body = error_body(response).await;
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         Err(SyncError::Unauthorized {
             status: status.as_u16(),
@@ -557,6 +545,17 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, 
             body,
         })
     }
+}
+
+/// The start of an error response's body, for a log line or a report.
+async fn error_body(response: reqwest::Response) -> String {
+    response
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(512)
+        .collect()
 }
 
 /// `base` scaled by a random factor in [0.5, 1.5): nodes that lost the
