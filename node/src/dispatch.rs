@@ -18,7 +18,7 @@ use crate::RequestId;
 use crate::admission::NodeAdmission;
 use crate::app::App;
 use crate::body::{GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus};
-use crate::cache::layer::{EdgeCache, Lookup};
+use crate::cache::layer::{CACHE_STATUS_HEADER, EdgeCache, Lookup};
 use crate::config::HttpConfig;
 use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
 use crate::metrics::Metrics;
@@ -145,7 +145,16 @@ impl Dispatcher {
         {
             let key = EdgeCache::key(&app.log_tenant, &app.log_name, scheme_name, &host, &request);
             match cache.lookup(key, &request).await {
-                Lookup::Hit(response) => return Ok(response),
+                Lookup::Hit {
+                    response,
+                    collapsed,
+                } => {
+                    app.metrics.cache_hit.inc();
+                    if collapsed {
+                        app.metrics.cache_collapsed.inc();
+                    }
+                    return Ok(response);
+                }
                 Lookup::Miss(miss) => pending = Some(miss),
             }
         }
@@ -211,9 +220,20 @@ impl Dispatcher {
             return Ok(response);
         };
         if let Some(pending) = pending {
-            return Ok(cache.complete(pending, &method, response));
+            let response = cache.complete(pending, &method, response);
+            let stored = response
+                .headers()
+                .get(CACHE_STATUS_HEADER)
+                .is_some_and(|v| v == "MISS");
+            if stored {
+                app.metrics.cache_miss.inc();
+            } else {
+                app.metrics.cache_bypass.inc();
+            }
+            return Ok(response);
         }
         if cacheable_method {
+            app.metrics.cache_bypass.inc();
             return Ok(cache.pass_through(&app.cache_seen, response));
         }
         if !method.is_safe()

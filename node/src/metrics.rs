@@ -64,6 +64,12 @@ pub struct Metrics {
     pub apps_loaded: IntGauge,
     pub outbound_requests: IntCounterVec,
     pub sync: SyncMetrics,
+    cache_results: IntCounterVec,
+    cache_collapsed: IntCounterVec,
+    /// Bytes the shared cache holds (approximate between maintenance runs).
+    pub cache_bytes: IntGauge,
+    /// Entries the shared cache evicted for room.
+    pub cache_evictions: IntCounter,
 }
 
 /// The control-plane sync loop.
@@ -227,6 +233,29 @@ impl Metrics {
         registry.register(Box::new(sync.last_success.clone()))?;
         registry.register(Box::new(sync.failures.clone()))?;
         registry.register(Box::new(sync.apply_duration.clone()))?;
+        let cache_results = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_requests_total",
+                "GET and HEAD requests by how the shared cache answered: hit, miss (stored on the way), bypass (not storable, or the cache is not active for the app yet).",
+            ),
+            &["tenant", "app", "result"],
+        )?;
+        let cache_collapsed = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_collapsed_total",
+                "Requests answered from a concurrent miss's result instead of running the app.",
+            ),
+            &["tenant", "app"],
+        )?;
+        let cache_bytes = IntGauge::new("edge_cache_bytes", "Bytes held by the shared cache.")?;
+        let cache_evictions = IntCounter::new(
+            "edge_cache_evictions_total",
+            "Entries the shared cache evicted to stay within its capacity.",
+        )?;
+        registry.register(Box::new(cache_results.clone()))?;
+        registry.register(Box::new(cache_collapsed.clone()))?;
+        registry.register(Box::new(cache_bytes.clone()))?;
+        registry.register(Box::new(cache_evictions.clone()))?;
         registry.register(Box::new(outbound_requests.clone()))?;
 
         Ok(Self {
@@ -246,6 +275,10 @@ impl Metrics {
             tls_handshake_failures,
             apps_loaded,
             sync,
+            cache_results,
+            cache_collapsed,
+            cache_bytes,
+            cache_evictions,
             outbound_requests,
         })
     }
@@ -267,6 +300,12 @@ impl Metrics {
             cpu_time: self.cpu_time.with_label_values(&[tenant, app]),
             memory_peak: self.memory_peak.with_label_values(&[tenant, app]),
             limit_rejections: self.limit_rejections.clone(),
+            cache_hit: self.cache_results.with_label_values(&[tenant, app, "hit"]),
+            cache_miss: self.cache_results.with_label_values(&[tenant, app, "miss"]),
+            cache_bypass: self
+                .cache_results
+                .with_label_values(&[tenant, app, "bypass"]),
+            cache_collapsed: self.cache_collapsed.with_label_values(&[tenant, app]),
             response_too_large: self.limit_rejections.with_label_values(&[
                 tenant,
                 app,
@@ -290,6 +329,8 @@ impl Metrics {
         remove_series(&self.memory_peak, tenant, app);
         remove_series(&self.limit_rejections, tenant, app);
         remove_series(&self.outbound_requests, tenant, app);
+        remove_series(&self.cache_results, tenant, app);
+        remove_series(&self.cache_collapsed, tenant, app);
     }
 
     pub fn unrouted(&self, reason: &'static str) {
@@ -325,6 +366,10 @@ pub struct AppMetrics {
     pub cpu_time: Histogram,
     pub memory_peak: Histogram,
     limit_rejections: IntCounterVec,
+    pub cache_hit: IntCounter,
+    pub cache_miss: IntCounter,
+    pub cache_bypass: IntCounter,
+    pub cache_collapsed: IntCounter,
     /// Pre-resolved: the response body wrapper counts cut-offs with it.
     pub response_too_large: IntCounter,
     guest_traps: IntCounterVec,

@@ -62,6 +62,7 @@ impl Default for CacheConfig {
 
 pub struct EdgeCache {
     pub store: CacheStore,
+    bytes: Option<prometheus::IntGauge>,
     collapser: Arc<Collapser>,
     collapse_wait: Duration,
     /// "Hit-for-pass": keys whose last answer was not storable. Their
@@ -76,8 +77,12 @@ const PASS_KEYS: u64 = 100_000;
 
 /// What the request path does after the lookup.
 pub enum Lookup {
-    /// Answer with this (a fresh hit).
-    Hit(Response<ResponseBody>),
+    /// Answer with this (a fresh hit); `collapsed` if it came from a
+    /// concurrent miss this request waited for.
+    Hit {
+        response: Response<ResponseBody>,
+        collapsed: bool,
+    },
     /// Go to the app; `Pending` says what to do with its answer.
     Miss(Pending),
 }
@@ -97,7 +102,8 @@ pub struct Pending {
 impl EdgeCache {
     pub fn new(config: &CacheConfig) -> Self {
         Self {
-            store: CacheStore::new(config.capacity_bytes, config.max_entry_bytes),
+            store: CacheStore::new(config.capacity_bytes, config.max_entry_bytes, None),
+            bytes: None,
             collapser: Arc::new(Collapser::default()),
             collapse_wait: config.collapse_wait,
             pass: moka::sync::Cache::builder()
@@ -105,6 +111,18 @@ impl EdgeCache {
                 .time_to_live(PASS_TTL)
                 .build(),
         }
+    }
+
+    /// Reports evictions and stored bytes to these metrics.
+    pub fn with_metrics(config: &CacheConfig, metrics: &crate::metrics::Metrics) -> Self {
+        let mut cache = Self::new(config);
+        cache.store = CacheStore::new(
+            config.capacity_bytes,
+            config.max_entry_bytes,
+            Some(metrics.cache_evictions.clone()),
+        );
+        cache.bytes = Some(metrics.cache_bytes.clone());
+        cache
     }
 
     pub fn key<B>(
@@ -134,7 +152,10 @@ impl EdgeCache {
             });
         }
         if let Some(hit) = self.fresh(&key, request) {
-            return Lookup::Hit(hit);
+            return Lookup::Hit {
+                response: hit,
+                collapsed: false,
+            };
         }
         match self.collapser.join(&key) {
             Role::Leader(guard) => leader = Some(guard),
@@ -142,7 +163,10 @@ impl EdgeCache {
                 if collapse::wait(slot, self.collapse_wait).await == Some(Outcome::Stored)
                     && let Some(hit) = self.fresh(&key, request)
                 {
-                    return Lookup::Hit(hit);
+                    return Lookup::Hit {
+                        response: hit,
+                        collapsed: true,
+                    };
                 }
             }
         }
@@ -466,6 +490,11 @@ fn store_finished(finish: Finish, body: Bytes) {
         &finish.request_headers,
     );
     let stored = finish.cache.store.insert(finish.key, entry);
+    if let Some(bytes) = &finish.cache.bytes {
+        // Inserts happen once per stored miss: settling moka's pending
+        // bookkeeping here keeps the gauge exact at little cost.
+        bytes.set(i64::try_from(finish.cache.store.weighted_size()).unwrap_or(i64::MAX));
+    }
     if let Some(leader) = finish.leader {
         leader.finish(if stored {
             Outcome::Stored

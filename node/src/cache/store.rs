@@ -133,7 +133,11 @@ pub struct CacheStore {
 impl CacheStore {
     /// A store holding at most `capacity_bytes` of responses, none larger
     /// than `max_entry_bytes`.
-    pub fn new(capacity_bytes: u64, max_entry_bytes: usize) -> Self {
+    pub fn new(
+        capacity_bytes: u64,
+        max_entry_bytes: usize,
+        eviction_counter: Option<prometheus::IntCounter>,
+    ) -> Self {
         let stats = Arc::new(StoreStats::default());
         let evictions = stats.clone();
         let entries = moka::sync::Cache::builder()
@@ -145,6 +149,9 @@ impl CacheStore {
             .eviction_listener(move |_key, _value, cause| {
                 if cause == moka::notification::RemovalCause::Size {
                     evictions.evictions.fetch_add(1, Ordering::Relaxed);
+                    if let Some(counter) = &eviction_counter {
+                        counter.inc();
+                    }
                 }
             })
             .build();
@@ -279,7 +286,7 @@ mod tests {
 
     #[test]
     fn keys_separate_tenants_and_apps() {
-        let store = CacheStore::new(1 << 20, 1 << 16);
+        let store = CacheStore::new(1 << 20, 1 << 16, None);
         let a = CacheKey::new("tenant-a", "web", "https", "x.test", "/p");
         let b = CacheKey::new("tenant-b", "web", "https", "x.test", "/p");
         store.insert(
@@ -302,7 +309,7 @@ mod tests {
 
     #[test]
     fn variants_follow_vary_and_unkeyed_headers_do_not_matter() {
-        let store = CacheStore::new(1 << 20, 1 << 16);
+        let store = CacheStore::new(1 << 20, 1 << 16, None);
         let key = CacheKey::new("t", "a", "https", "x.test", "/");
         let vary = [("cache-control", "max-age=60"), ("vary", "Accept-Language")];
         let en = headers(&[("accept-language", "en")]);
@@ -341,7 +348,7 @@ mod tests {
 
     #[test]
     fn surrogate_keys_purge_softly_or_hard_and_size_is_bounded() {
-        let store = CacheStore::new(1 << 20, 4096);
+        let store = CacheStore::new(1 << 20, 4096, None);
         let none = HeaderMap::new();
         let k1 = CacheKey::new("t", "a", "https", "x.test", "/1");
         let k2 = CacheKey::new("t", "a", "https", "x.test", "/2");
@@ -391,7 +398,7 @@ mod tests {
         );
         assert!(!store.insert(k1.clone(), big));
         // The total is bounded by weight: old entries are evicted.
-        let small = CacheStore::new(64 << 10, 8192);
+        let small = CacheStore::new(64 << 10, 8192, None);
         for i in 0..200 {
             let key = CacheKey::new("t", "a", "https", "x.test", &format!("/{i}"));
             small.insert(

@@ -4,7 +4,7 @@
 
 use edge_fixtures::{CACHEABLE, HELLO};
 
-use crate::common::{TestNode, app};
+use crate::common::{TestNode, app, metric_value};
 
 async fn get(
     node: &TestNode,
@@ -67,6 +67,25 @@ async fn fresh_responses_are_served_from_the_cache_with_age() {
     // Nor is one of another app (hello has no Cache-Control).
     let hello = node.get("hello.test", "/").await;
     assert_eq!(hello.headers()["x-cache"], "BYPASS");
+
+    // Operators see it: results per app, bytes held.
+    let text = node.metrics_text().await;
+    let count = |result| {
+        metric_value(
+            &text,
+            "edge_cache_requests_total",
+            &[("app", "web"), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        count("hit") >= 1.0 && count("miss") >= 3.0 && count("bypass") >= 2.0,
+        "{text}"
+    );
+    assert!(
+        metric_value(&text, "edge_cache_bytes", &[]).unwrap_or(0.0) > 0.0,
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -196,6 +215,14 @@ async fn unsafe_methods_invalidate_and_concurrent_misses_collapse() {
         .map(Result::unwrap)
         .collect();
     assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
+    let text = node.metrics_text().await;
+    let hits = metric_value(
+        &text,
+        "edge_cache_requests_total",
+        &[("app", "web"), ("result", "hit")],
+    )
+    .unwrap_or(0.0);
+    assert!(hits >= 19.0, "{text}");
 }
 
 /// An uncacheable answer is never shared with other requests, concurrent
