@@ -8,6 +8,7 @@
 //! runtime-only knobs (the pooling allocator) that do not change the code.
 
 pub mod engine;
+pub mod fsutil;
 pub mod limits;
 pub mod names;
 pub mod signing;

@@ -3,10 +3,9 @@
 //! snapshots. Separate keys, so handing out the snapshot public key to
 //! nodes says nothing about tokens, and either can be rotated alone.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use edge_common::fsutil::write_atomically;
 use edge_common::signing::{KeyError, SigningKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,33 +38,10 @@ pub fn load_or_generate(path: &Path) -> Result<Vec<u8>, KeyFileError> {
                 path: path.to_path_buf(),
                 source,
             })?;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            let tmp = path.with_extension("tmp");
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io)?;
-            file.write_all(&der).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            std::fs::rename(&tmp, path).map_err(io)?;
-            // The rename, and the new directory itself, must survive a crash
-            // too: a regenerated key would void every token and every
-            // node's pinned key.
-            if let Some(dir) = path.parent() {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io)?;
-                if let Some(parent) = dir.parent() {
-                    std::fs::File::open(parent)
-                        .and_then(|d| d.sync_all())
-                        .map_err(io)?;
-                }
-            }
+            // A regenerated key would void every token and every node's
+            // pinned key: the write (and the new keys/ directory) must
+            // survive a crash.
+            write_atomically(&path.with_extension("tmp"), path, &der, 0o600).map_err(io)?;
             tracing::info!(path = %path.display(), "generated a new signing key");
             Ok(der)
         }

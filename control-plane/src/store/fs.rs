@@ -3,12 +3,12 @@
 //! renamed into place and its directory fsynced, so a crash leaves either
 //! the whole blob or nothing under its name.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use edge_common::fsutil::write_atomically;
 use edge_common::signing::{is_sha256_hex, sha256_hex};
 
 use super::{BlobStore, StoreError, StoreResult};
@@ -48,27 +48,6 @@ impl FsBlobStore {
     }
 }
 
-/// Writes `bytes` to `target` through `tmp`: write, fsync, rename, fsync the
-/// directory.
-pub fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = target
-        .parent()
-        .ok_or_else(|| std::io::Error::other("the target has no parent directory"))?;
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)?;
-        // The new shard directory's own entry must be durable too.
-        if let Some(parent) = dir.parent() {
-            std::fs::File::open(parent)?.sync_all()?;
-        }
-    }
-    let mut file = std::fs::File::create(tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(tmp, target)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, bytes: Bytes) -> StoreResult<String> {
@@ -86,10 +65,8 @@ impl BlobStore for FsBlobStore {
             let intact =
                 std::fs::read(&target).is_ok_and(|existing| sha256_hex(&existing) == sha256);
             if !intact {
-                write_atomically(&tmp, &target, &bytes).map_err(|e| {
-                    let _ = std::fs::remove_file(&tmp);
-                    io("cannot write a blob", e)
-                })?;
+                write_atomically(&tmp, &target, &bytes, 0o666)
+                    .map_err(|e| io("cannot write a blob", e))?;
             }
             Ok(sha256)
         })

@@ -3,7 +3,6 @@
 //! control-plane key. Every file is written tmp → fsync → rename → fsync
 //! the directory, so a crash leaves the old file or the new one, never half.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use edge_common::signing::{VerifyingKey, is_sha256_hex};
@@ -92,21 +91,8 @@ impl LocalState {
     }
 }
 
+/// Every file of the local state: tmp beside the target, then renamed.
 fn write_atomically(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = target
-        .parent()
-        .ok_or_else(|| std::io::Error::other("no parent directory"))?;
     let tmp = target.with_extension(format!("tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, target)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    edge_common::fsutil::write_atomically(&tmp, target, bytes, 0o666)
 }
