@@ -55,6 +55,7 @@ fn setup() -> (Arc<Runtime>, Arc<App>, Dispatcher, Dispatcher) {
     let cached = Dispatcher::new(runtime.clone(), table, metrics, &HttpConfig::default())
         .with_cache(Some(Arc::new(edge_node::cache::layer::EdgeCache::new(
             &Default::default(),
+            None,
         ))));
     (runtime, app, dispatcher, cached)
 }

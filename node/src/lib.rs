@@ -98,12 +98,10 @@ impl Node {
                 .iter()
                 .map(|(hosts, prefix, app)| (hosts.as_slice(), prefix.as_str(), app.clone())),
         );
-        let cache = config.cache.enabled.then(|| {
-            Arc::new(cache::layer::EdgeCache::with_metrics(
-                &config.cache,
-                &metrics,
-            ))
-        });
+        let cache = config
+            .cache
+            .enabled
+            .then(|| Arc::new(cache::layer::EdgeCache::new(&config.cache, Some(&metrics))));
         let dispatcher = Arc::new(
             Dispatcher::new(runtime.clone(), routes, metrics.clone(), &config.http)
                 .with_cache(cache),

@@ -100,10 +100,16 @@ pub struct Pending {
 }
 
 impl EdgeCache {
-    pub fn new(config: &CacheConfig) -> Self {
+    /// A cache as `config` says; with `metrics`, evictions and stored bytes
+    /// are reported there.
+    pub fn new(config: &CacheConfig, metrics: Option<&crate::metrics::Metrics>) -> Self {
         Self {
-            store: CacheStore::new(config.capacity_bytes, config.max_entry_bytes, None),
-            bytes: None,
+            store: CacheStore::new(
+                config.capacity_bytes,
+                config.max_entry_bytes,
+                metrics.map(|m| m.cache_evictions.clone()),
+            ),
+            bytes: metrics.map(|m| m.cache_bytes.clone()),
             collapser: Arc::new(Collapser::default()),
             collapse_wait: config.collapse_wait,
             pass: moka::sync::Cache::builder()
@@ -111,18 +117,6 @@ impl EdgeCache {
                 .time_to_live(PASS_TTL)
                 .build(),
         }
-    }
-
-    /// Reports evictions and stored bytes to these metrics.
-    pub fn with_metrics(config: &CacheConfig, metrics: &crate::metrics::Metrics) -> Self {
-        let mut cache = Self::new(config);
-        cache.store = CacheStore::new(
-            config.capacity_bytes,
-            config.max_entry_bytes,
-            Some(metrics.cache_evictions.clone()),
-        );
-        cache.bytes = Some(metrics.cache_bytes.clone());
-        cache
     }
 
     pub fn key<B>(
@@ -186,7 +180,7 @@ impl EdgeCache {
             return None;
         }
         let age = entry.age(SystemTime::now());
-        match policy::usability(request.headers(), &entry.headers, entry.lifetime, age) {
+        match policy::usability(request.headers(), &entry.directives, entry.lifetime, age) {
             Use::Fresh | Use::StaleAllowed => Some(hit_response(&entry, request, age)),
             Use::StaleWhileRevalidate | Use::Revalidate => None,
         }

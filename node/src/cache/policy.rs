@@ -222,7 +222,15 @@ pub const MAX_HEURISTIC_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// RFC 9111 §4.2.1: how long the response is fresh, for a shared cache.
 pub fn freshness_lifetime(status: StatusCode, response: &HeaderMap) -> Duration {
-    let cc = response_directives(response);
+    freshness_lifetime_with(status, response, &response_directives(response))
+}
+
+/// [`freshness_lifetime`] with the response's directives already parsed.
+pub fn freshness_lifetime_with(
+    status: StatusCode,
+    response: &HeaderMap,
+    cc: &CacheControl,
+) -> Duration {
     if let Some(s) = cc.s_maxage {
         return s;
     }
@@ -299,15 +307,15 @@ pub enum Use {
 }
 
 /// RFC 9111 §4 and RFC 5861: may a stored response (`age` old, fresh for
-/// `lifetime`) answer a request with these headers?
+/// `lifetime`, with directives `res` — [`response_directives`], parsed once
+/// when it was stored) answer a request with these headers?
 pub fn usability(
     request: &HeaderMap,
-    stored: &HeaderMap,
+    res: &CacheControl,
     lifetime: Duration,
     age: Duration,
 ) -> Use {
     let req = parse_cache_control(request, "cache-control");
-    let res = response_directives(stored);
     let pragma_no_cache = !request.contains_key(header::CACHE_CONTROL)
         && request.get_all(header::PRAGMA).iter().any(|v| {
             v.to_str()
@@ -349,11 +357,10 @@ pub fn usability(
 /// RFC 5861: may a stale response be served because the origin failed?
 pub fn stale_if_error_allows(
     request: &HeaderMap,
-    stored: &HeaderMap,
+    res: &CacheControl,
     lifetime: Duration,
     age: Duration,
 ) -> bool {
-    let res = response_directives(stored);
     if res.must_revalidate || res.proxy_revalidate || res.no_cache {
         return false;
     }
@@ -377,6 +384,25 @@ mod tests {
             );
         }
         map
+    }
+
+    /// The stored response's directives are parsed when it is stored.
+    fn usability_of(
+        request: &HeaderMap,
+        stored: &HeaderMap,
+        lifetime: Duration,
+        age: Duration,
+    ) -> Use {
+        usability(request, &response_directives(stored), lifetime, age)
+    }
+
+    fn stale_if_error_of(
+        request: &HeaderMap,
+        stored: &HeaderMap,
+        lifetime: Duration,
+        age: Duration,
+    ) -> bool {
+        stale_if_error_allows(request, &response_directives(stored), lifetime, age)
     }
 
     fn secs(s: u64) -> Duration {
@@ -649,13 +675,13 @@ mod tests {
     fn request_directives_and_stale_rules() {
         let none = HeaderMap::new();
         let plain = headers(&[("cache-control", "max-age=60")]);
-        assert_eq!(usability(&none, &plain, secs(60), secs(10)), Use::Fresh);
+        assert_eq!(usability_of(&none, &plain, secs(60), secs(10)), Use::Fresh);
         assert_eq!(
-            usability(&none, &plain, secs(60), secs(60)),
+            usability_of(&none, &plain, secs(60), secs(60)),
             Use::Revalidate
         );
         assert_eq!(
-            usability(
+            usability_of(
                 &headers(&[("cache-control", "no-cache")]),
                 &plain,
                 secs(60),
@@ -664,7 +690,7 @@ mod tests {
             Use::Revalidate
         );
         assert_eq!(
-            usability(
+            usability_of(
                 &headers(&[("pragma", "no-cache")]),
                 &plain,
                 secs(60),
@@ -673,7 +699,7 @@ mod tests {
             Use::Revalidate
         );
         assert_eq!(
-            usability(
+            usability_of(
                 &headers(&[("cache-control", "max-age=5")]),
                 &plain,
                 secs(60),
@@ -682,7 +708,7 @@ mod tests {
             Use::Revalidate
         );
         assert_eq!(
-            usability(
+            usability_of(
                 &headers(&[("cache-control", "min-fresh=55")]),
                 &plain,
                 secs(60),
@@ -691,7 +717,7 @@ mod tests {
             Use::Revalidate
         );
         assert_eq!(
-            usability(
+            usability_of(
                 &headers(&[("cache-control", "max-stale=30")]),
                 &plain,
                 secs(60),
@@ -700,7 +726,7 @@ mod tests {
             Use::StaleAllowed
         );
         assert_eq!(
-            usability(
+            usability_of(
                 &headers(&[("cache-control", "max-stale=10")]),
                 &plain,
                 secs(60),
@@ -709,7 +735,7 @@ mod tests {
             Use::Revalidate
         );
         assert_eq!(
-            usability(
+            usability_of(
                 &headers(&[("cache-control", "max-stale")]),
                 &plain,
                 secs(60),
@@ -719,21 +745,24 @@ mod tests {
         );
         let no_cache = headers(&[("cache-control", "no-cache, max-age=60")]);
         assert_eq!(
-            usability(&none, &no_cache, secs(60), secs(1)),
+            usability_of(&none, &no_cache, secs(60), secs(1)),
             Use::Revalidate
         );
         let swr = headers(&[("cache-control", "max-age=60, stale-while-revalidate=30")]);
         assert_eq!(
-            usability(&none, &swr, secs(60), secs(70)),
+            usability_of(&none, &swr, secs(60), secs(70)),
             Use::StaleWhileRevalidate
         );
-        assert_eq!(usability(&none, &swr, secs(60), secs(100)), Use::Revalidate);
+        assert_eq!(
+            usability_of(&none, &swr, secs(60), secs(100)),
+            Use::Revalidate
+        );
         let strict = headers(&[(
             "cache-control",
             "max-age=60, must-revalidate, stale-while-revalidate=30",
         )]);
         assert_eq!(
-            usability(
+            usability_of(
                 &headers(&[("cache-control", "max-stale")]),
                 &strict,
                 secs(60),
@@ -743,21 +772,21 @@ mod tests {
         );
         let shared = headers(&[("cache-control", "s-maxage=60, stale-while-revalidate=30")]);
         assert_eq!(
-            usability(&none, &shared, secs(60), secs(61)),
+            usability_of(&none, &shared, secs(60), secs(61)),
             Use::Revalidate,
             "s-maxage implies proxy-revalidate"
         );
 
         let sie = headers(&[("cache-control", "max-age=60, stale-if-error=100")]);
-        assert!(stale_if_error_allows(&none, &sie, secs(60), secs(150)));
-        assert!(!stale_if_error_allows(&none, &sie, secs(60), secs(170)));
-        assert!(stale_if_error_allows(
+        assert!(stale_if_error_of(&none, &sie, secs(60), secs(150)));
+        assert!(!stale_if_error_of(&none, &sie, secs(60), secs(170)));
+        assert!(stale_if_error_of(
             &headers(&[("cache-control", "stale-if-error=500")]),
             &plain,
             secs(60),
             secs(500)
         ));
-        assert!(!stale_if_error_allows(&none, &plain, secs(60), secs(61)));
+        assert!(!stale_if_error_of(&none, &plain, secs(60), secs(61)));
     }
 
     #[test]

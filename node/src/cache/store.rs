@@ -48,6 +48,9 @@ pub struct Entry {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub received: Received,
+    /// Its directives for this cache, parsed once here rather than on
+    /// every hit.
+    pub directives: policy::CacheControl,
     /// Freshness lifetime for this cache.
     pub lifetime: Duration,
     /// The request's values of the headers `Vary` names (lowercase names).
@@ -66,7 +69,8 @@ impl Entry {
         received: Received,
         request: &HeaderMap,
     ) -> Self {
-        let lifetime = policy::freshness_lifetime(status, &headers);
+        let directives = policy::response_directives(&headers);
+        let lifetime = policy::freshness_lifetime_with(status, &headers, &directives);
         let vary = policy::vary_names(&headers)
             .unwrap_or_default()
             .into_iter()
@@ -87,6 +91,7 @@ impl Entry {
             headers,
             body,
             received,
+            directives,
             lifetime,
             vary,
             surrogate_keys,
