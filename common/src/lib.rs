@@ -10,6 +10,7 @@
 pub mod engine;
 pub mod fsutil;
 pub mod limits;
+pub mod logging;
 pub mod names;
 pub mod signing;
 pub mod sync;
