@@ -149,30 +149,9 @@ impl Syncer {
         };
         let result = async {
             let snapshot = signed.verify(&key)?;
-            let mut artifacts = HashMap::new();
-            let mut bad = HashMap::new();
-            for app in &snapshot.apps {
-                let sha = &app.artifact.sha256;
-                match self.local.read_artifact(sha) {
-                    Ok(Some(bytes)) => match verify_artifact(sha, app.artifact.size, &bytes) {
-                        Ok(()) => {
-                            artifacts.insert(sha.clone(), bytes);
-                        }
-                        Err(e) => {
-                            bad.insert(sha.clone(), e.to_string());
-                        }
-                    },
-                    Ok(None) => {
-                        bad.insert(sha.clone(), "missing from the local store".to_string());
-                    }
-                    Err(e) => {
-                        bad.insert(
-                            sha.clone(),
-                            format!("cannot read it from the local store: {e}"),
-                        );
-                    }
-                }
-            }
+            // The control plane may be down: what is not on disk (intact)
+            // fails its app instead of being fetched.
+            let (artifacts, bad) = self.fetch_artifacts(&snapshot, false).await?;
             let failures = self.install(&snapshot, artifacts, bad).await?;
             Ok::<_, SyncError>((snapshot, failures))
         }
@@ -309,7 +288,7 @@ impl Syncer {
         if snapshot.epoch != self.applied_epoch && !self.applied_epoch.is_empty() {
             tracing::warn!(old = %self.applied_epoch, new = %snapshot.epoch, "the control plane's database changed (restored or recreated); taking its state as it is");
         }
-        let (artifacts, bad) = self.fetch_artifacts(&snapshot).await?;
+        let (artifacts, bad) = self.fetch_artifacts(&snapshot, true).await?;
         let failures = self.install(&snapshot, artifacts, bad).await?;
         self.local
             .write_snapshot(&signed)
@@ -357,10 +336,12 @@ impl Syncer {
     /// use, from disk if a good copy is there, else from the control plane
     /// (then written to disk).
     /// An artifact whose bytes do not match the snapshot's digest is
-    /// returned in the second map, with why: its app fails alone.
+    /// returned in the second map, with why: its app fails alone. Without
+    /// `download`, only the local copies are used.
     async fn fetch_artifacts(
         &self,
         snapshot: &Snapshot,
+        download: bool,
     ) -> Result<(HashMap<String, Vec<u8>>, HashMap<String, String>), SyncError> {
         let mut artifacts = HashMap::new();
         let mut bad = HashMap::new();
@@ -374,11 +355,16 @@ impl Syncer {
             if loaded || artifacts.contains_key(sha) || bad.contains_key(sha) {
                 continue;
             }
-            if let Ok(Some(bytes)) = self.local.read_artifact(sha)
-                && verify_artifact(sha, app.artifact.size, &bytes).is_ok()
-            {
-                artifacts.insert(sha.clone(), bytes);
-                continue;
+            match self.local_artifact(sha, app.artifact.size) {
+                Ok(bytes) => {
+                    artifacts.insert(sha.clone(), bytes);
+                    continue;
+                }
+                Err(why) if !download => {
+                    bad.insert(sha.clone(), why);
+                    continue;
+                }
+                Err(_) => {}
             }
             let fetched = self
                 .download(sha, app.artifact.size)
@@ -404,6 +390,17 @@ impl Syncer {
             artifacts.insert(sha.clone(), bytes);
         }
         Ok((artifacts, bad))
+    }
+
+    /// The local copy of an artifact if it is there and intact, else why not.
+    fn local_artifact(&self, sha256: &str, size: u64) -> Result<Vec<u8>, String> {
+        match self.local.read_artifact(sha256) {
+            Ok(Some(bytes)) => verify_artifact(sha256, size, &bytes)
+                .map(|()| bytes)
+                .map_err(|e| e.to_string()),
+            Ok(None) => Err("missing from the local store".to_string()),
+            Err(e) => Err(format!("cannot read it from the local store: {e}")),
+        }
     }
 
     async fn download(&self, sha256: &str, size: u64) -> Result<Vec<u8>, SyncError> {
