@@ -314,6 +314,30 @@ async fn start_node(cp_url: &str, token: &str, data_dir: &Path) -> NodeHandle {
     Node::start(config).await.unwrap()
 }
 
+/// Runs the `edgectl` binary against `api` with `token` (on the blocking
+/// pool, so in-process servers keep running); returns whether it
+/// succeeded, its stdout and its stderr.
+pub async fn edgectl(api: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+    let (api, token) = (api.to_string(), token.to_string());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgectl"))
+            .args(&args)
+            .env("EDGE_API", &api)
+            .env("EDGE_TOKEN", &token)
+            .env_remove("EDGE_TENANT")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
 /// Waits until `check` holds, polling.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

@@ -9,7 +9,7 @@ use edge_fixtures::HELLO;
 use edge_node::config::ControlPlaneConfig;
 use edge_node::{Node, NodeConfig};
 
-use crate::common::eventually;
+use crate::common::{edgectl, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_syncs_over_https_with_a_private_ca() {
@@ -51,43 +51,25 @@ async fn a_node_syncs_over_https_with_a_private_ca() {
     let node_addr = node.http_addr.unwrap();
 
     // edgectl over HTTPS with --ca-cert.
-    let run = |token: String, args: Vec<String>| {
-        let (url, ca) = (url.clone(), cert_path.clone());
-        tokio::task::spawn_blocking(move || {
-            let output = Command::new(env!("CARGO_BIN_EXE_edgectl"))
-                .args(&args)
-                .arg("--ca-cert")
-                .arg(&ca)
-                .env("EDGE_API", &url)
-                .env("EDGE_TOKEN", &token)
-                .output()
-                .unwrap();
-            (
-                output.status.success(),
-                String::from_utf8_lossy(&output.stdout).into_owned()
-                    + &String::from_utf8_lossy(&output.stderr),
-            )
-        })
-    };
-    let s = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let (ok, out) = run(
-        token(Role::Admin, "admin", None),
-        s(&["tenants", "create", "acme"]),
+    let ca = cert_path.to_str().unwrap();
+    let (ok, out) = edgectl_ca(
+        &url,
+        ca,
+        &token(Role::Admin, "admin", None),
+        &["tenants", "create", "acme"],
     )
-    .await
-    .unwrap();
+    .await;
     assert!(ok, "{out}");
     let tenant = token(Role::Tenant, "acme", Some("acme"));
-    let (ok, out) = run(
-        tenant.clone(),
-        s(&["apps", "create", "web", "--host", "web.test"]),
+    let (ok, out) = edgectl_ca(
+        &url,
+        ca,
+        &tenant,
+        &["apps", "create", "web", "--host", "web.test"],
     )
-    .await
-    .unwrap();
+    .await;
     assert!(ok, "{out}");
-    let (ok, out) = run(tenant.clone(), s(&["deploy", "web", HELLO]))
-        .await
-        .unwrap();
+    let (ok, out) = edgectl_ca(&url, ca, &tenant, &["deploy", "web", HELLO]).await;
     assert!(ok && out.contains("live on 1/1 nodes"), "{out}");
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -103,23 +85,19 @@ async fn a_node_syncs_over_https_with_a_private_ca() {
     })
     .await;
     // Without the CA, edgectl refuses the certificate.
-    let output = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || {
-            Command::new(env!("CARGO_BIN_EXE_edgectl"))
-                .args(["apps", "list"])
-                .env("EDGE_API", &url)
-                .env("EDGE_TOKEN", &tenant)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach the API"));
+    let (ok, _, err) = edgectl(&url, &tenant, &["apps", "list"]).await;
+    assert!(!ok);
+    assert!(err.contains("cannot reach the API"));
     node.shutdown().await;
     cp.shutdown().await;
+}
+
+/// `edgectl --ca-cert`; stdout and stderr together.
+async fn edgectl_ca(url: &str, ca: &str, token: &str, args: &[&str]) -> (bool, String) {
+    let mut args = args.to_vec();
+    args.extend(["--ca-cert", ca]);
+    let (ok, out, err) = edgectl(url, token, &args).await;
+    (ok, out + &err)
 }
 
 #[tokio::test]
