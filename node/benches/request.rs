@@ -26,7 +26,7 @@ use edge_node::runtime::outbound::OutboundClient;
 use http_body_util::{BodyExt, Empty};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-fn setup() -> (Arc<Runtime>, Arc<App>, Dispatcher, Dispatcher) {
+fn setup() -> (Arc<Runtime>, Arc<App>, Arc<Dispatcher>, Arc<Dispatcher>) {
     let metrics = Metrics::new(prometheus::Registry::new()).expect("metrics");
     let outbound = Arc::new(OutboundClient::new(
         Default::default(),
@@ -57,7 +57,7 @@ fn setup() -> (Arc<Runtime>, Arc<App>, Dispatcher, Dispatcher) {
             &Default::default(),
             None,
         ))));
-    (runtime, app, dispatcher, cached)
+    (runtime, app, Arc::new(dispatcher), Arc::new(cached))
 }
 
 fn request() -> http::Request<Empty<Bytes>> {

@@ -18,9 +18,9 @@ use crate::RequestId;
 use crate::admission::NodeAdmission;
 use crate::app::App;
 use crate::body::{GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus};
-use crate::cache::layer::{CACHE_STATUS_HEADER, EdgeCache, Lookup};
+use crate::cache::layer::{CacheResult, EdgeCache, Lookup, Pending, drain};
 use crate::config::HttpConfig;
-use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
+use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody, full_body};
 use crate::metrics::Metrics;
 use crate::router::{RouteError, Router, request_host};
 use crate::runtime::{GuestResponse, Runtime};
@@ -83,7 +83,11 @@ impl Dispatcher {
         self.routes.store(Arc::new(routes));
     }
 
-    pub async fn dispatch<B>(&self, request: Request<B>, scheme: Scheme) -> Response<ResponseBody>
+    pub async fn dispatch<B>(
+        self: &Arc<Self>,
+        request: Request<B>,
+        scheme: Scheme,
+    ) -> Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -118,7 +122,7 @@ impl Dispatcher {
     }
 
     async fn run<B>(
-        &self,
+        self: &Arc<Self>,
         app: &Arc<App>,
         request: Request<B>,
         scheme: Scheme,
@@ -137,31 +141,116 @@ impl Dispatcher {
         };
         // Routing succeeded, so the host is there and valid.
         let host = request_host(&request).unwrap_or_default();
-        let mut pending = None;
         let cacheable_method = method == Method::GET || method == Method::HEAD;
         if let Some(cache) = &self.cache
             && cacheable_method
             && app.cache_seen.load(Ordering::Relaxed)
         {
             let key = EdgeCache::key(&app.log_tenant, &app.log_name, scheme_name, &host, &request);
-            match cache.lookup(key, &request).await {
+            return match cache.lookup(key, &request).await {
                 Lookup::Hit {
                     response,
+                    result,
                     collapsed,
                 } => {
-                    app.metrics.cache_hit.inc();
+                    app.metrics.cache_result(result);
                     if collapsed {
                         app.metrics.cache_collapsed.inc();
                     }
-                    return Ok(response);
+                    Ok(response)
                 }
-                Lookup::Miss(miss) => pending = Some(miss),
-            }
+                Lookup::Refresh { response, refresh } => {
+                    app.metrics.cache_result(CacheResult::Stale);
+                    self.refresh_in_background(cache, app, &request, scheme, refresh);
+                    Ok(response)
+                }
+                Lookup::NotCached => Err(EdgeError::NotCached),
+                Lookup::Miss(pending) => {
+                    let mut request = request;
+                    pending.backend_headers(request.headers_mut());
+                    let result = self
+                        .backend(app, request, scheme, request_id, started)
+                        .await;
+                    let (result, cache_result) = cache.complete(pending, &method, result);
+                    app.metrics.cache_result(cache_result);
+                    result
+                }
+            };
         }
         let path = request
             .uri()
             .path_and_query()
             .map(|p| p.as_str().to_string());
+        let response = self
+            .backend(app, request, scheme, request_id, started)
+            .await?;
+        let Some(cache) = &self.cache else {
+            return Ok(response);
+        };
+        if cacheable_method {
+            app.metrics.cache_result(CacheResult::Bypass);
+            return Ok(cache.pass_through(&app.cache_seen, response));
+        }
+        if !method.is_safe()
+            && (response.status().is_success() || response.status().is_redirection())
+        {
+            cache.invalidate(
+                &app.log_tenant,
+                &app.log_name,
+                scheme_name,
+                &host,
+                path.as_deref().unwrap_or("/"),
+                response.headers(),
+            );
+        }
+        Ok(response)
+    }
+
+    /// Serves `stale-while-revalidate`: asks the backend again for the
+    /// request's resource (with the stored validators) in a task of its
+    /// own, and stores the answer. The client's request is long answered.
+    fn refresh_in_background<B>(
+        self: &Arc<Self>,
+        cache: &Arc<EdgeCache>,
+        app: &Arc<App>,
+        request: &Request<B>,
+        scheme: Scheme,
+        refresh: Pending,
+    ) {
+        let mut refresh_request = Request::new(full_body(Bytes::new()));
+        *refresh_request.uri_mut() = request.uri().clone();
+        *refresh_request.headers_mut() = refresh.request_headers().clone();
+        refresh.backend_headers(refresh_request.headers_mut());
+        let request_id = RequestId(self.next_request_id.fetch_add(1, Ordering::Relaxed));
+        let (this, cache, app) = (self.clone(), cache.clone(), app.clone());
+        tokio::spawn(async move {
+            let result = this
+                .backend(&app, refresh_request, scheme, request_id, Instant::now())
+                .await;
+            if let Err(err) = &result {
+                log_failure(&app, request_id, err);
+            }
+            let (result, _) = cache.complete(refresh, &Method::GET, result);
+            if let Ok(response) = result {
+                drain(response).await;
+            }
+        });
+    }
+
+    /// What answers a request the cache did not: the app's component, with
+    /// its admission, body limits and response guard.
+    async fn backend<B>(
+        &self,
+        app: &Arc<App>,
+        request: Request<B>,
+        scheme: Scheme,
+        request_id: RequestId,
+        started: Instant,
+    ) -> Result<Response<ResponseBody>, EdgeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let guard = Arc::new(RequestGuard {
             _node: self.admission.admit()?,
             _app: app.admission.admit()?,
@@ -213,42 +302,9 @@ impl Dispatcher {
             return Err(EdgeError::ResponseTooLarge { declared, limit });
         }
         let exceeded = app.metrics.response_too_large.clone();
-        let response = response.map(|body| {
+        Ok(response.map(|body| {
             GuardedResponseBody::new(body, limit, guest_failed, exceeded).boxed_unsync()
-        });
-        let Some(cache) = &self.cache else {
-            return Ok(response);
-        };
-        if let Some(pending) = pending {
-            let response = cache.complete(pending, &method, response);
-            let stored = response
-                .headers()
-                .get(CACHE_STATUS_HEADER)
-                .is_some_and(|v| v == "MISS");
-            if stored {
-                app.metrics.cache_miss.inc();
-            } else {
-                app.metrics.cache_bypass.inc();
-            }
-            return Ok(response);
-        }
-        if cacheable_method {
-            app.metrics.cache_bypass.inc();
-            return Ok(cache.pass_through(&app.cache_seen, response));
-        }
-        if !method.is_safe()
-            && (response.status().is_success() || response.status().is_redirection())
-        {
-            cache.invalidate(
-                &app.log_tenant,
-                &app.log_name,
-                scheme_name,
-                &host,
-                path.as_deref().unwrap_or("/"),
-                response.headers(),
-            );
-        }
-        Ok(response)
+        }))
     }
 
     fn route<B>(&self, request: &Request<B>) -> Result<Arc<App>, RouteError> {

@@ -43,6 +43,8 @@ pub enum EdgeError {
     Request(#[from] RequestLimit),
     #[error("the response declares {declared} bytes; the app's limit is {limit}")]
     ResponseTooLarge { declared: u64, limit: u64 },
+    #[error("only-if-cached: no usable response is stored for this request")]
+    NotCached,
 }
 
 /// A request larger than the node or app allows.
@@ -76,6 +78,7 @@ impl EdgeError {
             EdgeError::Request(RequestLimit::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::Request(RequestLimit::BodyTimeout { .. }) => StatusCode::REQUEST_TIMEOUT,
             EdgeError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            EdgeError::NotCached => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::Guest(err) => match err {
                 GuestError::Trap { .. } | GuestError::MemoryLimitExceeded => {
                     StatusCode::INTERNAL_SERVER_ERROR
@@ -106,6 +109,7 @@ impl EdgeError {
             EdgeError::Request(RequestLimit::BodyTooLarge { .. }) => "request-body-too-large",
             EdgeError::Request(RequestLimit::BodyTimeout { .. }) => "request-body-timeout",
             EdgeError::ResponseTooLarge { .. } => "response-too-large",
+            EdgeError::NotCached => "not-cached",
             EdgeError::Guest(err) => match err {
                 GuestError::Trap { .. } => "guest-trap",
                 GuestError::CpuTimeExceeded(_) => "cpu-time-exceeded",
@@ -122,7 +126,7 @@ impl EdgeError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            EdgeError::Route(_) | EdgeError::Request(_) => Fault::Client,
+            EdgeError::Route(_) | EdgeError::Request(_) | EdgeError::NotCached => Fault::Client,
             EdgeError::Admission(AdmissionError::NodeAtCapacity(_)) => Fault::Platform,
             EdgeError::Admission(_) | EdgeError::ResponseTooLarge { .. } => Fault::Tenant,
             EdgeError::Guest(
@@ -143,6 +147,7 @@ impl EdgeError {
             EdgeError::Route(err) => err.to_string(),
             EdgeError::Admission(err) => err.to_string(),
             EdgeError::Request(err) => err.to_string(),
+            EdgeError::NotCached => self.to_string(),
             EdgeError::ResponseTooLarge { .. } => {
                 "the app's response is larger than its limit".into()
             }

@@ -5,6 +5,7 @@
 //! `status` is a status class, `kind` and `reason` come from fixed lists in
 //! this crate. Nothing a client sends becomes a label.
 
+use crate::cache::layer::CacheResult;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -236,7 +237,7 @@ impl Metrics {
         let cache_results = IntCounterVec::new(
             Opts::new(
                 "edge_cache_requests_total",
-                "GET and HEAD requests by how the shared cache answered: hit, miss (stored on the way), bypass (not storable, or the cache is not active for the app yet).",
+                "GET and HEAD requests by how the shared cache answered: hit, miss (stored on the way), stale (stale-while-revalidate, max-stale or stale-if-error), revalidated (a stored response confirmed by a 304), bypass (not storable, a range miss, or the cache not active for the app yet).",
             ),
             &["tenant", "app", "result"],
         )?;
@@ -300,11 +301,20 @@ impl Metrics {
             cpu_time: self.cpu_time.with_label_values(&[tenant, app]),
             memory_peak: self.memory_peak.with_label_values(&[tenant, app]),
             limit_rejections: self.limit_rejections.clone(),
-            cache_hit: self.cache_results.with_label_values(&[tenant, app, "hit"]),
-            cache_miss: self.cache_results.with_label_values(&[tenant, app, "miss"]),
-            cache_bypass: self
-                .cache_results
-                .with_label_values(&[tenant, app, "bypass"]),
+            cache_results: [
+                CacheResult::Hit,
+                CacheResult::Miss,
+                CacheResult::Stale,
+                CacheResult::Revalidated,
+                CacheResult::Bypass,
+            ]
+            .map(|result| {
+                self.cache_results.with_label_values(&[
+                    tenant,
+                    app,
+                    &result.label().to_ascii_lowercase(),
+                ])
+            }),
             cache_collapsed: self.cache_collapsed.with_label_values(&[tenant, app]),
             response_too_large: self.limit_rejections.with_label_values(&[
                 tenant,
@@ -366,9 +376,8 @@ pub struct AppMetrics {
     pub cpu_time: Histogram,
     pub memory_peak: Histogram,
     limit_rejections: IntCounterVec,
-    pub cache_hit: IntCounter,
-    pub cache_miss: IntCounter,
-    pub cache_bypass: IntCounter,
+    /// Indexed by `CacheResult as usize`.
+    cache_results: [IntCounter; 5],
     pub cache_collapsed: IntCounter,
     /// Pre-resolved: the response body wrapper counts cut-offs with it.
     pub response_too_large: IntCounter,
@@ -378,6 +387,10 @@ pub struct AppMetrics {
 }
 
 impl AppMetrics {
+    pub fn cache_result(&self, result: CacheResult) {
+        self.cache_results[result as usize].inc();
+    }
+
     pub fn request(&self, status: http::StatusCode) {
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         self.requests_by_class[class].inc();

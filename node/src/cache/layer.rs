@@ -1,15 +1,19 @@
 //! The cache on the request path: answer fresh hits from the store, collapse
-//! concurrent misses, store what RFC 9111 allows while streaming it to the
+//! concurrent misses, revalidate stale entries with a conditional request
+//! (merging a 304 into the stored response), serve stale while refreshing
+//! in the background (`stale-while-revalidate`) or when the backend fails
+//! (`stale-if-error`), store what RFC 9111 allows while streaming it to the
 //! client, invalidate on unsafe methods, and label every answer with
 //! `x-cache`.
 //!
-//! Conservative where the rest is not built yet: a stale or `no-cache`
-//! entry is treated as a miss (a full request to the app, whose answer
-//! replaces it) rather than revalidated; conditional revalidation,
-//! stale-while-revalidate and stale-if-error come with the next step.
+//! The backend is whatever answers a miss: a tenant's component, an origin
+//! route, or the origin a component fetches. The layer never calls it; it
+//! tells the caller what to send ([`Pending::backend_headers`]) and takes
+//! the result ([`EdgeCache::complete`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -60,6 +64,37 @@ impl Default for CacheConfig {
     }
 }
 
+/// How the cache answered one request: the `x-cache` value and the
+/// `result` label of `edge_cache_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Served fresh from the store.
+    Hit,
+    /// Sent to the backend; its answer is being stored.
+    Miss,
+    /// Served stale: within `stale-while-revalidate` (a refresh runs in
+    /// the background), allowed by the request's `max-stale`, or because
+    /// the backend failed within `stale-if-error`.
+    Stale,
+    /// A stored response the backend confirmed with a 304.
+    Revalidated,
+    /// Not storable, a range request that missed, or the cache not active
+    /// for the app yet: passed through.
+    Bypass,
+}
+
+impl CacheResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Stale => "STALE",
+            CacheResult::Revalidated => "REVALIDATED",
+            CacheResult::Bypass => "BYPASS",
+        }
+    }
+}
+
 pub struct EdgeCache {
     pub store: CacheStore,
     bytes: Option<prometheus::IntGauge>,
@@ -77,26 +112,90 @@ const PASS_KEYS: u64 = 100_000;
 
 /// What the request path does after the lookup.
 pub enum Lookup {
-    /// Answer with this (a fresh hit); `collapsed` if it came from a
-    /// concurrent miss this request waited for.
+    /// Answer with this stored response (`Hit` or `Stale`); `collapsed` if
+    /// it came from a concurrent miss this request waited for.
     Hit {
         response: Response<ResponseBody>,
+        result: CacheResult,
         collapsed: bool,
     },
-    /// Go to the app; `Pending` says what to do with its answer.
+    /// Answer with this stale response now, and refresh the entry in the
+    /// background: send a GET with `refresh.backend_headers` applied and
+    /// hand the result to [`EdgeCache::complete`], then read its body to
+    /// the end (that stores it).
+    Refresh {
+        response: Response<ResponseBody>,
+        refresh: Pending,
+    },
+    /// Go to the backend; `Pending` says what to send and what to do with
+    /// its answer.
     Miss(Pending),
+    /// The request said `only-if-cached` and nothing usable is stored:
+    /// answer 504 (RFC 9111 §5.2.1.7).
+    NotCached,
 }
 
-/// A miss in progress: what is needed to store the app's answer.
+/// How a miss's answer is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MissKind {
+    /// Stored if storable; followers may be waiting.
+    Store,
+    /// The key is in hit-for-pass: stored if it turns storable, but not
+    /// collapsed.
+    Passing,
+    /// A range request that missed, or a HEAD: forwarded as it is, the
+    /// answer never stored.
+    Forward,
+}
+
+/// A miss in progress: what to send to the backend and what is needed to
+/// store its answer.
 pub struct Pending {
     key: CacheKey,
+    /// The client's request headers (its conditionals included: they are
+    /// answered from the stored response, not forwarded).
     request_headers: HeaderMap,
     request_time: SystemTime,
     leader: Option<LeaderGuard>,
-    /// HEAD: answered, never stored.
-    head: bool,
-    /// The key was in hit-for-pass when looked up.
-    passing: bool,
+    kind: MissKind,
+    /// The stored response this miss revalidates (a stale or `no-cache`
+    /// entry), served again if the backend confirms it with a 304 or fails
+    /// within its `stale-if-error` window.
+    stale: Option<Arc<Entry>>,
+}
+
+impl Pending {
+    /// Makes `headers` (the request about to go to the backend) right for
+    /// the cache: the client's own conditionals are removed (the cache
+    /// answers them from the full response it stores), and the stored
+    /// entry's validators are sent instead, so an unchanged resource costs
+    /// a 304.
+    pub fn backend_headers(&self, headers: &mut HeaderMap) {
+        if self.kind == MissKind::Forward {
+            return;
+        }
+        for name in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+        ] {
+            headers.remove(name);
+        }
+        if let Some(entry) = &self.stale {
+            if let Some(etag) = entry.headers.get(header::ETAG) {
+                headers.insert(header::IF_NONE_MATCH, etag.clone());
+            }
+            if let Some(modified) = entry.headers.get(header::LAST_MODIFIED) {
+                headers.insert(header::IF_MODIFIED_SINCE, modified.clone());
+            }
+        }
+    }
+
+    /// The client's request headers.
+    pub fn request_headers(&self) -> &HeaderMap {
+        &self.request_headers
+    }
 }
 
 impl EdgeCache {
@@ -130,74 +229,142 @@ impl EdgeCache {
         CacheKey::new(tenant, app, scheme, host, target)
     }
 
-    /// Looks `request` up. Only GET and HEAD are answered from the cache.
+    /// Looks a GET or HEAD request up.
     pub async fn lookup<B>(&self, key: CacheKey, request: &Request<B>) -> Lookup {
-        let head = request.method() == Method::HEAD;
-        let mut leader = None;
+        let headers = request.headers();
+        let method = request.method();
+        let now = SystemTime::now();
         // A key in hit-for-pass has nothing stored (marking it purged it).
-        if self.pass.contains_key(&key) {
-            return Lookup::Miss(Pending {
-                key,
-                request_headers: request.headers().clone(),
-                request_time: SystemTime::now(),
-                leader,
-                head,
-                passing: true,
-            });
+        let passing = self.pass.contains_key(&key);
+        let stored = if passing {
+            None
+        } else {
+            self.store.get(&key, headers)
+        };
+        if let Some(entry) = &stored {
+            let age = entry.age(now);
+            let answer = |result| hit_response(entry, method, headers, age, result);
+            match policy::usability(headers, &entry.directives, effective_lifetime(entry), age) {
+                Use::Fresh => {
+                    return Lookup::Hit {
+                        response: answer(CacheResult::Hit),
+                        result: CacheResult::Hit,
+                        collapsed: false,
+                    };
+                }
+                Use::StaleAllowed => {
+                    return Lookup::Hit {
+                        response: answer(CacheResult::Stale),
+                        result: CacheResult::Stale,
+                        collapsed: false,
+                    };
+                }
+                Use::StaleWhileRevalidate => {
+                    let response = answer(CacheResult::Stale);
+                    // One refresh per key at a time; everyone else is
+                    // served stale meanwhile without waiting.
+                    return match self.collapser.join(&key) {
+                        Role::Leader(guard) => Lookup::Refresh {
+                            response,
+                            refresh: Pending {
+                                key,
+                                request_headers: headers.clone(),
+                                request_time: now,
+                                leader: Some(guard),
+                                kind: MissKind::Store,
+                                stale: stored.clone(),
+                            },
+                        },
+                        Role::Follower(_) => Lookup::Hit {
+                            response,
+                            result: CacheResult::Stale,
+                            collapsed: false,
+                        },
+                    };
+                }
+                Use::Revalidate => {}
+            }
         }
-        if let Some(hit) = self.fresh(&key, request) {
-            return Lookup::Hit {
-                response: hit,
-                collapsed: false,
-            };
+        if headers.contains_key(header::CACHE_CONTROL)
+            && policy::parse_cache_control(headers, "cache-control").only_if_cached
+        {
+            return Lookup::NotCached;
+        }
+        let pending = |kind, leader, stale| Pending {
+            key: key.clone(),
+            request_headers: headers.clone(),
+            request_time: now,
+            leader,
+            kind,
+            stale,
+        };
+        // A range that missed goes to the backend as it is, and its 206 is
+        // never stored: no stored response is ever built from a part.
+        if method == Method::HEAD || headers.contains_key(header::RANGE) {
+            return Lookup::Miss(pending(MissKind::Forward, None, None));
+        }
+        if passing {
+            return Lookup::Miss(pending(MissKind::Passing, None, None));
         }
         match self.collapser.join(&key) {
-            Role::Leader(guard) => leader = Some(guard),
+            Role::Leader(guard) => Lookup::Miss(pending(MissKind::Store, Some(guard), stored)),
             Role::Follower(slot) => {
+                // What the leader stored was fetched for this very moment
+                // (or just revalidated): it answers every waiter.
                 if collapse::wait(slot, self.collapse_wait).await == Some(Outcome::Stored)
-                    && let Some(hit) = self.fresh(&key, request)
+                    && let Some(entry) = self.store.get(&key, headers)
                 {
+                    let age = entry.age(SystemTime::now());
                     return Lookup::Hit {
-                        response: hit,
+                        response: hit_response(&entry, method, headers, age, CacheResult::Hit),
+                        result: CacheResult::Hit,
                         collapsed: true,
                     };
                 }
+                let stale = self.store.get(&key, headers);
+                Lookup::Miss(pending(MissKind::Store, None, stale))
             }
         }
-        Lookup::Miss(Pending {
-            key,
-            request_headers: request.headers().clone(),
-            request_time: SystemTime::now(),
-            leader,
-            head,
-            passing: false,
-        })
     }
 
-    fn fresh<B>(&self, key: &CacheKey, request: &Request<B>) -> Option<Response<ResponseBody>> {
-        let entry = self.store.get(key, request.headers())?;
-        if entry.invalidated.load(std::sync::atomic::Ordering::Relaxed) {
-            return None;
-        }
-        let age = entry.age(SystemTime::now());
-        match policy::usability(request.headers(), &entry.directives, entry.lifetime, age) {
-            Use::Fresh | Use::StaleAllowed => Some(hit_response(&entry, request, age)),
-            Use::StaleWhileRevalidate | Use::Revalidate => None,
-        }
-    }
-
-    /// Takes the app's answer to a miss: stores it (while streaming it to
-    /// the client) if RFC 9111 allows, labels it.
-    pub fn complete(
+    /// Takes the backend's answer to a miss (or a refresh): a 304 to a
+    /// revalidation refreshes the stored response and answers from it; an
+    /// error within `stale-if-error` answers with the stale response;
+    /// anything else is stored (while it streams to the client) if RFC 9111
+    /// allows, and labelled.
+    pub fn complete<E>(
         self: &Arc<Self>,
         pending: Pending,
         method: &Method,
-        response: Response<ResponseBody>,
-    ) -> Response<ResponseBody> {
+        result: Result<Response<ResponseBody>, E>,
+    ) -> (Result<Response<ResponseBody>, E>, CacheResult) {
+        let response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                return match self.stale_on_error(&pending, method) {
+                    Some(stale) => (Ok(stale), CacheResult::Stale),
+                    None => (Err(err), CacheResult::Bypass),
+                };
+            }
+        };
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED
+            && pending.kind != MissKind::Forward
+            && pending.stale.is_some()
+        {
+            return (
+                Ok(self.revalidated(pending, method, response.headers())),
+                CacheResult::Revalidated,
+            );
+        }
+        if matches!(status.as_u16(), 500 | 502 | 503 | 504)
+            && let Some(stale) = self.stale_on_error(&pending, method)
+        {
+            return (Ok(stale), CacheResult::Stale);
+        }
         let (mut parts, body) = response.into_parts();
-        let silent = says_nothing_about_caching(&parts.headers);
-        let storable = !silent
-            && !pending.head
+        let storable = pending.kind != MissKind::Forward
+            && !says_nothing_about_caching(&parts.headers)
             && policy::storable(
                 method,
                 &pending.request_headers,
@@ -208,25 +375,29 @@ impl EdgeCache {
             && worth_storing(parts.status, &parts.headers)
             && declared_length(&parts.headers)
                 .is_none_or(|len| len <= self.store.max_entry_bytes() as u64);
-        let label = if storable { "MISS" } else { "BYPASS" };
+        let result = if storable {
+            CacheResult::Miss
+        } else {
+            CacheResult::Bypass
+        };
         let stored_headers = if storable {
             parts.headers.clone()
         } else {
             HeaderMap::new()
         };
-        client_headers(&mut parts.headers, &pending.request_headers, label);
+        client_headers(&mut parts.headers, &pending.request_headers, result);
         if !storable {
             // Marked once; the marker expires after PASS_TTL, and the next
             // miss tries collapsing again.
-            if !pending.head && !pending.passing {
+            if pending.kind == MissKind::Store {
                 self.store.purge_key(&pending.key, false);
                 self.pass.insert(pending.key, ());
             }
             // Dropping the guard releases followers to go themselves.
             drop(pending.leader);
-            return Response::from_parts(parts, body);
+            return (Ok(Response::from_parts(parts, body)), result);
         }
-        if pending.passing {
+        if pending.kind == MissKind::Passing {
             self.pass.invalidate(&pending.key);
         }
         let received = Received {
@@ -247,7 +418,111 @@ impl EdgeCache {
                 leader: pending.leader,
             }),
         };
-        Response::from_parts(parts, tee.boxed_unsync())
+        (Ok(Response::from_parts(parts, tee.boxed_unsync())), result)
+    }
+
+    /// The stale response, if the backend failed and `stale-if-error` (the
+    /// request's or the response's) still covers it.
+    fn stale_on_error(&self, pending: &Pending, method: &Method) -> Option<Response<ResponseBody>> {
+        let entry = pending.stale.as_ref()?;
+        let age = entry.age(SystemTime::now());
+        policy::stale_if_error_allows(
+            &pending.request_headers,
+            &entry.directives,
+            effective_lifetime(entry),
+            age,
+        )
+        .then(|| {
+            hit_response(
+                entry,
+                method,
+                &pending.request_headers,
+                age,
+                CacheResult::Stale,
+            )
+        })
+    }
+
+    /// RFC 9111 §4.3.4: the backend confirmed the stored response with a
+    /// 304. Its header fields replace the stored ones (except the body's
+    /// framing), the entry is fresh again from now, and the client gets the
+    /// refreshed response (or its own 304).
+    fn revalidated(
+        &self,
+        pending: Pending,
+        method: &Method,
+        not_modified: &HeaderMap,
+    ) -> Response<ResponseBody> {
+        let Some(stale) = pending.stale else {
+            return full_response(StatusCode::BAD_GATEWAY, HeaderMap::new());
+        };
+        let mut headers = stale.headers.clone();
+        for name in not_modified.keys() {
+            if *name == header::CONTENT_LENGTH
+                || *name == header::TRANSFER_ENCODING
+                || *name == header::CONNECTION
+            {
+                continue;
+            }
+            headers.remove(name);
+            for value in not_modified.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        // The age is the 304's: an old Date or Age would make the
+        // refreshed response stale again at once.
+        for name in [header::DATE, header::AGE] {
+            if !not_modified.contains_key(&name) {
+                headers.remove(name);
+            }
+        }
+        let received = Received {
+            request_time: pending.request_time,
+            response_time: SystemTime::now(),
+        };
+        let entry = Entry::new(
+            stale.status,
+            headers,
+            stale.body.clone(),
+            received,
+            &pending.request_headers,
+        );
+        let age = entry.age(received.response_time);
+        let response = hit_response(
+            &entry,
+            method,
+            &pending.request_headers,
+            age,
+            CacheResult::Revalidated,
+        );
+        let still_storable = policy::storable(
+            &Method::GET,
+            &pending.request_headers,
+            entry.status,
+            &entry.headers,
+        )
+        .is_ok();
+        let stored = still_storable && self.store.insert(pending.key.clone(), entry);
+        if !stored {
+            self.store.purge_key(&pending.key, false);
+        }
+        self.update_bytes();
+        if let Some(leader) = pending.leader {
+            leader.finish(if stored {
+                Outcome::Stored
+            } else {
+                Outcome::NotStored
+            });
+        }
+        response
+    }
+
+    fn update_bytes(&self) {
+        if let Some(bytes) = &self.bytes {
+            // Inserts happen once per stored miss: settling moka's pending
+            // bookkeeping here keeps the gauge exact at little cost.
+            bytes.set(i64::try_from(self.store.weighted_size()).unwrap_or(i64::MAX));
+        }
     }
 
     /// After an unsafe method succeeded: the target and the same-origin
@@ -285,22 +560,7 @@ impl EdgeCache {
             }
         }
     }
-}
 
-/// Most uncacheable answers say nothing about caching at all: no parsing
-/// is needed to know their lifetime is 0.
-fn says_nothing_about_caching(headers: &HeaderMap) -> bool {
-    [
-        header::CACHE_CONTROL,
-        SURROGATE_CONTROL,
-        header::EXPIRES,
-        header::LAST_MODIFIED,
-    ]
-    .iter()
-    .all(|name| !headers.contains_key(name))
-}
-
-impl EdgeCache {
     /// The answer of an app the cache is not active for yet: labelled
     /// `BYPASS`; if it speaks about caching, the cache becomes active for
     /// the app from the next request on (`seen`).
@@ -310,17 +570,54 @@ impl EdgeCache {
         mut response: Response<ResponseBody>,
     ) -> Response<ResponseBody> {
         if !says_nothing_about_caching(response.headers()) {
-            seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            seen.store(true, Ordering::Relaxed);
         }
-        client_headers(response.headers_mut(), &HeaderMap::new(), "BYPASS");
+        client_headers(
+            response.headers_mut(),
+            &HeaderMap::new(),
+            CacheResult::Bypass,
+        );
         response
     }
 }
 
+/// Reads a background refresh's body to its end (which stores it), keeping
+/// none of it.
+pub async fn drain(response: Response<ResponseBody>) {
+    let mut body = response.into_body();
+    while let Some(Ok(_)) = body.frame().await {}
+}
+
+/// A soft-purged entry is stale whatever its lifetime said.
+fn effective_lifetime(entry: &Entry) -> Duration {
+    if entry.invalidated.load(Ordering::Relaxed) {
+        Duration::ZERO
+    } else {
+        entry.lifetime
+    }
+}
+
+/// Most uncacheable answers say nothing about caching at all: no parsing
+/// is needed to know they are not stored.
+fn says_nothing_about_caching(headers: &HeaderMap) -> bool {
+    [
+        header::CACHE_CONTROL,
+        SURROGATE_CONTROL,
+        header::EXPIRES,
+        header::LAST_MODIFIED,
+        header::ETAG,
+    ]
+    .iter()
+    .all(|name| !headers.contains_key(name))
+}
+
 /// Whether storing helps at all: a response that is stale at once and has
-/// no validator could never be served again.
+/// no validator could never be used again (`no-cache` and `max-age=0`
+/// responses with an ETag or Last-Modified are stored to be revalidated).
 fn worth_storing(status: StatusCode, headers: &HeaderMap) -> bool {
-    !policy::freshness_lifetime(status, headers).is_zero()
+    headers.contains_key(header::ETAG)
+        || headers.contains_key(header::LAST_MODIFIED)
+        || !policy::freshness_lifetime(status, headers).is_zero()
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -333,7 +630,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Headers this cache consumes are not the client's business.
-fn client_headers(headers: &mut HeaderMap, request: &HeaderMap, label: &'static str) {
+fn client_headers(headers: &mut HeaderMap, request: &HeaderMap, result: CacheResult) {
     headers.remove(SURROGATE_CONTROL);
     let debug = request
         .get(DEBUG_HEADER)
@@ -345,26 +642,28 @@ fn client_headers(headers: &mut HeaderMap, request: &HeaderMap, label: &'static 
     if !debug {
         headers.remove(SURROGATE_KEY);
     }
-    headers.insert(CACHE_STATUS_HEADER, HeaderValue::from_static(label));
+    headers.insert(
+        CACHE_STATUS_HEADER,
+        HeaderValue::from_static(result.label()),
+    );
 }
 
-/// A stored response as the answer to `request`: `Age`, `x-cache: HIT`, a
-/// 304 for a matching conditional request, no body for HEAD.
-fn hit_response<B>(entry: &Entry, request: &Request<B>, age: Duration) -> Response<ResponseBody> {
+/// A stored response as the answer to a request: `Age`, `x-cache`, a 304
+/// for a matching conditional request, no body for HEAD. A `Range` is
+/// ignored (RFC 9110 §14.2 allows it): the whole response is sent.
+fn hit_response(
+    entry: &Entry,
+    method: &Method,
+    request: &HeaderMap,
+    age: Duration,
+    result: CacheResult,
+) -> Response<ResponseBody> {
     let mut headers = entry.headers.clone();
-    client_headers(&mut headers, request.headers(), "HIT");
+    client_headers(&mut headers, request, result);
     if let Ok(age) = HeaderValue::from_str(&age.as_secs().to_string()) {
         headers.insert(header::AGE, age);
     }
-    let not_modified = not_modified(request.headers(), &entry.headers);
-    let (status, body) = if not_modified {
-        (StatusCode::NOT_MODIFIED, Bytes::new())
-    } else if request.method() == Method::HEAD {
-        (entry.status, Bytes::new())
-    } else {
-        (entry.status, entry.body.clone())
-    };
-    if not_modified {
+    if not_modified(request, &entry.headers) {
         for name in [
             header::CONTENT_LENGTH,
             header::CONTENT_TYPE,
@@ -372,8 +671,21 @@ fn hit_response<B>(entry: &Entry, request: &Request<B>, age: Duration) -> Respon
         ] {
             headers.remove(name);
         }
+        return full_response(StatusCode::NOT_MODIFIED, headers);
     }
+    let body = if *method == Method::HEAD {
+        Bytes::new()
+    } else {
+        entry.body.clone()
+    };
     let mut response = Response::new(full_body(body));
+    *response.status_mut() = entry.status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn full_response(status: StatusCode, headers: HeaderMap) -> Response<ResponseBody> {
+    let mut response = Response::new(full_body(Bytes::new()));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
@@ -484,11 +796,7 @@ fn store_finished(finish: Finish, body: Bytes) {
         &finish.request_headers,
     );
     let stored = finish.cache.store.insert(finish.key, entry);
-    if let Some(bytes) = &finish.cache.bytes {
-        // Inserts happen once per stored miss: settling moka's pending
-        // bookkeeping here keeps the gauge exact at little cost.
-        bytes.set(i64::try_from(finish.cache.store.weighted_size()).unwrap_or(i64::MAX));
-    }
+    finish.cache.update_bytes();
     if let Some(leader) = finish.leader {
         leader.finish(if stored {
             Outcome::Stored
