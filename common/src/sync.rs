@@ -27,6 +27,96 @@ pub struct Snapshot {
     /// When the control plane built it (Unix seconds).
     pub created_unix: u64,
     pub apps: Vec<SnapshotApp>,
+    /// Apps that are plain reverse proxies to an origin (no component).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<SnapshotOrigin>,
+    /// The most recent cache purges, oldest first (ids increase by one). A
+    /// node applies those newer than the last it applied; if the oldest kept
+    /// one is newer than that plus one, it missed some and purges the
+    /// whole cache softly instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purges: Vec<Purge>,
+}
+
+/// An app that forwards every request to an origin URL, with the edge
+/// cache in front.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotOrigin {
+    pub tenant: TenantId,
+    pub name: AppName,
+    pub hosts: Vec<HostPattern>,
+    /// `http://host[:port][/base/path]` or `https://...`.
+    pub origin: String,
+    pub limits: AppLimits,
+}
+
+/// One cache purge, fanned out to every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purge {
+    /// Increases by one per purge within an epoch.
+    pub id: u64,
+    pub tenant: TenantId,
+    pub app: AppName,
+    #[serde(flatten)]
+    pub target: PurgeTarget,
+    /// Soft: mark stale (served again only after revalidation, or within
+    /// stale-while-revalidate / stale-if-error); hard: remove.
+    pub soft: bool,
+    pub created_unix: u64,
+}
+
+/// What a purge removes from one app's cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PurgeTarget {
+    /// One URL: absolute (`https://shop.example/a?b=1`: that scheme, host
+    /// and target) or a path with its query (`/a?b=1`: on every host).
+    Url { url: String },
+    /// Every response tagged with this `Surrogate-Key`.
+    Key { key: String },
+    /// The app's whole cache.
+    All,
+}
+
+/// Longest purge URL and surrogate key accepted.
+pub const MAX_PURGE_URL_BYTES: usize = 2048;
+pub const MAX_SURROGATE_KEY_BYTES: usize = 256;
+
+impl PurgeTarget {
+    /// Checks a purge target as a tenant wrote it; the error says what is
+    /// wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            PurgeTarget::Url { url } => {
+                if url.len() > MAX_PURGE_URL_BYTES {
+                    return Err(format!("url: longer than {MAX_PURGE_URL_BYTES} bytes"));
+                }
+                if url.starts_with('/') {
+                    return url
+                        .parse::<http::uri::PathAndQuery>()
+                        .map(|_| ())
+                        .map_err(|_| "url: not a valid path and query".to_string());
+                }
+                let uri = url
+                    .parse::<http::Uri>()
+                    .map_err(|_| "url: not a valid URL or path".to_string())?;
+                match (uri.scheme_str(), uri.host()) {
+                    (Some("http" | "https"), Some(_)) => Ok(()),
+                    _ => Err("url: write an http(s) URL or a path starting with `/`".into()),
+                }
+            }
+            PurgeTarget::Key { key } => {
+                if key.is_empty() || key.len() > MAX_SURROGATE_KEY_BYTES {
+                    return Err(format!("key: 1 to {MAX_SURROGATE_KEY_BYTES} bytes"));
+                }
+                if !key.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err("key: visible ASCII only, no spaces".into());
+                }
+                Ok(())
+            }
+            PurgeTarget::All => Ok(()),
+        }
+    }
 }
 
 /// One deployed app.
@@ -164,7 +254,42 @@ mod tests {
                 config: BTreeMap::new(),
                 limits: AppLimits::default(),
             }],
+            origins: Vec::new(),
+            purges: Vec::new(),
         }
+    }
+
+    #[test]
+    fn purge_targets_are_validated_and_travel_flat() {
+        for ok in [
+            PurgeTarget::Url { url: "/a?b=1".into() },
+            PurgeTarget::Url { url: "https://shop.test/a".into() },
+            PurgeTarget::Key { key: "product-7".into() },
+            PurgeTarget::All,
+        ] {
+            assert_eq!(ok.validate(), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            PurgeTarget::Url { url: "ftp://x/a".into() },
+            PurgeTarget::Url { url: "a/b".into() },
+            PurgeTarget::Url { url: format!("/{}", "a".repeat(MAX_PURGE_URL_BYTES)) },
+            PurgeTarget::Key { key: String::new() },
+            PurgeTarget::Key { key: "two words".into() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        let purge = Purge {
+            id: 4,
+            tenant: TenantId::try_from("acme".to_string()).unwrap(),
+            app: AppName::try_from("shop".to_string()).unwrap(),
+            target: PurgeTarget::Key { key: "k".into() },
+            soft: true,
+            created_unix: 1,
+        };
+        let json = serde_json::to_value(&purge).unwrap();
+        assert_eq!(json["kind"], "key");
+        assert_eq!(json["key"], "k");
+        assert_eq!(serde_json::from_value::<Purge>(json).unwrap(), purge);
     }
 
     #[test]

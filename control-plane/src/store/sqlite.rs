@@ -683,6 +683,8 @@ impl MetaStore for SqliteMetaStore {
                 revision,
                 created_unix: now_unix(),
                 apps,
+                origins: Vec::new(),
+                purges: Vec::new(),
             })
         })
         .await
