@@ -1,5 +1,6 @@
-//! An app as the request path sees it: its names, its loaded component, its
-//! config values and its metric handles.
+//! An app as the request path sees it: its names, what answers its requests
+//! (a loaded component or an origin), its config values and its metric
+//! handles.
 
 use std::sync::Arc;
 
@@ -7,13 +8,14 @@ use crate::admission::AppAdmission;
 use crate::config::{AppConfig, AppLimits};
 use crate::metrics::{AppMetrics, Metrics};
 use crate::names::{AppName, TenantId};
+use crate::origin::Origin;
 use crate::runtime::outbound::AppOutbound;
 use crate::runtime::{LoadError, LoadedComponent, Runtime};
 
 pub struct App {
     pub name: AppName,
     pub tenant: TenantId,
-    pub component: LoadedComponent,
+    pub backend: Backend,
     /// Config values, passed to the guest as its environment.
     pub env: Vec<(String, String)>,
     pub metrics: AppMetrics,
@@ -29,6 +31,12 @@ pub struct App {
     pub(crate) log_name: Arc<str>,
 }
 
+/// What answers an app's requests.
+pub enum Backend {
+    Component(LoadedComponent),
+    Origin(Origin),
+}
+
 /// An app whose component failed to load, with the app named.
 #[derive(Debug, thiserror::Error)]
 #[error("app `{app}` ({path}): {source}")]
@@ -40,23 +48,36 @@ pub struct AppLoadError {
 }
 
 impl App {
-    /// Compiles and links the app's component.
+    /// Compiles and links the app's component, or sets up its origin.
     pub fn load(
         config: &AppConfig,
         runtime: &Runtime,
         metrics: &Metrics,
     ) -> Result<Self, AppLoadError> {
-        let component = runtime
-            .load_file(&config.component)
-            .map_err(|source| AppLoadError {
-                app: config.name.to_string(),
-                path: config.component.display().to_string(),
-                source,
-            })?;
-        Ok(App::new(
+        let backend = match (&config.component, &config.origin) {
+            (_, Some(url)) => Backend::Origin(Origin {
+                url: url.clone(),
+                operator_trusted: true,
+            }),
+            (Some(path), None) => {
+                Backend::Component(runtime.load_file(path).map_err(|source| AppLoadError {
+                    app: config.name.to_string(),
+                    path: path.display().to_string(),
+                    source,
+                })?)
+            }
+            (None, None) => {
+                return Err(AppLoadError {
+                    app: config.name.to_string(),
+                    path: String::new(),
+                    source: LoadError::NoBackend,
+                });
+            }
+        };
+        Ok(App::with_backend(
             config.tenant.clone(),
             config.name.clone(),
-            component,
+            backend,
             config
                 .env
                 .iter()
@@ -77,18 +98,50 @@ impl App {
         outbound: AppOutbound,
         metrics: &Metrics,
     ) -> Self {
+        Self::with_backend(
+            tenant,
+            name,
+            Backend::Component(component),
+            env,
+            limits,
+            outbound,
+            metrics,
+        )
+    }
+
+    pub fn with_backend(
+        tenant: TenantId,
+        name: AppName,
+        backend: Backend,
+        env: Vec<(String, String)>,
+        limits: AppLimits,
+        outbound: AppOutbound,
+        metrics: &Metrics,
+    ) -> Self {
+        // An origin route is a CDN property: its cache is active from the
+        // first request. A component's becomes active once it speaks about
+        // caching.
+        let cache_seen = matches!(backend, Backend::Origin(_));
         App {
             metrics: metrics.for_app(tenant.as_str(), name.as_str()),
             log_tenant: Arc::from(tenant.as_str()),
             log_name: Arc::from(name.as_str()),
             admission: AppAdmission::new(&limits),
-            cache_seen: Default::default(),
+            cache_seen: cache_seen.into(),
             limits,
             outbound: Arc::new(outbound),
             name,
             tenant,
-            component,
+            backend,
             env,
+        }
+    }
+
+    /// The app's component, unless it is an origin route.
+    pub fn component(&self) -> Option<&LoadedComponent> {
+        match &self.backend {
+            Backend::Component(component) => Some(component),
+            Backend::Origin(_) => None,
         }
     }
 }

@@ -16,12 +16,13 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::RequestId;
 use crate::admission::NodeAdmission;
-use crate::app::App;
+use crate::app::{App, Backend};
 use crate::body::{GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus};
 use crate::cache::layer::{CacheResult, EdgeCache, Lookup, Pending, drain};
 use crate::config::HttpConfig;
 use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody, full_body};
 use crate::metrics::Metrics;
+use crate::origin::OriginError;
 use crate::router::{RouteError, Router, request_host};
 use crate::runtime::{GuestResponse, Runtime};
 
@@ -277,16 +278,48 @@ impl Dispatcher {
         let GuestResponse {
             response,
             guest_failed,
-        } = self
-            .runtime
-            .invoke(app, request, scheme, request_id, deadline, guard.clone())
-            .await
-            .map_err(|err| match body_status.failure() {
-                // Whatever the guest made of the failed read, the fault is the
-                // client's body.
-                Some(failure) => EdgeError::from(body_error(failure)),
-                None => EdgeError::from(err),
-            })?;
+        } = match &app.backend {
+            Backend::Component(_) => self
+                .runtime
+                .invoke(app, request, scheme, request_id, deadline, guard.clone())
+                .await
+                .map_err(|err| match body_status.failure() {
+                    // Whatever the guest made of the failed read, the fault is
+                    // the client's body.
+                    Some(failure) => EdgeError::from(body_error(failure)),
+                    None => EdgeError::from(err),
+                })?,
+            Backend::Origin(origin) => {
+                let host = request_host(&request).unwrap_or_default();
+                let request = request.map(|body| body.boxed_unsync());
+                let scheme_name = match scheme {
+                    Scheme::Https => "https",
+                    _ => "http",
+                };
+                let forwarded = origin.forward(
+                    &self.runtime.outbound,
+                    request,
+                    &host,
+                    scheme_name,
+                    &app.log_tenant,
+                    &app.log_name,
+                );
+                // The app's wall time bounds the wait for the origin's
+                // headers; the outbound client's total timeout bounds the body.
+                let response = tokio::time::timeout_at(deadline, forwarded)
+                    .await
+                    .map_err(|_| OriginError::Timeout)
+                    .and_then(|result| result)
+                    .map_err(|err| match body_status.failure() {
+                        Some(failure) => EdgeError::from(body_error(failure)),
+                        None => EdgeError::from(err),
+                    })?;
+                GuestResponse {
+                    response,
+                    guest_failed: Default::default(),
+                }
+            }
+        };
 
         // A guest that failed on the over-long body and answered with its own
         // 5xx: the client is told what it did wrong instead.

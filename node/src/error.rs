@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::admission::AdmissionError;
+use crate::origin::OriginError;
 use crate::router::RouteError;
 use crate::runtime::GuestError;
 
@@ -45,6 +46,8 @@ pub enum EdgeError {
     ResponseTooLarge { declared: u64, limit: u64 },
     #[error("only-if-cached: no usable response is stored for this request")]
     NotCached,
+    #[error(transparent)]
+    Origin(#[from] OriginError),
 }
 
 /// A request larger than the node or app allows.
@@ -79,6 +82,8 @@ impl EdgeError {
             EdgeError::Request(RequestLimit::BodyTimeout { .. }) => StatusCode::REQUEST_TIMEOUT,
             EdgeError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             EdgeError::NotCached => StatusCode::GATEWAY_TIMEOUT,
+            EdgeError::Origin(OriginError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            EdgeError::Origin(_) => StatusCode::BAD_GATEWAY,
             EdgeError::Guest(err) => match err {
                 GuestError::Trap { .. } | GuestError::MemoryLimitExceeded => {
                     StatusCode::INTERNAL_SERVER_ERROR
@@ -110,6 +115,9 @@ impl EdgeError {
             EdgeError::Request(RequestLimit::BodyTimeout { .. }) => "request-body-timeout",
             EdgeError::ResponseTooLarge { .. } => "response-too-large",
             EdgeError::NotCached => "not-cached",
+            EdgeError::Origin(OriginError::Timeout) => "origin-timeout",
+            EdgeError::Origin(OriginError::Prohibited(_)) => "origin-prohibited",
+            EdgeError::Origin(OriginError::Unreachable(_)) => "origin-unreachable",
             EdgeError::Guest(err) => match err {
                 GuestError::Trap { .. } => "guest-trap",
                 GuestError::CpuTimeExceeded(_) => "cpu-time-exceeded",
@@ -128,7 +136,9 @@ impl EdgeError {
         match self {
             EdgeError::Route(_) | EdgeError::Request(_) | EdgeError::NotCached => Fault::Client,
             EdgeError::Admission(AdmissionError::NodeAtCapacity(_)) => Fault::Platform,
-            EdgeError::Admission(_) | EdgeError::ResponseTooLarge { .. } => Fault::Tenant,
+            EdgeError::Admission(_) | EdgeError::ResponseTooLarge { .. } | EdgeError::Origin(_) => {
+                Fault::Tenant
+            }
             EdgeError::Guest(
                 GuestError::Trap { .. }
                 | GuestError::NoResponse
@@ -148,6 +158,13 @@ impl EdgeError {
             EdgeError::Admission(err) => err.to_string(),
             EdgeError::Request(err) => err.to_string(),
             EdgeError::NotCached => self.to_string(),
+            EdgeError::Origin(OriginError::Timeout) => "the origin did not answer in time".into(),
+            EdgeError::Origin(OriginError::Prohibited(_)) => {
+                "the origin's address is not allowed on this node".into()
+            }
+            EdgeError::Origin(OriginError::Unreachable(_)) => {
+                "the origin could not be reached".into()
+            }
             EdgeError::ResponseTooLarge { .. } => {
                 "the app's response is larger than its limit".into()
             }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod listener;
 pub mod metrics;
 pub mod names;
+pub mod origin;
 pub mod router;
 pub mod runtime;
 pub mod sync;
@@ -87,10 +88,17 @@ impl Node {
             );
         }
         let metrics = Metrics::new(prometheus::Registry::new())?;
-        let outbound = Arc::new(runtime::outbound::OutboundClient::new(
-            config.outbound.clone(),
-            metrics.outbound_requests.clone(),
-        ));
+        let cache = config
+            .cache
+            .enabled
+            .then(|| Arc::new(cache::layer::EdgeCache::new(&config.cache, Some(&metrics))));
+        let outbound = Arc::new(
+            runtime::outbound::OutboundClient::new(
+                config.outbound.clone(),
+                metrics.outbound_requests.clone(),
+            )
+            .with_cache(cache.clone()),
+        );
         let runtime = Arc::new(Runtime::new(&config.runtime, &config.compile, outbound)?);
         let static_routes = load_apps(&config, &runtime, &metrics).await?;
         let routes = RoutingTable::new(
@@ -98,10 +106,6 @@ impl Node {
                 .iter()
                 .map(|(hosts, prefix, app)| (hosts.as_slice(), prefix.as_str(), app.clone())),
         );
-        let cache = config
-            .cache
-            .enabled
-            .then(|| Arc::new(cache::layer::EdgeCache::new(&config.cache, Some(&metrics))));
         let dispatcher = Arc::new(
             Dispatcher::new(runtime.clone(), routes, metrics.clone(), &config.http)
                 .with_cache(cache),

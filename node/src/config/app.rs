@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, MAX_ENV_BYTES, MAX_REQUEST_TIME, NodeConfig, invalid};
 use crate::names::{AppName, HostPattern, TenantId};
+use crate::origin::OriginUrl;
 use crate::runtime::outbound::AppOutbound;
 pub use edge_common::AppLimits;
 
@@ -23,8 +24,14 @@ pub struct AppConfig {
     /// Default: `/`, every path.
     #[serde(default = "root_prefix")]
     pub path_prefix: String,
-    /// The component, a `.wasm` file built for wasm32-wasip2, compiled at start-up.
-    pub component: PathBuf,
+    /// The component, a `.wasm` file built for wasm32-wasip2, compiled at
+    /// start-up. Give this or `origin`.
+    #[serde(default)]
+    pub component: Option<PathBuf>,
+    /// Instead of a component: forward every request to this origin
+    /// (`http(s)://host[:port][/base]`), with the cache in front.
+    #[serde(default)]
+    pub origin: Option<OriginUrl>,
     /// Config values, seen by the guest as its environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -75,11 +82,26 @@ impl NodeConfig {
                     ));
                 }
             }
-            if !app.component.is_file() {
-                return Err(invalid(
-                    field("component"),
-                    format!("{} is not a readable file", app.component.display()),
-                ));
+            match (&app.component, &app.origin) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        field("origin"),
+                        "give either a component or an origin, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        field("component"),
+                        "give a component (.wasm) or an origin URL",
+                    ));
+                }
+                (Some(component), None) if !component.is_file() => {
+                    return Err(invalid(
+                        field("component"),
+                        format!("{} is not a readable file", component.display()),
+                    ));
+                }
+                _ => {}
             }
             self.validate_limits(i, &app.limits)?;
             let mut env_bytes = 0;

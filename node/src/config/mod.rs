@@ -318,7 +318,8 @@ impl NodeConfig {
                 tenant: TenantId::try_from("local".to_string()).expect("valid literal tenant"),
                 hosts: vec![HostPattern::Any],
                 path_prefix: root_prefix(),
-                component,
+                component: Some(component),
+                origin: None,
                 env,
                 limits: AppLimits::default(),
                 outbound: AppOutbound::default(),
@@ -330,7 +331,9 @@ impl NodeConfig {
 
     fn resolve_paths(&mut self, dir: &Path) {
         for app in &mut self.apps {
-            app.component = dir.join(&app.component);
+            if let Some(component) = &mut app.component {
+                *component = dir.join(&*component);
+            }
         }
         if let Some(cp) = &mut self.control_plane {
             cp.data_dir = dir.join(&cp.data_dir);

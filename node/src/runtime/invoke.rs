@@ -144,6 +144,12 @@ impl Runtime {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let Some(component) = app.component().cloned() else {
+            return Err(GuestError::Host(wasmtime::format_err!(
+                "app {} has no component",
+                app.name
+            )));
+        };
         let settings = &self.settings;
         let limits = &app.limits;
         let limit_hit = Arc::new(AtomicBool::new(false));
@@ -194,8 +200,7 @@ impl Runtime {
         let task = tokio::spawn(async move {
             let run = async {
                 let started = std::time::Instant::now();
-                let proxy = app
-                    .component
+                let proxy = component
                     .instantiate_async(&mut store)
                     .await
                     .map_err(|err| {

@@ -29,6 +29,8 @@ pub type LoadedComponent = ProxyPre<Host>;
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("the app has neither a component nor an origin")]
+    NoBackend,
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,

@@ -28,6 +28,7 @@ use prometheus::IntCounterVec;
 use serde::Deserialize;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
+use crate::cache::layer::{EdgeCache, Lookup, drain};
 use crate::names::check_dns_name;
 
 /// Node-wide outbound settings (`[outbound]`).
@@ -296,6 +297,8 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector<VettingResolver>>;
 pub struct OutboundClient {
     client: Client<Connector, WasiBody>,
     config: Arc<OutboundConfig>,
+    /// The shared cache components' GETs go through, if the node has one.
+    cache: Option<Arc<EdgeCache>>,
     /// `edge_outbound_requests_total{tenant,app,result}`.
     results: IntCounterVec,
 }
@@ -344,8 +347,25 @@ impl OutboundClient {
         Self {
             client,
             config,
+            cache: None,
             results,
         }
+    }
+
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.config.first_byte_timeout
+    }
+
+    /// Sends components' GETs through `cache`.
+    pub fn with_cache(mut self, cache: Option<Arc<EdgeCache>>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Whether an address literal may be connected to by a tenant's origin:
+    /// public addresses, and the internal ones the operator allowed.
+    pub fn address_allowed(&self, ip: IpAddr) -> bool {
+        forbidden_address(ip).is_none() || self.config.allow_private_addresses.contains(&ip)
     }
 }
 
@@ -434,7 +454,7 @@ pub type SendRequestFuture = Box<
 impl OutboundPolicy {
     pub fn send(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> SendRequestFuture {
         if let Err((err, result)) = self.check(request.uri()) {
@@ -452,80 +472,168 @@ impl OutboundPolicy {
                 Err(err)
             });
         }
-        for name in HOP_BY_HOP {
-            request.headers_mut().remove(name);
-        }
-        request.headers_mut().remove("keep-alive");
-        request.headers_mut().remove("proxy-connection");
         let config = &self.client.config;
-        let host = request.uri().host().unwrap_or("").to_ascii_lowercase();
         let first_byte = options
             .as_ref()
             .and_then(|o| o.first_byte_timeout)
             .map_or(config.first_byte_timeout, |t| {
                 t.min(config.first_byte_timeout)
             });
-        let total = config.total_timeout;
         let client = self.client.clone();
         let (tenant, app) = (self.tenant.clone(), self.app_name.clone());
-        Box::new(async move {
-            let count = |result: &str| {
-                client
-                    .results
-                    .with_label_values(&[&tenant, &app, result])
-                    .inc();
-            };
-            // Vet the destination before sending, so a refusal reaches the
-            // guest as a refusal (and not as a body stream broken by the
-            // client). The connector vets again on connect, so a name that
-            // resolves differently the second time gains nothing.
-            let literal = host.trim_start_matches('[').trim_end_matches(']');
-            if literal.parse::<IpAddr>().is_err()
-                && let Err(err) = VettingResolver::resolve(client.config.clone(), host).await
-            {
-                let prohibited = err.get_ref().is_some_and(|e| e.is::<AddressProhibited>());
-                let (code, result) = if prohibited {
-                    (HttpError::DestinationIpProhibited, "denied-address")
-                } else {
-                    (
-                        HttpError::DnsError {
-                            rcode: None,
-                            info_code: None,
-                        },
-                        "dns-error",
-                    )
-                };
-                count(result);
-                drain_briefly(request.into_body()).await;
-                return Err(code);
-            }
-            let deadline = tokio::time::Instant::now() + total;
-            let sent = tokio::time::timeout(first_byte.min(total), client.client.request(request));
-            let response = match sent.await {
-                Err(_) => {
-                    count("timeout");
-                    return Err(HttpError::ConnectionReadTimeout);
-                }
-                Ok(Err(err)) => {
-                    let (code, result) = classify_client_error(&err);
-                    count(result);
-                    return Err(code);
-                }
-                Ok(Ok(response)) => response,
-            };
-            count("ok");
-            let response = response.map(|body| {
-                DeadlineBody {
-                    inner: body,
-                    deadline: Box::pin(tokio::time::sleep_until(deadline)),
-                }
-                .boxed_unsync()
+        let cacheable = request.method() == http::Method::GET;
+        if let (Some(cache), true) = (client.cache.clone(), cacheable) {
+            return Box::new(async move {
+                let response =
+                    fetch_through_cache(&client, &cache, &tenant, &app, request, first_byte)
+                        .await?;
+                Ok((
+                    response,
+                    Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+                ))
             });
+        }
+        Box::new(async move {
+            let response = client
+                .send_vetted(request, first_byte, &tenant, &app)
+                .await
+                .map_err(|(code, _)| code)?;
             Ok((
                 response,
                 Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+/// A component's GET through the shared cache, in the app's own part of
+/// it (keys `fetch+SCHEME`, so they never mix with what the app itself
+/// answers): hits never leave the node, misses collapse, stale entries are
+/// revalidated, and stale-while-revalidate refreshes in the background.
+async fn fetch_through_cache(
+    client: &Arc<OutboundClient>,
+    cache: &Arc<EdgeCache>,
+    tenant: &Arc<str>,
+    app: &Arc<str>,
+    request: http::Request<WasiBody>,
+    first_byte: Duration,
+) -> Result<http::Response<WasiBody>, HttpError> {
+    let (parts, body) = request.into_parts();
+    // A GET's body is empty; let the guest finish writing it.
+    drain_briefly(body).await;
+    // Looked up without a body: the body type is not `Sync`.
+    let request = http::Request::from_parts(parts, ());
+    let scheme = format!("fetch+{}", request.uri().scheme_str().unwrap_or("http"));
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_ascii_lowercase())
+        .unwrap_or_default();
+    let key = EdgeCache::key(tenant, app, &scheme, &authority, &request);
+    match cache.lookup(key, &request).await {
+        Lookup::Hit { response, .. } => Ok(response),
+        Lookup::NotCached => Ok(crate::error::text_response(
+            http::StatusCode::GATEWAY_TIMEOUT,
+            "only-if-cached: not in the cache\n",
+        )),
+        Lookup::Refresh { response, refresh } => {
+            let mut again = http::Request::new(crate::error::full_body(Bytes::new()));
+            *again.uri_mut() = request.uri().clone();
+            *again.headers_mut() = refresh.request_headers().clone();
+            refresh.backend_headers(again.headers_mut());
+            let (client, cache) = (client.clone(), cache.clone());
+            let (tenant, app) = (tenant.clone(), app.clone());
+            tokio::spawn(async move {
+                let result = client.send_vetted(again, first_byte, &tenant, &app).await;
+                let (result, _) = cache.complete(refresh, &http::Method::GET, result);
+                if let Ok(response) = result {
+                    drain(response).await;
+                }
+            });
+            Ok(response)
+        }
+        Lookup::Miss(pending) => {
+            let mut request = request.map(|()| crate::error::full_body(Bytes::new()));
+            pending.backend_headers(request.headers_mut());
+            let method = request.method().clone();
+            let result = client.send_vetted(request, first_byte, tenant, app).await;
+            let (result, _) = cache.complete(pending, &method, result);
+            result.map_err(|(code, _)| code)
+        }
+    }
+}
+
+impl OutboundClient {
+    /// Sends a request whose destination the caller checked: strips
+    /// hop-by-hop headers, vets the name's addresses, and bounds the wait
+    /// for the headers (`first_byte`) and for the whole exchange (the node's
+    /// total timeout). Counts the result for `tenant`'s `app`.
+    pub async fn send_vetted(
+        self: &Arc<Self>,
+        mut request: http::Request<WasiBody>,
+        first_byte: Duration,
+        tenant: &str,
+        app: &str,
+    ) -> Result<http::Response<WasiBody>, (HttpError, &'static str)> {
+        for name in HOP_BY_HOP {
+            request.headers_mut().remove(name);
+        }
+        request.headers_mut().remove("keep-alive");
+        request.headers_mut().remove("proxy-connection");
+        let count = |result: &'static str| {
+            self.results.with_label_values(&[tenant, app, result]).inc();
+            result
+        };
+        let host = request.uri().host().unwrap_or("").to_ascii_lowercase();
+        let total = self.config.total_timeout;
+        // Vet the destination before sending, so a refusal reaches the
+        // guest as a refusal (and not as a body stream broken by the
+        // client). The connector vets again on connect, so a name that
+        // resolves differently the second time gains nothing.
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if literal.parse::<IpAddr>().is_err()
+            && let Err(err) = VettingResolver::resolve(self.config.clone(), host).await
+        {
+            let prohibited = err.get_ref().is_some_and(|e| e.is::<AddressProhibited>());
+            let code = if prohibited {
+                HttpError::DestinationIpProhibited
+            } else {
+                HttpError::DnsError {
+                    rcode: None,
+                    info_code: None,
+                }
+            };
+            let result = count(if prohibited {
+                "denied-address"
+            } else {
+                "dns-error"
+            });
+            drain_briefly(request.into_body()).await;
+            return Err((code, result));
+        }
+        let deadline = tokio::time::Instant::now() + total;
+        let sent = tokio::time::timeout(first_byte.min(total), self.client.request(request));
+        let response = match sent.await {
+            Err(_) => return Err((HttpError::ConnectionReadTimeout, count("timeout"))),
+            Ok(Err(err)) => {
+                let (code, result) = classify_client_error(&err);
+                return Err((code, count(result)));
+            }
+            Ok(Ok(response)) => response,
+        };
+        count("ok");
+        let mut response = response.map(|body| {
+            DeadlineBody {
+                inner: body,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            }
+            .boxed_unsync()
+        });
+        for name in HOP_BY_HOP {
+            response.headers_mut().remove(name);
+        }
+        response.headers_mut().remove("keep-alive");
+        Ok(response)
     }
 }
 

@@ -88,7 +88,7 @@ impl Applier {
         self.current
             .values()
             .find(|(spec, _)| spec.artifact.sha256 == sha256)
-            .map(|(_, app)| app.component.clone())
+            .and_then(|(_, app)| app.component().cloned())
     }
 
     /// Builds every app of `snapshot`. `artifacts` holds the verified bytes

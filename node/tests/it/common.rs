@@ -21,6 +21,7 @@ pub struct TestApp {
     hosts: Vec<String>,
     path_prefix: String,
     component: String,
+    origin: Option<String>,
     env: BTreeMap<String, String>,
     limits: AppLimits,
     outbound: AppOutbound,
@@ -33,9 +34,18 @@ pub fn app(name: &str, component: &str) -> TestApp {
         hosts: vec![format!("{name}.test")],
         path_prefix: "/".into(),
         component: component.into(),
+        origin: None,
         env: BTreeMap::new(),
         limits: AppLimits::default(),
         outbound: AppOutbound::default(),
+    }
+}
+
+/// An app that forwards to `origin` (no component).
+pub fn origin_app(name: &str, origin: &str) -> TestApp {
+    TestApp {
+        origin: Some(origin.into()),
+        ..app(name, "")
     }
 }
 
@@ -172,7 +182,8 @@ impl TestNodeBuilder {
                     tenant: a.tenant.clone().try_into().expect("tenant"),
                     hosts: a.hosts.iter().map(|h| host_pattern(h)).collect(),
                     path_prefix: a.path_prefix.clone(),
-                    component: PathBuf::from(&a.component),
+                    component: a.origin.is_none().then(|| PathBuf::from(&a.component)),
+                    origin: a.origin.clone().map(|o| o.try_into().expect("origin URL")),
                     env: a.env.clone(),
                     limits: a.limits.clone(),
                     outbound: a.outbound.clone(),

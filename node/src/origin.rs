@@ -1,0 +1,199 @@
+//! Origin routes: an app that is a plain reverse proxy to an origin URL, no
+//! component, with the shared cache in front — a classic CDN property.
+//! Every method passes through; the request goes out through the node's one
+//! outbound client, so an origin on an internal address is reachable only
+//! where the operator allowed it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, header};
+use serde::Deserialize;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+use crate::runtime::outbound::OutboundClient;
+
+/// Where an origin app forwards to: `http(s)://host[:port][/base]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OriginUrl {
+    scheme: Scheme,
+    authority: Authority,
+    /// Prefixed to every request's path; empty or `/base` (no trailing `/`).
+    base: String,
+    raw: String,
+}
+
+impl TryFrom<String> for OriginUrl {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        let bad = |why: &str| format!("invalid origin `{raw}`: {why}");
+        if raw.len() > 2048 {
+            return Err(bad("longer than 2048 bytes"));
+        }
+        let uri: Uri = raw.parse().map_err(|_| bad("not a URL"))?;
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            Some("https") => Scheme::HTTPS,
+            _ => return Err(bad("the scheme must be http or https")),
+        };
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?.clone();
+        if authority.as_str().contains('@') {
+            return Err(bad("credentials in the URL are not supported"));
+        }
+        if authority.host().is_empty() {
+            return Err(bad("no host"));
+        }
+        if uri.query().is_some() || raw.contains('#') {
+            return Err(bad("no query or fragment"));
+        }
+        let base = uri.path().trim_end_matches('/').to_string();
+        Ok(OriginUrl {
+            scheme,
+            authority,
+            base,
+            raw,
+        })
+    }
+}
+
+impl std::fmt::Display for OriginUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl OriginUrl {
+    /// The origin's URL for a request to `path_and_query` at the edge.
+    fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        let pq = path_and_query.map_or("/", |p| p.as_str());
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{pq}", self.base))
+            .build()
+    }
+
+    /// The host as an address, when the URL names one directly.
+    fn address(&self) -> Option<IpAddr> {
+        let host = self.authority.host();
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+    }
+}
+
+/// An origin app's backend.
+pub struct Origin {
+    pub url: OriginUrl,
+    /// Written by the operator (the node's config file): an address literal
+    /// is trusted as it is. Origins from the control plane (tenants) may
+    /// name internal addresses only where `[outbound]` allows them.
+    pub operator_trusted: bool,
+}
+
+/// Why an origin did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    #[error("the origin's address is not allowed ({0})")]
+    Prohibited(String),
+    #[error("the origin did not answer in time")]
+    Timeout,
+    #[error("the origin could not be reached: {0}")]
+    Unreachable(String),
+}
+
+/// Headers the edge sets for the origin; a client's own values would let it
+/// change what the origin (and so the cache) answers without being part of
+/// the cache key.
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+impl Origin {
+    /// Forwards `request` (received for `host` over `scheme`) to the origin.
+    pub async fn forward(
+        &self,
+        client: &Arc<OutboundClient>,
+        mut request: Request<WasiBody>,
+        host: &str,
+        scheme: &str,
+        tenant: &str,
+        app: &str,
+    ) -> Result<Response<WasiBody>, OriginError> {
+        if !self.operator_trusted
+            && let Some(ip) = self.url.address()
+            && !client.address_allowed(ip)
+        {
+            return Err(OriginError::Prohibited(ip.to_string()));
+        }
+        let target = self
+            .url
+            .target(request.uri().path_and_query())
+            .map_err(|err| OriginError::Unreachable(format!("bad target: {err}")))?;
+        *request.uri_mut() = target;
+        *request.version_mut() = http::Version::HTTP_11;
+        let headers = request.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(self.url.authority.as_str()) {
+            headers.insert(header::HOST, value);
+        }
+        match HeaderValue::from_str(host) {
+            Ok(value) => headers.insert(X_FORWARDED_HOST, value),
+            Err(_) => headers.remove(X_FORWARDED_HOST),
+        };
+        headers.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
+        );
+        let first_byte = client.first_byte_timeout();
+        client
+            .send_vetted(request, first_byte, tenant, app)
+            .await
+            .map_err(|(code, _)| match code {
+                HttpError::DestinationIpProhibited => {
+                    OriginError::Prohibited(self.url.authority.host().to_string())
+                }
+                HttpError::ConnectionReadTimeout | HttpError::ConnectionTimeout => {
+                    OriginError::Timeout
+                }
+                other => OriginError::Unreachable(format!("{other:?}")),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Result<OriginUrl, String> {
+        OriginUrl::try_from(s.to_string())
+    }
+
+    #[test]
+    fn origin_urls_are_checked_and_joined_with_the_request_path() {
+        let origin = url("http://127.0.0.1:8080/base/").unwrap();
+        let pq: PathAndQuery = "/a/b?c=1".parse().unwrap();
+        assert_eq!(
+            origin.target(Some(&pq)).unwrap().to_string(),
+            "http://127.0.0.1:8080/base/a/b?c=1"
+        );
+        assert_eq!(origin.address(), Some("127.0.0.1".parse().unwrap()));
+        let plain = url("https://origin.example").unwrap();
+        assert_eq!(
+            plain.target(None).unwrap().to_string(),
+            "https://origin.example/"
+        );
+        assert_eq!(plain.address(), None);
+        for bad in [
+            "ftp://x",
+            "/relative",
+            "http://user:pw@x/",
+            "http://x/?q=1",
+            "http://x/#f",
+            "not a url",
+        ] {
+            assert!(url(bad).is_err(), "{bad}");
+        }
+    }
+}
