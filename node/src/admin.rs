@@ -1,6 +1,7 @@
 //! The operator listener, on its own address: `/metrics` (Prometheus text
-//! format), `/healthz` (the process is up) and `/readyz` (it serves traffic;
-//! 503 while starting or draining, so a load balancer stops sending).
+//! format), `/healthz` (the process is up), `/readyz` (it serves traffic;
+//! 503 while starting or draining, so a load balancer stops sending) and
+//! `POST /cache/purge` (with the `cache.purge_token` bearer token).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,13 +15,28 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::error::{ResponseBody, full_body, text_response};
+use http_body_util::{BodyExt, Limited};
+
+use crate::cache::purge::AdminPurge;
+use crate::dispatch::Dispatcher;
+use crate::error::{ERROR_HEADER, ResponseBody, full_body, text_response};
 use crate::metrics::Metrics;
 
 pub struct AdminState {
     pub metrics: Metrics,
     pub ready: AtomicBool,
+    pub purge: Option<PurgeAccess>,
 }
+
+/// What `POST /cache/purge` needs: the served apps and their cache, and the
+/// operator's token.
+pub struct PurgeAccess {
+    pub dispatcher: Arc<Dispatcher>,
+    pub token: Option<String>,
+}
+
+/// Largest purge request body read.
+const MAX_PURGE_BODY: usize = 16 << 10;
 
 pub async fn serve(
     listener: TcpListener,
@@ -49,7 +65,12 @@ pub async fn serve(
         let state = state.clone();
         let service = hyper::service::service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req)) }
+            async move {
+                if req.uri().path() == "/cache/purge" {
+                    return Ok::<_, Infallible>(purge(&state, req).await);
+                }
+                Ok::<_, Infallible>(handle(&state, req))
+            }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -79,6 +100,101 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ResponseBody> 
             "not found: try /metrics, /healthz or /readyz\n",
         ),
     }
+}
+
+/// A refusal with its stable code in `x-edge-error`.
+fn refuse(status: StatusCode, code: &'static str, message: String) -> Response<ResponseBody> {
+    let mut response = text_response(status, format!("{message}\n"));
+    response
+        .headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(code));
+    response
+}
+
+async fn purge(state: &AdminState, req: Request<Incoming>) -> Response<ResponseBody> {
+    if req.method() != Method::POST {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "use POST".into(),
+        );
+    }
+    let Some(access) = &state.purge else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "cache-disabled",
+            "this node has no cache".into(),
+        );
+    };
+    let Some(expected) = &access.token else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "purge-disabled",
+            "purging through the admin listener is off: set cache.purge_token".into(),
+        );
+    };
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "token-invalid",
+            "a valid bearer token (cache.purge_token) is required".into(),
+        );
+    }
+    let body = match Limited::new(req.into_body(), MAX_PURGE_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid-purge",
+                format!("the purge request is larger than {MAX_PURGE_BODY} bytes"),
+            );
+        }
+    };
+    let request: AdminPurge = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return refuse(StatusCode::BAD_REQUEST, "invalid-purge", err.to_string());
+        }
+    };
+    let target = match request.target() {
+        Ok(target) => target,
+        Err(err) => return refuse(StatusCode::BAD_REQUEST, "invalid-purge", err),
+    };
+    // Only apps this node serves: the metric labels stay bounded.
+    if !access.dispatcher.serves(&request.tenant, &request.app) {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "unknown-app",
+            format!("no app {}/{} on this node", request.tenant, request.app),
+        );
+    }
+    let Some(cache) = access.dispatcher.cache() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "cache-disabled",
+            "this node has no cache".into(),
+        );
+    };
+    let purged = cache.purge(&request.tenant, &request.app, &target, request.soft);
+    let mut response = Response::new(full_body(format!("{{\"purged\":{purged}}}\n")));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn metrics_response(metrics: &Metrics) -> Response<ResponseBody> {

@@ -79,6 +79,19 @@ impl Dispatcher {
         self
     }
 
+    /// The shared cache, if the node has one.
+    pub fn cache(&self) -> Option<&Arc<EdgeCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Whether `tenant`'s `app` is served here.
+    pub fn serves(&self, tenant: &str, app: &str) -> bool {
+        self.routes
+            .load()
+            .targets()
+            .any(|a| &*a.log_tenant == tenant && &*a.log_name == app)
+    }
+
     /// Replaces the routing table; requests already routed finish on the old one.
     pub fn swap_routes(&self, routes: RoutingTable) {
         self.routes.store(Arc::new(routes));

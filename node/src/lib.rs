@@ -141,6 +141,10 @@ impl Node {
             admin: Arc::new(AdminState {
                 metrics: metrics.clone(),
                 ready: AtomicBool::new(false),
+                purge: Some(admin::PurgeAccess {
+                    dispatcher: dispatcher.clone(),
+                    token: config.cache.purge_token.clone(),
+                }),
             }),
             shutdown: shutdown_tx,
             tasks: JoinSet::new(),

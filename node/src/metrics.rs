@@ -71,6 +71,8 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     /// Entries the shared cache evicted for room.
     pub cache_evictions: IntCounter,
+    /// Purges applied, by tenant, app and kind (url, key, all).
+    pub cache_purges: IntCounterVec,
 }
 
 /// The control-plane sync loop.
@@ -257,6 +259,14 @@ impl Metrics {
         registry.register(Box::new(cache_collapsed.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(cache_evictions.clone()))?;
+        let cache_purges = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_purges_total",
+                "Cache purges applied on this node (from the control plane or the admin listener), by kind: url, key, all.",
+            ),
+            &["tenant", "app", "kind"],
+        )?;
+        registry.register(Box::new(cache_purges.clone()))?;
         registry.register(Box::new(outbound_requests.clone()))?;
 
         Ok(Self {
@@ -280,6 +290,7 @@ impl Metrics {
             cache_collapsed,
             cache_bytes,
             cache_evictions,
+            cache_purges,
             outbound_requests,
         })
     }
@@ -341,6 +352,7 @@ impl Metrics {
         remove_series(&self.outbound_requests, tenant, app);
         remove_series(&self.cache_results, tenant, app);
         remove_series(&self.cache_collapsed, tenant, app);
+        remove_series(&self.cache_purges, tenant, app);
     }
 
     pub fn unrouted(&self, reason: &'static str) {

@@ -106,6 +106,15 @@ impl<T: Clone> Router<T> {
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_empty() && self.any.is_none()
     }
+
+    /// Every target, once per route it has.
+    pub fn targets(&self) -> impl Iterator<Item = &T> {
+        self.exact
+            .values()
+            .chain(self.wildcard.iter().map(|(_, routes)| routes))
+            .chain(self.any.iter())
+            .flat_map(|routes| routes.0.iter().map(|(_, target)| target))
+    }
 }
 
 /// The hostname a request is for: the URI authority (HTTP/2 `:authority`, or

@@ -51,6 +51,9 @@ pub struct CacheConfig {
     /// before going to the app itself. Default: 10s.
     #[serde(with = "humantime_serde")]
     pub collapse_wait: Duration,
+    /// Bearer token for `POST /cache/purge` on the admin listener (at least
+    /// 16 characters). Default: none, and the endpoint answers 403.
+    pub purge_token: Option<String>,
 }
 
 impl Default for CacheConfig {
@@ -60,6 +63,7 @@ impl Default for CacheConfig {
             capacity_bytes: 256 << 20,
             max_entry_bytes: 8 << 20,
             collapse_wait: Duration::from_secs(10),
+            purge_token: None,
         }
     }
 }
@@ -98,6 +102,8 @@ impl CacheResult {
 pub struct EdgeCache {
     pub store: CacheStore,
     bytes: Option<prometheus::IntGauge>,
+    /// `edge_cache_purges_total{tenant,app,kind}`.
+    pub(super) purges: Option<prometheus::IntCounterVec>,
     collapser: Arc<Collapser>,
     collapse_wait: Duration,
     /// "Hit-for-pass": keys whose last answer was not storable. Their
@@ -209,6 +215,7 @@ impl EdgeCache {
                 metrics.map(|m| m.cache_evictions.clone()),
             ),
             bytes: metrics.map(|m| m.cache_bytes.clone()),
+            purges: metrics.map(|m| m.cache_purges.clone()),
             collapser: Arc::new(Collapser::default()),
             collapse_wait: config.collapse_wait,
             pass: moka::sync::Cache::builder()
@@ -517,7 +524,7 @@ impl EdgeCache {
         response
     }
 
-    fn update_bytes(&self) {
+    pub(super) fn update_bytes(&self) {
         if let Some(bytes) = &self.bytes {
             // Inserts happen once per stored miss: settling moka's pending
             // bookkeeping here keeps the gauge exact at little cost.

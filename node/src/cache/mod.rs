@@ -7,4 +7,5 @@
 pub mod collapse;
 pub mod layer;
 pub mod policy;
+pub mod purge;
 pub mod store;

@@ -34,6 +34,13 @@ impl CacheKey {
         ))
     }
 
+    /// The key's scheme (`http`, `https`, or `fetch+http(s)` for a
+    /// component's fetches), host and request target.
+    pub fn resource(&self) -> Option<(&str, &str, &str)> {
+        let mut parts = self.0.splitn(5, '\0').skip(2);
+        Some((parts.next()?, parts.next()?, parts.next()?))
+    }
+
     /// Whether this key belongs to `tenant`'s `app`.
     pub fn is_app(&self, tenant: &str, app: &str) -> bool {
         let mut parts = self.0.splitn(3, '\0');
@@ -216,6 +223,28 @@ impl CacheStore {
         } else {
             self.entries.remove(key).map(|v| v.0.len()).unwrap_or(0)
         }
+    }
+
+    /// Purges `tenant`'s `app` entries whose key's (scheme, host, target)
+    /// satisfy `resource`. Walks the whole store, like [`Self::purge_app`].
+    pub fn purge_resources(
+        &self,
+        tenant: &str,
+        app: &str,
+        resource: impl Fn(&str, &str, &str) -> bool,
+        soft: bool,
+    ) -> usize {
+        let mut purged = 0;
+        for (key, _) in self.entries.iter() {
+            if key.is_app(tenant, app)
+                && key
+                    .resource()
+                    .is_some_and(|(scheme, host, target)| resource(scheme, host, target))
+            {
+                purged += self.purge_key(&key, soft);
+            }
+        }
+        purged
     }
 
     /// Purges `tenant`'s `app` entries that carry `tag` (or all of them).

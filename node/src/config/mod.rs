@@ -442,6 +442,12 @@ impl NodeConfig {
                     "must be at least 1 and at most cache.capacity_bytes",
                 ));
             }
+            if cache.purge_token.as_ref().is_some_and(|t| t.len() < 16) {
+                return Err(invalid(
+                    "cache.purge_token",
+                    "must be at least 16 characters",
+                ));
+            }
             if cache.collapse_wait > Duration::from_secs(60) {
                 return Err(invalid("cache.collapse_wait", "must be at most 60s"));
             }

@@ -11,12 +11,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{AppError, Snapshot, SnapshotApp};
+use edge_common::sync::{AppError, PurgeTarget, Snapshot, SnapshotApp, SnapshotOrigin};
 
-use crate::app::App;
-use crate::config::{MAX_ENV_BYTES, normalize_prefix};
+use crate::app::{App, Backend};
+use crate::config::{AppLimits, MAX_ENV_BYTES, normalize_prefix};
 use crate::dispatch::{Dispatcher, RoutingTable};
 use crate::metrics::Metrics;
+use crate::origin::{Origin, OriginUrl};
 use crate::runtime::outbound::AppOutbound;
 use crate::runtime::{LoadError, LoadedComponent, Runtime};
 
@@ -52,11 +53,17 @@ pub struct Applier {
     static_routes: Vec<StaticRoute>,
     /// The synced apps being served, with what they were built from.
     current: HashMap<(TenantId, AppName), (SnapshotApp, Arc<App>)>,
+    /// The synced origin routes being served.
+    current_origins: HashMap<(TenantId, AppName), (SnapshotOrigin, Arc<App>)>,
+    /// The epoch and id of the last purge applied (or skipped because the
+    /// cache could not hold anything it names).
+    last_purge: Option<(String, u64)>,
 }
 
 /// A snapshot's apps, built and ready to swap in, and the apps that failed.
 pub struct Built {
     apps: HashMap<(TenantId, AppName), (SnapshotApp, Arc<App>)>,
+    origins: HashMap<(TenantId, AppName), (SnapshotOrigin, Arc<App>)>,
     table: RoutingTable,
     pub failures: Vec<AppError>,
 }
@@ -74,6 +81,8 @@ impl Applier {
             dispatcher,
             static_routes,
             current: HashMap::new(),
+            current_origins: HashMap::new(),
+            last_purge: None,
         }
     }
 
@@ -139,6 +148,32 @@ impl Applier {
                 }
             }
         }
+        let mut origins = HashMap::with_capacity(snapshot.origins.len());
+        for spec in &snapshot.origins {
+            let key = (spec.tenant.clone(), spec.name.clone());
+            if let Some((old, app)) = self.current_origins.get(&key)
+                && old == spec
+            {
+                origins.insert(key, (spec.clone(), app.clone()));
+                continue;
+            }
+            match self.build_origin(spec, &static_hosts) {
+                Ok(app) => {
+                    origins.insert(key, (spec.clone(), Arc::new(app)));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "an origin route of the revision cannot be served; it keeps its previous settings, if any");
+                    failures.push(AppError {
+                        tenant: spec.tenant.clone(),
+                        app: spec.name.clone(),
+                        error: e.to_string(),
+                    });
+                    if let Some(previous) = self.current_origins.get(&key) {
+                        origins.insert(key, previous.clone());
+                    }
+                }
+            }
+        }
         let table = RoutingTable::new(
             self.static_routes
                 .iter()
@@ -146,10 +181,16 @@ impl Applier {
                 .chain(
                     apps.values()
                         .map(|(spec, app)| (spec.hosts.as_slice(), "/", app.clone())),
+                )
+                .chain(
+                    origins
+                        .values()
+                        .map(|(spec, app)| (spec.hosts.as_slice(), "/", app.clone())),
                 ),
         );
         Built {
             apps,
+            origins,
             table,
             failures,
         }
@@ -204,21 +245,74 @@ impl Applier {
         self.build_app(spec, component)
     }
 
+    fn build_origin(
+        &self,
+        spec: &SnapshotOrigin,
+        static_hosts: &HashSet<(HostPattern, String)>,
+    ) -> Result<App, BuildError> {
+        let invalid = |message: String| BuildError::Invalid {
+            tenant: spec.tenant.clone(),
+            app: spec.name.clone(),
+            message,
+        };
+        if let Some(host) = spec
+            .hosts
+            .iter()
+            .find(|h| static_hosts.contains(&((*h).clone(), "/".to_string())))
+        {
+            return Err(BuildError::HostConflict {
+                tenant: spec.tenant.clone(),
+                app: spec.name.clone(),
+                host: host.clone(),
+            });
+        }
+        let url = OriginUrl::try_from(spec.origin.clone()).map_err(invalid)?;
+        let limits = self.node_limits(spec.limits.clone(), &spec.tenant, &spec.name)?;
+        Ok(App::with_backend(
+            spec.tenant.clone(),
+            spec.name.clone(),
+            Backend::Origin(Origin {
+                url,
+                // A tenant wrote it: internal addresses only where the
+                // operator's [outbound] allows them.
+                operator_trusted: false,
+            }),
+            Vec::new(),
+            limits,
+            AppOutbound::default(),
+            &self.metrics,
+        ))
+    }
+
+    /// The app's limits, validated, under the node's own ceilings.
+    fn node_limits(
+        &self,
+        mut limits: AppLimits,
+        tenant: &TenantId,
+        app: &AppName,
+    ) -> Result<AppLimits, BuildError> {
+        limits.validate().map_err(|e| BuildError::Invalid {
+            tenant: tenant.clone(),
+            app: app.clone(),
+            message: e.to_string(),
+        })?;
+        let settings = &self.runtime.settings;
+        // The node's own ceilings win over what the control plane asks.
+        if limits.max_memory_bytes > settings.max_memory_bytes {
+            tracing::warn!(%tenant, %app, asked = limits.max_memory_bytes, ceiling = settings.max_memory_bytes, "memory limit above this node's runtime.max_memory_bytes; clamped");
+            limits.max_memory_bytes = settings.max_memory_bytes;
+        }
+        limits.cpu_time = limits.cpu_time.max(settings.epoch_tick);
+        Ok(limits)
+    }
+
     fn build_app(&self, spec: &SnapshotApp, component: LoadedComponent) -> Result<App, BuildError> {
         let invalid = |message: String| BuildError::Invalid {
             tenant: spec.tenant.clone(),
             app: spec.name.clone(),
             message,
         };
-        let mut limits = spec.limits.clone();
-        limits.validate().map_err(|e| invalid(e.to_string()))?;
-        let settings = &self.runtime.settings;
-        // The node's own ceilings win over what the control plane asks.
-        if limits.max_memory_bytes > settings.max_memory_bytes {
-            tracing::warn!(tenant = %spec.tenant, app = %spec.name, asked = limits.max_memory_bytes, ceiling = settings.max_memory_bytes, "memory limit above this node's runtime.max_memory_bytes; clamped");
-            limits.max_memory_bytes = settings.max_memory_bytes;
-        }
-        limits.cpu_time = limits.cpu_time.max(settings.epoch_tick);
+        let limits = self.node_limits(spec.limits.clone(), &spec.tenant, &spec.name)?;
         let mut env_bytes = 0;
         for (key, value) in &spec.config {
             if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
@@ -260,12 +354,61 @@ impl Applier {
         self.dispatcher.swap_routes(built.table);
         self.metrics
             .apps_loaded
-            .set((self.static_routes.len() + built.apps.len()) as i64);
-        for (tenant, app) in self.current.keys() {
-            if !built.apps.contains_key(&(tenant.clone(), app.clone())) {
+            .set((self.static_routes.len() + built.apps.len() + built.origins.len()) as i64);
+        for (tenant, app) in self.current.keys().chain(self.current_origins.keys()) {
+            let key = (tenant.clone(), app.clone());
+            if !built.apps.contains_key(&key) && !built.origins.contains_key(&key) {
                 self.metrics.remove_app(tenant.as_str(), app.as_str());
             }
         }
         self.current = built.apps;
+        self.current_origins = built.origins;
+    }
+
+    /// Applies the snapshot's purges this node has not applied yet. The
+    /// first snapshot after start-up only sets the mark: the cache holds
+    /// nothing older. A new epoch applies all it carries; a gap (purges
+    /// this node never saw have left the window) purges every synced app
+    /// softly, since some purge was lost.
+    pub fn apply_purges(&mut self, snapshot: &Snapshot) {
+        let newest = snapshot.purges.last().map_or(0, |p| p.id);
+        let Some(cache) = self.dispatcher.cache().cloned() else {
+            self.last_purge = Some((snapshot.epoch.clone(), newest));
+            return;
+        };
+        let last = match &self.last_purge {
+            None => {
+                self.last_purge = Some((snapshot.epoch.clone(), newest));
+                return;
+            }
+            Some((epoch, id)) if *epoch == snapshot.epoch => *id,
+            Some(_) => 0,
+        };
+        let oldest = snapshot.purges.first().map(|p| p.id);
+        if last > 0 && oldest.is_some_and(|oldest| oldest > last + 1) {
+            tracing::warn!(
+                last,
+                oldest,
+                "purges were missed; soft-purging every synced app"
+            );
+            for (tenant, app) in self.current.keys().chain(self.current_origins.keys()) {
+                cache.purge(tenant.as_str(), app.as_str(), &PurgeTarget::All, true);
+            }
+        }
+        for purge in snapshot.purges.iter().filter(|p| p.id > last) {
+            // Only apps served here have entries (and metric series) here.
+            let key = (purge.tenant.clone(), purge.app.clone());
+            if !self.current.contains_key(&key) && !self.current_origins.contains_key(&key) {
+                continue;
+            }
+            let purged = cache.purge(
+                purge.tenant.as_str(),
+                purge.app.as_str(),
+                &purge.target,
+                purge.soft,
+            );
+            tracing::debug!(id = purge.id, tenant = %purge.tenant, app = %purge.app, purged, "purge applied");
+        }
+        self.last_purge = Some((snapshot.epoch.clone(), newest.max(last)));
     }
 }

@@ -462,6 +462,7 @@ impl Syncer {
             let mut built = applier.build(&snapshot, &artifacts, &bad);
             let failures = std::mem::take(&mut built.failures);
             applier.install(built);
+            applier.apply_purges(&snapshot);
             Ok(failures)
         })
         .await
