@@ -218,6 +218,86 @@ def scenario_b(cert, key):
     chart("hello over TLS (edge-load)", reports, "b-hello-tls")
 
 
+def nginx_conf(nginx_dir, server_block, extra_http=""):
+    with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
+        f.write(f"""worker_processes auto;
+pid {nginx_dir}/nginx.pid;
+error_log {nginx_dir}/error.log warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {nginx_dir}/body;
+    proxy_temp_path {nginx_dir}/proxy;
+    fastcgi_temp_path {nginx_dir}/fastcgi;
+    uwsgi_temp_path {nginx_dir}/uwsgi;
+    scgi_temp_path {nginx_dir}/scgi;
+{extra_http}
+    server {{
+{server_block}
+    }}
+}}
+""")
+    return os.path.join(nginx_dir, "nginx.conf")
+
+
+def header_of(url, name):
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", url], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.lower().startswith(name.lower() + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def scenario_c():
+    say("\n### c. cache hit: edge-node origin route vs nginx proxy_cache\n")
+    say("One origin (native hyper, `Cache-Control: public, max-age=3600`, 21-byte body); edge-node with an "
+        "origin route to it and nginx 1.22 with `proxy_cache` in front of it, both warmed and checked to answer "
+        f"HIT before measuring; wrk -t1 -c{CONNS} (the issue's reference) and edge-load.\n")
+    origin = "127.0.0.1:18947"
+    cfg = os.path.join(tmp, "cache-node.toml")
+    with open(cfg, "w") as f:
+        f.write(f'[listen]\nhttp = "127.0.0.1:18946"\n[[apps]]\nname = "site"\ntenant = "bench"\n'
+                f'hosts = ["*"]\norigin = "http://{origin}"\n')
+    nginx_dir = os.path.join(tmp, "nginx-cache")
+    os.makedirs(os.path.join(nginx_dir, "cache"), exist_ok=True)
+    conf = nginx_conf(nginx_dir, f"""        listen 127.0.0.1:18948;
+        location / {{
+            proxy_pass http://{origin};
+            proxy_cache edge;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header X-Cache $upstream_cache_status;
+        }}""", extra_http=f"    proxy_cache_path {nginx_dir}/cache keys_zone=edge:10m;")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    reports, wrk_results = [], {}
+    with Server("cache origin", [os.path.join(REL, "native-hello"), "--listen", origin,
+                                 "--cache-control", "public, max-age=3600"], f"http://{origin}/"):
+        for name, argv, url, header in (
+            ("nginx proxy_cache (HIT)", [nginx, "-c", conf, "-e", os.path.join(nginx_dir, "error.log")],
+             "http://127.0.0.1:18948/", "X-Cache"),
+            ("edge-node origin route (HIT)", [os.path.join(REL, "edge-node"), "--config", cfg],
+             "http://127.0.0.1:18946/", "x-cache"),
+        ):
+            with Server(name, argv, url):
+                for _ in range(3):
+                    status = header_of(url, header)
+                if status != "HIT":
+                    say(f"(skipped {name}: answered {header}: {status}, not HIT)")
+                    continue
+                reports.append(edge_load(name, url))
+                wrk_results[name] = wrk(url)
+    table(reports, "nginx proxy_cache (HIT)")
+    say(f"\n| wrk -t1 -c{CONNS} | req/s | p99 |\n|---|---:|---:|")
+    for name, (rps, p99) in wrk_results.items():
+        say(f"| {name} | {rps:.0f} | {p99} |")
+    if len(wrk_results) == 2:
+        edge = wrk_results["edge-node origin route (HIT)"][0]
+        nginx_rps = wrk_results["nginx proxy_cache (HIT)"][0]
+        say(f"\n- edge-node / nginx proxy_cache (wrk): **{edge / nginx_rps:.2f}x** (target >= 1.2x)")
+    chart("cache hit, plaintext HTTP/1.1 (edge-load)", reports, "c-cache-hit")
+
+
 def scenario_d():
     say("\n### d. per-request cost in process (criterion, `cargo bench -p edge-node --bench request`)\n")
     out = subprocess.run(["cargo", "bench", "-q", "-p", "edge-node", "--bench", "request"], cwd=ROOT, env=ENV,
@@ -326,27 +406,11 @@ def scenario_f(cert, key):
     node_config(cfg, https="127.0.0.1:18944", cert=cert, key=key)
     nginx_dir = os.path.join(tmp, "nginx")
     os.makedirs(nginx_dir, exist_ok=True)
-    with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
-        f.write(f"""worker_processes auto;
-pid {nginx_dir}/nginx.pid;
-error_log {nginx_dir}/error.log warn;
-daemon off;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {nginx_dir}/body;
-    proxy_temp_path {nginx_dir}/proxy;
-    fastcgi_temp_path {nginx_dir}/fastcgi;
-    uwsgi_temp_path {nginx_dir}/uwsgi;
-    scgi_temp_path {nginx_dir}/scgi;
-    server {{
-        listen 127.0.0.1:18945 ssl http2;
+    nginx_conf(nginx_dir, f"""        listen 127.0.0.1:18945 ssl http2;
         ssl_certificate {cert};
         ssl_certificate_key {key};
-        location / {{ return 200 "Hello from the edge!\\n"; }}
-    }}
-}}
-""")
+        location / {{ return 200 "Hello from the edge!\\n"; }}""")
+
     reports = []
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     with Server("nginx", [nginx, "-c", os.path.join(nginx_dir, "nginx.conf"), "-e", os.path.join(nginx_dir, "error.log")],
@@ -374,7 +438,8 @@ def main():
         scenario_a()
     if wanted("b"):
         scenario_b(cert, key)
-    say("\n### c. cache hit vs nginx proxy_cache\n\nNot yet: the cache (issue 5) has not landed.")
+    if wanted("c"):
+        scenario_c()
     if wanted("d"):
         scenario_d()
     if wanted("e"):

@@ -3,7 +3,10 @@
 //! no WebAssembly at all, optionally over TLS with a self-signed
 //! certificate.
 //!
-//!   native-hello --listen 127.0.0.1:18940 [--tls]
+//!   native-hello --listen 127.0.0.1:18940 [--tls] [--cache-control VALUE]
+//!
+//! With `--cache-control`, every answer carries that header: the origin for
+//! the cache benchmark (scenario c).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +26,9 @@ struct Args {
     /// for localhost.
     #[arg(long)]
     tls: bool,
+    /// A `Cache-Control` value to send with every answer.
+    #[arg(long)]
+    cache_control: Option<hyper::header::HeaderValue>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,11 +62,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let tls = tls.clone();
+        let cache_control = args.cache_control.clone();
         tokio::spawn(async move {
-            let service = service_fn(|_req| async {
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                    Bytes::from_static(b"Hello from the edge!\n"),
-                )))
+            let cache_control = cache_control.clone();
+            let service = service_fn(move |_req| {
+                let mut response =
+                    hyper::Response::new(Full::new(Bytes::from_static(b"Hello from the edge!\n")));
+                if let Some(value) = &cache_control {
+                    response
+                        .headers_mut()
+                        .insert(hyper::header::CACHE_CONTROL, value.clone());
+                }
+                async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let _ = match tls {
