@@ -20,7 +20,9 @@ use serde_json::json;
 use crate::auth::{Auth, Principal, Role};
 use crate::compile::Compiler;
 use crate::error::ApiError;
-use crate::store::{BlobStore, MetaStore, NewVersion, now_unix};
+use crate::origin::parse_origin;
+use crate::purge::{PurgeLimiter, PurgeRequest};
+use crate::store::{AppRecord, BlobStore, MetaStore, NewVersion, StoreError, now_unix};
 use crate::sync::SyncHub;
 
 /// Config values per app, and their total size (keys + values): the same
@@ -60,6 +62,8 @@ pub struct ApiSettings {
     pub max_sync_wait: Duration,
     /// A node not heard from for this long is left out of rollout status.
     pub node_stale_after: Duration,
+    /// Cache purges a tenant may make in any rolling minute.
+    pub purges_per_minute: usize,
 }
 
 impl Default for ApiSettings {
@@ -68,6 +72,7 @@ impl Default for ApiSettings {
             max_upload_bytes: 64 << 20,
             max_sync_wait: Duration::from_secs(60),
             node_stale_after: Duration::from_secs(90),
+            purges_per_minute: 100,
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct ApiState {
     /// Uploads being received at once: each is held in memory (up to
     /// `max_upload_bytes`) until compiled and stored.
     pub upload_slots: tokio::sync::Semaphore,
+    /// Each tenant's recent purges (`settings.purges_per_minute`).
+    pub purges: PurgeLimiter,
 }
 
 /// Uploads received at once.
@@ -199,30 +206,7 @@ async fn apps(
             StatusCode::OK,
             &json!({ "apps": store.list_apps(tenant).await? }),
         )),
-        (&Method::POST, []) => {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct NewApp {
-                name: AppName,
-                hosts: Vec<HostPattern>,
-            }
-            let body: NewApp = read_json(req).await?;
-            check_hosts(&body.hosts)?;
-            if store.list_apps(tenant).await?.len() >= MAX_APPS_PER_TENANT {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "app-limit",
-                    format!(
-                        "tenant {tenant} has {MAX_APPS_PER_TENANT} apps, the most allowed; delete one first"
-                    ),
-                ));
-            }
-            let app = store
-                .create_app(tenant, &body.name, &body.hosts, &AppLimits::default())
-                .await?;
-            state.hub.notify(app.updated_revision);
-            Ok(json_response(StatusCode::CREATED, &app))
-        }
+        (&Method::POST, []) => create_app(state, tenant, req).await,
         (_, [name, rest @ ..]) => {
             let name = AppName::try_from(name.to_string())
                 .map_err(|e| ApiError::not_found(format!("app not found ({e})")))?;
@@ -286,6 +270,7 @@ async fn app(
             struct Deploy {
                 version: u64,
             }
+            component_app(state, tenant, name).await?;
             let body: Deploy = read_json(req).await?;
             activate(state, tenant, name, body.version).await
         }
@@ -295,6 +280,7 @@ async fn app(
             struct Rollback {
                 to: Option<u64>,
             }
+            component_app(state, tenant, name).await?;
             let body: Rollback = read_json_or_default(req).await?;
             let target = match body.to {
                 Some(version) => version,
@@ -307,8 +293,9 @@ async fn app(
             &json!({ "config": store.get_app(tenant, name).await?.config }),
         )),
         (&Method::PATCH, ["config"]) => {
+            // Config values are a component's environment.
+            let current = component_app(state, tenant, name).await?.config;
             let changes: BTreeMap<String, Option<String>> = read_json(req).await?;
-            let current = store.get_app(tenant, name).await?.config;
             check_config(&current, &changes)?;
             let revision = store.update_config(tenant, name, &changes).await?;
             state.hub.notify(revision);
@@ -339,8 +326,125 @@ async fn app(
             ))
         }
         (&Method::GET, ["status"]) => status(state, tenant, name).await,
+        (&Method::POST, ["purge"]) => purge(state, tenant, name, req).await,
+        (&Method::PUT, ["origin"]) => set_origin(state, tenant, name, req).await,
         _ => Err(ApiError::not_found("no such endpoint")),
     }
+}
+
+/// `POST /v1/apps`: a component app, or with `origin` an origin app (live
+/// at once).
+async fn create_app(state: &ApiState, tenant: &TenantId, req: Request<Incoming>) -> ApiResult {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewApp {
+        name: AppName,
+        hosts: Vec<HostPattern>,
+        origin: Option<String>,
+    }
+    let body: NewApp = read_json(req).await?;
+    check_hosts(&body.hosts)?;
+    let origin = body.origin.as_deref().map(check_origin).transpose()?;
+    if state.store.list_apps(tenant).await?.len() >= MAX_APPS_PER_TENANT {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "app-limit",
+            format!(
+                "tenant {tenant} has {MAX_APPS_PER_TENANT} apps, the most allowed; delete one first"
+            ),
+        ));
+    }
+    let app = state
+        .store
+        .create_app(
+            tenant,
+            &body.name,
+            &body.hosts,
+            &AppLimits::default(),
+            origin.as_deref(),
+        )
+        .await?;
+    state.hub.notify(app.updated_revision);
+    Ok(json_response(StatusCode::CREATED, &app))
+}
+
+/// The origin as stored (scheme and host lowercased), or 400
+/// `invalid-origin` saying what is wrong.
+fn check_origin(origin: &str) -> Result<String, ApiError> {
+    parse_origin(origin).map_err(|e| ApiError::bad_request("invalid-origin", e.to_string()))
+}
+
+/// The app, refused (409 `origin-app`) if it is an origin app: checked
+/// before reading a body for what only a component app has (versions,
+/// deploys, config values).
+async fn component_app(
+    state: &ApiState,
+    tenant: &TenantId,
+    name: &AppName,
+) -> Result<AppRecord, ApiError> {
+    let app = state.store.get_app(tenant, name).await?;
+    if app.origin.is_some() {
+        return Err(StoreError::OriginApp(name.to_string()).into());
+    }
+    Ok(app)
+}
+
+/// `POST /v1/apps/{app}/purge`: validated, counted against the tenant's
+/// rate, recorded (bumping the revision), and fanned out with the next
+/// snapshot.
+async fn purge(
+    state: &ApiState,
+    tenant: &TenantId,
+    name: &AppName,
+    req: Request<Incoming>,
+) -> ApiResult {
+    let body: serde_json::Value = read_json(req).await?;
+    let request = PurgeRequest::from_json(body)
+        .map_err(|e| ApiError::bad_request("invalid-purge", e.to_string()))?;
+    if let Err(wait) = state.purges.try_acquire(tenant, Instant::now()) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "purge-rate-limited",
+            format!(
+                "tenant {tenant} made {} purges in the last minute, the most allowed; retry in {seconds} s",
+                state.settings.purges_per_minute
+            ),
+        )
+        .with_retry_after(seconds.max(1)));
+    }
+    let (purge, revision) = state
+        .store
+        .add_purge(tenant, name, &request.target, request.soft)
+        .await?;
+    state.hub.notify(revision);
+    tracing::info!(%tenant, app = %name, id = purge.id, revision, target = ?purge.target, soft = purge.soft, "purge recorded");
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({ "id": purge.id, "revision": revision }),
+    ))
+}
+
+/// `PUT /v1/apps/{app}/origin`: points an origin app elsewhere.
+async fn set_origin(
+    state: &ApiState,
+    tenant: &TenantId,
+    name: &AppName,
+    req: Request<Incoming>,
+) -> ApiResult {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Origin {
+        origin: String,
+    }
+    let body: Origin = read_json(req).await?;
+    let origin = check_origin(&body.origin)?;
+    let revision = state.store.set_origin(tenant, name, &origin).await?;
+    state.hub.notify(revision);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "origin": origin, "revision": revision }),
+    ))
 }
 
 /// Stores the source, compiles it (or reuses the artifact compiled from the
@@ -351,9 +455,9 @@ async fn upload(
     name: &AppName,
     req: Request<Incoming>,
 ) -> ApiResult {
-    // Refuse before reading a body for an app that is not there, or that
-    // has all the versions it may keep.
-    state.store.get_app(tenant, name).await?;
+    // Refuse before reading a body for an app that is not there, that has
+    // no component, or that has all the versions it may keep.
+    component_app(state, tenant, name).await?;
     if state.store.list_versions(tenant, name).await?.len() >= MAX_VERSIONS_PER_APP {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -519,10 +623,18 @@ async fn status(state: &ApiState, tenant: &TenantId, name: &AppName) -> ApiResul
             } else {
                 ("pending", None)
             };
+            // A newer snapshot the node refused whole, whatever the app's
+            // own revision: a wait for a later change than the app's (a
+            // purge) fails on it.
+            let refused = n
+                .rejected_revision
+                .filter(|r| *r > applied)
+                .map(|r| json!({ "revision": r, "error": n.last_error }));
             json!({
                 "node": n.node,
                 "state": state,
                 "applied_revision": n.applied_revision,
+                "refused": refused,
                 "error": error,
                 "last_seen_unix": n.last_seen_unix,
             })
@@ -534,6 +646,7 @@ async fn status(state: &ApiState, tenant: &TenantId, name: &AppName) -> ApiResul
             "tenant": tenant,
             "app": name,
             "active_version": app.active_version,
+            "origin": app.origin,
             "hosts": app.hosts,
             "revision": target,
             "nodes": nodes,

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds to send as `Retry-After` (a rate limit).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,7 +24,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -50,6 +58,11 @@ impl ApiError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -81,6 +94,12 @@ impl From<StoreError> for ApiError {
             }
             StoreError::HostTaken(_) => {
                 Self::new(StatusCode::CONFLICT, "host-taken", e.to_string())
+            }
+            StoreError::OriginApp(_) => {
+                Self::new(StatusCode::CONFLICT, "origin-app", e.to_string())
+            }
+            StoreError::NotOriginApp(_) => {
+                Self::new(StatusCode::CONFLICT, "not-origin-app", e.to_string())
             }
             StoreError::Backend(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

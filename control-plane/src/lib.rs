@@ -11,6 +11,8 @@ pub mod auth;
 pub mod compile;
 pub mod error;
 pub mod keys;
+pub mod origin;
+pub mod purge;
 pub mod server;
 pub mod store;
 pub mod sync;
@@ -108,6 +110,10 @@ impl ControlPlane {
             compiler,
             settings: config.api.clone(),
             upload_slots: tokio::sync::Semaphore::new(api::MAX_CONCURRENT_UPLOADS),
+            purges: purge::PurgeLimiter::new(
+                config.api.purges_per_minute,
+                std::time::Duration::from_secs(60),
+            ),
         });
         Ok(server::serve(config.listen, config.tls.as_ref(), state).await?)
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -82,6 +82,49 @@ enum Command {
     Limits(LimitsCommand),
     /// The active version and which nodes serve it.
     Status { name: String },
+    /// Purge an app's cache on every node, and wait until they have.
+    Purge {
+        name: String,
+        #[command(flatten)]
+        target: PurgeTargetArgs,
+        /// Mark stale instead of removing: served again only after
+        /// revalidation (or within stale-while-revalidate / stale-if-error).
+        #[arg(long)]
+        soft: bool,
+        /// Return once recorded, without waiting for the nodes.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting for the nodes after this long.
+        #[arg(long, default_value = "60s")]
+        timeout: humantime::Duration,
+    },
+}
+
+/// What to purge: exactly one.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct PurgeTargetArgs {
+    /// One URL: a path with its query (`/a?b=1`, on every host of the app)
+    /// or an absolute URL (`https://shop.example/a`).
+    #[arg(long)]
+    url: Option<String>,
+    /// Every response tagged with this Surrogate-Key.
+    #[arg(long)]
+    key: Option<String>,
+    /// The app's whole cache.
+    #[arg(long)]
+    all: bool,
+}
+
+impl PurgeTargetArgs {
+    /// The API's body fields, and how to print the target.
+    fn describe(&self) -> (Value, String) {
+        match (&self.url, &self.key) {
+            (Some(url), _) => (json!({ "url": url }), format!("url {url}")),
+            (None, Some(key)) => (json!({ "key": key }), format!("key {key}")),
+            (None, None) => (json!({ "all": true }), "all".to_string()),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -97,6 +140,16 @@ enum AppsCommand {
         /// A hostname the app answers (repeatable; `*.domain` allowed).
         #[arg(long = "host", required = true)]
         hosts: Vec<String>,
+        /// Make an origin app: no component, every request is forwarded to
+        /// this URL (http(s)://host[:port][/base/path]) with the edge cache
+        /// in front. Live at once.
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Point an origin app at another origin URL.
+    SetOrigin {
+        name: String,
+        origin: String,
     },
     List,
     Delete {
@@ -273,29 +326,36 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("{}", tenant["id"].as_str().unwrap_or(""));
             }
         }
-        Command::Apps(AppsCommand::Create { name, hosts }) => {
-            api.post("/apps", json!({ "name": name, "hosts": hosts }))
-                .await?;
-            println!("created app {name} for {}", hosts.join(", "));
-        }
-        Command::Apps(AppsCommand::List) => {
-            println!("{:<24} {:<8} HOSTS", "NAME", "VERSION");
-            for app in api.get("/apps").await?["apps"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                println!(
-                    "{:<24} {:<8} {}",
-                    app["name"].as_str().unwrap_or(""),
-                    app["active_version"]
-                        .as_u64()
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    join_hosts(&app["hosts"])
-                );
+        Command::Apps(AppsCommand::Create {
+            name,
+            hosts,
+            origin,
+        }) => {
+            let mut body = json!({ "name": name, "hosts": hosts });
+            if let Some(origin) = &origin {
+                body["origin"] = json!(origin);
+            }
+            let created = api.post("/apps", body).await?;
+            match origin {
+                Some(origin) => println!(
+                    "created origin app {name} for {} -> {origin}, live at revision {}",
+                    hosts.join(", "),
+                    created["updated_revision"]
+                ),
+                None => println!("created app {name} for {}", hosts.join(", ")),
             }
         }
+        Command::Apps(AppsCommand::SetOrigin { name, origin }) => {
+            let result = api
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/apps/{name}/origin"),
+                    Some(Body::Json(json!({ "origin": origin }))),
+                )
+                .await?;
+            println!("{name}: origin {origin} at revision {}", result["revision"]);
+        }
+        Command::Apps(AppsCommand::List) => list_apps(&api).await?,
         Command::Apps(AppsCommand::Delete { name }) => {
             api.call(reqwest::Method::DELETE, &format!("/apps/{name}"), None)
                 .await?;
@@ -428,11 +488,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await?;
             println!("{name}: limits updated at revision {}", result["revision"]);
         }
+        Command::Purge {
+            name,
+            target,
+            soft,
+            no_wait,
+            timeout,
+        } => purge(&api, &name, &target, soft, no_wait, timeout.into()).await?,
         Command::Status { name } => {
             let status = api.get(&format!("/apps/{name}/status")).await?;
+            let serving = match status["origin"].as_str() {
+                Some(origin) => format!("origin {origin}"),
+                None => format!("version {}", status["active_version"]),
+            };
             println!(
-                "{name}: version {} (revision {}) for {}",
-                status["active_version"],
+                "{name}: {serving} (revision {}) for {}",
                 status["revision"],
                 join_hosts(&status["hosts"])
             );
@@ -451,6 +521,116 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+async fn list_apps(api: &Api) -> Result<(), Failure> {
+    println!("{:<24} {:<8} HOSTS", "NAME", "VERSION");
+    for app in api.get("/apps").await?["apps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        // An origin app has no version; its origin follows its hosts.
+        let (version, origin) = match app["origin"].as_str() {
+            Some(origin) => ("origin".to_string(), format!(" -> {origin}")),
+            None => (
+                app["active_version"]
+                    .as_u64()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                String::new(),
+            ),
+        };
+        println!(
+            "{:<24} {:<8} {}{origin}",
+            app["name"].as_str().unwrap_or(""),
+            version,
+            join_hosts(&app["hosts"])
+        );
+    }
+    Ok(())
+}
+
+/// Records a purge and (unless `no_wait`) waits until every node seen
+/// recently has applied its revision.
+async fn purge(
+    api: &Api,
+    name: &str,
+    target: &PurgeTargetArgs,
+    soft: bool,
+    no_wait: bool,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let started = Instant::now();
+    let (mut body, what) = target.describe();
+    body["soft"] = json!(soft);
+    let result = api.post(&format!("/apps/{name}/purge"), body).await?;
+    let (id, revision) = match (result["id"].as_u64(), result["revision"].as_u64()) {
+        (Some(id), Some(revision)) => (id, revision),
+        _ => return Err(Failure(format!("the API answered the purge with {result}"))),
+    };
+    let summary = format!(
+        "purged {name} ({what}, {}) id {id}, revision {revision}",
+        if soft { "soft" } else { "hard" }
+    );
+    if no_wait {
+        println!("{summary}");
+        return Ok(());
+    }
+    let (done, total) = wait_for_revision(api, name, revision, started, timeout).await?;
+    if total == 0 {
+        println!("{summary}: no node has checked in yet");
+    } else {
+        println!(
+            "{summary}: applied on {done}/{total} nodes in {} ms",
+            started.elapsed().as_millis()
+        );
+    }
+    Ok(())
+}
+
+/// Polls the app's status until every node that has checked in recently
+/// reports an applied revision at or past `revision` (a purge's, which
+/// is not the app's own latest change); returns (applied, nodes). A node
+/// that rejected that revision or a later one fails it.
+async fn wait_for_revision(
+    api: &Api,
+    name: &str,
+    revision: u64,
+    started: Instant,
+    timeout: Duration,
+) -> Result<(usize, usize), Failure> {
+    loop {
+        let status = api.get(&format!("/apps/{name}/status")).await?;
+        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+        let applied = |n: &Value| n["applied_revision"].as_u64().unwrap_or(0);
+        if let Some(refused) = nodes.iter().find(|n| {
+            n["refused"]["revision"]
+                .as_u64()
+                .is_some_and(|r| r >= revision && r > applied(n))
+        }) {
+            return Err(Failure(format!(
+                "node {} refused revision {}: {}",
+                refused["node"].as_str().unwrap_or("?"),
+                refused["refused"]["revision"],
+                refused["refused"]["error"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            )));
+        }
+        let done = nodes.iter().filter(|n| applied(n) >= revision).count();
+        if done == nodes.len() {
+            return Ok((done, nodes.len()));
+        }
+        if started.elapsed() > timeout {
+            return Err(Failure(format!(
+                "only {done}/{} nodes applied revision {revision} within {}",
+                nodes.len(),
+                humantime::format_duration(timeout)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Polls the app's status until every node that has checked in recently

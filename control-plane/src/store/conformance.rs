@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{ApplyOutcome, ArtifactRef, NodeReport};
+use edge_common::sync::{ApplyOutcome, ArtifactRef, NodeReport, PurgeTarget};
 
-use super::{BlobStore, MetaStore, NewVersion, StoreError};
+use super::{BlobStore, MAX_PURGES_KEPT, MetaStore, NewVersion, StoreError};
 
 fn tenant(s: &str) -> TenantId {
     TenantId::try_from(s.to_string()).expect("valid tenant literal")
@@ -35,8 +35,15 @@ fn version(n: u8) -> NewVersion {
 }
 
 /// Tenants, apps, hostnames, versions, deployments, config, limits, the
-/// snapshot and the revision counter, artifacts and node reports.
+/// snapshot and the revision counter, artifacts, node reports, origin apps
+/// and cache purges.
 pub async fn meta_store<M: MetaStore>(store: &M) {
+    component_apps(store).await;
+    origin_apps(store).await;
+    purges(store).await;
+}
+
+async fn component_apps<M: MetaStore>(store: &M) {
     let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
     assert_eq!(
         store.revision().await.unwrap(),
@@ -71,6 +78,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
             &app("web"),
             &[host("web.test"), host("*.web.test")],
             &limits,
+            None,
         )
         .await
         .unwrap();
@@ -79,7 +87,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     let r1 = store.revision().await.unwrap();
     assert!(r1 > 0, "creating an app bumps the revision");
     assert!(matches!(
-        store.create_app(&b, &app("other"), &[host("new.test"), host("web.test")], &limits).await,
+        store.create_app(&b, &app("other"), &[host("new.test"), host("web.test")], &limits, None).await,
         Err(StoreError::HostTaken(h)) if h == "web.test"
     ));
     // Overlapping another tenant's names is taking them: an exact name
@@ -88,7 +96,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
         assert!(
             matches!(
                 store
-                    .create_app(&b, &app("sneaky"), &[host(overlapping)], &limits)
+                    .create_app(&b, &app("sneaky"), &[host(overlapping)], &limits, None)
                     .await,
                 Err(StoreError::HostTaken(_))
             ),
@@ -97,7 +105,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     }
     // The same tenant may nest its own names.
     store
-        .create_app(&a, &app("blog"), &[host("blog.web.test")], &limits)
+        .create_app(&a, &app("blog"), &[host("blog.web.test")], &limits, None)
         .await
         .expect("a tenant's own names may overlap");
     store.delete_app(&a, &app("blog")).await.unwrap();
@@ -109,24 +117,30 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
         "a refused app leaves nothing behind"
     );
     store
-        .create_app(&b, &app("other"), &[host("new.test")], &limits)
+        .create_app(&b, &app("other"), &[host("new.test")], &limits, None)
         .await
         .expect("new.test was not kept by the refused attempt");
     assert!(matches!(
         store
-            .create_app(&a, &app("web"), &[host("x.test")], &limits)
+            .create_app(&a, &app("web"), &[host("x.test")], &limits, None)
             .await,
         Err(StoreError::Exists(_))
     ));
     assert!(matches!(
         store
-            .create_app(&tenant("nobody"), &app("x"), &[host("y.test")], &limits)
+            .create_app(
+                &tenant("nobody"),
+                &app("x"),
+                &[host("y.test")],
+                &limits,
+                None
+            )
             .await,
         Err(StoreError::NotFound(_))
     ));
     // The same app name in another tenant is a different app.
     store
-        .create_app(&b, &app("web"), &[host("b-web.test")], &limits)
+        .create_app(&b, &app("web"), &[host("b-web.test")], &limits, None)
         .await
         .unwrap();
     assert!(
@@ -344,11 +358,11 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
         Err(StoreError::NotFound(_))
     ));
     store
-        .create_app(&b, &app("taker"), &[host("web.test")], &limits)
+        .create_app(&b, &app("taker"), &[host("web.test")], &limits, None)
         .await
         .expect("a deleted app's hostname can be claimed again");
     let recreated = store
-        .create_app(&a, &app("web"), &[host("web2.test")], &limits)
+        .create_app(&a, &app("web"), &[host("web2.test")], &limits, None)
         .await
         .unwrap();
     assert_eq!(recreated.active_version, None);
@@ -359,6 +373,177 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Origin apps: served from creation (in `origins`, never in `apps`), no
+/// versions or deploys, the origin changeable, gone when deleted. Expects
+/// [`component_apps`] to have run (its tenants exist).
+async fn origin_apps<M: MetaStore>(store: &M) {
+    let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
+    let limits = AppLimits::default();
+    let before = store.revision().await.unwrap();
+    let created = store
+        .create_app(
+            &a,
+            &app("proxy"),
+            &[host("proxy.test"), host("*.proxy.test")],
+            &limits,
+            Some("https://origin.example:8443/base"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        created.origin.as_deref(),
+        Some("https://origin.example:8443/base")
+    );
+    assert_eq!(created.active_version, None);
+    let r_created = store.revision().await.unwrap();
+    assert!(r_created > before, "an origin app is live once created");
+    assert_eq!(created.updated_revision, r_created);
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.revision, r_created);
+    assert!(
+        snapshot.apps.iter().all(|s| s.name != app("proxy")),
+        "an origin app is never in `apps`"
+    );
+    assert_eq!(snapshot.origins.len(), 1);
+    let origin = &snapshot.origins[0];
+    assert_eq!((&origin.tenant, &origin.name), (&a, &app("proxy")));
+    assert_eq!(origin.hosts, vec![host("proxy.test"), host("*.proxy.test")]);
+    assert_eq!(origin.origin, "https://origin.example:8443/base");
+    assert_eq!(origin.limits, limits);
+    let listed = store.list_apps(&a).await.unwrap();
+    assert!(listed.iter().any(|r| r.origin.is_some()));
+    assert!(listed.iter().any(|r| r.origin.is_none()), "component apps");
+
+    // Host ownership is the same as for any app.
+    assert!(matches!(
+        store
+            .create_app(
+                &b,
+                &app("steal"),
+                &[host("x.proxy.test")],
+                &limits,
+                Some("http://o.test")
+            )
+            .await,
+        Err(StoreError::HostTaken(_))
+    ));
+
+    // No component: no versions, no deploys.
+    assert!(matches!(
+        store.add_version(&a, &app("proxy"), &version(9)).await,
+        Err(StoreError::OriginApp(_))
+    ));
+    assert!(matches!(
+        store.activate_version(&a, &app("proxy"), 1).await,
+        Err(StoreError::OriginApp(_))
+    ));
+
+    // The origin can change (a component app has none to change).
+    let r_origin = store
+        .set_origin(&a, &app("proxy"), "http://origin2.example")
+        .await
+        .unwrap();
+    assert!(r_origin > r_created);
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.origins[0].origin, "http://origin2.example");
+    assert_eq!(
+        store
+            .get_app(&a, &app("proxy"))
+            .await
+            .unwrap()
+            .updated_revision,
+        r_origin
+    );
+    assert!(matches!(
+        store.set_origin(&a, &app("web"), "http://o.test").await,
+        Err(StoreError::NotOriginApp(_))
+    ));
+    assert!(matches!(
+        store.set_origin(&b, &app("proxy"), "http://o.test").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Deleting takes it out of the snapshot.
+    let r_delete = store.delete_app(&a, &app("proxy")).await.unwrap();
+    assert!(r_delete > r_origin);
+    assert!(store.snapshot().await.unwrap().origins.is_empty());
+}
+
+/// Purges: ids from 1 up by one, each bumping the revision, carried by the
+/// snapshot oldest first; only the newest [`MAX_PURGES_KEPT`] are kept, and
+/// ids never come back. Expects [`component_apps`] to have run.
+async fn purges<M: MetaStore>(store: &M) {
+    let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
+    assert!(store.snapshot().await.unwrap().purges.is_empty());
+    let url = PurgeTarget::Url {
+        url: "/a?b=1".into(),
+    };
+    let key = PurgeTarget::Key { key: "k1".into() };
+    let before = store.revision().await.unwrap();
+    let (first, r1) = store.add_purge(&a, &app("web"), &url, false).await.unwrap();
+    assert_eq!(first.id, 1, "purge ids start at 1");
+    assert_eq!(
+        (first.tenant.clone(), first.app.clone()),
+        (a.clone(), app("web"))
+    );
+    assert_eq!((first.target.clone(), first.soft), (url.clone(), false));
+    assert!(r1 > before, "a purge bumps the revision");
+    assert_eq!(store.revision().await.unwrap(), r1);
+    let (second, r2) = store.add_purge(&b, &app("web"), &key, true).await.unwrap();
+    let (third, r3) = store
+        .add_purge(&a, &app("web"), &PurgeTarget::All, true)
+        .await
+        .unwrap();
+    assert_eq!((second.id, third.id), (2, 3), "ids increase by one");
+    assert!(r3 > r2 && r2 > r1);
+    assert!(matches!(
+        store.add_purge(&a, &app("missing"), &url, false).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        matches!(
+            store
+                .add_purge(&b, &app("other-tenant-app"), &url, false)
+                .await,
+            Err(StoreError::NotFound(_))
+        ),
+        "no app of that name in tenant b"
+    );
+    assert_eq!(
+        store.revision().await.unwrap(),
+        r3,
+        "a refused purge changes nothing"
+    );
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.revision, r3);
+    assert_eq!(snapshot.purges, vec![first.clone(), second, third]);
+
+    // The window: the newest MAX_PURGES_KEPT, oldest dropped.
+    let total = MAX_PURGES_KEPT + 5;
+    let mut last = 3;
+    for _ in 3..total {
+        let (purge, _) = store.add_purge(&a, &app("web"), &key, false).await.unwrap();
+        assert_eq!(purge.id, last + 1);
+        last = purge.id;
+    }
+    let purges = store.snapshot().await.unwrap().purges;
+    assert_eq!(purges.len() as u64, MAX_PURGES_KEPT);
+    assert_eq!(purges[0].id, total - MAX_PURGES_KEPT + 1, "oldest dropped");
+    assert_eq!(purges.last().map(|p| p.id), Some(total));
+    assert!(purges.windows(2).all(|w| w[1].id == w[0].id + 1));
+
+    // Deleting an app keeps its purges: the ids a node sees stay
+    // consecutive (a stale purge of a gone app purges nothing).
+    let (kept, _) = store
+        .add_purge(&b, &app("taker"), &key, false)
+        .await
+        .unwrap();
+    store.delete_app(&b, &app("taker")).await.unwrap();
+    let purges = store.snapshot().await.unwrap().purges;
+    assert_eq!(purges.last(), Some(&kept));
+    assert_eq!(kept.id, total + 1);
 }
 
 /// What a store keeps across a restart: call `fill` on a fresh store, drop
@@ -372,6 +557,7 @@ pub async fn meta_store_fill<M: MetaStore>(store: &M) -> (u64, String) {
             &app("web"),
             &[host("durable.test")],
             &AppLimits::default(),
+            None,
         )
         .await
         .unwrap();
@@ -379,7 +565,25 @@ pub async fn meta_store_fill<M: MetaStore>(store: &M) -> (u64, String) {
         .add_version(&t, &app("web"), &version(7))
         .await
         .unwrap();
-    let revision = store.activate_version(&t, &app("web"), 1).await.unwrap();
+    store.activate_version(&t, &app("web"), 1).await.unwrap();
+    store
+        .create_app(
+            &t,
+            &app("proxy"),
+            &[host("proxy.durable.test")],
+            &AppLimits::default(),
+            Some("http://origin.durable.test:8080/base"),
+        )
+        .await
+        .unwrap();
+    store
+        .add_purge(&t, &app("web"), &PurgeTarget::Key { key: "k".into() }, true)
+        .await
+        .unwrap();
+    let (_, revision) = store
+        .add_purge(&t, &app("proxy"), &PurgeTarget::All, false)
+        .await
+        .unwrap();
     (revision, store.epoch().await.unwrap())
 }
 
@@ -398,9 +602,32 @@ pub async fn meta_store_check<M: MetaStore>(store: &M, revision: u64, epoch: &st
     let snapshot = store.snapshot().await.unwrap();
     assert_eq!(snapshot.apps.len(), 1);
     assert_eq!(snapshot.apps[0].artifact, version(7).artifact);
+    assert_eq!(snapshot.origins.len(), 1, "the origin app survives");
+    assert_eq!(
+        snapshot.origins[0].origin,
+        "http://origin.durable.test:8080/base"
+    );
+    let kept: Vec<_> = snapshot
+        .purges
+        .iter()
+        .map(|p| (p.id, p.app.clone(), p.target.clone(), p.soft))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (1, app("web"), PurgeTarget::Key { key: "k".into() }, true),
+            (2, app("proxy"), PurgeTarget::All, false),
+        ],
+        "purges survive a restart"
+    );
     assert_eq!(store.list_versions(&t, &app("web")).await.unwrap().len(), 1);
     let next = store.activate_version(&t, &app("web"), 1).await.unwrap();
     assert!(next > revision, "revisions keep increasing after a restart");
+    let (purge, _) = store
+        .add_purge(&t, &app("web"), &PurgeTarget::All, false)
+        .await
+        .unwrap();
+    assert_eq!(purge.id, 3, "purge ids continue after a restart");
 }
 
 /// Content addressing, idempotent puts, absent and malformed names.

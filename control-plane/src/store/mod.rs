@@ -1,5 +1,6 @@
 //! Where the control plane keeps its state: metadata (tenants, apps,
-//! versions, deployments, node reports, the revision counter) behind
+//! versions, deployments, cache purges, node reports, the revision
+//! counter) behind
 //! [`MetaStore`], and content-addressed bytes (uploaded sources, compiled
 //! artifacts) behind [`BlobStore`].
 //!
@@ -20,7 +21,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{ArtifactRef, NodeReport, Snapshot};
+use edge_common::sync::{ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +35,22 @@ pub enum StoreError {
     /// A hostname is already routed to an app (of any tenant).
     #[error("hostname {0} is already taken")]
     HostTaken(String),
+    /// Versions and deploys asked of an origin app (the app's name).
+    #[error("app {0} is an origin app: it has no component")]
+    OriginApp(String),
+    /// An origin change asked of a component app (the app's name).
+    #[error("app {0} runs a component: it has no origin")]
+    NotOriginApp(String),
     /// The backend failed (I/O, corruption, connection).
     #[error("storage backend: {0}")]
     Backend(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Purges a store keeps (and every snapshot carries): a node that fell
+/// further behind than this purges its whole cache softly instead.
+pub const MAX_PURGES_KEPT: u64 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TenantRecord {
@@ -52,8 +63,12 @@ pub struct AppRecord {
     pub tenant: TenantId,
     pub name: AppName,
     pub hosts: Vec<HostPattern>,
-    /// The deployed version; none until the first deploy.
+    /// The deployed version; none until the first deploy (and always none
+    /// for an origin app).
     pub active_version: Option<u64>,
+    /// For an origin app, the URL every request is forwarded to; such an
+    /// app has no component (no versions, no deploys).
+    pub origin: Option<String>,
     pub config: BTreeMap<String, String>,
     pub limits: AppLimits,
     pub created_unix: u64,
@@ -112,15 +127,19 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
     async fn tenant_exists(&self, id: &TenantId) -> StoreResult<bool>;
 
-    /// Creates an app with its hostnames. Fails with `Exists` if the tenant
-    /// has an app of that name, `HostTaken` if any hostname is routed to any
-    /// app of any tenant, `NotFound` if the tenant does not exist.
+    /// Creates an app with its hostnames: a component app (served once a
+    /// version is deployed) or, with `origin`, an origin app (served at
+    /// once). Fails with `Exists` if the tenant has an app of that name,
+    /// `HostTaken` if any hostname is routed to any app of any tenant,
+    /// `NotFound` if the tenant does not exist. The caller has validated
+    /// `origin`.
     async fn create_app(
         &self,
         tenant: &TenantId,
         name: &AppName,
         hosts: &[HostPattern],
         limits: &AppLimits,
+        origin: Option<&str>,
     ) -> StoreResult<AppRecord>;
     async fn list_apps(&self, tenant: &TenantId) -> StoreResult<Vec<AppRecord>>;
     async fn get_app(&self, tenant: &TenantId, name: &AppName) -> StoreResult<AppRecord>;
@@ -128,8 +147,14 @@ pub trait MetaStore: Send + Sync + 'static {
     /// the new revision.
     async fn delete_app(&self, tenant: &TenantId, name: &AppName) -> StoreResult<u64>;
 
+    /// Changes an origin app's origin; returns the new revision.
+    /// `NotOriginApp` for a component app.
+    async fn set_origin(&self, tenant: &TenantId, name: &AppName, origin: &str)
+    -> StoreResult<u64>;
+
     /// Records an uploaded version (numbered 1, 2, ... per app). Not
-    /// deployed, so the revision does not change.
+    /// deployed, so the revision does not change. `OriginApp` for an
+    /// origin app.
     async fn add_version(
         &self,
         tenant: &TenantId,
@@ -150,7 +175,8 @@ pub trait MetaStore: Send + Sync + 'static {
         version: u64,
     ) -> StoreResult<()>;
     /// Makes `version` the active one and records the deployment; returns
-    /// the new revision. `NotFound` if the version does not exist.
+    /// the new revision. `NotFound` if the version does not exist,
+    /// `OriginApp` for an origin app.
     async fn activate_version(
         &self,
         tenant: &TenantId,
@@ -178,8 +204,21 @@ pub trait MetaStore: Send + Sync + 'static {
         limits: &AppLimits,
     ) -> StoreResult<u64>;
 
-    /// The revision and every app with an active version, read in one
-    /// transaction.
+    /// Records a cache purge of one app and bumps the revision, in one
+    /// transaction; returns the purge and the new revision. Purge ids
+    /// start at 1 and increase by one, never reused (not even once old
+    /// purges are dropped); only the newest [`MAX_PURGES_KEPT`] are kept.
+    /// `NotFound` if the tenant has no such app.
+    async fn add_purge(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        target: &PurgeTarget,
+        soft: bool,
+    ) -> StoreResult<(Purge, u64)>;
+
+    /// The revision, every app with an active version, every origin app
+    /// and the kept purges (oldest first), read in one transaction.
     async fn snapshot(&self) -> StoreResult<Snapshot>;
 
     /// The artifact compiled from `source_sha256` for engine `engine`.

@@ -10,12 +10,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{ArtifactRef, NodeReport, Snapshot, SnapshotApp};
+use edge_common::sync::{
+    ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot, SnapshotApp, SnapshotOrigin,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
-    AppRecord, DeploymentRecord, MetaStore, NewVersion, NodeRecord, StoreError, StoreResult,
-    TenantRecord, VersionRecord, now_unix,
+    AppRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewVersion, NodeRecord, StoreError,
+    StoreResult, TenantRecord, VersionRecord, now_unix,
 };
 use edge_common::sync::ApplyOutcome;
 
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS apps (
     tenant TEXT NOT NULL REFERENCES tenants(id),
     name TEXT NOT NULL,
     active_version INTEGER,
+    origin TEXT,
     config TEXT NOT NULL,
     limits TEXT NOT NULL,
     created_unix INTEGER NOT NULL,
@@ -71,6 +74,19 @@ CREATE TABLE IF NOT EXISTS artifacts (
     PRIMARY KEY (source_sha256, engine)
 );
 CREATE INDEX IF NOT EXISTS artifacts_by_digest ON artifacts (artifact_sha256);
+CREATE TABLE IF NOT EXISTS purges (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    app TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT,
+    soft INTEGER NOT NULL,
+    created_unix INTEGER NOT NULL
+);
+-- The last purge id handed out: purges are dropped oldest first, and an id
+-- must never come back (a node would take it for one it already applied).
+CREATE TABLE IF NOT EXISTS purge_counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+INSERT OR IGNORE INTO purge_counter (id, value) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS nodes (
     node TEXT PRIMARY KEY,
     applied_revision INTEGER,
@@ -103,6 +119,7 @@ impl SqliteMetaStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&conn)?;
         let mut epoch = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut epoch)
             .map_err(|_| StoreError::Backend("the system random source failed".into()))?;
@@ -141,6 +158,25 @@ impl SqliteMetaStore {
     }
 }
 
+/// Brings a database made by an older version up to [`SCHEMA`]: `CREATE
+/// TABLE IF NOT EXISTS` leaves an existing table as it was, so columns added
+/// since are added here.
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_table_info('apps')")
+        .map_err(backend)?;
+    let columns = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    if !columns.iter().any(|c| c == "origin") {
+        conn.execute("ALTER TABLE apps ADD COLUMN origin TEXT", [])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn bump_revision(tx: &Transaction<'_>) -> StoreResult<u64> {
     tx.query_row(
         "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value",
@@ -170,10 +206,35 @@ fn app_exists(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreR
     }
 }
 
+/// The app's origin (`None` for a component app); `NotFound` if there is
+/// no such app.
+fn app_origin(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    name: &AppName,
+) -> StoreResult<Option<String>> {
+    tx.query_row(
+        "SELECT origin FROM apps WHERE tenant = ?1 AND name = ?2",
+        params![tenant.as_str(), name.as_str()],
+        |row| row.get::<_, Option<String>>(0),
+    )
+    .optional()
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::NotFound(format!("app {name}")))
+}
+
+/// Versions and deploys are for component apps only.
+fn component_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreResult<()> {
+    match app_origin(tx, tenant, name)? {
+        None => Ok(()),
+        Some(_) => Err(StoreError::OriginApp(name.to_string())),
+    }
+}
+
 fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreResult<AppRecord> {
     let row = tx
         .query_row(
-            "SELECT active_version, config, limits, created_unix, updated_revision
+            "SELECT active_version, config, limits, created_unix, updated_revision, origin
              FROM apps WHERE tenant = ?1 AND name = ?2",
             params![tenant.as_str(), name.as_str()],
             |row| {
@@ -183,6 +244,7 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
                     row.get::<_, String>(2)?,
                     row.get::<_, i64>(3)?,
                     row.get::<_, i64>(4)?,
+                    row.get::<_, Option<String>>(5)?,
                 ))
             },
         )
@@ -204,6 +266,7 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
         name: name.clone(),
         hosts,
         active_version: row.0.map(|v| v as u64),
+        origin: row.5,
         config: serde_json::from_str(&row.1).map_err(backend)?,
         limits: serde_json::from_str(&row.2).map_err(backend)?,
         created_unix: row.3 as u64,
@@ -239,6 +302,121 @@ fn version_row(version: u64, row: &rusqlite::Row<'_>) -> rusqlite::Result<Versio
         },
         created_unix: row.get::<_, i64>(5)? as u64,
     })
+}
+
+/// A purge target as the `kind` and `value` columns.
+fn purge_columns(target: &PurgeTarget) -> (&'static str, Option<&str>) {
+    match target {
+        PurgeTarget::Url { url } => ("url", Some(url)),
+        PurgeTarget::Key { key } => ("key", Some(key)),
+        PurgeTarget::All => ("all", None),
+    }
+}
+
+fn purge_target(kind: &str, value: Option<String>) -> StoreResult<PurgeTarget> {
+    match (kind, value) {
+        ("url", Some(url)) => Ok(PurgeTarget::Url { url }),
+        ("key", Some(key)) => Ok(PurgeTarget::Key { key }),
+        ("all", _) => Ok(PurgeTarget::All),
+        (kind, _) => Err(StoreError::Backend(format!(
+            "stored purge is invalid: kind {kind:?} without its value"
+        ))),
+    }
+}
+
+/// Every component app with an active version.
+fn snapshot_apps(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotApp>> {
+    let deployed: Vec<(String, String, i64)> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT tenant, name, active_version FROM apps
+                 WHERE active_version IS NOT NULL AND origin IS NULL ORDER BY tenant, name",
+            )
+            .map_err(backend)?;
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?
+    };
+    let mut apps = Vec::with_capacity(deployed.len());
+    for (tenant, name, version) in deployed {
+        let (tenant, name): (TenantId, AppName) = (parse(tenant)?, parse(name)?);
+        let app = load_app(tx, &tenant, &name)?;
+        let version = load_version(tx, &tenant, &name, version as u64)?.ok_or_else(|| {
+            StoreError::Backend(format!("app {name}: active version {version} is missing"))
+        })?;
+        apps.push(SnapshotApp {
+            tenant,
+            name,
+            hosts: app.hosts,
+            version: version.version,
+            source_sha256: version.source_sha256,
+            artifact: version.artifact,
+            config: app.config,
+            limits: app.limits,
+        });
+    }
+    Ok(apps)
+}
+
+/// Every origin app: served as soon as it exists.
+fn snapshot_origins(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotOrigin>> {
+    let names: Vec<(String, String)> = {
+        let mut stmt = tx
+            .prepare("SELECT tenant, name FROM apps WHERE origin IS NOT NULL ORDER BY tenant, name")
+            .map_err(backend)?;
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?
+    };
+    let mut origins = Vec::with_capacity(names.len());
+    for (tenant, name) in names {
+        let app = load_app(tx, &parse(tenant)?, &parse(name)?)?;
+        let origin = app
+            .origin
+            .ok_or_else(|| StoreError::Backend(format!("app {}: its origin vanished", app.name)))?;
+        origins.push(SnapshotOrigin {
+            tenant: app.tenant,
+            name: app.name,
+            hosts: app.hosts,
+            origin,
+            limits: app.limits,
+        });
+    }
+    Ok(origins)
+}
+
+/// The kept purges, oldest first.
+fn snapshot_purges(tx: &Transaction<'_>) -> StoreResult<Vec<Purge>> {
+    let mut stmt = tx
+        .prepare("SELECT id, tenant, app, kind, value, soft, created_unix FROM purges ORDER BY id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, bool>(5)?,
+                row.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(backend)?;
+    rows.map(|row| {
+        let (id, tenant, app, kind, value, soft, created_unix) = row.map_err(backend)?;
+        Ok(Purge {
+            id: id as u64,
+            tenant: parse(tenant)?,
+            app: parse(app)?,
+            target: purge_target(&kind, value)?,
+            soft,
+            created_unix: created_unix as u64,
+        })
+    })
+    .collect()
 }
 
 #[async_trait]
@@ -325,8 +503,10 @@ impl MetaStore for SqliteMetaStore {
         name: &AppName,
         hosts: &[HostPattern],
         limits: &AppLimits,
+        origin: Option<&str>,
     ) -> StoreResult<AppRecord> {
         let (tenant, name, hosts) = (tenant.clone(), name.clone(), hosts.to_vec());
+        let origin = origin.map(str::to_string);
         let limits = serde_json::to_string(limits).map_err(backend)?;
         self.tx(move |tx| {
             let tenant_found = tx
@@ -373,11 +553,12 @@ impl MetaStore for SqliteMetaStore {
                     return Err(StoreError::HostTaken(host.to_string()));
                 }
             }
+            // An origin app is served from this revision on.
             let revision = bump_revision(tx)?;
             tx.execute(
-                "INSERT INTO apps (tenant, name, active_version, config, limits, created_unix, updated_revision)
-                 VALUES (?1, ?2, NULL, '{}', ?3, ?4, ?5)",
-                params![tenant.as_str(), name.as_str(), limits, now_unix() as i64, revision as i64],
+                "INSERT INTO apps (tenant, name, active_version, origin, config, limits, created_unix, updated_revision)
+                 VALUES (?1, ?2, NULL, ?3, '{}', ?4, ?5, ?6)",
+                params![tenant.as_str(), name.as_str(), origin, limits, now_unix() as i64, revision as i64],
             )
             .map_err(backend)?;
             load_app(tx, &tenant, &name)
@@ -427,6 +608,28 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn set_origin(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        origin: &str,
+    ) -> StoreResult<u64> {
+        let (tenant, name, origin) = (tenant.clone(), name.clone(), origin.to_string());
+        self.tx(move |tx| {
+            if app_origin(tx, &tenant, &name)?.is_none() {
+                return Err(StoreError::NotOriginApp(name.to_string()));
+            }
+            let revision = bump_revision(tx)?;
+            tx.execute(
+                "UPDATE apps SET origin = ?3, updated_revision = ?4 WHERE tenant = ?1 AND name = ?2",
+                params![tenant.as_str(), name.as_str(), origin, revision as i64],
+            )
+            .map_err(backend)?;
+            Ok(revision)
+        })
+        .await
+    }
+
     async fn add_version(
         &self,
         tenant: &TenantId,
@@ -435,7 +638,7 @@ impl MetaStore for SqliteMetaStore {
     ) -> StoreResult<VersionRecord> {
         let (tenant, name, new) = (tenant.clone(), name.clone(), version.clone());
         self.tx(move |tx| {
-            app_exists(tx, &tenant, &name)?;
+            component_app(tx, &tenant, &name)?;
             let next: i64 = tx
                 .query_row(
                     "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE tenant = ?1 AND app = ?2",
@@ -533,7 +736,7 @@ impl MetaStore for SqliteMetaStore {
     ) -> StoreResult<u64> {
         let (tenant, name) = (tenant.clone(), name.clone());
         self.tx(move |tx| {
-            app_exists(tx, &tenant, &name)?;
+            component_app(tx, &tenant, &name)?;
             if load_version(tx, &tenant, &name, version)?.is_none() {
                 return Err(StoreError::NotFound(format!("version {version} of app {name}")));
             }
@@ -633,6 +836,56 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn add_purge(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        target: &PurgeTarget,
+        soft: bool,
+    ) -> StoreResult<(Purge, u64)> {
+        let (tenant, name, target) = (tenant.clone(), name.clone(), target.clone());
+        self.tx(move |tx| {
+            app_exists(tx, &tenant, &name)?;
+            let id = tx
+                .query_row(
+                    "UPDATE purge_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map_err(backend)?;
+            let purge = Purge {
+                id: id as u64,
+                tenant,
+                app: name,
+                target,
+                soft,
+                created_unix: now_unix(),
+            };
+            let (kind, value) = purge_columns(&purge.target);
+            tx.execute(
+                "INSERT INTO purges (id, tenant, app, kind, value, soft, created_unix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    id,
+                    purge.tenant.as_str(),
+                    purge.app.as_str(),
+                    kind,
+                    value,
+                    purge.soft,
+                    purge.created_unix as i64
+                ],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM purges WHERE id <= ?1",
+                params![id - MAX_PURGES_KEPT as i64],
+            )
+            .map_err(backend)?;
+            Ok((purge, bump_revision(tx)?))
+        })
+        .await
+    }
+
     async fn snapshot(&self) -> StoreResult<Snapshot> {
         self.tx(|tx| {
             let revision = tx
@@ -640,39 +893,6 @@ impl MetaStore for SqliteMetaStore {
                     row.get::<_, i64>(0)
                 })
                 .map_err(backend)? as u64;
-            let deployed: Vec<(String, String, i64)> = {
-                let mut stmt = tx
-                    .prepare(
-                        "SELECT tenant, name, active_version FROM apps
-                         WHERE active_version IS NOT NULL ORDER BY tenant, name",
-                    )
-                    .map_err(backend)?;
-                stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                    .map_err(backend)?
-                    .collect::<Result<_, _>>()
-                    .map_err(backend)?
-            };
-            let mut apps = Vec::with_capacity(deployed.len());
-            for (tenant, name, version) in deployed {
-                let (tenant, name): (TenantId, AppName) = (parse(tenant)?, parse(name)?);
-                let app = load_app(tx, &tenant, &name)?;
-                let version =
-                    load_version(tx, &tenant, &name, version as u64)?.ok_or_else(|| {
-                        StoreError::Backend(format!(
-                            "app {name}: active version {version} is missing"
-                        ))
-                    })?;
-                apps.push(SnapshotApp {
-                    tenant,
-                    name,
-                    hosts: app.hosts,
-                    version: version.version,
-                    source_sha256: version.source_sha256,
-                    artifact: version.artifact,
-                    config: app.config,
-                    limits: app.limits,
-                });
-            }
             let epoch: String = tx
                 .query_row("SELECT epoch FROM identity WHERE id = 1", [], |row| {
                     row.get(0)
@@ -682,9 +902,9 @@ impl MetaStore for SqliteMetaStore {
                 epoch,
                 revision,
                 created_unix: now_unix(),
-                apps,
-                origins: Vec::new(),
-                purges: Vec::new(),
+                apps: snapshot_apps(tx)?,
+                origins: snapshot_origins(tx)?,
+                purges: snapshot_purges(tx)?,
             })
         })
         .await

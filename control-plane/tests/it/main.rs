@@ -7,6 +7,7 @@ mod common;
 mod deploy;
 mod edgectl;
 mod isolation;
+mod purge;
 mod store;
 mod tamper;
 mod tls;

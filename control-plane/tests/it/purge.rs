@@ -1,0 +1,557 @@
+//! Origin apps (no component, live once created) and cache purges: what
+//! the API accepts and refuses, and what reaches nodes in the signed
+//! snapshot. Nodes applying purges are tested on the node side; here a
+//! node is played by its token and its reports.
+
+use edge_common::signing::VerifyingKey;
+use edge_common::sync::{PurgeTarget, SignedSnapshot, Snapshot};
+use edge_fixtures::HELLO;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::common::{Client, TestCp, assert_error, edgectl};
+
+/// The snapshot nodes get now, its signature checked. Read with an admin
+/// token: a node token would count as a node seen recently, which
+/// `edgectl purge` then waits for.
+async fn snapshot(cp: &TestCp) -> Snapshot {
+    let (status, body) = cp
+        .admin()
+        .call("GET", "/v1/sync?epoch=none&wait=0s", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let signed: SignedSnapshot = serde_json::from_value(body).unwrap();
+    let key = VerifyingKey::from_hex(&edge_cp::sync_public_key(cp.dir.path()).unwrap()).unwrap();
+    signed.verify(&key).unwrap()
+}
+
+async fn create(client: &Client, body: Value) -> (u16, Value) {
+    client.call("POST", "/v1/apps", Some(body)).await
+}
+
+async fn purge(client: &Client, app: &str, body: Value) -> (u16, Value) {
+    client
+        .call("POST", &format!("/v1/apps/{app}/purge"), Some(body))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_app_is_live_at_once_and_has_no_component() {
+    let cp = TestCp::start().await;
+    let acme = cp.new_tenant("acme").await;
+    let other = cp.new_tenant("other").await;
+    acme.create_app("web", &["web.test"]).await;
+
+    let (status, created) = create(
+        &acme,
+        json!({ "name": "proxy", "hosts": ["proxy.test", "*.proxy.test"], "origin": "https://origin.test:8443/base" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["origin"], "https://origin.test:8443/base");
+    assert_eq!(created["active_version"], Value::Null);
+    let (_, listed) = acme.call("GET", "/v1/apps", None).await;
+    let origins: Vec<_> = listed["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].clone(), a["origin"].clone()))
+        .collect();
+    assert_eq!(
+        origins,
+        vec![
+            (json!("proxy"), json!("https://origin.test:8443/base")),
+            (json!("web"), Value::Null),
+        ]
+    );
+
+    // In the snapshot at once, as an origin (never as a component app).
+    let snap = snapshot(&cp).await;
+    assert_eq!(snap.revision, created["updated_revision"].as_u64().unwrap());
+    assert!(snap.apps.is_empty(), "{snap:?}");
+    assert_eq!(snap.origins.len(), 1);
+    assert_eq!(snap.origins[0].tenant.as_str(), "acme");
+    assert_eq!(snap.origins[0].name.as_str(), "proxy");
+    assert_eq!(snap.origins[0].origin, "https://origin.test:8443/base");
+    let hosts: Vec<String> = snap.origins[0]
+        .hosts
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    assert_eq!(hosts, ["proxy.test", "*.proxy.test"]);
+
+    // Its hostnames are as taken as any app's.
+    let (status, body) = create(
+        &other,
+        json!({ "name": "steal", "hosts": ["x.proxy.test"], "origin": "http://o.test" }),
+    )
+    .await;
+    assert_error(status, &body, 409, "host-taken");
+
+    // No component: no uploads, deploys, rollbacks or config values.
+    let (status, body) = acme.upload("proxy", std::fs::read(HELLO).unwrap()).await;
+    assert_error(status, &body, 409, "origin-app");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("origin app")
+    );
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v1/apps/proxy/deploy",
+            Some(json!({ "version": 1 })),
+        ),
+        ("POST", "/v1/apps/proxy/rollback", None),
+        ("POST", "/v1/apps/proxy/rollback", Some(json!({ "to": 1 }))),
+        ("PATCH", "/v1/apps/proxy/config", Some(json!({ "A": "b" }))),
+    ] {
+        let (status, response) = acme.call(method, path, body).await;
+        assert_error(status, &response, 409, "origin-app");
+    }
+
+    // The origin can be changed (bumping the revision); a component app
+    // has none, and another tenant's app is not there.
+    let (status, body) = acme
+        .call(
+            "PUT",
+            "/v1/apps/proxy/origin",
+            Some(json!({ "origin": "HTTP://Origin2.TEST" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["origin"], "http://origin2.test",
+        "scheme and host lowercased"
+    );
+    assert!(body["revision"].as_u64().unwrap() > snap.revision);
+    assert_eq!(snapshot(&cp).await.origins[0].origin, "http://origin2.test");
+    let (status, body) = acme
+        .call(
+            "PUT",
+            "/v1/apps/proxy/origin",
+            Some(json!({ "origin": "ftp://x" })),
+        )
+        .await;
+    assert_error(status, &body, 400, "invalid-origin");
+    let (status, body) = acme
+        .call(
+            "PUT",
+            "/v1/apps/web/origin",
+            Some(json!({ "origin": "http://o.test" })),
+        )
+        .await;
+    assert_error(status, &body, 409, "not-origin-app");
+    let (status, body) = other
+        .call(
+            "PUT",
+            "/v1/apps/proxy/origin",
+            Some(json!({ "origin": "http://o.test" })),
+        )
+        .await;
+    assert_error(status, &body, 404, "not-found");
+    let (_, status_body) = acme.call("GET", "/v1/apps/proxy/status", None).await;
+    assert_eq!(status_body["origin"], "http://origin2.test");
+
+    // Deleting it takes it out of the snapshot.
+    let (status, _) = acme.call("DELETE", "/v1/apps/proxy", None).await;
+    assert_eq!(status, 200);
+    assert!(snapshot(&cp).await.origins.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_origins_are_refused_with_what_is_wrong() {
+    let cp = TestCp::start().await;
+    let acme = cp.new_tenant("acme").await;
+    let too_long = format!("http://origin.test/{}", "a".repeat(2048));
+    for (origin, says) in [
+        ("ftp://origin.test", "http"),
+        ("origin.test", "http"),
+        ("http://", "no host"),
+        ("http:///path", "no host"),
+        ("http://origin.test/a?b=1", "query"),
+        ("http://origin.test/#top", "fragment"),
+        ("http://user:secret@origin.test", "credentials"),
+        ("http://origin.test:99999", "port"),
+        ("http://bad host", "invalid host"),
+        (too_long.as_str(), "longer than 2048"),
+    ] {
+        let (status, body) = create(
+            &acme,
+            json!({ "name": "proxy", "hosts": ["proxy.test"], "origin": origin }),
+        )
+        .await;
+        assert_error(status, &body, 400, "invalid-origin");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{origin}: {message}");
+    }
+    let (_, listed) = acme.call("GET", "/v1/apps", None).await;
+    assert_eq!(listed["apps"], json!([]), "nothing was created");
+    assert!(snapshot(&cp).await.origins.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_get_consecutive_ids_and_reach_the_snapshot() {
+    let cp = TestCp::start().await;
+    let acme = cp.new_tenant("acme").await;
+    acme.create_app("web", &["web.test"]).await;
+    let (status, body) = create(
+        &acme,
+        json!({ "name": "proxy", "hosts": ["proxy.test"], "origin": "http://origin.test" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let admin = cp.admin();
+    let cases = [
+        (&acme, "/v1/apps/web/purge", json!({ "url": "/a?b=1" })),
+        (
+            &acme,
+            "/v1/apps/web/purge",
+            json!({ "url": "https://web.test/x", "soft": true }),
+        ),
+        (
+            &acme,
+            "/v1/apps/proxy/purge",
+            json!({ "key": "product-7", "soft": false }),
+        ),
+        (
+            &acme,
+            "/v1/apps/proxy/purge",
+            json!({ "all": true, "soft": true }),
+        ),
+        (
+            &admin,
+            "/v1/apps/web/purge?tenant=acme",
+            json!({ "all": true }),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (client, path, body) in cases {
+        let (status, answer) = client.call("POST", path, Some(body)).await;
+        assert_eq!(status, 202, "{answer}");
+        answers.push((
+            answer["id"].as_u64().unwrap(),
+            answer["revision"].as_u64().unwrap(),
+        ));
+    }
+    let ids: Vec<u64> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    assert!(
+        answers.windows(2).all(|w| w[1].1 > w[0].1),
+        "each bumps the revision"
+    );
+
+    let snap = snapshot(&cp).await;
+    assert_eq!(snap.revision, answers[4].1);
+    let carried: Vec<_> = snap
+        .purges
+        .iter()
+        .map(|p| {
+            (
+                p.id,
+                p.tenant.as_str(),
+                p.app.as_str(),
+                p.target.clone(),
+                p.soft,
+            )
+        })
+        .collect();
+    let url = |u: &str| PurgeTarget::Url { url: u.into() };
+    assert_eq!(
+        carried,
+        vec![
+            (1, "acme", "web", url("/a?b=1"), false),
+            (2, "acme", "web", url("https://web.test/x"), true),
+            (
+                3,
+                "acme",
+                "proxy",
+                PurgeTarget::Key {
+                    key: "product-7".into()
+                },
+                false
+            ),
+            (4, "acme", "proxy", PurgeTarget::All, true),
+            (5, "acme", "web", PurgeTarget::All, false),
+        ]
+    );
+    // On the wire, flat with a `kind`, as nodes read it.
+    let node = Client::new(&cp, cp.node_token("probe"));
+    let (_, body) = node.call("GET", "/v1/sync?since=0&wait=0s", None).await;
+    let payload: Value = serde_json::from_str(body["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        payload["purges"][2],
+        json!({ "id": 3, "tenant": "acme", "app": "proxy", "kind": "key", "key": "product-7", "soft": false, "created_unix": payload["purges"][2]["created_unix"] })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_or_foreign_purges_are_refused() {
+    let cp = TestCp::start().await;
+    let acme = cp.new_tenant("acme").await;
+    let other = cp.new_tenant("other").await;
+    acme.create_app("web", &["web.test"]).await;
+    let revision = snapshot(&cp).await.revision;
+
+    for body in [
+        json!({}),
+        json!({ "soft": true }),
+        json!({ "url": "/a", "key": "k" }),
+        json!({ "url": "/a", "all": true }),
+        json!({ "all": false }),
+        json!({ "url": "/a", "hard": true }),
+        json!({ "url": "ftp://web.test/a" }),
+        json!({ "url": "relative/path" }),
+        json!({ "url": format!("/{}", "a".repeat(2048)) }),
+        json!({ "key": "" }),
+        json!({ "key": "two words" }),
+        json!({ "key": "k".repeat(257) }),
+        json!({ "url": 7 }),
+        json!(["url", "/a"]),
+    ] {
+        let (status, response) = purge(&acme, "web", body.clone()).await;
+        assert_error(status, &response, 400, "invalid-purge");
+    }
+    let (status, response) = acme
+        .call("POST", "/v1/apps/web/purge", Some(json!("not an object")))
+        .await;
+    assert_error(status, &response, 400, "invalid-purge");
+
+    // Another tenant's app is not there; neither is a missing one.
+    let (status, response) = purge(&other, "web", json!({ "all": true })).await;
+    assert_error(status, &response, 404, "not-found");
+    let (status, response) = purge(&acme, "missing", json!({ "all": true })).await;
+    assert_error(status, &response, 404, "not-found");
+    let (status, response) = other
+        .call(
+            "POST",
+            "/v1/apps/web/purge?tenant=acme",
+            Some(json!({ "all": true })),
+        )
+        .await;
+    assert_error(status, &response, 403, "forbidden");
+    // Roles: a node may not purge; an admin must name the tenant.
+    let node = Client::new(&cp, cp.node_token("node-a"));
+    let (status, response) = purge(&node, "web", json!({ "all": true })).await;
+    assert_error(status, &response, 403, "forbidden");
+    let (status, response) = purge(&cp.admin(), "web", json!({ "all": true })).await;
+    assert_error(status, &response, 400, "tenant-required");
+
+    let snap = snapshot(&cp).await;
+    assert_eq!(snap.revision, revision, "nothing refused changed anything");
+    assert!(snap.purges.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_are_capped_per_tenant_per_minute() {
+    let cp = TestCp::start().await;
+    let acme = cp.new_tenant("acme").await;
+    let other = cp.new_tenant("other").await;
+    acme.create_app("web", &["web.test"]).await;
+    other.create_app("site", &["site.test"]).await;
+
+    let statuses: Vec<u16> = futures::stream::iter(0..100)
+        .map(|i| {
+            let acme = acme.clone();
+            async move {
+                purge(&acme, "web", json!({ "url": format!("/p{i}") }))
+                    .await
+                    .0
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+
+    // The 101st within the minute: 429 with a Retry-After.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/apps/web/purge", cp.url()))
+        .bearer_auth(&acme.token)
+        .json(&json!({ "all": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert_error(429, &body, 429, "purge-rate-limited");
+
+    // Other tenants have their own budget.
+    let (status, body) = purge(&other, "site", json!({ "all": true })).await;
+    assert_eq!(status, 202, "{body}");
+    let ids: Vec<u64> = snapshot(&cp).await.purges.iter().map(|p| p.id).collect();
+    assert_eq!(
+        ids,
+        (1..=101).collect::<Vec<_>>(),
+        "refused ones took no id"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edgectl_creates_origin_apps_and_purges() {
+    let cp = TestCp::start().await;
+    let url = cp.url();
+    let admin = cp.token(edge_cp::auth::Role::Admin, "admin", None);
+    let tenant = cp.token(edge_cp::auth::Role::Tenant, "acme", Some("acme"));
+    let (ok, out, err) = edgectl(&url, &admin, &["tenants", "create", "acme"]).await;
+    assert!(ok, "{out}{err}");
+
+    let (ok, out, err) = edgectl(
+        &url,
+        &tenant,
+        &[
+            "apps",
+            "create",
+            "proxy",
+            "--host",
+            "proxy.test",
+            "--host",
+            "www.proxy.test",
+            "--origin",
+            "http://origin.test:8080/base",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("created origin app proxy"), "{out}");
+    let snap = snapshot(&cp).await;
+    assert_eq!(snap.origins[0].origin, "http://origin.test:8080/base");
+    assert_eq!(snap.origins[0].hosts.len(), 2);
+    let (ok, out, _) = edgectl(&url, &tenant, &["apps", "list"]).await;
+    assert!(
+        ok && out.contains("origin") && out.contains("http://origin.test:8080/base"),
+        "{out}"
+    );
+    let (ok, _, err) = edgectl(
+        &url,
+        &tenant,
+        &[
+            "apps",
+            "create",
+            "bad",
+            "--host",
+            "bad.test",
+            "--origin",
+            "http://o.test/?q",
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("400 invalid-origin"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (ok, _, err) = edgectl(&url, &tenant, &["deploy", "proxy", HELLO]).await;
+    assert!(!ok && err.contains("409 origin-app"), "{err}");
+
+    // --no-wait: recorded, not waited for.
+    let (ok, out, err) = edgectl(
+        &url,
+        &tenant,
+        &["purge", "proxy", "--url", "/a", "--no-wait"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("purged proxy (url /a, hard) id 1, revision "),
+        "{out}"
+    );
+    let (ok, out, err) = edgectl(
+        &url,
+        &tenant,
+        &["purge", "proxy", "--key", "k", "--soft", "--no-wait"],
+    )
+    .await;
+    assert!(ok && out.contains("(key k, soft) id 2"), "{out}{err}");
+    // No node has checked in: nothing to wait for.
+    let (ok, out, err) = edgectl(&url, &tenant, &["purge", "proxy", "--all"]).await;
+    assert!(
+        ok && out.contains("(all, hard) id 3") && out.contains("no node"),
+        "{out}{err}"
+    );
+
+    // With a node: waits until it reports the purge's revision.
+    let node = Client::new(&cp, cp.node_token("node-a"));
+    let (status, _) = node.call("GET", "/v1/sync?since=0&wait=0s", None).await;
+    assert_eq!(status, 200);
+    let before = snapshot(&cp).await.revision;
+    let waiting = tokio::spawn({
+        let (url, tenant) = (url.clone(), tenant.clone());
+        async move {
+            edgectl(
+                &url,
+                &tenant,
+                &["purge", "proxy", "--all", "--timeout", "20s"],
+            )
+            .await
+        }
+    });
+    let revision = next_revision(&node, before).await;
+    report(
+        &node,
+        json!({ "revision": revision, "outcome": "applied", "engine": "e" }),
+    )
+    .await;
+    let (ok, out, err) = waiting.await.unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "id 4, revision {revision}: applied on 1/1 nodes in "
+        )) && out.trim_end().ends_with(" ms"),
+        "{out}"
+    );
+    // A node refusing that revision fails the wait, with its reason.
+    let waiting = tokio::spawn({
+        let (url, tenant) = (url.clone(), tenant.clone());
+        async move {
+            edgectl(
+                &url,
+                &tenant,
+                &["purge", "proxy", "--url", "/b", "--timeout", "20s"],
+            )
+            .await
+        }
+    });
+    let next = next_revision(&node, revision).await;
+    report(
+        &node,
+        json!({ "revision": next, "outcome": "rejected", "error": "bad signature", "engine": "e" }),
+    )
+    .await;
+    let (ok, _, err) = waiting.await.unwrap();
+    assert!(
+        !ok && err.contains("node-a") && err.contains("bad signature"),
+        "{err}"
+    );
+
+    // Usage and API errors: one line, non-zero exit.
+    let (ok, _, err) = edgectl(&url, &tenant, &["purge", "proxy"]).await;
+    assert!(!ok, "{err}");
+    let (ok, _, err) = edgectl(&url, &tenant, &["purge", "proxy", "--all", "--key", "k"]).await;
+    assert!(!ok, "{err}");
+    let (ok, _, err) = edgectl(&url, &tenant, &["purge", "nope", "--all"]).await;
+    assert!(!ok && err.contains("404 not-found"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (ok, _, err) = edgectl(&url, &tenant, &["purge", "proxy", "--key", "two words"]).await;
+    assert!(!ok && err.contains("400 invalid-purge"), "{err}");
+}
+
+/// Long-polls as a node until the revision moves past `since`.
+async fn next_revision(node: &Client, since: u64) -> u64 {
+    let (status, body) = node
+        .call("GET", &format!("/v1/sync?since={since}&wait=20s"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let payload: Value = serde_json::from_str(body["payload"].as_str().unwrap()).unwrap();
+    payload["revision"].as_u64().unwrap()
+}
+
+async fn report(node: &Client, report: Value) {
+    let (status, body) = node.call("POST", "/v1/sync/report", Some(report)).await;
+    assert_eq!(status, 200, "{body}");
+}
