@@ -281,6 +281,29 @@ impl TestNode {
         }
     }
 
+    /// GET `path` on `host`: status, `x-cache`, body.
+    pub async fn get_cached(&self, host: &str, path: &str) -> (u16, String, String) {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .resolve(host, self.http_addr)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("http://{host}:{}{path}", self.http_addr.port()))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let cache = response
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (status, cache, response.text().await.unwrap())
+    }
+
     pub async fn metrics_text(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.admin_addr))
             .await
@@ -308,6 +331,9 @@ async fn start_node(cp_url: &str, token: &str, data_dir: &Path) -> NodeHandle {
     config.listen.admin = Some("127.0.0.1:0".parse().unwrap());
     config.runtime.instance_slots = 32;
     config.http.shutdown_grace = Duration::from_secs(1);
+    // Tenants' origin routes may reach the test origins on this address
+    // (and no other internal one).
+    config.outbound.allow_private_addresses = vec!["127.0.0.1".parse().unwrap()];
     let mut cp = ControlPlaneConfig::new(cp_url.to_string(), token.to_string(), data_dir.into());
     cp.max_backoff = Duration::from_millis(500);
     config.control_plane = Some(cp);

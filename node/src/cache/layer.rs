@@ -415,6 +415,7 @@ impl EdgeCache {
             inner: body,
             buffer: Some(BytesMut::new()),
             limit: self.store.max_entry_bytes(),
+            declared: declared_length(&parts.headers),
             finish: Some(Finish {
                 cache: self.clone(),
                 key: pending.key,
@@ -743,7 +744,18 @@ struct StoreOnEnd {
     /// `None` once the body went past the limit (or had trailers).
     buffer: Option<BytesMut>,
     limit: usize,
+    /// The response's `Content-Length`.
+    declared: Option<u64>,
     finish: Option<Finish>,
+}
+
+impl StoreOnEnd {
+    /// The body ended cleanly: store it (once).
+    fn finished(&mut self) {
+        if let (Some(buffer), Some(finish)) = (self.buffer.take(), self.finish.take()) {
+            store_finished(finish, buffer.freeze());
+        }
+    }
 }
 
 impl Body for StoreOnEnd {
@@ -772,12 +784,19 @@ impl Body for StoreOnEnd {
                 None => this.buffer = None,
             },
             Poll::Ready(Some(Err(_))) => this.buffer = None,
-            Poll::Ready(None) => {
-                if let (Some(buffer), Some(finish)) = (this.buffer.take(), this.finish.take()) {
-                    store_finished(finish, buffer.freeze());
-                }
-            }
+            Poll::Ready(None) => this.finished(),
             Poll::Pending => {}
+        }
+        // hyper stops polling a body once it has written the length the
+        // response declared (or the body says it has ended), so the end is
+        // also noticed here, not only at `None`.
+        if matches!(frame, Poll::Ready(Some(Ok(_))))
+            && (this.inner.is_end_stream()
+                || this
+                    .declared
+                    .is_some_and(|len| this.buffer.as_ref().is_some_and(|b| b.len() as u64 == len)))
+        {
+            this.finished();
         }
         frame
     }

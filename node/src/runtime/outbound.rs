@@ -696,6 +696,14 @@ impl http_body::Body for DeadlineBody {
             .poll_frame(cx)
             .map_err(HttpError::from)
     }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

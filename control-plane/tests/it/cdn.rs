@@ -1,0 +1,215 @@
+//! The CDN path end to end: a tenant creates an origin route through the
+//! API, two in-process nodes serve it from their caches, and purges made
+//! with `edgectl` reach both nodes' caches through the sync stream.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+
+use crate::common::{TestCp, TestNode, edgectl, eventually};
+
+/// An origin answering every path with a cacheable body that names the
+/// path and how many times the origin has answered it; `/tagged` carries a
+/// surrogate key.
+struct Origin {
+    addr: SocketAddr,
+    counts: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Origin {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+        let shared = counts.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let counts = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let path = req.uri().path().to_string();
+                        let n = {
+                            let mut counts = counts.lock().unwrap();
+                            let n = counts.entry(path.clone()).or_default();
+                            *n += 1;
+                            *n
+                        };
+                        let mut response = hyper::Response::new(Full::new(bytes::Bytes::from(
+                            format!("{path}#{n}"),
+                        )));
+                        let headers = response.headers_mut();
+                        headers.insert("cache-control", "public, max-age=3600".parse().unwrap());
+                        if path == "/tagged" {
+                            headers.insert("surrogate-key", "tag-a other".parse().unwrap());
+                        }
+                        async move { Ok::<_, std::convert::Infallible>(response) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, counts }
+    }
+
+    fn count(&self, path: &str) -> u32 {
+        self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+/// `path` on `node` is served from its cache, body `body`.
+async fn assert_hit(node: &TestNode, path: &str, body: &str) {
+    let (status, cache, text) = node.get_cached("site.test", path).await;
+    assert_eq!((status, cache.as_str(), text.as_str()), (200, "HIT", body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_routes_are_cached_on_every_node_and_purges_reach_them_all() {
+    let cp = TestCp::start().await;
+    let tenant = cp.new_tenant("shop").await;
+    let origin = Origin::start().await;
+    let (status, body) = tenant
+        .call(
+            "POST",
+            "/v1/apps",
+            Some(json!({"name": "site", "hosts": ["site.test"], "origin": format!("http://{}", origin.addr)})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        nodes.push(
+            TestNode::start(&cp.url(), cp.node_token(&format!("node-{i}")), dir.path()).await,
+        );
+    }
+
+    // Each node fetches once, then answers from its cache.
+    for node in &nodes {
+        eventually("the origin route is served", || async {
+            node.get_cached("site.test", "/page").await.0 == 200
+        })
+        .await;
+    }
+    let mut bodies = Vec::new();
+    for node in &nodes {
+        let (_, cache, text) = node.get_cached("site.test", "/page").await;
+        assert_eq!(cache, "HIT");
+        bodies.push(text);
+    }
+    assert_eq!(origin.count("/page"), 2, "one origin request per node");
+    for (node, body) in nodes.iter().zip(&bodies) {
+        assert_hit(node, "/page", body).await;
+        node.get_cached("site.test", "/tagged").await;
+        node.get_cached("site.test", "/kept").await;
+    }
+    assert_eq!(origin.count("/tagged"), 2);
+
+    let token = cp.token(edge_cp::auth::Role::Tenant, "shop-user", Some("shop"));
+    // A hard purge of one URL, through edgectl, which waits for both nodes.
+    let (ok, out, err) = edgectl(&cp.url(), &token, &["purge", "site", "--url", "/page"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("applied on 2/2 nodes"), "{out}");
+    for (i, node) in nodes.iter().enumerate() {
+        let (status, cache, text) = node.get_cached("site.test", "/page").await;
+        assert_eq!((status, cache.as_str()), (200, "MISS"), "{text}");
+        assert_hit(node, "/kept", &format!("/kept#{}", i + 1)).await;
+    }
+    assert_eq!(origin.count("/page"), 4, "each node fetched /page again");
+
+    // By surrogate key, softly: marked stale, fetched again on next use.
+    let (ok, out, err) = edgectl(
+        &cp.url(),
+        &token,
+        &["purge", "site", "--key", "tag-a", "--soft"],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    for node in &nodes {
+        let (_, cache, _) = node.get_cached("site.test", "/tagged").await;
+        assert_eq!(
+            cache, "MISS",
+            "soft-purged and the origin sends no validator"
+        );
+    }
+    assert_eq!(origin.count("/tagged"), 4);
+    assert_eq!(origin.count("/kept"), 2, "untagged entries are untouched");
+
+    // The whole app.
+    let (ok, out, err) = edgectl(&cp.url(), &token, &["purge", "site", "--all"]).await;
+    assert!(ok, "{out}{err}");
+    for node in &nodes {
+        let (_, cache, _) = node.get_cached("site.test", "/kept").await;
+        assert_eq!(cache, "MISS");
+    }
+    assert_eq!(origin.count("/kept"), 4);
+    for node in &nodes {
+        let purges = node
+            .metric(r#"edge_cache_purges_total{app="site",kind="url",tenant="shop"}"#)
+            .await;
+        assert_eq!(purges, 1.0);
+    }
+
+    // A node restarted from disk starts with an empty cache and does not
+    // replay old purges; it keeps applying new ones.
+    nodes[1].restart().await;
+    eventually("the restarted node serves the route", || async {
+        nodes[1].get_cached("site.test", "/kept").await.0 == 200
+    })
+    .await;
+    let (_, cache, _) = nodes[1].get_cached("site.test", "/kept").await;
+    assert_eq!(cache, "HIT");
+    let (ok, out, err) = edgectl(
+        &cp.url(),
+        &token,
+        &["purge", "site", "--url", "http://site.test/kept"],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    for node in &nodes {
+        let (_, cache, _) = node.get_cached("site.test", "/kept").await;
+        assert_eq!(cache, "MISS", "an absolute URL purges that host's entry");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_origins_reach_only_addresses_the_operator_allows() {
+    let cp = TestCp::start().await;
+    let tenant = cp.new_tenant("shop").await;
+    // 127.0.0.2 is loopback too, but the node allows only 127.0.0.1.
+    let (status, body) = tenant
+        .call(
+            "POST",
+            "/v1/apps",
+            Some(json!({"name": "sneaky", "hosts": ["sneaky.test"], "origin": "http://127.0.0.2:9/"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&cp.url(), cp.node_token("node"), dir.path()).await;
+    eventually("the route is applied", || async {
+        node.get("sneaky.test", "/").await.0 != 404
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .resolve("sneaky.test", node.http_addr)
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("http://sneaky.test:{}/", node.http_addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.headers()["x-edge-error"], "origin-prohibited");
+}
