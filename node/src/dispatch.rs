@@ -109,15 +109,18 @@ impl Dispatcher {
         let started = Instant::now();
         let request_id = RequestId(self.next_request_id.fetch_add(1, Ordering::Relaxed));
 
-        let app = match self.route(&request) {
-            Ok(app) => app,
+        let (host, app) = match self.route(&request) {
+            Ok(routed) => routed,
             Err(err) => {
                 self.metrics.unrouted(route_reason(&err));
                 return with_request_id(EdgeError::from(err).to_response(), request_id);
             }
         };
 
-        let response = match self.run(&app, request, scheme, request_id, started).await {
+        let response = match self
+            .run(&app, &host, request, scheme, request_id, started)
+            .await
+        {
             Ok(response) => response,
             Err(err) => {
                 if let Some(reason) = limit_reason(&err) {
@@ -138,6 +141,7 @@ impl Dispatcher {
     async fn run<B>(
         self: &Arc<Self>,
         app: &Arc<App>,
+        host: &str,
         request: Request<B>,
         scheme: Scheme,
         request_id: RequestId,
@@ -153,14 +157,12 @@ impl Dispatcher {
             Scheme::Https => "https",
             _ => "http",
         };
-        // Routing succeeded, so the host is there and valid.
-        let host = request_host(&request).unwrap_or_default();
         let cacheable_method = method == Method::GET || method == Method::HEAD;
         if let Some(cache) = &self.cache
             && cacheable_method
             && app.cache_seen.load(Ordering::Relaxed)
         {
-            let key = EdgeCache::key(&app.log_tenant, &app.log_name, scheme_name, &host, &request);
+            let key = EdgeCache::key(&app.log_tenant, &app.log_name, scheme_name, host, &request);
             return match cache.lookup(key, &request).await {
                 Lookup::Hit {
                     response,
@@ -212,7 +214,7 @@ impl Dispatcher {
                 &app.log_tenant,
                 &app.log_name,
                 scheme_name,
-                &host,
+                host,
                 path.as_deref().unwrap_or("/"),
                 response.headers(),
             );
@@ -353,12 +355,15 @@ impl Dispatcher {
         }))
     }
 
-    fn route<B>(&self, request: &Request<B>) -> Result<Arc<App>, RouteError> {
+    /// The request's host and the app serving it.
+    fn route<B>(&self, request: &Request<B>) -> Result<(String, Arc<App>), RouteError> {
         let host = request_host(request)?;
-        self.routes
+        let app = self
+            .routes
             .load()
             .route(&host, request.uri().path())
-            .cloned()
+            .cloned()?;
+        Ok((host, app))
     }
 
     fn check_request_size<B>(&self, app: &App, request: &Request<B>) -> Result<(), RequestLimit> {

@@ -241,13 +241,10 @@ impl EdgeCache {
         let headers = request.headers();
         let method = request.method();
         let now = SystemTime::now();
-        // A key in hit-for-pass has nothing stored (marking it purged it).
-        let passing = self.pass.contains_key(&key);
-        let stored = if passing {
-            None
-        } else {
-            self.store.get(&key, headers)
-        };
+        // A key in hit-for-pass has nothing stored (marking it purged it),
+        // so a hit needs no look at the pass list.
+        let stored = self.store.get(&key, headers);
+        let passing = stored.is_none() && self.pass.contains_key(&key);
         if let Some(entry) = &stored {
             let age = entry.age(now);
             let answer = |result| hit_response(entry, method, headers, age, result);

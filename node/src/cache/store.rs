@@ -64,6 +64,8 @@ pub struct Entry {
     pub vary: Vec<(String, Option<HeaderValue>)>,
     /// `Surrogate-Key` tags.
     pub surrogate_keys: Vec<String>,
+    /// Corrected initial age (RFC 9111 §4.2.3) when it was received.
+    initial_age: Duration,
     /// Set by a soft purge: the entry must be revalidated before use.
     pub invalidated: std::sync::atomic::AtomicBool,
 }
@@ -93,7 +95,9 @@ impl Entry {
             .flat_map(|v| v.split_ascii_whitespace().map(str::to_string))
             .take(64)
             .collect();
+        let initial_age = policy::current_age(&headers, received, received.response_time);
         Self {
+            initial_age,
             status,
             headers,
             body,
@@ -113,8 +117,13 @@ impl Entry {
             .all(|(name, value)| request.get(name.as_str()) == value.as_ref())
     }
 
+    /// RFC 9111 §4.2.3: the age when stored (from `Age`, `Date` and the
+    /// response delay, computed once) plus the time since.
     pub fn age(&self, now: SystemTime) -> Duration {
-        policy::current_age(&self.headers, self.received, now)
+        let resident = now
+            .duration_since(self.received.response_time)
+            .unwrap_or_default();
+        self.initial_age + resident
     }
 
     fn weight(&self) -> usize {
