@@ -286,6 +286,16 @@ impl TestNode {
             .unwrap()
     }
 
+    /// A client that does not follow redirects (they are answers), speaking
+    /// HTTP/2 (negotiated by ALPN) or, without `http2`, HTTP/1.1 only.
+    pub fn client_without_redirects(&self, http2: bool) -> reqwest::Client {
+        let builder = self
+            .client_builder()
+            .redirect(reqwest::redirect::Policy::none());
+        let builder = if http2 { builder } else { builder.http1_only() };
+        builder.build().expect("client")
+    }
+
     /// A client that speaks HTTP/1.1 only.
     pub fn http1_client(&self) -> reqwest::Client {
         self.client_builder().http1_only().build().expect("client")

@@ -11,6 +11,8 @@ mod guests;
 mod limits;
 mod load;
 mod observability;
+mod origin_cache;
+mod origin_server;
 mod outbound;
 mod process;
 mod routing;
