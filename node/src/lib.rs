@@ -97,7 +97,7 @@ impl Node {
                 config.outbound.clone(),
                 metrics.outbound_requests.clone(),
             )
-            .with_cache(cache.clone()),
+            .with_cache(cache.clone(), Some(metrics.cache_fetch_results.clone())),
         );
         let runtime = Arc::new(Runtime::new(&config.runtime, &config.compile, outbound)?);
         let static_routes = load_apps(&config, &runtime, &metrics).await?;

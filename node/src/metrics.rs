@@ -73,6 +73,8 @@ pub struct Metrics {
     pub cache_evictions: IntCounter,
     /// Purges applied, by tenant, app and kind (url, key, all).
     pub cache_purges: IntCounterVec,
+    /// Components' GETs through the cache, by how it answered.
+    pub cache_fetch_results: IntCounterVec,
 }
 
 /// The control-plane sync loop.
@@ -267,6 +269,14 @@ impl Metrics {
             &["tenant", "app", "kind"],
         )?;
         registry.register(Box::new(cache_purges.clone()))?;
+        let cache_fetch_results = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_fetch_requests_total",
+                "Components' outbound GETs by how the shared cache answered them: hit, miss, stale, revalidated, bypass.",
+            ),
+            &["tenant", "app", "result"],
+        )?;
+        registry.register(Box::new(cache_fetch_results.clone()))?;
         registry.register(Box::new(outbound_requests.clone()))?;
 
         Ok(Self {
@@ -291,6 +301,7 @@ impl Metrics {
             cache_bytes,
             cache_evictions,
             cache_purges,
+            cache_fetch_results,
             outbound_requests,
         })
     }
@@ -353,6 +364,7 @@ impl Metrics {
         remove_series(&self.cache_results, tenant, app);
         remove_series(&self.cache_collapsed, tenant, app);
         remove_series(&self.cache_purges, tenant, app);
+        remove_series(&self.cache_fetch_results, tenant, app);
     }
 
     pub fn unrouted(&self, reason: &'static str) {

@@ -177,7 +177,9 @@ impl Pending {
     /// entry's validators are sent instead, so an unchanged resource costs
     /// a 304.
     pub fn backend_headers(&self, headers: &mut HeaderMap) {
-        if self.kind == MissKind::Forward {
+        // Forwarded and hit-for-pass requests keep the client's own
+        // conditionals: their answers go to that client only.
+        if self.kind != MissKind::Store {
             return;
         }
         for name in [
@@ -550,13 +552,20 @@ impl EdgeCache {
             };
             // Same origin only: a relative reference, or an absolute URL
             // naming this scheme and host.
+            // (A component's fetch keys are `fetch+SCHEME` and name the
+            // host with its port.)
+            let url_scheme = scheme.strip_prefix("fetch+").unwrap_or(scheme);
             let path = if target.starts_with('/') {
                 Some(target.to_string())
             } else {
                 target
                     .parse::<http::Uri>()
                     .ok()
-                    .filter(|u| u.scheme_str() == Some(scheme) && u.host() == Some(host))
+                    .filter(|u| {
+                        u.scheme_str() == Some(url_scheme)
+                            && (u.host() == Some(host)
+                                || u.authority().is_some_and(|a| a.as_str() == host))
+                    })
                     .and_then(|u| u.path_and_query().map(|p| p.to_string()))
             };
             if let Some(path) = path {

@@ -28,7 +28,7 @@ use prometheus::IntCounterVec;
 use serde::Deserialize;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use crate::cache::layer::{EdgeCache, Lookup, drain};
+use crate::cache::layer::{CacheResult, EdgeCache, Lookup, drain};
 use crate::names::check_dns_name;
 
 /// Node-wide outbound settings (`[outbound]`).
@@ -299,6 +299,8 @@ pub struct OutboundClient {
     config: Arc<OutboundConfig>,
     /// The shared cache components' GETs go through, if the node has one.
     cache: Option<Arc<EdgeCache>>,
+    /// `edge_cache_fetch_requests_total{tenant,app,result}`.
+    cache_results: Option<IntCounterVec>,
     /// `edge_outbound_requests_total{tenant,app,result}`.
     results: IntCounterVec,
 }
@@ -348,6 +350,7 @@ impl OutboundClient {
             client,
             config,
             cache: None,
+            cache_results: None,
             results,
         }
     }
@@ -356,9 +359,15 @@ impl OutboundClient {
         self.config.first_byte_timeout
     }
 
-    /// Sends components' GETs through `cache`.
-    pub fn with_cache(mut self, cache: Option<Arc<EdgeCache>>) -> Self {
+    /// Sends components' GETs through `cache`, counting how it answered in
+    /// `results` (tenant, app, result).
+    pub fn with_cache(
+        mut self,
+        cache: Option<Arc<EdgeCache>>,
+        results: Option<IntCounterVec>,
+    ) -> Self {
         self.cache = cache;
+        self.cache_results = results;
         self
     }
 
@@ -493,17 +502,42 @@ impl OutboundPolicy {
                 ))
             });
         }
+        let unsafe_method = !request.method().is_safe();
+        let target = request.uri().clone();
         Box::new(async move {
             let response = client
                 .send_vetted(request, first_byte, &tenant, &app)
                 .await
                 .map_err(|(code, _)| code)?;
+            // RFC 9111 §4.4: a successful unsafe request makes what the
+            // app fetched from that URL (and its Location) stale.
+            if let Some(cache) = &client.cache
+                && unsafe_method
+                && (response.status().is_success() || response.status().is_redirection())
+            {
+                let scheme = fetch_scheme(&target);
+                let authority = fetch_authority(&target);
+                let path = target.path_and_query().map_or("/", |p| p.as_str());
+                cache.invalidate(&tenant, &app, &scheme, &authority, path, response.headers());
+            }
             Ok((
                 response,
                 Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
             ))
         })
     }
+}
+
+/// The cache-key scheme of a component's fetch: `fetch+http(s)`, apart
+/// from what the app itself answers for the same URL.
+fn fetch_scheme(uri: &http::Uri) -> String {
+    format!("fetch+{}", uri.scheme_str().unwrap_or("http"))
+}
+
+fn fetch_authority(uri: &http::Uri) -> String {
+    uri.authority()
+        .map(|a| a.as_str().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 /// A component's GET through the shared cache, in the app's own part of
@@ -523,20 +557,31 @@ async fn fetch_through_cache(
     drain_briefly(body).await;
     // Looked up without a body: the body type is not `Sync`.
     let request = http::Request::from_parts(parts, ());
-    let scheme = format!("fetch+{}", request.uri().scheme_str().unwrap_or("http"));
-    let authority = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_ascii_lowercase())
-        .unwrap_or_default();
-    let key = EdgeCache::key(tenant, app, &scheme, &authority, &request);
+    let key = EdgeCache::key(
+        tenant,
+        app,
+        &fetch_scheme(request.uri()),
+        &fetch_authority(request.uri()),
+        &request,
+    );
+    let count = |result: CacheResult| {
+        if let Some(results) = &client.cache_results {
+            let label = result.label().to_ascii_lowercase();
+            results
+                .with_label_values(&[&**tenant, &**app, label.as_str()])
+                .inc();
+        }
+    };
     match cache.lookup(key, &request).await {
-        Lookup::Hit { response, .. } => Ok(response),
-        Lookup::NotCached => Ok(crate::error::text_response(
-            http::StatusCode::GATEWAY_TIMEOUT,
-            "only-if-cached: not in the cache\n",
-        )),
+        Lookup::Hit {
+            response, result, ..
+        } => {
+            count(result);
+            Ok(response)
+        }
+        Lookup::NotCached => Ok(crate::error::EdgeError::NotCached.to_response()),
         Lookup::Refresh { response, refresh } => {
+            count(CacheResult::Stale);
             let mut again = http::Request::new(crate::error::full_body(Bytes::new()));
             *again.uri_mut() = request.uri().clone();
             *again.headers_mut() = refresh.request_headers().clone();
@@ -557,7 +602,8 @@ async fn fetch_through_cache(
             pending.backend_headers(request.headers_mut());
             let method = request.method().clone();
             let result = client.send_vetted(request, first_byte, tenant, app).await;
-            let (result, _) = cache.complete(pending, &method, result);
+            let (result, cache_result) = cache.complete(pending, &method, result);
+            count(cache_result);
             result.map_err(|(code, _)| code)
         }
     }

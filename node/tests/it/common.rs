@@ -96,6 +96,7 @@ pub struct TestNodeBuilder {
     http_config: HttpConfig,
     outbound: OutboundConfig,
     cache: bool,
+    purge_token: Option<String>,
 }
 
 impl TestNodeBuilder {
@@ -112,6 +113,12 @@ impl TestNodeBuilder {
     /// identical concurrent requests (the cache would collapse them).
     pub fn without_cache(mut self) -> Self {
         self.cache = false;
+        self
+    }
+
+    /// Enables `POST /cache/purge` on the admin listener with this token.
+    pub fn purge_token(mut self, token: &str) -> Self {
+        self.purge_token = Some(token.into());
         self
     }
 
@@ -192,6 +199,7 @@ impl TestNodeBuilder {
             control_plane: None,
             cache: edge_node::cache::layer::CacheConfig {
                 enabled: self.cache,
+                purge_token: self.purge_token.clone(),
                 ..Default::default()
             },
         };
@@ -231,6 +239,7 @@ impl TestNode {
             http_config: HttpConfig::default(),
             outbound: OutboundConfig::default(),
             cache: true,
+            purge_token: None,
         }
     }
 
@@ -310,6 +319,30 @@ impl TestNode {
             builder = builder.resolve(host, self.http_addr());
         }
         builder.build().expect("client")
+    }
+
+    /// POSTs `body` to the admin listener's `/cache/purge` with `token`:
+    /// status, `x-edge-error`, body.
+    pub async fn admin_purge(&self, token: Option<&str>, body: &str) -> (u16, String, String) {
+        let admin = self.handle().admin_addr.expect("admin listener");
+        let mut request = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .post(format!("http://{admin}/cache/purge"))
+            .body(body.to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("purge answer");
+        let status = response.status().as_u16();
+        let code = response
+            .headers()
+            .get("x-edge-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (status, code, response.text().await.expect("purge body"))
     }
 
     /// The Prometheus text from the admin listener.

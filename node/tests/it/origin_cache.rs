@@ -111,7 +111,7 @@ impl Fx {
                 o.allow_private_addresses = vec!["127.0.0.1".parse().unwrap()];
             });
         }
-        let node = builder.start().await;
+        let node = builder.purge_token(PURGE_TOKEN).start().await;
         let client = node.client_without_redirects(mode.http2);
         Fx {
             mode,
@@ -677,12 +677,7 @@ async fn only_if_cached_never_reaches_the_origin(mode: Mode) {
     assert_eq!(fx.origin.requests("/oic-stale"), 1);
 }
 
-rule_tests!(
-    only_if_cached_miss_is_labelled_not_cached,
-    fetch: [ignore = "node bug: the fetch cache answers a component's only-if-cached miss \
-        with a bare 504 (error::text_response in runtime/outbound.rs fetch_through_cache, \
-        Lookup::NotCached) without `x-edge-error: not-cached`"]
-);
+rule_tests!(only_if_cached_miss_is_labelled_not_cached);
 /// The 504 for only-if-cached says why: `x-edge-error: not-cached`.
 async fn only_if_cached_miss_is_labelled_not_cached(mode: Mode) {
     let fx = Fx::start(mode).await;
@@ -938,13 +933,7 @@ async fn unsafe_methods_pass_through_with_their_body(mode: Mode) {
     fx.get("/form", &[]).await.expect(200, "HIT", "form#5");
 }
 
-rule_tests!(
-    unsafe_methods_invalidate_the_target_and_same_origin_locations,
-    fetch: [ignore = "node bug: a component's unsafe requests bypass the fetch cache \
-        (runtime/outbound.rs OutboundPolicy::send sends every non-GET with send_vetted) \
-        and never invalidate what it stores for the target URI or Location / \
-        Content-Location (RFC 9111 §4.4): a GET after a successful POST is still a HIT"]
-);
+rule_tests!(unsafe_methods_invalidate_the_target_and_same_origin_locations);
 /// An unsafe method answered 2xx/3xx invalidates the target and the
 /// same-origin Location and Content-Location (relative or absolute);
 /// another origin's URL, and an error answer, invalidate nothing.
@@ -1131,11 +1120,95 @@ async fn tenants_do_not_share_entries(mode: Mode) {
     assert_eq!(fx.origin.requests("/shared"), 2);
 }
 
-/// `edge_cache_requests_total` counts every result of an origin route's
-/// cache. (The fetch cache's results are not in it.)
-#[tokio::test]
-async fn cache_metrics_count_every_result() {
-    let fx = Fx::start(Mode::ROUTE).await;
+const PURGE_TOKEN: &str = "purge-token-for-tests";
+
+rule_tests!(admin_purges_by_url_key_and_app);
+/// The admin listener's purge: by URL (for a component's fetches, the
+/// origin's absolute URL), by surrogate key (softly: revalidated next time)
+/// and the whole app (hard); refusals with their codes.
+async fn admin_purges_by_url_key_and_app(mode: Mode) {
+    let fx = Fx::start(mode).await;
+    let origin = &fx.origin;
+    origin.script("/p1", Script::ok("p1").cc("max-age=600"));
+    origin.script(
+        "/p2",
+        Script::ok("p2")
+            .cc("max-age=600")
+            .header("etag", "\"v2\"")
+            .header("surrogate-key", "k2 shared"),
+    );
+    origin.script("/p3", Script::ok("p3").cc("max-age=600"));
+    for path in ["/p1", "/p2", "/p3"] {
+        let body = format!("{}#1", &path[1..]);
+        fx.get(path, &[]).await.expect(200, "MISS", &body);
+        fx.get(path, &[]).await.expect(200, "HIT", &body);
+    }
+    let url = match mode.via {
+        Via::Route => "/p1".to_string(),
+        Via::Fetch => format!("http://origin.test:{}/p1", origin.port()),
+    };
+    let node = &fx.node;
+    let purge = |body: String| async move { node.admin_purge(Some(PURGE_TOKEN), &body).await };
+    let (status, _, text) =
+        purge(format!(r#"{{"tenant":"acme","app":"web","url":"{url}"}}"#)).await;
+    assert_eq!((status, text.trim()), (200, r#"{"purged":1}"#));
+    fx.get("/p1", &[]).await.expect(200, "MISS", "p1#2");
+    fx.get("/p2", &[]).await.expect(200, "HIT", "p2#1");
+
+    let (status, _, _) =
+        purge(r#"{"tenant":"acme","app":"web","key":"k2","soft":true}"#.into()).await;
+    assert_eq!(status, 200);
+    fx.get("/p2", &[]).await.expect(200, "REVALIDATED", "p2#1");
+    assert_eq!(origin.requests("/p2"), 2, "one conditional request");
+    fx.get("/p3", &[]).await.expect(200, "HIT", "p3#1");
+
+    let (status, _, _) = purge(r#"{"tenant":"acme","app":"web","all":true}"#.into()).await;
+    assert_eq!(status, 200);
+    fx.get("/p3", &[]).await.expect(200, "MISS", "p3#2");
+
+    let valid = r#"{"tenant":"acme","app":"web","all":true}"#;
+    for (token, body, status, code) in [
+        (None, valid, 401, "token-invalid"),
+        (Some("wrong-token-wrong-token"), valid, 401, "token-invalid"),
+        (
+            Some(PURGE_TOKEN),
+            r#"{"tenant":"other","app":"web","all":true}"#,
+            404,
+            "unknown-app",
+        ),
+        (
+            Some(PURGE_TOKEN),
+            r#"{"tenant":"acme","app":"web"}"#,
+            400,
+            "invalid-purge",
+        ),
+        (
+            Some(PURGE_TOKEN),
+            r#"{"tenant":"acme","app":"web","key":"a b"}"#,
+            400,
+            "invalid-purge",
+        ),
+        (Some(PURGE_TOKEN), "not json", 400, "invalid-purge"),
+    ] {
+        let (got, got_code, text) = fx.node.admin_purge(token, body).await;
+        assert_eq!((got, got_code.as_str()), (status, code), "{body}: {text}");
+    }
+    let text = fx.node.metrics_text().await;
+    for kind in ["url", "key", "all"] {
+        let labels = [("tenant", "acme"), ("app", "web"), ("kind", kind)];
+        assert_eq!(
+            metric_value(&text, "edge_cache_purges_total", &labels),
+            Some(1.0)
+        );
+    }
+}
+
+rule_tests!(cache_metrics_count_every_result);
+/// Every result of the cache is counted: an origin route's in
+/// `edge_cache_requests_total`, a component's fetches in
+/// `edge_cache_fetch_requests_total`.
+async fn cache_metrics_count_every_result(mode: Mode) {
+    let fx = Fx::start(mode).await;
     let origin = &fx.origin;
     origin.script("/m", Script::ok("m").cc("max-age=600"));
     origin.script(
@@ -1165,8 +1238,12 @@ async fn cache_metrics_count_every_result() {
         ("bypass", 1.0),
     ] {
         let labels = [("tenant", "acme"), ("app", "web"), ("result", result)];
+        let metric = match mode.via {
+            Via::Route => "edge_cache_requests_total",
+            Via::Fetch => "edge_cache_fetch_requests_total",
+        };
         assert_eq!(
-            metric_value(&text, "edge_cache_requests_total", &labels),
+            metric_value(&text, metric, &labels),
             Some(expected),
             "{result}: {text}"
         );
