@@ -262,19 +262,31 @@ mod tests {
     #[test]
     fn purge_targets_are_validated_and_travel_flat() {
         for ok in [
-            PurgeTarget::Url { url: "/a?b=1".into() },
-            PurgeTarget::Url { url: "https://shop.test/a".into() },
-            PurgeTarget::Key { key: "product-7".into() },
+            PurgeTarget::Url {
+                url: "/a?b=1".into(),
+            },
+            PurgeTarget::Url {
+                url: "https://shop.test/a".into(),
+            },
+            PurgeTarget::Key {
+                key: "product-7".into(),
+            },
             PurgeTarget::All,
         ] {
             assert_eq!(ok.validate(), Ok(()), "{ok:?}");
         }
         for bad in [
-            PurgeTarget::Url { url: "ftp://x/a".into() },
+            PurgeTarget::Url {
+                url: "ftp://x/a".into(),
+            },
             PurgeTarget::Url { url: "a/b".into() },
-            PurgeTarget::Url { url: format!("/{}", "a".repeat(MAX_PURGE_URL_BYTES)) },
+            PurgeTarget::Url {
+                url: format!("/{}", "a".repeat(MAX_PURGE_URL_BYTES)),
+            },
             PurgeTarget::Key { key: String::new() },
-            PurgeTarget::Key { key: "two words".into() },
+            PurgeTarget::Key {
+                key: "two words".into(),
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
