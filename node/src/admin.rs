@@ -184,7 +184,22 @@ async fn purge(state: &AdminState, req: Request<Incoming>) -> Response<ResponseB
             "this node has no cache".into(),
         );
     };
-    let purged = cache.purge(&request.tenant, &request.app, &target, request.soft);
+    // A purge walks the store: off the async workers.
+    let cache = cache.clone();
+    let purged = match tokio::task::spawn_blocking(move || {
+        cache.purge(&request.tenant, &request.app, &target, request.soft)
+    })
+    .await
+    {
+        Ok(purged) => purged,
+        Err(err) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                format!("the purge failed: {err}"),
+            );
+        }
+    };
     let mut response = Response::new(full_body(format!("{{\"purged\":{purged}}}\n")));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -207,6 +207,8 @@ impl Dispatcher {
             app.metrics.cache_result(CacheResult::Bypass);
             return Ok(cache.pass_through(&app.cache_seen, response));
         }
+        // Surrogate headers are this cache's business whatever the method.
+        let response = cache.pass_through(&app.cache_seen, response);
         if !method.is_safe()
             && (response.status().is_success() || response.status().is_redirection())
         {

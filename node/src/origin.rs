@@ -110,6 +110,19 @@ pub enum OriginError {
 /// the cache key.
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+/// Forwarding headers the edge does not vouch for: a client could use them
+/// to make the origin build other URLs (or believe another client address)
+/// without that being part of the cache key.
+const UNVOUCHED: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-real-ip",
+];
 
 impl Origin {
     /// Forwards `request` (received for `host` over `scheme`) to the origin.
@@ -135,6 +148,9 @@ impl Origin {
         *request.uri_mut() = target;
         *request.version_mut() = http::Version::HTTP_11;
         let headers = request.headers_mut();
+        for name in UNVOUCHED {
+            headers.remove(*name);
+        }
         if let Ok(value) = HeaderValue::from_str(self.url.authority.as_str()) {
             headers.insert(header::HOST, value);
         }

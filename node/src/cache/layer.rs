@@ -13,7 +13,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -104,6 +104,12 @@ pub struct EdgeCache {
     bytes: Option<prometheus::IntGauge>,
     /// `edge_cache_purges_total{tenant,app,kind}`.
     pub(super) purges: Option<prometheus::IntCounterVec>,
+    /// Bumped by every purge: a miss that started before a purge does not
+    /// store what it fetched (it could be what the purge removed).
+    pub(super) generation: AtomicU64,
+    /// Background refreshes (stale-while-revalidate) at once, node-wide;
+    /// past it, stale answers are served without starting another.
+    refreshes: Arc<tokio::sync::Semaphore>,
     collapser: Arc<Collapser>,
     collapse_wait: Duration,
     /// "Hit-for-pass": keys whose last answer was not storable. Their
@@ -111,6 +117,9 @@ pub struct EdgeCache {
     /// uncacheable resource do not queue behind each other.
     pass: moka::sync::Cache<CacheKey, ()>,
 }
+
+/// Background refreshes running at once, node-wide.
+const MAX_REFRESHES: usize = 64;
 
 /// How long a key stays in hit-for-pass, and how many keys it holds.
 const PASS_TTL: Duration = Duration::from_secs(30);
@@ -168,6 +177,10 @@ pub struct Pending {
     /// entry), served again if the backend confirms it with a 304 or fails
     /// within its `stale-if-error` window.
     stale: Option<Arc<Entry>>,
+    /// The cache's purge generation when the miss started.
+    generation: u64,
+    /// Held by a background refresh.
+    _refresh: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Pending {
@@ -218,6 +231,8 @@ impl EdgeCache {
             ),
             bytes: metrics.map(|m| m.cache_bytes.clone()),
             purges: metrics.map(|m| m.cache_purges.clone()),
+            generation: AtomicU64::new(0),
+            refreshes: Arc::new(tokio::sync::Semaphore::new(MAX_REFRESHES)),
             collapser: Arc::new(Collapser::default()),
             collapse_wait: config.collapse_wait,
             pass: moka::sync::Cache::builder()
@@ -250,7 +265,15 @@ impl EdgeCache {
         if let Some(entry) = &stored {
             let age = entry.age(now);
             let answer = |result| hit_response(entry, method, headers, age, result);
-            match policy::usability(headers, &entry.directives, effective_lifetime(entry), age) {
+            let mut usable =
+                policy::usability(headers, &entry.directives, effective_lifetime(entry), age);
+            // A soft-purged entry is served stale only within its own
+            // stale-while-revalidate / stale-if-error, not at a client's
+            // `max-stale`.
+            if usable == Use::StaleAllowed && entry.invalidated.load(Ordering::Relaxed) {
+                usable = Use::Revalidate;
+            }
+            match usable {
                 Use::Fresh => {
                     return Lookup::Hit {
                         response: answer(CacheResult::Hit),
@@ -269,8 +292,9 @@ impl EdgeCache {
                     let response = answer(CacheResult::Stale);
                     // One refresh per key at a time; everyone else is
                     // served stale meanwhile without waiting.
-                    return match self.collapser.join(&key) {
-                        Role::Leader(guard) => Lookup::Refresh {
+                    let permit = self.refreshes.clone().try_acquire_owned().ok();
+                    return match (self.collapser.join(&key), permit) {
+                        (Role::Leader(guard), Some(permit)) => Lookup::Refresh {
                             response,
                             refresh: Pending {
                                 key,
@@ -279,9 +303,11 @@ impl EdgeCache {
                                 leader: Some(guard),
                                 kind: MissKind::Store,
                                 stale: stored.clone(),
+                                generation: self.generation.load(Ordering::Acquire),
+                                _refresh: Some(permit),
                             },
                         },
-                        Role::Follower(_) => Lookup::Hit {
+                        _ => Lookup::Hit {
                             response,
                             result: CacheResult::Stale,
                             collapsed: false,
@@ -296,6 +322,7 @@ impl EdgeCache {
         {
             return Lookup::NotCached;
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let pending = |kind, leader, stale| Pending {
             key: key.clone(),
             request_headers: headers.clone(),
@@ -303,6 +330,8 @@ impl EdgeCache {
             leader,
             kind,
             stale,
+            generation,
+            _refresh: None,
         };
         // A range that missed goes to the backend as it is, and its 206 is
         // never stored: no stored response is ever built from a part.
@@ -315,10 +344,14 @@ impl EdgeCache {
         match self.collapser.join(&key) {
             Role::Leader(guard) => Lookup::Miss(pending(MissKind::Store, Some(guard), stored)),
             Role::Follower(slot) => {
-                // What the leader stored was fetched for this very moment
-                // (or just revalidated): it answers every waiter.
+                // What the leader stored (or revalidated) while this request
+                // waited answers it, if it is the variant this request
+                // needs. An older entry is not: it is why we waited.
+                let waited_from = std::time::Instant::now();
                 if collapse::wait(slot, self.collapse_wait).await == Some(Outcome::Stored)
                     && let Some(entry) = self.store.get(&key, headers)
+                    && entry.created >= waited_from
+                    && !entry.invalidated.load(Ordering::Relaxed)
                 {
                     let age = entry.age(SystemTime::now());
                     return Lookup::Hit {
@@ -393,9 +426,15 @@ impl EdgeCache {
         };
         client_headers(&mut parts.headers, &pending.request_headers, result);
         if !storable {
-            // Marked once; the marker expires after PASS_TTL, and the next
-            // miss tries collapsing again.
-            if pending.kind == MissKind::Store {
+            // Only the resource's own answer decides that it is not
+            // cacheable: then the stored copy goes and the key skips
+            // collapsing for PASS_TTL. A client's request directives
+            // (`no-store`, `Authorization`) or a failing backend must not
+            // evict what others use.
+            if pending.kind == MissKind::Store
+                && !parts.status.is_server_error()
+                && !storable_for_anyone(method, parts.status, &parts.headers)
+            {
                 self.store.purge_key(&pending.key, false);
                 self.pass.insert(pending.key, ());
             }
@@ -410,7 +449,7 @@ impl EdgeCache {
             request_time: pending.request_time,
             response_time: SystemTime::now(),
         };
-        let tee = StoreOnEnd {
+        let mut tee = StoreOnEnd {
             inner: body,
             buffer: Some(BytesMut::new()),
             limit: self.store.max_entry_bytes(),
@@ -423,8 +462,14 @@ impl EdgeCache {
                 request_headers: pending.request_headers,
                 received,
                 leader: pending.leader,
+                generation: pending.generation,
             }),
         };
+        // hyper never polls a body that is already at its end (an empty
+        // one): store it now.
+        if tee.inner.is_end_stream() {
+            tee.finished();
+        }
         (Ok(Response::from_parts(parts, tee.boxed_unsync())), result)
     }
 
@@ -502,15 +547,19 @@ impl EdgeCache {
             age,
             CacheResult::Revalidated,
         );
-        let still_storable = policy::storable(
+        let storable = policy::storable(
             &Method::GET,
             &pending.request_headers,
             entry.status,
             &entry.headers,
         )
         .is_ok();
-        let stored = still_storable && self.store.insert(pending.key.clone(), entry);
-        if !stored {
+        // The 304 itself may make the resource uncacheable; this request's
+        // own directives only keep it from being stored.
+        let uncacheable = !storable_for_anyone(&Method::GET, entry.status, &entry.headers);
+        let purged_since = self.generation.load(Ordering::Acquire) != pending.generation;
+        let stored = storable && !purged_since && self.store.insert(pending.key.clone(), entry);
+        if uncacheable && !purged_since {
             self.store.purge_key(&pending.key, false);
         }
         self.update_bytes();
@@ -600,6 +649,12 @@ impl EdgeCache {
 pub async fn drain(response: Response<ResponseBody>) {
     let mut body = response.into_body();
     while let Some(Ok(_)) = body.frame().await {}
+}
+
+/// Whether the response may be stored at all, whoever asked: what a
+/// resource says about itself, without the request's directives.
+fn storable_for_anyone(method: &Method, status: StatusCode, headers: &HeaderMap) -> bool {
+    policy::storable(method, &HeaderMap::new(), status, headers).is_ok()
 }
 
 /// A soft-purged entry is stale whatever its lifetime said.
@@ -741,6 +796,7 @@ struct Finish {
     request_headers: HeaderMap,
     received: Received,
     leader: Option<LeaderGuard>,
+    generation: u64,
 }
 
 /// Streams the app's body to the client and keeps a copy (up to the entry
@@ -820,6 +876,11 @@ impl Body for StoreOnEnd {
 /// (A body that failed, was cut off or went past the limit never gets
 /// here: dropping `Finish` releases the followers to go themselves.)
 fn store_finished(finish: Finish, body: Bytes) {
+    if finish.cache.generation.load(Ordering::Acquire) != finish.generation {
+        // A purge ran while this was fetched: what it fetched may be what
+        // the purge meant to remove. The next request fetches again.
+        return;
+    }
     let entry = Entry::new(
         finish.status,
         finish.headers,

@@ -13,6 +13,8 @@ impl EdgeCache {
     /// Applies one purge to `tenant`'s `app`; returns how many stored
     /// responses it removed or marked.
     pub fn purge(&self, tenant: &str, app: &str, target: &PurgeTarget, soft: bool) -> usize {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let (kind, purged) = match target {
             PurgeTarget::All => ("all", self.store.purge_app(tenant, app, None, soft)),
             PurgeTarget::Key { key } => ("key", self.store.purge_app(tenant, app, Some(key), soft)),

@@ -66,6 +66,8 @@ pub struct Entry {
     pub surrogate_keys: Vec<String>,
     /// Corrected initial age (RFC 9111 §4.2.3) when it was received.
     initial_age: Duration,
+    /// When this entry was built (its body complete, or its 304 merged).
+    pub created: std::time::Instant,
     /// Set by a soft purge: the entry must be revalidated before use.
     pub invalidated: std::sync::atomic::AtomicBool,
 }
@@ -98,6 +100,7 @@ impl Entry {
         let initial_age = policy::current_age(&headers, received, received.response_time);
         Self {
             initial_age,
+            created: std::time::Instant::now(),
             status,
             headers,
             body,

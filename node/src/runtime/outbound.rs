@@ -448,6 +448,23 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::PROXY_AUTHENTICATE,
 ];
 
+/// Removes hop-by-hop headers, including those the `Connection` header
+/// names (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP) {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
 pub type SendRequestFuture = Box<
     dyn Future<
             Output = Result<
@@ -621,11 +638,12 @@ impl OutboundClient {
         tenant: &str,
         app: &str,
     ) -> Result<http::Response<WasiBody>, (HttpError, &'static str)> {
-        for name in HOP_BY_HOP {
-            request.headers_mut().remove(name);
+        // A body that arrived chunked is sent chunked: a Content-Length that
+        // came along with Transfer-Encoding is not the body's.
+        if request.headers().contains_key(header::TRANSFER_ENCODING) {
+            request.headers_mut().remove(header::CONTENT_LENGTH);
         }
-        request.headers_mut().remove("keep-alive");
-        request.headers_mut().remove("proxy-connection");
+        strip_hop_by_hop(request.headers_mut());
         let count = |result: &'static str| {
             self.results.with_label_values(&[tenant, app, result]).inc();
             result
@@ -675,10 +693,7 @@ impl OutboundClient {
             }
             .boxed_unsync()
         });
-        for name in HOP_BY_HOP {
-            response.headers_mut().remove(name);
-        }
-        response.headers_mut().remove("keep-alive");
+        strip_hop_by_hop(response.headers_mut());
         Ok(response)
     }
 }

@@ -359,6 +359,11 @@ impl Applier {
             let key = (tenant.clone(), app.clone());
             if !built.apps.contains_key(&key) && !built.origins.contains_key(&key) {
                 self.metrics.remove_app(tenant.as_str(), app.as_str());
+                // An app created again under the same name must not be
+                // served what the deleted one stored.
+                if let Some(cache) = self.dispatcher.cache() {
+                    cache.purge(tenant.as_str(), app.as_str(), &PurgeTarget::All, false);
+                }
             }
         }
         self.current = built.apps;
@@ -372,22 +377,21 @@ impl Applier {
     /// softly, since some purge was lost.
     pub fn apply_purges(&mut self, snapshot: &Snapshot) {
         let newest = snapshot.purges.last().map_or(0, |p| p.id);
-        let Some(cache) = self.dispatcher.cache().cloned() else {
-            self.last_purge = Some((snapshot.epoch.clone(), newest));
+        let oldest = snapshot.purges.first().map(|p| p.id);
+        let plan = plan_purges(self.last_purge.as_ref(), &snapshot.epoch, oldest);
+        let mark = match plan {
+            PurgePlan::MarkOnly => newest,
+            PurgePlan::Apply { after, .. } => newest.max(after),
+        };
+        let previous = self.last_purge.replace((snapshot.epoch.clone(), mark));
+        let (Some(cache), PurgePlan::Apply { after, gap }) =
+            (self.dispatcher.cache().cloned(), plan)
+        else {
             return;
         };
-        let last = match &self.last_purge {
-            None => {
-                self.last_purge = Some((snapshot.epoch.clone(), newest));
-                return;
-            }
-            Some((epoch, id)) if *epoch == snapshot.epoch => *id,
-            Some(_) => 0,
-        };
-        let oldest = snapshot.purges.first().map(|p| p.id);
-        if last > 0 && oldest.is_some_and(|oldest| oldest > last + 1) {
+        if gap {
             tracing::warn!(
-                last,
+                ?previous,
                 oldest,
                 "purges were missed; soft-purging every synced app"
             );
@@ -395,7 +399,7 @@ impl Applier {
                 cache.purge(tenant.as_str(), app.as_str(), &PurgeTarget::All, true);
             }
         }
-        for purge in snapshot.purges.iter().filter(|p| p.id > last) {
+        for purge in snapshot.purges.iter().filter(|p| p.id > after) {
             // Only apps served here have entries (and metric series) here.
             let key = (purge.tenant.clone(), purge.app.clone());
             if !self.current.contains_key(&key) && !self.current_origins.contains_key(&key) {
@@ -409,6 +413,59 @@ impl Applier {
             );
             tracing::debug!(id = purge.id, tenant = %purge.tenant, app = %purge.app, purged, "purge applied");
         }
-        self.last_purge = Some((snapshot.epoch.clone(), newest.max(last)));
+    }
+}
+
+/// What to do with a snapshot's purges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PurgePlan {
+    /// The first snapshot since start-up: the cache holds nothing older
+    /// than it, so only remember where the purges stand.
+    MarkOnly,
+    /// Apply those with an id above `after`; with `gap`, some were missed
+    /// (they left the window), so soft-purge everything first.
+    Apply { after: u64, gap: bool },
+}
+
+/// Ids start at 1 in every epoch, and a snapshot carries the newest ones,
+/// consecutive. `last` is the epoch and id of the last purge applied.
+fn plan_purges(last: Option<&(String, u64)>, epoch: &str, oldest: Option<u64>) -> PurgePlan {
+    let after = match last {
+        None => return PurgePlan::MarkOnly,
+        Some((last_epoch, id)) if last_epoch == epoch => *id,
+        // A new epoch (a new or restored control-plane database): none of
+        // its purges were seen here.
+        Some(_) => 0,
+    };
+    PurgePlan::Apply {
+        after,
+        gap: oldest.is_some_and(|oldest| oldest > after + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_plans_follow_ids_epochs_and_gaps() {
+        let at = |epoch: &str, id: u64| (epoch.to_string(), id);
+        assert_eq!(plan_purges(None, "e1", Some(5)), PurgePlan::MarkOnly);
+        let seen = at("e1", 7);
+        let apply = |after, gap| PurgePlan::Apply { after, gap };
+        assert_eq!(plan_purges(Some(&seen), "e1", None), apply(7, false));
+        assert_eq!(plan_purges(Some(&seen), "e1", Some(3)), apply(7, false));
+        assert_eq!(plan_purges(Some(&seen), "e1", Some(8)), apply(7, false));
+        assert_eq!(plan_purges(Some(&seen), "e1", Some(9)), apply(7, true));
+        // Nothing seen yet in this epoch, and the window moved past id 1.
+        let none_yet = at("e1", 0);
+        assert_eq!(plan_purges(Some(&none_yet), "e1", Some(1)), apply(0, false));
+        assert_eq!(
+            plan_purges(Some(&none_yet), "e1", Some(901)),
+            apply(0, true)
+        );
+        // A new epoch applies everything it carries.
+        assert_eq!(plan_purges(Some(&seen), "e2", Some(1)), apply(0, false));
+        assert_eq!(plan_purges(Some(&seen), "e2", Some(40)), apply(0, true));
     }
 }

@@ -1293,3 +1293,79 @@ async fn unreachable_and_silent_origins_fail_alone(mode: Mode) {
         502
     );
 }
+
+rule_tests!(a_clients_directives_never_evict_what_others_use);
+/// A client that asks for `no-store` (or sends Authorization) makes the
+/// cache go to the origin for it, but what others get stays stored.
+async fn a_clients_directives_never_evict_what_others_use(mode: Mode) {
+    let fx = Fx::start(mode).await;
+    fx.origin
+        .script("/shared", Script::ok("s").cc("max-age=600"));
+    fx.get("/shared", &[]).await.expect(200, "MISS", "s#1");
+    for headers in [
+        &[("cache-control", "no-cache, no-store")][..],
+        &[("cache-control", "max-age=0"), ("authorization", "x")][..],
+    ] {
+        let answer = fx.get("/shared", headers).await;
+        assert_eq!(answer.status, 200);
+        fx.get("/shared", &[]).await.expect(200, "HIT", "s#1");
+    }
+}
+
+rule_tests!(an_origin_error_during_revalidation_keeps_the_stored_copy);
+/// A 503 while revalidating reaches the client (no stale-if-error), but the
+/// stored copy stays: once the origin is back it is revalidated, not
+/// fetched again in full.
+async fn an_origin_error_during_revalidation_keeps_the_stored_copy(mode: Mode) {
+    let fx = Fx::start(mode).await;
+    let stale = || {
+        Script::ok("r")
+            .cc("max-age=60")
+            .header("age", "100")
+            .header("etag", "\"r1\"")
+    };
+    fx.origin.script("/r", stale());
+    fx.get("/r", &[]).await.expect(200, "MISS", "r#1");
+    fx.origin.script("/r", Script::ok("down").status(503));
+    assert_eq!(fx.get("/r", &[]).await.status, 503);
+    fx.origin.script("/r", stale());
+    fx.get("/r", &[]).await.expect(200, "REVALIDATED", "r#1");
+}
+
+rule_tests!(empty_bodies_are_stored);
+/// A cacheable answer without a body (hyper never polls such a body) is
+/// stored all the same.
+async fn empty_bodies_are_stored(mode: Mode) {
+    let fx = Fx::start(mode).await;
+    fx.origin
+        .script("/empty", Script::ok("").status(204).cc("max-age=600"));
+    let first = fx.get("/empty", &[]).await;
+    assert_eq!((first.status, first.cache()), (204, "MISS"));
+    let second = fx.get("/empty", &[]).await;
+    assert_eq!((second.status, second.cache()), (204, "HIT"));
+    assert_eq!(fx.origin.requests("/empty"), 1);
+}
+
+rule_tests!(max_stale_does_not_reach_soft_purged_entries);
+/// A soft-purged entry is revalidated before use even when the client
+/// accepts stale answers.
+async fn max_stale_does_not_reach_soft_purged_entries(mode: Mode) {
+    let fx = Fx::start(mode).await;
+    fx.origin.script(
+        "/soft",
+        Script::ok("soft")
+            .cc("max-age=600")
+            .header("etag", "\"s1\""),
+    );
+    fx.get("/soft", &[]).await.expect(200, "MISS", "soft#1");
+    let url = match mode.via {
+        Via::Route => "/soft".to_string(),
+        Via::Fetch => format!("http://origin.test:{}/soft", fx.origin.port()),
+    };
+    let body = format!(r#"{{"tenant":"acme","app":"web","url":"{url}","soft":true}}"#);
+    assert_eq!(fx.node.admin_purge(Some(PURGE_TOKEN), &body).await.0, 200);
+    fx.get("/soft", &[("cache-control", "max-stale")])
+        .await
+        .expect(200, "REVALIDATED", "soft#1");
+    assert_eq!(fx.origin.not_modified("/soft"), 1);
+}
