@@ -313,14 +313,16 @@ impl Dispatcher {
                     Scheme::Https => "https",
                     _ => "http",
                 };
-                let forwarded = origin.forward(
+                // Boxed: the component path's future (every request of a
+                // component app) stays as small as it was.
+                let forwarded = Box::pin(origin.forward(
                     &self.runtime.outbound,
                     request,
                     &host,
                     scheme_name,
                     &app.log_tenant,
                     &app.log_name,
-                );
+                ));
                 // The app's wall time bounds the wait for the origin's
                 // headers; the outbound client's total timeout bounds the body.
                 let response = tokio::time::timeout_at(deadline, forwarded)

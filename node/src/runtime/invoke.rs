@@ -144,12 +144,12 @@ impl Runtime {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let Some(component) = app.component().cloned() else {
+        if app.component().is_none() {
             return Err(GuestError::Host(wasmtime::format_err!(
                 "app {} has no component",
                 app.name
             )));
-        };
+        }
         let settings = &self.settings;
         let limits = &app.limits;
         let limit_hit = Arc::new(AtomicBool::new(false));
@@ -200,6 +200,9 @@ impl Runtime {
         let task = tokio::spawn(async move {
             let run = async {
                 let started = std::time::Instant::now();
+                let component = app.component().ok_or_else(|| {
+                    TaskError::Instantiate(wasmtime::format_err!("the app has no component"))
+                })?;
                 let proxy = component
                     .instantiate_async(&mut store)
                     .await
