@@ -27,6 +27,15 @@ impl EdgeCache {
         purged
     }
 
+    /// Drops every entry of an app this node no longer serves (not counted
+    /// as a purge: the app's metric series are gone with it).
+    pub fn forget_app(&self, tenant: &str, app: &str) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.store.purge_app(tenant, app, None, false);
+        self.update_bytes();
+    }
+
     /// A URL names what the app answers for it and what its component
     /// fetched from it: `https://h/p` matches keys for scheme `https` or
     /// `fetch+https`, host `h` (with or without the port) and target `/p`;

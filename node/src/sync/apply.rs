@@ -358,12 +358,12 @@ impl Applier {
         for (tenant, app) in self.current.keys().chain(self.current_origins.keys()) {
             let key = (tenant.clone(), app.clone());
             if !built.apps.contains_key(&key) && !built.origins.contains_key(&key) {
-                self.metrics.remove_app(tenant.as_str(), app.as_str());
                 // An app created again under the same name must not be
                 // served what the deleted one stored.
                 if let Some(cache) = self.dispatcher.cache() {
-                    cache.purge(tenant.as_str(), app.as_str(), &PurgeTarget::All, false);
+                    cache.forget_app(tenant.as_str(), app.as_str());
                 }
+                self.metrics.remove_app(tenant.as_str(), app.as_str());
             }
         }
         self.current = built.apps;
