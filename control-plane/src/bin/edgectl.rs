@@ -589,6 +589,13 @@ async fn purge(
     Ok(())
 }
 
+fn not_all_applied(done: usize, nodes: usize, revision: u64, timeout: Duration) -> Failure {
+    Failure(format!(
+        "only {done}/{nodes} nodes applied revision {revision} within {}",
+        humantime::format_duration(timeout)
+    ))
+}
+
 /// Polls the app's status until every node that has checked in recently
 /// reports an applied revision at or past `revision` (a purge's, which
 /// is not the app's own latest change); returns (applied, nodes). A node
@@ -623,11 +630,7 @@ async fn wait_for_revision(
             return Ok((done, nodes.len()));
         }
         if started.elapsed() > timeout {
-            return Err(Failure(format!(
-                "only {done}/{} nodes applied revision {revision} within {}",
-                nodes.len(),
-                humantime::format_duration(timeout)
-            )));
+            return Err(not_all_applied(done, nodes.len(), revision, timeout));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -675,11 +678,7 @@ async fn wait_for_nodes(
             return Ok(());
         }
         if started.elapsed() > timeout {
-            return Err(Failure(format!(
-                "only {done}/{} nodes applied revision {revision} within {}",
-                nodes.len(),
-                humantime::format_duration(timeout)
-            )));
+            return Err(not_all_applied(done, nodes.len(), revision, timeout));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -250,18 +250,8 @@ impl TestNode {
     }
 
     pub async fn get(&self, host: &str, path: &str) -> (u16, String) {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .resolve(host, self.http_addr)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        let response = client
-            .get(format!("http://{host}:{}{path}", self.http_addr.port()))
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
+        let (status, _, body) = self.get_cached(host, path).await;
+        (status, body)
     }
 
     /// Waits until `host` answers 200 with `body`.

@@ -124,55 +124,21 @@ impl Applier {
         let mut failures = Vec::new();
         for spec in &snapshot.apps {
             let key = (spec.tenant.clone(), spec.name.clone());
-            // Unchanged app: keep it, with its admission state.
-            if let Some((old, app)) = self.current.get(&key)
-                && old == spec
-            {
-                apps.insert(key, (spec.clone(), app.clone()));
-                continue;
-            }
-            match self.build_one(spec, &static_hosts, &mut loaded, artifacts, bad_artifacts) {
-                Ok(app) => {
-                    apps.insert(key, (spec.clone(), Arc::new(app)));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "an app of the revision cannot be served; it keeps its previous version, if any");
-                    failures.push(AppError {
-                        tenant: spec.tenant.clone(),
-                        app: spec.name.clone(),
-                        error: e.to_string(),
-                    });
-                    if let Some(previous) = self.current.get(&key) {
-                        apps.insert(key, previous.clone());
-                    }
-                }
-            }
+            keep_or_install(&self.current, &mut apps, &mut failures, key, spec, |spec| {
+                self.build_one(spec, &static_hosts, &mut loaded, artifacts, bad_artifacts)
+            });
         }
         let mut origins = HashMap::with_capacity(snapshot.origins.len());
         for spec in &snapshot.origins {
             let key = (spec.tenant.clone(), spec.name.clone());
-            if let Some((old, app)) = self.current_origins.get(&key)
-                && old == spec
-            {
-                origins.insert(key, (spec.clone(), app.clone()));
-                continue;
-            }
-            match self.build_origin(spec, &static_hosts) {
-                Ok(app) => {
-                    origins.insert(key, (spec.clone(), Arc::new(app)));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "an origin route of the revision cannot be served; it keeps its previous settings, if any");
-                    failures.push(AppError {
-                        tenant: spec.tenant.clone(),
-                        app: spec.name.clone(),
-                        error: e.to_string(),
-                    });
-                    if let Some(previous) = self.current_origins.get(&key) {
-                        origins.insert(key, previous.clone());
-                    }
-                }
-            }
+            keep_or_install(
+                &self.current_origins,
+                &mut origins,
+                &mut failures,
+                key,
+                spec,
+                |spec| self.build_origin(spec, &static_hosts),
+            );
         }
         let table = RoutingTable::new(
             self.static_routes
@@ -412,6 +378,44 @@ impl Applier {
                 purge.soft,
             );
             tracing::debug!(id = purge.id, tenant = %purge.tenant, app = %purge.app, purged, "purge applied");
+        }
+    }
+}
+
+type Served<S> = HashMap<(TenantId, AppName), (S, Arc<App>)>;
+
+/// Puts one app of a snapshot into `next`: unchanged (same spec as
+/// `current`) it is kept, with its admission state; else it is built, and
+/// an app that fails to build keeps its previous version, if any, and is
+/// reported.
+fn keep_or_install<S: PartialEq + Clone>(
+    current: &Served<S>,
+    next: &mut Served<S>,
+    failures: &mut Vec<AppError>,
+    key: (TenantId, AppName),
+    spec: &S,
+    build: impl FnOnce(&S) -> Result<App, BuildError>,
+) {
+    if let Some((old, app)) = current.get(&key)
+        && old == spec
+    {
+        next.insert(key, (spec.clone(), app.clone()));
+        return;
+    }
+    match build(spec) {
+        Ok(app) => {
+            next.insert(key, (spec.clone(), Arc::new(app)));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "an app of the revision cannot be served; it keeps its previous version, if any");
+            failures.push(AppError {
+                tenant: key.0.clone(),
+                app: key.1.clone(),
+                error: e.to_string(),
+            });
+            if let Some(previous) = current.get(&key) {
+                next.insert(key, previous.clone());
+            }
         }
     }
 }
