@@ -175,17 +175,7 @@ impl Applier {
             app: spec.name.clone(),
             message,
         };
-        if let Some(host) = spec
-            .hosts
-            .iter()
-            .find(|h| static_hosts.contains(&((*h).clone(), "/".to_string())))
-        {
-            return Err(BuildError::HostConflict {
-                tenant: spec.tenant.clone(),
-                app: spec.name.clone(),
-                host: host.clone(),
-            });
-        }
+        no_static_host(&spec.tenant, &spec.name, &spec.hosts, static_hosts)?;
         let sha = spec.artifact.sha256.as_str();
         if let Some(why) = bad_artifacts.get(sha) {
             return Err(invalid(why.clone()));
@@ -221,17 +211,7 @@ impl Applier {
             app: spec.name.clone(),
             message,
         };
-        if let Some(host) = spec
-            .hosts
-            .iter()
-            .find(|h| static_hosts.contains(&((*h).clone(), "/".to_string())))
-        {
-            return Err(BuildError::HostConflict {
-                tenant: spec.tenant.clone(),
-                app: spec.name.clone(),
-                host: host.clone(),
-            });
-        }
+        no_static_host(&spec.tenant, &spec.name, &spec.hosts, static_hosts)?;
         let url = OriginUrl::try_from(spec.origin.clone()).map_err(invalid)?;
         let limits = self.node_limits(spec.limits.clone(), &spec.tenant, &spec.name)?;
         Ok(App::with_backend(
@@ -379,6 +359,26 @@ impl Applier {
             );
             tracing::debug!(id = purge.id, tenant = %purge.tenant, app = %purge.app, purged, "purge applied");
         }
+    }
+}
+
+/// A synced app may not claim a hostname the node's own config routes.
+fn no_static_host(
+    tenant: &TenantId,
+    app: &AppName,
+    hosts: &[HostPattern],
+    static_hosts: &HashSet<(HostPattern, String)>,
+) -> Result<(), BuildError> {
+    match hosts
+        .iter()
+        .find(|h| static_hosts.contains(&((*h).clone(), "/".to_string())))
+    {
+        Some(host) => Err(BuildError::HostConflict {
+            tenant: tenant.clone(),
+            app: app.clone(),
+            host: host.clone(),
+        }),
+        None => Ok(()),
     }
 }
 
