@@ -184,9 +184,8 @@ impl Dispatcher {
                 Lookup::Miss(pending) => {
                     let mut request = request;
                     pending.backend_headers(request.headers_mut());
-                    let result = self
-                        .backend(app, request, scheme, request_id, started)
-                        .await;
+                    let result =
+                        Box::pin(self.backend(app, request, scheme, request_id, started)).await;
                     let (result, cache_result) = cache.complete(pending, &method, result);
                     app.metrics.cache_result(cache_result);
                     result
@@ -197,9 +196,9 @@ impl Dispatcher {
             .uri()
             .path_and_query()
             .map(|p| p.as_str().to_string());
-        let response = self
-            .backend(app, request, scheme, request_id, started)
-            .await?;
+        // Boxed: the backend's future is large, and hyper moves the request
+        // future into place on every request; a cache hit never needs it.
+        let response = Box::pin(self.backend(app, request, scheme, request_id, started)).await?;
         let Some(cache) = &self.cache else {
             return Ok(response);
         };
@@ -466,7 +465,7 @@ fn log_failure(app: &App, request_id: RequestId, err: &EdgeError) {
 }
 
 fn with_request_id(mut response: Response<ResponseBody>, id: RequestId) -> Response<ResponseBody> {
-    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+    if let Ok(value) = HeaderValue::from_bytes(&id.hex()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response

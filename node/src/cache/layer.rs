@@ -729,9 +729,7 @@ fn hit_response(
 ) -> Response<ResponseBody> {
     let mut headers = entry.headers.clone();
     client_headers(&mut headers, request, result);
-    if let Ok(age) = HeaderValue::from_str(&age.as_secs().to_string()) {
-        headers.insert(header::AGE, age);
-    }
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
     if not_modified(request, &entry.headers) {
         for name in [
             header::CONTENT_LENGTH,
