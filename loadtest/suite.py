@@ -219,12 +219,12 @@ def scenario_b(cert, key):
     chart("hello over TLS (edge-load)", reports, "b-hello-tls")
 
 
-def nginx_conf(nginx_dir, server_block, extra_http=""):
+def nginx_conf(nginx_dir, server_block, extra_http="", workers="auto"):
     # As root, nginx's workers would drop to `nobody` and could not write
     # the cache in our private temporary directory.
     user = "user root;\n" if os.geteuid() == 0 else ""
     with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
-        f.write(f"""{user}worker_processes auto;
+        f.write(f"""{user}worker_processes {workers};
 pid {nginx_dir}/nginx.pid;
 error_log {nginx_dir}/error.log warn;
 daemon off;
@@ -258,15 +258,26 @@ def scenario_c():
     say("One origin (native hyper, `Cache-Control: public, max-age=3600`, 21-byte body); edge-node with an "
         "origin route to it and nginx 1.22 with `proxy_cache` in front of it, both warmed and checked to answer "
         f"HIT before measuring (nginx keeps client connections open for 1M requests, like the node, instead of its "
-        f"default 1,000); wrk -t1 -c{CONNS} (the issue's reference) and edge-load.\n")
+        f"default 1,000); wrk -t1 -c{CONNS} (the issue's reference) and edge-load. Twice: with each server's "
+        "default number of workers (one per core: nginx `worker_processes auto`, the node's async runtime), "
+        "and with one worker each (nginx `worker_processes 1`, node `runtime.worker_threads = 1`), since the "
+        "load generator takes one of the two cores.\n")
     origin = "127.0.0.1:18947"
-    cfg = os.path.join(tmp, "cache-node.toml")
-    with open(cfg, "w") as f:
-        f.write(f'[listen]\nhttp = "127.0.0.1:18946"\n[[apps]]\nname = "site"\ntenant = "bench"\n'
-                f'hosts = ["*"]\norigin = "http://{origin}"\n')
-    nginx_dir = os.path.join(tmp, "nginx-cache")
-    os.makedirs(os.path.join(nginx_dir, "cache"), exist_ok=True)
-    conf = nginx_conf(nginx_dir, f"""        listen 127.0.0.1:18948;
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    reports, wrk_results = [], {}
+    with Server("cache origin", [os.path.join(REL, "native-hello"), "--listen", origin,
+                                 "--cache-control", "public, max-age=3600"], f"http://{origin}/"):
+        for workers in ("auto", "1"):
+            label = "one worker per core" if workers == "auto" else "one worker"
+            cfg = os.path.join(tmp, f"cache-node-{workers}.toml")
+            with open(cfg, "w") as f:
+                f.write(f'[listen]\nhttp = "127.0.0.1:18946"\n[[apps]]\nname = "site"\ntenant = "bench"\n'
+                        f'hosts = ["*"]\norigin = "http://{origin}"\n')
+                if workers != "auto":
+                    f.write(f"[runtime]\nworker_threads = {workers}\n")
+            nginx_dir = os.path.join(tmp, f"nginx-cache-{workers}")
+            os.makedirs(os.path.join(nginx_dir, "cache"), exist_ok=True)
+            conf = nginx_conf(nginx_dir, f"""        listen 127.0.0.1:18948;
         location / {{
             proxy_pass http://{origin};
             proxy_cache edge;
@@ -274,33 +285,31 @@ def scenario_c():
             proxy_set_header Connection "";
             add_header X-Cache $upstream_cache_status;
         }}""", extra_http=f"    proxy_cache_path {nginx_dir}/cache keys_zone=edge:10m;\n"
-                                "    keepalive_requests 1000000;")
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    reports, wrk_results = [], {}
-    with Server("cache origin", [os.path.join(REL, "native-hello"), "--listen", origin,
-                                 "--cache-control", "public, max-age=3600"], f"http://{origin}/"):
-        for name, argv, url, header in (
-            ("nginx proxy_cache (HIT)", [nginx, "-c", conf, "-e", os.path.join(nginx_dir, "error.log")],
-             "http://127.0.0.1:18948/", "X-Cache"),
-            ("edge-node origin route (HIT)", [os.path.join(REL, "edge-node"), "--config", cfg],
-             "http://127.0.0.1:18946/", "x-cache"),
-        ):
-            with Server(name, argv, url):
-                for _ in range(3):
-                    status = header_of(url, header)
-                if status != "HIT":
-                    say(f"(skipped {name}: answered {header}: {status}, not HIT)")
-                    continue
-                reports.append(edge_load(name, url))
-                wrk_results[name] = wrk(url)
-    table(reports, "nginx proxy_cache (HIT)")
+                                    "    keepalive_requests 1000000;", workers=workers)
+            for name, argv, url, header in (
+                (f"nginx proxy_cache (HIT), {label}", [nginx, "-c", conf, "-e", os.path.join(nginx_dir, "error.log")],
+                 "http://127.0.0.1:18948/", "X-Cache"),
+                (f"edge-node origin route (HIT), {label}", [os.path.join(REL, "edge-node"), "--config", cfg],
+                 "http://127.0.0.1:18946/", "x-cache"),
+            ):
+                with Server(name, argv, url):
+                    for _ in range(3):
+                        status = header_of(url, header)
+                    if status != "HIT":
+                        say(f"(skipped {name}: answered {header}: {status}, not HIT)")
+                        continue
+                    reports.append(edge_load(name, url))
+                    wrk_results[name] = wrk(url)
+    table(reports, "nginx proxy_cache (HIT), one worker per core")
     say(f"\n| wrk -t1 -c{CONNS} | req/s | p99 |\n|---|---:|---:|")
     for name, (rps, p99) in wrk_results.items():
         say(f"| {name} | {rps:.0f} | {p99} |")
-    if len(wrk_results) == 2:
-        edge = wrk_results["edge-node origin route (HIT)"][0]
-        nginx_rps = wrk_results["nginx proxy_cache (HIT)"][0]
-        say(f"\n- edge-node / nginx proxy_cache (wrk): **{edge / nginx_rps:.2f}x** (target >= 1.2x)")
+    say("")
+    for label in ("one worker per core", "one worker"):
+        edge = wrk_results.get(f"edge-node origin route (HIT), {label}")
+        nginx_rps = wrk_results.get(f"nginx proxy_cache (HIT), {label}")
+        if edge and nginx_rps:
+            say(f"- edge-node / nginx proxy_cache, {label} (wrk): **{edge[0] / nginx_rps[0]:.2f}x** (target >= 1.2x)")
     chart("cache hit, plaintext HTTP/1.1 (edge-load)", reports, "c-cache-hit")
 
 

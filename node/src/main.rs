@@ -102,7 +102,11 @@ fn main() -> anyhow::Result<()> {
             "nothing to do: pass --config FILE, --control-plane URL ..., or `serve COMPONENT.wasm`"
         ),
     };
-    tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.runtime.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?

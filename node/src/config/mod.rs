@@ -139,6 +139,9 @@ pub struct RuntimeConfig {
     /// Guest stdout/stderr bytes logged per request; the rest is dropped with
     /// one notice. Default: 64 KiB.
     pub guest_log_bytes_per_request: usize,
+    /// Threads serving connections and running guests (the `edge-node`
+    /// binary's async runtime). Default: one per CPU.
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -164,6 +167,7 @@ impl Default for RuntimeConfig {
             hostcall_fuel_bytes: 16 << 20,
             guest_log_line_bytes: 4096,
             guest_log_bytes_per_request: 64 << 10,
+            worker_threads: None,
         }
     }
 }
@@ -395,6 +399,12 @@ impl NodeConfig {
         let rt = &self.runtime;
         if rt.instance_slots == 0 {
             return Err(invalid("runtime.instance_slots", "must be at least 1"));
+        }
+        if rt.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
+            return Err(invalid(
+                "runtime.worker_threads",
+                "must be between 1 and 1024",
+            ));
         }
         if rt.max_memory_bytes < (1 << 16) {
             return Err(invalid(
