@@ -67,10 +67,10 @@ pub struct Metrics {
     pub sync: SyncMetrics,
     cache_results: IntCounterVec,
     cache_collapsed: IntCounterVec,
-    /// Bytes the shared cache holds (approximate between maintenance runs).
-    pub cache_bytes: IntGauge,
+    /// Bytes the shared cache holds, by tenant and app.
+    pub cache_bytes: IntGaugeVec,
     /// Entries the shared cache evicted for room.
-    pub cache_evictions: IntCounter,
+    pub cache_evictions: IntCounterVec,
     /// Purges applied, by tenant, app and kind (url, key, all).
     pub cache_purges: IntCounterVec,
     /// Components' GETs through the cache, by how it answered.
@@ -252,10 +252,19 @@ impl Metrics {
             ),
             &["tenant", "app"],
         )?;
-        let cache_bytes = IntGauge::new("edge_cache_bytes", "Bytes held by the shared cache.")?;
-        let cache_evictions = IntCounter::new(
-            "edge_cache_evictions_total",
-            "Entries the shared cache evicted to stay within its capacity.",
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new(
+                "edge_cache_bytes",
+                "Bytes held by the shared cache, by tenant and app (sum them for the node).",
+            ),
+            &["tenant", "app"],
+        )?;
+        let cache_evictions = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_evictions_total",
+                "Entries the shared cache evicted to stay within its capacity, by the tenant and app they belonged to.",
+            ),
+            &["tenant", "app"],
         )?;
         registry.register(Box::new(cache_results.clone()))?;
         registry.register(Box::new(cache_collapsed.clone()))?;
@@ -365,6 +374,8 @@ impl Metrics {
         remove_series(&self.cache_collapsed, tenant, app);
         remove_series(&self.cache_purges, tenant, app);
         remove_series(&self.cache_fetch_results, tenant, app);
+        remove_series(&self.cache_bytes, tenant, app);
+        remove_series(&self.cache_evictions, tenant, app);
     }
 
     pub fn unrouted(&self, reason: &'static str) {

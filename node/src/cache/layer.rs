@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use super::collapse::{self, Collapser, LeaderGuard, Outcome, Role};
 use super::policy::{self, Received, Use};
-use super::store::{CacheKey, CacheStore, Entry};
+use super::store::{CacheKey, CacheStore, Entry, StoreMetrics};
 use crate::error::{ResponseBody, full_body};
 
 /// Header telling the client how the cache answered.
@@ -101,7 +101,6 @@ impl CacheResult {
 
 pub struct EdgeCache {
     pub store: CacheStore,
-    bytes: Option<prometheus::IntGauge>,
     /// `edge_cache_purges_total{tenant,app,kind}`.
     pub(super) purges: Option<prometheus::IntCounterVec>,
     /// Bumped by every purge: a miss that started before a purge does not
@@ -227,9 +226,11 @@ impl EdgeCache {
             store: CacheStore::new(
                 config.capacity_bytes,
                 config.max_entry_bytes,
-                metrics.map(|m| m.cache_evictions.clone()),
+                metrics.map(|m| StoreMetrics {
+                    bytes: m.cache_bytes.clone(),
+                    evictions: m.cache_evictions.clone(),
+                }),
             ),
-            bytes: metrics.map(|m| m.cache_bytes.clone()),
             purges: metrics.map(|m| m.cache_purges.clone()),
             generation: AtomicU64::new(0),
             refreshes: Arc::new(tokio::sync::Semaphore::new(MAX_REFRESHES)),
@@ -562,7 +563,6 @@ impl EdgeCache {
         if uncacheable && !purged_since {
             self.store.purge_key(&pending.key, false);
         }
-        self.update_bytes();
         if let Some(leader) = pending.leader {
             leader.finish(if stored {
                 Outcome::Stored
@@ -571,14 +571,6 @@ impl EdgeCache {
             });
         }
         response
-    }
-
-    pub(super) fn update_bytes(&self) {
-        if let Some(bytes) = &self.bytes {
-            // Inserts happen once per stored miss: settling moka's pending
-            // bookkeeping here keeps the gauge exact at little cost.
-            bytes.set(i64::try_from(self.store.weighted_size()).unwrap_or(i64::MAX));
-        }
     }
 
     /// After an unsafe method succeeded: the target and the same-origin
@@ -887,7 +879,6 @@ fn store_finished(finish: Finish, body: Bytes) {
         &finish.request_headers,
     );
     let stored = finish.cache.store.insert(finish.key, entry);
-    finish.cache.update_bytes();
     if let Some(leader) = finish.leader {
         leader.finish(if stored {
             Outcome::Stored

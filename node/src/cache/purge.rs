@@ -23,7 +23,6 @@ impl EdgeCache {
         if let Some(counter) = &self.purges {
             counter.with_label_values(&[tenant, app, kind]).inc();
         }
-        self.update_bytes();
         purged
     }
 
@@ -33,7 +32,6 @@ impl EdgeCache {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.store.purge_app(tenant, app, None, false);
-        self.update_bytes();
     }
 
     /// A URL names what the app answers for it and what its component

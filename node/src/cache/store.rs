@@ -48,6 +48,12 @@ impl CacheKey {
         Some((parts.next()?, parts.next()?, parts.next()?))
     }
 
+    /// The tenant and app the key belongs to.
+    fn owner(&self) -> (&str, &str) {
+        let mut parts = self.0.splitn(3, '\0');
+        (parts.next().unwrap_or(""), parts.next().unwrap_or(""))
+    }
+
     /// Whether this key belongs to `tenant`'s `app`.
     pub fn is_app(&self, tenant: &str, app: &str) -> bool {
         let mut parts = self.0.splitn(3, '\0');
@@ -149,6 +155,30 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Variants(Vec<Arc<Entry>>);
 
+impl Variants {
+    fn weight(&self) -> i64 {
+        self.0.iter().map(|e| e.weight() as i64).sum()
+    }
+}
+
+/// The store's metrics per tenant and app: bytes held
+/// (`edge_cache_bytes`) and entries evicted for room
+/// (`edge_cache_evictions_total`).
+#[derive(Clone)]
+pub struct StoreMetrics {
+    pub bytes: prometheus::IntGaugeVec,
+    pub evictions: prometheus::IntCounterVec,
+}
+
+impl StoreMetrics {
+    fn add_bytes(&self, key: &CacheKey, delta: i64) {
+        if delta != 0 {
+            let (tenant, app) = key.owner();
+            self.bytes.with_label_values(&[tenant, app]).add(delta);
+        }
+    }
+}
+
 /// Counts for the cache's metrics.
 #[derive(Debug, Default)]
 pub struct StoreStats {
@@ -159,29 +189,36 @@ pub struct CacheStore {
     entries: moka::sync::Cache<CacheKey, Arc<Variants>>,
     max_entry_bytes: usize,
     pub stats: Arc<StoreStats>,
+    metrics: Option<StoreMetrics>,
 }
 
 impl CacheStore {
     /// A store holding at most `capacity_bytes` of responses, none larger
     /// than `max_entry_bytes`.
-    pub fn new(
-        capacity_bytes: u64,
-        max_entry_bytes: usize,
-        eviction_counter: Option<prometheus::IntCounter>,
-    ) -> Self {
+    pub fn new(capacity_bytes: u64, max_entry_bytes: usize, metrics: Option<StoreMetrics>) -> Self {
         let stats = Arc::new(StoreStats::default());
         let evictions = stats.clone();
+        let listener_metrics = metrics.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity_bytes)
             .weigher(|_key: &CacheKey, variants: &Arc<Variants>| {
                 let bytes: usize = variants.0.iter().map(|e| e.weight()).sum();
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
-            .eviction_listener(move |_key, _value, cause| {
-                if cause == moka::notification::RemovalCause::Size {
+            .eviction_listener(move |key: Arc<CacheKey>, value: Arc<Variants>, cause| {
+                use moka::notification::RemovalCause;
+                // A replaced value is accounted for by whoever replaced it.
+                if cause == RemovalCause::Replaced {
+                    return;
+                }
+                if let Some(metrics) = &listener_metrics {
+                    metrics.add_bytes(&key, -value.weight());
+                }
+                if cause == RemovalCause::Size {
                     evictions.evictions.fetch_add(1, Ordering::Relaxed);
-                    if let Some(counter) = &eviction_counter {
-                        counter.inc();
+                    if let Some(metrics) = &listener_metrics {
+                        let (tenant, app) = key.owner();
+                        metrics.evictions.with_label_values(&[tenant, app]).inc();
                     }
                 }
             })
@@ -190,6 +227,7 @@ impl CacheStore {
             entries,
             max_entry_bytes,
             stats,
+            metrics,
         }
     }
 
@@ -214,9 +252,15 @@ impl CacheStore {
             return false;
         }
         let entry = Arc::new(entry);
-        self.entries.entry(key).and_upsert_with(|existing| {
+        let owner = self.metrics.as_ref().map(|_| key.clone());
+        let mut old_weight = 0;
+        let stored = self.entries.entry(key).and_upsert_with(|existing| {
             let mut variants: Vec<Arc<Entry>> = existing
-                .map(|e| e.into_value().0.clone())
+                .map(|e| {
+                    let old = e.into_value();
+                    old_weight = old.weight();
+                    old.0.clone()
+                })
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|e| e.vary != entry.vary)
@@ -225,6 +269,9 @@ impl CacheStore {
             variants.truncate(MAX_VARIANTS);
             Arc::new(Variants(variants))
         });
+        if let (Some(metrics), Some(owner)) = (&self.metrics, owner) {
+            metrics.add_bytes(&owner, stored.into_value().weight() - old_weight);
+        }
         true
     }
 
@@ -284,13 +331,16 @@ impl CacheStore {
                     purged += 1;
                 }
             } else {
-                let keep: Vec<_> = variants.0.iter().filter(|e| !hit(e)).cloned().collect();
-                purged += variants.0.len() - keep.len();
-                if keep.is_empty() {
+                let keep = Variants(variants.0.iter().filter(|e| !hit(e)).cloned().collect());
+                purged += variants.0.len() - keep.0.len();
+                if keep.0.is_empty() {
                     self.entries.remove(&*key);
                 } else {
-                    self.entries
-                        .insert((*key).clone(), Arc::new(Variants(keep)));
+                    // A replacement: the listener leaves its bytes to us.
+                    if let Some(metrics) = &self.metrics {
+                        metrics.add_bytes(&key, keep.weight() - variants.weight());
+                    }
+                    self.entries.insert((*key).clone(), Arc::new(keep));
                 }
             }
         }
@@ -467,5 +517,58 @@ mod tests {
         }
         assert!(small.weighted_size() <= 64 << 10);
         assert!(small.stats.evictions.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn bytes_and_evictions_are_accounted_per_app() {
+        let metrics = StoreMetrics {
+            bytes: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new("b", "b"),
+                &["tenant", "app"],
+            )
+            .unwrap(),
+            evictions: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("e", "e"),
+                &["tenant", "app"],
+            )
+            .unwrap(),
+        };
+        let bytes = |app: &str| metrics.bytes.with_label_values(&["t", app]).get();
+        let store = CacheStore::new(64 << 10, 8192, Some(metrics.clone()));
+        let none = HeaderMap::new();
+        let body = |n: usize| {
+            Entry::new(
+                StatusCode::OK,
+                headers(&[("cache-control", "max-age=60"), ("surrogate-key", "k")]),
+                Bytes::from(vec![0u8; n]),
+                received(),
+                &none,
+            )
+        };
+        let a1 = CacheKey::new("t", "a", "https", "x.test", "/1");
+        let b1 = CacheKey::new("t", "b", "https", "x.test", "/1");
+        let (w100, w300) = (body(100).weight() as i64, body(300).weight() as i64);
+        store.insert(a1.clone(), body(100));
+        store.insert(b1.clone(), body(300));
+        assert_eq!((bytes("a"), bytes("b")), (w100, w300));
+        // Replacing the variant counts the difference.
+        store.insert(a1.clone(), body(300));
+        assert_eq!(bytes("a"), w300);
+        store.purge_key(&a1, true);
+        assert_eq!(bytes("a"), w300, "a soft purge keeps the bytes");
+        store.purge_key(&a1, false);
+        assert_eq!(bytes("a"), 0);
+        store.purge_app("t", "b", Some("k"), false);
+        assert_eq!(bytes("b"), 0);
+        // Evictions for room are counted for the app that lost entries,
+        // and their bytes leave its gauge.
+        for i in 0..100 {
+            let key = CacheKey::new("t", "a", "https", "x.test", &format!("/{i}"));
+            store.insert(key, body(2000));
+        }
+        store.entries.run_pending_tasks();
+        let evicted = metrics.evictions.with_label_values(&["t", "a"]).get();
+        assert!(evicted > 0);
+        assert_eq!(bytes("a") as u64, store.weighted_size());
     }
 }
