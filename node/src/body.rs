@@ -20,6 +20,16 @@ use crate::error::ResponseBody;
 
 type HttpError = wasmtime_wasi_http::Error;
 
+/// The `Content-Length` a request or response declares, if it is a number.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Bytes a body may still carry.
 struct ByteBudget {
     remaining: u64,

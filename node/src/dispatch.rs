@@ -17,10 +17,12 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use crate::RequestId;
 use crate::admission::NodeAdmission;
 use crate::app::{App, Backend};
-use crate::body::{GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus};
-use crate::cache::layer::{CacheResult, EdgeCache, Lookup, Pending, drain};
+use crate::body::{
+    GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus, declared_length,
+};
+use crate::cache::layer::{CacheResult, EdgeCache, Lookup, Pending};
 use crate::config::HttpConfig;
-use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody, full_body};
+use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
 use crate::metrics::Metrics;
 use crate::origin::OriginError;
 use crate::router::{RouteError, Router, request_host};
@@ -234,10 +236,7 @@ impl Dispatcher {
         scheme: Scheme,
         refresh: Pending,
     ) {
-        let mut refresh_request = Request::new(full_body(Bytes::new()));
-        *refresh_request.uri_mut() = request.uri().clone();
-        *refresh_request.headers_mut() = refresh.request_headers().clone();
-        refresh.backend_headers(refresh_request.headers_mut());
+        let refresh_request = refresh.refresh_request(request.uri());
         let request_id = RequestId(self.next_request_id.fetch_add(1, Ordering::Relaxed));
         let (this, cache, app) = (self.clone(), cache.clone(), app.clone());
         tokio::spawn(async move {
@@ -247,10 +246,7 @@ impl Dispatcher {
             if let Err(err) = &result {
                 log_failure(&app, request_id, err);
             }
-            let (result, _) = cache.complete(refresh, &Method::GET, result);
-            if let Ok(response) = result {
-                drain(response).await;
-            }
+            cache.finish_refresh(refresh, result).await;
         });
     }
 
@@ -395,15 +391,6 @@ impl Dispatcher {
         }
         Ok(())
     }
-}
-
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// What a running request holds until its guest is done: its admission

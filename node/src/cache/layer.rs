@@ -27,6 +27,7 @@ use serde::Deserialize;
 use super::collapse::{self, Collapser, LeaderGuard, Outcome, Role};
 use super::policy::{self, Received, Use};
 use super::store::{CacheKey, CacheStore, Entry, StoreMetrics};
+use crate::body::declared_length;
 use crate::error::{ResponseBody, full_body};
 
 /// Header telling the client how the cache answered.
@@ -212,9 +213,14 @@ impl Pending {
         }
     }
 
-    /// The client's request headers.
-    pub fn request_headers(&self) -> &HeaderMap {
-        &self.request_headers
+    /// The GET a background refresh sends for `uri`: the client's headers,
+    /// with the stored validators instead of its conditionals.
+    pub fn refresh_request(&self, uri: &http::Uri) -> Request<ResponseBody> {
+        let mut request = Request::new(full_body(Bytes::new()));
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = self.request_headers.clone();
+        self.backend_headers(request.headers_mut());
+        request
     }
 }
 
@@ -364,6 +370,19 @@ impl EdgeCache {
                 let stale = self.store.get(&key, headers);
                 Lookup::Miss(pending(MissKind::Store, None, stale))
             }
+        }
+    }
+
+    /// Takes the backend's answer to a background refresh and reads its body
+    /// to the end, which stores it.
+    pub async fn finish_refresh<E>(
+        self: &Arc<Self>,
+        refresh: Pending,
+        result: Result<Response<ResponseBody>, E>,
+    ) {
+        let (result, _) = self.complete(refresh, &Method::GET, result);
+        if let Ok(response) = result {
+            drain(response).await;
         }
     }
 
@@ -638,7 +657,7 @@ impl EdgeCache {
 
 /// Reads a background refresh's body to its end (which stores it), keeping
 /// none of it.
-pub async fn drain(response: Response<ResponseBody>) {
+async fn drain(response: Response<ResponseBody>) {
     let mut body = response.into_body();
     while let Some(Ok(_)) = body.frame().await {}
 }
@@ -679,15 +698,6 @@ fn worth_storing(status: StatusCode, headers: &HeaderMap) -> bool {
     headers.contains_key(header::ETAG)
         || headers.contains_key(header::LAST_MODIFIED)
         || !policy::freshness_lifetime(status, headers).is_zero()
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// Headers this cache consumes are not the client's business.

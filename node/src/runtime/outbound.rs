@@ -28,7 +28,7 @@ use prometheus::IntCounterVec;
 use serde::Deserialize;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use crate::cache::layer::{CacheResult, EdgeCache, Lookup, drain};
+use crate::cache::layer::{CacheResult, EdgeCache, Lookup};
 use crate::names::check_dns_name;
 
 /// Node-wide outbound settings (`[outbound]`).
@@ -599,18 +599,12 @@ async fn fetch_through_cache(
         Lookup::NotCached => Ok(crate::error::EdgeError::NotCached.to_response()),
         Lookup::Refresh { response, refresh } => {
             count(CacheResult::Stale);
-            let mut again = http::Request::new(crate::error::full_body(Bytes::new()));
-            *again.uri_mut() = request.uri().clone();
-            *again.headers_mut() = refresh.request_headers().clone();
-            refresh.backend_headers(again.headers_mut());
+            let again = refresh.refresh_request(request.uri());
             let (client, cache) = (client.clone(), cache.clone());
             let (tenant, app) = (tenant.clone(), app.clone());
             tokio::spawn(async move {
                 let result = client.send_vetted(again, first_byte, &tenant, &app).await;
-                let (result, _) = cache.complete(refresh, &http::Method::GET, result);
-                if let Ok(response) = result {
-                    drain(response).await;
-                }
+                cache.finish_refresh(refresh, result).await;
             });
             Ok(response)
         }
