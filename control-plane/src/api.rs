@@ -21,9 +21,10 @@ use crate::auth::{Auth, Principal, Role};
 use crate::compile::Compiler;
 use crate::error::ApiError;
 use crate::origin::parse_origin;
-use crate::purge::{PurgeLimiter, PurgeRequest};
+use crate::purge::PurgeLimiter;
 use crate::store::{AppRecord, BlobStore, MetaStore, NewVersion, StoreError, now_unix};
 use crate::sync::SyncHub;
+use edge_common::sync::PurgeRequest;
 
 /// Config values per app, and their total size (keys + values): the same
 /// bound the node applies to an app's environment.

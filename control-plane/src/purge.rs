@@ -1,5 +1,6 @@
-//! Cache purges as the API takes them: the request body, and the
-//! per-tenant rate cap.
+//! The per-tenant rate cap on cache purges (the request body is
+//! [`edge_common::sync::PurgeRequest`], shared with the node's admin
+//! listener).
 //!
 //! Every purge bumps the revision, so it costs a snapshot rebuild and a
 //! long-poll answer on every node; the cap keeps one tenant's script from
@@ -10,69 +11,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use edge_common::names::TenantId;
-use edge_common::sync::PurgeTarget;
-use serde::Deserialize;
-
-/// A purge as a tenant asks for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PurgeRequest {
-    pub target: PurgeTarget,
-    pub soft: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PurgeRequestError {
-    #[error("invalid purge request: {0}")]
-    Shape(serde_json::Error),
-    #[error("invalid purge request: write a JSON object such as {{\"url\": \"/path\"}}")]
-    NotObject,
-    #[error("name what to purge: one of `url`, `key` or `all: true`")]
-    NoTarget,
-    #[error("name one thing to purge: only one of `url`, `key` and `all`")]
-    TwoTargets,
-    #[error("`all` must be true (to purge something else, use `url` or `key`)")]
-    AllFalse,
-    #[error("{0}")]
-    Target(String),
-}
-
-/// The body of `POST /v1/apps/{app}/purge`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Body {
-    url: Option<String>,
-    key: Option<String>,
-    all: Option<bool>,
-    #[serde(default)]
-    soft: bool,
-}
-
-impl PurgeRequest {
-    /// `{"url"}`, `{"key"}` or `{"all": true}` (exactly one), and an
-    /// optional `"soft"` (default: hard).
-    pub fn from_json(value: serde_json::Value) -> Result<Self, PurgeRequestError> {
-        // serde would read a struct from an array too (`[url, key, ...]`).
-        if !value.is_object() {
-            return Err(PurgeRequestError::NotObject);
-        }
-        let body: Body = serde_json::from_value(value).map_err(PurgeRequestError::Shape)?;
-        if body.all == Some(false) {
-            return Err(PurgeRequestError::AllFalse);
-        }
-        let target = match (body.url, body.key, body.all) {
-            (Some(url), None, None) => PurgeTarget::Url { url },
-            (None, Some(key), None) => PurgeTarget::Key { key },
-            (None, None, Some(_)) => PurgeTarget::All,
-            (None, None, None) => return Err(PurgeRequestError::NoTarget),
-            _ => return Err(PurgeRequestError::TwoTargets),
-        };
-        target.validate().map_err(PurgeRequestError::Target)?;
-        Ok(Self {
-            target,
-            soft: body.soft,
-        })
-    }
-}
 
 /// At most `max` purges per tenant in any rolling `window`, in memory (a
 /// restarted control plane forgets, which only lets a burst through).
@@ -118,56 +56,7 @@ impl PurgeLimiter {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    #[test]
-    fn a_purge_names_exactly_one_valid_target() {
-        let parse = PurgeRequest::from_json;
-        assert!(matches!(
-            parse(json!({ "url": "/a?b=1" })),
-            Ok(PurgeRequest {
-                target: PurgeTarget::Url { .. },
-                soft: false
-            })
-        ));
-        assert!(matches!(
-            parse(json!({ "key": "k", "soft": true })),
-            Ok(PurgeRequest {
-                target: PurgeTarget::Key { .. },
-                soft: true
-            })
-        ));
-        assert!(matches!(
-            parse(json!({ "all": true })),
-            Ok(PurgeRequest {
-                target: PurgeTarget::All,
-                ..
-            })
-        ));
-        assert!(matches!(parse(json!({})), Err(PurgeRequestError::NoTarget)));
-        assert!(matches!(
-            parse(json!({ "url": "/a", "key": "k" })),
-            Err(PurgeRequestError::TwoTargets)
-        ));
-        assert!(matches!(
-            parse(json!({ "all": false })),
-            Err(PurgeRequestError::AllFalse)
-        ));
-        assert!(matches!(
-            parse(json!({ "url": "/a", "extra": 1 })),
-            Err(PurgeRequestError::Shape(_))
-        ));
-        assert!(matches!(
-            parse(json!({ "key": "two words" })),
-            Err(PurgeRequestError::Target(_))
-        ));
-        assert!(matches!(
-            parse(json!([null, null, true, false])),
-            Err(PurgeRequestError::NotObject)
-        ));
-    }
 
     #[test]
     fn the_limiter_counts_a_rolling_window_per_tenant() {

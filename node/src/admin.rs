@@ -159,14 +159,8 @@ async fn purge(state: &AdminState, req: Request<Incoming>) -> Response<ResponseB
             );
         }
     };
-    let request: AdminPurge = match serde_json::from_slice(&body) {
+    let request = match AdminPurge::from_json(&body) {
         Ok(request) => request,
-        Err(err) => {
-            return refuse(StatusCode::BAD_REQUEST, "invalid-purge", err.to_string());
-        }
-    };
-    let target = match request.target() {
-        Ok(target) => target,
         Err(err) => return refuse(StatusCode::BAD_REQUEST, "invalid-purge", err),
     };
     // Only apps this node serves: the metric labels stay bounded.
@@ -187,7 +181,8 @@ async fn purge(state: &AdminState, req: Request<Incoming>) -> Response<ResponseB
     // A purge walks the store: off the async workers.
     let cache = cache.clone();
     let purged = match tokio::task::spawn_blocking(move || {
-        cache.purge(&request.tenant, &request.app, &target, request.soft)
+        let purge = &request.request;
+        cache.purge(&request.tenant, &request.app, &purge.target, purge.soft)
     })
     .await
     {

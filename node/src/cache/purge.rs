@@ -4,8 +4,7 @@
 //! They arrive from the control plane on the sync stream, or from the
 //! operator on the node's admin listener ([`AdminPurge`]).
 
-use edge_common::sync::PurgeTarget;
-use serde::Deserialize;
+use edge_common::sync::{PurgeRequest, PurgeTarget};
 
 use super::layer::EdgeCache;
 
@@ -66,35 +65,34 @@ impl EdgeCache {
     }
 }
 
-/// `POST /cache/purge` on the admin listener:
-/// `{"tenant", "app", "url" | "key" | "all": true, "soft"?}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `POST /cache/purge` on the admin listener: `{"tenant", "app", ...}`
+/// with the rest a [`PurgeRequest`], the body tenants send the control
+/// plane.
+#[derive(Debug)]
 pub struct AdminPurge {
     pub tenant: String,
     pub app: String,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub all: bool,
-    #[serde(default)]
-    pub soft: bool,
+    pub request: PurgeRequest,
 }
 
 impl AdminPurge {
-    /// The purge target, if exactly one of `url`, `key` and `all` is given
-    /// and it is valid.
-    pub fn target(&self) -> Result<PurgeTarget, String> {
-        let target = match (&self.url, &self.key, self.all) {
-            (Some(url), None, false) => PurgeTarget::Url { url: url.clone() },
-            (None, Some(key), false) => PurgeTarget::Key { key: key.clone() },
-            (None, None, true) => PurgeTarget::All,
-            _ => return Err("give exactly one of `url`, `key` or `all: true`".into()),
+    /// Parses the body; the error says what is wrong with it.
+    pub fn from_json(body: &[u8]) -> Result<Self, String> {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("invalid purge request: {e}"))?;
+        let mut take = |field: &str| match value.as_object_mut().and_then(|o| o.remove(field)) {
+            Some(serde_json::Value::String(s)) => Ok(s),
+            _ => Err(format!(
+                "invalid purge request: `{field}` (a string) is required"
+            )),
         };
-        target.validate()?;
-        Ok(target)
+        let (tenant, app) = (take("tenant")?, take("app")?);
+        let request = PurgeRequest::from_json(value).map_err(|e| e.to_string())?;
+        Ok(Self {
+            tenant,
+            app,
+            request,
+        })
     }
 }
 
@@ -171,24 +169,26 @@ mod tests {
 
     #[test]
     fn admin_purges_name_exactly_one_valid_target() {
-        let parse = |json: &str| serde_json::from_str::<AdminPurge>(json).map(|p| p.target());
+        let parse = |json: &str| AdminPurge::from_json(json.as_bytes()).map(|p| p.request);
         assert!(matches!(
             parse(r#"{"tenant":"t","app":"a","url":"/x"}"#),
-            Ok(Ok(PurgeTarget::Url { .. }))
+            Ok(PurgeRequest {
+                target: PurgeTarget::Url { .. },
+                soft: false
+            })
         ));
         assert!(matches!(
             parse(r#"{"tenant":"t","app":"a","all":true,"soft":true}"#),
-            Ok(Ok(PurgeTarget::All))
+            Ok(PurgeRequest {
+                target: PurgeTarget::All,
+                soft: true
+            })
         ));
-        assert!(matches!(parse(r#"{"tenant":"t","app":"a"}"#), Ok(Err(_))));
-        assert!(matches!(
-            parse(r#"{"tenant":"t","app":"a","url":"/x","key":"k"}"#),
-            Ok(Err(_))
-        ));
-        assert!(matches!(
-            parse(r#"{"tenant":"t","app":"a","key":"two words"}"#),
-            Ok(Err(_))
-        ));
+        assert!(parse(r#"{"tenant":"t","app":"a"}"#).is_err());
+        assert!(parse(r#"{"tenant":"t","app":"a","url":"/x","key":"k"}"#).is_err());
+        assert!(parse(r#"{"tenant":"t","app":"a","key":"two words"}"#).is_err());
         assert!(parse(r#"{"tenant":"t","app":"a","all":true,"extra":1}"#).is_err());
+        assert!(parse(r#"{"app":"a","all":true}"#).is_err());
+        assert!(parse(r#"{"tenant":1,"app":"a","all":true}"#).is_err());
     }
 }
