@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod limits;
 pub mod logging;
 pub mod names;
+pub mod origin;
 pub mod signing;
 pub mod sync;
 pub mod world;

@@ -20,10 +20,10 @@ use serde_json::json;
 use crate::auth::{Auth, Principal, Role};
 use crate::compile::Compiler;
 use crate::error::ApiError;
-use crate::origin::parse_origin;
 use crate::purge::PurgeLimiter;
 use crate::store::{AppRecord, BlobStore, MetaStore, NewVersion, StoreError, now_unix};
 use crate::sync::SyncHub;
+use edge_common::origin::parse_origin;
 use edge_common::sync::PurgeRequest;
 
 /// Config values per app, and their total size (keys + values): the same
@@ -372,7 +372,8 @@ async fn create_app(state: &ApiState, tenant: &TenantId, req: Request<Incoming>)
 /// The origin as stored (scheme and host lowercased), or 400
 /// `invalid-origin` saying what is wrong.
 fn check_origin(origin: &str) -> Result<String, ApiError> {
-    parse_origin(origin).map_err(|e| ApiError::bad_request("invalid-origin", e.to_string()))
+    parse_origin(origin)
+        .map_err(|e| ApiError::bad_request("invalid-origin", format!("origin: {e}")))
 }
 
 /// The app, refused (409 `origin-app`) if it is an origin app: checked

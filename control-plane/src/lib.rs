@@ -11,7 +11,6 @@ pub mod auth;
 pub mod compile;
 pub mod error;
 pub mod keys;
-pub mod origin;
 pub mod purge;
 pub mod server;
 pub mod store;

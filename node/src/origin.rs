@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use edge_common::origin::parse_origin;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, header};
 use serde::Deserialize;
@@ -28,31 +29,18 @@ pub struct OriginUrl {
 impl TryFrom<String> for OriginUrl {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
-        let bad = |why: &str| format!("invalid origin `{raw}`: {why}");
-        if raw.len() > 2048 {
-            return Err(bad("longer than 2048 bytes"));
-        }
-        let uri: Uri = raw.parse().map_err(|_| bad("not a URL"))?;
-        let scheme = match uri.scheme_str() {
-            Some("http") => Scheme::HTTP,
-            Some("https") => Scheme::HTTPS,
-            _ => return Err(bad("the scheme must be http or https")),
+        // The control plane's check, so both sides accept the same origins.
+        let normalized = parse_origin(&raw).map_err(|e| format!("invalid origin `{raw}`: {e}"))?;
+        let uri: Uri = normalized
+            .parse()
+            .map_err(|_| format!("invalid origin `{raw}`: not a URL"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(format!("invalid origin `{raw}`: not an absolute URL"));
         };
-        let authority = uri.authority().ok_or_else(|| bad("no host"))?.clone();
-        if authority.as_str().contains('@') {
-            return Err(bad("credentials in the URL are not supported"));
-        }
-        if authority.host().is_empty() {
-            return Err(bad("no host"));
-        }
-        if uri.query().is_some() || raw.contains('#') {
-            return Err(bad("no query or fragment"));
-        }
-        let base = uri.path().trim_end_matches('/').to_string();
         Ok(OriginUrl {
-            scheme,
-            authority,
-            base,
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+            base: uri.path().trim_end_matches('/').to_string(),
             raw,
         })
     }

@@ -1,35 +1,36 @@
 //! Origin URLs of origin apps: apps with no component whose every request
 //! a node forwards to `http(s)://host[:port][/base/path]`, with the edge
-//! cache in front.
+//! cache in front. One check for the control plane (what tenants send) and
+//! the node (its config file, and what it syncs).
 //!
 //! Checked here rather than by `http::Uri` alone so a tenant learns which
 //! part is wrong, and so nothing the node would have to guess at (a query
 //! appended to every request, credentials in the URL) is ever stored.
 
-use edge_common::names::check_dns_name;
+use crate::names::check_dns_name;
 
 /// Longest origin URL accepted (the same bound as a purge URL).
 pub const MAX_ORIGIN_BYTES: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OriginError {
-    #[error("origin: longer than {MAX_ORIGIN_BYTES} bytes")]
+    #[error("longer than {MAX_ORIGIN_BYTES} bytes")]
     TooLong,
-    #[error("origin: write an http:// or https:// URL, such as https://origin.example:8443/base")]
+    #[error("write an http:// or https:// URL, such as https://origin.example:8443/base")]
     Scheme,
-    #[error("origin: the URL has no host")]
+    #[error("the URL has no host")]
     NoHost,
-    #[error("origin: credentials (user:password@) are not allowed in the URL")]
+    #[error("credentials (user:password@) are not allowed in the URL")]
     Userinfo,
-    #[error("origin: a query (`?...`) is not allowed; requests keep their own")]
+    #[error("a query (`?...`) is not allowed; requests keep their own")]
     Query,
-    #[error("origin: a fragment (`#...`) is not allowed")]
+    #[error("a fragment (`#...`) is not allowed")]
     Fragment,
-    #[error("origin: invalid host `{host}`: {reason}")]
+    #[error("invalid host `{host}`: {reason}")]
     Host { host: String, reason: &'static str },
-    #[error("origin: invalid port `{0}`: use 1 to 65535")]
+    #[error("invalid port `{0}`: use 1 to 65535")]
     Port(String),
-    #[error("origin: invalid path `{0}`")]
+    #[error("invalid path `{0}`")]
     Path(String),
 }
 
