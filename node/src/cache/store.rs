@@ -9,7 +9,7 @@
 //! later request gets.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -179,16 +179,9 @@ impl StoreMetrics {
     }
 }
 
-/// Counts for the cache's metrics.
-#[derive(Debug, Default)]
-pub struct StoreStats {
-    pub evictions: AtomicU64,
-}
-
 pub struct CacheStore {
     entries: moka::sync::Cache<CacheKey, Arc<Variants>>,
     max_entry_bytes: usize,
-    pub stats: Arc<StoreStats>,
     metrics: Option<StoreMetrics>,
 }
 
@@ -196,8 +189,6 @@ impl CacheStore {
     /// A store holding at most `capacity_bytes` of responses, none larger
     /// than `max_entry_bytes`.
     pub fn new(capacity_bytes: u64, max_entry_bytes: usize, metrics: Option<StoreMetrics>) -> Self {
-        let stats = Arc::new(StoreStats::default());
-        let evictions = stats.clone();
         let listener_metrics = metrics.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity_bytes)
@@ -214,19 +205,17 @@ impl CacheStore {
                 if let Some(metrics) = &listener_metrics {
                     metrics.add_bytes(&key, -value.weight());
                 }
-                if cause == RemovalCause::Size {
-                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
-                    if let Some(metrics) = &listener_metrics {
-                        let (tenant, app) = key.owner();
-                        metrics.evictions.with_label_values(&[tenant, app]).inc();
-                    }
+                if cause == RemovalCause::Size
+                    && let Some(metrics) = &listener_metrics
+                {
+                    let (tenant, app) = key.owner();
+                    metrics.evictions.with_label_values(&[tenant, app]).inc();
                 }
             })
             .build();
         Self {
             entries,
             max_entry_bytes,
-            stats,
             metrics,
         }
     }
@@ -501,7 +490,8 @@ mod tests {
         );
         assert!(!store.insert(k1.clone(), big));
         // The total is bounded by weight: old entries are evicted.
-        let small = CacheStore::new(64 << 10, 8192, None);
+        let metrics = test_metrics();
+        let small = CacheStore::new(64 << 10, 8192, Some(metrics.clone()));
         for i in 0..200 {
             let key = CacheKey::new("t", "a", "https", "x.test", &format!("/{i}"));
             small.insert(
@@ -516,23 +506,21 @@ mod tests {
             );
         }
         assert!(small.weighted_size() <= 64 << 10);
-        assert!(small.stats.evictions.load(Ordering::Relaxed) > 0);
+        assert!(metrics.evictions.with_label_values(&["t", "a"]).get() > 0);
+    }
+
+    fn test_metrics() -> StoreMetrics {
+        let labels = &["tenant", "app"];
+        StoreMetrics {
+            bytes: prometheus::IntGaugeVec::new(prometheus::Opts::new("b", "b"), labels).unwrap(),
+            evictions: prometheus::IntCounterVec::new(prometheus::Opts::new("e", "e"), labels)
+                .unwrap(),
+        }
     }
 
     #[test]
     fn bytes_and_evictions_are_accounted_per_app() {
-        let metrics = StoreMetrics {
-            bytes: prometheus::IntGaugeVec::new(
-                prometheus::Opts::new("b", "b"),
-                &["tenant", "app"],
-            )
-            .unwrap(),
-            evictions: prometheus::IntCounterVec::new(
-                prometheus::Opts::new("e", "e"),
-                &["tenant", "app"],
-            )
-            .unwrap(),
-        };
+        let metrics = test_metrics();
         let bytes = |app: &str| metrics.bytes.with_label_values(&["t", app]).get();
         let store = CacheStore::new(64 << 10, 8192, Some(metrics.clone()));
         let none = HeaderMap::new();
