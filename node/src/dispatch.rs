@@ -194,10 +194,15 @@ impl Dispatcher {
                 }
             };
         }
-        let path = request
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string());
+        // Kept only for what an unsafe method may invalidate.
+        let path = (!method.is_safe())
+            .then(|| {
+                request
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+            })
+            .flatten();
         // Boxed: the backend's future is large, and hyper moves the request
         // future into place on every request; a cache hit never needs it.
         let response = Box::pin(self.backend(app, request, scheme, request_id, started)).await?;
