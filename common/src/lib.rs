@@ -7,6 +7,7 @@
 //! their `wasmtime::Config` with [`engine::compile_config`]; the node then adds
 //! runtime-only knobs (the pooling allocator) that do not change the code.
 
+pub mod conn;
 pub mod engine;
 pub mod fsutil;
 pub mod limits;

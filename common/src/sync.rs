@@ -48,6 +48,11 @@ pub struct SnapshotOrigin {
     /// `http://host[:port][/base/path]` or `https://...`.
     pub origin: String,
     pub limits: AppLimits,
+    /// Forward method-override headers, `X-Forwarded-Scheme` and header
+    /// names with `_` to the origin (dropped by default: they change the
+    /// origin's answer without being part of the cache key).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_override_headers: bool,
 }
 
 /// One cache purge, fanned out to every node.

@@ -20,9 +20,16 @@ use serde_json::json;
 use crate::auth::{Auth, Principal, Role};
 use crate::compile::Compiler;
 use crate::error::ApiError;
+use crate::gc::BlobGc;
 use crate::purge::PurgeLimiter;
-use crate::store::{AppRecord, BlobStore, MetaStore, NewVersion, StoreError, now_unix};
+pub use crate::settings::{ApiSettings, MAX_CONCURRENT_UPLOADS};
+use crate::store::{
+    AppOrigin, AppRecord, BlobStore, MAX_QUOTA_BYTES, MetaStore, NewVersion, QuotaExceeded,
+    StoreError, TenantStorage, now_unix,
+};
 use crate::sync::SyncHub;
+use crate::uploads::{BodyError, BodyPace, UploadSlots};
+use crate::wire::{NewApp, OriginSet, SetOrigin, SetTenantQuota, TenantQuota};
 use edge_common::origin::parse_origin;
 use edge_common::sync::PurgeRequest;
 
@@ -55,29 +62,6 @@ fn truncate_chars(s: &mut String, max: usize) {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ApiSettings {
-    /// Largest `.wasm` upload.
-    pub max_upload_bytes: u64,
-    /// Longest a sync long poll may wait.
-    pub max_sync_wait: Duration,
-    /// A node not heard from for this long is left out of rollout status.
-    pub node_stale_after: Duration,
-    /// Cache purges a tenant may make in any rolling minute.
-    pub purges_per_minute: usize,
-}
-
-impl Default for ApiSettings {
-    fn default() -> Self {
-        Self {
-            max_upload_bytes: 64 << 20,
-            max_sync_wait: Duration::from_secs(60),
-            node_stale_after: Duration::from_secs(90),
-            purges_per_minute: 100,
-        }
-    }
-}
-
 pub struct ApiState {
     pub store: Arc<dyn MetaStore>,
     pub blobs: Arc<dyn BlobStore>,
@@ -85,15 +69,20 @@ pub struct ApiState {
     pub compiler: Compiler,
     pub hub: SyncHub,
     pub settings: ApiSettings,
-    /// Uploads being received at once: each is held in memory (up to
-    /// `max_upload_bytes`) until compiled and stored.
-    pub upload_slots: tokio::sync::Semaphore,
+    /// Uploads being received at once, in all and per tenant
+    /// (`settings.max_concurrent_uploads`, `upload_slots_per_tenant`):
+    /// each is held in memory (up to `max_upload_bytes`) until compiled
+    /// and stored.
+    pub uploads: Arc<UploadSlots>,
     /// Each tenant's recent purges (`settings.purges_per_minute`).
     pub purges: PurgeLimiter,
+    /// Deletes blobs no version references; woken after deletions.
+    pub gc: BlobGc,
 }
 
-/// Uploads received at once.
-pub const MAX_CONCURRENT_UPLOADS: usize = 4;
+/// How long an upload waits for one of the global slots (within its
+/// tenant's share) before 503 `busy`.
+const UPLOAD_SLOT_WAIT: Duration = Duration::from_secs(30);
 
 type ApiResult = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -181,6 +170,7 @@ async fn route(state: &ApiState, req: Request<Incoming>) -> ApiResult {
             let tenant = state.store.create_tenant(&body.id).await?;
             Ok(json_response(StatusCode::CREATED, &tenant))
         }
+        (_, ["tenants", tenant, "quota"]) => quota(state, &principal, &method, tenant, req).await,
         (_, ["apps", rest @ ..]) => {
             let tenant = scope(state, &principal, &query).await?;
             apps(state, &principal, &tenant, &method, rest, req).await
@@ -235,6 +225,7 @@ async fn app(
         (&Method::DELETE, []) => {
             let revision = store.delete_app(tenant, name).await?;
             state.hub.notify(revision);
+            state.gc.trigger();
             Ok(json_response(
                 StatusCode::OK,
                 &json!({ "revision": revision }),
@@ -260,6 +251,7 @@ async fn app(
                     ),
                     other => other.into(),
                 })?;
+            state.gc.trigger();
             Ok(json_response(
                 StatusCode::OK,
                 &json!({ "deleted": version }),
@@ -336,16 +328,21 @@ async fn app(
 /// `POST /v1/apps`: a component app, or with `origin` an origin app (live
 /// at once).
 async fn create_app(state: &ApiState, tenant: &TenantId, req: Request<Incoming>) -> ApiResult {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct NewApp {
-        name: AppName,
-        hosts: Vec<HostPattern>,
-        origin: Option<String>,
-    }
     let body: NewApp = read_json(req).await?;
     check_hosts(&body.hosts)?;
-    let origin = body.origin.as_deref().map(check_origin).transpose()?;
+    let origin = match (&body.origin, body.forward_override_headers) {
+        (Some(url), forward) => Some(AppOrigin {
+            url: check_origin(url)?,
+            forward_override_headers: forward.unwrap_or(false),
+        }),
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "origin-only-field",
+                "`forward_override_headers` is for origin apps only: add `origin`, or leave it out",
+            ));
+        }
+        (None, None) => None,
+    };
     if state.store.list_apps(tenant).await?.len() >= MAX_APPS_PER_TENANT {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -362,7 +359,7 @@ async fn create_app(state: &ApiState, tenant: &TenantId, req: Request<Incoming>)
             &body.name,
             &body.hosts,
             &AppLimits::default(),
-            origin.as_deref(),
+            origin.as_ref(),
         )
         .await?;
     state.hub.notify(app.updated_revision);
@@ -427,25 +424,106 @@ async fn purge(
     ))
 }
 
-/// `PUT /v1/apps/{app}/origin`: points an origin app elsewhere.
+/// `GET /v1/tenants/{tenant}/quota` (the tenant itself or an admin) and
+/// `PUT` (admin only): the tenant's storage quota and usage.
+async fn quota(
+    state: &ApiState,
+    principal: &Principal,
+    method: &Method,
+    tenant: &str,
+    req: Request<Incoming>,
+) -> ApiResult {
+    let tenant = TenantId::try_from(tenant.to_string())
+        .map_err(|e| ApiError::not_found(format!("tenant not found ({e})")))?;
+    let own = principal.role == Role::Tenant && principal.tenant.as_ref() == Some(&tenant);
+    let storage = match *method {
+        Method::GET => {
+            if !own && principal.role != Role::Admin {
+                return Err(ApiError::forbidden(
+                    "a tenant token can only see its own tenant's quota",
+                ));
+            }
+            state.store.tenant_storage(&tenant).await?
+        }
+        Method::PUT => {
+            if principal.role != Role::Admin {
+                return Err(ApiError::forbidden(
+                    "only an operator (admin token) may change a quota",
+                ));
+            }
+            let body: SetTenantQuota = read_json(req).await?;
+            if body.storage_bytes.is_some_and(|q| q > MAX_QUOTA_BYTES) {
+                return Err(ApiError::bad_request(
+                    "invalid-quota",
+                    format!("storage_bytes may be at most {MAX_QUOTA_BYTES}"),
+                ));
+            }
+            let storage = state
+                .store
+                .set_tenant_quota(&tenant, body.storage_bytes)
+                .await?;
+            tracing::info!(%tenant, quota = ?body.storage_bytes, "storage quota set");
+            storage
+        }
+        _ => return Err(ApiError::not_found("no such endpoint")),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &tenant_quota(state, tenant, storage),
+    ))
+}
+
+fn tenant_quota(state: &ApiState, tenant: TenantId, storage: TenantStorage) -> TenantQuota {
+    TenantQuota {
+        tenant,
+        storage_bytes: storage
+            .quota_bytes
+            .unwrap_or(state.settings.storage_quota_bytes),
+        custom: storage.quota_bytes.is_some(),
+        used_storage_bytes: storage.used_bytes,
+    }
+}
+
+/// Refuses (413 `storage-quota-exceeded`) an upload of `adding` bytes that
+/// would take the tenant over its quota. A check before the work: the
+/// binding one is made again when the version is recorded.
+async fn check_quota(state: &ApiState, tenant: &TenantId, adding: u64) -> Result<(), ApiError> {
+    let quota = tenant_quota(
+        state,
+        tenant.clone(),
+        state.store.tenant_storage(tenant).await?,
+    );
+    QuotaExceeded::check(
+        tenant,
+        quota.storage_bytes,
+        quota.used_storage_bytes,
+        adding,
+    )?;
+    Ok(())
+}
+
+/// `PUT /v1/apps/{app}/origin`: points an origin app elsewhere and, if
+/// the body names it, sets its `forward_override_headers` (else kept).
 async fn set_origin(
     state: &ApiState,
     tenant: &TenantId,
     name: &AppName,
     req: Request<Incoming>,
 ) -> ApiResult {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Origin {
-        origin: String,
-    }
-    let body: Origin = read_json(req).await?;
-    let origin = check_origin(&body.origin)?;
-    let revision = state.store.set_origin(tenant, name, &origin).await?;
+    let body: SetOrigin = read_json(req).await?;
+    let url = check_origin(&body.origin)?;
+    let (origin, revision) = state
+        .store
+        .set_origin(tenant, name, &url, body.forward_override_headers)
+        .await?;
     state.hub.notify(revision);
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "origin": origin, "revision": revision }),
+        &OriginSet {
+            origin: origin.url,
+            forward_override_headers: origin.forward_override_headers,
+            revision,
+        },
     ))
 }
 
@@ -469,54 +547,49 @@ async fn upload(
             ),
         ));
     }
-    let limit = state.settings.max_upload_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "upload-too-large",
-            format!("the component is larger than the {limit}-byte upload limit"),
-        )
-    };
-    if let Some(declared) = req
+    let settings = &state.settings;
+    let limit = settings.max_upload_bytes;
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && declared > limit
-    {
-        return Err(too_large());
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared {
+        if declared > limit {
+            return Err(BodyError::TooLarge { limit }.into());
+        }
+        check_quota(state, tenant, declared).await?;
     }
-    let _slot = tokio::time::timeout(Duration::from_secs(30), state.upload_slots.acquire())
+    // The tenant's share first (429 at once), then a global slot.
+    let _slot = state.uploads.acquire(tenant, UPLOAD_SLOT_WAIT).await?;
+    let pace = BodyPace {
+        idle_timeout: settings.upload_idle_timeout,
+        min_bytes_per_sec: settings.upload_min_bytes_per_sec,
+        grace: settings.upload_rate_grace,
+    };
+    let wasm = crate::uploads::read_body(req.into_body(), limit, pace)
         .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many uploads in progress; retry shortly",
-            )
-        })?;
-    let wasm = Limited::new(req.into_body(), limit as usize)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                too_large()
-            } else {
-                ApiError::bad_request("body-read-failed", format!("reading the upload: {e}"))
-            }
-        })?
-        .to_bytes();
+        .inspect_err(|e| tracing::info!(%tenant, app = %name, error = %e, "upload cut"))?;
+    // Again from the real size, before the compile.
+    check_quota(state, tenant, wasm.len() as u64).await?;
     let source_sha256 = sha256_hex(&wasm);
     let engine = state.compiler.engine_hash().to_string();
     let started = Instant::now();
-    let existing = state.store.find_artifact(&source_sha256, &engine).await?;
-    let (artifact, compiled) = match existing {
-        Some(artifact) if state.blobs.get(&artifact.sha256).await?.is_some() => (artifact, false),
-        _ => {
+    // Every blob the version will reference is stored or touched (made
+    // young) before the version is recorded, so garbage collection leaves
+    // it alone (see `gc`); a touch that finds a blob gone stores it again.
+    let reusable = match state.store.find_artifact(&source_sha256, &engine).await? {
+        Some(artifact) if state.blobs.touch(&artifact.sha256).await? => Some(artifact),
+        _ => None,
+    };
+    let (artifact, compiled) = match reusable {
+        Some(artifact) => {
+            if !state.blobs.touch(&source_sha256).await? {
+                state.blobs.put(wasm.clone()).await?;
+            }
+            (artifact, false)
+        }
+        None => {
             let compiled = state.compiler.compile(wasm.clone()).await?;
             let size = compiled.len() as u64;
             state.blobs.put(wasm.clone()).await?;
@@ -543,6 +616,7 @@ async fn upload(
                 source_size: wasm.len() as u64,
                 artifact,
             },
+            settings.storage_quota_bytes,
         )
         .await?;
     tracing::info!(%tenant, app = %name, version = version.version, compiled, elapsed = ?started.elapsed(), "version uploaded");
@@ -648,7 +722,7 @@ async fn status(state: &ApiState, tenant: &TenantId, name: &AppName) -> ApiResul
             "tenant": tenant,
             "app": name,
             "active_version": app.active_version,
-            "origin": app.origin,
+            "origin": app.origin.as_ref().map(|o| &o.url),
             "hosts": app.hosts,
             "revision": target,
             "nodes": nodes,

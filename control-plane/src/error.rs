@@ -7,7 +7,12 @@ use http_body_util::Full;
 
 use crate::auth::AuthError;
 use crate::compile::UploadError;
-use crate::store::StoreError;
+use crate::store::{QuotaExceeded, StoreError};
+use crate::uploads::{BodyError, SlotError};
+
+/// `Retry-After` for an upload refused for want of a slot: about how long
+/// a typical upload (a few MiB received and compiled) holds one.
+const UPLOAD_RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -101,12 +106,54 @@ impl From<StoreError> for ApiError {
             StoreError::NotOriginApp(_) => {
                 Self::new(StatusCode::CONFLICT, "not-origin-app", e.to_string())
             }
+            StoreError::QuotaExceeded(e) => e.into(),
             StoreError::Backend(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage-error",
                 e.to_string(),
             ),
         }
+    }
+}
+
+impl From<QuotaExceeded> for ApiError {
+    fn from(e: QuotaExceeded) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "storage-quota-exceeded",
+            e.to_string(),
+        )
+    }
+}
+
+impl From<SlotError> for ApiError {
+    fn from(e: SlotError) -> Self {
+        let (status, code, message) = match &e {
+            SlotError::TenantBusy { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "upload-slots-busy",
+                format!("{e}; retry once one has finished"),
+            ),
+            SlotError::Busy { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many uploads in progress; retry shortly".to_string(),
+            ),
+        };
+        Self::new(status, code, message).with_retry_after(UPLOAD_RETRY_AFTER_SECS)
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        let (status, code) = match e {
+            BodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "upload-too-large"),
+            BodyError::Idle { .. } | BodyError::TooSlow { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, "upload-timeout")
+            }
+            BodyError::Read(_) => (StatusCode::BAD_REQUEST, "body-read-failed"),
+        };
+        Self::new(status, code, e.to_string())
     }
 }
 

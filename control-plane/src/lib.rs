@@ -10,11 +10,15 @@ pub mod api;
 pub mod auth;
 pub mod compile;
 pub mod error;
+pub mod gc;
 pub mod keys;
 pub mod purge;
 pub mod server;
+pub mod settings;
 pub mod store;
 pub mod sync;
+pub mod uploads;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,12 +27,13 @@ use std::sync::Arc;
 use edge_common::CompileSettings;
 use edge_common::signing::SigningKey;
 
-use crate::api::{ApiSettings, ApiState};
+use crate::api::ApiState;
 use crate::auth::Auth;
 use crate::compile::Compiler;
+use crate::settings::ApiSettings;
 use crate::store::fs::FsBlobStore;
 use crate::store::sqlite::SqliteMetaStore;
-use crate::store::{MetaStore, StoreError};
+use crate::store::{BlobStore, MetaStore, StoreError};
 
 /// Everything `edge-cp serve` needs.
 #[derive(Debug, Clone)]
@@ -39,6 +44,8 @@ pub struct CpConfig {
     /// which is refused on anything but a loopback address.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub api: ApiSettings,
+    /// Client connections: caps and deadlines.
+    pub connections: server::ConnectionSettings,
     /// Compilations run at once.
     pub compile_parallelism: usize,
 }
@@ -50,6 +57,7 @@ impl CpConfig {
             listen,
             tls: None,
             api: ApiSettings::default(),
+            connections: server::ConnectionSettings::default(),
             compile_parallelism: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -91,7 +99,7 @@ impl ControlPlane {
         let store: Arc<dyn MetaStore> = Arc::new(SqliteMetaStore::open(
             &config.data_dir.join("meta.sqlite3"),
         )?);
-        let blobs = Arc::new(FsBlobStore::open(&config.data_dir)?);
+        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&config.data_dir)?);
         let compiler = Compiler::new(&CompileSettings::default(), config.compile_parallelism)
             .map_err(CpError::Engine)?;
         let revision = store.revision().await?;
@@ -101,20 +109,36 @@ impl ControlPlane {
             sync_key = %sync_key.verifying_key().to_hex(),
             "control plane state opened"
         );
+        let settings = &config.api;
         let state = Arc::new(ApiState {
             hub: sync::SyncHub::new(store.clone(), sync_key, revision),
+            gc: gc::BlobGc::start(
+                store.clone(),
+                blobs.clone(),
+                settings.blob_gc_grace,
+                settings.blob_gc_interval,
+            ),
             store,
             blobs,
             auth,
             compiler,
-            settings: config.api.clone(),
-            upload_slots: tokio::sync::Semaphore::new(api::MAX_CONCURRENT_UPLOADS),
+            settings: settings.clone(),
+            uploads: uploads::UploadSlots::new(
+                settings.max_concurrent_uploads,
+                settings.upload_slots_per_tenant,
+            ),
             purges: purge::PurgeLimiter::new(
-                config.api.purges_per_minute,
+                settings.purges_per_minute,
                 std::time::Duration::from_secs(60),
             ),
         });
-        Ok(server::serve(config.listen, config.tls.as_ref(), state).await?)
+        Ok(server::serve(
+            config.listen,
+            config.tls.as_ref(),
+            state,
+            config.connections.clone(),
+        )
+        .await?)
     }
 }
 

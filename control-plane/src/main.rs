@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use edge_common::names::TenantId;
 use edge_cp::auth::Role;
+use edge_cp::settings::ApiFlags;
 use edge_cp::{ControlPlane, CpConfig};
 
 #[derive(Parser)]
@@ -37,9 +38,9 @@ enum Command {
         tls_cert: Option<PathBuf>,
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
-        /// Largest component upload, in bytes.
-        #[arg(long, default_value_t = 64 << 20)]
-        max_upload_bytes: u64,
+        /// Upload, quota and garbage-collection settings.
+        #[command(flatten)]
+        api: ApiFlags,
     },
     /// Print a signed API token.
     Token {
@@ -75,11 +76,11 @@ fn main() -> anyhow::Result<()> {
             listen,
             tls_cert,
             tls_key,
-            max_upload_bytes,
+            api,
         } => {
             let mut config = CpConfig::new(data_dir, listen);
             config.tls = tls_cert.zip(tls_key);
-            config.api.max_upload_bytes = max_upload_bytes;
+            config.api = api.into();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

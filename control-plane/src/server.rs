@@ -1,13 +1,20 @@
 //! The API listener: TCP, optional TLS (rustls, ALPN h2 and http/1.1),
-//! hyper-util's auto connection builder.
+//! hyper-util's auto connection builder. Connection slots (in all and per
+//! client address), the first-bytes, idle and send deadlines are the edge
+//! node's own ([`edge_common::conn`]): a flood of silent or idle
+//! connections cannot lock out `/healthz`, sync or deploys.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_common::conn::{
+    self, Activity, ConnectionEnd, ConnectionSlots, ConnectionTimeouts, DeadlineIo, TrackedBody,
+};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -15,8 +22,40 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::{ApiState, handle};
 
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 4096;
+/// Limits on the API's client connections.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// Connections open at once; more are closed on accept. Default: 4096.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (IPv6: one /64).
+    /// Default: 256 (a fleet of nodes behind one NAT address long-polls
+    /// with one connection each; raise it for more).
+    pub max_connections_per_ip: u32,
+    /// From connect (or the TLS handshake) to the first request byte, and
+    /// for a whole HTTP/1 request head. Default: 10s.
+    pub header_read_timeout: Duration,
+    /// Time to complete the TLS handshake. Default: 10s.
+    pub tls_handshake_timeout: Duration,
+    /// With no request in progress (HTTP/1) or no open stream (HTTP/2).
+    /// A long-poll is a request in progress. Default: 60s.
+    pub idle_timeout: Duration,
+    /// A response the client takes nothing of for this long is dropped
+    /// with its connection. Default: 30s.
+    pub response_idle_timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            response_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -52,6 +91,7 @@ pub async fn serve(
     addr: SocketAddr,
     tls: Option<&(PathBuf, PathBuf)>,
     state: Arc<ApiState>,
+    settings: ConnectionSettings,
 ) -> Result<ServerHandle, ServerError> {
     let acceptor = match tls {
         Some((cert, key)) => Some(acceptor(cert, key)?),
@@ -65,7 +105,7 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     let has_tls = acceptor.is_some();
-    let task = tokio::spawn(accept_loop(listener, acceptor, state));
+    let task = tokio::spawn(accept_loop(listener, acceptor, state, settings));
     Ok(ServerHandle {
         addr: bound,
         tls: has_tls,
@@ -73,16 +113,30 @@ pub async fn serve(
     })
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<ApiState>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<ApiState>,
+    settings: ConnectionSettings,
+) {
     // Dropping this set (when the loop's task is aborted) aborts every
     // connection task.
     let mut connections = JoinSet::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = ConnectionSlots::new(settings.max_connections, settings.max_connections_per_ip);
+    let timeouts = ConnectionTimeouts {
+        first_bytes: settings.header_read_timeout,
+        idle: settings.idle_timeout,
+        response_idle: settings.response_idle_timeout,
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     loop {
         while connections.try_join_next().is_some() {}
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -91,40 +145,57 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc
                 continue;
             }
         };
+        let slot = match slots.try_acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                // Closed at once: waiting for a slot would queue the flood.
+                tracing::debug!(%peer, "connection refused: {refused}");
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let (state, tls) = (state.clone(), tls.clone());
+        let (state, tls, builder) = (state.clone(), tls.clone(), builder.clone());
+        let handshake_timeout = settings.tls_handshake_timeout;
         connections.spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
+            let activity = Activity::new();
+            let requests = activity.clone();
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+                let in_progress = requests.request();
+                async move {
+                    let response = handle(state, req).await;
+                    Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_progress)))
+                }
             });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30));
-            let result = match tls {
+            let never = std::future::pending::<()>();
+            let end = match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await
+                            let io = DeadlineIo::new(
+                                stream,
+                                timeouts.first_bytes,
+                                timeouts.response_idle,
+                            );
+                            let conn = builder.serve_connection(TokioIo::new(io), service);
+                            conn::drive(conn, &activity, &timeouts, never).await
                         }
                         _ => return,
                     }
                 }
                 None => {
-                    builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
+                    let io = DeadlineIo::new(stream, timeouts.first_bytes, timeouts.response_idle);
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
+                    conn::drive(conn, &activity, &timeouts, never).await
                 }
             };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "api connection ended with an error");
+            match end {
+                ConnectionEnd::Closed => {}
+                ConnectionEnd::Failed(e) => {
+                    tracing::debug!(%peer, error = %e, "api connection ended with an error")
+                }
+                other => tracing::debug!(%peer, end = ?other, "api connection closed"),
             }
         });
     }

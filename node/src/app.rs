@@ -58,6 +58,7 @@ impl App {
             (_, Some(url)) => Backend::Origin(Origin {
                 url: url.clone(),
                 operator_trusted: true,
+                forward_override_headers: config.forward_override_headers,
             }),
             (Some(path), None) => {
                 Backend::Component(runtime.load_file(path).map_err(|source| AppLoadError {

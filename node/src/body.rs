@@ -69,6 +69,9 @@ pub struct RequestBodyStatus(Arc<AtomicU8>);
 pub enum RequestBodyFailure {
     TooLarge,
     IdleTimeout,
+    /// The client's body failed to arrive whole: bad chunked framing, or
+    /// the connection closed mid-body.
+    Malformed,
 }
 
 impl RequestBodyStatus {
@@ -76,6 +79,7 @@ impl RequestBodyStatus {
         let code = match failure {
             RequestBodyFailure::TooLarge => 1,
             RequestBodyFailure::IdleTimeout => 2,
+            RequestBodyFailure::Malformed => 3,
         };
         self.0.store(code, Ordering::Relaxed);
     }
@@ -84,6 +88,7 @@ impl RequestBodyStatus {
         match self.0.load(Ordering::Relaxed) {
             1 => Some(RequestBodyFailure::TooLarge),
             2 => Some(RequestBodyFailure::IdleTimeout),
+            3 => Some(RequestBodyFailure::Malformed),
             _ => None,
         }
     }
@@ -134,7 +139,13 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(Some(Err(err))) => {
+                // Only the client's connection feeds this body: whatever
+                // failed (hyper's framing checks, a closed connection), it
+                // was the client's body.
+                this.status.set(RequestBodyFailure::Malformed);
+                Poll::Ready(Some(Err(err.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 // The clock runs only while someone waits for the next frame.

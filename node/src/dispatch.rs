@@ -23,6 +23,7 @@ use crate::body::{
 use crate::cache::layer::{CacheResult, EdgeCache, Lookup, Pending};
 use crate::config::HttpConfig;
 use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
+use crate::hop::strip_hop_by_hop;
 use crate::metrics::Metrics;
 use crate::origin::OriginError;
 use crate::router::{RouteError, Router, request_host};
@@ -101,7 +102,7 @@ impl Dispatcher {
 
     pub async fn dispatch<B>(
         self: &Arc<Self>,
-        request: Request<B>,
+        mut request: Request<B>,
         scheme: Scheme,
     ) -> Response<ResponseBody>
     where
@@ -110,6 +111,17 @@ impl Dispatcher {
     {
         let started = Instant::now();
         let request_id = RequestId(self.next_request_id.fetch_add(1, Ordering::Relaxed));
+
+        // A tunnel is nothing an app can answer, and an origin must never
+        // be asked to open one.
+        if request.method() == Method::CONNECT {
+            self.metrics.unrouted("method-not-supported");
+            let err = EdgeError::MethodNotSupported(Method::CONNECT);
+            return with_request_id(err.to_response(), request_id);
+        }
+        // Before anything looks at the request: the cache, the component
+        // and the origin then all see the same headers.
+        strip_hop_by_hop(request.headers_mut());
 
         let (host, app) = match self.route(&request) {
             Ok(routed) => routed,
@@ -160,8 +172,17 @@ impl Dispatcher {
             _ => "http",
         };
         let cacheable_method = method == Method::GET || method == Method::HEAD;
+        // A GET or HEAD with a body: an origin is never sent one (servers
+        // disagree on whether it is there, the stuff of request smuggling);
+        // a component may read it, so its answer is never looked up in or
+        // stored to the cache (the body is not part of the key).
+        let with_body = cacheable_method && carries_body(&request);
+        if with_body && matches!(app.backend, Backend::Origin(_)) {
+            return Err(RequestLimit::BodyNotAllowed.into());
+        }
         if let Some(cache) = &self.cache
             && cacheable_method
+            && !with_body
             && app.cache_seen.load(Ordering::Relaxed)
         {
             let key = EdgeCache::key(&app.log_tenant, &app.log_name, scheme_name, host, &request);
@@ -290,6 +311,7 @@ impl Dispatcher {
             RequestBodyFailure::IdleTimeout => RequestLimit::BodyTimeout {
                 timeout: self.body_idle_timeout,
             },
+            RequestBodyFailure::Malformed => RequestLimit::BadBody,
         };
         let deadline = started + app.limits.wall_time;
         let GuestResponse {
@@ -398,6 +420,16 @@ impl Dispatcher {
     }
 }
 
+/// Whether a request carries a body: a `Content-Length` above zero, or a
+/// body hyper has not seen the end of (HTTP/1 chunked, an HTTP/2 stream its
+/// headers did not end).
+fn carries_body<B: http_body::Body>(request: &Request<B>) -> bool {
+    match declared_length(request.headers()) {
+        Some(length) => length > 0,
+        None => !request.body().is_end_stream(),
+    }
+}
+
 /// What a running request holds until its guest is done: its admission
 /// permits and its place in the in-flight gauge.
 struct RequestGuard {
@@ -426,7 +458,8 @@ impl Drop for InFlight {
 fn route_reason(err: &RouteError) -> &'static str {
     match err {
         RouteError::MissingHost => "missing-host",
-        RouteError::InvalidHost => "invalid-host",
+        RouteError::InvalidHost | RouteError::Userinfo => "invalid-host",
+        RouteError::AmbiguousHost => "ambiguous-host",
         RouteError::UnknownHost(_) => "unknown-host",
         RouteError::NoPathMatch(_) => "no-route",
     }
@@ -437,6 +470,8 @@ fn route_reason(err: &RouteError) -> &'static str {
 /// guest task ends, since they can also strike after the response started.
 fn limit_reason(err: &EdgeError) -> Option<&'static str> {
     match err {
+        // Malformed requests are refusals, not limits.
+        EdgeError::Request(RequestLimit::BadBody | RequestLimit::BodyNotAllowed) => None,
         EdgeError::Admission(_) | EdgeError::Request(_) | EdgeError::ResponseTooLarge { .. } => {
             Some(err.code())
         }

@@ -48,9 +48,12 @@ pub enum EdgeError {
     NotCached,
     #[error(transparent)]
     Origin(#[from] OriginError),
+    #[error("the node does not support the {0} method")]
+    MethodNotSupported(http::Method),
 }
 
-/// A request larger than the node or app allows.
+/// A request the node refuses as it is: larger than the node or app
+/// allows, or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestLimit {
     #[error("the request target is longer than {limit} bytes")]
@@ -61,14 +64,22 @@ pub enum RequestLimit {
     BodyTooLarge { limit: u64 },
     #[error("the request body stalled for more than {timeout:?}")]
     BodyTimeout { timeout: std::time::Duration },
+    #[error("the request body is malformed or was cut off")]
+    BadBody,
+    #[error("a GET or HEAD request to an origin route may not carry a body")]
+    BodyNotAllowed,
 }
 
 impl EdgeError {
     pub fn status(&self) -> StatusCode {
         match self {
-            EdgeError::Route(RouteError::MissingHost | RouteError::InvalidHost) => {
-                StatusCode::BAD_REQUEST
-            }
+            EdgeError::Route(
+                RouteError::MissingHost
+                | RouteError::InvalidHost
+                | RouteError::Userinfo
+                | RouteError::AmbiguousHost,
+            ) => StatusCode::BAD_REQUEST,
+            EdgeError::MethodNotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             EdgeError::Route(RouteError::UnknownHost(_) | RouteError::NoPathMatch(_)) => {
                 StatusCode::NOT_FOUND
             }
@@ -80,6 +91,9 @@ impl EdgeError {
             }
             EdgeError::Request(RequestLimit::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::Request(RequestLimit::BodyTimeout { .. }) => StatusCode::REQUEST_TIMEOUT,
+            EdgeError::Request(RequestLimit::BadBody | RequestLimit::BodyNotAllowed) => {
+                StatusCode::BAD_REQUEST
+            }
             EdgeError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             EdgeError::NotCached => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::Origin(OriginError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
@@ -103,7 +117,9 @@ impl EdgeError {
     pub fn code(&self) -> &'static str {
         match self {
             EdgeError::Route(RouteError::MissingHost) => "missing-host",
-            EdgeError::Route(RouteError::InvalidHost) => "invalid-host",
+            EdgeError::Route(RouteError::InvalidHost | RouteError::Userinfo) => "invalid-host",
+            EdgeError::Route(RouteError::AmbiguousHost) => "ambiguous-host",
+            EdgeError::MethodNotSupported(_) => "method-not-supported",
             EdgeError::Route(RouteError::UnknownHost(_)) => "unknown-host",
             EdgeError::Route(RouteError::NoPathMatch(_)) => "no-route",
             EdgeError::Admission(AdmissionError::NodeAtCapacity(_)) => "node-at-capacity",
@@ -113,6 +129,8 @@ impl EdgeError {
             EdgeError::Request(RequestLimit::HeadersTooLarge { .. }) => "headers-too-large",
             EdgeError::Request(RequestLimit::BodyTooLarge { .. }) => "request-body-too-large",
             EdgeError::Request(RequestLimit::BodyTimeout { .. }) => "request-body-timeout",
+            EdgeError::Request(RequestLimit::BadBody) => "bad-request-body",
+            EdgeError::Request(RequestLimit::BodyNotAllowed) => "body-not-allowed",
             EdgeError::ResponseTooLarge { .. } => "response-too-large",
             EdgeError::NotCached => "not-cached",
             EdgeError::Origin(OriginError::Timeout) => "origin-timeout",
@@ -134,7 +152,10 @@ impl EdgeError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            EdgeError::Route(_) | EdgeError::Request(_) | EdgeError::NotCached => Fault::Client,
+            EdgeError::Route(_)
+            | EdgeError::Request(_)
+            | EdgeError::NotCached
+            | EdgeError::MethodNotSupported(_) => Fault::Client,
             EdgeError::Admission(AdmissionError::NodeAtCapacity(_)) => Fault::Platform,
             EdgeError::Admission(_) | EdgeError::ResponseTooLarge { .. } | EdgeError::Origin(_) => {
                 Fault::Tenant
@@ -157,7 +178,7 @@ impl EdgeError {
             EdgeError::Route(err) => err.to_string(),
             EdgeError::Admission(err) => err.to_string(),
             EdgeError::Request(err) => err.to_string(),
-            EdgeError::NotCached => self.to_string(),
+            EdgeError::NotCached | EdgeError::MethodNotSupported(_) => self.to_string(),
             EdgeError::Origin(OriginError::Timeout) => "the origin did not answer in time".into(),
             EdgeError::Origin(OriginError::Prohibited(_)) => {
                 "the origin's address is not allowed on this node".into()

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod hop;
 pub mod listener;
 pub mod metrics;
 pub mod names;
@@ -143,9 +144,10 @@ impl Node {
         };
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let connection_slots = Arc::new(tokio::sync::Semaphore::new(
+        let connection_slots = edge_common::conn::ConnectionSlots::new(
             config.http.max_connections as usize,
-        ));
+            config.http.max_connections_per_ip,
+        );
         let mut tasks = JoinSet::new();
         let mut handle = NodeHandle {
             https_addr: None,
@@ -172,8 +174,7 @@ impl Node {
                     field: "tls".into(),
                     message: "required with listen.https".into(),
                 })?;
-            let hosts: Vec<_> = config.apps.iter().flat_map(|a| a.hosts.clone()).collect();
-            let acceptor = TlsAcceptor::from(listener::tls::server_config(tls, &hosts)?);
+            let acceptor = TlsAcceptor::from(listener::tls::server_config(tls)?);
             let listener = bind("https", addr).await?;
             handle.https_addr = Some(local_addr("https", addr, &listener)?);
             let spec = ClientListener {
@@ -218,6 +219,9 @@ impl Node {
         }
         if let Some(syncer) = syncer {
             tasks.spawn(syncer.run(shutdown_rx.clone()));
+        }
+        if let Some(cache) = dispatcher.cache() {
+            tasks.spawn(cache.clone().maintain(shutdown_rx.clone()));
         }
         handle.tasks = tasks;
         handle.admin.ready.store(true, Ordering::Relaxed);

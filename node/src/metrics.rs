@@ -61,6 +61,7 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     pub connections_total: IntCounterVec,
     pub connections_rejected: IntCounterVec,
+    pub connections_closed: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
     pub apps_loaded: IntGauge,
     pub outbound_requests: IntCounterVec,
@@ -176,9 +177,16 @@ impl Metrics {
         let connections_rejected = IntCounterVec::new(
             Opts::new(
                 "edge_connections_rejected_total",
-                "Client connections closed on accept because the node was at http.max_connections.",
+                "Client connections closed on accept, by the cap they hit (http.max_connections, http.max_connections_per_ip).",
             ),
-            &["listener"],
+            &["listener", "reason"],
+        )?;
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "edge_connections_closed_total",
+                "Client connections the node closed on a client's behaviour: idle, a response the client stopped reading, a deadline.",
+            ),
+            &["listener", "reason"],
         )?;
         let tls_handshake_failures = IntCounter::new(
             "edge_tls_handshake_failures_total",
@@ -206,6 +214,7 @@ impl Metrics {
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_total.clone()))?;
         registry.register(Box::new(connections_rejected.clone()))?;
+        registry.register(Box::new(connections_closed.clone()))?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(apps_loaded.clone()))?;
         let sync = SyncMetrics {
@@ -302,6 +311,7 @@ impl Metrics {
             connections_open,
             connections_total,
             connections_rejected,
+            connections_closed,
             tls_handshake_failures,
             apps_loaded,
             sync,

@@ -13,6 +13,7 @@ use http::{HeaderValue, Request, Response, Uri, header};
 use serde::Deserialize;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
+use crate::hop::strip_hop_by_hop;
 use crate::runtime::outbound::OutboundClient;
 
 /// Where an origin app forwards to: `http(s)://host[:port][/base]`.
@@ -80,6 +81,8 @@ pub struct Origin {
     /// is trusted as it is. Origins from the control plane (tenants) may
     /// name internal addresses only where `[outbound]` allows them.
     pub operator_trusted: bool,
+    /// Forward [`OVERRIDES`] and header names with `_` (off by default).
+    pub forward_override_headers: bool,
 }
 
 /// Why an origin did not answer.
@@ -112,6 +115,36 @@ const UNVOUCHED: &[&str] = &[
     "x-real-ip",
 ];
 
+/// Headers that make many frameworks answer a different method or scheme
+/// than the request's, and so change the origin's answer without being
+/// part of the cache key: one client could store, for everyone, the answer
+/// to a DELETE or to an http:// redirect loop. Dropped unless the app sets
+/// `forward_override_headers`.
+const OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-forwarded-scheme",
+];
+
+/// Drops [`OVERRIDES`] and every header whose name contains `_`: CGI-style
+/// servers map `X_Forwarded_Host` and `X-Forwarded-Host` to the same
+/// variable, so the underscore spelling would slip past the edge's own
+/// `X-Forwarded-*` (nginx drops such names by default for the same reason).
+fn drop_override_headers(headers: &mut http::HeaderMap) {
+    for name in OVERRIDES {
+        headers.remove(*name);
+    }
+    let underscored: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in underscored {
+        headers.remove(name);
+    }
+}
+
 impl Origin {
     /// Forwards `request` (received for `host` over `scheme`) to the origin.
     pub async fn forward(
@@ -136,8 +169,14 @@ impl Origin {
         *request.uri_mut() = target;
         *request.version_mut() = http::Version::HTTP_11;
         let headers = request.headers_mut();
+        // Dispatch removed them already; done again here so that the edge's
+        // own headers below are set last whatever the caller did.
+        strip_hop_by_hop(headers);
         for name in UNVOUCHED {
             headers.remove(*name);
+        }
+        if !self.forward_override_headers {
+            drop_override_headers(headers);
         }
         if let Ok(value) = HeaderValue::from_str(self.url.authority.as_str()) {
             headers.insert(header::HOST, value);

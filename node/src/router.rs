@@ -18,6 +18,12 @@ pub enum RouteError {
     MissingHost,
     #[error("the request's host is not a valid hostname")]
     InvalidHost,
+    #[error("the request's host carries user information (user@host)")]
+    Userinfo,
+    #[error(
+        "the request names more than one host (several Host headers, or a Host unlike :authority)"
+    )]
+    AmbiguousHost,
     #[error("no app serves host {0}")]
     UnknownHost(String),
     #[error("no app serves this path on host {0}")]
@@ -118,22 +124,45 @@ impl<T: Clone> Router<T> {
 }
 
 /// The hostname a request is for: the URI authority (HTTP/2 `:authority`, or
-/// an HTTP/1 absolute-form target), else the `Host` header. Lowercased,
-/// without port or trailing dot.
+/// an HTTP/1 absolute-form target, which RFC 9112 §3.2.2 puts before
+/// `Host`), else the `Host` header. Lowercased, without port or trailing
+/// dot. Refused: several `Host` headers (RFC 9112 §3.2), userinfo
+/// (`user@host`), and an HTTP/2 `Host` that names another host than
+/// `:authority` (RFC 9113 §8.3.1): a proxy that read the other one would
+/// route, or cache, the request under a name it was not sent to.
 pub fn request_host<B>(req: &Request<B>) -> Result<String, RouteError> {
-    let raw = match req.uri().authority() {
-        Some(authority) => authority.host().to_string(),
-        None => {
-            let value = req
-                .headers()
-                .get(http::header::HOST)
-                .ok_or(RouteError::MissingHost)?;
-            let value = value.to_str().map_err(|_| RouteError::InvalidHost)?;
-            let authority: http::uri::Authority =
-                value.parse().map_err(|_| RouteError::InvalidHost)?;
-            authority.host().to_string()
-        }
+    let mut host_headers = req.headers().get_all(http::header::HOST).iter();
+    let host_header = host_headers.next();
+    if host_headers.next().is_some() {
+        return Err(RouteError::AmbiguousHost);
+    }
+    let parse_header = |value: &http::HeaderValue| -> Result<http::uri::Authority, RouteError> {
+        let value = value.to_str().map_err(|_| RouteError::InvalidHost)?;
+        value.parse().map_err(|_| RouteError::InvalidHost)
     };
+    let from_header;
+    let authority = match (req.uri().authority(), host_header) {
+        (Some(authority), header) => {
+            if let Some(header) = header
+                && req.version() == http::Version::HTTP_2
+                && !parse_header(header)?
+                    .as_str()
+                    .eq_ignore_ascii_case(authority.as_str())
+            {
+                return Err(RouteError::AmbiguousHost);
+            }
+            authority
+        }
+        (None, Some(header)) => {
+            from_header = parse_header(header)?;
+            &from_header
+        }
+        (None, None) => return Err(RouteError::MissingHost),
+    };
+    if authority.as_str().contains('@') {
+        return Err(RouteError::Userinfo);
+    }
+    let raw = authority.host();
     if raw.is_empty() {
         return Err(RouteError::MissingHost);
     }
@@ -237,5 +266,44 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(request_host(&req), Ok("[::1]".into()));
+    }
+
+    #[test]
+    fn ambiguous_hosts_and_userinfo_are_refused() {
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "a.test")
+            .header("host", "b.test")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), Err(RouteError::AmbiguousHost));
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "attacker@origin.test")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), Err(RouteError::Userinfo));
+        let req = Request::builder()
+            .uri("http://attacker@origin.test/x")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), Err(RouteError::Userinfo));
+        let h2 = |host: &str| {
+            Request::builder()
+                .version(http::Version::HTTP_2)
+                .uri("https://a.test/x")
+                .header("host", host)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(request_host(&h2("b.test")), Err(RouteError::AmbiguousHost));
+        assert_eq!(request_host(&h2("A.test")), Ok("a.test".into()));
+        // HTTP/1 absolute form: the target wins, the Host header is ignored.
+        let req = Request::builder()
+            .uri("http://a.test/x")
+            .header("host", "b.test")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), Ok("a.test".into()));
     }
 }

@@ -8,6 +8,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
+use edge_common::names::{AppName, HostPattern};
+use edge_cp::wire::{NewApp, OriginSet, SetOrigin, SetTenantQuota, TenantQuota};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -129,8 +133,21 @@ impl PurgeTargetArgs {
 
 #[derive(Subcommand)]
 enum TenantsCommand {
-    Create { id: String },
+    Create {
+        id: String,
+    },
     List,
+    /// A tenant's storage quota and usage; with --storage-bytes or
+    /// --default, set it (admin token).
+    Quota {
+        id: String,
+        /// The tenant's own quota, in bytes.
+        #[arg(long, conflicts_with = "default")]
+        storage_bytes: Option<u64>,
+        /// Back to the control plane's default quota.
+        #[arg(long)]
+        default: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,11 +162,26 @@ enum AppsCommand {
         /// in front. Live at once.
         #[arg(long)]
         origin: Option<String>,
+        /// With --origin: forward method-override headers
+        /// (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override),
+        /// X-Forwarded-Scheme and header names with `_` to the origin.
+        /// Dropped by default: they change the origin's answer without
+        /// being part of the cache key.
+        #[arg(long, requires = "origin")]
+        forward_override_headers: bool,
     },
-    /// Point an origin app at another origin URL.
+    /// Point an origin app at another origin URL (its override-header
+    /// option is kept unless one of the flags is given).
     SetOrigin {
         name: String,
         origin: String,
+        /// Forward method-override headers, X-Forwarded-Scheme and header
+        /// names with `_` to the origin from now on.
+        #[arg(long, conflicts_with = "no_forward_override_headers")]
+        forward_override_headers: bool,
+        /// Drop them again (the default of a new origin app).
+        #[arg(long)]
+        no_forward_override_headers: bool,
     },
     List,
     Delete {
@@ -280,6 +312,19 @@ impl Api {
         Err(Failure(format!("{message} [{} {code}]", status.as_u16())))
     }
 
+    /// A call with a typed body and answer (the API's own types).
+    async fn typed<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, Failure> {
+        let body = body.map(serde_json::to_value).transpose()?.map(Body::Json);
+        let value = self.call(method, path, body).await?;
+        serde_json::from_value(value)
+            .map_err(|e| Failure(format!("the API's answer to {path} is not understood: {e}")))
+    }
+
     async fn get(&self, path: &str) -> Result<Value, Failure> {
         self.call(reqwest::Method::GET, path, None).await
     }
@@ -326,34 +371,90 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("{}", tenant["id"].as_str().unwrap_or(""));
             }
         }
+        Command::Tenants(TenantsCommand::Quota {
+            id,
+            storage_bytes,
+            default,
+        }) => {
+            let path = format!("/tenants/{id}/quota");
+            let quota: TenantQuota = if storage_bytes.is_some() || default {
+                let set = SetTenantQuota { storage_bytes };
+                api.typed(reqwest::Method::PUT, &path, Some(&set)).await?
+            } else {
+                api.typed(reqwest::Method::GET, &path, None::<&()>).await?
+            };
+            println!(
+                "{}: {} of {} stored ({} of {} bytes; {} quota)",
+                quota.tenant,
+                human_bytes(quota.used_storage_bytes),
+                human_bytes(quota.storage_bytes),
+                quota.used_storage_bytes,
+                quota.storage_bytes,
+                if quota.custom { "own" } else { "default" }
+            );
+        }
         Command::Apps(AppsCommand::Create {
             name,
             hosts,
             origin,
+            forward_override_headers,
         }) => {
-            let mut body = json!({ "name": name, "hosts": hosts });
-            if let Some(origin) = &origin {
-                body["origin"] = json!(origin);
-            }
-            let created = api.post("/apps", body).await?;
+            let body = NewApp {
+                name: AppName::try_from(name.clone())
+                    .map_err(|e| Failure(format!("app name {name:?}: {e}")))?,
+                hosts: hosts
+                    .iter()
+                    .map(|h| {
+                        HostPattern::try_from(h.clone())
+                            .map_err(|e| Failure(format!("hostname {h:?}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+                origin: origin.clone(),
+                forward_override_headers: forward_override_headers.then_some(true),
+            };
+            let created: Value = api
+                .typed(reqwest::Method::POST, "/apps", Some(&body))
+                .await?;
             match origin {
                 Some(origin) => println!(
-                    "created origin app {name} for {} -> {origin}, live at revision {}",
+                    "created origin app {name} for {} -> {origin}{}, live at revision {}",
                     hosts.join(", "),
+                    forwarding_note(forward_override_headers),
                     created["updated_revision"]
                 ),
                 None => println!("created app {name} for {}", hosts.join(", ")),
             }
         }
-        Command::Apps(AppsCommand::SetOrigin { name, origin }) => {
-            let result = api
-                .call(
+        Command::Apps(AppsCommand::SetOrigin {
+            name,
+            origin,
+            forward_override_headers,
+            no_forward_override_headers,
+        }) => {
+            let body = SetOrigin {
+                origin,
+                forward_override_headers: match (
+                    forward_override_headers,
+                    no_forward_override_headers,
+                ) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+            };
+            let set: OriginSet = api
+                .typed(
                     reqwest::Method::PUT,
                     &format!("/apps/{name}/origin"),
-                    Some(Body::Json(json!({ "origin": origin }))),
+                    Some(&body),
                 )
                 .await?;
-            println!("{name}: origin {origin} at revision {}", result["revision"]);
+            println!(
+                "{name}: origin {}{} at revision {}",
+                set.origin,
+                forwarding_note(set.forward_override_headers),
+                set.revision
+            );
         }
         Command::Apps(AppsCommand::List) => list_apps(&api).await?,
         Command::Apps(AppsCommand::Delete { name }) => {
@@ -532,7 +633,13 @@ async fn list_apps(api: &Api) -> Result<(), Failure> {
     {
         // An origin app has no version; its origin follows its hosts.
         let (version, origin) = match app["origin"].as_str() {
-            Some(origin) => ("origin".to_string(), format!(" -> {origin}")),
+            Some(origin) => (
+                "origin".to_string(),
+                format!(
+                    " -> {origin}{}",
+                    forwarding_note(app["forward_override_headers"] == json!(true))
+                ),
+            ),
             None => (
                 app["active_version"]
                     .as_u64()
@@ -714,6 +821,32 @@ async fn patch_config(
         .await?;
     println!("{name}: config updated at revision {}", result["revision"]);
     Ok(())
+}
+
+/// `bytes` in the largest binary unit that keeps it at or above 1.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// How an origin app with `forward_override_headers` is shown (nothing
+/// for the default).
+fn forwarding_note(forward_override_headers: bool) -> &'static str {
+    if forward_override_headers {
+        " (forwarding override headers)"
+    } else {
+        ""
+    }
 }
 
 fn join_hosts(hosts: &Value) -> String {

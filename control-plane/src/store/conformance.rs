@@ -11,7 +11,13 @@ use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{ApplyOutcome, ArtifactRef, NodeReport, PurgeTarget};
 
-use super::{BlobStore, MAX_PURGES_KEPT, MetaStore, NewVersion, StoreError};
+use super::{
+    AppOrigin, BlobStore, MAX_BLOBS_LISTED, MAX_PURGES_KEPT, MetaStore, NewVersion, StoreError,
+    TenantStorage, now_unix,
+};
+
+/// A default quota no test version comes near.
+const NO_QUOTA: u64 = u64::MAX;
 
 fn tenant(s: &str) -> TenantId {
     TenantId::try_from(s.to_string()).expect("valid tenant literal")
@@ -21,6 +27,12 @@ fn app(s: &str) -> AppName {
 }
 fn host(s: &str) -> HostPattern {
     HostPattern::try_from(s.to_string()).expect("valid host literal")
+}
+fn origin(url: &str, forward_override_headers: bool) -> AppOrigin {
+    AppOrigin {
+        url: url.to_string(),
+        forward_override_headers,
+    }
 }
 fn version(n: u8) -> NewVersion {
     NewVersion {
@@ -35,12 +47,14 @@ fn version(n: u8) -> NewVersion {
 }
 
 /// Tenants, apps, hostnames, versions, deployments, config, limits, the
-/// snapshot and the revision counter, artifacts, node reports, origin apps
-/// and cache purges.
+/// snapshot and the revision counter, artifacts, node reports, origin apps,
+/// cache purges, storage quotas and which blobs versions reference.
 pub async fn meta_store<M: MetaStore>(store: &M) {
     component_apps(store).await;
     origin_apps(store).await;
     purges(store).await;
+    quotas(store).await;
+    blob_references(store).await;
 }
 
 async fn component_apps<M: MetaStore>(store: &M) {
@@ -162,11 +176,11 @@ async fn component_apps<M: MetaStore>(store: &M) {
     // Versions: numbered per app, not deployed until activated.
     let before = store.revision().await.unwrap();
     let v1 = store
-        .add_version(&a, &app("web"), &version(1))
+        .add_version(&a, &app("web"), &version(1), NO_QUOTA)
         .await
         .unwrap();
     let v2 = store
-        .add_version(&a, &app("web"), &version(2))
+        .add_version(&a, &app("web"), &version(2), NO_QUOTA)
         .await
         .unwrap();
     assert_eq!((v1.version, v2.version), (1, 2));
@@ -177,7 +191,9 @@ async fn component_apps<M: MetaStore>(store: &M) {
     );
     assert!(store.snapshot().await.unwrap().apps.is_empty());
     assert!(matches!(
-        store.add_version(&a, &app("missing"), &version(3)).await,
+        store
+            .add_version(&a, &app("missing"), &version(3), NO_QUOTA)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(
@@ -218,7 +234,7 @@ async fn component_apps<M: MetaStore>(store: &M) {
 
     // Deleting versions: never the active one.
     let v3 = store
-        .add_version(&a, &app("web"), &version(3))
+        .add_version(&a, &app("web"), &version(3), NO_QUOTA)
         .await
         .unwrap();
     assert!(matches!(
@@ -376,8 +392,9 @@ async fn component_apps<M: MetaStore>(store: &M) {
 }
 
 /// Origin apps: served from creation (in `origins`, never in `apps`), no
-/// versions or deploys, the origin changeable, gone when deleted. Expects
-/// [`component_apps`] to have run (its tenants exist).
+/// versions or deploys, the origin and its `forward_override_headers`
+/// changeable (the option kept when not named), gone when deleted.
+/// Expects [`component_apps`] to have run (its tenants exist).
 async fn origin_apps<M: MetaStore>(store: &M) {
     let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
     let limits = AppLimits::default();
@@ -388,13 +405,13 @@ async fn origin_apps<M: MetaStore>(store: &M) {
             &app("proxy"),
             &[host("proxy.test"), host("*.proxy.test")],
             &limits,
-            Some("https://origin.example:8443/base"),
+            Some(&origin("https://origin.example:8443/base", false)),
         )
         .await
         .unwrap();
     assert_eq!(
-        created.origin.as_deref(),
-        Some("https://origin.example:8443/base")
+        created.origin,
+        Some(origin("https://origin.example:8443/base", false))
     );
     assert_eq!(created.active_version, None);
     let r_created = store.revision().await.unwrap();
@@ -407,11 +424,12 @@ async fn origin_apps<M: MetaStore>(store: &M) {
         "an origin app is never in `apps`"
     );
     assert_eq!(snapshot.origins.len(), 1);
-    let origin = &snapshot.origins[0];
-    assert_eq!((&origin.tenant, &origin.name), (&a, &app("proxy")));
-    assert_eq!(origin.hosts, vec![host("proxy.test"), host("*.proxy.test")]);
-    assert_eq!(origin.origin, "https://origin.example:8443/base");
-    assert_eq!(origin.limits, limits);
+    let sent = &snapshot.origins[0];
+    assert_eq!((&sent.tenant, &sent.name), (&a, &app("proxy")));
+    assert_eq!(sent.hosts, vec![host("proxy.test"), host("*.proxy.test")]);
+    assert_eq!(sent.origin, "https://origin.example:8443/base");
+    assert_eq!(sent.limits, limits);
+    assert!(!sent.forward_override_headers);
     let listed = store.list_apps(&a).await.unwrap();
     assert!(listed.iter().any(|r| r.origin.is_some()));
     assert!(listed.iter().any(|r| r.origin.is_none()), "component apps");
@@ -424,7 +442,7 @@ async fn origin_apps<M: MetaStore>(store: &M) {
                 &app("steal"),
                 &[host("x.proxy.test")],
                 &limits,
-                Some("http://o.test")
+                Some(&origin("http://o.test", false))
             )
             .await,
         Err(StoreError::HostTaken(_))
@@ -432,7 +450,9 @@ async fn origin_apps<M: MetaStore>(store: &M) {
 
     // No component: no versions, no deploys.
     assert!(matches!(
-        store.add_version(&a, &app("proxy"), &version(9)).await,
+        store
+            .add_version(&a, &app("proxy"), &version(9), NO_QUOTA)
+            .await,
         Err(StoreError::OriginApp(_))
     ));
     assert!(matches!(
@@ -440,34 +460,83 @@ async fn origin_apps<M: MetaStore>(store: &M) {
         Err(StoreError::OriginApp(_))
     ));
 
-    // The origin can change (a component app has none to change).
-    let r_origin = store
-        .set_origin(&a, &app("proxy"), "http://origin2.example")
+    // The origin can change (a component app has none to change), with
+    // its option or keeping it; each change bumps the revision.
+    let (set, r_forward) = store
+        .set_origin(&a, &app("proxy"), "http://origin2.example", Some(true))
         .await
         .unwrap();
-    assert!(r_origin > r_created);
+    assert_eq!(set, origin("http://origin2.example", true));
+    assert!(r_forward > r_created);
     let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.revision, r_forward);
     assert_eq!(snapshot.origins[0].origin, "http://origin2.example");
+    assert!(snapshot.origins[0].forward_override_headers);
+    let (set, r_origin) = store
+        .set_origin(&a, &app("proxy"), "http://origin3.example", None)
+        .await
+        .unwrap();
     assert_eq!(
-        store
-            .get_app(&a, &app("proxy"))
-            .await
-            .unwrap()
-            .updated_revision,
-        r_origin
+        set,
+        origin("http://origin3.example", true),
+        "`None` keeps the option"
     );
+    assert!(r_origin > r_forward);
+    let fetched = store.get_app(&a, &app("proxy")).await.unwrap();
+    assert_eq!(fetched.origin, Some(set));
+    assert_eq!(fetched.updated_revision, r_origin);
+    assert!(store.snapshot().await.unwrap().origins[0].forward_override_headers);
+    let (set, r_off) = store
+        .set_origin(&a, &app("proxy"), "http://origin3.example", Some(false))
+        .await
+        .unwrap();
+    assert_eq!(set, origin("http://origin3.example", false));
+    assert!(r_off > r_origin);
+    assert!(!store.snapshot().await.unwrap().origins[0].forward_override_headers);
     assert!(matches!(
-        store.set_origin(&a, &app("web"), "http://o.test").await,
+        store
+            .set_origin(&a, &app("web"), "http://o.test", Some(true))
+            .await,
         Err(StoreError::NotOriginApp(_))
     ));
     assert!(matches!(
-        store.set_origin(&b, &app("proxy"), "http://o.test").await,
+        store
+            .set_origin(&b, &app("proxy"), "http://o.test", None)
+            .await,
         Err(StoreError::NotFound(_))
     ));
+    assert_eq!(
+        store.revision().await.unwrap(),
+        r_off,
+        "refusals change nothing"
+    );
+
+    // Created with the option: carried from its first revision.
+    let created = store
+        .create_app(
+            &a,
+            &app("open"),
+            &[host("open.test")],
+            &limits,
+            Some(&origin("http://open.example", true)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.origin, Some(origin("http://open.example", true)));
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.revision, created.updated_revision);
+    let open = snapshot
+        .origins
+        .iter()
+        .find(|o| o.name == app("open"))
+        .unwrap();
+    assert!(open.forward_override_headers);
+    let r_open_deleted = store.delete_app(&a, &app("open")).await.unwrap();
+    assert!(r_open_deleted > created.updated_revision);
 
     // Deleting takes it out of the snapshot.
     let r_delete = store.delete_app(&a, &app("proxy")).await.unwrap();
-    assert!(r_delete > r_origin);
+    assert!(r_delete > r_open_deleted);
     assert!(store.snapshot().await.unwrap().origins.is_empty());
 }
 
@@ -546,6 +615,218 @@ async fn purges<M: MetaStore>(store: &M) {
     assert_eq!(kept.id, total + 1);
 }
 
+/// Storage quotas: a tenant's usage is the sum of its versions' source
+/// sizes (a version counts in full even if another has the same bytes);
+/// a version that would exceed the quota (the tenant's own, else the
+/// default passed in) is refused with the numbers and leaves nothing
+/// behind; deleting versions and apps lowers the usage. Uses tenants of
+/// its own.
+async fn quotas<M: MetaStore>(store: &M) {
+    let (q, other, nobody) = (tenant("quota"), tenant("quota-other"), tenant("nobody"));
+    let limits = AppLimits::default();
+    assert!(matches!(
+        store.tenant_storage(&nobody).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.set_tenant_quota(&nobody, Some(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.create_tenant(&q).await.unwrap();
+    store.create_tenant(&other).await.unwrap();
+    assert_eq!(
+        store.tenant_storage(&q).await.unwrap(),
+        TenantStorage {
+            quota_bytes: None,
+            used_bytes: 0
+        },
+        "a new tenant has the default quota and uses nothing"
+    );
+    for (t, name, h) in [
+        (&q, "one", "one.quota.test"),
+        (&q, "two", "two.quota.test"),
+        (&other, "one", "one.quota-other.test"),
+    ] {
+        store
+            .create_app(t, &app(name), &[host(h)], &limits, None)
+            .await
+            .unwrap();
+    }
+    // version(n) has a source of 100 + n bytes.
+    store
+        .add_version(&q, &app("one"), &version(1), 1000)
+        .await
+        .unwrap();
+    store
+        .add_version(&q, &app("two"), &version(1), 1000)
+        .await
+        .expect("the same bytes under another app");
+    store
+        .add_version(&other, &app("one"), &version(2), 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.tenant_storage(&q).await.unwrap().used_bytes,
+        202,
+        "each version counts its source, shared bytes or not"
+    );
+    assert_eq!(store.tenant_storage(&other).await.unwrap().used_bytes, 102);
+
+    // Over the default quota: refused, with the numbers, nothing recorded.
+    match store.add_version(&q, &app("one"), &version(3), 304).await {
+        Err(StoreError::QuotaExceeded(e)) => assert_eq!(
+            (e.tenant, e.quota_bytes, e.used_bytes, e.adding_bytes),
+            (q.clone(), 304, 202, 103)
+        ),
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    assert_eq!(store.list_versions(&q, &app("one")).await.unwrap().len(), 1);
+    assert_eq!(store.tenant_storage(&q).await.unwrap().used_bytes, 202);
+
+    // The tenant's own quota wins over the default, either way.
+    assert_eq!(
+        store.set_tenant_quota(&q, Some(250)).await.unwrap(),
+        TenantStorage {
+            quota_bytes: Some(250),
+            used_bytes: 202
+        }
+    );
+    assert!(
+        matches!(
+            store.add_version(&q, &app("one"), &version(3), NO_QUOTA).await,
+            Err(StoreError::QuotaExceeded(e)) if e.quota_bytes == 250
+        ),
+        "a tenant's own quota, not the default"
+    );
+    store.set_tenant_quota(&q, Some(305)).await.unwrap();
+    let v2 = store
+        .add_version(&q, &app("one"), &version(3), 0)
+        .await
+        .expect("exactly at the tenant's own quota, whatever the default");
+    assert_eq!(store.tenant_storage(&q).await.unwrap().used_bytes, 305);
+    assert_eq!(
+        store.tenant_storage(&other).await.unwrap().quota_bytes,
+        None,
+        "another tenant keeps the default"
+    );
+
+    // Deleting versions and apps lowers the usage.
+    store
+        .delete_version(&q, &app("one"), v2.version)
+        .await
+        .unwrap();
+    assert_eq!(store.tenant_storage(&q).await.unwrap().used_bytes, 202);
+    store.delete_app(&q, &app("two")).await.unwrap();
+    assert_eq!(store.tenant_storage(&q).await.unwrap().used_bytes, 101);
+    assert_eq!(
+        store.set_tenant_quota(&q, None).await.unwrap(),
+        TenantStorage {
+            quota_bytes: None,
+            used_bytes: 101
+        },
+        "back to the default"
+    );
+}
+
+/// Which blobs versions reference: `unreferenced_blobs` returns the
+/// candidates no version uses (as source or artifact) and forgets their
+/// compile records; a version's artifact stays fetchable without one.
+/// Uses a tenant of its own.
+async fn blob_references<M: MetaStore>(store: &M) {
+    let t = tenant("refs");
+    store.create_tenant(&t).await.unwrap();
+    store
+        .create_app(
+            &t,
+            &app("gc"),
+            &[host("gc.refs.test")],
+            &AppLimits::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    let (used, orphan, unrecorded) = (version(40), version(41), version(42));
+    store
+        .record_artifact(&used.source_sha256, &used.artifact)
+        .await
+        .unwrap();
+    store
+        .record_artifact(&orphan.source_sha256, &orphan.artifact)
+        .await
+        .unwrap();
+    store
+        .add_version(&t, &app("gc"), &used, NO_QUOTA)
+        .await
+        .unwrap();
+    store
+        .add_version(&t, &app("gc"), &unrecorded, NO_QUOTA)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .is_artifact(&unrecorded.artifact.sha256)
+            .await
+            .unwrap(),
+        "a version's artifact is fetchable without a compile record"
+    );
+    let never_seen = "ee".repeat(32);
+    let candidates = vec![
+        used.source_sha256.clone(),
+        used.artifact.sha256.clone(),
+        orphan.source_sha256.clone(),
+        orphan.artifact.sha256.clone(),
+        unrecorded.artifact.sha256.clone(),
+        never_seen.clone(),
+    ];
+    let mut unreferenced = store.unreferenced_blobs(&candidates).await.unwrap();
+    unreferenced.sort();
+    let mut expected = vec![
+        orphan.source_sha256.clone(),
+        orphan.artifact.sha256.clone(),
+        never_seen,
+    ];
+    expected.sort();
+    assert_eq!(unreferenced, expected);
+    assert_eq!(
+        store
+            .find_artifact(&orphan.source_sha256, "engine-a")
+            .await
+            .unwrap(),
+        None,
+        "an unreferenced blob's compile record is forgotten"
+    );
+    assert!(!store.is_artifact(&orphan.artifact.sha256).await.unwrap());
+    assert_eq!(
+        store
+            .find_artifact(&used.source_sha256, "engine-a")
+            .await
+            .unwrap(),
+        Some(used.artifact.clone()),
+        "a referenced blob's compile record is kept"
+    );
+
+    // Once the versions are gone, so are the references.
+    store.delete_app(&t, &app("gc")).await.unwrap();
+    let gone = vec![
+        used.source_sha256.clone(),
+        used.artifact.sha256.clone(),
+        unrecorded.artifact.sha256.clone(),
+    ];
+    let mut unreferenced = store.unreferenced_blobs(&gone).await.unwrap();
+    unreferenced.sort();
+    let mut expected = gone.clone();
+    expected.sort();
+    assert_eq!(unreferenced, expected);
+    assert!(!store.is_artifact(&used.artifact.sha256).await.unwrap());
+    assert_eq!(
+        store
+            .find_artifact(&used.source_sha256, "engine-a")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 /// What a store keeps across a restart: call `fill` on a fresh store, drop
 /// it, reopen it and pass it to `check`.
 pub async fn meta_store_fill<M: MetaStore>(store: &M) -> (u64, String) {
@@ -562,7 +843,7 @@ pub async fn meta_store_fill<M: MetaStore>(store: &M) -> (u64, String) {
         .await
         .unwrap();
     store
-        .add_version(&t, &app("web"), &version(7))
+        .add_version(&t, &app("web"), &version(7), NO_QUOTA)
         .await
         .unwrap();
     store.activate_version(&t, &app("web"), 1).await.unwrap();
@@ -572,7 +853,7 @@ pub async fn meta_store_fill<M: MetaStore>(store: &M) -> (u64, String) {
             &app("proxy"),
             &[host("proxy.durable.test")],
             &AppLimits::default(),
-            Some("http://origin.durable.test:8080/base"),
+            Some(&origin("http://origin.durable.test:8080/base", true)),
         )
         .await
         .unwrap();
@@ -606,6 +887,10 @@ pub async fn meta_store_check<M: MetaStore>(store: &M, revision: u64, epoch: &st
     assert_eq!(
         snapshot.origins[0].origin,
         "http://origin.durable.test:8080/base"
+    );
+    assert!(
+        snapshot.origins[0].forward_override_headers,
+        "its forward_override_headers survives a restart"
     );
     let kept: Vec<_> = snapshot
         .purges
@@ -654,4 +939,100 @@ pub async fn blob_store<B: BlobStore>(store: &B) {
     let big = Bytes::from(vec![7u8; 3 << 20]);
     let big_sha = store.put(big.clone()).await.unwrap();
     assert_eq!(store.get(&big_sha).await.unwrap(), Some(big));
+    blob_listing_and_deletion(store, &[&sha, &empty, &big_sha]).await;
+}
+
+/// Listing pages through every blob once, in digest order; touch and
+/// conditional deletion. `present` are blobs the caller stored (the store
+/// may hold others); they are all there again afterwards.
+async fn blob_listing_and_deletion<B: BlobStore>(store: &B, present: &[&str]) {
+    let before = now_unix();
+    let probe = Bytes::from_static(b"blob listing probe");
+    let probe_sha = store.put(probe.clone()).await.unwrap();
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(after.as_deref(), 2).await.unwrap();
+        assert!(page.len() <= 2, "a page holds at most the limit");
+        let Some(last) = page.last() else { break };
+        after = Some(last.sha256.clone());
+        listed.extend(page);
+    }
+    assert!(
+        listed.windows(2).all(|w| w[0].sha256 < w[1].sha256),
+        "in digest order, each blob once"
+    );
+    for sha in present.iter().copied().chain([probe_sha.as_str()]) {
+        assert!(listed.iter().any(|b| b.sha256 == sha), "{sha} is listed");
+    }
+    let info = listed
+        .iter()
+        .find(|b| b.sha256 == probe_sha)
+        .unwrap()
+        .clone();
+    assert_eq!(info.size, probe.len() as u64);
+    assert!(
+        info.modified_unix >= before && info.modified_unix <= now_unix(),
+        "a blob just put was modified now: {info:?}"
+    );
+    assert!(store.list(None, usize::MAX).await.unwrap().len() <= MAX_BLOBS_LISTED);
+    assert_eq!(
+        store.list(Some(&"f".repeat(64)), 10).await.unwrap(),
+        vec![],
+        "nothing sorts after ff..."
+    );
+
+    // Touch: a present blob stays modified now; absent or malformed names
+    // are not there.
+    assert!(store.touch(&probe_sha).await.unwrap());
+    assert!(!store.touch(&"0".repeat(64)).await.unwrap());
+    assert!(!store.touch("../../etc/passwd").await.unwrap());
+
+    // Deletion only of a blob not modified since the time given.
+    assert!(
+        !store
+            .delete_if_unmodified_since(&probe_sha, before - 1)
+            .await
+            .unwrap(),
+        "modified since: kept"
+    );
+    assert_eq!(store.get(&probe_sha).await.unwrap(), Some(probe.clone()));
+    assert!(
+        store
+            .delete_if_unmodified_since(&probe_sha, now_unix())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get(&probe_sha).await.unwrap(), None);
+    assert!(!store.touch(&probe_sha).await.unwrap(), "gone");
+    assert!(
+        store
+            .list(None, MAX_BLOBS_LISTED)
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| b.sha256 != probe_sha),
+        "a deleted blob is not listed"
+    );
+    assert!(
+        !store
+            .delete_if_unmodified_since(&probe_sha, u64::MAX)
+            .await
+            .unwrap(),
+        "already gone"
+    );
+    for bad in ["", "../../etc/passwd", "ab"] {
+        assert!(
+            !store
+                .delete_if_unmodified_since(bad, u64::MAX)
+                .await
+                .unwrap()
+        );
+    }
+    // Stored again after a deletion, it is whole.
+    assert_eq!(store.put(probe.clone()).await.unwrap(), probe_sha);
+    assert_eq!(store.get(&probe_sha).await.unwrap(), Some(probe));
+    for sha in present {
+        assert!(store.get(sha).await.unwrap().is_some(), "{sha} untouched");
+    }
 }

@@ -4,6 +4,11 @@
 //! [`MetaStore`], and content-addressed bytes (uploaded sources, compiled
 //! artifacts) behind [`BlobStore`].
 //!
+//! Each tenant's stored bytes (the sources of its versions) are counted
+//! against its quota when a version is recorded ([`TenantStorage`]); blobs
+//! no version references are found with [`MetaStore::unreferenced_blobs`]
+//! and deleted by `crate::gc`.
+//!
 //! The API layer only sees these traits. The embedded backends are SQLite
 //! ([`sqlite::SqliteMetaStore`]) and a directory ([`fs::FsBlobStore`]);
 //! any other backend (PostgreSQL, an S3-compatible store) must pass the same
@@ -41,12 +46,51 @@ pub enum StoreError {
     /// An origin change asked of a component app (the app's name).
     #[error("app {0} runs a component: it has no origin")]
     NotOriginApp(String),
+    /// A new version would take its tenant over its storage quota.
+    #[error(transparent)]
+    QuotaExceeded(#[from] QuotaExceeded),
     /// The backend failed (I/O, corruption, connection).
     #[error("storage backend: {0}")]
     Backend(String),
 }
 
+/// A version refused because its tenant's stored bytes (see
+/// [`TenantStorage::used_bytes`]) plus its own would exceed the quota.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this {adding_bytes}-byte upload would take tenant {tenant} over its storage quota of {quota_bytes} bytes ({used_bytes} bytes used); delete versions or apps, or ask an operator for a larger quota"
+)]
+pub struct QuotaExceeded {
+    pub tenant: TenantId,
+    pub quota_bytes: u64,
+    pub used_bytes: u64,
+    pub adding_bytes: u64,
+}
+
+impl QuotaExceeded {
+    /// `Err` if storing `adding_bytes` more would exceed `quota_bytes`.
+    pub fn check(
+        tenant: &TenantId,
+        quota_bytes: u64,
+        used_bytes: u64,
+        adding_bytes: u64,
+    ) -> Result<(), Self> {
+        if used_bytes.saturating_add(adding_bytes) > quota_bytes {
+            return Err(Self {
+                tenant: tenant.clone(),
+                quota_bytes,
+                used_bytes,
+                adding_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The largest quota a store keeps (SQL integers are signed 64-bit).
+pub const MAX_QUOTA_BYTES: u64 = i64::MAX as u64;
 
 /// Purges a store keeps (and every snapshot carries): a node that fell
 /// further behind than this purges its whole cache softly instead.
@@ -58,6 +102,20 @@ pub struct TenantRecord {
     pub created_unix: u64,
 }
 
+/// A tenant's storage: its own quota, if an operator set one, and what
+/// counts against a quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantStorage {
+    /// `None`: the control plane's default applies.
+    pub quota_bytes: Option<u64>,
+    /// The uploaded source size (`VersionRecord::source_size`) of every
+    /// version of every app of the tenant, summed. A version counts in full
+    /// even when another version (of any app or tenant) has the same bytes
+    /// and the blob is stored once; compiled artifacts are not counted.
+    /// Deleting a version or an app takes its versions off at once.
+    pub used_bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppRecord {
     pub tenant: TenantId,
@@ -66,14 +124,49 @@ pub struct AppRecord {
     /// The deployed version; none until the first deploy (and always none
     /// for an origin app).
     pub active_version: Option<u64>,
-    /// For an origin app, the URL every request is forwarded to; such an
-    /// app has no component (no versions, no deploys).
-    pub origin: Option<String>,
+    /// For an origin app, where every request is forwarded and how; such
+    /// an app has no component (no versions, no deploys). Serialized as
+    /// `origin` (the URL, null for a component app) and, for an origin
+    /// app only, `forward_override_headers`.
+    #[serde(flatten, serialize_with = "origin_fields")]
+    pub origin: Option<AppOrigin>,
     pub config: BTreeMap<String, String>,
     pub limits: AppLimits,
     pub created_unix: u64,
-    /// The revision of the app's last change (deploy, config, limits).
+    /// The revision of the app's last change (deploy, config, limits,
+    /// origin).
     pub updated_revision: u64,
+}
+
+/// An origin app's backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppOrigin {
+    /// `http(s)://host[:port][/base/path]`, as the API validated it.
+    pub url: String,
+    /// Forward method-override headers, `X-Forwarded-Scheme` and header
+    /// names with `_` to the origin (nodes drop them by default: they
+    /// change the origin's answer without being part of the cache key).
+    pub forward_override_headers: bool,
+}
+
+/// [`AppRecord::origin`] as the API has always shown it: `"origin"` (null
+/// for a component app), then `"forward_override_headers"` for an origin
+/// app only.
+fn origin_fields<S: serde::Serializer>(
+    origin: &Option<AppOrigin>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Fields<'a> {
+        origin: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        forward_override_headers: Option<bool>,
+    }
+    Fields {
+        origin: origin.as_ref().map(|o| o.url.as_str()),
+        forward_override_headers: origin.as_ref().map(|o| o.forward_override_headers),
+    }
+    .serialize(serializer)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -126,20 +219,29 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_tenant(&self, id: &TenantId) -> StoreResult<TenantRecord>;
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
     async fn tenant_exists(&self, id: &TenantId) -> StoreResult<bool>;
+    /// The tenant's quota and usage; `NotFound` if there is no such tenant.
+    async fn tenant_storage(&self, id: &TenantId) -> StoreResult<TenantStorage>;
+    /// Sets the tenant's own quota (`None`: back to the default) and
+    /// returns its storage; `NotFound` if there is no such tenant.
+    async fn set_tenant_quota(
+        &self,
+        id: &TenantId,
+        quota_bytes: Option<u64>,
+    ) -> StoreResult<TenantStorage>;
 
     /// Creates an app with its hostnames: a component app (served once a
     /// version is deployed) or, with `origin`, an origin app (served at
     /// once). Fails with `Exists` if the tenant has an app of that name,
     /// `HostTaken` if any hostname is routed to any app of any tenant,
     /// `NotFound` if the tenant does not exist. The caller has validated
-    /// `origin`.
+    /// `origin`'s URL.
     async fn create_app(
         &self,
         tenant: &TenantId,
         name: &AppName,
         hosts: &[HostPattern],
         limits: &AppLimits,
-        origin: Option<&str>,
+        origin: Option<&AppOrigin>,
     ) -> StoreResult<AppRecord>;
     async fn list_apps(&self, tenant: &TenantId) -> StoreResult<Vec<AppRecord>>;
     async fn get_app(&self, tenant: &TenantId, name: &AppName) -> StoreResult<AppRecord>;
@@ -147,19 +249,30 @@ pub trait MetaStore: Send + Sync + 'static {
     /// the new revision.
     async fn delete_app(&self, tenant: &TenantId, name: &AppName) -> StoreResult<u64>;
 
-    /// Changes an origin app's origin; returns the new revision.
-    /// `NotOriginApp` for a component app.
-    async fn set_origin(&self, tenant: &TenantId, name: &AppName, origin: &str)
-    -> StoreResult<u64>;
+    /// Changes an origin app's URL and, if `forward_override_headers` is
+    /// `Some`, that option (`None` keeps it as it is), in one transaction;
+    /// returns the app's origin as now stored and the new revision.
+    /// `NotOriginApp` for a component app. The caller has validated `url`.
+    async fn set_origin(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        url: &str,
+        forward_override_headers: Option<bool>,
+    ) -> StoreResult<(AppOrigin, u64)>;
 
     /// Records an uploaded version (numbered 1, 2, ... per app). Not
     /// deployed, so the revision does not change. `OriginApp` for an
-    /// origin app.
+    /// origin app. `QuotaExceeded` if the tenant's used bytes plus this
+    /// version's `source_size` would exceed its quota (its own, else
+    /// `default_quota_bytes`): checked in the insert's transaction, so
+    /// concurrent uploads cannot overshoot it together.
     async fn add_version(
         &self,
         tenant: &TenantId,
         name: &AppName,
         version: &NewVersion,
+        default_quota_bytes: u64,
     ) -> StoreResult<VersionRecord>;
     async fn list_versions(
         &self,
@@ -231,6 +344,12 @@ pub trait MetaStore: Send + Sync + 'static {
     -> StoreResult<()>;
     /// Whether `sha256` names a compiled artifact (nodes may fetch only those).
     async fn is_artifact(&self, sha256: &str) -> StoreResult<bool>;
+    /// Of `candidates` (blob digests), those no version references as its
+    /// source or its artifact, in one transaction that also forgets every
+    /// compiled-artifact record (see [`MetaStore::record_artifact`]) whose
+    /// source or artifact is among them: the caller is about to delete
+    /// those blobs (a source uploaded again is then compiled again).
+    async fn unreferenced_blobs(&self, candidates: &[String]) -> StoreResult<Vec<String>>;
 
     async fn record_node_report(
         &self,
@@ -243,14 +362,41 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn nodes(&self) -> StoreResult<Vec<NodeRecord>>;
 }
 
+/// A stored blob, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub sha256: String,
+    pub size: u64,
+    /// When it was last put or touched (unix seconds).
+    pub modified_unix: u64,
+}
+
+/// Blobs listed per call at most: a garbage-collection pass holds one
+/// page (and checks its references in one transaction) at a time.
+pub const MAX_BLOBS_LISTED: usize = 1000;
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Stores `bytes` under their SHA-256 and returns it. Durable before it
     /// returns: a crash afterwards never loses or truncates the blob, and a
-    /// crash during never leaves a partial blob under the digest.
+    /// crash during never leaves a partial blob under the digest. Storing
+    /// bytes already there makes the blob's `modified_unix` now, as
+    /// [`BlobStore::touch`] does.
     async fn put(&self, bytes: Bytes) -> StoreResult<String>;
     /// The blob, if present.
     async fn get(&self, sha256: &str) -> StoreResult<Option<Bytes>>;
+    /// Makes the blob's `modified_unix` now, so garbage collection leaves
+    /// it alone for its grace period; whether the blob is there.
+    async fn touch(&self, sha256: &str) -> StoreResult<bool>;
+    /// Up to `limit` (at most [`MAX_BLOBS_LISTED`]) blobs whose digest
+    /// sorts after `after`, in digest order: a caller pages through every
+    /// blob by passing the last digest it got.
+    async fn list(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<BlobInfo>>;
+    /// Deletes the blob unless it was put or touched after `unix` (its
+    /// `modified_unix` is greater), checked as close to the deletion as
+    /// the backend allows; whether it was deleted. An absent blob or a
+    /// malformed name is `false`.
+    async fn delete_if_unmodified_since(&self, sha256: &str, unix: u64) -> StoreResult<bool>;
 }
 
 pub(crate) fn now_unix() -> u64 {

@@ -16,8 +16,8 @@ use edge_common::sync::{
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
-    AppRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewVersion, NodeRecord, StoreError,
-    StoreResult, TenantRecord, VersionRecord, now_unix,
+    AppOrigin, AppRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewVersion, NodeRecord,
+    QuotaExceeded, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord, now_unix,
 };
 use edge_common::sync::ApplyOutcome;
 
@@ -25,15 +25,19 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), epoch TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS revision (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
 INSERT OR IGNORE INTO revision (id, value) VALUES (1, 0);
+-- storage_quota_bytes: the tenant's own quota; NULL for the default.
 CREATE TABLE IF NOT EXISTS tenants (
     id TEXT PRIMARY KEY,
-    created_unix INTEGER NOT NULL
+    created_unix INTEGER NOT NULL,
+    storage_quota_bytes INTEGER
 );
 CREATE TABLE IF NOT EXISTS apps (
     tenant TEXT NOT NULL REFERENCES tenants(id),
     name TEXT NOT NULL,
     active_version INTEGER,
     origin TEXT,
+    -- An origin app's `forward_override_headers` (0 for a component app).
+    forward_override_headers INTEGER NOT NULL DEFAULT 0,
     config TEXT NOT NULL,
     limits TEXT NOT NULL,
     created_unix INTEGER NOT NULL,
@@ -58,6 +62,9 @@ CREATE TABLE IF NOT EXISTS versions (
     created_unix INTEGER NOT NULL,
     PRIMARY KEY (tenant, app, version)
 );
+-- Which versions reference a blob (garbage collection, artifact fetches).
+CREATE INDEX IF NOT EXISTS versions_by_source ON versions (source_sha256);
+CREATE INDEX IF NOT EXISTS versions_by_artifact ON versions (artifact_sha256);
 CREATE TABLE IF NOT EXISTS deployments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant TEXT NOT NULL,
@@ -162,19 +169,59 @@ impl SqliteMetaStore {
 /// TABLE IF NOT EXISTS` leaves an existing table as it was, so columns added
 /// since are added here.
 fn migrate(conn: &Connection) -> StoreResult<()> {
-    let mut stmt = conn
-        .prepare("SELECT name FROM pragma_table_info('apps')")
-        .map_err(backend)?;
-    let columns = stmt
-        .query_map([], |row| row.get::<_, String>(0))
-        .map_err(backend)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(backend)?;
-    if !columns.iter().any(|c| c == "origin") {
-        conn.execute("ALTER TABLE apps ADD COLUMN origin TEXT", [])
+    // (table, column, its definition), in the order they were added.
+    const ADDED: [(&str, &str, &str); 3] = [
+        ("apps", "origin", "TEXT"),
+        ("tenants", "storage_quota_bytes", "INTEGER"),
+        (
+            "apps",
+            "forward_override_headers",
+            "INTEGER NOT NULL DEFAULT 0",
+        ),
+    ];
+    for (table, column, definition) in ADDED {
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_table_info(?1)")
             .map_err(backend)?;
+        let columns = stmt
+            .query_map([table], |row| row.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        if !columns.iter().any(|c| c == column) {
+            conn.execute(
+                &format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"),
+                [],
+            )
+            .map_err(backend)?;
+        }
     }
     Ok(())
+}
+
+/// The tenant's own quota and its used bytes; `NotFound` if there is no
+/// such tenant.
+fn tenant_storage(tx: &Transaction<'_>, tenant: &TenantId) -> StoreResult<TenantStorage> {
+    let quota = tx
+        .query_row(
+            "SELECT storage_quota_bytes FROM tenants WHERE id = ?1",
+            params![tenant.as_str()],
+            |row| row.get::<_, Option<i64>>(0),
+        )
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("tenant {tenant}")))?;
+    let used: i64 = tx
+        .query_row(
+            "SELECT COALESCE(SUM(source_size), 0) FROM versions WHERE tenant = ?1",
+            params![tenant.as_str()],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
+    Ok(TenantStorage {
+        quota_bytes: quota.map(|q| q as u64),
+        used_bytes: used as u64,
+    })
 }
 
 fn bump_revision(tx: &Transaction<'_>) -> StoreResult<u64> {
@@ -234,7 +281,8 @@ fn component_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> Sto
 fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreResult<AppRecord> {
     let row = tx
         .query_row(
-            "SELECT active_version, config, limits, created_unix, updated_revision, origin
+            "SELECT active_version, config, limits, created_unix, updated_revision, origin,
+                    forward_override_headers
              FROM apps WHERE tenant = ?1 AND name = ?2",
             params![tenant.as_str(), name.as_str()],
             |row| {
@@ -245,6 +293,7 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
                     row.get::<_, i64>(3)?,
                     row.get::<_, i64>(4)?,
                     row.get::<_, Option<String>>(5)?,
+                    row.get::<_, bool>(6)?,
                 ))
             },
         )
@@ -266,7 +315,10 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
         name: name.clone(),
         hosts,
         active_version: row.0.map(|v| v as u64),
-        origin: row.5,
+        origin: row.5.map(|url| AppOrigin {
+            url,
+            forward_override_headers: row.6,
+        }),
         config: serde_json::from_str(&row.1).map_err(backend)?,
         limits: serde_json::from_str(&row.2).map_err(backend)?,
         created_unix: row.3 as u64,
@@ -380,8 +432,9 @@ fn snapshot_origins(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotOrigin>> {
             tenant: app.tenant,
             name: app.name,
             hosts: app.hosts,
-            origin,
+            origin: origin.url,
             limits: app.limits,
+            forward_override_headers: origin.forward_override_headers,
         });
     }
     Ok(origins)
@@ -497,16 +550,44 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn tenant_storage(&self, id: &TenantId) -> StoreResult<TenantStorage> {
+        let id = id.clone();
+        self.tx(move |tx| tenant_storage(tx, &id)).await
+    }
+
+    async fn set_tenant_quota(
+        &self,
+        id: &TenantId,
+        quota_bytes: Option<u64>,
+    ) -> StoreResult<TenantStorage> {
+        let id = id.clone();
+        // SQLite integers are signed: a larger quota is as good as none.
+        let quota = quota_bytes.map(|q| q.min(i64::MAX as u64) as i64);
+        self.tx(move |tx| {
+            let updated = tx
+                .execute(
+                    "UPDATE tenants SET storage_quota_bytes = ?2 WHERE id = ?1",
+                    params![id.as_str(), quota],
+                )
+                .map_err(backend)?;
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!("tenant {id}")));
+            }
+            tenant_storage(tx, &id)
+        })
+        .await
+    }
+
     async fn create_app(
         &self,
         tenant: &TenantId,
         name: &AppName,
         hosts: &[HostPattern],
         limits: &AppLimits,
-        origin: Option<&str>,
+        origin: Option<&AppOrigin>,
     ) -> StoreResult<AppRecord> {
         let (tenant, name, hosts) = (tenant.clone(), name.clone(), hosts.to_vec());
-        let origin = origin.map(str::to_string);
+        let origin = origin.cloned();
         let limits = serde_json::to_string(limits).map_err(backend)?;
         self.tx(move |tx| {
             let tenant_found = tx
@@ -555,10 +636,22 @@ impl MetaStore for SqliteMetaStore {
             }
             // An origin app is served from this revision on.
             let revision = bump_revision(tx)?;
+            let (url, forward_override_headers) = match origin {
+                Some(o) => (Some(o.url), o.forward_override_headers),
+                None => (None, false),
+            };
             tx.execute(
-                "INSERT INTO apps (tenant, name, active_version, origin, config, limits, created_unix, updated_revision)
-                 VALUES (?1, ?2, NULL, ?3, '{}', ?4, ?5, ?6)",
-                params![tenant.as_str(), name.as_str(), origin, limits, now_unix() as i64, revision as i64],
+                "INSERT INTO apps (tenant, name, active_version, origin, forward_override_headers, config, limits, created_unix, updated_revision)
+                 VALUES (?1, ?2, NULL, ?3, ?4, '{}', ?5, ?6, ?7)",
+                params![
+                    tenant.as_str(),
+                    name.as_str(),
+                    url,
+                    forward_override_headers,
+                    limits,
+                    now_unix() as i64,
+                    revision as i64
+                ],
             )
             .map_err(backend)?;
             load_app(tx, &tenant, &name)
@@ -612,20 +705,34 @@ impl MetaStore for SqliteMetaStore {
         &self,
         tenant: &TenantId,
         name: &AppName,
-        origin: &str,
-    ) -> StoreResult<u64> {
-        let (tenant, name, origin) = (tenant.clone(), name.clone(), origin.to_string());
+        url: &str,
+        forward_override_headers: Option<bool>,
+    ) -> StoreResult<(AppOrigin, u64)> {
+        let (tenant, name, url) = (tenant.clone(), name.clone(), url.to_string());
         self.tx(move |tx| {
             if app_origin(tx, &tenant, &name)?.is_none() {
                 return Err(StoreError::NotOriginApp(name.to_string()));
             }
             let revision = bump_revision(tx)?;
+            // NULL keeps the stored option.
             tx.execute(
-                "UPDATE apps SET origin = ?3, updated_revision = ?4 WHERE tenant = ?1 AND name = ?2",
-                params![tenant.as_str(), name.as_str(), origin, revision as i64],
+                "UPDATE apps SET origin = ?3,
+                    forward_override_headers = COALESCE(?4, forward_override_headers),
+                    updated_revision = ?5
+                 WHERE tenant = ?1 AND name = ?2",
+                params![
+                    tenant.as_str(),
+                    name.as_str(),
+                    url,
+                    forward_override_headers,
+                    revision as i64
+                ],
             )
             .map_err(backend)?;
-            Ok(revision)
+            let origin = load_app(tx, &tenant, &name)?
+                .origin
+                .ok_or_else(|| StoreError::Backend(format!("app {name}: its origin vanished")))?;
+            Ok((origin, revision))
         })
         .await
     }
@@ -635,10 +742,20 @@ impl MetaStore for SqliteMetaStore {
         tenant: &TenantId,
         name: &AppName,
         version: &NewVersion,
+        default_quota_bytes: u64,
     ) -> StoreResult<VersionRecord> {
         let (tenant, name, new) = (tenant.clone(), name.clone(), version.clone());
         self.tx(move |tx| {
             component_app(tx, &tenant, &name)?;
+            // In the insert's (IMMEDIATE) transaction: concurrent uploads
+            // of one tenant are counted one after the other.
+            let storage = tenant_storage(tx, &tenant)?;
+            QuotaExceeded::check(
+                &tenant,
+                storage.quota_bytes.unwrap_or(default_quota_bytes),
+                storage.used_bytes,
+                new.source_size,
+            )?;
             let next: i64 = tx
                 .query_row(
                     "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE tenant = ?1 AND app = ?2",
@@ -954,14 +1071,47 @@ impl MetaStore for SqliteMetaStore {
     async fn is_artifact(&self, sha256: &str) -> StoreResult<bool> {
         let sha = sha256.to_string();
         self.tx(move |tx| {
+            // A version's artifact counts even if its compile record was
+            // forgotten (garbage collection may drop the record of an
+            // artifact an upload is about to reuse).
             tx.query_row(
-                "SELECT 1 FROM artifacts WHERE artifact_sha256 = ?1 LIMIT 1",
+                "SELECT 1 FROM artifacts WHERE artifact_sha256 = ?1
+                 UNION ALL SELECT 1 FROM versions WHERE artifact_sha256 = ?1 LIMIT 1",
                 params![sha],
                 |_| Ok(()),
             )
             .optional()
             .map(|found| found.is_some())
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn unreferenced_blobs(&self, candidates: &[String]) -> StoreResult<Vec<String>> {
+        let candidates = candidates.to_vec();
+        self.tx(move |tx| {
+            let mut unreferenced = Vec::new();
+            for sha in candidates {
+                let referenced = tx
+                    .query_row(
+                        "SELECT 1 FROM versions WHERE source_sha256 = ?1
+                         UNION ALL SELECT 1 FROM versions WHERE artifact_sha256 = ?1 LIMIT 1",
+                        params![sha],
+                        |_| Ok(()),
+                    )
+                    .optional()
+                    .map_err(backend)?
+                    .is_some();
+                if !referenced {
+                    tx.execute(
+                        "DELETE FROM artifacts WHERE source_sha256 = ?1 OR artifact_sha256 = ?1",
+                        params![sha],
+                    )
+                    .map_err(backend)?;
+                    unreferenced.push(sha);
+                }
+            }
+            Ok(unreferenced)
         })
         .await
     }

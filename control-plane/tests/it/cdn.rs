@@ -1,6 +1,8 @@
 //! The CDN path end to end: a tenant creates an origin route through the
 //! API, two in-process nodes serve it from their caches, and purges made
-//! with `edgectl` reach both nodes' caches through the sync stream.
+//! with `edgectl` reach both nodes' caches through the sync stream; an
+//! origin app's `forward_override_headers` set with `edgectl` decides what
+//! the nodes send its origin.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,10 +17,11 @@ use crate::common::{TestCp, TestNode, edgectl, eventually};
 
 /// An origin answering every path with a cacheable body that names the
 /// path and how many times the origin has answered it; `/tagged` carries a
-/// surrogate key.
+/// surrogate key. It keeps the request headers it last got for each path.
 struct Origin {
     addr: SocketAddr,
     counts: Arc<Mutex<HashMap<String, u32>>>,
+    heads: Arc<Mutex<HashMap<String, hyper::HeaderMap>>>,
 }
 
 impl Origin {
@@ -26,16 +29,21 @@ impl Origin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
-        let shared = counts.clone();
+        let heads: Arc<Mutex<HashMap<String, hyper::HeaderMap>>> = Arc::default();
+        let (shared, shared_heads) = (counts.clone(), heads.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let counts = shared.clone();
+                let (counts, heads) = (shared.clone(), shared_heads.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let path = req.uri().path().to_string();
+                        heads
+                            .lock()
+                            .unwrap()
+                            .insert(path.clone(), req.headers().clone());
                         let n = {
                             let mut counts = counts.lock().unwrap();
                             let n = counts.entry(path.clone()).or_default();
@@ -58,11 +66,22 @@ impl Origin {
                 });
             }
         });
-        Self { addr, counts }
+        Self {
+            addr,
+            counts,
+            heads,
+        }
     }
 
     fn count(&self, path: &str) -> u32 {
         self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// The value of header `name` in the last request for `path`.
+    fn header(&self, path: &str, name: &str) -> Option<String> {
+        let heads = self.heads.lock().unwrap();
+        let value = heads.get(path)?.get(name)?;
+        Some(value.to_str().unwrap().to_string())
     }
 }
 
@@ -241,4 +260,171 @@ async fn tenants_origins_reach_only_addresses_the_operator_allows() {
         );
     }
     assert_eq!(origin.count("/"), 0, "the origin was never reached");
+}
+
+/// Headers a client could use to change what an origin answers without
+/// that being part of the cache key.
+const OVERRIDES: [(&str, &str); 2] = [("x-http-method-override", "DELETE"), ("x_custom", "1")];
+
+/// GETs `path` (a new one each time: the origin's answers are cached) on
+/// `host` through `node` with [`OVERRIDES`]: the status, and whether the
+/// origin got every one of them (`Some(false)`: none of them).
+async fn overrides_reached_origin(
+    node: &TestNode,
+    origin: &Origin,
+    host: &str,
+    path: &str,
+) -> (u16, Option<bool>) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(host, node.http_addr)
+        .build()
+        .unwrap();
+    let mut request = client.get(format!("http://{host}:{}{path}", node.http_addr.port()));
+    for (name, value) in OVERRIDES {
+        request = request.header(name, value);
+    }
+    let status = request.send().await.unwrap().status().as_u16();
+    let seen: Vec<_> = OVERRIDES
+        .iter()
+        .map(|(name, value)| origin.header(path, name).as_deref() == Some(*value))
+        .collect();
+    let all = if seen.iter().all(|s| *s) {
+        Some(true)
+    } else if seen.iter().all(|s| !*s) {
+        Some(false)
+    } else {
+        None
+    };
+    (status, all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn override_headers_reach_the_origin_of_apps_that_forward_them_only() {
+    let cp = TestCp::start().await;
+    cp.new_tenant("shop").await;
+    let origin = Origin::start().await;
+    let url = format!("http://{}", origin.addr);
+    let token = cp.token(edge_cp::auth::Role::Tenant, "shop-user", Some("shop"));
+    let edgectl = |args: Vec<&str>| {
+        let (api, token) = (cp.url(), token.clone());
+        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (ok, out, err) = edgectl(&api, &token, &args).await;
+            assert!(ok, "edgectl {args:?}: {out}{err}");
+            out
+        }
+    };
+
+    let out = edgectl(vec![
+        "apps",
+        "create",
+        "open",
+        "--host",
+        "open.test",
+        "--origin",
+        &url,
+        "--forward-override-headers",
+    ])
+    .await;
+    assert!(out.contains("(forwarding override headers)"), "{out}");
+    let out = edgectl(vec![
+        "apps",
+        "create",
+        "closed",
+        "--host",
+        "closed.test",
+        "--origin",
+        &url,
+    ])
+    .await;
+    assert!(!out.contains("forwarding"), "{out}");
+    let (ok, _, err) = crate::common::edgectl(
+        &cp.url(),
+        &token,
+        &[
+            "apps",
+            "create",
+            "comp",
+            "--host",
+            "comp.test",
+            "--forward-override-headers",
+        ],
+    )
+    .await;
+    assert!(
+        !ok && err.contains("--origin"),
+        "an origin-app option: {err}"
+    );
+    let out = edgectl(vec!["apps", "list"]).await;
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} not listed: {out}"))
+            .to_string()
+    };
+    assert!(
+        line("open").ends_with("(forwarding override headers)"),
+        "{out}"
+    );
+    assert!(line("closed").ends_with(&url), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&cp.url(), cp.node_token("node"), dir.path()).await;
+    for host in ["open.test", "closed.test"] {
+        eventually("the origin routes are served", || async {
+            node.get_cached(host, "/ready").await.0 == 200
+        })
+        .await;
+    }
+    assert_eq!(
+        overrides_reached_origin(&node, &origin, "open.test", "/a").await,
+        (200, Some(true)),
+        "the app that asked for them gets them"
+    );
+    assert_eq!(
+        overrides_reached_origin(&node, &origin, "closed.test", "/b").await,
+        (200, Some(false)),
+        "dropped by default"
+    );
+
+    // Turned around with `apps set-origin`; the nodes follow.
+    let out = edgectl(vec![
+        "apps",
+        "set-origin",
+        "open",
+        &url,
+        "--no-forward-override-headers",
+    ])
+    .await;
+    assert!(!out.contains("forwarding"), "{out}");
+    let out = edgectl(vec![
+        "apps",
+        "set-origin",
+        "closed",
+        &url,
+        "--forward-override-headers",
+    ])
+    .await;
+    assert!(out.contains("(forwarding override headers)"), "{out}");
+    let mut n = 0;
+    eventually("the nodes apply the new options", || {
+        n += 1;
+        let (node, origin) = (&node, &origin);
+        async move {
+            let open = overrides_reached_origin(node, origin, "open.test", &format!("/c{n}")).await;
+            let closed =
+                overrides_reached_origin(node, origin, "closed.test", &format!("/d{n}")).await;
+            (open, closed) == ((200, Some(false)), (200, Some(true)))
+        }
+    })
+    .await;
+
+    // A change of origin that does not name the option keeps it.
+    let out = edgectl(vec!["apps", "set-origin", "closed", &format!("{url}/")]).await;
+    assert!(out.contains("(forwarding override headers)"), "{out}");
+    let (status, body) = cp.tenant("shop").call("GET", "/v1/apps/closed", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["forward_override_headers"], json!(true), "{body}");
 }

@@ -5,10 +5,12 @@
 mod auth;
 mod cdn;
 mod common;
+mod connections;
 mod deploy;
 mod edgectl;
 mod isolation;
 mod purge;
+mod quota;
 mod store;
 mod tamper;
 mod tls;

@@ -160,6 +160,166 @@ async fn an_origin_app_is_live_at_once_and_has_no_component() {
     assert!(snapshot(&cp).await.origins.is_empty());
 }
 
+/// `forward_override_headers`: set when an origin app is created or its
+/// origin changed (kept when a change does not name it), shown with the
+/// app, carried by the signed snapshot, refused on a component app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_override_headers_is_an_origin_app_option_that_reaches_the_snapshot() {
+    let cp = TestCp::start().await;
+    let acme = cp.new_tenant("acme").await;
+    acme.create_app("web", &["web.test"]).await;
+    let forwarding = |snap: &Snapshot, name: &str| {
+        snap.origins
+            .iter()
+            .find(|o| o.name.as_str() == name)
+            .map(|o| o.forward_override_headers)
+    };
+
+    let (status, created) = create(
+        &acme,
+        json!({ "name": "open", "hosts": ["open.test"], "origin": "http://origin.test", "forward_override_headers": true }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["forward_override_headers"], true);
+    let (status, plain) = create(
+        &acme,
+        json!({ "name": "plain", "hosts": ["plain.test"], "origin": "http://origin.test" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{plain}");
+    assert_eq!(plain["forward_override_headers"], false, "off by default");
+    let (_, fetched) = acme.call("GET", "/v1/apps/open", None).await;
+    assert_eq!(fetched["forward_override_headers"], true);
+    let (_, listed) = acme.call("GET", "/v1/apps", None).await;
+    let shown: Vec<_> = listed["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_object().unwrap();
+            (
+                a["name"].clone(),
+                a["origin"].clone(),
+                a.get("forward_override_headers").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                json!("open"),
+                json!("http://origin.test"),
+                Some(json!(true))
+            ),
+            (
+                json!("plain"),
+                json!("http://origin.test"),
+                Some(json!(false))
+            ),
+            // A component app keeps `"origin": null` and has no option.
+            (json!("web"), Value::Null, None),
+        ]
+    );
+    let snap = snapshot(&cp).await;
+    assert_eq!(snap.revision, plain["updated_revision"].as_u64().unwrap());
+    assert_eq!(forwarding(&snap, "open"), Some(true));
+    assert_eq!(forwarding(&snap, "plain"), Some(false));
+
+    // A component app has no origin to forward anything to.
+    for value in [json!(true), json!(false)] {
+        let (status, body) = create(
+            &acme,
+            json!({ "name": "comp", "hosts": ["comp.test"], "forward_override_headers": value }),
+        )
+        .await;
+        assert_error(status, &body, 400, "origin-only-field");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("forward_override_headers"),
+            "{body}"
+        );
+    }
+    let (status, body) = acme.call("GET", "/v1/apps/comp", None).await;
+    assert_error(status, &body, 404, "not-found");
+    let (status, body) = create(
+        &acme,
+        json!({ "name": "odd", "hosts": ["odd.test"], "origin": "http://origin.test", "forward_override_headers": "yes" }),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid-json");
+    assert_eq!(
+        snapshot(&cp).await.revision,
+        snap.revision,
+        "nothing changed"
+    );
+
+    // A change of origin keeps the option unless it names it; each change
+    // bumps the revision and reaches the snapshot.
+    let put = |app: &'static str, body: Value| {
+        let acme = acme.clone();
+        async move {
+            acme.call("PUT", &format!("/v1/apps/{app}/origin"), Some(body))
+                .await
+        }
+    };
+    let (status, body) = put("open", json!({ "origin": "http://origin2.test" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["origin"], &body["forward_override_headers"]),
+        (&json!("http://origin2.test"), &json!(true)),
+        "kept"
+    );
+    let kept_revision = body["revision"].as_u64().unwrap();
+    assert!(kept_revision > snap.revision);
+    let snap = snapshot(&cp).await;
+    assert_eq!(snap.revision, kept_revision);
+    assert_eq!(forwarding(&snap, "open"), Some(true));
+    let (status, body) = put(
+        "open",
+        json!({ "origin": "http://origin2.test", "forward_override_headers": false }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["forward_override_headers"], false);
+    assert!(body["revision"].as_u64().unwrap() > kept_revision);
+    let (status, body) = put(
+        "plain",
+        json!({ "origin": "http://origin.test", "forward_override_headers": true }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let snap = snapshot(&cp).await;
+    assert_eq!(snap.revision, body["revision"].as_u64().unwrap());
+    assert_eq!(forwarding(&snap, "open"), Some(false));
+    assert_eq!(forwarding(&snap, "plain"), Some(true));
+    let (_, fetched) = acme.call("GET", "/v1/apps/plain", None).await;
+    assert_eq!(fetched["forward_override_headers"], true);
+    assert_eq!(fetched["updated_revision"], body["revision"]);
+
+    // Refused: on a component app, with a value that is not a boolean.
+    let (status, body) = put(
+        "web",
+        json!({ "origin": "http://origin.test", "forward_override_headers": true }),
+    )
+    .await;
+    assert_error(status, &body, 409, "not-origin-app");
+    let (status, body) = put(
+        "plain",
+        json!({ "origin": "http://origin.test", "forward_override_headers": 1 }),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid-json");
+    assert_eq!(
+        snapshot(&cp).await.revision,
+        snap.revision,
+        "nothing changed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_origins_are_refused_with_what_is_wrong() {
     let cp = TestCp::start().await;

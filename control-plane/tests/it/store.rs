@@ -31,13 +31,15 @@ async fn conformance_epoch(store: &SqliteMetaStore) -> String {
     store.epoch().await.unwrap()
 }
 
-/// A database made before origin apps existed (no `apps.origin` column, no
-/// purge tables) opens, keeps its apps, and takes origin apps and purges.
+/// A database made before origin apps and quotas existed (no `apps.origin`,
+/// `apps.forward_override_headers` or `tenants.storage_quota_bytes`
+/// column, no purge tables) opens, keeps its apps, and takes origin apps
+/// (with their options), purges and quotas.
 #[tokio::test]
 async fn sqlite_meta_store_migrates_an_older_database() {
     use edge_common::AppLimits;
     use edge_common::sync::PurgeTarget;
-    use edge_cp::store::MetaStore;
+    use edge_cp::store::{AppOrigin, MetaStore, TenantStorage};
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.sqlite3");
@@ -89,7 +91,10 @@ async fn sqlite_meta_store_migrates_an_older_database() {
             &proxy,
             &[edge_common::names::HostPattern::try_from("proxy.test".to_string()).unwrap()],
             &AppLimits::default(),
-            Some("http://origin.test"),
+            Some(&AppOrigin {
+                url: "http://origin.test".into(),
+                forward_override_headers: true,
+            }),
         )
         .await
         .unwrap();
@@ -98,14 +103,99 @@ async fn sqlite_meta_store_migrates_an_older_database() {
         .await
         .unwrap();
     assert_eq!((purge.id, revision), (1, 9));
+    assert_eq!(
+        store.tenant_storage(&acme).await.unwrap(),
+        TenantStorage {
+            quota_bytes: None,
+            used_bytes: 0
+        },
+        "an old tenant has the default quota"
+    );
+    store.set_tenant_quota(&acme, Some(4096)).await.unwrap();
+    drop(store);
+    let store = SqliteMetaStore::open(&path).unwrap();
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.origins.len(), 1);
+    assert!(snapshot.origins[0].forward_override_headers);
+    assert_eq!(snapshot.purges, vec![purge]);
+    assert_eq!(
+        store.tenant_storage(&acme).await.unwrap().quota_bytes,
+        Some(4096),
+        "the quota survives a reopen"
+    );
+}
+
+/// A database made after origin apps but before their
+/// `forward_override_headers` opens; its origin apps keep their origin,
+/// get the option off, and can have it set (kept across a reopen).
+#[tokio::test]
+async fn sqlite_meta_store_migrates_origin_apps_made_before_their_options() {
+    use edge_common::AppLimits;
+    use edge_cp::store::{AppOrigin, MetaStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite3");
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE identity (id INTEGER PRIMARY KEY CHECK (id = 1), epoch TEXT NOT NULL);
+             INSERT INTO identity (id, epoch) VALUES (1, 'old-epoch');
+             CREATE TABLE revision (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+             INSERT INTO revision (id, value) VALUES (1, 3);
+             CREATE TABLE tenants (id TEXT PRIMARY KEY, created_unix INTEGER NOT NULL, storage_quota_bytes INTEGER);
+             INSERT INTO tenants VALUES ('acme', 1, NULL);
+             CREATE TABLE apps (
+                 tenant TEXT NOT NULL REFERENCES tenants(id),
+                 name TEXT NOT NULL,
+                 active_version INTEGER,
+                 origin TEXT,
+                 config TEXT NOT NULL,
+                 limits TEXT NOT NULL,
+                 created_unix INTEGER NOT NULL,
+                 updated_revision INTEGER NOT NULL,
+                 PRIMARY KEY (tenant, name)
+             );
+             CREATE TABLE hosts (host TEXT PRIMARY KEY, tenant TEXT NOT NULL, app TEXT NOT NULL, position INTEGER NOT NULL);
+             INSERT INTO hosts VALUES ('proxy.test', 'acme', 'proxy', 0);",
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO apps VALUES ('acme', 'proxy', NULL, 'http://origin.test', '{}', ?1, 1, 3)",
+            [serde_json::to_string(&AppLimits::default()).unwrap()],
+        )
+        .unwrap();
+    }
+    let (acme, proxy) = ("acme".parse().unwrap(), "proxy".parse().unwrap());
+    let off = AppOrigin {
+        url: "http://origin.test".into(),
+        forward_override_headers: false,
+    };
+    for _ in 0..2 {
+        let store = SqliteMetaStore::open(&path).unwrap();
+        assert_eq!(
+            store.get_app(&acme, &proxy).await.unwrap().origin,
+            Some(off.clone())
+        );
+        let snapshot = store.snapshot().await.unwrap();
+        assert_eq!(snapshot.revision, 3);
+        assert_eq!(snapshot.origins.len(), 1);
+        assert!(!snapshot.origins[0].forward_override_headers);
+    }
+    let store = SqliteMetaStore::open(&path).unwrap();
+    let (set, revision) = store
+        .set_origin(&acme, &proxy, "http://origin.test", Some(true))
+        .await
+        .unwrap();
+    assert!(set.forward_override_headers);
+    assert_eq!(revision, 4);
     drop(store);
     let snapshot = SqliteMetaStore::open(&path)
         .unwrap()
         .snapshot()
         .await
         .unwrap();
-    assert_eq!(snapshot.origins.len(), 1);
-    assert_eq!(snapshot.purges, vec![purge]);
+    assert_eq!(snapshot.revision, 4);
+    assert!(snapshot.origins[0].forward_override_headers);
 }
 
 #[tokio::test]
@@ -122,4 +212,116 @@ async fn fs_blob_store_conforms() {
         0
     );
     conformance::blob_store(&reopened).await;
+}
+
+/// `put` of bytes already stored and `touch` make an old blob young again:
+/// garbage collection relies on it to spare blobs an upload is reusing.
+#[tokio::test]
+async fn fs_blob_store_put_and_touch_refresh_the_modified_time() {
+    use edge_cp::store::BlobStore;
+    use std::time::{Duration, SystemTime};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(dir.path()).unwrap();
+    let bytes = bytes::Bytes::from_static(b"an old blob");
+    let sha = store.put(bytes.clone()).await.unwrap();
+    let path = dir.path().join("blobs").join(&sha[..2]).join(&sha);
+    let long_ago = 1_000_000;
+    let age = |path: &std::path::Path| {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(long_ago))
+            .unwrap();
+    };
+    let modified = || async { store.list(None, 10).await.unwrap()[0].modified_unix };
+
+    age(&path);
+    assert_eq!(modified().await, long_ago);
+    store.put(bytes.clone()).await.unwrap();
+    assert!(modified().await > long_ago, "put refreshes");
+    age(&path);
+    assert!(store.touch(&sha).await.unwrap());
+    assert!(modified().await > long_ago, "touch refreshes");
+    age(&path);
+    assert!(
+        store
+            .delete_if_unmodified_since(&sha, long_ago)
+            .await
+            .unwrap(),
+        "not modified after the time given"
+    );
+    assert!(!path.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}
+
+/// A garbage-collection pass over the embedded backends deletes a blob
+/// only if no version references it and it is older than the grace.
+#[tokio::test]
+async fn gc_deletes_only_old_unreferenced_blobs() {
+    use edge_common::AppLimits;
+    use edge_common::sync::ArtifactRef;
+    use edge_cp::store::{BlobStore, MetaStore, NewVersion};
+    use std::time::{Duration, SystemTime};
+
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetaStore::open(&dir.path().join("meta.sqlite3")).unwrap();
+    let blobs = FsBlobStore::open(dir.path()).unwrap();
+    let put = |b: &'static [u8]| blobs.put(bytes::Bytes::from_static(b));
+    let (source, artifact) = (
+        put(b"source").await.unwrap(),
+        put(b"artifact").await.unwrap(),
+    );
+    let (old_garbage, young_garbage) = (put(b"old").await.unwrap(), put(b"young").await.unwrap());
+    let acme = "acme".parse().unwrap();
+    let web = "web".parse().unwrap();
+    meta.create_tenant(&acme).await.unwrap();
+    meta.create_app(
+        &acme,
+        &web,
+        &[edge_common::names::HostPattern::try_from("web.test".to_string()).unwrap()],
+        &AppLimits::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    meta.add_version(
+        &acme,
+        &web,
+        &NewVersion {
+            source_sha256: source.clone(),
+            source_size: 6,
+            artifact: ArtifactRef {
+                sha256: artifact.clone(),
+                size: 8,
+                engine: "e".into(),
+            },
+        },
+        u64::MAX,
+    )
+    .await
+    .unwrap();
+    let path = |sha: &str| dir.path().join("blobs").join(&sha[..2]).join(sha);
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    for sha in [&source, &artifact, &old_garbage] {
+        std::fs::File::open(path(sha))
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
+
+    let stats = edge_cp::gc::collect(&meta, &blobs, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        (stats.listed, stats.deleted, stats.deleted_bytes),
+        (4, 1, 3)
+    );
+    assert!(!path(&old_garbage).exists());
+    for kept in [&source, &artifact, &young_garbage] {
+        assert!(path(kept).exists(), "{kept} is referenced or young");
+    }
 }

@@ -224,7 +224,24 @@ impl Pending {
     }
 }
 
+/// How often the store's pending evictions are applied when writes alone
+/// do not: the longest the held bytes stay above `capacity_bytes`.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
+
 impl EdgeCache {
+    /// Applies the store's pending evictions every [`MAINTENANCE_EVERY`]
+    /// until `shutdown`.
+    pub async fn maintain(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => self.store.run_maintenance(),
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
     /// A cache as `config` says; with `metrics`, evictions and stored bytes
     /// are reported there.
     pub fn new(config: &CacheConfig, metrics: Option<&crate::metrics::Metrics>) -> Self {

@@ -336,6 +336,14 @@ impl CacheStore {
         purged
     }
 
+    /// Applies moka's pending bookkeeping: evictions for room (and their
+    /// metrics) happen here. moka also does it as writes come in, but only
+    /// in batches; without a periodic call the store could stay above its
+    /// capacity by the last batch's bytes once traffic stops.
+    pub fn run_maintenance(&self) {
+        self.entries.run_pending_tasks();
+    }
+
     /// Bytes stored (moka's weighted size, after pending maintenance).
     pub fn weighted_size(&self) -> u64 {
         self.entries.run_pending_tasks();

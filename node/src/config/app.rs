@@ -32,6 +32,12 @@ pub struct AppConfig {
     /// (`http(s)://host[:port][/base]`), with the cache in front.
     #[serde(default)]
     pub origin: Option<OriginUrl>,
+    /// Origin apps only: forward `X-HTTP-Method-Override`, `X-HTTP-Method`,
+    /// `X-Method-Override`, `X-Forwarded-Scheme` and header names with `_`
+    /// to the origin. They change the origin's answer without being part of
+    /// the cache key, so by default the edge drops them. Default: false.
+    #[serde(default)]
+    pub forward_override_headers: bool,
     /// Config values, seen by the guest as its environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,

@@ -203,6 +203,24 @@ pub struct HttpConfig {
     /// Client connections open at once, all listeners together. A connection
     /// past it is closed as soon as it is accepted. Default: 10000.
     pub max_connections: u32,
+    /// Client connections open at once from one client address (IPv6: one
+    /// /64), so that one client cannot take every slot. Behind a proxy or
+    /// load balancer that hides client addresses, raise it to
+    /// `max_connections` (above it, `max_connections` is what holds).
+    /// Default: 1000.
+    pub max_connections_per_ip: u32,
+    /// A connection with no request in progress (HTTP/1) or no open stream
+    /// (HTTP/2) is closed after this long (HTTP/2: GOAWAY). An HTTP/1
+    /// keep-alive connection is also bounded by `header_read_timeout`.
+    /// Default: 60s.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A response the client takes nothing of for this long (it stops
+    /// reading, or keeps an HTTP/2 window shut) is dropped with its
+    /// connection, and the backend's body (the origin's connection, the
+    /// component's stream) with it. Default: 30s.
+    #[serde(with = "humantime_serde")]
+    pub response_idle_timeout: Duration,
     /// HTTP/2 streams a client may open and reset before the node accepts
     /// them; more, and the connection gets GOAWAY (rapid-reset defence,
     /// CVE-2023-44487). Default: 20.
@@ -232,6 +250,9 @@ impl Default for HttpConfig {
             max_concurrent_requests: None,
             body_idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_connections_per_ip: 1000,
+            idle_timeout: Duration::from_secs(60),
+            response_idle_timeout: Duration::from_secs(30),
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 1024,
             h2_keep_alive_interval: Duration::from_secs(20),
@@ -324,6 +345,7 @@ impl NodeConfig {
                 path_prefix: root_prefix(),
                 component: Some(component),
                 origin: None,
+                forward_override_headers: false,
                 env,
                 limits: AppLimits::default(),
                 outbound: AppOutbound::default(),
@@ -460,6 +482,22 @@ impl NodeConfig {
             }
             if cache.collapse_wait > Duration::from_secs(60) {
                 return Err(invalid("cache.collapse_wait", "must be at most 60s"));
+            }
+        }
+        let http = &self.http;
+        if http.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        if http.max_connections_per_ip == 0 {
+            return Err(invalid("http.max_connections_per_ip", "must be at least 1"));
+        }
+        for (field, value) in [
+            ("http.idle_timeout", http.idle_timeout),
+            ("http.response_idle_timeout", http.response_idle_timeout),
+            ("http.header_read_timeout", http.header_read_timeout),
+        ] {
+            if value < Duration::from_millis(100) || value > MAX_REQUEST_TIME {
+                return Err(invalid(field, "must be between 100ms and 24h"));
             }
         }
         if self.http.h2_max_concurrent_streams == 0 {

@@ -3,27 +3,29 @@
 //! The accept loop only accepts: the TLS handshake runs in the spawned
 //! per-connection task under a timeout, so a slow or silent client cannot
 //! stall new connections. hyper-util's auto builder serves HTTP/1.1 and
-//! HTTP/2 on the same port. On shutdown the loop stops accepting, tells every
-//! connection to finish its in-flight requests, and waits up to the grace
-//! period.
+//! HTTP/2 on the same port. What no client may hold for long (slots, idle
+//! connections, responses it does not read) is bounded by
+//! [`edge_common::conn`], shared with the control plane. On shutdown the
+//! loop stops accepting, tells every connection to finish its in-flight
+//! requests, and waits up to the grace period.
 
 pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use edge_common::conn::{
+    self, Activity, ConnectionEnd, ConnectionSlot, ConnectionSlots, ConnectionTimeouts, DeadlineIo,
+    TrackedBody,
+};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::IntGauge;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -31,14 +33,27 @@ use crate::config::HttpConfig;
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
 
+/// hyper's HTTP/1 read and write buffer per connection. hyper's default is
+/// about 400 KiB; a client that stops reading could make the node hold
+/// that much per connection. 64 KiB still takes a request head twice the
+/// size `http.max_header_bytes` allows by default (dispatch refuses it with
+/// 431), and keeps large responses flowing at full speed on loopback.
+const H1_MAX_BUF_BYTES: usize = 64 << 10;
+/// hyper's HTTP/2 send buffer per stream (default about 400 KiB): with up
+/// to `h2_max_concurrent_streams` streams per connection that default
+/// would let one connection buffer 100 MiB. 64 KiB matches the protocol's
+/// default initial window.
+const H2_MAX_SEND_BUF_BYTES: usize = 64 << 10;
+
 /// A bound listener for end users.
 pub struct ClientListener {
     /// `https` or `http`: the metrics label and log name.
     pub name: &'static str,
     pub listener: TcpListener,
     pub tls: Option<TlsAcceptor>,
-    /// Connection slots shared by every client listener (`http.max_connections`).
-    pub connection_slots: Arc<Semaphore>,
+    /// Connection slots shared by every client listener
+    /// (`http.max_connections`, `http.max_connections_per_ip`).
+    pub connection_slots: Arc<ConnectionSlots>,
 }
 
 impl ClientListener {
@@ -58,6 +73,7 @@ fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
         // hyper's header timeout only runs with a timer installed.
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(H1_MAX_BUF_BYTES.max(2 * config.max_header_bytes))
         // hyper's own cap of 100 header lines stays (past it hyper answers
         // 431 itself): raising it makes hyper allocate the larger index
         // array on the heap for every request. The byte limit
@@ -67,6 +83,7 @@ fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(config.h2_max_concurrent_streams)
+        .max_send_buf_size(H2_MAX_SEND_BUF_BYTES)
         // Protocol-level bound well above the byte limit dispatch enforces,
         // so an oversized header list gets our 431 rather than a reset.
         .max_header_list_size((config.max_header_bytes as u32).saturating_mul(2))
@@ -86,11 +103,16 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let builder = Arc::new(http_builder(&config));
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a receiver; the sender sees when all are gone.
+    let (open_tx, _) = watch::channel(());
     let scheme = spec.scheme();
     let open = metrics.connections_open.with_label_values(&[spec.name]);
     let accepted = metrics.connections_total.with_label_values(&[spec.name]);
-    let rejected = metrics.connections_rejected.with_label_values(&[spec.name]);
+    let timeouts = ConnectionTimeouts {
+        first_bytes: config.header_read_timeout,
+        idle: config.idle_timeout,
+        response_idle: config.response_idle_timeout,
+    };
     loop {
         let (stream, peer) = tokio::select! {
             accepted = spec.listener.accept() => match accepted {
@@ -106,12 +128,18 @@ pub async fn serve(
             _ = crate::stopped(&mut shutdown) => break,
         };
         accepted.inc();
-        let Ok(slot) = spec.connection_slots.clone().try_acquire_owned() else {
-            // At the cap: close at once rather than queue (a queue is memory
-            // a flood can grow).
-            rejected.inc();
-            drop(stream);
-            continue;
+        let slot = match spec.connection_slots.try_acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                // At a cap: close at once rather than queue (a queue is
+                // memory a flood can grow).
+                metrics
+                    .connections_rejected
+                    .with_label_values(&[spec.name, refused.label()])
+                    .inc();
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
@@ -119,18 +147,18 @@ pub async fn serve(
             dispatcher: dispatcher.clone(),
             tls: spec.tls.clone(),
             handshake_timeout: config.tls_handshake_timeout,
-            header_read_timeout: config.header_read_timeout,
+            timeouts,
             scheme: scheme.clone(),
             peer,
             open: OpenGuard::new(open.clone()),
             _slot: slot,
+            _tracked: open_tx.subscribe(),
             metrics: metrics.clone(),
         };
-        let watcher = graceful.watcher();
-        tokio::spawn(connection.run(stream, watcher));
+        tokio::spawn(connection.run(stream, shutdown.clone()));
     }
     drop(spec.listener);
-    let open_now = graceful.count();
+    let open_now = open_tx.receiver_count();
     if open_now > 0 {
         tracing::info!(
             listener = spec.name,
@@ -138,7 +166,7 @@ pub async fn serve(
             "draining connections"
         );
     }
-    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+    if tokio::time::timeout(config.shutdown_grace, open_tx.closed())
         .await
         .is_err()
     {
@@ -156,30 +184,33 @@ struct Connection {
     dispatcher: Arc<Dispatcher>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
-    header_read_timeout: Duration,
+    timeouts: ConnectionTimeouts,
     scheme: Scheme,
     peer: SocketAddr,
     open: OpenGuard,
-    _slot: OwnedSemaphorePermit,
+    _slot: ConnectionSlot,
+    /// Dropped with the connection: the listener waits for all of these
+    /// when it drains.
+    _tracked: watch::Receiver<()>,
     metrics: Metrics,
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, watcher: hyper_util::server::graceful::Watcher) {
+    async fn run(self, stream: TcpStream, shutdown: watch::Receiver<bool>) {
         let _open = &self.open;
-        let first_bytes = self.header_read_timeout;
+        let (first_bytes, send) = (self.timeouts.first_bytes, self.timeouts.response_idle);
         match &self.tls {
             None => {
-                let io = FirstBytesDeadline::new(stream, first_bytes);
-                self.serve_http(TokioIo::new(io), watcher).await
+                let io = DeadlineIo::new(stream, first_bytes, send);
+                self.serve_http(TokioIo::new(io), shutdown).await
             }
             Some(acceptor) => {
                 let handshake =
                     tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
                 match handshake.await {
                     Ok(Ok(tls)) => {
-                        let io = FirstBytesDeadline::new(tls, first_bytes);
-                        self.serve_http(TokioIo::new(io), watcher).await
+                        let io = DeadlineIo::new(tls, first_bytes, send);
+                        self.serve_http(TokioIo::new(io), shutdown).await
                     }
                     Ok(Err(err)) => {
                         self.metrics.tls_handshake_failures.inc();
@@ -194,89 +225,67 @@ impl Connection {
         }
     }
 
-    async fn serve_http<I>(&self, io: TokioIo<I>, watcher: hyper_util::server::graceful::Watcher)
+    async fn serve_http<I>(&self, io: TokioIo<I>, mut shutdown: watch::Receiver<bool>)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let dispatcher = self.dispatcher.clone();
         let scheme = self.scheme.clone();
+        let activity = Activity::new();
+        let requests = activity.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let dispatcher = dispatcher.clone();
             let scheme = scheme.clone();
-            async move { Ok::<_, Infallible>(dispatcher.dispatch(request, scheme).await) }
-        });
-        let conn = self.builder.serve_connection(io, service).into_owned();
-        if let Err(err) = watcher.watch(conn).await {
-            tracing::debug!(peer = %self.peer, "connection ended with an error: {err}");
-        }
-    }
-}
-
-/// A connection that must send its first bytes within a deadline. hyper's
-/// header-read timeout starts only once hyper-util has read enough to tell
-/// HTTP/1 from HTTP/2, so without this a client that connects (or finishes
-/// the TLS handshake) and sends nothing would hold a connection slot forever.
-struct FirstBytesDeadline<I> {
-    inner: I,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<I> FirstBytesDeadline<I> {
-    fn new(inner: I, timeout: Duration) -> Self {
-        Self {
-            inner,
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
-        }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Some(deadline) = self.deadline.as_mut() {
-            if buf.filled().len() > before {
-                self.deadline = None;
-            } else if result.is_pending() && deadline.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+            let in_progress = requests.request();
+            async move {
+                let response = dispatcher.dispatch(request, scheme).await;
+                Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_progress)))
             }
-        }
-        result
+        });
+        let conn = self.builder.serve_connection(io, service);
+        let drain = crate::stopped(&mut shutdown);
+        let reason = match conn::drive(conn, &activity, &self.timeouts, drain).await {
+            ConnectionEnd::Closed => return,
+            ConnectionEnd::Idle => "idle",
+            ConnectionEnd::Stalled => "response-stalled",
+            ConnectionEnd::CloseOverdue => "close-overdue",
+            ConnectionEnd::Failed(err) => {
+                tracing::debug!(peer = %self.peer, "connection ended with an error: {err}");
+                if !timed_out(&*err) {
+                    return;
+                }
+                "timeout"
+            }
+        };
+        tracing::debug!(peer = %self.peer, reason, "connection closed by the node");
+        self.metrics
+            .connections_closed
+            .with_label_values(&[self.name(), reason])
+            .inc();
+    }
+
+    fn name(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+/// Whether a connection failed on one of its deadlines (`DeadlineIo`'s, or
+/// hyper's header-read timeout).
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(current) = source {
+        if current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || current
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(|e| e.is_timeout())
+        {
+            return true;
+        }
+        source = current.source();
     }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+    false
 }
 
 /// Counts a connection in `edge_connections_open` for as long as it lives.

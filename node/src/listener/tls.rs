@@ -4,10 +4,15 @@
 //! Unknown SNI names get the certificate marked `default`; without one the
 //! handshake fails with a TLS alert, so a client never receives a certificate
 //! for a name it did not ask for.
+//!
+//! The `self-signed` source is for development only: it signs a short-lived
+//! certificate for each SNI name a client asks for, on first use, so that
+//! no certificate lists the other names the node hosts.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::ServerConfig;
 use rustls::crypto::ring::sign::any_supported_type;
@@ -33,14 +38,10 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Builds the rustls server configuration. `app_hosts` are the names the
-/// self-signed development certificate must cover.
-pub fn server_config(
-    tls: &TlsConfig,
-    app_hosts: &[HostPattern],
-) -> Result<Arc<ServerConfig>, TlsError> {
+/// Builds the rustls server configuration.
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     let resolver = match tls {
-        TlsConfig::SelfSigned => SniResolver::self_signed(app_hosts)?,
+        TlsConfig::SelfSigned => SniResolver::self_signed()?,
         TlsConfig::Files { certificates } => SniResolver::from_files(certificates)?,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -59,6 +60,8 @@ struct SniResolver {
     /// `.example.com` suffixes, longest first.
     wildcard: Vec<(String, Arc<CertifiedKey>)>,
     default: Option<Arc<CertifiedKey>>,
+    /// `self-signed`: certificates made on demand instead of the above.
+    development: Option<DevelopmentCertificates>,
 }
 
 impl SniResolver {
@@ -77,22 +80,9 @@ impl SniResolver {
         Ok(resolver)
     }
 
-    fn self_signed(app_hosts: &[HostPattern]) -> Result<Self, TlsError> {
-        let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-        for host in app_hosts {
-            match host {
-                HostPattern::Any => {}
-                other => names.push(other.to_string()),
-            }
-        }
-        names.sort();
-        names.dedup();
-        let generated = rcgen::generate_simple_self_signed(names)?;
-        let chain = vec![generated.cert.der().clone()];
-        let key = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
-        let signing_key = any_supported_type(&key)?;
+    fn self_signed() -> Result<Self, TlsError> {
         Ok(SniResolver {
-            default: Some(Arc::new(CertifiedKey::new(chain, signing_key))),
+            development: Some(DevelopmentCertificates::new()?),
             ..SniResolver::default()
         })
     }
@@ -128,10 +118,98 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(development) = &self.development {
+            return development.for_name(hello.server_name());
+        }
         hello
             .server_name()
             .and_then(|name| self.lookup(name))
             .or_else(|| self.default.clone())
+    }
+}
+
+/// How long a development certificate is valid. Short on purpose: it is
+/// not for production, and a leaked one expires. A node running longer
+/// makes new ones (see [`DevelopmentCertificates::REISSUE_AFTER`]).
+const DEVELOPMENT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Self-signed certificates for development, one per SNI name, all with the
+/// one key generated at start-up.
+struct DevelopmentCertificates {
+    key: rcgen::KeyPair,
+    signing_key: Arc<dyn rustls::sign::SigningKey>,
+    /// By SNI name (`""`: no SNI). Bounded: a client sending random names
+    /// evicts old ones, which are simply made again when asked for.
+    issued: moka::sync::Cache<String, Arc<CertifiedKey>>,
+}
+
+impl std::fmt::Debug for DevelopmentCertificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DevelopmentCertificates")
+    }
+}
+
+impl DevelopmentCertificates {
+    /// Names kept at once.
+    const MAX_NAMES: u64 = 1024;
+    /// Made again this long after issue, well before they expire.
+    const REISSUE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+
+    fn new() -> Result<Self, TlsError> {
+        let key = rcgen::KeyPair::generate()?;
+        let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        Ok(Self {
+            signing_key: any_supported_type(&der)?,
+            key,
+            issued: moka::sync::Cache::builder()
+                .max_capacity(Self::MAX_NAMES)
+                .time_to_live(Self::REISSUE_AFTER)
+                .build(),
+        })
+    }
+
+    /// The certificate for `sni`; without one, for `localhost` and the
+    /// loopback addresses.
+    fn for_name(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let name = sni.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        let key = name.clone().unwrap_or_default();
+        if let Some(found) = self.issued.get(&key) {
+            return Some(found);
+        }
+        let names = match name {
+            Some(name) => vec![name],
+            None => vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        };
+        match self.issue(names) {
+            Ok(certified) => {
+                let certified = Arc::new(certified);
+                self.issued.insert(key, certified.clone());
+                Some(certified)
+            }
+            Err(err) => {
+                tracing::warn!("cannot make a development certificate: {err}");
+                None
+            }
+        }
+    }
+
+    fn issue(&self, names: Vec<String>) -> Result<CertifiedKey, rcgen::Error> {
+        let mut params = rcgen::CertificateParams::new(names)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        let at = |secs: i64| {
+            time::OffsetDateTime::from_unix_timestamp(secs).map_err(|_| rcgen::Error::Time)
+        };
+        // An hour back: clocks of clients on the same machine may lag.
+        params.not_before = at(now - 3600)?;
+        params.not_after = at(now + DEVELOPMENT_VALIDITY.as_secs() as i64)?;
+        let cert = params.self_signed(&self.key)?;
+        Ok(CertifiedKey::new(
+            vec![cert.der().clone()],
+            self.signing_key.clone(),
+        ))
     }
 }
 

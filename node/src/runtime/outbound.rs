@@ -18,7 +18,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -29,6 +28,7 @@ use serde::Deserialize;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::cache::layer::{CacheResult, EdgeCache, Lookup};
+use crate::hop::strip_hop_by_hop;
 use crate::names::check_dns_name;
 
 /// Node-wide outbound settings (`[outbound]`).
@@ -437,34 +437,6 @@ impl OutboundPolicy {
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 7.6.1) never go to the origin.
-const HOP_BY_HOP: &[HeaderName] = &[
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-];
-
-/// Removes hop-by-hop headers, including those the `Connection` header
-/// names (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed.iter().chain(HOP_BY_HOP) {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-}
-
 pub type SendRequestFuture = Box<
     dyn Future<
             Output = Result<
@@ -632,11 +604,6 @@ impl OutboundClient {
         tenant: &str,
         app: &str,
     ) -> Result<http::Response<WasiBody>, (HttpError, &'static str)> {
-        // A body that arrived chunked is sent chunked: a Content-Length that
-        // came along with Transfer-Encoding is not the body's.
-        if request.headers().contains_key(header::TRANSFER_ENCODING) {
-            request.headers_mut().remove(header::CONTENT_LENGTH);
-        }
         strip_hop_by_hop(request.headers_mut());
         let count = |result: &'static str| {
             self.results.with_label_values(&[tenant, app, result]).inc();
@@ -719,6 +686,14 @@ fn classify_client_error(err: &hyper_util::client::legacy::Error) -> (HttpError,
         if current.is::<AddressProhibited>() || wrapped.is_some_and(|e| e.is::<AddressProhibited>())
         {
             return (HttpError::DestinationIpProhibited, "denied-address");
+        }
+        // The body being sent failed (a client's malformed upload through
+        // an origin route, a guest's broken stream): not the origin's fault.
+        if current
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|e| e.is_user())
+        {
+            return (HttpError::HttpProtocolError, "request-body-error");
         }
         source = current.source();
     }

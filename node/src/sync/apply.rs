@@ -222,6 +222,7 @@ impl Applier {
                 // A tenant wrote it: internal addresses only where the
                 // operator's [outbound] allows them.
                 operator_trusted: false,
+                forward_override_headers: spec.forward_override_headers,
             }),
             Vec::new(),
             limits,

@@ -22,6 +22,7 @@ pub struct TestApp {
     path_prefix: String,
     component: String,
     origin: Option<String>,
+    forward_override_headers: bool,
     env: BTreeMap<String, String>,
     limits: AppLimits,
     outbound: AppOutbound,
@@ -35,6 +36,7 @@ pub fn app(name: &str, component: &str) -> TestApp {
         path_prefix: "/".into(),
         component: component.into(),
         origin: None,
+        forward_override_headers: false,
         env: BTreeMap::new(),
         limits: AppLimits::default(),
         outbound: AppOutbound::default(),
@@ -77,6 +79,11 @@ impl TestApp {
         self.limits = limits;
         self
     }
+    /// Forwards method-override and underscored headers to the origin.
+    pub fn forward_override_headers(mut self) -> Self {
+        self.forward_override_headers = true;
+        self
+    }
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.insert(key.into(), value.into());
         self
@@ -96,6 +103,7 @@ pub struct TestNodeBuilder {
     http_config: HttpConfig,
     outbound: OutboundConfig,
     cache: bool,
+    cache_capacity: Option<u64>,
     purge_token: Option<String>,
 }
 
@@ -113,6 +121,12 @@ impl TestNodeBuilder {
     /// identical concurrent requests (the cache would collapse them).
     pub fn without_cache(mut self) -> Self {
         self.cache = false;
+        self
+    }
+
+    /// A cache of `bytes` (entries up to a quarter of it).
+    pub fn cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity = Some(bytes);
         self
     }
 
@@ -191,16 +205,24 @@ impl TestNodeBuilder {
                     path_prefix: a.path_prefix.clone(),
                     component: a.origin.is_none().then(|| PathBuf::from(&a.component)),
                     origin: a.origin.clone().map(|o| o.try_into().expect("origin URL")),
+                    forward_override_headers: a.forward_override_headers,
                     env: a.env.clone(),
                     limits: a.limits.clone(),
                     outbound: a.outbound.clone(),
                 })
                 .collect(),
             control_plane: None,
-            cache: edge_node::cache::layer::CacheConfig {
-                enabled: self.cache,
-                purge_token: self.purge_token.clone(),
-                ..Default::default()
+            cache: {
+                let mut cache = edge_node::cache::layer::CacheConfig {
+                    enabled: self.cache,
+                    purge_token: self.purge_token.clone(),
+                    ..Default::default()
+                };
+                if let Some(capacity) = self.cache_capacity {
+                    cache.capacity_bytes = capacity;
+                    cache.max_entry_bytes = (capacity / 4) as usize;
+                }
+                cache
             },
         };
         let handle = Node::start(config).await.expect("node starts");
@@ -239,6 +261,7 @@ impl TestNode {
             http_config: HttpConfig::default(),
             outbound: OutboundConfig::default(),
             cache: true,
+            cache_capacity: None,
             purge_token: None,
         }
     }

@@ -14,6 +14,7 @@ mod observability;
 mod origin_cache;
 mod origin_server;
 mod outbound;
+mod probe;
 mod process;
 mod routing;
 mod shutdown;

@@ -126,6 +126,7 @@ struct State {
 pub struct ScriptedOrigin {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -135,13 +136,17 @@ impl ScriptedOrigin {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = open.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let state = shared.clone();
+                let _open = OpenConnection::new(&counted);
                 tokio::spawn(async move {
+                    let _open = _open;
                     let service = hyper::service::service_fn(move |req| {
                         let state = state.clone();
                         async move { answer(&state, req).await }
@@ -152,7 +157,17 @@ impl ScriptedOrigin {
                 });
             }
         });
-        ScriptedOrigin { addr, state, task }
+        ScriptedOrigin {
+            addr,
+            state,
+            open,
+            task,
+        }
+    }
+
+    /// Connections from the node open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -204,6 +219,22 @@ impl ScriptedOrigin {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Counts a connection as open while its task lives.
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenConnection {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        OpenConnection(count.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

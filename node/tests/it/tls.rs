@@ -84,8 +84,9 @@ async fn a_certificate_is_not_served_for_another_apps_name() {
 }
 
 #[tokio::test]
-async fn self_signed_dev_mode_serves_every_app_host() {
+async fn self_signed_dev_mode_serves_every_app_host_with_its_own_short_lived_certificate() {
     use edge_node::config::{ListenConfig, NodeConfig, TlsConfig};
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let mut config = NodeConfig::single_component(
         HELLO.into(),
         "127.0.0.1:0".parse().unwrap(),
@@ -97,21 +98,61 @@ async fn self_signed_dev_mode_serves_every_app_host() {
         http: None,
         admin: None,
     };
-    config.apps[0].hosts = vec!["hello.localhost".to_string().try_into().unwrap()];
+    config.apps[0].hosts = vec![
+        "hello.localhost".to_string().try_into().unwrap(),
+        "secret-tenant.localhost".to_string().try_into().unwrap(),
+    ];
     config.tls = Some(TlsConfig::SelfSigned);
     let node = edge_node::Node::start(config).await.unwrap();
     let addr = node.https_addr.unwrap();
     let client = reqwest::Client::builder()
         .no_proxy()
         .danger_accept_invalid_certs(true)
+        .tls_info(true)
         .resolve("hello.localhost", addr)
+        .resolve("secret-tenant.localhost", addr)
         .build()
         .unwrap();
-    let resp = client
-        .get(format!("https://hello.localhost:{}/", addr.port()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for host in ["hello.localhost", "secret-tenant.localhost"] {
+        let resp = client
+            .get(format!("https://{host}:{}/", addr.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let der = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate())
+            .expect("the peer certificate")
+            .to_vec();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        // Only the name asked for: no certificate lists the node's other
+        // hosts.
+        let names: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .expect("a SAN")
+            .value
+            .general_names
+            .iter()
+            .map(|name| match name {
+                GeneralName::DNSName(dns) => dns.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, [host]);
+        let validity = cert.validity();
+        let (from, to) = (
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        );
+        assert!(from <= now && to > now, "valid now");
+        assert!(to - from <= 91 * 24 * 3600, "short-lived: {from}..{to}");
+    }
     node.shutdown().await;
 }

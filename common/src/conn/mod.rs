@@ -1,0 +1,146 @@
+//! Serving client connections so that no client can hold what others need:
+//! the edge node's listeners and the control plane's API share this code.
+//!
+//! - [`ConnectionSlots`]: a node-wide cap and a per-client-address cap,
+//!   taken when a connection is accepted, released when it ends;
+//! - [`DeadlineIo`]: a connection must send its first bytes in time, and
+//!   every write toward the client must make progress in time;
+//! - [`Activity`] and [`drive`]: a connection with no request in progress
+//!   (HTTP/1) or no open stream (HTTP/2) is closed gracefully (GOAWAY) after
+//!   its idle timeout, and one whose response body has not been taken by the
+//!   client for the response idle timeout is dropped, with everything behind
+//!   it (the backend's body, an origin's connection).
+
+mod activity;
+mod io;
+mod slots;
+
+pub use activity::{Activity, RequestGuard, TrackedBody};
+pub use io::DeadlineIo;
+pub use slots::{ConnectionSlot, ConnectionSlots, SlotRefused};
+
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::time::Instant;
+
+/// How long a connection may wait on its client, at each stage.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTimeouts {
+    /// From connect (or the TLS handshake) to the first byte of a request.
+    pub first_bytes: Duration,
+    /// With no request in progress (HTTP/1) or no open stream (HTTP/2).
+    pub idle: Duration,
+    /// A response the client takes nothing of: the socket does not accept a
+    /// byte, or (HTTP/2) the stream's flow-control window stays shut.
+    pub response_idle: Duration,
+}
+
+impl ConnectionTimeouts {
+    /// How often [`drive`] advances the stall epoch: a stalled response is
+    /// caught two epochs after its last progress, so between
+    /// `response_idle` and 1.5 × `response_idle`.
+    fn epoch_every(&self) -> Duration {
+        (self.response_idle / 2).max(Duration::from_millis(10))
+    }
+
+    /// How often [`drive`] looks for idleness: an idle connection is told
+    /// to close between `idle` and 1.5 × `idle` after its last request.
+    fn idle_check_every(&self) -> Duration {
+        (self.idle / 2).max(Duration::from_millis(10))
+    }
+
+    /// Time a connection told to close for idleness gets to finish on its
+    /// own before it is dropped: a client that never acknowledges the
+    /// GOAWAY keeps nothing.
+    fn close_grace(&self) -> Duration {
+        self.first_bytes.max(Duration::from_secs(1))
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum ConnectionEnd {
+    /// The client or the server closed it in the normal way.
+    Closed,
+    /// hyper ended it with an error (a protocol error, a reset, a timeout
+    /// of [`DeadlineIo`]).
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+    /// Closed after `idle` with no request (reported once it has closed).
+    Idle,
+    /// A response made no progress toward the client for `response_idle`:
+    /// the connection was dropped.
+    Stalled,
+    /// Closed for idleness, still open after the grace: dropped.
+    CloseOverdue,
+}
+
+/// Serves `conn` until it ends. `drain` resolving starts a graceful close
+/// (the server is shutting down); the caller bounds how long the whole
+/// drain may take.
+pub async fn drive<C>(
+    conn: C,
+    activity: &Activity,
+    timeouts: &ConnectionTimeouts,
+    drain: impl Future<Output = ()>,
+) -> ConnectionEnd
+where
+    C: GracefulConnection,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = pin!(conn);
+    let mut drain = pin!(drain);
+    let (epoch_every, idle_every) = (timeouts.epoch_every(), timeouts.idle_check_every());
+    let start = Instant::now();
+    let (mut next_epoch, mut next_idle_check) = (start + epoch_every, start + idle_every);
+    let mut wake = pin!(tokio::time::sleep_until(next_epoch.min(next_idle_check)));
+    // Set once the connection has been told to close: for idleness (and
+    // until when it may take), or because the server drains (the caller
+    // bounds that).
+    let mut closing: Option<Option<Instant>> = None;
+    loop {
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => {
+                return match (result, closing) {
+                    (Ok(()), Some(Some(_))) => ConnectionEnd::Idle,
+                    (Ok(()), _) => ConnectionEnd::Closed,
+                    (Err(err), _) => ConnectionEnd::Failed(err.into()),
+                };
+            }
+            () = drain.as_mut(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(None);
+            }
+            () = wake.as_mut() => {
+                let now = Instant::now();
+                if now >= next_epoch {
+                    if activity.advance_and_check_stalled() {
+                        return ConnectionEnd::Stalled;
+                    }
+                    next_epoch = now + epoch_every;
+                }
+                if now >= next_idle_check {
+                    match closing {
+                        Some(Some(give_up)) if now >= give_up => {
+                            return ConnectionEnd::CloseOverdue;
+                        }
+                        Some(_) => {}
+                        None if activity.idle_for(now) >= timeouts.idle => {
+                            conn.as_mut().graceful_shutdown();
+                            closing = Some(Some(now + timeouts.close_grace()));
+                        }
+                        None => {}
+                    }
+                    next_idle_check = now + idle_every;
+                }
+                wake.as_mut().reset(next_epoch.min(next_idle_check));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

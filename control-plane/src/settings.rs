@@ -1,0 +1,148 @@
+//! The API's tunable settings ([`ApiSettings`], every default documented on
+//! its field) and the `edge-cp serve` flags that set them ([`ApiFlags`]).
+//! Plain data: nothing here imports a stage.
+
+use std::time::Duration;
+
+/// Uploads received at once, by all tenants together (the default of
+/// [`ApiSettings::max_concurrent_uploads`]).
+pub const MAX_CONCURRENT_UPLOADS: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Largest `.wasm` upload. Default 64 MiB.
+    pub max_upload_bytes: u64,
+    /// Longest a sync long poll may wait. Default 60 s.
+    pub max_sync_wait: Duration,
+    /// A node not heard from for this long is left out of rollout status.
+    /// Default 90 s.
+    pub node_stale_after: Duration,
+    /// Cache purges a tenant may make in any rolling minute. Default 100.
+    pub purges_per_minute: usize,
+    /// Uploads received at once, all tenants together: each is held in
+    /// memory (up to `max_upload_bytes`) until compiled and stored.
+    /// Default 4 ([`MAX_CONCURRENT_UPLOADS`]).
+    pub max_concurrent_uploads: usize,
+    /// Uploads one tenant may have in progress at once, within
+    /// `max_concurrent_uploads` (clamped to 1 ..= it): one tenant can never
+    /// take every slot. Beyond it: 429 `upload-slots-busy` at once.
+    /// Default 2.
+    pub upload_slots_per_tenant: usize,
+    /// An upload whose body sends no byte for this long is cut (408
+    /// `upload-timeout`) and its slot freed. Default 10 s.
+    pub upload_idle_timeout: Duration,
+    /// After `upload_rate_grace`, an upload body must have averaged at
+    /// least this many bytes a second since its slot was taken, or it is
+    /// cut (408 `upload-timeout`). Default 16 KiB/s: a 64 MiB upload may
+    /// then take up to ~68 minutes, which only a broken or hostile client
+    /// needs. 0 turns the rule off (the idle timeout still applies).
+    pub upload_min_bytes_per_sec: u64,
+    /// How long an upload may run before `upload_min_bytes_per_sec` is
+    /// enforced (TCP slow start, a slow first hop). Default 10 s.
+    pub upload_rate_grace: Duration,
+    /// Bytes a tenant may keep stored (the uploaded source size of each of
+    /// its versions, summed) unless an operator set its own quota
+    /// (`PUT /v1/tenants/{tenant}/quota`). Default 1 GiB.
+    pub storage_quota_bytes: u64,
+    /// A blob no version references is deleted only once it has not been
+    /// written or reused for this long: an upload in progress has written
+    /// its blobs but not yet recorded the version that references them.
+    /// Default 1 h.
+    pub blob_gc_grace: Duration,
+    /// Unreferenced blobs are collected after every version or app
+    /// deletion and also this often (leftovers of failed uploads, blobs
+    /// that were still within the grace period). Default 1 h.
+    pub blob_gc_interval: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 64 << 20,
+            max_sync_wait: Duration::from_secs(60),
+            node_stale_after: Duration::from_secs(90),
+            purges_per_minute: 100,
+            max_concurrent_uploads: MAX_CONCURRENT_UPLOADS,
+            upload_slots_per_tenant: 2,
+            upload_idle_timeout: Duration::from_secs(10),
+            upload_min_bytes_per_sec: 16 << 10,
+            upload_rate_grace: Duration::from_secs(10),
+            storage_quota_bytes: 1 << 30,
+            blob_gc_grace: Duration::from_secs(3600),
+            blob_gc_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The `edge-cp serve` flags for [`ApiSettings`]; the defaults are the
+/// same.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiFlags {
+    /// Largest component upload, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_upload_bytes: u64,
+    /// Uploads received at once, all tenants together.
+    #[arg(long, default_value_t = MAX_CONCURRENT_UPLOADS)]
+    pub max_concurrent_uploads: usize,
+    /// Uploads one tenant may have in progress at once.
+    #[arg(long, default_value_t = 2)]
+    pub upload_slots_per_tenant: usize,
+    /// Cut an upload whose body sends nothing for this long.
+    #[arg(long, default_value = "10s")]
+    pub upload_idle_timeout: humantime::Duration,
+    /// Cut an upload averaging fewer bytes a second than this once
+    /// --upload-rate-grace has passed (0: off).
+    #[arg(long, default_value_t = 16 << 10)]
+    pub upload_min_bytes_per_sec: u64,
+    /// How long an upload may run before the minimum rate applies.
+    #[arg(long, default_value = "10s")]
+    pub upload_rate_grace: humantime::Duration,
+    /// Default per-tenant storage quota, in bytes (sources of stored
+    /// versions); an admin may set a tenant's own.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub storage_quota_bytes: u64,
+    /// Keep an unreferenced blob at least this long after it was last
+    /// written or reused.
+    #[arg(long, default_value = "1h")]
+    pub blob_gc_grace: humantime::Duration,
+    /// Collect unreferenced blobs this often (and after every deletion).
+    #[arg(long, default_value = "1h")]
+    pub blob_gc_interval: humantime::Duration,
+}
+
+impl From<ApiFlags> for ApiSettings {
+    fn from(flags: ApiFlags) -> Self {
+        Self {
+            max_upload_bytes: flags.max_upload_bytes,
+            max_concurrent_uploads: flags.max_concurrent_uploads,
+            upload_slots_per_tenant: flags.upload_slots_per_tenant,
+            upload_idle_timeout: flags.upload_idle_timeout.into(),
+            upload_min_bytes_per_sec: flags.upload_min_bytes_per_sec,
+            upload_rate_grace: flags.upload_rate_grace.into(),
+            storage_quota_bytes: flags.storage_quota_bytes,
+            blob_gc_grace: flags.blob_gc_grace.into(),
+            blob_gc_interval: flags.blob_gc_interval.into(),
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: ApiFlags,
+    }
+
+    #[test]
+    fn the_flags_default_to_the_settings_defaults() {
+        let from_flags = ApiSettings::from(Cli::parse_from(["edge-cp"]).flags);
+        let defaults = ApiSettings::default();
+        assert_eq!(format!("{from_flags:?}"), format!("{defaults:?}"));
+    }
+}
