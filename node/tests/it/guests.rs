@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use edge_common::CompileSettings;
 use edge_fixtures::{ECHO, ENV, HELLO, NO_RESPONSE, PANIC, WSTD_STREAM};
-use edge_node::config::RuntimeConfig;
+use edge_node::config::{AppLimits, RuntimeConfig};
 use edge_node::runtime::{LoadError, Runtime};
 use futures::StreamExt;
 
@@ -11,7 +11,18 @@ use crate::common::{TestNode, app, metric_value};
 
 #[tokio::test]
 async fn echo_streams_a_10_mb_body_back() {
-    let node = TestNode::builder().app(app("echo", ECHO)).start().await;
+    // CPU is charged per epoch tick in which the guest ran at all, and 10 MiB
+    // arrive in hundreds of frames, each waking the guest: on a busy machine
+    // that spans more than the default 50 ms of ticks, though the guest
+    // computes little. The CPU limit is not what this test is about.
+    let limits = AppLimits {
+        cpu_time: std::time::Duration::from_secs(5),
+        ..AppLimits::default()
+    };
+    let node = TestNode::builder()
+        .app(app("echo", ECHO).limits(limits))
+        .start()
+        .await;
     const CHUNK: usize = 64 * 1024;
     const CHUNKS: usize = 160; // 10 MiB
     let chunk = |i: usize| Bytes::from(vec![(i % 251) as u8; CHUNK]);
