@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use edge_common::names::TenantId;
 use edge_cp::auth::Role;
+use edge_cp::server::ConnectionFlags;
 use edge_cp::settings::ApiFlags;
 use edge_cp::{ControlPlane, CpConfig};
 
@@ -41,6 +42,9 @@ enum Command {
         /// Upload, quota and garbage-collection settings.
         #[command(flatten)]
         api: ApiFlags,
+        /// Client connection caps and deadlines.
+        #[command(flatten)]
+        connections: ConnectionFlags,
     },
     /// Print a signed API token.
     Token {
@@ -77,10 +81,12 @@ fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             api,
+            connections,
         } => {
             let mut config = CpConfig::new(data_dir, listen);
             config.tls = tls_cert.zip(tls_key);
             config.api = api.into();
+            config.connections = connections.into();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

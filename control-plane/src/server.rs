@@ -44,6 +44,40 @@ pub struct ConnectionSettings {
     pub response_idle_timeout: Duration,
 }
 
+/// `edge-cp serve` flags for [`ConnectionSettings`] (defaults match).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionFlags {
+    /// Client connections open at once; more are closed on accept.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Client connections open at once from one address (IPv6: one /64).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_ip: u32,
+    /// Time from connect to the first request byte, and for a request head.
+    #[arg(long, default_value = "10s")]
+    pub header_read_timeout: humantime::Duration,
+    /// Close a connection with no request in progress after this long.
+    #[arg(long, default_value = "60s")]
+    pub idle_timeout: humantime::Duration,
+    /// Drop a connection whose response the client takes nothing of for
+    /// this long.
+    #[arg(long, default_value = "30s")]
+    pub response_idle_timeout: humantime::Duration,
+}
+
+impl From<ConnectionFlags> for ConnectionSettings {
+    fn from(flags: ConnectionFlags) -> Self {
+        Self {
+            max_connections: flags.max_connections.max(1),
+            max_connections_per_ip: flags.max_connections_per_ip.max(1),
+            header_read_timeout: flags.header_read_timeout.into(),
+            idle_timeout: flags.idle_timeout.into(),
+            response_idle_timeout: flags.response_idle_timeout.into(),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for ConnectionSettings {
     fn default() -> Self {
         Self {
@@ -219,4 +253,24 @@ fn acceptor(cert: &PathBuf, key: &PathBuf) -> Result<TlsAcceptor, ServerError> {
     .map_err(|e| ServerError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: ConnectionFlags,
+    }
+
+    #[test]
+    fn the_flags_default_to_the_settings_defaults() {
+        let from_flags = ConnectionSettings::from(Cli::parse_from(["edge-cp"]).flags);
+        let defaults = ConnectionSettings::default();
+        assert_eq!(format!("{from_flags:?}"), format!("{defaults:?}"));
+    }
 }
