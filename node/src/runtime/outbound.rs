@@ -345,6 +345,11 @@ impl OutboundClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(32)
+            // hyper reads ahead up to ~400 KiB per origin connection by
+            // default, held for as long as the client behind it is slow:
+            // 64 KiB still takes any sane response head and keeps a fast
+            // origin streaming.
+            .http1_max_buf_size(ORIGIN_READ_BUF_BYTES)
             .build(connector);
         Self {
             client,
@@ -436,6 +441,9 @@ impl OutboundPolicy {
         Ok(())
     }
 }
+
+/// Read-ahead buffer per HTTP/1 origin connection.
+const ORIGIN_READ_BUF_BYTES: usize = 64 << 10;
 
 pub type SendRequestFuture = Box<
     dyn Future<
