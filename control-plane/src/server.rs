@@ -4,17 +4,13 @@
 //! node's own ([`edge_common::conn`]): a flood of silent or idle
 //! connections cannot lock out `/healthz`, sync or deploys.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_common::conn::{
-    self, Activity, ConnectionEnd, ConnectionSlots, ConnectionTimeouts, DeadlineIo, TrackedBody,
-};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use edge_common::conn::{self, ConnectionEnd, ConnectionSlots, ConnectionTimeouts};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -192,37 +188,18 @@ async fn accept_loop(
         let handshake_timeout = settings.tls_handshake_timeout;
         connections.spawn(async move {
             let _slot = slot;
-            let activity = Activity::new();
-            let requests = activity.clone();
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                let in_progress = requests.request();
-                async move {
-                    let response = handle(state, req).await;
-                    Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_progress)))
-                }
-            });
+            let handler = move |req| handle(state.clone(), req);
             let never = std::future::pending::<()>();
             let end = match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            let io = DeadlineIo::new(
-                                stream,
-                                timeouts.first_bytes,
-                                timeouts.response_idle,
-                            );
-                            let conn = builder.serve_connection(TokioIo::new(io), service);
-                            conn::drive(conn, &activity, &timeouts, never).await
+                            conn::serve(&builder, stream, &timeouts, never, handler).await
                         }
                         _ => return,
                     }
                 }
-                None => {
-                    let io = DeadlineIo::new(stream, timeouts.first_bytes, timeouts.response_idle);
-                    let conn = builder.serve_connection(TokioIo::new(io), service);
-                    conn::drive(conn, &activity, &timeouts, never).await
-                }
+                None => conn::serve(&builder, stream, &timeouts, never, handler).await,
             };
             match end {
                 ConnectionEnd::Closed => {}

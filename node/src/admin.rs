@@ -3,13 +3,15 @@
 //! 503 while starting or draining, so a load balancer stops sending) and
 //! `POST /cache/purge` (with the `cache.purge_token` bearer token).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use edge_common::conn::{self, ConnectionSlots, ConnectionTimeouts};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
@@ -38,6 +40,12 @@ pub struct PurgeAccess {
 /// Largest purge request body read.
 const MAX_PURGE_BODY: usize = 16 << 10;
 
+/// Connections the admin listener holds at once (scrapers, health checks
+/// and operators), and from one address: a flood of them cannot grow the
+/// node's tasks without bound.
+const ADMIN_MAX_CONNECTIONS: usize = 256;
+const ADMIN_MAX_CONNECTIONS_PER_IP: u32 = 64;
+
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AdminState>,
@@ -47,38 +55,50 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(10));
+        .header_read_timeout(Duration::from_secs(10));
     let builder = Arc::new(builder);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let timeouts = ConnectionTimeouts {
+        first_bytes: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+        response_idle: Duration::from_secs(30),
+    };
+    let slots = ConnectionSlots::new(ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS_PER_IP);
+    // Each connection holds a receiver; the sender sees when all are gone.
+    let (open_tx, _) = watch::channel(());
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     tracing::warn!("admin accept failed: {err}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = crate::stopped(&mut shutdown) => break,
         };
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            async move {
-                if req.uri().path() == "/cache/purge" {
-                    return Ok::<_, Infallible>(purge(&state, req).await);
+        let Ok(slot) = slots.try_acquire(peer.ip()) else {
+            continue;
+        };
+        let (state, builder, tracked) = (state.clone(), builder.clone(), open_tx.subscribe());
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let (_slot, _tracked) = (slot, tracked);
+            let handler = move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move {
+                    if req.uri().path() == "/cache/purge" {
+                        return purge(&state, req).await;
+                    }
+                    handle(&state, req)
                 }
-                Ok::<_, Infallible>(handle(&state, req))
-            }
+            };
+            let drain = crate::stopped(&mut shutdown);
+            conn::serve(&builder, stream, &timeouts, drain, handler).await;
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(graceful.watch(conn));
     }
     // Scrapes are quick; don't hold shutdown up for a stuck scraper.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), graceful.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), open_tx.closed()).await;
 }
 
 fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ResponseBody> {

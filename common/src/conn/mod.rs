@@ -23,8 +23,72 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves HTTP on `io` (a fresh connection, after any TLS handshake) with
+/// `handler` answering each request, under `timeouts`, until the
+/// connection ends; `drain` resolving starts a graceful close. The one
+/// way the node's listeners, its admin listener and the control plane
+/// serve a connection.
+pub async fn serve<I, H, F, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    timeouts: &ConnectionTimeouts,
+    drain: impl Future<Output = ()>,
+    handler: H,
+) -> ConnectionEnd
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let activity = Activity::new();
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let in_progress = requests.request();
+        let answer = handler(request);
+        async move {
+            let response = answer.await;
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| TrackedBody::new(body, in_progress)),
+            )
+        }
+    });
+    let io = DeadlineIo::new(io, timeouts.first_bytes, timeouts.response_idle);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    drive(conn, &activity, timeouts, drain).await
+}
+
+/// Whether a connection failed on one of its deadlines ([`DeadlineIo`]'s,
+/// or hyper's header-read timeout).
+pub fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(current) = source {
+        if current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || current
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(|e| e.is_timeout())
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
 
 /// How long a connection may wait on its client, at each stage.
 #[derive(Debug, Clone, Copy)]
@@ -66,8 +130,8 @@ pub enum ConnectionEnd {
     /// The client or the server closed it in the normal way.
     Closed,
     /// hyper ended it with an error (a protocol error, a reset, a timeout
-    /// of [`DeadlineIo`]).
-    Failed(Box<dyn std::error::Error + Send + Sync>),
+    /// of [`DeadlineIo`]: see [`timed_out`]).
+    Failed(BoxError),
     /// Closed after `idle` with no request (reported once it has closed).
     Idle,
     /// A response made no progress toward the client for `response_idle`:
@@ -88,7 +152,7 @@ pub async fn drive<C>(
 ) -> ConnectionEnd
 where
     C: GracefulConnection,
-    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    C::Error: Into<BoxError>,
 {
     let mut conn = pin!(conn);
     let mut drain = pin!(drain);

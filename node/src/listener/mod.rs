@@ -11,17 +11,13 @@
 
 pub mod tls;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_common::conn::{
-    self, Activity, ConnectionEnd, ConnectionSlot, ConnectionSlots, ConnectionTimeouts, DeadlineIo,
-    TrackedBody,
-};
+use edge_common::conn::{self, ConnectionEnd, ConnectionSlot, ConnectionSlots, ConnectionTimeouts};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus::IntGauge;
 use tokio::net::{TcpListener, TcpStream};
@@ -198,20 +194,13 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, shutdown: watch::Receiver<bool>) {
         let _open = &self.open;
-        let (first_bytes, send) = (self.timeouts.first_bytes, self.timeouts.response_idle);
         match &self.tls {
-            None => {
-                let io = DeadlineIo::new(stream, first_bytes, send);
-                self.serve_http(TokioIo::new(io), shutdown).await
-            }
+            None => self.serve_http(stream, shutdown).await,
             Some(acceptor) => {
                 let handshake =
                     tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
                 match handshake.await {
-                    Ok(Ok(tls)) => {
-                        let io = DeadlineIo::new(tls, first_bytes, send);
-                        self.serve_http(TokioIo::new(io), shutdown).await
-                    }
+                    Ok(Ok(tls)) => self.serve_http(tls, shutdown).await,
                     Ok(Err(err)) => {
                         self.metrics.tls_handshake_failures.inc();
                         tracing::debug!(peer = %self.peer, "TLS handshake failed: {err}");
@@ -225,33 +214,26 @@ impl Connection {
         }
     }
 
-    async fn serve_http<I>(&self, io: TokioIo<I>, mut shutdown: watch::Receiver<bool>)
+    async fn serve_http<I>(&self, io: I, mut shutdown: watch::Receiver<bool>)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let dispatcher = self.dispatcher.clone();
         let scheme = self.scheme.clone();
-        let activity = Activity::new();
-        let requests = activity.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let handler = move |request: hyper::Request<Incoming>| {
             let dispatcher = dispatcher.clone();
             let scheme = scheme.clone();
-            let in_progress = requests.request();
-            async move {
-                let response = dispatcher.dispatch(request, scheme).await;
-                Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_progress)))
-            }
-        });
-        let conn = self.builder.serve_connection(io, service);
+            async move { dispatcher.dispatch(request, scheme).await }
+        };
         let drain = crate::stopped(&mut shutdown);
-        let reason = match conn::drive(conn, &activity, &self.timeouts, drain).await {
+        let reason = match conn::serve(&self.builder, io, &self.timeouts, drain, handler).await {
             ConnectionEnd::Closed => return,
             ConnectionEnd::Idle => "idle",
             ConnectionEnd::Stalled => "response-stalled",
             ConnectionEnd::CloseOverdue => "close-overdue",
             ConnectionEnd::Failed(err) => {
                 tracing::debug!(peer = %self.peer, "connection ended with an error: {err}");
-                if !timed_out(&*err) {
+                if !conn::timed_out(&*err) {
                     return;
                 }
                 "timeout"
@@ -267,25 +249,6 @@ impl Connection {
     fn name(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
     }
-}
-
-/// Whether a connection failed on one of its deadlines (`DeadlineIo`'s, or
-/// hyper's header-read timeout).
-fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(current) = source {
-        if current
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-            || current
-                .downcast_ref::<hyper::Error>()
-                .is_some_and(|e| e.is_timeout())
-        {
-            return true;
-        }
-        source = current.source();
-    }
-    false
 }
 
 /// Counts a connection in `edge_connections_open` for as long as it lives.
