@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::Instant;
 
 /// Epoch buckets: the one being filled, the two being watched, and the one
 /// checked (and found empty, or the connection is gone) at the last tick.
@@ -26,10 +25,11 @@ const BUCKETS: usize = 4;
 
 /// The shared state of one connection.
 pub struct Activity {
-    started: Instant,
     in_flight: AtomicU32,
-    /// When the last request ended, in ms since `started`.
-    idle_since_ms: AtomicU64,
+    /// Requests ever started: unchanged between two looks, with none in
+    /// flight at either, means none ran in between. No clock is read per
+    /// request.
+    started: AtomicU64,
     epoch: AtomicU32,
     waiting: [AtomicU32; BUCKETS],
 }
@@ -37,9 +37,8 @@ pub struct Activity {
 impl Activity {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            started: Instant::now(),
             in_flight: AtomicU32::new(0),
-            idle_since_ms: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             epoch: AtomicU32::new(0),
             waiting: Default::default(),
         })
@@ -48,6 +47,7 @@ impl Activity {
     /// Marks a request in progress until the guard (moved into its response
     /// body with [`TrackedBody`]) is dropped.
     pub fn request(self: &Arc<Self>) -> RequestGuard {
+        self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         RequestGuard(self.clone())
     }
@@ -57,15 +57,14 @@ impl Activity {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// How long the connection has had no request in progress (zero while
-    /// it has one).
-    pub(super) fn idle_for(&self, now: Instant) -> std::time::Duration {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return std::time::Duration::ZERO;
-        }
-        let since = std::time::Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
-        now.saturating_duration_since(self.started)
-            .saturating_sub(since)
+    /// A look for idleness: `Some(n)`, the requests started so far, when
+    /// none is in progress; `None` while one is. The same `Some` twice
+    /// means the connection was idle for all the time between.
+    pub(super) fn idle_mark(&self) -> Option<u64> {
+        // Read before the count: a request that starts in between shows up
+        // as a new mark next time.
+        let started = self.started.load(Ordering::Acquire);
+        (self.in_flight.load(Ordering::Acquire) == 0).then_some(started)
     }
 
     /// Moves to the next epoch; true when a body that started waiting two
@@ -88,12 +87,6 @@ impl Activity {
     fn stop_waiting(&self, bucket: u8) {
         self.waiting[bucket as usize].fetch_sub(1, Ordering::AcqRel);
     }
-
-    fn ms_since_start(&self) -> u64 {
-        Instant::now()
-            .saturating_duration_since(self.started)
-            .as_millis() as u64
-    }
 }
 
 /// A request in progress on its connection.
@@ -101,14 +94,7 @@ pub struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let activity = &self.0;
-        // Every request's end is stored, before the count drops: a driver
-        // that sees zero then sees when the last one ended (checking for
-        // the last one first would race with a concurrent end).
-        activity
-            .idle_since_ms
-            .store(activity.ms_since_start(), Ordering::Release);
-        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

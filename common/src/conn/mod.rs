@@ -56,11 +56,15 @@ where
 {
     let activity = Activity::new();
     let requests = activity.clone();
+    // The handler is called inside the request's future, so that its
+    // (large) future is built in place there rather than built, then moved
+    // in: every move of a request future is a copy of all of it.
+    let handler = std::sync::Arc::new(handler);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let in_progress = requests.request();
-        let answer = handler(request);
+        let handler = handler.clone();
         async move {
-            let response = answer.await;
+            let response = handler(request).await;
             Ok::<_, std::convert::Infallible>(
                 response.map(|body| TrackedBody::new(body, in_progress)),
             )
@@ -110,8 +114,10 @@ impl ConnectionTimeouts {
         (self.response_idle / 2).max(Duration::from_millis(10))
     }
 
-    /// How often [`drive`] looks for idleness: an idle connection is told
-    /// to close between `idle` and 1.5 × `idle` after its last request.
+    /// How often [`drive`] looks for idleness: three looks in a row that
+    /// find the same requests started and none in progress (so idle for
+    /// two periods, `idle`) close the connection, between `idle` and
+    /// 1.5 × `idle` after its last request.
     fn idle_check_every(&self) -> Duration {
         (self.idle / 2).max(Duration::from_millis(10))
     }
@@ -164,6 +170,8 @@ where
     // until when it may take), or because the server drains (the caller
     // bounds that).
     let mut closing: Option<Option<Instant>> = None;
+    // The last look's mark, and how many looks in a row found it.
+    let (mut idle_mark, mut idle_looks) = (None, 0u32);
     loop {
         tokio::select! {
             biased;
@@ -192,11 +200,19 @@ where
                             return ConnectionEnd::CloseOverdue;
                         }
                         Some(_) => {}
-                        None if activity.idle_for(now) >= timeouts.idle => {
-                            conn.as_mut().graceful_shutdown();
-                            closing = Some(Some(now + timeouts.close_grace()));
+                        None => {
+                            let mark = activity.idle_mark();
+                            idle_looks = match mark {
+                                Some(_) if mark == idle_mark => idle_looks + 1,
+                                Some(_) => 1,
+                                None => 0,
+                            };
+                            idle_mark = mark;
+                            if idle_looks >= 3 {
+                                conn.as_mut().graceful_shutdown();
+                                closing = Some(Some(now + timeouts.close_grace()));
+                            }
                         }
-                        None => {}
                     }
                     next_idle_check = now + idle_every;
                 }
