@@ -3,8 +3,9 @@
 //! [`LimitedRequestBody`] enforces the app's request-body limit while the
 //! body streams in (a `Content-Length` is checked up front by dispatch; a
 //! chunked or lying body is caught here). [`GuardedResponseBody`] enforces
-//! the response-body limit and keeps the request's admission permits and
-//! in-flight count until the last byte has gone out.
+//! the response-body limit and makes a body the guest failed to finish
+//! end in an error. (The admission permits are held by the guest task,
+//! not by the body.)
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! The request path, top to bottom: route → check sizes → admit → run the
-//! component → guard the response body → record.
+//! The request path, top to bottom: clean hop-by-hop headers → route →
+//! check sizes → cache lookup → (on a miss) admit → run the component or
+//! forward to the origin → guard the response body → cache store → record.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

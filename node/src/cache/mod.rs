@@ -1,8 +1,8 @@
-//! The edge HTTP cache (issue 5), in front of every app. So far: the
-//! RFC 9111 rules as pure functions ([`policy`]) and the byte-weighted,
-//! tenant-keyed store with Vary variants and surrogate-key purge
-//! ([`store`]), and request collapsing ([`collapse`]). The request-path
-//! integration, origin routes, purge fan-out and metrics come next.
+//! The edge HTTP cache, in front of every app and of components' fetches:
+//! the RFC 9111 rules ([`policy`]), the byte-weighted, tenant-keyed store
+//! with Vary variants and surrogate keys ([`store`]), request collapsing
+//! ([`collapse`]), purges ([`purge`]), and the request-path layer that
+//! drives them ([`layer`]).
 
 pub mod collapse;
 pub mod layer;
