@@ -14,8 +14,8 @@
 //! any other backend (PostgreSQL, an S3-compatible store) must pass the same
 //! suite in `conformance` (behind the `conformance` feature). Every method
 //! is one transaction: a backend may not expose half a change, and every
-//! change that alters what nodes serve
-//! bumps the revision in the same transaction.
+//! change that alters what nodes serve bumps the revision in the same
+//! transaction.
 
 // Test code that panics: compiled only for tests (`conformance` feature,
 // which the crate's own dev-dependency turns on).
