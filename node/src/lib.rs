@@ -103,10 +103,12 @@ impl Node {
             );
         }
         let metrics = Metrics::new(prometheus::Registry::new())?;
-        let cache = config
-            .cache
-            .enabled
-            .then(|| Arc::new(cache::layer::EdgeCache::new(&config.cache, Some(&metrics))));
+        let cache = config.cache.enabled.then(|| {
+            Arc::new(cache::layer::EdgeCache::new(
+                &config.cache,
+                Some(metrics.cache_metrics()),
+            ))
+        });
         let outbound = Arc::new(
             runtime::outbound::OutboundClient::new(
                 config.outbound.clone(),

@@ -5,7 +5,8 @@
 //! `status` is a status class, `kind` and `reason` come from fixed lists in
 //! this crate. Nothing a client sends becomes a label.
 
-use crate::cache::layer::CacheResult;
+use crate::cache::layer::CacheMetrics;
+use crate::cache::result::CacheResult;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -386,6 +387,15 @@ impl Metrics {
         remove_series(&self.cache_fetch_results, tenant, app);
         remove_series(&self.cache_bytes, tenant, app);
         remove_series(&self.cache_evictions, tenant, app);
+    }
+
+    /// What the shared cache reports to.
+    pub fn cache_metrics(&self) -> CacheMetrics {
+        CacheMetrics {
+            bytes: self.cache_bytes.clone(),
+            evictions: self.cache_evictions.clone(),
+            purges: self.cache_purges.clone(),
+        }
     }
 
     pub fn unrouted(&self, reason: &'static str) {

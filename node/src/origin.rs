@@ -4,75 +4,15 @@
 //! outbound client, so an origin on an internal address is reachable only
 //! where the operator allowed it.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use edge_common::origin::parse_origin;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, header};
-use serde::Deserialize;
+use http::{HeaderValue, Request, Response, header};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::hop::strip_hop_by_hop;
 use crate::runtime::outbound::OutboundClient;
 
-/// Where an origin app forwards to: `http(s)://host[:port][/base]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct OriginUrl {
-    scheme: Scheme,
-    authority: Authority,
-    /// Prefixed to every request's path; empty or `/base` (no trailing `/`).
-    base: String,
-    raw: String,
-}
-
-impl TryFrom<String> for OriginUrl {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
-        // The control plane's check, so both sides accept the same origins.
-        let normalized = parse_origin(&raw).map_err(|e| format!("invalid origin `{raw}`: {e}"))?;
-        let uri: Uri = normalized
-            .parse()
-            .map_err(|_| format!("invalid origin `{raw}`: not a URL"))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return Err(format!("invalid origin `{raw}`: not an absolute URL"));
-        };
-        Ok(OriginUrl {
-            scheme: scheme.clone(),
-            authority: authority.clone(),
-            base: uri.path().trim_end_matches('/').to_string(),
-            raw,
-        })
-    }
-}
-
-impl std::fmt::Display for OriginUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.raw)
-    }
-}
-
-impl OriginUrl {
-    /// The origin's URL for a request to `path_and_query` at the edge.
-    fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let pq = path_and_query.map_or("/", |p| p.as_str());
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(format!("{}{pq}", self.base))
-            .build()
-    }
-
-    /// The host as an address, when the URL names one directly.
-    fn address(&self) -> Option<IpAddr> {
-        let host = self.authority.host();
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()
-    }
-}
+pub use crate::config::OriginUrl;
 
 /// An origin app's backend.
 pub struct Origin {
@@ -178,7 +118,7 @@ impl Origin {
         if !self.forward_override_headers {
             drop_override_headers(headers);
         }
-        if let Ok(value) = HeaderValue::from_str(self.url.authority.as_str()) {
+        if let Ok(value) = HeaderValue::from_str(self.url.authority().as_str()) {
             headers.insert(header::HOST, value);
         }
         match HeaderValue::from_str(host) {
@@ -195,7 +135,7 @@ impl Origin {
             .await
             .map_err(|(code, _)| match code {
                 HttpError::DestinationIpProhibited => {
-                    OriginError::Prohibited(self.url.authority.host().to_string())
+                    OriginError::Prohibited(self.url.authority().host().to_string())
                 }
                 HttpError::ConnectionReadTimeout | HttpError::ConnectionTimeout => {
                     OriginError::Timeout
@@ -207,6 +147,8 @@ impl Origin {
 
 #[cfg(test)]
 mod tests {
+    use http::uri::PathAndQuery;
+
     use super::*;
 
     fn url(s: &str) -> Result<OriginUrl, String> {

@@ -22,13 +22,14 @@ use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use serde::Deserialize;
 
 use super::collapse::{self, Collapser, LeaderGuard, Outcome, Role};
 use super::policy::{self, Received, Use};
+pub use super::result::CacheResult;
+pub use crate::config::CacheConfig;
+
 use super::store::{CacheKey, CacheStore, Entry, StoreMetrics};
-use crate::body::declared_length;
-use crate::error::{ResponseBody, full_body};
+use crate::body::{ResponseBody, declared_length, full_body};
 
 /// Header telling the client how the cache answered.
 pub const CACHE_STATUS_HEADER: HeaderName = HeaderName::from_static("x-cache");
@@ -36,69 +37,6 @@ pub const CACHE_STATUS_HEADER: HeaderName = HeaderName::from_static("x-cache");
 pub const DEBUG_HEADER: HeaderName = HeaderName::from_static("x-edge-debug");
 const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
-
-/// `[cache]` in the node's config file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheConfig {
-    /// Cache in front of every app. Default: true.
-    pub enabled: bool,
-    /// Bytes of responses kept, all tenants together (LRU-ish eviction by
-    /// weight). Default: 256 MiB.
-    pub capacity_bytes: u64,
-    /// Largest response stored; larger ones stream through. Default: 8 MiB.
-    pub max_entry_bytes: usize,
-    /// How long a request waits for a concurrent miss of the same resource
-    /// before going to the app itself. Default: 10s.
-    #[serde(with = "humantime_serde")]
-    pub collapse_wait: Duration,
-    /// Bearer token for `POST /cache/purge` on the admin listener (at least
-    /// 16 characters). Default: none, and the endpoint answers 403.
-    pub purge_token: Option<String>,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            capacity_bytes: 256 << 20,
-            max_entry_bytes: 8 << 20,
-            collapse_wait: Duration::from_secs(10),
-            purge_token: None,
-        }
-    }
-}
-
-/// How the cache answered one request: the `x-cache` value and the
-/// `result` label of `edge_cache_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheResult {
-    /// Served fresh from the store.
-    Hit,
-    /// Sent to the backend; its answer is being stored.
-    Miss,
-    /// Served stale: within `stale-while-revalidate` (a refresh runs in
-    /// the background), allowed by the request's `max-stale`, or because
-    /// the backend failed within `stale-if-error`.
-    Stale,
-    /// A stored response the backend confirmed with a 304.
-    Revalidated,
-    /// Not storable, a range request that missed, or the cache not active
-    /// for the app yet: passed through.
-    Bypass,
-}
-
-impl CacheResult {
-    pub fn label(self) -> &'static str {
-        match self {
-            CacheResult::Hit => "HIT",
-            CacheResult::Miss => "MISS",
-            CacheResult::Stale => "STALE",
-            CacheResult::Revalidated => "REVALIDATED",
-            CacheResult::Bypass => "BYPASS",
-        }
-    }
-}
 
 pub struct EdgeCache {
     pub store: CacheStore,
@@ -224,6 +162,16 @@ impl Pending {
     }
 }
 
+/// The node's metrics the cache reports to (`edge_cache_bytes`,
+/// `edge_cache_evictions_total`, `edge_cache_purges_total`), handed over
+/// by whoever builds the cache, so that the cache does not import the
+/// metrics module (which names the cache's results).
+pub struct CacheMetrics {
+    pub bytes: prometheus::IntGaugeVec,
+    pub evictions: prometheus::IntCounterVec,
+    pub purges: prometheus::IntCounterVec,
+}
+
 /// How often the store's pending evictions are applied when writes alone
 /// do not: the longest the held bytes stay above `capacity_bytes`.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
@@ -242,19 +190,22 @@ impl EdgeCache {
         }
     }
 
-    /// A cache as `config` says; with `metrics`, evictions and stored bytes
-    /// are reported there.
-    pub fn new(config: &CacheConfig, metrics: Option<&crate::metrics::Metrics>) -> Self {
-        Self {
-            store: CacheStore::new(
-                config.capacity_bytes,
-                config.max_entry_bytes,
-                metrics.map(|m| StoreMetrics {
-                    bytes: m.cache_bytes.clone(),
-                    evictions: m.cache_evictions.clone(),
+    /// A cache as `config` says; with `metrics`, stored bytes, evictions
+    /// and purges are reported there.
+    pub fn new(config: &CacheConfig, metrics: Option<CacheMetrics>) -> Self {
+        let (store_metrics, purges) = match metrics {
+            Some(m) => (
+                Some(StoreMetrics {
+                    bytes: m.bytes,
+                    evictions: m.evictions,
                 }),
+                Some(m.purges),
             ),
-            purges: metrics.map(|m| m.cache_purges.clone()),
+            None => (None, None),
+        };
+        Self {
+            store: CacheStore::new(config.capacity_bytes, config.max_entry_bytes, store_metrics),
+            purges,
             generation: AtomicU64::new(0),
             refreshes: Arc::new(tokio::sync::Semaphore::new(MAX_REFRESHES)),
             collapser: Arc::new(Collapser::default()),

@@ -8,4 +8,5 @@ pub mod collapse;
 pub mod layer;
 pub mod policy;
 pub mod purge;
+pub mod result;
 pub mod store;

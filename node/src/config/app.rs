@@ -6,10 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::{AppOutbound, OriginUrl};
 use super::{ConfigError, MAX_ENV_BYTES, MAX_REQUEST_TIME, NodeConfig, invalid};
 use crate::names::{AppName, HostPattern, TenantId};
-use crate::origin::OriginUrl;
-use crate::runtime::outbound::AppOutbound;
 pub use edge_common::AppLimits;
 
 /// One app: a tenant's component, the hostnames it answers, its config values.

@@ -7,7 +7,10 @@
 //! their limits are in [`app`].
 
 mod app;
+mod cache;
 mod control_plane;
+mod origin;
+mod outbound;
 
 use app::root_prefix;
 pub use app::{AppConfig, AppLimits, normalize_prefix};
@@ -22,7 +25,9 @@ use edge_common::CompileSettings;
 use serde::Deserialize;
 
 use crate::names::{AppName, HostPattern, TenantId};
-pub use crate::runtime::outbound::{AppOutbound, OutboundConfig};
+pub use cache::CacheConfig;
+pub use origin::OriginUrl;
+pub use outbound::{AppOutbound, Destination, OutboundConfig};
 
 /// The whole node configuration (`edge-node --config node.toml`).
 #[derive(Debug, Clone, Deserialize)]
@@ -52,7 +57,7 @@ pub struct NodeConfig {
     pub control_plane: Option<ControlPlaneConfig>,
     /// The shared HTTP cache in front of every app.
     #[serde(default)]
-    pub cache: crate::cache::layer::CacheConfig,
+    pub cache: CacheConfig,
 }
 
 /// Where the node listens. Every address is optional, but at least one of

@@ -18,7 +18,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::guest_log::{GuestLog, LogContext};
-use super::limits::InstanceLimits;
+use super::limits::{CpuTicks, InstanceLimits};
 use super::outbound::{OutboundPolicy, SendRequestFuture};
 
 /// The one linker of the node.
@@ -66,6 +66,12 @@ pub struct HostSetup<'a> {
     pub outbound: OutboundPolicy,
     /// Set when the guest hits its memory or table limit.
     pub limit_hit: Arc<AtomicBool>,
+}
+
+impl CpuTicks for Host {
+    fn cpu_ticks(&mut self) -> &mut u64 {
+        &mut self.cpu_ticks
+    }
 }
 
 impl Host {

@@ -17,8 +17,6 @@ use std::time::Duration;
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 
-use super::host::Host;
-
 /// A limit a guest ran into; the error a store traps with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LimitExceeded {
@@ -30,10 +28,16 @@ pub enum LimitExceeded {
 /// (which wasmtime does not expose).
 pub type TickCounter = Arc<AtomicU64>;
 
+/// Store data that counts the CPU ticks charged to its request (the
+/// request's `Host`).
+pub trait CpuTicks {
+    fn cpu_ticks(&mut self) -> &mut u64;
+}
+
 /// Installs the CPU budget on a request's store. The ticks charged so far are
-/// in `Host::cpu_ticks`.
-pub fn enforce_cpu_budget(
-    store: &mut Store<Host>,
+/// in the store data's [`CpuTicks`].
+pub fn enforce_cpu_budget<T: CpuTicks + 'static>(
+    store: &mut Store<T>,
     ticks: &TickCounter,
     tick: Duration,
     budget: Duration,
@@ -46,10 +50,10 @@ pub fn enforce_cpu_budget(
     store.epoch_deadline_callback(move |mut ctx| {
         let now = ticks.load(Ordering::Acquire);
         if now == last_seen.load(Ordering::Relaxed) + 1 {
-            ctx.data_mut().cpu_ticks += 1;
+            *ctx.data_mut().cpu_ticks() += 1;
         }
         last_seen.store(now, Ordering::Relaxed);
-        if ctx.data().cpu_ticks > budget_ticks {
+        if *ctx.data_mut().cpu_ticks() > budget_ticks {
             return Err(LimitExceeded::CpuTime(budget).into());
         }
         let (ticks, last_seen) = (ticks.clone(), last_seen.clone());

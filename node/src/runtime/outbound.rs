@@ -9,7 +9,6 @@
 //! pooled client shared by every guest (HTTP/1.1 and h2, rustls), with
 //! connect, first-byte and total timeouts clamped by the node's policy.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
@@ -24,133 +23,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use prometheus::IntCounterVec;
-use serde::Deserialize;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::cache::layer::{CacheResult, EdgeCache, Lookup};
+pub use crate::config::{AppOutbound, Destination, OutboundConfig};
 use crate::hop::strip_hop_by_hop;
-use crate::names::check_dns_name;
-
-/// Node-wide outbound settings (`[outbound]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutboundConfig {
-    /// Loopback or private addresses that names in `hosts` may point to (an
-    /// origin on the node's own network). Only the operator's `hosts`
-    /// entries can reach them: a name resolved through DNS never may, since
-    /// a tenant controlling a DNS zone could point it anywhere. Default: none.
-    pub allow_private_addresses: Vec<IpAddr>,
-    /// Names resolved to fixed addresses before DNS, like /etc/hosts.
-    /// Default: none.
-    pub hosts: BTreeMap<String, IpAddr>,
-    /// Longest a connection may take. Default: 5s.
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Longest until the response headers; a guest may ask for less.
-    /// Default: 30s.
-    #[serde(with = "humantime_serde")]
-    pub first_byte_timeout: Duration,
-    /// Longest for the whole subrequest, body included. Default: 60s.
-    #[serde(with = "humantime_serde")]
-    pub total_timeout: Duration,
-}
-
-impl Default for OutboundConfig {
-    fn default() -> Self {
-        Self {
-            allow_private_addresses: Vec::new(),
-            hosts: BTreeMap::new(),
-            connect_timeout: Duration::from_secs(5),
-            first_byte_timeout: Duration::from_secs(30),
-            total_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
-/// One app's outbound policy (`[apps.outbound]`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AppOutbound {
-    /// Destinations the app may call: `https://api.example.com`,
-    /// `http://*.example.org:8080`. The port defaults to the scheme's.
-    /// Default: none, so every outbound request is denied.
-    pub allow: Vec<Destination>,
-    /// Subrequests per incoming request. Default: 32.
-    pub max_subrequests: Option<u32>,
-}
-
-impl AppOutbound {
-    pub fn max_subrequests(&self) -> u32 {
-        self.max_subrequests.unwrap_or(32)
-    }
-
-    fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        self.allow.iter().any(|d| d.matches(scheme, host, port))
-    }
-}
-
-/// An allowed destination: scheme, host pattern and port.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Destination {
-    https: bool,
-    /// Exact host, or `.suffix` for `*.suffix`.
-    host: String,
-    wildcard: bool,
-    port: u16,
-}
-
-impl Destination {
-    fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let scheme_ok = if self.https {
-            scheme == "https"
-        } else {
-            scheme == "http"
-        };
-        let host_ok = if self.wildcard {
-            host.len() > self.host.len() && host.ends_with(&self.host)
-        } else {
-            host == self.host
-        };
-        scheme_ok && host_ok && port == self.port
-    }
-}
-
-impl TryFrom<String> for Destination {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        let bad = |why: &str| format!("invalid outbound destination `{s}`: {why}");
-        let (scheme, rest) = s
-            .split_once("://")
-            .ok_or_else(|| bad("write it as scheme://host[:port]"))?;
-        let https = match scheme {
-            "https" => true,
-            "http" => false,
-            _ => return Err(bad("the scheme must be http or https")),
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse::<u16>()
-                    .map_err(|_| bad("the port is not a number"))?,
-            ),
-            None => (rest, if https { 443 } else { 80 }),
-        };
-        let host = host.to_ascii_lowercase();
-        let (host, wildcard) = match host.strip_prefix("*.") {
-            Some(suffix) => (format!(".{suffix}"), true),
-            None => (host, false),
-        };
-        check_dns_name(host.trim_start_matches('.')).map_err(bad)?;
-        Ok(Destination {
-            https,
-            host,
-            wildcard,
-            port,
-        })
-    }
-}
 
 /// Why an address may not be connected to, if it may not.
 pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
@@ -576,7 +453,11 @@ async fn fetch_through_cache(
             count(result);
             Ok(response)
         }
-        Lookup::NotCached => Ok(crate::error::EdgeError::NotCached.to_response()),
+        Lookup::NotCached => Ok(crate::body::refusal(
+            http::StatusCode::GATEWAY_TIMEOUT,
+            crate::cache::result::NOT_CACHED_CODE,
+            crate::cache::result::NOT_CACHED,
+        )),
         Lookup::Refresh { response, refresh } => {
             count(CacheResult::Stale);
             let again = refresh.refresh_request(request.uri());
@@ -589,7 +470,7 @@ async fn fetch_through_cache(
             Ok(response)
         }
         Lookup::Miss(pending) => {
-            let mut request = request.map(|()| crate::error::full_body(Bytes::new()));
+            let mut request = request.map(|()| crate::body::full_body(Bytes::new()));
             pending.backend_headers(request.headers_mut());
             let method = request.method().clone();
             let result = client.send_vetted(request, first_byte, tenant, app).await;

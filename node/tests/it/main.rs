@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod architecture;
 mod cache;
 mod common;
 mod config;

@@ -1,0 +1,231 @@
+//! The rule of the house for `node/src`: no two modules import each other,
+//! directly or through others. Checked over the source text, so a cycle
+//! fails the build's tests instead of waiting for someone to draw the
+//! graph.
+//!
+//! Two graphs are checked: the node's top-level modules (a file, or a
+//! directory with everything in it: `cache`, `runtime`, ...), linked by
+//! every `crate::` path outside test code; and, inside each directory, its
+//! files, linked by `super::sibling` and `crate::dir::sibling` paths (the
+//! directory's `mod.rs`, which declares and re-exports its children, is
+//! left out of that one).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Imports that still run back up, each closing a cycle, until the
+/// restructuring that removes them lands (issue 12): the runtime takes the
+/// whole `App` to run a request, and `app` holds the runtime's loaded
+/// component. Nothing may be added here.
+const KNOWN_BACK_EDGES: &[(&str, &str)] = &[("runtime", "app")];
+
+fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            source_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The file's text without its `#[cfg(test)]` module (always last here).
+fn code_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    match text.find("#[cfg(test)]\nmod tests") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+/// The module paths a text names after `prefix` (`crate::`, `super::`):
+/// each as its segments up to the first one that is not a module name.
+fn paths_after(text: &str, prefix: &str) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices(prefix) {
+        // `crate::` inside a longer name (`edge_crate::`) is not ours.
+        if text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let rest = &text[at + prefix.len()..];
+        let mut segments: Vec<String> = Vec::new();
+        for segment in rest.split("::") {
+            let ident: String = segment
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if ident.is_empty() {
+                break;
+            }
+            let whole = ident.len() == segment.len();
+            segments.push(ident);
+            // `full_body(b); use super::x`: the path ended in this segment.
+            if !whole {
+                break;
+            }
+        }
+        // `use crate::{a, b}` and `crate::a::{x, y}` list several.
+        if segments.is_empty() || rest.starts_with('{') {
+            for listed in braced(rest) {
+                found.push(vec![listed]);
+            }
+        } else {
+            found.push(segments);
+        }
+    }
+    found
+}
+
+fn braced(rest: &str) -> Vec<String> {
+    let Some(body) = rest.strip_prefix('{') else {
+        return Vec::new();
+    };
+    let body = &body[..body.find('}').unwrap_or(body.len())];
+    body.split(',')
+        .map(|s| s.trim().split("::").next().unwrap_or("").to_string())
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect()
+}
+
+/// A cycle in `graph`, if there is one.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(cycle) = visit(node, graph, &mut Vec::new(), &mut done) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+#[test]
+fn no_two_node_modules_import_each_other() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    source_files(&src, &mut files);
+    let top_level: BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| {
+            let rel = f.strip_prefix(&src).ok()?;
+            let first = rel.components().next()?.as_os_str().to_str()?;
+            let name = first.trim_end_matches(".rs");
+            (name != "lib" && name != "main").then(|| name.to_string())
+        })
+        .collect();
+    assert!(top_level.contains("cache") && top_level.contains("runtime"));
+
+    let mut modules: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut siblings: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let parts: Vec<String> = rel
+            .iter()
+            .map(|p| p.to_str().unwrap().trim_end_matches(".rs").to_string())
+            .collect();
+        let own = parts[0].clone();
+        if own == "lib" || own == "main" {
+            continue;
+        }
+        let code = code_of(file);
+        for path in paths_after(&code, "crate::") {
+            let target = &path[0];
+            if top_level.contains(target)
+                && *target != own
+                && !KNOWN_BACK_EDGES.contains(&(own.as_str(), target.as_str()))
+            {
+                modules
+                    .entry(own.clone())
+                    .or_default()
+                    .insert(target.clone());
+            }
+            // crate::dir::sibling from inside dir.
+            if parts.len() == 2 && path.len() >= 2 && *target == own && parts[1] != "mod" {
+                siblings
+                    .entry(own.clone())
+                    .or_default()
+                    .entry(parts[1].clone())
+                    .or_default()
+                    .insert(path[1].clone());
+            }
+        }
+        if parts.len() == 2 && parts[1] != "mod" {
+            for path in paths_after(&code, "super::") {
+                siblings
+                    .entry(own.clone())
+                    .or_default()
+                    .entry(parts[1].clone())
+                    .or_default()
+                    .insert(path[0].clone());
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(&modules) {
+        panic!("node/src modules import each other: {}", cycle.join(" -> "));
+    }
+    for (dir, graph) in &mut siblings {
+        // Only sibling files count; the directory's own mod.rs is its
+        // parent, not a sibling.
+        let files: BTreeSet<String> = graph.keys().cloned().collect();
+        for targets in graph.values_mut() {
+            targets.retain(|t| files.contains(t) || src.join(dir).join(format!("{t}.rs")).exists());
+            targets.remove("mod");
+        }
+        if let Some(cycle) = find_cycle(graph) {
+            panic!(
+                "files of node/src/{dir} import each other: {}",
+                cycle.join(" -> ")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_check_finds_cycles() {
+    let graph: BTreeMap<String, BTreeSet<String>> =
+        [("a", vec!["b"]), ("b", vec!["c"]), ("c", vec!["a"])]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+            .collect();
+    assert!(find_cycle(&graph).is_some());
+    let paths = paths_after(
+        "use crate::{cache, runtime::x};\nlet y = crate::body::full_body(b);\nuse super::host::Host;",
+        "crate::",
+    );
+    assert_eq!(
+        paths,
+        vec![
+            vec!["cache".to_string()],
+            vec!["runtime".to_string()],
+            vec!["body".to_string(), "full_body".to_string()],
+        ]
+    );
+}
