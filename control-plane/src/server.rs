@@ -201,12 +201,11 @@ async fn accept_loop(
                 }
                 None => conn::serve(&builder, stream, &timeouts, never, handler).await,
             };
-            match end {
-                ConnectionEnd::Closed => {}
-                ConnectionEnd::Failed(e) => {
-                    tracing::debug!(%peer, error = %e, "api connection ended with an error")
-                }
-                other => tracing::debug!(%peer, end = ?other, "api connection closed"),
+            if let ConnectionEnd::Failed(e) = &end {
+                tracing::debug!(%peer, error = %e, "api connection ended with an error");
+            }
+            if let Some(reason) = end.closed_by_server() {
+                tracing::debug!(%peer, reason, "api connection closed by the server");
             }
         });
     }

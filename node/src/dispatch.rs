@@ -166,7 +166,7 @@ impl Dispatcher {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        self.check_request_size(app, &request)?;
+        let declared = self.check_request_size(app, &request)?;
         let method = request.method().clone();
         let scheme_name = match scheme {
             Scheme::Https => "https",
@@ -177,7 +177,7 @@ impl Dispatcher {
         // disagree on whether it is there, the stuff of request smuggling);
         // a component may read it, so its answer is never looked up in or
         // stored to the cache (the body is not part of the key).
-        let with_body = cacheable_method && carries_body(&request);
+        let with_body = cacheable_method && carries_body(declared, &request);
         if with_body && matches!(app.backend, Backend::Origin(_)) {
             return Err(RequestLimit::BodyNotAllowed.into());
         }
@@ -393,7 +393,13 @@ impl Dispatcher {
         Ok((host, app))
     }
 
-    fn check_request_size<B>(&self, app: &App, request: &Request<B>) -> Result<(), RequestLimit> {
+    /// Checks the request's target, headers and declared body against the
+    /// limits; the body's declared length, if any.
+    fn check_request_size<B>(
+        &self,
+        app: &App,
+        request: &Request<B>,
+    ) -> Result<Option<u64>, RequestLimit> {
         let uri_len = request
             .uri()
             .path_and_query()
@@ -414,18 +420,19 @@ impl Dispatcher {
             });
         }
         let body_limit = app.limits.max_request_body_bytes;
-        if declared_length(request.headers()).is_some_and(|len| len > body_limit) {
+        let declared = declared_length(request.headers());
+        if declared.is_some_and(|len| len > body_limit) {
             return Err(RequestLimit::BodyTooLarge { limit: body_limit });
         }
-        Ok(())
+        Ok(declared)
     }
 }
 
-/// Whether a request carries a body: a `Content-Length` above zero, or a
-/// body hyper has not seen the end of (HTTP/1 chunked, an HTTP/2 stream its
-/// headers did not end).
-fn carries_body<B: http_body::Body>(request: &Request<B>) -> bool {
-    match declared_length(request.headers()) {
+/// Whether a request carries a body: a `Content-Length` (`declared`) above
+/// zero, or a body hyper has not seen the end of (HTTP/1 chunked, an
+/// HTTP/2 stream its headers did not end).
+fn carries_body<B: http_body::Body>(declared: Option<u64>, request: &Request<B>) -> bool {
+    match declared {
         Some(length) => length > 0,
         None => !request.body().is_end_stream(),
     }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, header};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-use crate::hop::strip_hop_by_hop;
 use crate::runtime::outbound::OutboundClient;
 
 pub use crate::config::OriginUrl;
@@ -87,6 +86,8 @@ fn drop_override_headers(headers: &mut http::HeaderMap) {
 
 impl Origin {
     /// Forwards `request` (received for `host` over `scheme`) to the origin.
+    /// Dispatch removed its hop-by-hop and `Connection`-listed headers on
+    /// entry, so nothing can remove the `X-Forwarded-*` headers set here.
     pub async fn forward(
         &self,
         client: &Arc<OutboundClient>,
@@ -109,9 +110,6 @@ impl Origin {
         *request.uri_mut() = target;
         *request.version_mut() = http::Version::HTTP_11;
         let headers = request.headers_mut();
-        // Dispatch removed them already; done again here so that the edge's
-        // own headers below are set last whatever the caller did.
-        strip_hop_by_hop(headers);
         for name in UNVOUCHED {
             headers.remove(*name);
         }

@@ -53,6 +53,7 @@ impl Activity {
     }
 
     /// Requests in progress.
+    #[cfg(test)]
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }

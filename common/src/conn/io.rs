@@ -39,10 +39,6 @@ impl<I> DeadlineIo<I> {
         }
     }
 
-    pub fn get_ref(&self) -> &I {
-        &self.inner
-    }
-
     /// Passes a write's outcome through, failing it once it has been
     /// blocked for longer than the send timeout.
     fn watch_send<T>(

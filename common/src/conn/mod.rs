@@ -3,9 +3,9 @@
 //!
 //! - [`ConnectionSlots`]: a node-wide cap and a per-client-address cap,
 //!   taken when a connection is accepted, released when it ends;
-//! - [`DeadlineIo`]: a connection must send its first bytes in time, and
-//!   every write toward the client must make progress in time;
-//! - [`Activity`] and [`drive`]: a connection with no request in progress
+//! - [`serve`], with `DeadlineIo`: a connection must send its first bytes
+//!   in time, and every write toward the client must make progress in
+//!   time; with `Activity`: a connection with no request in progress
 //!   (HTTP/1) or no open stream (HTTP/2) is closed gracefully (GOAWAY) after
 //!   its idle timeout, and one whose response body has not been taken by the
 //!   client for the response idle timeout is dropped, with everything behind
@@ -15,8 +15,8 @@ mod activity;
 mod io;
 mod slots;
 
-pub use activity::{Activity, RequestGuard, TrackedBody};
-pub use io::DeadlineIo;
+use activity::{Activity, TrackedBody};
+use io::DeadlineIo;
 pub use slots::{ConnectionSlot, ConnectionSlots, SlotRefused};
 
 use std::future::Future;
@@ -75,9 +75,9 @@ where
     drive(conn, &activity, timeouts, drain).await
 }
 
-/// Whether a connection failed on one of its deadlines ([`DeadlineIo`]'s,
+/// Whether a connection failed on one of its deadlines (`DeadlineIo`'s,
 /// or hyper's header-read timeout).
-pub fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(err);
     while let Some(current) = source {
         if current
@@ -135,8 +135,8 @@ impl ConnectionTimeouts {
 pub enum ConnectionEnd {
     /// The client or the server closed it in the normal way.
     Closed,
-    /// hyper ended it with an error (a protocol error, a reset, a timeout
-    /// of [`DeadlineIo`]: see [`timed_out`]).
+    /// hyper ended it with an error (a protocol error, a reset, or one of
+    /// the deadlines: see [`ConnectionEnd::closed_by_server`]).
     Failed(BoxError),
     /// Closed after `idle` with no request (reported once it has closed).
     Idle,
@@ -147,10 +147,27 @@ pub enum ConnectionEnd {
     CloseOverdue,
 }
 
+impl ConnectionEnd {
+    /// Why the server closed the connection for the client's behaviour
+    /// (the `reason` label of the node's `edge_connections_closed_total`):
+    /// `idle`, `response-stalled`, `close-overdue`, or `timeout` (first
+    /// bytes, request head, a write the client did not take). `None` when
+    /// it ended in the normal way or on another error.
+    pub fn closed_by_server(&self) -> Option<&'static str> {
+        match self {
+            ConnectionEnd::Closed => None,
+            ConnectionEnd::Idle => Some("idle"),
+            ConnectionEnd::Stalled => Some("response-stalled"),
+            ConnectionEnd::CloseOverdue => Some("close-overdue"),
+            ConnectionEnd::Failed(err) => timed_out(&**err).then_some("timeout"),
+        }
+    }
+}
+
 /// Serves `conn` until it ends. `drain` resolving starts a graceful close
 /// (the server is shutting down); the caller bounds how long the whole
 /// drain may take.
-pub async fn drive<C>(
+async fn drive<C>(
     conn: C,
     activity: &Activity,
     timeouts: &ConnectionTimeouts,

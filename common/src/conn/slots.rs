@@ -72,13 +72,15 @@ impl ConnectionSlots {
     }
 
     /// Connections open from `peer`'s address (or /64).
-    pub fn open_from(&self, peer: IpAddr) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn open_from(&self, peer: IpAddr) -> u32 {
         let by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
         by_address.get(&address_key(peer)).copied().unwrap_or(0)
     }
 
     /// Client addresses with a connection open.
-    pub fn addresses(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn addresses(&self) -> usize {
         self.by_address
             .lock()
             .unwrap_or_else(|e| e.into_inner())

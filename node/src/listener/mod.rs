@@ -139,6 +139,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
+            listener: spec.name,
             builder: builder.clone(),
             dispatcher: dispatcher.clone(),
             tls: spec.tls.clone(),
@@ -176,6 +177,8 @@ pub async fn serve(
 
 /// One accepted client connection.
 struct Connection {
+    /// The listener's name (`https`, `http`): a metrics label.
+    listener: &'static str,
     builder: Arc<auto::Builder<TokioExecutor>>,
     dispatcher: Arc<Dispatcher>,
     tls: Option<TlsAcceptor>,
@@ -226,28 +229,17 @@ impl Connection {
             async move { dispatcher.dispatch(request, scheme).await }
         };
         let drain = crate::stopped(&mut shutdown);
-        let reason = match conn::serve(&self.builder, io, &self.timeouts, drain, handler).await {
-            ConnectionEnd::Closed => return,
-            ConnectionEnd::Idle => "idle",
-            ConnectionEnd::Stalled => "response-stalled",
-            ConnectionEnd::CloseOverdue => "close-overdue",
-            ConnectionEnd::Failed(err) => {
-                tracing::debug!(peer = %self.peer, "connection ended with an error: {err}");
-                if !conn::timed_out(&*err) {
-                    return;
-                }
-                "timeout"
-            }
-        };
-        tracing::debug!(peer = %self.peer, reason, "connection closed by the node");
-        self.metrics
-            .connections_closed
-            .with_label_values(&[self.name(), reason])
-            .inc();
-    }
-
-    fn name(&self) -> &'static str {
-        if self.tls.is_some() { "https" } else { "http" }
+        let end = conn::serve(&self.builder, io, &self.timeouts, drain, handler).await;
+        if let ConnectionEnd::Failed(err) = &end {
+            tracing::debug!(peer = %self.peer, "connection ended with an error: {err}");
+        }
+        if let Some(reason) = end.closed_by_server() {
+            tracing::debug!(peer = %self.peer, reason, "connection closed by the node");
+            self.metrics
+                .connections_closed
+                .with_label_values(&[self.listener, reason])
+                .inc();
+        }
     }
 }
 
