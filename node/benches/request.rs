@@ -17,12 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use edge_node::app::App;
 use edge_node::config::{AppConfig, HttpConfig, RuntimeConfig};
-use edge_node::dispatch::{Dispatcher, RoutingTable};
-use edge_node::metrics::Metrics;
-use edge_node::runtime::Runtime;
-use edge_node::runtime::outbound::OutboundClient;
+use edge_node::internals::{App, Dispatcher, Metrics, OutboundClient, RoutingTable, Runtime};
 use http_body_util::{BodyExt, Empty};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -53,7 +49,7 @@ fn setup() -> (Arc<Runtime>, Arc<App>, Arc<Dispatcher>, Arc<Dispatcher>) {
     );
     let table = RoutingTable::new([(config.hosts.as_slice(), "/", app.clone())]);
     let cached = Dispatcher::new(runtime.clone(), table, metrics, &HttpConfig::default())
-        .with_cache(Some(Arc::new(edge_node::cache::layer::EdgeCache::new(
+        .with_cache(Some(Arc::new(edge_node::internals::EdgeCache::new(
             &Default::default(),
             None,
         ))));
@@ -88,7 +84,7 @@ fn bench(c: &mut Criterion) {
                     &app,
                     request(),
                     Scheme::Http,
-                    edge_node::RequestId(1),
+                    edge_node::internals::RequestId(1),
                     tokio::time::Instant::now() + Duration::from_secs(10),
                     Arc::new(()),
                 )

@@ -75,7 +75,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = crate::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         };
         let Ok(slot) = slots.try_acquire(peer.ip()) else {
             continue;
@@ -93,7 +93,7 @@ pub async fn serve(
                     handle(&state, req)
                 }
             };
-            let drain = crate::stopped(&mut shutdown);
+            let drain = crate::shutdown::stopped(&mut shutdown);
             conn::serve(&builder, stream, &timeouts, drain, handler).await;
         });
     }

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use crate::admission::AppAdmission;
+use crate::config::AppOutbound;
 use crate::config::{AppConfig, AppLimits};
 use crate::metrics::{AppMetrics, Metrics};
 use crate::names::{AppName, TenantId};
 use crate::origin::Origin;
-use crate::runtime::outbound::AppOutbound;
-use crate::runtime::{LoadError, LoadedComponent, Runtime};
+use crate::runtime::{GuestApp, LoadError, LoadedComponent, Runtime};
 
 pub struct App {
     pub name: AppName,
@@ -144,5 +144,31 @@ impl App {
             Backend::Component(component) => Some(component),
             Backend::Origin(_) => None,
         }
+    }
+}
+
+impl GuestApp for App {
+    fn component(&self) -> Option<&LoadedComponent> {
+        App::component(self)
+    }
+
+    fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    fn limits(&self) -> &AppLimits {
+        &self.limits
+    }
+
+    fn outbound(&self) -> &Arc<AppOutbound> {
+        &self.outbound
+    }
+
+    fn names(&self) -> (&Arc<str>, &Arc<str>) {
+        (&self.log_tenant, &self.log_name)
+    }
+
+    fn metrics(&self) -> &AppMetrics {
+        &self.metrics
     }
 }

@@ -15,18 +15,19 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use crate::RequestId;
 use crate::admission::NodeAdmission;
 use crate::app::{App, Backend};
 use crate::body::{
     GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus, declared_length,
 };
-use crate::cache::layer::{CacheResult, EdgeCache, Lookup, Pending};
+use crate::cache::layer::{CacheResult, EdgeCache};
+use crate::cache::serve::{CacheBackend, ServeError};
 use crate::config::HttpConfig;
 use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
 use crate::hop::strip_hop_by_hop;
 use crate::metrics::Metrics;
 use crate::origin::OriginError;
+use crate::request_id::RequestId;
 use crate::router::{RouteError, Router, request_host};
 use crate::runtime::{GuestResponse, Runtime};
 
@@ -187,34 +188,22 @@ impl Dispatcher {
             && app.cache_seen.load(Ordering::Relaxed)
         {
             let key = EdgeCache::key(&app.log_tenant, &app.log_name, scheme_name, host, &request);
-            return match cache.lookup(key, &request).await {
-                Lookup::Hit {
-                    response,
-                    result,
-                    collapsed,
-                } => {
-                    app.metrics.cache_result(result);
-                    if collapsed {
-                        app.metrics.cache_collapsed.inc();
-                    }
-                    Ok(response)
-                }
-                Lookup::Refresh { response, refresh } => {
-                    app.metrics.cache_result(CacheResult::Stale);
-                    self.refresh_in_background(cache, app, &request, scheme, refresh);
-                    Ok(response)
-                }
-                Lookup::NotCached => Err(EdgeError::NotCached),
-                Lookup::Miss(pending) => {
-                    let mut request = request;
-                    pending.backend_headers(request.headers_mut());
-                    let result =
-                        Box::pin(self.backend(app, request, scheme, request_id, started)).await;
-                    let (result, cache_result) = cache.complete(pending, &method, result);
-                    app.metrics.cache_result(cache_result);
-                    result
-                }
+            // The body is empty (`with_body` is false): nothing is lost.
+            let (parts, _empty) = request.into_parts();
+            let backend = AppBackend {
+                dispatcher: self,
+                app,
+                scheme,
+                request_id,
+                started,
             };
+            return cache
+                .serve(key, Request::from_parts(parts, ()), &backend)
+                .await
+                .map_err(|err| match err {
+                    ServeError::NotCached => EdgeError::NotCached,
+                    ServeError::Backend(err) => err,
+                });
         }
         // Kept only for what an unsafe method may invalidate.
         let path = (!method.is_safe())
@@ -250,31 +239,6 @@ impl Dispatcher {
             );
         }
         Ok(response)
-    }
-
-    /// Serves `stale-while-revalidate`: asks the backend again for the
-    /// request's resource (with the stored validators) in a task of its
-    /// own, and stores the answer. The client's request is long answered.
-    fn refresh_in_background<B>(
-        self: &Arc<Self>,
-        cache: &Arc<EdgeCache>,
-        app: &Arc<App>,
-        request: &Request<B>,
-        scheme: Scheme,
-        refresh: Pending,
-    ) {
-        let refresh_request = refresh.refresh_request(request.uri());
-        let request_id = RequestId(self.next_request_id.fetch_add(1, Ordering::Relaxed));
-        let (this, cache, app) = (self.clone(), cache.clone(), app.clone());
-        tokio::spawn(async move {
-            let result = this
-                .backend(&app, refresh_request, scheme, request_id, Instant::now())
-                .await;
-            if let Err(err) = &result {
-                log_failure(&app, request_id, err);
-            }
-            cache.finish_refresh(refresh, result).await;
-        });
     }
 
     /// What answers a request the cache did not: the app's component, with
@@ -425,6 +389,99 @@ impl Dispatcher {
             return Err(RequestLimit::BodyTooLarge { limit: body_limit });
         }
         Ok(declared)
+    }
+}
+
+/// The app behind the cache, for one client's request.
+struct AppBackend<'a> {
+    dispatcher: &'a Arc<Dispatcher>,
+    app: &'a Arc<App>,
+    scheme: Scheme,
+    request_id: RequestId,
+    started: Instant,
+}
+
+impl CacheBackend for AppBackend<'_> {
+    type Error = EdgeError;
+    type Detached = RefreshBackend;
+
+    async fn send(
+        &self,
+        request: Request<ResponseBody>,
+    ) -> Result<Response<ResponseBody>, EdgeError> {
+        self.dispatcher
+            .backend(
+                self.app,
+                request,
+                self.scheme.clone(),
+                self.request_id,
+                self.started,
+            )
+            .await
+    }
+
+    fn record(&self, result: CacheResult, collapsed: bool) {
+        self.app.metrics.cache_result(result);
+        if collapsed {
+            self.app.metrics.cache_collapsed.inc();
+        }
+    }
+
+    fn detach(&self) -> RefreshBackend {
+        RefreshBackend {
+            dispatcher: self.dispatcher.clone(),
+            app: self.app.clone(),
+            scheme: self.scheme.clone(),
+        }
+    }
+}
+
+/// The app behind a `stale-while-revalidate` refresh: a request of its own
+/// (its own id and wall time), long after the client was answered.
+struct RefreshBackend {
+    dispatcher: Arc<Dispatcher>,
+    app: Arc<App>,
+    scheme: Scheme,
+}
+
+impl CacheBackend for RefreshBackend {
+    type Error = EdgeError;
+    type Detached = RefreshBackend;
+
+    async fn send(
+        &self,
+        request: Request<ResponseBody>,
+    ) -> Result<Response<ResponseBody>, EdgeError> {
+        let request_id = RequestId(
+            self.dispatcher
+                .next_request_id
+                .fetch_add(1, Ordering::Relaxed),
+        );
+        let result = self
+            .dispatcher
+            .backend(
+                &self.app,
+                request,
+                self.scheme.clone(),
+                request_id,
+                Instant::now(),
+            )
+            .await;
+        if let Err(err) = &result {
+            log_failure(&self.app, request_id, err);
+        }
+        result
+    }
+
+    /// The client's answer was counted; the refresh's is not.
+    fn record(&self, _: CacheResult, _: bool) {}
+
+    fn detach(&self) -> RefreshBackend {
+        RefreshBackend {
+            dispatcher: self.dispatcher.clone(),
+            app: self.app.clone(),
+            scheme: self.scheme.clone(),
+        }
     }
 }
 

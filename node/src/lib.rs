@@ -3,24 +3,43 @@
 //!
 //! [`Node::start`] takes a validated [`NodeConfig`], compiles every app's
 //! component, binds the listeners and returns a [`NodeHandle`] with the bound
-//! addresses. The request path is [`dispatch::Dispatcher::dispatch`].
+//! addresses. `docs/architecture.md` walks through the stages a request
+//! goes through.
 
-pub mod admin;
-pub mod admission;
-pub mod app;
-pub mod body;
-pub mod cache;
+// The embedder's surface is `Node`, `NodeHandle`, `StartError` and the
+// config types; everything else is the node's own.
+mod admin;
+mod admission;
+mod app;
+mod body;
+mod cache;
 pub mod config;
-pub mod dispatch;
-pub mod error;
-pub mod hop;
-pub mod listener;
-pub mod metrics;
+mod dispatch;
+mod error;
+mod hop;
+mod listener;
+mod metrics;
 pub mod names;
-pub mod origin;
-pub mod router;
-pub mod runtime;
-pub mod sync;
+mod origin;
+mod outbound;
+mod request_id;
+mod router;
+mod runtime;
+mod shutdown;
+mod sync;
+
+/// The parts the node's own benches and tests drive directly (a dispatcher
+/// without listeners, a runtime without a node). Not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::app::App;
+    pub use crate::cache::layer::EdgeCache;
+    pub use crate::dispatch::{Dispatcher, RoutingTable};
+    pub use crate::metrics::Metrics;
+    pub use crate::outbound::OutboundClient;
+    pub use crate::request_id::RequestId;
+    pub use crate::runtime::{LoadError, Runtime};
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,30 +59,6 @@ use crate::listener::ClientListener;
 use crate::listener::tls::TlsError;
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeError};
-
-/// Identifies one request in logs and in the `x-edge-request-id` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId(pub u64);
-
-impl RequestId {
-    /// The id as 16 lowercase hex digits, without the formatting machinery
-    /// (it is written on every response).
-    pub fn hex(&self) -> [u8; 16] {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 16];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = DIGITS[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
-        }
-        out
-    }
-}
-
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Hex digits are ASCII.
-        f.write_str(std::str::from_utf8(&self.hex()).map_err(|_| std::fmt::Error)?)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -110,7 +105,7 @@ impl Node {
             ))
         });
         let outbound = Arc::new(
-            runtime::outbound::OutboundClient::new(
+            outbound::OutboundClient::new(
                 config.outbound.clone(),
                 metrics.outbound_requests.clone(),
             )
@@ -283,11 +278,6 @@ fn local_addr(
     })
 }
 
-/// Resolves once the shutdown flag is set (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 /// A running node.
 pub struct NodeHandle {
     pub https_addr: Option<SocketAddr>,
@@ -306,17 +296,5 @@ impl NodeHandle {
         self.admin.ready.store(false, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
-    }
-}
-
-#[cfg(test)]
-mod request_id_tests {
-    use super::RequestId;
-
-    #[test]
-    fn request_ids_are_sixteen_hex_digits() {
-        for id in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
-            assert_eq!(RequestId(id).to_string(), format!("{id:016x}"));
-        }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, header};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-use crate::runtime::outbound::OutboundClient;
+use crate::outbound::OutboundClient;
 
 pub use crate::config::OriginUrl;
 

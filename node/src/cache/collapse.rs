@@ -86,7 +86,8 @@ impl Collapser {
     }
 
     /// Keys with a backend call in flight.
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
         self.in_flight.lock().map(|m| m.len()).unwrap_or(0)
     }
 }

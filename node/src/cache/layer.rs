@@ -8,8 +8,9 @@
 //!
 //! The backend is whatever answers a miss: a tenant's component, an origin
 //! route, or the origin a component fetches. The layer never calls it; it
-//! tells the caller what to send ([`Pending::backend_headers`]) and takes
-//! the result ([`EdgeCache::complete`]).
+//! tells the driver (the `serve` module) what to send
+//! ([`Pending::backend_headers`]) and takes the result
+//! ([`EdgeCache::complete`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use crate::body::{ResponseBody, declared_length, full_body};
 pub const CACHE_STATUS_HEADER: HeaderName = HeaderName::from_static("x-cache");
 /// Send `x-edge-debug: surrogate-key` to see a response's `Surrogate-Key`.
 pub const DEBUG_HEADER: HeaderName = HeaderName::from_static("x-edge-debug");
-const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+use super::policy::SURROGATE_CONTROL;
 const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 
 pub struct EdgeCache {
@@ -64,7 +65,7 @@ const PASS_TTL: Duration = Duration::from_secs(30);
 const PASS_KEYS: u64 = 100_000;
 
 /// What the request path does after the lookup.
-pub enum Lookup {
+pub(super) enum Lookup {
     /// Answer with this stored response (`Hit` or `Stale`); `collapsed` if
     /// it came from a concurrent miss this request waited for.
     Hit {
@@ -103,7 +104,7 @@ enum MissKind {
 
 /// A miss in progress: what to send to the backend and what is needed to
 /// store its answer.
-pub struct Pending {
+pub(super) struct Pending {
     key: CacheKey,
     /// The client's request headers (its conditionals included: they are
     /// answered from the stored response, not forwarded).
@@ -127,7 +128,7 @@ impl Pending {
     /// answers them from the full response it stores), and the stored
     /// entry's validators are sent instead, so an unchanged resource costs
     /// a 304.
-    pub fn backend_headers(&self, headers: &mut HeaderMap) {
+    pub(super) fn backend_headers(&self, headers: &mut HeaderMap) {
         // Forwarded and hit-for-pass requests keep the client's own
         // conditionals: their answers go to that client only.
         if self.kind != MissKind::Store {
@@ -153,7 +154,7 @@ impl Pending {
 
     /// The GET a background refresh sends for `uri`: the client's headers,
     /// with the stored validators instead of its conditionals.
-    pub fn refresh_request(&self, uri: &http::Uri) -> Request<ResponseBody> {
+    pub(super) fn refresh_request(&self, uri: &http::Uri) -> Request<ResponseBody> {
         let mut request = Request::new(full_body(Bytes::new()));
         *request.uri_mut() = uri.clone();
         *request.headers_mut() = self.request_headers.clone();
@@ -229,7 +230,7 @@ impl EdgeCache {
     }
 
     /// Looks a GET or HEAD request up.
-    pub async fn lookup<B>(&self, key: CacheKey, request: &Request<B>) -> Lookup {
+    pub(super) async fn lookup<B>(&self, key: CacheKey, request: &Request<B>) -> Lookup {
         let headers = request.headers();
         let method = request.method();
         let now = SystemTime::now();
@@ -341,25 +342,12 @@ impl EdgeCache {
         }
     }
 
-    /// Takes the backend's answer to a background refresh and reads its body
-    /// to the end, which stores it.
-    pub async fn finish_refresh<E>(
-        self: &Arc<Self>,
-        refresh: Pending,
-        result: Result<Response<ResponseBody>, E>,
-    ) {
-        let (result, _) = self.complete(refresh, &Method::GET, result);
-        if let Ok(response) = result {
-            drain(response).await;
-        }
-    }
-
     /// Takes the backend's answer to a miss (or a refresh): a 304 to a
     /// revalidation refreshes the stored response and answers from it; an
     /// error within `stale-if-error` answers with the stale response;
     /// anything else is stored (while it streams to the client) if RFC 9111
     /// allows, and labelled.
-    pub fn complete<E>(
+    pub(super) fn complete<E>(
         self: &Arc<Self>,
         pending: Pending,
         method: &Method,
@@ -391,7 +379,7 @@ impl EdgeCache {
         }
         let (mut parts, body) = response.into_parts();
         let storable = pending.kind != MissKind::Forward
-            && !says_nothing_about_caching(&parts.headers)
+            && !policy::says_nothing_about_caching(&parts.headers)
             && policy::storable(
                 method,
                 &pending.request_headers,
@@ -399,7 +387,7 @@ impl EdgeCache {
                 &parts.headers,
             )
             .is_ok()
-            && worth_storing(parts.status, &parts.headers)
+            && policy::worth_storing(parts.status, &parts.headers)
             && declared_length(&parts.headers)
                 .is_none_or(|len| len <= self.store.max_entry_bytes() as u64);
         let result = if storable {
@@ -421,7 +409,7 @@ impl EdgeCache {
             // evict what others use.
             if pending.kind == MissKind::Store
                 && !parts.status.is_server_error()
-                && !storable_for_anyone(method, parts.status, &parts.headers)
+                && !policy::storable_for_anyone(method, parts.status, &parts.headers)
             {
                 self.store.purge_key(&pending.key, false);
                 self.pass.insert(pending.key, ());
@@ -496,26 +484,7 @@ impl EdgeCache {
         let Some(stale) = pending.stale else {
             return full_response(StatusCode::BAD_GATEWAY, HeaderMap::new());
         };
-        let mut headers = stale.headers.clone();
-        for name in not_modified.keys() {
-            if *name == header::CONTENT_LENGTH
-                || *name == header::TRANSFER_ENCODING
-                || *name == header::CONNECTION
-            {
-                continue;
-            }
-            headers.remove(name);
-            for value in not_modified.get_all(name) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        // The age is the 304's: an old Date or Age would make the
-        // refreshed response stale again at once.
-        for name in [header::DATE, header::AGE] {
-            if !not_modified.contains_key(&name) {
-                headers.remove(name);
-            }
-        }
+        let headers = policy::freshened_headers(&stale.headers, not_modified);
         let received = Received {
             request_time: pending.request_time,
             response_time: SystemTime::now(),
@@ -544,7 +513,7 @@ impl EdgeCache {
         .is_ok();
         // The 304 itself may make the resource uncacheable; this request's
         // own directives only keep it from being stored.
-        let uncacheable = !storable_for_anyone(&Method::GET, entry.status, &entry.headers);
+        let uncacheable = !policy::storable_for_anyone(&Method::GET, entry.status, &entry.headers);
         let purged_since = self.generation.load(Ordering::Acquire) != pending.generation;
         let stored = storable && !purged_since && self.store.insert(pending.key.clone(), entry);
         if uncacheable && !purged_since {
@@ -611,7 +580,7 @@ impl EdgeCache {
         seen: &std::sync::atomic::AtomicBool,
         mut response: Response<ResponseBody>,
     ) -> Response<ResponseBody> {
-        if !says_nothing_about_caching(response.headers()) {
+        if !policy::says_nothing_about_caching(response.headers()) {
             seen.store(true, Ordering::Relaxed);
         }
         client_headers(
@@ -623,19 +592,6 @@ impl EdgeCache {
     }
 }
 
-/// Reads a background refresh's body to its end (which stores it), keeping
-/// none of it.
-async fn drain(response: Response<ResponseBody>) {
-    let mut body = response.into_body();
-    while let Some(Ok(_)) = body.frame().await {}
-}
-
-/// Whether the response may be stored at all, whoever asked: what a
-/// resource says about itself, without the request's directives.
-fn storable_for_anyone(method: &Method, status: StatusCode, headers: &HeaderMap) -> bool {
-    policy::storable(method, &HeaderMap::new(), status, headers).is_ok()
-}
-
 /// A soft-purged entry is stale whatever its lifetime said.
 fn effective_lifetime(entry: &Entry) -> Duration {
     if entry.invalidated.load(Ordering::Relaxed) {
@@ -643,29 +599,6 @@ fn effective_lifetime(entry: &Entry) -> Duration {
     } else {
         entry.lifetime
     }
-}
-
-/// Most uncacheable answers say nothing about caching at all: no parsing
-/// is needed to know they are not stored.
-fn says_nothing_about_caching(headers: &HeaderMap) -> bool {
-    [
-        header::CACHE_CONTROL,
-        SURROGATE_CONTROL,
-        header::EXPIRES,
-        header::LAST_MODIFIED,
-        header::ETAG,
-    ]
-    .iter()
-    .all(|name| !headers.contains_key(name))
-}
-
-/// Whether storing helps at all: a response that is stale at once and has
-/// no validator could never be used again (`no-cache` and `max-age=0`
-/// responses with an ETag or Last-Modified are stored to be revalidated).
-fn worth_storing(status: StatusCode, headers: &HeaderMap) -> bool {
-    headers.contains_key(header::ETAG)
-        || headers.contains_key(header::LAST_MODIFIED)
-        || !policy::freshness_lifetime(status, headers).is_zero()
 }
 
 /// Headers this cache consumes are not the client's business.
@@ -700,7 +633,7 @@ fn hit_response(
     let mut headers = entry.headers.clone();
     client_headers(&mut headers, request, result);
     headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
-    if not_modified(request, &entry.headers) {
+    if policy::not_modified(request, &entry.headers) {
         for name in [
             header::CONTENT_LENGTH,
             header::CONTENT_TYPE,
@@ -726,33 +659,6 @@ fn full_response(status: StatusCode, headers: HeaderMap) -> Response<ResponseBod
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
-}
-
-/// RFC 9110 §13.2.2: `If-None-Match` (weak comparison) wins over
-/// `If-Modified-Since`.
-fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
-    if let Some(inm) = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
-        return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
-    }
-    let date = |map: &HeaderMap, name| {
-        map.get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-    };
-    match (
-        date(request, header::IF_MODIFIED_SINCE),
-        date(stored, header::LAST_MODIFIED),
-    ) {
-        (Some(since), Some(modified)) => modified <= since,
-        _ => false,
-    }
 }
 
 /// What to store once the body is complete.

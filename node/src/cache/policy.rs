@@ -127,7 +127,7 @@ pub fn heuristically_cacheable(status: StatusCode) -> bool {
 /// The response's directives for this cache: `Surrogate-Control` if the
 /// origin sent one, else `Cache-Control`.
 pub fn response_directives(headers: &HeaderMap) -> CacheControl {
-    if headers.contains_key("surrogate-control") {
+    if headers.contains_key(SURROGATE_CONTROL) {
         let mut sc = parse_cache_control(headers, "surrogate-control");
         // Surrogate-Control speaks to this cache only: `max-age` there is
         // this cache's lifetime, like s-maxage.
@@ -369,6 +369,89 @@ pub fn stale_if_error_allows(
         .stale_if_error
         .or(res.stale_if_error);
     window.is_some_and(|w| staleness <= w)
+}
+
+/// The response header a CDN's owner uses to speak to this cache alone
+/// (consumed here, never sent on to the client).
+pub const SURROGATE_CONTROL: header::HeaderName =
+    header::HeaderName::from_static("surrogate-control");
+
+/// Whether the response may be stored at all, whoever asked: what a
+/// resource says about itself, without the request's directives.
+pub fn storable_for_anyone(method: &Method, status: StatusCode, headers: &HeaderMap) -> bool {
+    storable(method, &HeaderMap::new(), status, headers).is_ok()
+}
+
+/// Most uncacheable answers say nothing about caching at all: no parsing
+/// is needed to know they are not stored.
+pub fn says_nothing_about_caching(headers: &HeaderMap) -> bool {
+    [
+        header::CACHE_CONTROL,
+        SURROGATE_CONTROL,
+        header::EXPIRES,
+        header::LAST_MODIFIED,
+        header::ETAG,
+    ]
+    .iter()
+    .all(|name| !headers.contains_key(name))
+}
+
+/// Whether storing helps at all: a response that is stale at once and has
+/// no validator could never be used again (`no-cache` and `max-age=0`
+/// responses with an ETag or Last-Modified are stored to be revalidated).
+pub fn worth_storing(status: StatusCode, headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ETAG)
+        || headers.contains_key(header::LAST_MODIFIED)
+        || !freshness_lifetime(status, headers).is_zero()
+}
+
+/// Whether a stored response answers the client's conditional request with
+/// a 304 (RFC 9110 §13.2.2): `If-None-Match` (weak comparison) wins over
+/// `If-Modified-Since`.
+pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
+    if let Some(inm) = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+        return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
+    }
+    match (
+        http_date(request, header::IF_MODIFIED_SINCE),
+        http_date(stored, header::LAST_MODIFIED),
+    ) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
+    }
+}
+
+/// RFC 9111 §4.3.4: the header fields of a stored response once a 304
+/// confirmed it. The 304's fields replace the stored ones, except those
+/// that frame the stored body; the stored `Date` and `Age` go unless the
+/// 304 has its own, or the refreshed response would be stale again at once.
+pub fn freshened_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+    let mut headers = stored.clone();
+    for name in not_modified.keys() {
+        if *name == header::CONTENT_LENGTH
+            || *name == header::TRANSFER_ENCODING
+            || *name == header::CONNECTION
+        {
+            continue;
+        }
+        headers.remove(name);
+        for value in not_modified.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    for name in [header::DATE, header::AGE] {
+        if !not_modified.contains_key(&name) {
+            headers.remove(name);
+        }
+    }
+    headers
 }
 
 #[cfg(test)]
@@ -803,5 +886,165 @@ mod tests {
             ])
         );
         assert_eq!(vary_names(&headers(&[("vary", "accept, *")])), None);
+    }
+
+    #[test]
+    fn storable_for_anyone_ignores_the_requests_own_directives() {
+        let ok = StatusCode::OK;
+        let public = headers(&[("cache-control", "max-age=60")]);
+        assert!(storable_for_anyone(&Method::GET, ok, &public));
+        // A client's `no-store` or credentials keep its own answer out of
+        // the cache, but say nothing about the resource.
+        assert!(
+            storable(
+                &Method::GET,
+                &headers(&[("cache-control", "no-store")]),
+                ok,
+                &public
+            )
+            .is_err()
+        );
+        assert!(
+            storable(
+                &Method::GET,
+                &headers(&[("authorization", "Bearer x")]),
+                ok,
+                &public
+            )
+            .is_err()
+        );
+        // What the resource says of itself decides.
+        for own in ["no-store", "private"] {
+            let refused = headers(&[("cache-control", own)]);
+            assert!(!storable_for_anyone(&Method::GET, ok, &refused), "{own}");
+        }
+        assert!(!storable_for_anyone(&Method::POST, ok, &public));
+    }
+
+    #[test]
+    fn an_answer_with_no_caching_headers_says_nothing() {
+        assert!(says_nothing_about_caching(&headers(&[
+            ("content-type", "text/plain"),
+            ("content-length", "5"),
+        ])));
+        for name in [
+            "cache-control",
+            "surrogate-control",
+            "expires",
+            "last-modified",
+            "etag",
+        ] {
+            let value = match name {
+                "expires" | "last-modified" => "Tue, 01 Dec 2026 00:00:00 GMT",
+                "etag" => "\"v1\"",
+                _ => "max-age=1",
+            };
+            assert!(
+                !says_nothing_about_caching(&headers(&[(name, value)])),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_reusable_answers_are_worth_storing() {
+        let ok = StatusCode::OK;
+        assert!(worth_storing(
+            ok,
+            &headers(&[("cache-control", "max-age=60")])
+        ));
+        // Stale at once and nothing to revalidate with: never usable.
+        assert!(!worth_storing(
+            ok,
+            &headers(&[("cache-control", "max-age=0")])
+        ));
+        assert!(!worth_storing(
+            ok,
+            &headers(&[("cache-control", "no-cache")])
+        ));
+        // Stale at once but revalidatable: a 304 later costs no body.
+        assert!(worth_storing(
+            ok,
+            &headers(&[("cache-control", "no-cache"), ("etag", "\"a\"")])
+        ));
+        assert!(worth_storing(
+            ok,
+            &headers(&[
+                ("cache-control", "max-age=0"),
+                ("last-modified", "Tue, 01 Dec 2026 00:00:00 GMT"),
+            ])
+        ));
+    }
+
+    #[test]
+    fn conditionals_follow_rfc_9110_13_2_2() {
+        let stored = headers(&[
+            ("etag", "W/\"v2\""),
+            ("last-modified", "Tue, 01 Dec 2026 10:00:00 GMT"),
+        ]);
+        let asks = |pairs: &[(&str, &str)]| not_modified(&headers(pairs), &stored);
+        // Weak comparison, lists and `*`.
+        assert!(asks(&[("if-none-match", "\"v2\"")]));
+        assert!(asks(&[("if-none-match", "\"v1\", W/\"v2\"")]));
+        assert!(asks(&[("if-none-match", "*")]));
+        assert!(!asks(&[("if-none-match", "\"v1\"")]));
+        // If-Modified-Since: not modified at or after the stored date.
+        assert!(asks(&[(
+            "if-modified-since",
+            "Tue, 01 Dec 2026 10:00:00 GMT"
+        )]));
+        assert!(asks(&[(
+            "if-modified-since",
+            "Wed, 02 Dec 2026 10:00:00 GMT"
+        )]));
+        assert!(!asks(&[(
+            "if-modified-since",
+            "Mon, 30 Nov 2026 10:00:00 GMT"
+        )]));
+        assert!(!asks(&[("if-modified-since", "not a date")]));
+        // If-None-Match wins: a mismatch is modified whatever the date says.
+        assert!(!asks(&[
+            ("if-none-match", "\"v1\""),
+            ("if-modified-since", "Wed, 02 Dec 2026 10:00:00 GMT"),
+        ]));
+        // No validator stored, nothing to match.
+        assert!(!not_modified(
+            &headers(&[("if-none-match", "*")]),
+            &HeaderMap::new()
+        ));
+        assert!(!asks(&[]));
+    }
+
+    #[test]
+    fn a_304_freshens_the_stored_fields_but_not_the_bodys_framing() {
+        let stored = headers(&[
+            ("content-length", "5"),
+            ("content-type", "text/plain"),
+            ("cache-control", "max-age=10"),
+            ("etag", "\"v1\""),
+            ("date", "Tue, 01 Dec 2026 10:00:00 GMT"),
+            ("age", "7"),
+            ("x-kept", "yes"),
+            ("link", "</a>"),
+            ("link", "</b>"),
+        ]);
+        let not_modified = headers(&[
+            ("content-length", "0"),
+            ("cache-control", "max-age=60"),
+            ("link", "</c>"),
+        ]);
+        let merged = freshened_headers(&stored, &not_modified);
+        assert_eq!(merged["content-length"], "5");
+        assert_eq!(merged["content-type"], "text/plain");
+        assert_eq!(merged["cache-control"], "max-age=60");
+        assert_eq!(merged["etag"], "\"v1\"");
+        assert_eq!(merged["x-kept"], "yes");
+        let links: Vec<_> = merged.get_all("link").iter().collect();
+        assert_eq!(links, ["</c>"]);
+        // The old Date and Age would make it stale at once.
+        assert!(!merged.contains_key("date") && !merged.contains_key("age"));
+        let dated = headers(&[("date", "Tue, 01 Dec 2026 11:00:00 GMT")]);
+        let merged = freshened_headers(&stored, &dated);
+        assert_eq!(merged["date"], "Tue, 01 Dec 2026 11:00:00 GMT");
     }
 }

@@ -130,3 +130,33 @@ impl TryFrom<String> for Destination {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(s: &str) -> Destination {
+        Destination::try_from(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn destinations_match_scheme_host_and_port() {
+        let api = dest("https://API.example.com");
+        assert!(api.matches("https", "api.example.com", 443));
+        assert!(!api.matches("http", "api.example.com", 443));
+        assert!(!api.matches("https", "api.example.com", 8443));
+        assert!(!api.matches("https", "evil.api.example.com", 443));
+        let wild = dest("http://*.example.org:8080");
+        assert!(wild.matches("http", "a.example.org", 8080));
+        assert!(!wild.matches("http", "example.org", 8080));
+        assert!(!wild.matches("http", "a.example.org", 80));
+        for bad in [
+            "example.com",
+            "ftp://example.com",
+            "https://exa mple.com",
+            "https://a.b:x",
+        ] {
+            assert!(Destination::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+    }
+}

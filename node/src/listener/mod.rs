@@ -121,7 +121,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = crate::stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         };
         accepted.inc();
         let slot = match spec.connection_slots.try_acquire(peer.ip()) {
@@ -228,7 +228,7 @@ impl Connection {
             let scheme = scheme.clone();
             async move { dispatcher.dispatch(request, scheme).await }
         };
-        let drain = crate::stopped(&mut shutdown);
+        let drain = crate::shutdown::stopped(&mut shutdown);
         let end = conn::serve(&self.builder, io, &self.timeouts, drain, handler).await;
         if let ConnectionEnd::Failed(err) = &end {
             tracing::debug!(peer = %self.peer, "connection ended with an error: {err}");

@@ -25,7 +25,7 @@ pub struct GuestLogLimits {
 pub struct LogContext {
     pub tenant: Arc<str>,
     pub app: Arc<str>,
-    pub request_id: crate::RequestId,
+    pub request_id: crate::request_id::RequestId,
     pub limits: GuestLogLimits,
 }
 
@@ -211,7 +211,7 @@ mod tests {
         let ctx = LogContext {
             tenant: "t".into(),
             app: "a".into(),
-            request_id: crate::RequestId(1),
+            request_id: crate::request_id::RequestId(1),
             limits: GuestLogLimits {
                 line_bytes,
                 bytes_per_request,

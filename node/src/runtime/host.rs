@@ -19,7 +19,7 @@ use wasmtime_wasi_http::{
 
 use super::guest_log::{GuestLog, LogContext};
 use super::limits::{CpuTicks, InstanceLimits};
-use super::outbound::{OutboundPolicy, SendRequestFuture};
+use crate::outbound::{OutboundPolicy, SendRequestFuture};
 
 /// The one linker of the node.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {

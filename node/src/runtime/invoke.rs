@@ -18,9 +18,24 @@ use super::Runtime;
 use super::guest_log::{GuestLogLimits, LogContext};
 use super::host::{Host, HostSetup};
 use super::limits::{LimitExceeded, enforce_cpu_budget};
-use super::outbound::OutboundPolicy;
-use crate::RequestId;
-use crate::app::App;
+use crate::config::{AppLimits, AppOutbound};
+use crate::metrics::AppMetrics;
+use crate::outbound::OutboundPolicy;
+use crate::request_id::RequestId;
+
+/// What the runtime needs of an app to run one of its requests. The app
+/// itself (`App`, in the `app` module) stands above the runtime (it holds a
+/// loaded component), so the runtime names only this.
+pub trait GuestApp: Send + Sync + 'static {
+    fn component(&self) -> Option<&super::LoadedComponent>;
+    /// The app's config values: the guest's whole environment.
+    fn env(&self) -> &[(String, String)];
+    fn limits(&self) -> &AppLimits;
+    fn outbound(&self) -> &Arc<AppOutbound>;
+    /// The tenant's and the app's names, as logs and metrics carry them.
+    fn names(&self) -> (&Arc<str>, &Arc<str>);
+    fn metrics(&self) -> &AppMetrics;
+}
 
 /// How a guest failed to produce a response.
 #[derive(Debug, thiserror::Error)]
@@ -131,9 +146,9 @@ enum TaskError {
 impl Runtime {
     /// Runs `app`'s component for one request, which must be over by
     /// `deadline` (the app's wall-time limit), response body included.
-    pub async fn invoke<B>(
+    pub async fn invoke<A: GuestApp, B>(
         &self,
-        app: &Arc<App>,
+        app: &Arc<A>,
         request: http::Request<B>,
         scheme: Scheme,
         request_id: RequestId,
@@ -147,17 +162,18 @@ impl Runtime {
         if app.component().is_none() {
             return Err(GuestError::Host(wasmtime::format_err!(
                 "app {} has no component",
-                app.name
+                app.names().1
             )));
         }
         let settings = &self.settings;
-        let limits = &app.limits;
+        let limits = app.limits();
+        let (tenant, app_name) = app.names();
         let limit_hit = Arc::new(AtomicBool::new(false));
         let host = Host::new(HostSetup {
-            env: &app.env,
+            env: app.env(),
             log: LogContext {
-                tenant: app.log_tenant.clone(),
-                app: app.log_name.clone(),
+                tenant: tenant.clone(),
+                app: app_name.clone(),
                 request_id,
                 limits: GuestLogLimits {
                     line_bytes: settings.guest_log_line_bytes,
@@ -169,9 +185,9 @@ impl Runtime {
             max_resources: settings.max_resources_per_request as usize,
             outbound: OutboundPolicy::new(
                 self.outbound.clone(),
-                app.outbound.clone(),
-                app.log_tenant.clone(),
-                app.log_name.clone(),
+                app.outbound().clone(),
+                tenant.clone(),
+                app_name.clone(),
             ),
             limit_hit: limit_hit.clone(),
         });
@@ -218,7 +234,7 @@ impl Runtime {
                             TaskError::Instantiate(err)
                         }
                     })?;
-                app.metrics
+                app.metrics()
                     .instantiate_duration
                     .observe(started.elapsed().as_secs_f64());
                 proxy
@@ -240,13 +256,13 @@ impl Runtime {
                 Err(_) => Err(TaskError::WallTime),
             };
             let cpu = tick.saturating_mul(store.data().cpu_ticks.try_into().unwrap_or(u32::MAX));
-            app.metrics.cpu_time.observe(cpu.as_secs_f64());
-            app.metrics
+            app.metrics().cpu_time.observe(cpu.as_secs_f64());
+            app.metrics()
                 .memory_peak
                 .observe(store.data().limits.peak_memory_bytes as f64);
             if let Err(err) = &result {
                 task_failed.store(true, Ordering::Release);
-                report(&app, request_id, err);
+                report(&*app, request_id, err);
             }
             // The instance goes back to the pool before the request's
             // admission permits are released, so a request admitted next
@@ -329,30 +345,30 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Logs and counts how a guest task failed, whether or not the response had
 /// already started (in which case the client sees a cut-off body).
-fn report(app: &App, request_id: RequestId, err: &TaskError) {
+fn report<A: GuestApp>(app: &A, request_id: RequestId, err: &TaskError) {
     match err {
         TaskError::Trap(kind, err) => {
-            app.metrics.trap(kind.label());
+            app.metrics().trap(kind.label());
             match kind {
-                TrapKind::CpuTime => app.metrics.limit_rejection("cpu-time-exceeded"),
-                TrapKind::MemoryLimit => app.metrics.limit_rejection("memory-limit-exceeded"),
+                TrapKind::CpuTime => app.metrics().limit_rejection("cpu-time-exceeded"),
+                TrapKind::MemoryLimit => app.metrics().limit_rejection("memory-limit-exceeded"),
                 _ => {}
             }
             tracing::warn!(
-                tenant = %app.tenant,
-                app = %app.name,
+                tenant = %app.names().0,
+                app = %app.names().1,
                 %request_id,
                 kind = kind.label(),
                 "guest trapped: {err:?}",
             );
         }
         TaskError::WallTime => {
-            app.metrics.limit_rejection("wall-time-exceeded");
+            app.metrics().limit_rejection("wall-time-exceeded");
             tracing::info!(
-                tenant = %app.tenant,
-                app = %app.name,
+                tenant = %app.names().0,
+                app = %app.names().1,
                 %request_id,
-                limit = ?app.limits.wall_time,
+                limit = ?app.limits().wall_time,
                 "request over its wall-time limit; guest stopped",
             );
         }

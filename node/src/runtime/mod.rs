@@ -8,7 +8,6 @@ mod guest_log;
 mod host;
 pub mod invoke;
 pub mod limits;
-pub mod outbound;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,9 +18,8 @@ use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationCon
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::config::{PagemapScan, RuntimeConfig};
-pub use guest_log::GuestLogLimits;
 pub use host::Host;
-pub use invoke::{GuestError, GuestResponse, TrapKind};
+pub use invoke::{GuestApp, GuestError, GuestResponse};
 
 /// A component compiled and linked, ready to instantiate per request.
 pub type LoadedComponent = ProxyPre<Host>;
@@ -65,7 +63,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<Host>,
     pub(crate) settings: Arc<RuntimeConfig>,
-    pub(crate) outbound: Arc<outbound::OutboundClient>,
+    pub(crate) outbound: Arc<crate::outbound::OutboundClient>,
     ticker: epoch::EpochTicker,
 }
 
@@ -73,7 +71,7 @@ impl Runtime {
     pub fn new(
         settings: &RuntimeConfig,
         compile: &CompileSettings,
-        outbound: Arc<outbound::OutboundClient>,
+        outbound: Arc<crate::outbound::OutboundClient>,
     ) -> Result<Self, RuntimeError> {
         let mut config = compile_config(compile);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(

@@ -14,11 +14,11 @@ use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{AppError, PurgeTarget, Snapshot, SnapshotApp, SnapshotOrigin};
 
 use crate::app::{App, Backend};
+use crate::config::AppOutbound;
 use crate::config::{AppLimits, MAX_ENV_BYTES, normalize_prefix};
 use crate::dispatch::{Dispatcher, RoutingTable};
 use crate::metrics::Metrics;
 use crate::origin::{Origin, OriginUrl};
-use crate::runtime::outbound::AppOutbound;
 use crate::runtime::{LoadError, LoadedComponent, Runtime};
 
 /// Routes from the node's own config file, served next to synced apps.

@@ -181,12 +181,12 @@ impl Syncer {
             if !backoff.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = crate::stopped(&mut shutdown) => return,
+                    _ = crate::shutdown::stopped(&mut shutdown) => return,
                 }
             }
             let round = tokio::select! {
                 result = self.round() => result,
-                _ = crate::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             };
             match round {
                 Ok(()) => backoff = Duration::ZERO,

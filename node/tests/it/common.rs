@@ -213,7 +213,7 @@ impl TestNodeBuilder {
                 .collect(),
             control_plane: None,
             cache: {
-                let mut cache = edge_node::cache::layer::CacheConfig {
+                let mut cache = edge_node::config::CacheConfig {
                     enabled: self.cache,
                     purge_token: self.purge_token.clone(),
                     ..Default::default()

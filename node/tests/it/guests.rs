@@ -4,7 +4,7 @@ use bytes::Bytes;
 use edge_common::CompileSettings;
 use edge_fixtures::{ECHO, ENV, HELLO, NO_RESPONSE, PANIC, WSTD_STREAM};
 use edge_node::config::{AppLimits, RuntimeConfig};
-use edge_node::runtime::{LoadError, Runtime};
+use edge_node::internals::{LoadError, Runtime};
 use futures::StreamExt;
 
 use crate::common::{TestNode, app, metric_value};
@@ -207,7 +207,7 @@ fn runtime() -> Runtime {
         instance_slots: 4,
         ..RuntimeConfig::default()
     };
-    let outbound = edge_node::runtime::outbound::OutboundClient::new(
+    let outbound = edge_node::internals::OutboundClient::new(
         Default::default(),
         prometheus::IntCounterVec::new(
             prometheus::Opts::new("t", "t"),

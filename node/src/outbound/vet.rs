@@ -1,0 +1,242 @@
+//! Where outbound connections may go: address classes no tenant may reach
+//! (loopback, private, link-local with cloud metadata, CGNAT, unique-local,
+//! multicast, and the IPv6 forms that embed such IPv4 addresses) unless the
+//! operator allowed that exact address, and the resolver that applies them
+//! to every name before the client connects.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper_util::client::legacy::connect::dns::Name;
+
+use crate::config::OutboundConfig;
+
+/// Why an address may not be connected to, if it may not.
+pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    Some(match (a, b) {
+        (0, _) => "unspecified",
+        (127, _) => "loopback",
+        (10, _) | (172, 16..=31) | (192, 168) => "private",
+        (169, 254) => "link-local (cloud metadata)",
+        (100, 64..=127) => "carrier-grade NAT",
+        (192, 0) if c == 0 => "IETF protocol assignments",
+        (198, 18..=19) => "benchmarking",
+        (224..=239, _) => "multicast",
+        (240..=255, _) => "reserved or broadcast",
+        _ => return None,
+    })
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        return Some("unspecified");
+    }
+    if ip.is_loopback() {
+        return Some("loopback");
+    }
+    let segments = ip.segments();
+    // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d).
+    if let Some(v4) = ip.to_ipv4() {
+        return forbidden_v4(v4).map(|_| "IPv4 address in IPv6 form");
+    }
+    // SIIT (::ffff:0:a.b.c.d) embeds it in the last 32 bits too.
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        let v4 = Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7]));
+        return forbidden_v4(v4).map(|_| "IPv4 address in SIIT form");
+    }
+    // Teredo (2001::/32) tunnels to an obfuscated IPv4 address: refuse all.
+    if segments[..2] == [0x2001, 0] {
+        return Some("Teredo");
+    }
+    // Local-use NAT64 (64:ff9b:1::/48) may use any prefix length: refuse all.
+    if segments[..3] == [0x64, 0xff9b, 1] {
+        return Some("local-use NAT64");
+    }
+    // NAT64 (64:ff9b::/96) embeds the IPv4 address in the last 32 bits.
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        let v4 = Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7]));
+        return forbidden_v4(v4).map(|_| "IPv4 address behind NAT64");
+    }
+    // 6to4 (2002::/16) embeds it in bits 16..48.
+    if segments[0] == 0x2002 {
+        let v4 = Ipv4Addr::from((u32::from(segments[1]) << 16) | u32::from(segments[2]));
+        return forbidden_v4(v4).map(|_| "IPv4 address behind 6to4");
+    }
+    match segments[0] {
+        s if s & 0xfe00 == 0xfc00 => Some("unique-local"),
+        s if s & 0xffc0 == 0xfe80 => Some("link-local"),
+        s if s & 0xffc0 == 0xfec0 => Some("site-local"),
+        s if s & 0xff00 == 0xff00 => Some("multicast"),
+        _ => None,
+    }
+}
+
+/// The refusal a vetting resolver gives, found again in the client's error
+/// chain to tell the guest its destination was prohibited.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves only to prohibited addresses ({reason})")]
+pub(super) struct AddressProhibited {
+    host: String,
+    reason: &'static str,
+}
+
+/// Resolves names for the shared client: static hosts first, then DNS; keeps
+/// only addresses that pass [`forbidden_address`] or that the operator
+/// allowed, so the connector can only ever connect to a vetted address.
+#[derive(Clone)]
+pub(super) struct VettingResolver {
+    pub(super) config: Arc<OutboundConfig>,
+}
+
+impl VettingResolver {
+    pub(super) async fn resolve(
+        config: Arc<OutboundConfig>,
+        host: String,
+    ) -> std::io::Result<Vec<SocketAddr>> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let (candidates, from_operator): (Vec<IpAddr>, bool) = match config.hosts.get(&host) {
+            Some(ip) => (vec![*ip], true),
+            None => {
+                // getaddrinfo cannot be cancelled, but the guest need not wait
+                // for a slow resolver longer than it would for a connection.
+                let lookup = tokio::net::lookup_host((host.as_str(), 0));
+                let addrs = tokio::time::timeout(config.connect_timeout, lookup)
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                (addrs.map(|addr| addr.ip()).collect(), false)
+            }
+        };
+        let mut reason = "no addresses";
+        let vetted: Vec<SocketAddr> = candidates
+            .into_iter()
+            .filter(|ip| match forbidden_address(*ip) {
+                None => true,
+                Some(_) if from_operator && config.allow_private_addresses.contains(ip) => true,
+                Some(why) => {
+                    reason = why;
+                    false
+                }
+            })
+            .map(|ip| SocketAddr::new(ip, 0))
+            .collect();
+        if vetted.is_empty() {
+            return Err(std::io::Error::other(AddressProhibited { host, reason }));
+        }
+        Ok(vetted)
+    }
+}
+
+impl tower_service::Service<Name> for VettingResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let config = self.config.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move { Ok(Self::resolve(config, host).await?.into_iter()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forbidden(s: &str) -> bool {
+        forbidden_address(s.parse().unwrap()).is_some()
+    }
+
+    #[test]
+    fn private_and_special_addresses_are_refused() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "127.255.0.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::10.0.0.1",
+            "2002:a00:1::",
+            "::ffff:0:a00:1",
+            "64:ff9b:1::a00:1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
+        ] {
+            assert!(forbidden(ip), "{ip} must be refused");
+        }
+    }
+
+    #[test]
+    fn public_addresses_pass() {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+        ] {
+            assert!(!forbidden(ip), "{ip} must be allowed");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused_before_connecting() {
+        let config = Arc::new(OutboundConfig {
+            hosts: [
+                ("internal.test".to_string(), "10.0.0.7".parse().unwrap()),
+                (
+                    "metadata.test".to_string(),
+                    "169.254.169.254".parse().unwrap(),
+                ),
+                ("origin.test".to_string(), "127.0.0.1".parse().unwrap()),
+            ]
+            .into(),
+            allow_private_addresses: vec!["127.0.0.1".parse().unwrap()],
+            ..OutboundConfig::default()
+        });
+        for host in ["internal.test", "metadata.test"] {
+            let err = VettingResolver::resolve(config.clone(), host.into())
+                .await
+                .expect_err("refused");
+            assert!(err.get_ref().is_some_and(|e| e.is::<AddressProhibited>()));
+        }
+        // Names match whatever their case or trailing dot.
+        let ok = VettingResolver::resolve(config, "ORIGIN.test.".into())
+            .await
+            .unwrap();
+        assert_eq!(ok, vec!["127.0.0.1:0".parse().unwrap()]);
+    }
+}
