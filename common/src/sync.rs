@@ -108,15 +108,35 @@ pub enum PurgeRequestError {
 
 /// The body of a purge request (the control plane's
 /// `POST /v1/apps/{app}/purge`, and the node's admin purge without its
-/// `tenant` and `app`).
-#[derive(Deserialize)]
+/// `tenant` and `app`): exactly one of `url`, `key` and `all: true`, which
+/// [`PurgeRequest::from_json`] checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Body {
-    url: Option<String>,
-    key: Option<String>,
-    all: Option<bool>,
+pub struct PurgeBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
     #[serde(default)]
-    soft: bool,
+    pub soft: bool,
+}
+
+impl From<PurgeRequest> for PurgeBody {
+    fn from(request: PurgeRequest) -> Self {
+        let (url, key, all) = match request.target {
+            PurgeTarget::Url { url } => (Some(url), None, None),
+            PurgeTarget::Key { key } => (None, Some(key), None),
+            PurgeTarget::All => (None, None, Some(true)),
+        };
+        Self {
+            url,
+            key,
+            all,
+            soft: request.soft,
+        }
+    }
 }
 
 impl PurgeRequest {
@@ -127,7 +147,7 @@ impl PurgeRequest {
         if !value.is_object() {
             return Err(PurgeRequestError::NotObject);
         }
-        let body: Body = serde_json::from_value(value).map_err(PurgeRequestError::Shape)?;
+        let body: PurgeBody = serde_json::from_value(value).map_err(PurgeRequestError::Shape)?;
         if body.all == Some(false) {
             return Err(PurgeRequestError::AllFalse);
         }

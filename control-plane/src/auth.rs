@@ -19,13 +19,8 @@ pub const LEEWAY_SECS: u64 = 5;
 /// Longest token lifetime `edge-cp token` issues.
 pub const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Tenant,
-    Node,
-}
+/// The roles, as `GET /v1/whoami` shows them and tokens carry them.
+pub use edge_common::api::Role;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {

@@ -1,7 +1,8 @@
 //! Every API refusal: a status, a stable code and a one-line message, sent
-//! as `{"error": {"code": "...", "message": "..."}}`.
+//! as `{"error": {"code": "...", "message": "..."}}` (`edge_common::api::ErrorBody`).
 
 use bytes::Bytes;
+use edge_common::api::{ErrorBody, ErrorDetail};
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
 
@@ -54,10 +55,16 @@ impl ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message }
-        });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        // Two strings cannot fail to serialise; were it to happen, the
+        // status would still say what went wrong.
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = self.status;
         response.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -18,7 +18,6 @@ pub mod settings;
 pub mod store;
 pub mod sync;
 pub mod uploads;
-pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

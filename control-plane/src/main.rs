@@ -13,6 +13,14 @@ use edge_cp::server::ConnectionFlags;
 use edge_cp::settings::ApiFlags;
 use edge_cp::{ControlPlane, CpConfig};
 
+/// `--role`: one of the roles' wire names, listed in `--help` and in the
+/// error for any other word.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::as_str))
+        .try_map(|name| name.parse::<Role>())
+}
+
 #[derive(Parser)]
 #[command(
     name = "edge-cp",
@@ -50,7 +58,7 @@ enum Command {
     Token {
         #[arg(long)]
         data_dir: PathBuf,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = role_parser())]
         role: Role,
         /// The tenant a `tenant` token acts for.
         #[arg(long)]

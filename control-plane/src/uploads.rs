@@ -194,6 +194,7 @@ where
             continue; // trailers
         };
         if received.len() as u64 + data.len() as u64 > limit {
+            discard_briefly(&mut body).await;
             return Err(BodyError::TooLarge { limit });
         }
         received.extend_from_slice(&data);
@@ -209,6 +210,32 @@ where
             }
         }
     }
+}
+
+/// How much of a refused body is read (and dropped) before the refusal is
+/// sent: a client still writing its body then reads the answer instead of
+/// a broken pipe, as nginx's lingering close allows. Bounded in bytes and
+/// time, so a client sending far more, or slowly, just has its connection
+/// closed.
+const REFUSED_BODY_DRAIN_BYTES: usize = 1 << 20;
+const REFUSED_BODY_DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Reads and drops what is left of a refused body, within
+/// [`REFUSED_BODY_DRAIN_BYTES`] and [`REFUSED_BODY_DRAIN_TIME`].
+pub async fn discard_briefly<B>(body: &mut B)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let drain = async {
+        let mut seen = 0usize;
+        while seen < REFUSED_BODY_DRAIN_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSED_BODY_DRAIN_TIME, drain).await;
 }
 
 #[cfg(test)]

@@ -31,7 +31,6 @@ use bytes::Bytes;
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot};
-use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -100,7 +99,7 @@ pub const MAX_QUOTA_BYTES: u64 = i64::MAX as u64;
 /// further behind than this purges its whole cache softly instead.
 pub const MAX_PURGES_KEPT: u64 = 1000;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TenantRecord {
     pub id: TenantId,
     pub created_unix: u64,
@@ -120,7 +119,7 @@ pub struct TenantStorage {
     pub used_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppRecord {
     pub tenant: TenantId,
     pub name: AppName,
@@ -129,10 +128,8 @@ pub struct AppRecord {
     /// for an origin app).
     pub active_version: Option<u64>,
     /// For an origin app, where every request is forwarded and how; such
-    /// an app has no component (no versions, no deploys). Serialized as
-    /// `origin` (the URL, null for a component app) and, for an origin
-    /// app only, `forward_override_headers`.
-    #[serde(flatten, serialize_with = "origin_fields")]
+    /// an app has no component (no versions, no deploys). On the wire:
+    /// `edge_common::api::App`.
     pub origin: Option<AppOrigin>,
     pub config: BTreeMap<String, String>,
     pub limits: AppLimits,
@@ -153,27 +150,7 @@ pub struct AppOrigin {
     pub forward_override_headers: bool,
 }
 
-/// [`AppRecord::origin`] as the API has always shown it: `"origin"` (null
-/// for a component app), then `"forward_override_headers"` for an origin
-/// app only.
-fn origin_fields<S: serde::Serializer>(
-    origin: &Option<AppOrigin>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Fields<'a> {
-        origin: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        forward_override_headers: Option<bool>,
-    }
-    Fields {
-        origin: origin.as_ref().map(|o| o.url.as_str()),
-        forward_override_headers: origin.as_ref().map(|o| o.forward_override_headers),
-    }
-    .serialize(serializer)
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VersionRecord {
     pub version: u64,
     pub source_sha256: String,
@@ -190,7 +167,7 @@ pub struct NewVersion {
     pub artifact: ArtifactRef,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentRecord {
     pub version: u64,
     pub revision: u64,
@@ -198,7 +175,7 @@ pub struct DeploymentRecord {
 }
 
 /// The latest report of one node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeRecord {
     pub node: String,
     /// The last revision it applied (ACK).

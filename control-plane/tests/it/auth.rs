@@ -2,8 +2,10 @@
 //! whole matrix — expired, nbf, missing claims, alg none, HS256, wrong
 //! audience — is in the `auth` module's unit tests.)
 
-use edge_cp::auth::{Auth, Role};
 use std::time::Duration;
+
+use edge_common::api::{ErrorBody, Whoami};
+use edge_cp::auth::{Auth, Role};
 
 use crate::common::{Client, TestCp, assert_error};
 
@@ -18,8 +20,8 @@ async fn bad_tokens_get_401_with_a_json_error() {
         .unwrap();
     assert_eq!(response.status(), 401);
     assert!(response.headers().contains_key("www-authenticate"));
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "token-missing");
+    let body: ErrorBody = response.json().await.unwrap();
+    assert_eq!(body.error.code, "token-missing");
 
     let (status, body) = Client::new(&cp, "not.a.jwt".into())
         .call("GET", "/v1/whoami", None)
@@ -34,19 +36,13 @@ async fn bad_tokens_get_401_with_a_json_error() {
     let (status, body) = Client::new(&cp, foreign)
         .call("GET", "/v1/tenants", None)
         .await;
-    assert_error(status, &body, 401, "token-invalid");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("signature")
-    );
+    let error = assert_error(status, &body, 401, "token-invalid");
+    assert!(error.message.contains("signature"), "{error:?}");
 
     // A valid token works, and says who it is.
-    let (status, body) = cp.tenant("acme").call("GET", "/v1/whoami", None).await;
-    assert_eq!(status, 200);
-    assert_eq!(body["role"], "tenant");
-    assert_eq!(body["tenant"], "acme");
+    let whoami: Whoami = cp.tenant("acme").get("/v1/whoami").await;
+    assert_eq!(whoami.role, Role::Tenant);
+    assert_eq!(whoami.tenant, Some("acme".parse().unwrap()));
     // A tenant token for a tenant that does not exist acts on nothing.
     let (status, body) = cp.tenant("ghost").call("GET", "/v1/apps", None).await;
     assert_error(status, &body, 404, "not-found");

@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use edge_common::api::App;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::json;
 
-use crate::common::{TestCp, TestNode, edgectl, eventually};
+use crate::common::{TestCp, TestNode, edgectl, eventually, new_origin_app};
 
 /// An origin answering every path with a cacheable body that names the
 /// path and how many times the origin has answered it; `/tagged` carries a
@@ -96,13 +96,8 @@ async fn origin_routes_are_cached_on_every_node_and_purges_reach_them_all() {
     let cp = TestCp::start().await;
     let tenant = cp.new_tenant("shop").await;
     let origin = Origin::start().await;
-    let (status, body) = tenant
-        .call(
-            "POST",
-            "/v1/apps",
-            Some(json!({"name": "site", "hosts": ["site.test"], "origin": format!("http://{}", origin.addr)})),
-        )
-        .await;
+    let site = new_origin_app("site", &["site.test"], &format!("http://{}", origin.addr));
+    let (status, body) = tenant.send("POST", "/v1/apps", &site).await;
     assert_eq!(status, 201, "{body}");
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let mut nodes = Vec::new();
@@ -217,13 +212,8 @@ async fn tenants_origins_reach_only_addresses_the_operator_allows() {
         format!("http://127.1:{port}/"),
     ];
     for (i, url) in sneaky.iter().enumerate() {
-        let (status, body) = tenant
-            .call(
-                "POST",
-                "/v1/apps",
-                Some(json!({"name": format!("sneaky{i}"), "hosts": [format!("sneaky{i}.test")], "origin": url})),
-            )
-            .await;
+        let app = new_origin_app(&format!("sneaky{i}"), &[&format!("sneaky{i}.test")], url);
+        let (status, body) = tenant.send("POST", "/v1/apps", &app).await;
         assert!(status == 201 || status == 400, "{url}: {status} {body}");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -424,7 +414,6 @@ async fn override_headers_reach_the_origin_of_apps_that_forward_them_only() {
     // A change of origin that does not name the option keeps it.
     let out = edgectl(vec!["apps", "set-origin", "closed", &format!("{url}/")]).await;
     assert!(out.contains("(forwarding override headers)"), "{out}");
-    let (status, body) = cp.tenant("shop").call("GET", "/v1/apps/closed", None).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["forward_override_headers"], json!(true), "{body}");
+    let closed: App = cp.tenant("shop").get("/v1/apps/closed").await;
+    assert_eq!(closed.forward_override_headers, Some(true), "{closed:?}");
 }

@@ -4,17 +4,21 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use edge_common::api::{Activated, Deploy, ErrorBody, ErrorDetail, NewApp, NewTenant, Uploaded};
+use edge_common::names::HostPattern;
 use edge_cp::api::ApiSettings;
 use edge_cp::auth::Role;
 use edge_cp::server::ServerHandle;
 use edge_cp::{ControlPlane, CpConfig};
 use edge_node::config::ControlPlaneConfig;
 use edge_node::{Node, NodeConfig, NodeHandle};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 pub struct TestCp {
     pub dir: tempfile::TempDir,
@@ -91,9 +95,10 @@ impl TestCp {
 
     /// Creates a tenant and returns its client.
     pub async fn new_tenant(&self, tenant: &str) -> Client {
+        let id = tenant.parse().unwrap();
         let (status, body) = self
             .admin()
-            .call("POST", "/v1/tenants", Some(json!({ "id": tenant })))
+            .send("POST", "/v1/tenants", &NewTenant { id })
             .await;
         assert_eq!(status, 201, "{body}");
         self.tenant(tenant)
@@ -142,6 +147,8 @@ impl Client {
         }
     }
 
+    /// A request with a raw JSON body (or none): for what clients should
+    /// not send, and bodies without a type.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self
             .http
@@ -151,6 +158,21 @@ impl Client {
             request = request.json(&body);
         }
         respond(request).await
+    }
+
+    /// A request with one of the API's request types as its body.
+    pub async fn send(&self, method: &str, path: &str, body: &impl Serialize) -> (u16, Value) {
+        let request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body);
+        respond(request).await
+    }
+
+    /// `GET path`, which must answer 200 with a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> T {
+        answer(self.call("GET", path, None).await, 200)
     }
 
     pub async fn upload(&self, app: &str, wasm: Vec<u8>) -> (u16, Value) {
@@ -164,30 +186,27 @@ impl Client {
     }
 
     pub async fn create_app(&self, app: &str, hosts: &[&str]) {
-        let (status, body) = self
-            .call(
-                "POST",
-                "/v1/apps",
-                Some(json!({ "name": app, "hosts": hosts })),
-            )
-            .await;
+        let (status, body) = self.send("POST", "/v1/apps", &new_app(app, hosts)).await;
         assert_eq!(status, 201, "{body}");
     }
 
     /// Uploads and activates; returns (version, revision).
     pub async fn deploy(&self, app: &str, wasm_path: &str) -> (u64, u64) {
-        let (status, body) = self.upload(app, std::fs::read(wasm_path).unwrap()).await;
-        assert_eq!(status, 201, "{body}");
-        let version = body["version"].as_u64().unwrap();
-        let (status, body) = self
-            .call(
+        let uploaded: Uploaded = answer(
+            self.upload(app, std::fs::read(wasm_path).unwrap()).await,
+            201,
+        );
+        let version = uploaded.version;
+        let deployed: Activated = answer(
+            self.send(
                 "POST",
                 &format!("/v1/apps/{app}/deploy"),
-                Some(json!({ "version": version })),
+                &Deploy { version },
             )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        (version, body["revision"].as_u64().unwrap())
+            .await,
+            200,
+        );
+        (version, deployed.revision)
     }
 }
 
@@ -199,16 +218,45 @@ async fn respond(request: reqwest::RequestBuilder) -> (u16, Value) {
     (status, value)
 }
 
-/// Asserts a JSON error body with `code`.
-pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
-    assert_eq!(status, expected_status, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+/// An answer that must have `expected` status, read as the API's `T`.
+#[track_caller]
+pub fn answer<T: DeserializeOwned>((status, body): (u16, Value), expected: u16) -> T {
+    assert_eq!(status, expected, "{body}");
+    match serde_json::from_value(body.clone()) {
+        Ok(value) => value,
+        Err(e) => panic!("not a {}: {e}: {body}", std::any::type_name::<T>()),
+    }
+}
+
+/// Asserts an error body with `code` and a message; returns it.
+#[track_caller]
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) -> ErrorDetail {
+    let ErrorBody { error } = answer((status, body.clone()), expected_status);
+    assert_eq!(error.code, code, "{body}");
+    assert!(!error.message.is_empty(), "{body}");
+    error
+}
+
+pub fn host(name: &str) -> HostPattern {
+    HostPattern::try_from(name.to_string()).unwrap()
+}
+
+/// `POST /v1/apps` for a component app.
+pub fn new_app(name: &str, hosts: &[&str]) -> NewApp {
+    NewApp {
+        name: name.parse().unwrap(),
+        hosts: hosts.iter().map(|h| host(h)).collect(),
+        origin: None,
+        forward_override_headers: None,
+    }
+}
+
+/// `POST /v1/apps` for an origin app.
+pub fn new_origin_app(name: &str, hosts: &[&str], origin: &str) -> NewApp {
+    NewApp {
+        origin: Some(origin.to_string()),
+        ..new_app(name, hosts)
+    }
 }
 
 /// An edge node synced from a control plane, in process.
@@ -330,6 +378,51 @@ async fn start_node(cp_url: &str, token: &str, data_dir: &Path) -> NodeHandle {
     Node::start(config).await.unwrap()
 }
 
+/// The `edgectl` binary, built once per test process. It is a package of
+/// its own, so cargo neither builds it for these tests nor names it in
+/// `CARGO_BIN_EXE_*`: build it into the profile directory this test
+/// binary runs from (…/target/debug/deps/it-… → …/target/debug/edgectl).
+pub fn edgectl_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test binary is in <target>/<profile>/deps");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(name) => name,
+            None => panic!("no profile directory above {}", exe.display()),
+        };
+        let target_dir = profile_dir.parent().unwrap();
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let output = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                "edgectl",
+                "--profile",
+                profile,
+            ])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(target_dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "cargo build --package edgectl failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let bin = profile_dir.join(format!("edgectl{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+}
+
 /// Runs the `edgectl` binary against `api` with `token` (on the blocking
 /// pool, so in-process servers keep running); returns whether it
 /// succeeded, its stdout and its stderr.
@@ -337,7 +430,7 @@ pub async fn edgectl(api: &str, token: &str, args: &[&str]) -> (bool, String, St
     let (api, token) = (api.to_string(), token.to_string());
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgectl"))
+        let output = std::process::Command::new(edgectl_bin())
             .args(&args)
             .env("EDGE_API", &api)
             .env("EDGE_TOKEN", &token)

@@ -2,10 +2,12 @@
 //! stability: nodes keep serving (and restart) while the control plane is
 //! down, and a restarted control plane has lost nothing.
 
+use edge_common::api::{
+    Activated, App, AppStatus, ConfigChanges, Rollback, RolloutState, VersionList,
+};
 use edge_fixtures::{ECHO, ENV, HELLO};
-use serde_json::json;
 
-use crate::common::{TestCp, TestNode, eventually};
+use crate::common::{TestCp, TestNode, answer, assert_error, eventually};
 
 const HELLO_BODY: &str = "Hello from the edge!\n";
 
@@ -35,14 +37,17 @@ async fn an_upload_goes_live_on_two_nodes_and_rolls_back() {
         node.wait_for_body("web.test", "").await;
     }
     eventually("both nodes report the revision", || async {
-        let (_, status) = acme.call("GET", "/v1/apps/web/status", None).await;
-        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
-        nodes.len() == 2 && nodes.iter().all(|n| n["state"] == "applied")
+        let status: AppStatus = acme.get("/v1/apps/web/status").await;
+        status.nodes.len() == 2
+            && status
+                .nodes
+                .iter()
+                .all(|n| n.state == RolloutState::Applied)
     })
     .await;
-    let (_, status) = acme.call("GET", "/v1/apps/web/status", None).await;
-    assert_eq!(status["active_version"], 2);
-    assert_eq!(status["revision"], revision);
+    let status: AppStatus = acme.get("/v1/apps/web/status").await;
+    assert_eq!(status.active_version, Some(2));
+    assert_eq!(status.revision, revision);
     for node in &nodes {
         assert_eq!(node.metric("edge_sync_revision").await, revision as f64);
         assert!(
@@ -53,31 +58,33 @@ async fn an_upload_goes_live_on_two_nodes_and_rolls_back() {
     }
 
     // Roll back to the previous version, then explicitly forward again.
-    let (status, body) = acme.call("POST", "/v1/apps/web/rollback", None).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["version"], 1);
+    // An empty body: to the version deployed before.
+    let rolled: Activated = answer(acme.call("POST", "/v1/apps/web/rollback", None).await, 200);
+    assert_eq!(rolled.version, 1);
     for node in &nodes {
         node.wait_for_body("web.test", HELLO_BODY).await;
     }
-    let (status, body) = acme
-        .call("POST", "/v1/apps/web/rollback", Some(json!({ "to": 2 })))
-        .await;
-    assert_eq!((status, body["version"].as_u64()), (200, Some(2)));
+    let rolled: Activated = answer(
+        acme.send("POST", "/v1/apps/web/rollback", &Rollback { to: Some(2) })
+            .await,
+        200,
+    );
+    assert_eq!(rolled.version, 2);
     for node in &nodes {
         node.wait_for_body("web.test", "").await;
     }
     let (status, body) = acme
-        .call("POST", "/v1/apps/web/rollback", Some(json!({ "to": 9 })))
+        .send("POST", "/v1/apps/web/rollback", &Rollback { to: Some(9) })
         .await;
-    crate::common::assert_error(status, &body, 404, "not-found");
+    assert_error(status, &body, 404, "not-found");
 
     // Versions: the active one cannot be deleted, others can.
     let (status, body) = acme.call("DELETE", "/v1/apps/web/versions/2", None).await;
-    crate::common::assert_error(status, &body, 409, "version-active");
+    assert_error(status, &body, 409, "version-active");
     let (status, _) = acme.call("DELETE", "/v1/apps/web/versions/1", None).await;
     assert_eq!(status, 200);
     let (status, body) = acme.call("POST", "/v1/apps/web/rollback", None).await;
-    crate::common::assert_error(status, &body, 404, "not-found");
+    assert_error(status, &body, 404, "not-found");
 
     // Deleting the app takes it off the nodes.
     assert!(nodes[0].metrics_text().await.contains("app=\"web\""));
@@ -105,10 +112,10 @@ async fn config_values_reach_the_guest() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(&cp.url(), cp.node_token("node-a"), dir.path()).await;
     let (status, body) = acme
-        .call(
+        .send(
             "PATCH",
             "/v1/apps/env/config",
-            Some(json!({ "GREETING": "bonjour" })),
+            &config([("GREETING", "bonjour")]),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -120,21 +127,18 @@ async fn config_values_reach_the_guest() {
     .await;
     // Bad keys and oversized config are refused with the rule named.
     let (status, body) = acme
-        .call(
-            "PATCH",
-            "/v1/apps/env/config",
-            Some(json!({ "BAD=KEY": "x" })),
-        )
+        .send("PATCH", "/v1/apps/env/config", &config([("BAD=KEY", "x")]))
         .await;
-    crate::common::assert_error(status, &body, 400, "invalid-config");
+    assert_error(status, &body, 400, "invalid-config");
+    let big = "x".repeat(70_000);
     let (status, body) = acme
-        .call(
+        .send(
             "PATCH",
             "/v1/apps/env/config",
-            Some(json!({ "BIG": "x".repeat(70_000) })),
+            &config([("BIG", big.as_str())]),
         )
         .await;
-    crate::common::assert_error(status, &body, 400, "invalid-config");
+    assert_error(status, &body, 400, "invalid-config");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,12 +169,11 @@ async fn nodes_serve_through_a_control_plane_outage_and_nothing_is_lost() {
 
     // The control plane comes back with everything it acknowledged.
     cp.restart().await;
-    let (status, versions) = acme.call("GET", "/v1/apps/web/versions", None).await;
-    assert_eq!(status, 200);
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
-    let (_, app) = acme.call("GET", "/v1/apps/web", None).await;
-    assert_eq!(app["active_version"], 1);
-    assert_eq!(app["updated_revision"], revision);
+    let versions: VersionList = acme.get("/v1/apps/web/versions").await;
+    assert_eq!(versions.versions.len(), 1);
+    let app: App = acme.get("/v1/apps/web").await;
+    assert_eq!(app.active_version, Some(1));
+    assert_eq!(app.updated_revision, revision);
 
     // The node reconnects on its own and picks up a new version; revisions
     // keep increasing.
@@ -211,4 +214,12 @@ async fn a_node_follows_a_recreated_control_plane_database() {
         node.metric("edge_sync_revision").await == new_revision as f64
     })
     .await;
+}
+
+/// Config values to set.
+fn config<const N: usize>(values: [(&str, &str); N]) -> ConfigChanges {
+    values
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+        .collect()
 }

@@ -1,10 +1,13 @@
 //! A tenant cannot see, change or delete another tenant's apps, nor claim
 //! its hostnames; roles are enforced.
 
+use std::time::Duration;
+
+use edge_common::api::{App, AppLimits, AppList, NewTenant, VersionList};
 use edge_fixtures::HELLO;
 use serde_json::json;
 
-use crate::common::{TestCp, assert_error};
+use crate::common::{TestCp, assert_error, new_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_cannot_touch_each_others_apps() {
@@ -15,9 +18,8 @@ async fn tenants_cannot_touch_each_others_apps() {
     a.deploy("shop", HELLO).await;
 
     // B sees nothing of A's.
-    let (status, body) = b.call("GET", "/v1/apps", None).await;
-    assert_eq!(status, 200);
-    assert_eq!(body["apps"], json!([]));
+    let listed: AppList = b.get("/v1/apps").await;
+    assert!(listed.apps.is_empty(), "{listed:?}");
     for (method, path, body) in [
         ("GET", "/v1/apps/shop", None),
         ("GET", "/v1/apps/shop/versions", None),
@@ -42,71 +44,44 @@ async fn tenants_cannot_touch_each_others_apps() {
     assert_error(status, &response, 403, "forbidden");
     // Hostnames are global: B cannot claim A's, exact or wildcard.
     for host in ["shop.test", "*.shop.test"] {
-        let (status, response) = b
-            .call(
-                "POST",
-                "/v1/apps",
-                Some(json!({ "name": "fake", "hosts": [host] })),
-            )
-            .await;
+        let (status, response) = b.send("POST", "/v1/apps", &new_app("fake", &[host])).await;
         assert_error(status, &response, 409, "host-taken");
     }
     // Nor slip an exact name under A's wildcard, or a wildcard over it.
     for host in ["pay.shop.test", "*.eu.shop.test"] {
-        let (status, response) = b
-            .call(
-                "POST",
-                "/v1/apps",
-                Some(json!({ "name": "fake", "hosts": [host] })),
-            )
-            .await;
+        let (status, response) = b.send("POST", "/v1/apps", &new_app("fake", &[host])).await;
         assert_error(status, &response, 409, "host-taken");
     }
     // Nor claim a whole top-level domain.
     let (status, response) = b
-        .call(
-            "POST",
-            "/v1/apps",
-            Some(json!({ "name": "fake", "hosts": ["*.test"] })),
-        )
+        .send("POST", "/v1/apps", &new_app("fake", &["*.test"]))
         .await;
     assert_error(status, &response, 400, "invalid-hosts");
     // Nor take everything.
-    let (status, response) = b
-        .call(
-            "POST",
-            "/v1/apps",
-            Some(json!({ "name": "all", "hosts": ["*"] })),
-        )
-        .await;
+    let (status, response) = b.send("POST", "/v1/apps", &new_app("all", &["*"])).await;
     assert_error(status, &response, 400, "invalid-hosts");
     // A's app is intact.
-    let (status, app) = a.call("GET", "/v1/apps/shop", None).await;
-    assert_eq!(status, 200);
-    assert_eq!(app["active_version"], 1);
-    assert_eq!(app["config"], json!({}));
+    let app: App = a.get("/v1/apps/shop").await;
+    assert_eq!(app.active_version, Some(1));
+    assert!(app.config.is_empty());
 
     // Roles: tenants cannot manage tenants, set limits, sync or fetch
     // artifacts; nodes cannot manage apps.
-    let (status, response) = a
-        .call("POST", "/v1/tenants", Some(json!({ "id": "evil" })))
-        .await;
+    let evil = NewTenant {
+        id: "evil".parse().unwrap(),
+    };
+    let (status, response) = a.send("POST", "/v1/tenants", &evil).await;
     assert_error(status, &response, 403, "forbidden");
-    let (status, response) = a
-        .call(
-            "PUT",
-            "/v1/apps/shop/limits",
-            Some(json!({ "cpu_time": "10s" })),
-        )
-        .await;
+    let generous = AppLimits {
+        cpu_time: Duration::from_secs(10),
+        ..AppLimits::default()
+    };
+    let (status, response) = a.send("PUT", "/v1/apps/shop/limits", &generous).await;
     assert_error(status, &response, 403, "forbidden");
     let (status, response) = a.call("GET", "/v1/sync?since=0&wait=0s", None).await;
     assert_error(status, &response, 403, "forbidden");
-    let (_, versions) = a.call("GET", "/v1/apps/shop/versions", None).await;
-    let digest = versions["versions"][0]["artifact"]["sha256"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let versions: VersionList = a.get("/v1/apps/shop/versions").await;
+    let digest = versions.versions[0].artifact.sha256.clone();
     let (status, response) = a
         .call("GET", &format!("/v1/artifacts/{digest}"), None)
         .await;
@@ -119,6 +94,7 @@ async fn tenants_cannot_touch_each_others_apps() {
     let admin = cp.admin();
     let (status, response) = admin.call("GET", "/v1/apps", None).await;
     assert_error(status, &response, 400, "tenant-required");
+    // Fields left out take their defaults.
     let (status, body) = admin
         .call(
             "PUT",
@@ -127,23 +103,22 @@ async fn tenants_cannot_touch_each_others_apps() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let none_at_once = AppLimits {
+        max_concurrent_requests: 0,
+        ..AppLimits::default()
+    };
     let (status, response) = admin
-        .call(
-            "PUT",
-            "/v1/apps/shop/limits?tenant=tenant-a",
-            Some(json!({ "max_concurrent_requests": 0 })),
-        )
+        .send("PUT", "/v1/apps/shop/limits?tenant=tenant-a", &none_at_once)
         .await;
-    assert_error(status, &response, 400, "invalid-limits");
+    let error = assert_error(status, &response, 400, "invalid-limits");
     assert!(
-        response["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_concurrent_requests")
+        error.message.contains("max_concurrent_requests"),
+        "{error:?}"
     );
-    let (_, limits) = a.call("GET", "/v1/apps/shop/limits", None).await;
-    assert_eq!(limits["max_concurrent_requests"], 5);
-    assert_eq!(limits["cpu_time"], "20ms");
+    let limits: AppLimits = a.get("/v1/apps/shop/limits").await;
+    assert_eq!(limits.max_concurrent_requests, 5);
+    assert_eq!(limits.cpu_time, Duration::from_millis(20));
+    assert_eq!(limits.wall_time, AppLimits::default().wall_time);
     // The node can fetch the artifact.
     let (status, _) = node
         .call("GET", &format!("/v1/artifacts/{digest}"), None)

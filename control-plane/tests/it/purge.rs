@@ -3,36 +3,51 @@
 //! snapshot. Nodes applying purges are tested on the node side; here a
 //! node is played by its token and its reports.
 
+use edge_common::api::{
+    App, AppList, AppStatus, NewApp, NodeReport, OriginSet, PurgeBody, PurgeRecorded, SetOrigin,
+};
 use edge_common::signing::VerifyingKey;
-use edge_common::sync::{PurgeTarget, SignedSnapshot, Snapshot};
+use edge_common::sync::{ApplyOutcome, PurgeTarget, SignedSnapshot, Snapshot};
 use edge_fixtures::HELLO;
 use futures::StreamExt;
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::common::{Client, TestCp, assert_error, edgectl};
+use crate::common::{Client, TestCp, answer, assert_error, edgectl, new_app, new_origin_app};
 
 /// The snapshot nodes get now, its signature checked. Read with an admin
 /// token: a node token would count as a node seen recently, which
 /// `edgectl purge` then waits for.
 async fn snapshot(cp: &TestCp) -> Snapshot {
-    let (status, body) = cp
-        .admin()
-        .call("GET", "/v1/sync?epoch=none&wait=0s", None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let signed: SignedSnapshot = serde_json::from_value(body).unwrap();
+    let signed: SignedSnapshot = cp.admin().get("/v1/sync?epoch=none&wait=0s").await;
     let key = VerifyingKey::from_hex(&edge_cp::sync_public_key(cp.dir.path()).unwrap()).unwrap();
     signed.verify(&key).unwrap()
 }
 
-async fn create(client: &Client, body: Value) -> (u16, Value) {
-    client.call("POST", "/v1/apps", Some(body)).await
+/// `POST /v1/apps` with a `NewApp`, or raw JSON a client should not send.
+async fn create(client: &Client, body: &impl Serialize) -> (u16, Value) {
+    client.send("POST", "/v1/apps", body).await
 }
 
-async fn purge(client: &Client, app: &str, body: Value) -> (u16, Value) {
+/// A purge with a `PurgeBody`, or raw JSON a client should not send.
+async fn purge(client: &Client, app: &str, body: &impl Serialize) -> (u16, Value) {
     client
-        .call("POST", &format!("/v1/apps/{app}/purge"), Some(body))
+        .send("POST", &format!("/v1/apps/{app}/purge"), body)
         .await
+}
+
+fn purge_all() -> PurgeBody {
+    PurgeBody {
+        all: Some(true),
+        ..PurgeBody::default()
+    }
+}
+
+fn set_origin(origin: &str, forward_override_headers: Option<bool>) -> SetOrigin {
+    SetOrigin {
+        origin: origin.to_string(),
+        forward_override_headers,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,32 +57,34 @@ async fn an_origin_app_is_live_at_once_and_has_no_component() {
     let other = cp.new_tenant("other").await;
     acme.create_app("web", &["web.test"]).await;
 
-    let (status, created) = create(
-        &acme,
-        json!({ "name": "proxy", "hosts": ["proxy.test", "*.proxy.test"], "origin": "https://origin.test:8443/base" }),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(created["origin"], "https://origin.test:8443/base");
-    assert_eq!(created["active_version"], Value::Null);
-    let (_, listed) = acme.call("GET", "/v1/apps", None).await;
-    let origins: Vec<_> = listed["apps"]
-        .as_array()
-        .unwrap()
+    let proxy = new_origin_app(
+        "proxy",
+        &["proxy.test", "*.proxy.test"],
+        "https://origin.test:8443/base",
+    );
+    let created: App = answer(create(&acme, &proxy).await, 201);
+    assert_eq!(
+        created.origin.as_deref(),
+        Some("https://origin.test:8443/base")
+    );
+    assert_eq!(created.active_version, None);
+    let listed: AppList = acme.get("/v1/apps").await;
+    let origins: Vec<_> = listed
+        .apps
         .iter()
-        .map(|a| (a["name"].clone(), a["origin"].clone()))
+        .map(|a| (a.name.as_str(), a.origin.as_deref()))
         .collect();
     assert_eq!(
         origins,
-        vec![
-            (json!("proxy"), json!("https://origin.test:8443/base")),
-            (json!("web"), Value::Null),
+        [
+            ("proxy", Some("https://origin.test:8443/base")),
+            ("web", None),
         ]
     );
 
     // In the snapshot at once, as an origin (never as a component app).
     let snap = snapshot(&cp).await;
-    assert_eq!(snap.revision, created["updated_revision"].as_u64().unwrap());
+    assert_eq!(snap.revision, created.updated_revision);
     assert!(snap.apps.is_empty(), "{snap:?}");
     assert_eq!(snap.origins.len(), 1);
     assert_eq!(snap.origins[0].tenant.as_str(), "acme");
@@ -83,20 +100,15 @@ async fn an_origin_app_is_live_at_once_and_has_no_component() {
     // Its hostnames are as taken as any app's.
     let (status, body) = create(
         &other,
-        json!({ "name": "steal", "hosts": ["x.proxy.test"], "origin": "http://o.test" }),
+        &new_origin_app("steal", &["x.proxy.test"], "http://o.test"),
     )
     .await;
     assert_error(status, &body, 409, "host-taken");
 
     // No component: no uploads, deploys, rollbacks or config values.
     let (status, body) = acme.upload("proxy", std::fs::read(HELLO).unwrap()).await;
-    assert_error(status, &body, 409, "origin-app");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("origin app")
-    );
+    let error = assert_error(status, &body, 409, "origin-app");
+    assert!(error.message.contains("origin app"), "{error:?}");
     for (method, path, body) in [
         (
             "POST",
@@ -113,46 +125,43 @@ async fn an_origin_app_is_live_at_once_and_has_no_component() {
 
     // The origin can be changed (bumping the revision); a component app
     // has none, and another tenant's app is not there.
-    let (status, body) = acme
-        .call(
+    let set: OriginSet = answer(
+        acme.send(
             "PUT",
             "/v1/apps/proxy/origin",
-            Some(json!({ "origin": "HTTP://Origin2.TEST" })),
+            &set_origin("HTTP://Origin2.TEST", None),
         )
-        .await;
-    assert_eq!(status, 200, "{body}");
+        .await,
+        200,
+    );
     assert_eq!(
-        body["origin"], "http://origin2.test",
+        set.origin, "http://origin2.test",
         "scheme and host lowercased"
     );
-    assert!(body["revision"].as_u64().unwrap() > snap.revision);
+    assert!(set.revision > snap.revision);
     assert_eq!(snapshot(&cp).await.origins[0].origin, "http://origin2.test");
     let (status, body) = acme
-        .call(
-            "PUT",
-            "/v1/apps/proxy/origin",
-            Some(json!({ "origin": "ftp://x" })),
-        )
+        .send("PUT", "/v1/apps/proxy/origin", &set_origin("ftp://x", None))
         .await;
     assert_error(status, &body, 400, "invalid-origin");
     let (status, body) = acme
-        .call(
+        .send(
             "PUT",
             "/v1/apps/web/origin",
-            Some(json!({ "origin": "http://o.test" })),
+            &set_origin("http://o.test", None),
         )
         .await;
     assert_error(status, &body, 409, "not-origin-app");
     let (status, body) = other
-        .call(
+        .send(
             "PUT",
             "/v1/apps/proxy/origin",
-            Some(json!({ "origin": "http://o.test" })),
+            &set_origin("http://o.test", None),
         )
         .await;
     assert_error(status, &body, 404, "not-found");
-    let (_, status_body) = acme.call("GET", "/v1/apps/proxy/status", None).await;
-    assert_eq!(status_body["origin"], "http://origin2.test");
+    let status: AppStatus = acme.get("/v1/apps/proxy/status").await;
+    assert_eq!(status.origin.as_deref(), Some("http://origin2.test"));
 
     // Deleting it takes it out of the snapshot.
     let (status, _) = acme.call("DELETE", "/v1/apps/proxy", None).await;
@@ -175,22 +184,28 @@ async fn forward_override_headers_is_an_origin_app_option_that_reaches_the_snaps
             .map(|o| o.forward_override_headers)
     };
 
-    let (status, created) = create(
-        &acme,
-        json!({ "name": "open", "hosts": ["open.test"], "origin": "http://origin.test", "forward_override_headers": true }),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(created["forward_override_headers"], true);
-    let (status, plain) = create(
-        &acme,
-        json!({ "name": "plain", "hosts": ["plain.test"], "origin": "http://origin.test" }),
-    )
-    .await;
-    assert_eq!(status, 201, "{plain}");
-    assert_eq!(plain["forward_override_headers"], false, "off by default");
-    let (_, fetched) = acme.call("GET", "/v1/apps/open", None).await;
-    assert_eq!(fetched["forward_override_headers"], true);
+    let open = NewApp {
+        forward_override_headers: Some(true),
+        ..new_origin_app("open", &["open.test"], "http://origin.test")
+    };
+    let created: App = answer(create(&acme, &open).await, 201);
+    assert_eq!(created.forward_override_headers, Some(true));
+    let plain: App = answer(
+        create(
+            &acme,
+            &new_origin_app("plain", &["plain.test"], "http://origin.test"),
+        )
+        .await,
+        201,
+    );
+    assert_eq!(
+        plain.forward_override_headers,
+        Some(false),
+        "off by default"
+    );
+    let fetched: App = acme.get("/v1/apps/open").await;
+    assert_eq!(fetched.forward_override_headers, Some(true));
+    // On the wire: a component app has no such field at all.
     let (_, listed) = acme.call("GET", "/v1/apps", None).await;
     let shown: Vec<_> = listed["apps"]
         .as_array()
@@ -223,31 +238,25 @@ async fn forward_override_headers_is_an_origin_app_option_that_reaches_the_snaps
         ]
     );
     let snap = snapshot(&cp).await;
-    assert_eq!(snap.revision, plain["updated_revision"].as_u64().unwrap());
+    assert_eq!(snap.revision, plain.updated_revision);
     assert_eq!(forwarding(&snap, "open"), Some(true));
     assert_eq!(forwarding(&snap, "plain"), Some(false));
 
     // A component app has no origin to forward anything to.
-    for value in [json!(true), json!(false)] {
-        let (status, body) = create(
-            &acme,
-            json!({ "name": "comp", "hosts": ["comp.test"], "forward_override_headers": value }),
-        )
-        .await;
-        assert_error(status, &body, 400, "origin-only-field");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("forward_override_headers"),
-            "{body}"
-        );
+    for value in [true, false] {
+        let comp = NewApp {
+            forward_override_headers: Some(value),
+            ..new_app("comp", &["comp.test"])
+        };
+        let (status, body) = create(&acme, &comp).await;
+        let error = assert_error(status, &body, 400, "origin-only-field");
+        assert!(error.message.contains("forward_override_headers"), "{body}");
     }
     let (status, body) = acme.call("GET", "/v1/apps/comp", None).await;
     assert_error(status, &body, 404, "not-found");
     let (status, body) = create(
         &acme,
-        json!({ "name": "odd", "hosts": ["odd.test"], "origin": "http://origin.test", "forward_override_headers": "yes" }),
+        &json!({ "name": "odd", "hosts": ["odd.test"], "origin": "http://origin.test", "forward_override_headers": "yes" }),
     )
     .await;
     assert_error(status, &body, 400, "invalid-json");
@@ -262,50 +271,52 @@ async fn forward_override_headers_is_an_origin_app_option_that_reaches_the_snaps
     let put = |app: &'static str, body: Value| {
         let acme = acme.clone();
         async move {
-            acme.call("PUT", &format!("/v1/apps/{app}/origin"), Some(body))
+            acme.send("PUT", &format!("/v1/apps/{app}/origin"), &body)
                 .await
         }
     };
-    let (status, body) = put("open", json!({ "origin": "http://origin2.test" })).await;
-    assert_eq!(status, 200, "{body}");
+    let set = |app: &'static str, origin: &'static str, forward: Option<bool>| {
+        let acme = acme.clone();
+        async move {
+            let body = set_origin(origin, forward);
+            let set: OriginSet = answer(
+                acme.send("PUT", &format!("/v1/apps/{app}/origin"), &body)
+                    .await,
+                200,
+            );
+            set
+        }
+    };
+    let kept = set("open", "http://origin2.test", None).await;
     assert_eq!(
-        (&body["origin"], &body["forward_override_headers"]),
-        (&json!("http://origin2.test"), &json!(true)),
+        (kept.origin.as_str(), kept.forward_override_headers),
+        ("http://origin2.test", true),
         "kept"
     );
-    let kept_revision = body["revision"].as_u64().unwrap();
-    assert!(kept_revision > snap.revision);
+    assert!(kept.revision > snap.revision);
     let snap = snapshot(&cp).await;
-    assert_eq!(snap.revision, kept_revision);
+    assert_eq!(snap.revision, kept.revision);
     assert_eq!(forwarding(&snap, "open"), Some(true));
-    let (status, body) = put(
-        "open",
-        json!({ "origin": "http://origin2.test", "forward_override_headers": false }),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["forward_override_headers"], false);
-    assert!(body["revision"].as_u64().unwrap() > kept_revision);
-    let (status, body) = put(
-        "plain",
-        json!({ "origin": "http://origin.test", "forward_override_headers": true }),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let off = set("open", "http://origin2.test", Some(false)).await;
+    assert!(!off.forward_override_headers);
+    assert!(off.revision > kept.revision);
+    let on = set("plain", "http://origin.test", Some(true)).await;
     let snap = snapshot(&cp).await;
-    assert_eq!(snap.revision, body["revision"].as_u64().unwrap());
+    assert_eq!(snap.revision, on.revision);
     assert_eq!(forwarding(&snap, "open"), Some(false));
     assert_eq!(forwarding(&snap, "plain"), Some(true));
-    let (_, fetched) = acme.call("GET", "/v1/apps/plain", None).await;
-    assert_eq!(fetched["forward_override_headers"], true);
-    assert_eq!(fetched["updated_revision"], body["revision"]);
+    let fetched: App = acme.get("/v1/apps/plain").await;
+    assert_eq!(fetched.forward_override_headers, Some(true));
+    assert_eq!(fetched.updated_revision, on.revision);
 
     // Refused: on a component app, with a value that is not a boolean.
-    let (status, body) = put(
-        "web",
-        json!({ "origin": "http://origin.test", "forward_override_headers": true }),
-    )
-    .await;
+    let (status, body) = acme
+        .send(
+            "PUT",
+            "/v1/apps/web/origin",
+            &set_origin("http://origin.test", Some(true)),
+        )
+        .await;
     assert_error(status, &body, 409, "not-origin-app");
     let (status, body) = put(
         "plain",
@@ -337,17 +348,12 @@ async fn invalid_origins_are_refused_with_what_is_wrong() {
         ("http://bad host", "invalid host"),
         (too_long.as_str(), "longer than 2048"),
     ] {
-        let (status, body) = create(
-            &acme,
-            json!({ "name": "proxy", "hosts": ["proxy.test"], "origin": origin }),
-        )
-        .await;
-        assert_error(status, &body, 400, "invalid-origin");
-        let message = body["error"]["message"].as_str().unwrap();
+        let (status, body) = create(&acme, &new_origin_app("proxy", &["proxy.test"], origin)).await;
+        let message = assert_error(status, &body, 400, "invalid-origin").message;
         assert!(message.contains(says), "{origin}: {message}");
     }
-    let (_, listed) = acme.call("GET", "/v1/apps", None).await;
-    assert_eq!(listed["apps"], json!([]), "nothing was created");
+    let listed: AppList = acme.get("/v1/apps").await;
+    assert!(listed.apps.is_empty(), "nothing was created: {listed:?}");
     assert!(snapshot(&cp).await.origins.is_empty());
 }
 
@@ -358,53 +364,52 @@ async fn purges_get_consecutive_ids_and_reach_the_snapshot() {
     acme.create_app("web", &["web.test"]).await;
     let (status, body) = create(
         &acme,
-        json!({ "name": "proxy", "hosts": ["proxy.test"], "origin": "http://origin.test" }),
+        &new_origin_app("proxy", &["proxy.test"], "http://origin.test"),
     )
     .await;
     assert_eq!(status, 201, "{body}");
 
     let admin = cp.admin();
+    let url = |url: &str, soft: bool| PurgeBody {
+        url: Some(url.into()),
+        soft,
+        ..PurgeBody::default()
+    };
     let cases = [
-        (&acme, "/v1/apps/web/purge", json!({ "url": "/a?b=1" })),
+        (&acme, "/v1/apps/web/purge", url("/a?b=1", false)),
+        (&acme, "/v1/apps/web/purge", url("https://web.test/x", true)),
         (
             &acme,
-            "/v1/apps/web/purge",
-            json!({ "url": "https://web.test/x", "soft": true }),
+            "/v1/apps/proxy/purge",
+            PurgeBody {
+                key: Some("product-7".into()),
+                ..PurgeBody::default()
+            },
         ),
         (
             &acme,
             "/v1/apps/proxy/purge",
-            json!({ "key": "product-7", "soft": false }),
+            PurgeBody {
+                soft: true,
+                ..purge_all()
+            },
         ),
-        (
-            &acme,
-            "/v1/apps/proxy/purge",
-            json!({ "all": true, "soft": true }),
-        ),
-        (
-            &admin,
-            "/v1/apps/web/purge?tenant=acme",
-            json!({ "all": true }),
-        ),
+        (&admin, "/v1/apps/web/purge?tenant=acme", purge_all()),
     ];
     let mut answers = Vec::new();
     for (client, path, body) in cases {
-        let (status, answer) = client.call("POST", path, Some(body)).await;
-        assert_eq!(status, 202, "{answer}");
-        answers.push((
-            answer["id"].as_u64().unwrap(),
-            answer["revision"].as_u64().unwrap(),
-        ));
+        let recorded: PurgeRecorded = answer(client.send("POST", path, &body).await, 202);
+        answers.push(recorded);
     }
-    let ids: Vec<u64> = answers.iter().map(|a| a.0).collect();
+    let ids: Vec<u64> = answers.iter().map(|a| a.id).collect();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
     assert!(
-        answers.windows(2).all(|w| w[1].1 > w[0].1),
+        answers.windows(2).all(|w| w[1].revision > w[0].revision),
         "each bumps the revision"
     );
 
     let snap = snapshot(&cp).await;
-    assert_eq!(snap.revision, answers[4].1);
+    assert_eq!(snap.revision, answers[4].revision);
     let carried: Vec<_> = snap
         .purges
         .iter()
@@ -471,7 +476,7 @@ async fn invalid_or_foreign_purges_are_refused() {
         json!({ "url": 7 }),
         json!(["url", "/a"]),
     ] {
-        let (status, response) = purge(&acme, "web", body.clone()).await;
+        let (status, response) = purge(&acme, "web", &body).await;
         assert_error(status, &response, 400, "invalid-purge");
     }
     let (status, response) = acme
@@ -480,23 +485,19 @@ async fn invalid_or_foreign_purges_are_refused() {
     assert_error(status, &response, 400, "invalid-purge");
 
     // Another tenant's app is not there; neither is a missing one.
-    let (status, response) = purge(&other, "web", json!({ "all": true })).await;
+    let (status, response) = purge(&other, "web", &purge_all()).await;
     assert_error(status, &response, 404, "not-found");
-    let (status, response) = purge(&acme, "missing", json!({ "all": true })).await;
+    let (status, response) = purge(&acme, "missing", &purge_all()).await;
     assert_error(status, &response, 404, "not-found");
     let (status, response) = other
-        .call(
-            "POST",
-            "/v1/apps/web/purge?tenant=acme",
-            Some(json!({ "all": true })),
-        )
+        .send("POST", "/v1/apps/web/purge?tenant=acme", &purge_all())
         .await;
     assert_error(status, &response, 403, "forbidden");
     // Roles: a node may not purge; an admin must name the tenant.
     let node = Client::new(&cp, cp.node_token("node-a"));
-    let (status, response) = purge(&node, "web", json!({ "all": true })).await;
+    let (status, response) = purge(&node, "web", &purge_all()).await;
     assert_error(status, &response, 403, "forbidden");
-    let (status, response) = purge(&cp.admin(), "web", json!({ "all": true })).await;
+    let (status, response) = purge(&cp.admin(), "web", &purge_all()).await;
     assert_error(status, &response, 400, "tenant-required");
 
     let snap = snapshot(&cp).await;
@@ -516,9 +517,11 @@ async fn purges_are_capped_per_tenant_per_minute() {
         .map(|i| {
             let acme = acme.clone();
             async move {
-                purge(&acme, "web", json!({ "url": format!("/p{i}") }))
-                    .await
-                    .0
+                let body = PurgeBody {
+                    url: Some(format!("/p{i}")),
+                    ..PurgeBody::default()
+                };
+                purge(&acme, "web", &body).await.0
             }
         })
         .buffer_unordered(8)
@@ -530,7 +533,7 @@ async fn purges_are_capped_per_tenant_per_minute() {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/apps/web/purge", cp.url()))
         .bearer_auth(&acme.token)
-        .json(&json!({ "all": true }))
+        .json(&purge_all())
         .send()
         .await
         .unwrap();
@@ -545,7 +548,7 @@ async fn purges_are_capped_per_tenant_per_minute() {
     assert_error(429, &body, 429, "purge-rate-limited");
 
     // Other tenants have their own budget.
-    let (status, body) = purge(&other, "site", json!({ "all": true })).await;
+    let (status, body) = purge(&other, "site", &purge_all()).await;
     assert_eq!(status, 202, "{body}");
     let ids: Vec<u64> = snapshot(&cp).await.purges.iter().map(|p| p.id).collect();
     assert_eq!(
@@ -652,11 +655,7 @@ async fn edgectl_creates_origin_apps_and_purges() {
         }
     });
     let revision = next_revision(&node, before).await;
-    report(
-        &node,
-        json!({ "revision": revision, "outcome": "applied", "engine": "e" }),
-    )
-    .await;
+    report(&node, revision, None).await;
     let (ok, out, err) = waiting.await.unwrap();
     assert!(ok, "{out}{err}");
     assert!(
@@ -678,11 +677,7 @@ async fn edgectl_creates_origin_apps_and_purges() {
         }
     });
     let next = next_revision(&node, revision).await;
-    report(
-        &node,
-        json!({ "revision": next, "outcome": "rejected", "error": "bad signature", "engine": "e" }),
-    )
-    .await;
+    report(&node, next, Some("bad signature")).await;
     let (ok, _, err) = waiting.await.unwrap();
     assert!(
         !ok && err.contains("node-a") && err.contains("bad signature"),
@@ -703,15 +698,23 @@ async fn edgectl_creates_origin_apps_and_purges() {
 
 /// Long-polls as a node until the revision moves past `since`.
 async fn next_revision(node: &Client, since: u64) -> u64 {
-    let (status, body) = node
-        .call("GET", &format!("/v1/sync?since={since}&wait=20s"), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let payload: Value = serde_json::from_str(body["payload"].as_str().unwrap()).unwrap();
-    payload["revision"].as_u64().unwrap()
+    let signed: SignedSnapshot = node.get(&format!("/v1/sync?since={since}&wait=20s")).await;
+    let snapshot: Snapshot = serde_json::from_str(&signed.payload).unwrap();
+    snapshot.revision
 }
 
-async fn report(node: &Client, report: Value) {
-    let (status, body) = node.call("POST", "/v1/sync/report", Some(report)).await;
+/// Reports `revision` applied or, with an error, rejected.
+async fn report(node: &Client, revision: u64, rejected: Option<&str>) {
+    let report = NodeReport {
+        revision,
+        outcome: match rejected {
+            Some(_) => ApplyOutcome::Rejected,
+            None => ApplyOutcome::Applied,
+        },
+        error: rejected.map(str::to_string),
+        app_errors: Vec::new(),
+        engine: "e".into(),
+    };
+    let (status, body) = node.send("POST", "/v1/sync/report", &report).await;
     assert_eq!(status, 200, "{body}");
 }

@@ -4,24 +4,24 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use edge_common::api::{Deploy, SetTenantQuota, TenantQuota, Uploaded};
 use edge_cp::api::ApiSettings;
-use edge_cp::wire::TenantQuota;
 use edge_fixtures::{ECHO, ENV, HELLO};
 use serde_json::{Value, json};
 
-use crate::common::{Client, TestCp, assert_error, edgectl, eventually};
+use crate::common::{Client, TestCp, answer, assert_error, edgectl, eventually};
 
 async fn quota(client: &Client, tenant: &str) -> TenantQuota {
-    let (status, body) = client
-        .call("GET", &format!("/v1/tenants/{tenant}/quota"), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).unwrap()
+    client.get(&format!("/v1/tenants/{tenant}/quota")).await
 }
 
-async fn set_quota(client: &Client, tenant: &str, body: Value) -> (u16, Value) {
+async fn set_quota(client: &Client, tenant: &str, storage_bytes: Option<u64>) -> (u16, Value) {
     client
-        .call("PUT", &format!("/v1/tenants/{tenant}/quota"), Some(body))
+        .send(
+            "PUT",
+            &format!("/v1/tenants/{tenant}/quota"),
+            &SetTenantQuota { storage_bytes },
+        )
         .await
 }
 
@@ -58,8 +58,7 @@ async fn uploads_over_the_storage_quota_are_refused_until_an_operator_raises_it(
     // Over the quota: refused from the declared length, naming the quota
     // and the usage; the same bytes under another app count again.
     let (status, body) = acme.upload("api", hello.clone()).await;
-    assert_error(status, &body, 413, "storage-quota-exceeded");
-    let message = body["error"]["message"].as_str().unwrap();
+    let message = assert_error(status, &body, 413, "storage-quota-exceeded").message;
     assert!(
         message.contains(&default_quota.to_string()) && message.contains(&size.to_string()),
         "{message}"
@@ -80,20 +79,20 @@ async fn uploads_over_the_storage_quota_are_refused_until_an_operator_raises_it(
     assert_eq!(quota(&acme, "acme").await.used_storage_bytes, size);
 
     // Only an operator changes a quota; a tenant sees only its own.
-    let (status, body) = set_quota(&acme, "acme", json!({ "storage_bytes": 1u64 << 40 })).await;
+    let (status, body) = set_quota(&acme, "acme", Some(1 << 40)).await;
     assert_error(status, &body, 403, "forbidden");
     let (status, body) = acme.call("GET", "/v1/tenants/other/quota", None).await;
     assert_error(status, &body, 403, "forbidden");
-    let (status, body) = set_quota(&admin, "nobody", json!({ "storage_bytes": 1 })).await;
+    let (status, body) = set_quota(&admin, "nobody", Some(1)).await;
     assert_error(status, &body, 404, "not-found");
-    let (status, body) = set_quota(&admin, "acme", json!({})).await;
+    let (status, body) = admin
+        .call("PUT", "/v1/tenants/acme/quota", Some(json!({})))
+        .await;
     assert_error(status, &body, 400, "invalid-json");
-    let (status, body) = set_quota(&admin, "acme", json!({ "storage_bytes": u64::MAX })).await;
+    let (status, body) = set_quota(&admin, "acme", Some(u64::MAX)).await;
     assert_error(status, &body, 400, "invalid-quota");
 
-    let (status, body) = set_quota(&admin, "acme", json!({ "storage_bytes": 3 * size })).await;
-    assert_eq!(status, 200, "{body}");
-    let raised: TenantQuota = serde_json::from_value(body).unwrap();
+    let raised: TenantQuota = answer(set_quota(&admin, "acme", Some(3 * size)).await, 200);
     assert_eq!(
         (
             raised.storage_bytes,
@@ -123,10 +122,9 @@ async fn uploads_over_the_storage_quota_are_refused_until_an_operator_raises_it(
     let (status, _) = acme.call("DELETE", "/v1/apps/api", None).await;
     assert_eq!(status, 200);
     assert_eq!(quota(&acme, "acme").await.used_storage_bytes, 0);
-    let (status, body) = set_quota(&admin, "acme", json!({ "storage_bytes": null })).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["custom"], false, "{body}");
-    assert_eq!(body["storage_bytes"], default_quota, "{body}");
+    let reset: TenantQuota = answer(set_quota(&admin, "acme", None).await, 200);
+    assert!(!reset.custom, "{reset:?}");
+    assert_eq!(reset.storage_bytes, default_quota, "{reset:?}");
 }
 
 /// Two uploads of one tenant at once, each fitting the quota alone but
@@ -159,17 +157,15 @@ fn blob_path(cp: &TestCp, sha256: &str) -> PathBuf {
 }
 
 /// The blobs of an upload: its source and its artifact.
-fn blobs_of(cp: &TestCp, upload: &Value) -> [PathBuf; 2] {
+fn blobs_of(cp: &TestCp, upload: &Uploaded) -> [PathBuf; 2] {
     [
-        blob_path(cp, upload["source_sha256"].as_str().unwrap()),
-        blob_path(cp, upload["artifact"]["sha256"].as_str().unwrap()),
+        blob_path(cp, &upload.source_sha256),
+        blob_path(cp, &upload.artifact.sha256),
     ]
 }
 
-async fn upload(client: &Client, app: &str, wasm: &str) -> Value {
-    let (status, body) = client.upload(app, std::fs::read(wasm).unwrap()).await;
-    assert_eq!(status, 201, "{body}");
-    body
+async fn upload(client: &Client, app: &str, wasm: &str) -> Uploaded {
+    answer(client.upload(app, std::fs::read(wasm).unwrap()).await, 201)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +187,7 @@ async fn blobs_no_version_references_are_deleted() {
     let shared = upload(&acme, "two", HELLO).await;
     assert_eq!(blobs_of(&cp, &hello), blobs_of(&cp, &shared));
     let (status, body) = acme
-        .call("POST", "/v1/apps/one/deploy", Some(json!({ "version": 1 })))
+        .send("POST", "/v1/apps/one/deploy", &Deploy { version: 1 })
         .await;
     assert_eq!(status, 200, "{body}");
     let echo = upload(&acme, "one", ECHO).await;
@@ -221,7 +217,7 @@ async fn blobs_no_version_references_are_deleted() {
     for path in blobs_of(&cp, &hello) {
         assert!(path.exists(), "{} is still referenced", path.display());
     }
-    let artifact = hello["artifact"]["sha256"].as_str().unwrap();
+    let artifact = &hello.artifact.sha256;
     let (status, _) = cp
         .admin()
         .call("GET", &format!("/v1/artifacts/{artifact}"), None)
@@ -230,7 +226,7 @@ async fn blobs_no_version_references_are_deleted() {
 
     // Uploaded again, a collected component is compiled and stored anew.
     let again = upload(&acme, "one", ECHO).await;
-    assert_eq!(again["compiled"], true, "{again}");
+    assert!(again.compiled, "{again:?}");
     for path in blobs_of(&cp, &again) {
         assert!(path.exists(), "{} stored again", path.display());
     }

@@ -3,23 +3,24 @@
 //! previous version); a snapshot whose signature fails is refused whole and
 //! retried. Both are reported, and the next good revision applies.
 
-use edge_fixtures::{ECHO, ENV, HELLO, WSTD_STREAM};
-use serde_json::json;
+use std::collections::BTreeMap;
 
-use crate::common::{Client, Tamper, TamperProxy, TestCp, TestNode, eventually};
+use edge_common::api::{Activated, AppStatus, Deploy, RolloutState, Uploaded};
+use edge_fixtures::{ECHO, ENV, HELLO, WSTD_STREAM};
+
+use crate::common::{Client, Tamper, TamperProxy, TestCp, TestNode, answer, eventually};
 
 const HELLO_BODY: &str = "Hello from the edge!\n";
 
 /// Waits until the app's status shows the node in `state`, with an error
 /// mentioning `mention` (if given).
-async fn node_state(client: &Client, app: &str, state: &str, mention: Option<&str>) {
-    eventually(&format!("{app} {state} on the node"), || async {
-        let (_, status) = client
-            .call("GET", &format!("/v1/apps/{app}/status"), None)
-            .await;
-        let n = &status["nodes"][0];
-        n["state"] == state
-            && mention.is_none_or(|m| n["error"].as_str().is_some_and(|e| e.contains(m)))
+async fn node_state(client: &Client, app: &str, state: RolloutState, mention: Option<&str>) {
+    eventually(&format!("{app} {state:?} on the node"), || async {
+        let status: AppStatus = client.get(&format!("/v1/apps/{app}/status")).await;
+        status.nodes.first().is_some_and(|n| {
+            n.state == state
+                && mention.is_none_or(|m| n.error.as_ref().is_some_and(|e| e.contains(m)))
+        })
     })
     .await;
 }
@@ -40,29 +41,31 @@ async fn tampered_artifacts_and_snapshots_are_refused() {
     // acme's next artifact is altered in flight: refused by digest. acme's
     // app keeps serving its previous version, and another tenant's deploy
     // goes live all the same.
-    let (status, upload) = acme.upload("web", std::fs::read(ECHO).unwrap()).await;
-    assert_eq!(status, 201, "{upload}");
-    proxy.only(upload["artifact"]["sha256"].as_str().unwrap());
+    let upload: Uploaded = answer(acme.upload("web", std::fs::read(ECHO).unwrap()).await, 201);
+    proxy.only(&upload.artifact.sha256);
     proxy.set(Tamper::Artifacts);
-    let (status, _) = acme
-        .call(
-            "POST",
-            "/v1/apps/web/deploy",
-            Some(json!({ "version": upload["version"] })),
-        )
-        .await;
+    let deploy = Deploy {
+        version: upload.version,
+    };
+    let (status, _) = acme.send("POST", "/v1/apps/web/deploy", &deploy).await;
     assert_eq!(status, 200);
-    node_state(&acme, "web", "rejected", Some("digest mismatch")).await;
+    node_state(
+        &acme,
+        "web",
+        RolloutState::Rejected,
+        Some("digest mismatch"),
+    )
+    .await;
     assert_eq!(
         node.get("web.test", "/").await,
         (200, HELLO_BODY.to_string())
     );
     other.deploy("shop", WSTD_STREAM).await;
-    node_state(&other, "shop", "applied", None).await;
+    node_state(&other, "shop", RolloutState::Applied, None).await;
     assert_eq!(node.get("shop.test", "/stream?n=1").await.0, 200);
     // Only acme sees acme's error.
-    let (_, status) = other.call("GET", "/v1/apps/shop/status", None).await;
-    assert!(status["nodes"][0]["error"].is_null(), "{status}");
+    let status: AppStatus = other.get("/v1/apps/shop/status").await;
+    assert_eq!(status.nodes[0].error, None, "{status:?}");
     assert_eq!(
         node.get("web.test", "/").await,
         (200, HELLO_BODY.to_string())
@@ -75,11 +78,10 @@ async fn tampered_artifacts_and_snapshots_are_refused() {
 
     // A snapshot altered in flight: refused by signature, whole.
     proxy.set(Tamper::Snapshots);
-    let (status, body) = acme
-        .call("PATCH", "/v1/apps/web/config", Some(json!({ "K": "v" })))
-        .await;
+    let config = BTreeMap::from([("K".to_string(), Some("v".to_string()))]);
+    let (status, body) = acme.send("PATCH", "/v1/apps/web/config", &config).await;
     assert_eq!(status, 200, "{body}");
-    node_state(&acme, "web", "rejected", Some("signature")).await;
+    node_state(&acme, "web", RolloutState::Rejected, Some("signature")).await;
     assert_eq!(
         node.get("web.test", "/").await,
         (200, HELLO_BODY.to_string())
@@ -100,25 +102,19 @@ async fn tampered_artifacts_and_snapshots_are_refused() {
             >= 2.0
     })
     .await;
-    let (_, status) = acme.call("GET", "/v1/apps/web/status", None).await;
-    assert_eq!(status["nodes"][0]["state"], "pending", "{status}");
+    let status: AppStatus = acme.get("/v1/apps/web/status").await;
+    assert_eq!(status.nodes[0].state, RolloutState::Pending, "{status:?}");
     proxy.set(Tamper::Nothing);
-    node_state(&acme, "web", "applied", None).await;
-    let (_, status) = acme.call("GET", "/v1/apps/web/status", None).await;
-    assert_eq!(status["nodes"][0]["applied_revision"], revision);
+    node_state(&acme, "web", RolloutState::Applied, None).await;
+    let status: AppStatus = acme.get("/v1/apps/web/status").await;
+    assert_eq!(status.nodes[0].applied_revision, Some(revision));
     node.wait_for_body("web.test", "K=v\n").await;
 
     // Nothing tampered: the version refused earlier applies now.
-    let (_, deployed) = acme
-        .call(
-            "POST",
-            "/v1/apps/web/deploy",
-            Some(json!({ "version": upload["version"] })),
-        )
-        .await;
-    assert!(deployed["revision"].as_u64().unwrap() > revision);
+    let deployed: Activated = answer(acme.send("POST", "/v1/apps/web/deploy", &deploy).await, 200);
+    assert!(deployed.revision > revision);
     node.wait_for_body("web.test", "").await;
-    node_state(&acme, "web", "applied", None).await;
+    node_state(&acme, "web", RolloutState::Applied, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,6 +135,6 @@ async fn a_node_pinned_to_another_key_refuses_everything() {
     .unwrap();
     let node = TestNode::start(&cp.url(), cp.node_token("node-a"), dir.path()).await;
     acme.deploy("web", HELLO).await;
-    node_state(&acme, "web", "rejected", Some("signature")).await;
+    node_state(&acme, "web", RolloutState::Rejected, Some("signature")).await;
     assert_eq!(node.get("web.test", "/").await.0, 404);
 }

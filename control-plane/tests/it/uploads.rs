@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use edge_common::api::{Uploaded, VersionList};
 use edge_cp::api::ApiSettings;
 use edge_fixtures::HELLO;
 
-use crate::common::{TestCp, assert_error};
+use crate::common::{TestCp, answer, assert_error};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_uploads_are_refused_with_the_rule_named() {
@@ -52,8 +53,7 @@ async fn invalid_uploads_are_refused_with_the_rule_named() {
     ];
     for (what, wasm, status, code, mention) in cases {
         let (got, body) = acme.upload("web", wasm).await;
-        assert_error(got, &body, status, code);
-        let message = body["error"]["message"].as_str().unwrap();
+        let message = assert_error(got, &body, status, code).message;
         assert!(message.contains(mention), "{what}: {message}");
     }
     // A streamed body without a length is cut at the limit too.
@@ -67,21 +67,19 @@ async fn invalid_uploads_are_refused_with_the_rule_named() {
         .unwrap();
     assert_eq!(response.status(), 413);
 
-    let (_, versions) = acme.call("GET", "/v1/apps/web/versions", None).await;
-    assert_eq!(
-        versions["versions"],
-        serde_json::json!([]),
-        "no refused upload was recorded"
+    let versions: VersionList = acme.get("/v1/apps/web/versions").await;
+    assert!(
+        versions.versions.is_empty(),
+        "no refused upload was recorded: {versions:?}"
     );
 
     // The same real component twice: compiled once, two versions.
-    let (status, first) = acme.upload("web", std::fs::read(HELLO).unwrap()).await;
-    assert_eq!(status, 201, "{first}");
-    assert_eq!(first["compiled"], true);
-    let (_, second) = acme.upload("web", std::fs::read(HELLO).unwrap()).await;
-    assert_eq!(second["compiled"], false);
-    assert_eq!(second["version"], 2);
-    assert_eq!(first["artifact"], second["artifact"]);
+    let first: Uploaded = answer(acme.upload("web", std::fs::read(HELLO).unwrap()).await, 201);
+    assert!(first.compiled);
+    let second: Uploaded = answer(acme.upload("web", std::fs::read(HELLO).unwrap()).await, 201);
+    assert!(!second.compiled);
+    assert_eq!(second.version, 2);
+    assert_eq!(first.artifact, second.artifact);
 }
 
 fn futures_stream(
@@ -252,16 +250,15 @@ async fn slow_uploads_are_cut_and_free_their_slots() {
 
     for (upload, stalled) in slow {
         let answer = upload.answer().await;
-        assert_error(answer.status, &answer.body, 408, "upload-timeout");
-        let message = answer.body["error"]["message"].as_str().unwrap();
+        let message = assert_error(answer.status, &answer.body, 408, "upload-timeout").message;
         let says = if stalled { "sent nothing" } else { "minimum" };
         assert!(message.contains(says), "{message}");
     }
     // Their slots are free again.
     let (status, body) = mallory.upload("web", std::fs::read(HELLO).unwrap()).await;
     assert_eq!(status, 201, "{body}");
-    let (_, versions) = mallory.call("GET", "/v1/apps/web/versions", None).await;
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
+    let versions: VersionList = mallory.get("/v1/apps/web/versions").await;
+    assert_eq!(versions.versions.len(), 1);
 }
 
 /// One tenant holds at most its share of the upload slots: beyond it, 429

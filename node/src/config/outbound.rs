@@ -1,6 +1,6 @@
 //! `[outbound]` (node-wide) and `[apps.outbound]` (per app): what guests
 //! may call and how long outbound requests may take. Enforced by
-//! `runtime::outbound`.
+//! the `outbound` stage.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -1,0 +1,39 @@
+//! `edgectl`: the tenant's command line for the control plane API.
+//!
+//! Every API error is printed as one line (`edgectl: <message> [<code>]`)
+//! with a non-zero exit. Requests and answers are the API's own types
+//! (`edge_common::api`), shared with the server.
+
+mod cli;
+mod client;
+mod commands;
+mod show;
+mod wait;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::client::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgectl: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("edgectl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! What every handler works with: the stores, the token authority, the
+//! compiler, the sync hub and the API's limits.
+
+use std::sync::Arc;
+
+use crate::auth::Auth;
+use crate::compile::Compiler;
+use crate::gc::BlobGc;
+use crate::purge::PurgeLimiter;
+use crate::settings::ApiSettings;
+use crate::store::{BlobStore, MetaStore};
+use crate::sync::SyncHub;
+use crate::uploads::UploadSlots;
+
+pub struct ApiState {
+    pub store: Arc<dyn MetaStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub auth: Auth,
+    pub compiler: Compiler,
+    pub hub: SyncHub,
+    pub settings: ApiSettings,
+    /// Uploads being received at once, in all and per tenant
+    /// (`settings.max_concurrent_uploads`, `upload_slots_per_tenant`):
+    /// each is held in memory (up to `max_upload_bytes`) until compiled
+    /// and stored.
+    pub uploads: Arc<UploadSlots>,
+    /// Each tenant's recent purges (`settings.purges_per_minute`).
+    pub purges: PurgeLimiter,
+    /// Deletes blobs no version references; woken after deletions.
+    pub gc: BlobGc,
+}
