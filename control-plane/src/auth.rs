@@ -71,14 +71,29 @@ pub enum IssueError {
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// The key rotated out, still accepted until the operator retires it.
+    previous: Option<DecodingKey>,
     validation: Validation,
 }
 
 impl Auth {
     /// From the PKCS#8 bytes of the token-signing key.
     pub fn new(pkcs8: &[u8]) -> Result<Self, edge_common::signing::KeyError> {
-        let public = SigningKey::from_pkcs8(pkcs8)?.verifying_key();
-        let public = edge_common::signing::from_hex(&public.to_hex()).unwrap_or_default();
+        Self::with_previous(pkcs8, None)
+    }
+
+    /// From the token-signing key and the one it replaced, whose tokens
+    /// stay valid (until they expire) while the operator keeps it.
+    pub fn with_previous(
+        pkcs8: &[u8],
+        previous: Option<&[u8]>,
+    ) -> Result<Self, edge_common::signing::KeyError> {
+        let decoding_key = |pkcs8: &[u8]| -> Result<DecodingKey, edge_common::signing::KeyError> {
+            let public = SigningKey::from_pkcs8(pkcs8)?.verifying_key();
+            let public = edge_common::signing::from_hex(&public.to_hex()).unwrap_or_default();
+            Ok(DecodingKey::from_ed_der(&public))
+        };
+        let previous = previous.map(decoding_key).transpose()?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
         validation.set_audience(&[AUDIENCE]);
@@ -88,7 +103,8 @@ impl Auth {
         validation.validate_nbf = true;
         Ok(Self {
             encoding: EncodingKey::from_ed_der(pkcs8),
-            decoding: DecodingKey::from_ed_der(&public),
+            decoding: decoding_key(pkcs8)?,
+            previous,
             validation,
         })
     }
@@ -137,24 +153,30 @@ impl Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => AuthError::Expired,
-                    ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                    ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
-                    ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
-                    ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
-                    ErrorKind::InvalidAlgorithm => {
-                        AuthError::Invalid("algorithm not accepted".into())
-                    }
-                    ErrorKind::MissingRequiredClaim(claim) => {
-                        AuthError::Invalid(format!("missing claim `{claim}`"))
-                    }
-                    _ => AuthError::Invalid("malformed token".into()),
+        let decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation);
+        let decoded = match (decoded, &self.previous) {
+            (Err(e), Some(previous))
+                if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) =>
+            {
+                jsonwebtoken::decode::<Claims>(token, previous, &self.validation)
+            }
+            (decoded, _) => decoded,
+        };
+        let data = decoded.map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
+                ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
+                ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm not accepted".into()),
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::Invalid(format!("missing claim `{claim}`"))
                 }
-            })?;
+                _ => AuthError::Invalid("malformed token".into()),
+            }
+        })?;
         let claims = data.claims;
         match (claims.role, &claims.tenant) {
             (Role::Tenant, None) => {

@@ -1,7 +1,12 @@
-//! The control plane's two private keys, generated into the data directory
-//! on first start: one signs API tokens (JWT, EdDSA), one signs sync
-//! snapshots. Separate keys, so handing out the snapshot public key to
-//! nodes says nothing about tokens, and either can be rotated alone.
+//! The control plane's two private keys: one signs API tokens (JWT,
+//! EdDSA), one signs sync snapshots. Separate keys, so handing out the
+//! snapshot public key to nodes says nothing about tokens, and either can
+//! be rotated alone.
+//!
+//! On one machine they are generated into the data directory on first
+//! start. Replicas share one keys directory instead (a mounted secret),
+//! made once by `edge-cp keys init`: a replica never generates a key, since
+//! two replicas generating their own would sign with different keys.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +22,18 @@ pub enum KeyFileError {
     },
     #[error("key file {path}: {source}")]
     Invalid { path: PathBuf, source: KeyError },
+    #[error(
+        "key file {path} is missing; create the keys once with `edge-cp keys init --keys-dir {dir}`"
+    )]
+    Missing { path: PathBuf, dir: PathBuf },
+    #[error(
+        "{dir} holds only one of the two keys; restore the other from a backup (or, knowing every token and node trust is then void, empty the directory and run `edge-cp keys init` again)"
+    )]
+    Partial { dir: PathBuf },
+    #[error(
+        "a previous token key is still kept at {path}: delete it once every token signed with it is replaced, then rotate again"
+    )]
+    RotationPending { path: PathBuf },
 }
 
 /// The PKCS#8 bytes of the key at `path`, generating (mode 0600) if absent.
@@ -49,10 +66,128 @@ pub fn load_or_generate(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     }
 }
 
-pub fn token_key_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("keys").join("token-signing.pk8")
+/// Where the keys are, and whether a missing one may be generated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `--data-dir`: `DATA_DIR/keys/`, generated on first use.
+    DataDir(PathBuf),
+    /// `--keys-dir`: made by `edge-cp keys init`, shared by every replica;
+    /// a missing key is an error.
+    Shared(PathBuf),
 }
 
-pub fn sync_key_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("keys").join("sync-signing.pk8")
+/// The token-signing key rotated out, still accepted for verification
+/// until the operator deletes the file (see `docs/operations.md`).
+const PREVIOUS_TOKEN_KEY: &str = "token-signing.previous.pk8";
+const TOKEN_KEY: &str = "token-signing.pk8";
+const SYNC_KEY: &str = "sync-signing.pk8";
+
+impl KeySource {
+    pub fn dir(&self) -> PathBuf {
+        match self {
+            KeySource::DataDir(data_dir) => data_dir.join("keys"),
+            KeySource::Shared(dir) => dir.clone(),
+        }
+    }
+
+    /// The PKCS#8 bytes of the token-signing key.
+    pub fn token_key(&self) -> Result<Vec<u8>, KeyFileError> {
+        self.load(TOKEN_KEY)
+    }
+
+    /// The PKCS#8 bytes of the snapshot-signing key.
+    pub fn sync_key(&self) -> Result<Vec<u8>, KeyFileError> {
+        self.load(SYNC_KEY)
+    }
+
+    /// The token-signing key rotated out, if it is still kept.
+    pub fn previous_token_key(&self) -> Result<Option<Vec<u8>>, KeyFileError> {
+        let path = self.dir().join(PREVIOUS_TOKEN_KEY);
+        match std::fs::read(&path) {
+            Ok(der) => {
+                SigningKey::from_pkcs8(&der)
+                    .map_err(|source| KeyFileError::Invalid { path, source })?;
+                Ok(Some(der))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(KeyFileError::Io { path, source }),
+        }
+    }
+
+    fn load(&self, name: &str) -> Result<Vec<u8>, KeyFileError> {
+        let path = self.dir().join(name);
+        match self {
+            KeySource::DataDir(_) => load_or_generate(&path),
+            KeySource::Shared(dir) => {
+                let der = std::fs::read(&path).map_err(|source| match source.kind() {
+                    std::io::ErrorKind::NotFound => KeyFileError::Missing {
+                        path: path.clone(),
+                        dir: dir.clone(),
+                    },
+                    _ => KeyFileError::Io {
+                        path: path.clone(),
+                        source,
+                    },
+                })?;
+                SigningKey::from_pkcs8(&der)
+                    .map_err(|source| KeyFileError::Invalid { path, source })?;
+                Ok(der)
+            }
+        }
+    }
+}
+
+/// What `edge-cp keys init` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initialised {
+    Created,
+    /// Both keys were there already: nothing was touched.
+    AlreadyThere,
+}
+
+/// Makes the keys directory every replica mounts: both keys, mode 0600.
+/// Never replaces a key (that would void every token, or every node's
+/// trust): a directory with both keys is left as it is, one with only one
+/// of them is an error to look into.
+pub fn init(dir: &Path) -> Result<Initialised, KeyFileError> {
+    let present = [TOKEN_KEY, SYNC_KEY].map(|name| dir.join(name).exists());
+    match present {
+        [true, true] => {
+            // Both must parse: a damaged key found now beats one found by
+            // a replica at start.
+            let shared = KeySource::Shared(dir.to_path_buf());
+            shared.token_key()?;
+            shared.sync_key()?;
+            Ok(Initialised::AlreadyThere)
+        }
+        [false, false] => {
+            for name in [TOKEN_KEY, SYNC_KEY] {
+                load_or_generate(&dir.join(name))?;
+            }
+            Ok(Initialised::Created)
+        }
+        _ => Err(KeyFileError::Partial {
+            dir: dir.to_path_buf(),
+        }),
+    }
+}
+
+/// Rotates the token-signing key: the current one becomes the previous
+/// one (still accepted for verification, so tokens already handed out keep
+/// working), and a new one signs from the next start on. Refused while a
+/// previous key is still kept: two rotations in a row would void the
+/// tokens of the first.
+pub fn rotate_token_key(source: &KeySource) -> Result<(), KeyFileError> {
+    let dir = source.dir();
+    let (current, previous) = (dir.join(TOKEN_KEY), dir.join(PREVIOUS_TOKEN_KEY));
+    if previous.exists() {
+        return Err(KeyFileError::RotationPending { path: previous });
+    }
+    source.token_key()?;
+    std::fs::rename(&current, &previous).map_err(|source| KeyFileError::Io {
+        path: previous.clone(),
+        source,
+    })?;
+    load_or_generate(&current)?;
+    Ok(())
 }

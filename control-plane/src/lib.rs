@@ -20,7 +20,7 @@ pub mod sync;
 pub mod uploads;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use edge_common::CompileSettings;
@@ -29,6 +29,7 @@ use edge_common::signing::SigningKey;
 use crate::api::ApiState;
 use crate::auth::Auth;
 use crate::compile::Compiler;
+use crate::keys::KeySource;
 use crate::settings::ApiSettings;
 use crate::store::fs::FsBlobStore;
 use crate::store::sqlite::SqliteMetaStore;
@@ -38,6 +39,9 @@ use crate::store::{BlobStore, MetaStore, StoreError};
 #[derive(Debug, Clone)]
 pub struct CpConfig {
     pub data_dir: PathBuf,
+    /// The signing keys: under `data_dir` by default, or a keys directory
+    /// every replica shares.
+    pub keys: KeySource,
     pub listen: SocketAddr,
     /// PEM certificate chain and key for HTTPS; `None` serves plaintext,
     /// which is refused on anything but a loopback address.
@@ -51,8 +55,10 @@ pub struct CpConfig {
 
 impl CpConfig {
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        let data_dir = data_dir.into();
         Self {
-            data_dir: data_dir.into(),
+            keys: KeySource::DataDir(data_dir.clone()),
+            data_dir,
             listen,
             tls: None,
             api: ApiSettings::default(),
@@ -91,10 +97,8 @@ impl ControlPlane {
             path: config.data_dir.clone(),
             source,
         })?;
-        let auth = open_auth(&config.data_dir)?;
-        let sync_key = SigningKey::from_pkcs8(&keys::load_or_generate(&keys::sync_key_path(
-            &config.data_dir,
-        ))?)?;
+        let auth = open_auth(&config.keys)?;
+        let sync_key = SigningKey::from_pkcs8(&config.keys.sync_key()?)?;
         let store: Arc<dyn MetaStore> = Arc::new(SqliteMetaStore::open(
             &config.data_dir.join("meta.sqlite3"),
         )?);
@@ -141,14 +145,16 @@ impl ControlPlane {
     }
 }
 
-/// The token authority of a data directory (creating its key on first use).
-pub fn open_auth(data_dir: &Path) -> Result<Auth, CpError> {
-    let der = keys::load_or_generate(&keys::token_key_path(data_dir))?;
-    Ok(Auth::new(&der)?)
+/// The token authority of `keys` (with the key rotated out, if kept).
+pub fn open_auth(keys: &KeySource) -> Result<Auth, CpError> {
+    let current = keys.token_key()?;
+    let previous = keys.previous_token_key()?;
+    Ok(Auth::with_previous(&current, previous.as_deref())?)
 }
 
 /// The hex public key nodes pin to verify snapshots.
-pub fn sync_public_key(data_dir: &Path) -> Result<String, CpError> {
-    let der = keys::load_or_generate(&keys::sync_key_path(data_dir))?;
-    Ok(SigningKey::from_pkcs8(&der)?.verifying_key().to_hex())
+pub fn sync_public_key(keys: &KeySource) -> Result<String, CpError> {
+    Ok(SigningKey::from_pkcs8(&keys.sync_key()?)?
+        .verifying_key()
+        .to_hex())
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use edge_common::names::TenantId;
 use edge_cp::auth::Role;
+use edge_cp::keys::{Initialised, KeySource};
 use edge_cp::server::ConnectionFlags;
 use edge_cp::settings::ApiFlags;
 use edge_cp::{ControlPlane, CpConfig};
@@ -32,6 +33,58 @@ struct Cli {
     command: Command,
 }
 
+/// Where the signing keys are: `--keys-dir` (shared by replicas, made by
+/// `edge-cp keys init`) or the data directory's `keys/`.
+#[derive(clap::Args)]
+struct KeyArgs {
+    /// The data directory of a single control plane (keys under `keys/`,
+    /// generated on first use).
+    #[arg(
+        long,
+        required_unless_present = "keys_dir",
+        conflicts_with = "keys_dir"
+    )]
+    data_dir: Option<PathBuf>,
+    /// The keys directory every replica shares.
+    #[arg(long)]
+    keys_dir: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    fn source(self) -> anyhow::Result<KeySource> {
+        match (self.keys_dir, self.data_dir) {
+            (Some(dir), _) => Ok(KeySource::Shared(dir)),
+            (None, Some(data_dir)) => {
+                if !data_dir.is_dir() {
+                    bail!(
+                        "{} is not a directory (start `edge-cp serve --data-dir` there first)",
+                        data_dir.display()
+                    );
+                }
+                Ok(KeySource::DataDir(data_dir))
+            }
+            (None, None) => bail!("give --keys-dir or --data-dir"),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create the token-signing and snapshot-signing keys once, in the
+    /// directory every replica mounts. Leaves existing keys alone.
+    Init {
+        #[arg(long)]
+        keys_dir: PathBuf,
+    },
+    /// Replace the token-signing key. The old one is kept as
+    /// `token-signing.previous.pk8` and still accepted (after a restart of
+    /// every replica) until you delete it.
+    RotateToken {
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API.
@@ -39,6 +92,10 @@ enum Command {
         /// Keys, metadata (SQLite) and blobs live here.
         #[arg(long)]
         data_dir: PathBuf,
+        /// Signing keys shared by every replica (made by `edge-cp keys
+        /// init`), instead of `DATA_DIR/keys`.
+        #[arg(long, env = "EDGE_CP_KEYS_DIR")]
+        keys_dir: Option<PathBuf>,
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: SocketAddr,
         /// PEM certificate chain for HTTPS (with --tls-key). Without them
@@ -54,10 +111,13 @@ enum Command {
         #[command(flatten)]
         connections: ConnectionFlags,
     },
+    /// Manage the signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a signed API token.
     Token {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
         #[arg(long, value_parser = role_parser())]
         role: Role,
         /// The tenant a `tenant` token acts for.
@@ -75,8 +135,8 @@ enum Command {
     /// Print the public key nodes pin (`edge-node --trust-key`) to verify
     /// snapshots.
     PublicKey {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
 }
 
@@ -85,6 +145,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve {
             data_dir,
+            keys_dir,
             listen,
             tls_cert,
             tls_key,
@@ -92,6 +153,9 @@ fn main() -> anyhow::Result<()> {
             connections,
         } => {
             let mut config = CpConfig::new(data_dir, listen);
+            if let Some(dir) = keys_dir {
+                config.keys = KeySource::Shared(dir);
+            }
             config.tls = tls_cert.zip(tls_key);
             config.api = api.into();
             config.connections = connections.into();
@@ -101,20 +165,41 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?
                 .block_on(serve(config))
         }
+        Command::Keys(KeysCommand::Init { keys_dir }) => {
+            match edge_cp::keys::init(&keys_dir)? {
+                Initialised::Created => println!(
+                    "edge-cp: created the signing keys in {}; mount this directory on every replica (--keys-dir) and back it up",
+                    keys_dir.display()
+                ),
+                Initialised::AlreadyThere => println!(
+                    "edge-cp: {} already holds both signing keys; nothing changed",
+                    keys_dir.display()
+                ),
+            }
+            println!(
+                "snapshot public key (nodes' trust_key): {}",
+                edge_cp::sync_public_key(&KeySource::Shared(keys_dir))?
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::RotateToken { keys }) => {
+            let source = keys.source()?;
+            edge_cp::keys::rotate_token_key(&source)?;
+            println!(
+                "edge-cp: new token-signing key in {}; restart every replica, issue new tokens, then delete {}",
+                source.dir().display(),
+                source.dir().join("token-signing.previous.pk8").display()
+            );
+            Ok(())
+        }
         Command::Token {
-            data_dir,
+            keys,
             role,
             tenant,
             sub,
             ttl,
         } => {
-            if !data_dir.is_dir() {
-                bail!(
-                    "{} is not a directory (start `edge-cp serve --data-dir` there first)",
-                    data_dir.display()
-                );
-            }
-            let auth = edge_cp::open_auth(&data_dir)?;
+            let auth = edge_cp::open_auth(&keys.source()?)?;
             if role == Role::Node && sub.is_none() {
                 bail!(
                     "a node token needs --sub NAME: the node's name in rollout status (one per node)"
@@ -131,8 +216,8 @@ fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::PublicKey { data_dir } => {
-            println!("{}", edge_cp::sync_public_key(&data_dir)?);
+        Command::PublicKey { keys } => {
+            println!("{}", edge_cp::sync_public_key(&keys.source()?)?);
             Ok(())
         }
     }

@@ -70,7 +70,7 @@ impl TestCp {
     }
 
     pub fn token(&self, role: Role, sub: &str, tenant: Option<&str>) -> String {
-        edge_cp::open_auth(self.dir.path())
+        edge_cp::open_auth(&edge_cp::keys::KeySource::DataDir(self.dir.path().into()))
             .unwrap()
             .issue(
                 role,

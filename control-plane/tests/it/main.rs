@@ -9,6 +9,7 @@ mod connections;
 mod deploy;
 mod edgectl;
 mod isolation;
+mod keys;
 mod purge;
 mod quota;
 mod store;

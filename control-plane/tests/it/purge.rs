@@ -8,6 +8,7 @@ use edge_common::api::{
 };
 use edge_common::signing::VerifyingKey;
 use edge_common::sync::{ApplyOutcome, PurgeTarget, SignedSnapshot, Snapshot};
+use edge_cp::keys::KeySource;
 use edge_fixtures::HELLO;
 use futures::StreamExt;
 use serde::Serialize;
@@ -20,7 +21,10 @@ use crate::common::{Client, TestCp, answer, assert_error, edgectl, new_app, new_
 /// `edgectl purge` then waits for.
 async fn snapshot(cp: &TestCp) -> Snapshot {
     let signed: SignedSnapshot = cp.admin().get("/v1/sync?epoch=none&wait=0s").await;
-    let key = VerifyingKey::from_hex(&edge_cp::sync_public_key(cp.dir.path()).unwrap()).unwrap();
+    let key = VerifyingKey::from_hex(
+        &edge_cp::sync_public_key(&KeySource::DataDir(cp.dir.path().into())).unwrap(),
+    )
+    .unwrap();
     signed.verify(&key).unwrap()
 }
 

@@ -1,6 +1,7 @@
 //! The API over HTTPS: a node and edgectl trusting a private CA; plaintext
 //! refused off loopback; `edge-cp token` and `public-key` from the CLI.
 
+use edge_cp::keys::KeySource;
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ async fn a_node_syncs_over_https_with_a_private_ca() {
     let cp = ControlPlane::start(config).await.unwrap();
     assert!(cp.tls);
     let url = format!("https://localhost:{}", cp.addr.port());
-    let auth = edge_cp::open_auth(&dir.path().join("cp")).unwrap();
+    let auth = edge_cp::open_auth(&KeySource::DataDir(dir.path().join("cp"))).unwrap();
     let token = |role, sub: &str, tenant: Option<&str>| {
         auth.issue(
             role,
@@ -45,7 +46,8 @@ async fn a_node_syncs_over_https_with_a_private_ca() {
         dir.path().join("node"),
     );
     cp_config.ca_cert = Some(cert_path.clone());
-    cp_config.trust_key = Some(edge_cp::sync_public_key(&dir.path().join("cp")).unwrap());
+    cp_config.trust_key =
+        Some(edge_cp::sync_public_key(&KeySource::DataDir(dir.path().join("cp"))).unwrap());
     node_config.control_plane = Some(cp_config);
     let node = Node::start(node_config).await.unwrap();
     let node_addr = node.http_addr.unwrap();
@@ -141,7 +143,7 @@ fn edge_cp_issues_tokens_and_prints_the_public_key() {
     ]);
     assert!(out.status.success());
     let token = String::from_utf8(out.stdout).unwrap();
-    let principal = edge_cp::open_auth(dir.path())
+    let principal = edge_cp::open_auth(&KeySource::DataDir(dir.path().into()))
         .unwrap()
         .verify(Some(&format!("Bearer {}", token.trim())))
         .unwrap();
@@ -150,5 +152,8 @@ fn edge_cp_issues_tokens_and_prints_the_public_key() {
     assert!(out.status.success());
     let key = String::from_utf8(out.stdout).unwrap();
     assert_eq!(key.trim().len(), 64);
-    assert_eq!(key.trim(), edge_cp::sync_public_key(dir.path()).unwrap());
+    assert_eq!(
+        key.trim(),
+        edge_cp::sync_public_key(&KeySource::DataDir(dir.path().into())).unwrap()
+    );
 }
