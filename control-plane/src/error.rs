@@ -15,6 +15,11 @@ use crate::uploads::{BodyError, SlotError};
 /// a typical upload (a few MiB received and compiled) holds one.
 const UPLOAD_RETRY_AFTER_SECS: u64 = 5;
 
+/// `Retry-After` while the blob store is unavailable: an object store
+/// restarting or failing over is back within seconds, and clients should
+/// not hammer it meanwhile.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -114,9 +119,30 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "not-origin-app", e.to_string())
             }
             StoreError::QuotaExceeded(e) => e.into(),
+            // Not reachable through the API (restores are an operator's
+            // command), mapped for completeness.
+            StoreError::Restore(_) => {
+                Self::new(StatusCode::CONFLICT, "restore-refused", e.to_string())
+            }
             StoreError::Backend(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage-error",
+                e.to_string(),
+            ),
+            // The details (endpoint, the store's own error) go to the log,
+            // not to the client.
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "storage backend unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage-unavailable",
+                    "the blob store is unavailable; try again shortly",
+                )
+                .with_retry_after(STORAGE_RETRY_AFTER_SECS)
+            }
+            StoreError::Corrupt(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "blob-corrupt",
                 e.to_string(),
             ),
         }

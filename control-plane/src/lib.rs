@@ -4,14 +4,18 @@
 //! receive as a signed snapshot.
 //!
 //! [`ControlPlane::start`] opens the data directory (keys, SQLite metadata,
-//! blobs), binds the listener and serves [`api`].
+//! blobs) or the PostgreSQL metadata store it is given, binds the listener
+//! and serves [`api`]. [`migrate`] copies a store to another backend.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod compile;
 pub mod error;
 pub mod gc;
 pub mod keys;
+pub mod metrics;
+pub mod migrate;
 pub mod purge;
 pub mod server;
 pub mod settings;
@@ -32,7 +36,8 @@ use crate::compile::Compiler;
 use crate::keys::KeySource;
 use crate::settings::ApiSettings;
 use crate::store::fs::FsBlobStore;
-use crate::store::sqlite::SqliteMetaStore;
+use crate::store::location::MetaLocation;
+use crate::store::s3::{S3BlobStore, S3Config, S3OpenError};
 use crate::store::{BlobStore, MetaStore, StoreError};
 
 /// Everything `edge-cp serve` needs.
@@ -42,6 +47,9 @@ pub struct CpConfig {
     /// The signing keys: under `data_dir` by default, or a keys directory
     /// every replica shares.
     pub keys: KeySource,
+    /// The metadata store: SQLite in `data_dir` by default, or a
+    /// PostgreSQL database every replica shares.
+    pub metadata: MetaLocation,
     pub listen: SocketAddr,
     /// PEM certificate chain and key for HTTPS; `None` serves plaintext,
     /// which is refused on anything but a loopback address.
@@ -51,6 +59,21 @@ pub struct CpConfig {
     pub connections: server::ConnectionSettings,
     /// Compilations run at once.
     pub compile_parallelism: usize,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`); none by
+    /// default.
+    pub admin: Option<SocketAddr>,
+    /// Where blobs (sources, compiled artifacts) live.
+    pub blobs: BlobsConfig,
+}
+
+/// Where the blob store is: `--blobs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BlobsConfig {
+    /// `DATA_DIR/blobs` ([`FsBlobStore`]).
+    #[default]
+    DataDir,
+    /// An S3-compatible bucket ([`S3BlobStore`]), shared by replicas.
+    S3(S3Config),
 }
 
 impl CpConfig {
@@ -58,6 +81,9 @@ impl CpConfig {
         let data_dir = data_dir.into();
         Self {
             keys: KeySource::DataDir(data_dir.clone()),
+            metadata: MetaLocation::Sqlite {
+                data_dir: data_dir.clone(),
+            },
             data_dir,
             listen,
             tls: None,
@@ -66,6 +92,8 @@ impl CpConfig {
             compile_parallelism: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            admin: None,
+            blobs: BlobsConfig::DataDir,
         }
     }
 }
@@ -81,6 +109,10 @@ pub enum CpError {
     Key(#[from] keys::KeyFileError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    #[error("blob store: {0}")]
+    S3Blobs(#[from] S3OpenError),
+    #[error("cannot set up the metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("cannot create the compiler engine: {0:#}")]
     Engine(wasmtime::Error),
     #[error(transparent)]
@@ -99,22 +131,39 @@ impl ControlPlane {
         })?;
         let auth = open_auth(&config.keys)?;
         let sync_key = SigningKey::from_pkcs8(&config.keys.sync_key()?)?;
-        let store: Arc<dyn MetaStore> = Arc::new(SqliteMetaStore::open(
-            &config.data_dir.join("meta.sqlite3"),
-        )?);
-        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&config.data_dir)?);
+        let store: Arc<dyn MetaStore> = config.metadata.open().await?;
+        let blobs: Arc<dyn BlobStore> = match &config.blobs {
+            BlobsConfig::DataDir => Arc::new(FsBlobStore::open(&config.data_dir)?),
+            BlobsConfig::S3(s3) => Arc::new(S3BlobStore::open(s3).await?),
+        };
+        // Every backend's calls are timed and its failures counted.
+        let metrics = Arc::new(metrics::CpMetrics::new()?);
+        let store: Arc<dyn MetaStore> = Arc::new(store::instrumented::InstrumentedMeta::new(
+            store,
+            metrics.store.clone(),
+        ));
+        let blobs: Arc<dyn BlobStore> = Arc::new(store::instrumented::InstrumentedBlobs::new(
+            blobs,
+            metrics.store.clone(),
+        ));
         let compiler = Compiler::new(&CompileSettings::default(), config.compile_parallelism)
             .map_err(CpError::Engine)?;
         let revision = store.revision().await?;
         tracing::info!(
             revision,
+            // Shown with any password as ***.
+            metadata = %config.metadata,
             engine = compiler.engine_hash(),
             sync_key = %sync_key.verifying_key().to_hex(),
             "control plane state opened"
         );
         let settings = &config.api;
+        let hub = sync::SyncHub::new(store.clone(), sync_key, revision);
+        if let store::location::MetaLocation::Postgres(url) = &config.metadata {
+            hub.follow_replicas(url.config().clone());
+        }
         let state = Arc::new(ApiState {
-            hub: sync::SyncHub::new(store.clone(), sync_key, revision),
+            hub,
             gc: gc::BlobGc::start(
                 store.clone(),
                 blobs.clone(),
@@ -134,14 +183,23 @@ impl ControlPlane {
                 settings.purges_per_minute,
                 std::time::Duration::from_secs(60),
             ),
+            metrics,
         });
-        Ok(server::serve(
+        let admin = match config.admin {
+            Some(addr) => Some(admin::bind(addr).await?),
+            None => None,
+        };
+        let handle = server::serve(
             config.listen,
             config.tls.as_ref(),
-            state,
+            state.clone(),
             config.connections.clone(),
         )
-        .await?)
+        .await?;
+        Ok(match admin {
+            Some((listener, addr)) => handle.with_admin(addr, admin::spawn(listener, state)),
+            None => handle,
+        })
     }
 }
 

@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use edge_common::logging::LogFormat;
 use edge_common::names::TenantId;
 use edge_cp::auth::Role;
 use edge_cp::keys::{Initialised, KeySource};
+use edge_cp::migrate::MigrateRequest;
 use edge_cp::server::ConnectionFlags;
 use edge_cp::settings::ApiFlags;
-use edge_cp::{ControlPlane, CpConfig};
+use edge_cp::store::location::{BlobLocation, MetaLocation};
+use edge_cp::store::s3::{S3Config, S3Location};
+use edge_cp::{BlobsConfig, ControlPlane, CpConfig};
 
 /// `--role`: one of the roles' wire names, listed in `--help` and in the
 /// error for any other word.
@@ -22,6 +26,14 @@ fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
         .try_map(|name| name.parse::<Role>())
 }
 
+/// `--log-format`: text or json, listed in `--help` and in the error for
+/// any other word.
+fn log_format_parser() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(LogFormat::NAMES)
+        .try_map(|name| name.parse::<LogFormat>())
+}
+
 #[derive(Parser)]
 #[command(
     name = "edge-cp",
@@ -29,6 +41,15 @@ fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
     about = "Edge control plane: API, compiler and sync for edge nodes"
 )]
 struct Cli {
+    /// Log lines on stderr as `text` or as `json` objects (one per line).
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_LOG_FORMAT",
+        default_value = "text",
+        value_parser = log_format_parser(),
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +106,8 @@ enum KeysCommand {
     },
 }
 
+// Parsed once at start: the size of `Serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API.
@@ -96,8 +119,28 @@ enum Command {
         /// init`), instead of `DATA_DIR/keys`.
         #[arg(long, env = "EDGE_CP_KEYS_DIR")]
         keys_dir: Option<PathBuf>,
+        /// Blobs in an S3-compatible bucket, `s3://BUCKET/PREFIX`, shared
+        /// by replicas (default: `DATA_DIR/blobs`). The client reads
+        /// AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+        /// AWS_REGION and AWS_ALLOW_HTTP.
+        #[arg(long, env = "EDGE_CP_BLOBS", value_name = "s3://BUCKET/PREFIX")]
+        blobs: Option<S3Location>,
+        /// Metadata in the PostgreSQL database every replica shares,
+        /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (default: SQLite
+        /// in --data-dir). Logged with the password as ***.
+        #[arg(
+            long,
+            env = "EDGE_CP_DATABASE",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: SocketAddr,
+        /// Admin listener: /metrics, /healthz, /readyz (plaintext, no
+        /// authentication: a loopback or private address). Off by default.
+        #[arg(long, env = "EDGE_CP_ADMIN", value_name = "ADDR")]
+        admin: Option<SocketAddr>,
         /// PEM certificate chain for HTTPS (with --tls-key). Without them
         /// the API is plaintext, which is allowed on loopback only.
         #[arg(long, requires = "tls_key")]
@@ -110,6 +153,36 @@ enum Command {
         /// Client connection caps and deadlines.
         #[command(flatten)]
         connections: ConnectionFlags,
+    },
+    /// Copy the metadata (and the blobs, with --to-blobs) into a new, empty
+    /// store, such as from the embedded SQLite to PostgreSQL. Stop the
+    /// control plane first: later changes are not copied.
+    MigrateStore {
+        /// sqlite:DATA_DIR or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+        #[arg(
+            long,
+            env = "EDGE_CP_MIGRATE_FROM",
+            hide_env_values = true,
+            value_name = "STORE"
+        )]
+        from: String,
+        /// The new store, which must be empty (same forms as --from).
+        #[arg(
+            long,
+            env = "EDGE_CP_DATABASE",
+            hide_env_values = true,
+            value_name = "STORE"
+        )]
+        to: String,
+        /// The source's blobs, dir:PATH or s3://BUCKET/PREFIX (default:
+        /// DATA_DIR of a sqlite: source).
+        #[arg(long, value_name = "BLOBS")]
+        from_blobs: Option<BlobLocation>,
+        /// Copy every blob here, dir:PATH or s3://BUCKET/PREFIX (with the
+        /// AWS_* variables; default: none copied, the target is served with
+        /// the same blob store).
+        #[arg(long, value_name = "BLOBS")]
+        to_blobs: Option<BlobLocation>,
     },
     /// Manage the signing keys.
     #[command(subcommand)]
@@ -141,12 +214,16 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    edge_common::logging::init_stderr();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    edge_common::logging::init(cli.log_format);
+    match cli.command {
         Command::Serve {
             data_dir,
             keys_dir,
+            blobs,
+            database,
             listen,
+            admin,
             tls_cert,
             tls_key,
             api,
@@ -156,7 +233,14 @@ fn main() -> anyhow::Result<()> {
             if let Some(dir) = keys_dir {
                 config.keys = KeySource::Shared(dir);
             }
+            if let Some(location) = blobs {
+                config.blobs = BlobsConfig::S3(S3Config::new(location));
+            }
+            if let Some(url) = database {
+                config.metadata = store_location(&url, "--database")?;
+            }
             config.tls = tls_cert.zip(tls_key);
+            config.admin = admin;
             config.api = api.into();
             config.connections = connections.into();
             tokio::runtime::Builder::new_multi_thread()
@@ -164,6 +248,26 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("cannot start the async runtime")?
                 .block_on(serve(config))
+        }
+        Command::MigrateStore {
+            from,
+            to,
+            from_blobs,
+            to_blobs,
+        } => {
+            let request = MigrateRequest {
+                from: store_location(&from, "--from")?,
+                to: store_location(&to, "--to")?,
+                from_blobs,
+                to_blobs,
+            };
+            let report = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(edge_cp::migrate::migrate_store(&request))?;
+            println!("edge-cp: {report}");
+            Ok(())
         }
         Command::Keys(KeysCommand::Init { keys_dir }) => {
             match edge_cp::keys::init(&keys_dir)? {
@@ -223,10 +327,19 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A store location from a flag, parsed here rather than by clap, whose
+/// error would repeat the value, password and all.
+fn store_location(value: &str, flag: &str) -> anyhow::Result<MetaLocation> {
+    value.parse().with_context(|| flag.to_string())
+}
+
 async fn serve(config: CpConfig) -> anyhow::Result<()> {
     let handle = ControlPlane::start(config).await?;
     let scheme = if handle.tls { "https" } else { "http" };
     println!("edge-cp: api listening on {scheme}://{}", handle.addr);
+    if let Some(addr) = handle.admin_addr {
+        println!("edge-cp: admin listening on http://{addr}");
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     tokio::select! {

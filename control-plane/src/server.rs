@@ -105,15 +105,30 @@ pub enum ServerError {
 pub struct ServerHandle {
     pub addr: SocketAddr,
     pub tls: bool,
+    /// The admin listener's address (`/metrics`, `/healthz`, `/readyz`),
+    /// if one was asked for.
+    pub admin_addr: Option<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ServerHandle {
-    /// Stops at once: the listener and every open connection (long polls
+    /// Adds the admin listener, stopped with the API.
+    pub fn with_admin(mut self, addr: SocketAddr, task: tokio::task::JoinHandle<()>) -> Self {
+        self.admin_addr = Some(addr);
+        self.admin_task = Some(task);
+        self
+    }
+
+    /// Stops at once: the listeners and every open connection (long polls
     /// included) are dropped, as if the process had died.
     pub async fn shutdown(self) {
         self.task.abort();
         let _ = self.task.await;
+        if let Some(task) = self.admin_task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
@@ -139,7 +154,9 @@ pub async fn serve(
     Ok(ServerHandle {
         addr: bound,
         tls: has_tls,
+        admin_addr: None,
         task,
+        admin_task: None,
     })
 }
 

@@ -15,7 +15,10 @@ use crate::store::{MetaStore, StoreError};
 pub struct SyncHub {
     store: Arc<dyn MetaStore>,
     key: SigningKey,
-    revision: watch::Sender<u64>,
+    revision: Arc<watch::Sender<u64>>,
+    /// The session hearing other replicas' revisions (PostgreSQL only);
+    /// stopped with the hub.
+    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The signed snapshot JSON of the newest revision built so far.
     cached: Mutex<Option<(u64, Bytes)>>,
 }
@@ -25,8 +28,26 @@ impl SyncHub {
         Self {
             store,
             key,
-            revision: watch::Sender::new(revision),
+            revision: Arc::new(watch::Sender::new(revision)),
+            follower: std::sync::Mutex::new(None),
             cached: Mutex::new(None),
+        }
+    }
+
+    /// Wakes the long polls for revisions committed by every replica
+    /// sharing the PostgreSQL database `config` names, too.
+    pub fn follow_replicas(&self, config: tokio_postgres::Config) {
+        let revision = self.revision.clone();
+        let task = tokio::spawn(crate::store::postgres::notify::follow_revisions(
+            config,
+            move |committed| advance(&revision, committed),
+        ));
+        let mut follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(previous) = follower.replace(task) {
+            previous.abort();
         }
     }
 
@@ -40,14 +61,7 @@ impl SyncHub {
 
     /// Wakes the long polls: something changed at `revision`.
     pub fn notify(&self, revision: u64) {
-        self.revision.send_if_modified(|current| {
-            if revision > *current {
-                *current = revision;
-                true
-            } else {
-                false
-            }
-        });
+        advance(&self.revision, revision);
     }
 
     pub fn current(&self) -> u64 {
@@ -79,4 +93,29 @@ impl SyncHub {
         *cached = Some((snapshot.revision, bytes.clone()));
         Ok((snapshot.revision, bytes))
     }
+}
+
+impl Drop for SyncHub {
+    fn drop(&mut self) {
+        let follower = self
+            .follower
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(task) = follower.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Moves the watched revision forward (never back: a late announcement of
+/// an older revision wakes nobody).
+fn advance(watched: &watch::Sender<u64>, revision: u64) {
+    watched.send_if_modified(|current| {
+        if revision > *current {
+            *current = revision;
+            true
+        } else {
+            false
+        }
+    });
 }

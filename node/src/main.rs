@@ -6,8 +6,17 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use edge_common::logging::LogFormat;
 use edge_node::config::ControlPlaneConfig;
 use edge_node::{Node, NodeConfig};
+
+/// `--log-format`: text or json, listed in `--help` and in the error for
+/// any other word.
+fn log_format_parser() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(LogFormat::NAMES)
+        .try_map(|name| name.parse::<LogFormat>())
+}
 
 #[derive(Parser)]
 #[command(
@@ -19,12 +28,32 @@ struct Cli {
     /// Node configuration file (TOML). The flags below override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The control plane to get apps from, `https://HOST:PORT`.
+    /// The control plane to get apps from, `https://HOST:PORT`; give it
+    /// once per replica to fail over between them.
     #[arg(long, value_name = "URL")]
-    control_plane: Option<String>,
+    control_plane: Vec<String>,
     /// The node's token (`edge-cp token --role node --sub NAME`).
     #[arg(long, env = "EDGE_NODE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Or a file holding the token, so it appears in no command line and
+    /// no environment: under systemd, `%d/node-token` with
+    /// `LoadCredential=node-token:PATH` (ops/systemd/edge-node.service).
+    #[arg(
+        long,
+        env = "EDGE_NODE_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "token"
+    )]
+    token_file: Option<PathBuf>,
+    /// Log lines on stderr as `text` or as `json` objects (one per line).
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_LOG_FORMAT",
+        default_value = "text",
+        value_parser = log_format_parser(),
+    )]
+    log_format: LogFormat,
     /// Where the last applied snapshot and its artifacts are kept.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -66,8 +95,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    edge_common::logging::init_stderr();
     let mut cli = Cli::parse();
+    edge_common::logging::init(cli.log_format);
     let flags = NodeFlags::take(&mut cli);
     let config = match (cli.command, cli.config) {
         (
@@ -143,8 +172,9 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 
 /// Settings given as flags; they win over the config file.
 struct NodeFlags {
-    control_plane: Option<String>,
+    control_plane: Vec<String>,
     token: Option<String>,
+    token_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     trust_key: Option<String>,
     listen_http: Option<SocketAddr>,
@@ -155,8 +185,9 @@ struct NodeFlags {
 impl NodeFlags {
     fn take(cli: &mut Cli) -> Self {
         Self {
-            control_plane: cli.control_plane.take(),
+            control_plane: std::mem::take(&mut cli.control_plane),
             token: cli.token.take(),
+            token_file: cli.token_file.take(),
             data_dir: cli.data_dir.take(),
             trust_key: cli.trust_key.take(),
             listen_http: cli.listen_http.take(),
@@ -166,7 +197,7 @@ impl NodeFlags {
     }
 
     fn any(&self) -> bool {
-        self.control_plane.is_some()
+        !self.control_plane.is_empty()
             || self.listen_http.is_some()
             || self.listen_https.is_some()
             || self.admin.is_some()
@@ -188,36 +219,47 @@ impl NodeFlags {
         if let Some(addr) = self.admin {
             config.listen.admin = Some(addr);
         }
-        let cp_flags = self.control_plane.is_some()
+        let cp_flags = !self.control_plane.is_empty()
             || self.token.is_some()
+            || self.token_file.is_some()
             || self.data_dir.is_some()
             || self.trust_key.is_some();
         if !cp_flags {
             return Ok(());
         }
-        let cp = match (config.control_plane.as_mut(), self.control_plane) {
-            (Some(cp), url) => {
-                if let Some(url) = url {
-                    cp.url = url;
+        let mut urls = self.control_plane.into_iter();
+        let cp = match (config.control_plane.as_mut(), urls.next()) {
+            (Some(cp), first) => {
+                // Flags replace the file's list of replicas.
+                if let Some(first) = first {
+                    cp.url = Some(first);
+                    cp.urls = urls.collect();
                 }
                 cp
             }
-            (None, Some(url)) => {
-                let (Some(token), Some(data_dir)) = (self.token.clone(), self.data_dir.clone())
-                else {
-                    bail!("--control-plane needs --token (or EDGE_NODE_TOKEN) and --data-dir");
+            (None, Some(first)) => {
+                let has_token = self.token.is_some() || self.token_file.is_some();
+                let (true, Some(data_dir)) = (has_token, self.data_dir.clone()) else {
+                    bail!(
+                        "--control-plane needs --token (or EDGE_NODE_TOKEN) or --token-file, and --data-dir"
+                    );
                 };
-                config.control_plane = Some(ControlPlaneConfig::new(url, token, data_dir));
-                config
-                    .control_plane
-                    .as_mut()
-                    .context("control plane config just set")?
+                // The token or its file is set from the flags below.
+                let mut cp = ControlPlaneConfig::new(first, String::new(), data_dir);
+                cp.urls = urls.collect();
+                config.control_plane.insert(cp)
             }
-            (None, None) => bail!("--token, --data-dir and --trust-key need --control-plane URL"),
+            (None, None) => {
+                bail!("--token, --token-file, --data-dir and --trust-key need --control-plane URL")
+            }
         };
         if let Some(token) = self.token {
             cp.token = Some(token);
             cp.token_file = None;
+        }
+        if let Some(file) = self.token_file {
+            cp.token_file = Some(file);
+            cp.token = None;
         }
         if let Some(dir) = self.data_dir {
             cp.data_dir = dir;

@@ -297,6 +297,22 @@ impl Metrics {
         )?;
         registry.register(Box::new(cache_fetch_results.clone()))?;
         registry.register(Box::new(outbound_requests.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "edge_node_build_info",
+                "Always 1; the node's version as a label.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        // CPU seconds, resident memory, open file descriptors and start
+        // time of this process (`process_*`), read from /proc at scrape.
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
 
         Ok(Self {
             registry,

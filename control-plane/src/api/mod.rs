@@ -30,6 +30,132 @@ use self::http::{ApiResult, Query, text};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 
+/// The label of requests that match no route (a template would be the
+/// raw path, which a client chooses).
+pub const OTHER_ROUTE: &str = "other";
+
+/// What serves a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Healthz,
+    Whoami,
+    Sync,
+    SyncKey,
+    SyncReport,
+    Artifact,
+    Nodes,
+    ListTenants,
+    CreateTenant,
+    Quota,
+    ListApps,
+    CreateApp,
+    GetApp,
+    DeleteApp,
+    SetOrigin,
+    GetConfig,
+    UpdateConfig,
+    GetLimits,
+    SetLimits,
+    ListVersions,
+    Upload,
+    DeleteVersion,
+    Deploy,
+    Rollback,
+    Status,
+    Purge,
+}
+
+/// Every route of the API: `METHOD /path` (`*`: any method, the handler
+/// answers the ones it does not take; `{name}`: one path segment) and what
+/// serves it. The template is also the `route` label of the API's metrics,
+/// so the label set is this table and [`OTHER_ROUTE`].
+const ROUTES: &[(&str, Endpoint)] = &[
+    ("GET /healthz", Endpoint::Healthz),
+    ("GET /v1/whoami", Endpoint::Whoami),
+    ("GET /v1/sync", Endpoint::Sync),
+    ("GET /v1/sync/key", Endpoint::SyncKey),
+    ("POST /v1/sync/report", Endpoint::SyncReport),
+    ("GET /v1/artifacts/{sha256}", Endpoint::Artifact),
+    ("GET /v1/nodes", Endpoint::Nodes),
+    ("GET /v1/tenants", Endpoint::ListTenants),
+    ("POST /v1/tenants", Endpoint::CreateTenant),
+    ("* /v1/tenants/{tenant}/quota", Endpoint::Quota),
+    ("GET /v1/apps", Endpoint::ListApps),
+    ("POST /v1/apps", Endpoint::CreateApp),
+    ("GET /v1/apps/{app}", Endpoint::GetApp),
+    ("DELETE /v1/apps/{app}", Endpoint::DeleteApp),
+    ("PUT /v1/apps/{app}/origin", Endpoint::SetOrigin),
+    ("GET /v1/apps/{app}/config", Endpoint::GetConfig),
+    ("PATCH /v1/apps/{app}/config", Endpoint::UpdateConfig),
+    ("GET /v1/apps/{app}/limits", Endpoint::GetLimits),
+    ("PUT /v1/apps/{app}/limits", Endpoint::SetLimits),
+    ("GET /v1/apps/{app}/versions", Endpoint::ListVersions),
+    ("POST /v1/apps/{app}/versions", Endpoint::Upload),
+    (
+        "DELETE /v1/apps/{app}/versions/{version}",
+        Endpoint::DeleteVersion,
+    ),
+    ("POST /v1/apps/{app}/deploy", Endpoint::Deploy),
+    ("POST /v1/apps/{app}/rollback", Endpoint::Rollback),
+    ("GET /v1/apps/{app}/status", Endpoint::Status),
+    ("POST /v1/apps/{app}/purge", Endpoint::Purge),
+];
+
+/// A request matched to its route: the template and the path's values for
+/// its `{name}` segments, in order.
+struct Matched<'p> {
+    template: &'static str,
+    endpoint: Endpoint,
+    params: Vec<&'p str>,
+}
+
+impl Matched<'_> {
+    fn param(&self, i: usize) -> &str {
+        self.params.get(i).copied().unwrap_or("")
+    }
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_matches('/').split('/').collect()
+}
+
+fn match_route<'p>(method: &Method, segments: &[&'p str]) -> Option<Matched<'p>> {
+    ROUTES.iter().find_map(|&(template, endpoint)| {
+        let (route_method, pattern) = template.split_once(' ')?;
+        if route_method != "*" && route_method != method.as_str() {
+            return None;
+        }
+        let pattern = self::segments(pattern);
+        if pattern.len() != segments.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (expected, actual) in pattern.iter().zip(segments) {
+            if expected.starts_with('{') {
+                params.push(*actual);
+            } else if expected != actual {
+                return None;
+            }
+        }
+        Some(Matched {
+            template,
+            endpoint,
+            params,
+        })
+    })
+}
+
+/// The route template of a request (the `route` label), or
+/// [`OTHER_ROUTE`].
+pub fn route_template(method: &Method, path: &str) -> &'static str {
+    match_route(method, &segments(path)).map_or(OTHER_ROUTE, |m| m.template)
+}
+
+/// Every route template, for documentation and tests.
+pub fn route_templates() -> impl Iterator<Item = &'static str> {
+    ROUTES.iter().map(|(template, _)| *template)
+}
+
 pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -44,7 +170,10 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Fu
                 .headers()
                 .get(header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0"));
-    let mut response = route(&state, req)
+    let segments = segments(&path);
+    let matched = match_route(&method, &segments);
+    let template = matched.as_ref().map_or(OTHER_ROUTE, |m| m.template);
+    let mut response = route(&state, matched, &segments, req)
         .await
         .unwrap_or_else(ApiError::into_response);
     if http1_with_body && !response.status().is_success() {
@@ -53,15 +182,26 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Fu
             header::HeaderValue::from_static("close"),
         );
     }
-    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "api");
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .api_request(template, response.status(), elapsed);
+    tracing::debug!(%method, %path, route = template, status = response.status().as_u16(), ?elapsed, "api");
     response
 }
 
-async fn route(state: &ApiState, req: Request<Incoming>) -> ApiResult {
-    let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+async fn route(
+    state: &ApiState,
+    matched: Option<Matched<'_>>,
+    segments: &[&str],
+    req: Request<Incoming>,
+) -> ApiResult {
     let method = req.method().clone();
-    if method == Method::GET && segments == ["healthz"] {
+    let path = req.uri().path().to_string();
+    if matched
+        .as_ref()
+        .is_some_and(|m| m.endpoint == Endpoint::Healthz)
+    {
         return Ok(text(StatusCode::OK, "ok\n"));
     }
     if segments.first() != Some(&"v1") {
@@ -72,50 +212,51 @@ async fn route(state: &ApiState, req: Request<Incoming>) -> ApiResult {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     )?;
-    let query = Query::parse(req.uri().query());
-    let node_or_admin = [Role::Node, Role::Admin];
-    match (&method, &segments[1..]) {
-        (&Method::GET, ["whoami"]) => tenants::whoami(&principal),
-        (&Method::GET, ["sync"]) => {
-            require(&principal, &node_or_admin)?;
-            nodes::sync(state, &principal, &query).await
-        }
-        (&Method::GET, ["sync", "key"]) => {
-            require(&principal, &node_or_admin)?;
-            nodes::key(state)
-        }
-        (&Method::POST, ["sync", "report"]) => {
-            require(&principal, &[Role::Node])?;
-            nodes::report(state, &principal, req).await
-        }
-        (&Method::GET, ["artifacts", digest]) => {
-            require(&principal, &node_or_admin)?;
-            nodes::artifact(state, digest).await
-        }
-        (&Method::GET, ["nodes"]) => {
-            require(&principal, &[Role::Admin])?;
-            nodes::list(state).await
-        }
-        (&Method::GET, ["tenants"]) => {
-            require(&principal, &[Role::Admin])?;
-            tenants::list(state).await
-        }
-        (&Method::POST, ["tenants"]) => {
-            require(&principal, &[Role::Admin])?;
-            tenants::create(state, req).await
-        }
-        (_, ["tenants", tenant, "quota"]) => {
-            tenants::quota(state, &principal, &method, tenant, req).await
-        }
-        (_, ["apps", rest @ ..]) => {
-            let tenant = scope(state, &principal, &query).await?;
-            route_apps(state, &principal, &tenant, &method, rest, req).await
-        }
-        _ => Err(ApiError::new(
+    let Some(matched) = matched else {
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not-found",
             format!("no such endpoint: {method} {path}"),
-        )),
+        ));
+    };
+    let query = Query::parse(req.uri().query());
+    let node_or_admin = [Role::Node, Role::Admin];
+    match matched.endpoint {
+        Endpoint::Healthz => Ok(text(StatusCode::OK, "ok\n")),
+        Endpoint::Whoami => tenants::whoami(&principal),
+        Endpoint::Sync => {
+            require(&principal, &node_or_admin)?;
+            nodes::sync(state, &principal, &query).await
+        }
+        Endpoint::SyncKey => {
+            require(&principal, &node_or_admin)?;
+            nodes::key(state)
+        }
+        Endpoint::SyncReport => {
+            require(&principal, &[Role::Node])?;
+            nodes::report(state, &principal, req).await
+        }
+        Endpoint::Artifact => {
+            require(&principal, &node_or_admin)?;
+            nodes::artifact(state, matched.param(0)).await
+        }
+        Endpoint::Nodes => {
+            require(&principal, &[Role::Admin])?;
+            nodes::list(state).await
+        }
+        Endpoint::ListTenants => {
+            require(&principal, &[Role::Admin])?;
+            tenants::list(state).await
+        }
+        Endpoint::CreateTenant => {
+            require(&principal, &[Role::Admin])?;
+            tenants::create(state, req).await
+        }
+        Endpoint::Quota => tenants::quota(state, &principal, &method, matched.param(0), req).await,
+        _ => {
+            let tenant = scope(state, &principal, &query).await?;
+            route_apps(state, &principal, &tenant, &matched, req).await
+        }
     }
 }
 
@@ -124,38 +265,32 @@ async fn route_apps(
     state: &ApiState,
     principal: &Principal,
     tenant: &TenantId,
-    method: &Method,
-    rest: &[&str],
+    matched: &Matched<'_>,
     req: Request<Incoming>,
 ) -> ApiResult {
-    let (name, rest) = match (method, rest) {
-        (&Method::GET, []) => return apps::list(state, tenant).await,
-        (&Method::POST, []) => return apps::create(state, tenant, req).await,
-        (_, [name, rest @ ..]) => {
-            let name = AppName::try_from(name.to_string())
-                .map_err(|e| ApiError::not_found(format!("app not found ({e})")))?;
-            (name, rest)
-        }
-        _ => return Err(ApiError::not_found("no such endpoint")),
-    };
+    match matched.endpoint {
+        Endpoint::ListApps => return apps::list(state, tenant).await,
+        Endpoint::CreateApp => return apps::create(state, tenant, req).await,
+        _ => {}
+    }
+    let name = AppName::try_from(matched.param(0).to_string())
+        .map_err(|e| ApiError::not_found(format!("app not found ({e})")))?;
     let name = &name;
-    match (method, rest) {
-        (&Method::GET, []) => apps::get(state, tenant, name).await,
-        (&Method::DELETE, []) => apps::delete(state, tenant, name).await,
-        (&Method::PUT, ["origin"]) => apps::set_origin(state, tenant, name, req).await,
-        (&Method::GET, ["config"]) => apps::config(state, tenant, name).await,
-        (&Method::PATCH, ["config"]) => apps::update_config(state, tenant, name, req).await,
-        (&Method::GET, ["limits"]) => apps::limits(state, tenant, name).await,
-        (&Method::PUT, ["limits"]) => apps::set_limits(state, principal, tenant, name, req).await,
-        (&Method::GET, ["versions"]) => versions::list(state, tenant, name).await,
-        (&Method::POST, ["versions"]) => versions::upload(state, tenant, name, req).await,
-        (&Method::DELETE, ["versions", number]) => {
-            versions::delete(state, tenant, name, number).await
-        }
-        (&Method::POST, ["deploy"]) => versions::deploy(state, tenant, name, req).await,
-        (&Method::POST, ["rollback"]) => versions::rollback(state, tenant, name, req).await,
-        (&Method::GET, ["status"]) => status::status(state, tenant, name).await,
-        (&Method::POST, ["purge"]) => purge::purge(state, tenant, name, req).await,
+    match matched.endpoint {
+        Endpoint::GetApp => apps::get(state, tenant, name).await,
+        Endpoint::DeleteApp => apps::delete(state, tenant, name).await,
+        Endpoint::SetOrigin => apps::set_origin(state, tenant, name, req).await,
+        Endpoint::GetConfig => apps::config(state, tenant, name).await,
+        Endpoint::UpdateConfig => apps::update_config(state, tenant, name, req).await,
+        Endpoint::GetLimits => apps::limits(state, tenant, name).await,
+        Endpoint::SetLimits => apps::set_limits(state, principal, tenant, name, req).await,
+        Endpoint::ListVersions => versions::list(state, tenant, name).await,
+        Endpoint::Upload => versions::upload(state, tenant, name, req).await,
+        Endpoint::DeleteVersion => versions::delete(state, tenant, name, matched.param(1)).await,
+        Endpoint::Deploy => versions::deploy(state, tenant, name, req).await,
+        Endpoint::Rollback => versions::rollback(state, tenant, name, req).await,
+        Endpoint::Status => status::status(state, tenant, name).await,
+        Endpoint::Purge => purge::purge(state, tenant, name, req).await,
         _ => Err(ApiError::not_found("no such endpoint")),
     }
 }
@@ -206,5 +341,58 @@ fn require(principal: &Principal, roles: &[Role]) -> Result<(), ApiError> {
             "this endpoint is not open to {:?} tokens",
             principal.role
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_labelled_by_template_never_by_raw_path() {
+        let cases = [
+            ("GET", "/healthz", "GET /healthz"),
+            (
+                "POST",
+                "/v1/apps/shop/versions",
+                "POST /v1/apps/{app}/versions",
+            ),
+            (
+                "DELETE",
+                "/v1/apps/shop/versions/7",
+                "DELETE /v1/apps/{app}/versions/{version}",
+            ),
+            (
+                "PUT",
+                "/v1/tenants/acme/quota",
+                "* /v1/tenants/{tenant}/quota",
+            ),
+            ("GET", "/v1/artifacts/abc", "GET /v1/artifacts/{sha256}"),
+            ("GET", "/v1/apps/", "GET /v1/apps"),
+            // Unknown paths and methods: one label, whatever the client sent.
+            ("GET", "/v1/apps/shop/secret-admin", OTHER_ROUTE),
+            ("PUT", "/v1/apps/shop/versions", OTHER_ROUTE),
+            ("BREW", "/v1/apps", OTHER_ROUTE),
+            ("GET", "/wp-login.php", OTHER_ROUTE),
+            ("GET", "/", OTHER_ROUTE),
+        ];
+        for (method, path, template) in cases {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert_eq!(route_template(&method, path), template, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn every_template_is_well_formed_and_matches_itself() {
+        let mut seen = std::collections::HashSet::new();
+        for template in route_templates() {
+            assert!(seen.insert(template), "{template} twice");
+            let (method, path) = template.split_once(' ').unwrap();
+            assert!(path.starts_with('/'), "{template}");
+            let method = if method == "*" { "GET" } else { method };
+            let concrete = path.replace('{', "x").replace('}', "");
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert_eq!(route_template(&method, &concrete), template);
+        }
     }
 }

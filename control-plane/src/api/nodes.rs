@@ -89,7 +89,7 @@ pub async fn sync(state: &ApiState, principal: &Principal, query: &Query) -> Api
         _ => false,
     };
     let answer_now = other_epoch || since != current;
-    if !answer_now && !state.hub.wait_newer(since, wait).await {
+    if !answer_now && !wait_newer(state, since, wait).await {
         return Response::builder()
             .status(StatusCode::NO_CONTENT)
             .body(Full::new(Bytes::new()))
@@ -101,6 +101,14 @@ pub async fn sync(state: &ApiState, principal: &Principal, query: &Query) -> Api
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
         .map_err(internal)
+}
+
+/// Waits for a revision newer than `since`, counted in
+/// `edge_cp_sync_waiters` while it waits (the guard also counts down when
+/// the client goes away and the wait is dropped).
+async fn wait_newer(state: &ApiState, since: u64, wait: Duration) -> bool {
+    let _waiting = crate::metrics::GaugeGuard::new(&state.metrics.sync_waiters);
+    state.hub.wait_newer(since, wait).await
 }
 
 /// `POST /v1/sync/report`: a node's ACK or NACK, cut to size and kept.

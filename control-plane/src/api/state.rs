@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::auth::Auth;
 use crate::compile::Compiler;
 use crate::gc::BlobGc;
+use crate::metrics::CpMetrics;
 use crate::purge::PurgeLimiter;
 use crate::settings::ApiSettings;
 use crate::store::{BlobStore, MetaStore};
@@ -28,4 +29,6 @@ pub struct ApiState {
     pub purges: PurgeLimiter,
     /// Deletes blobs no version references; woken after deletions.
     pub gc: BlobGc,
+    /// What the admin listener's `/metrics` serves.
+    pub metrics: Arc<CpMetrics>,
 }

@@ -157,9 +157,13 @@ pub async fn upload(
         min_bytes_per_sec: settings.upload_min_bytes_per_sec,
         grace: settings.upload_rate_grace,
     };
+    let receiving = Instant::now();
     let wasm = crate::uploads::read_body(req.into_body(), limit, pace)
         .await
         .inspect_err(|e| tracing::info!(%tenant, app = %name, error = %e, "upload cut"))?;
+    state
+        .metrics
+        .upload_received(wasm.len() as u64, receiving.elapsed());
     // Again from the real size, before the compile.
     check_quota(state, tenant, wasm.len() as u64).await?;
     let source_sha256 = sha256_hex(&wasm);
@@ -180,7 +184,12 @@ pub async fn upload(
             (artifact, false)
         }
         None => {
-            let compiled = state.compiler.compile(wasm.clone()).await?;
+            let compiling = Instant::now();
+            let compiled = state.compiler.compile(wasm.clone()).await;
+            state
+                .metrics
+                .compiled(compiled.is_ok(), compiling.elapsed());
+            let compiled = compiled?;
             let size = compiled.len() as u64;
             state.blobs.put(wasm.clone()).await?;
             let sha256 = state.blobs.put(Bytes::from(compiled)).await?;

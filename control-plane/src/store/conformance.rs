@@ -12,8 +12,8 @@ use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{ApplyOutcome, ArtifactRef, NodeReport, PurgeTarget};
 
 use super::{
-    AppOrigin, BlobStore, MAX_BLOBS_LISTED, MAX_PURGES_KEPT, MetaStore, NewVersion, StoreError,
-    TenantStorage, now_unix,
+    AppOrigin, BlobStore, MAX_BLOBS_LISTED, MAX_PURGES_KEPT, MetaStore, NewVersion, RestoreError,
+    StoreDump, StoreError, TenantStorage, now_unix,
 };
 
 /// A default quota no test version comes near.
@@ -913,6 +913,161 @@ pub async fn meta_store_check<M: MetaStore>(store: &M, revision: u64, epoch: &st
         .await
         .unwrap();
     assert_eq!(purge.id, 3, "purge ids continue after a restart");
+}
+
+/// Dump and restore: fill `a`, dump it, restore the dump into the empty
+/// `b` (any backend: the dump is backend-neutral); `b` then dumps and
+/// snapshots as `a` does and carries on from the same revision, purge id
+/// and epoch. An invalid dump or a non-empty target is refused with
+/// nothing written.
+pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
+    let (revision, epoch) = meta_store_fill(a).await;
+    // Every table: versions with a gap, a deleted app (its deployments and
+    // hostnames go, its purges stay), config, a quota, compile records,
+    // node reports.
+    let t = tenant("durable");
+    for n in [8, 9] {
+        a.add_version(&t, &app("web"), &version(n), NO_QUOTA)
+            .await
+            .unwrap();
+    }
+    a.delete_version(&t, &app("web"), 2).await.unwrap();
+    a.activate_version(&t, &app("web"), 3).await.unwrap();
+    let mut config = BTreeMap::new();
+    config.insert("GREETING".to_string(), Some("hello".to_string()));
+    a.update_config(&t, &app("web"), &config).await.unwrap();
+    a.set_tenant_quota(&t, Some(1 << 20)).await.unwrap();
+    a.create_tenant(&tenant("other")).await.unwrap();
+    a.create_app(
+        &tenant("other"),
+        &app("gone"),
+        &[host("gone.test")],
+        &AppLimits::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    a.add_version(&tenant("other"), &app("gone"), &version(20), NO_QUOTA)
+        .await
+        .unwrap();
+    a.activate_version(&tenant("other"), &app("gone"), 1)
+        .await
+        .unwrap();
+    a.add_purge(&tenant("other"), &app("gone"), &PurgeTarget::All, true)
+        .await
+        .unwrap();
+    a.delete_app(&tenant("other"), &app("gone")).await.unwrap();
+    a.record_artifact(&version(8).source_sha256, &version(8).artifact)
+        .await
+        .unwrap();
+    a.record_node_report(
+        "node-1",
+        &NodeReport {
+            revision,
+            outcome: ApplyOutcome::Applied,
+            error: None,
+            app_errors: vec![edge_common::sync::AppError {
+                tenant: t.clone(),
+                app: app("web"),
+                error: "did not load".into(),
+            }],
+            engine: "engine-a".into(),
+        },
+        1000,
+    )
+    .await
+    .unwrap();
+    a.touch_node("node-2", 1001).await.unwrap();
+
+    let dump = a.dump().await.unwrap();
+    assert_eq!(dump.epoch, epoch);
+    assert_eq!(dump.revision, a.revision().await.unwrap());
+    assert_eq!(
+        (dump.tenants.len(), dump.apps.len(), dump.hosts.len()),
+        (2, 2, 2)
+    );
+    assert_eq!((dump.versions.len(), dump.deployments.len()), (2, 2));
+    assert_eq!((dump.purges.len(), dump.purge_counter), (3, 3));
+    assert_eq!((dump.artifacts.len(), dump.nodes.len()), (1, 2));
+    // What a file carries: JSON, read back the same.
+    let dump: StoreDump = serde_json::from_str(&serde_json::to_string(&dump).unwrap()).unwrap();
+
+    // Refused dumps leave the target as it was.
+    let b_epoch = b.epoch().await.unwrap();
+    let mut breaks: Vec<(&str, StoreDump)> = Vec::new();
+    let mut bad = dump.clone();
+    bad.format = 99;
+    breaks.push(("another format", bad));
+    let mut bad = dump.clone();
+    bad.apps
+        .iter_mut()
+        .for_each(|a| a.active_version = a.active_version.map(|v| v + 40));
+    breaks.push(("an active version that does not exist", bad));
+    let mut bad = dump.clone();
+    bad.hosts.push(bad.hosts[0].clone());
+    breaks.push(("a hostname twice", bad));
+    let mut bad = dump.clone();
+    bad.purge_counter = 1;
+    breaks.push(("purge ids above the counter", bad));
+    let mut bad = dump.clone();
+    bad.revision = u64::MAX;
+    breaks.push(("a revision SQL cannot hold", bad));
+    for (what, bad) in breaks {
+        match b.restore(bad).await {
+            Err(StoreError::Restore(RestoreError::Invalid(_))) => {}
+            other => panic!("a dump with {what} must be refused as invalid, got {other:?}"),
+        }
+        let untouched = b.dump().await.unwrap();
+        assert!(untouched.is_empty(), "{what}: nothing written");
+        assert_eq!(untouched.epoch, b_epoch, "{what}: the epoch is kept");
+    }
+
+    b.restore(dump.clone()).await.unwrap();
+    assert_eq!(b.dump().await.unwrap(), a.dump().await.unwrap());
+    assert_eq!(b.epoch().await.unwrap(), epoch, "the epoch moves along");
+    let (mut from, mut to) = (a.snapshot().await.unwrap(), b.snapshot().await.unwrap());
+    (from.created_unix, to.created_unix) = (0, 0);
+    assert_eq!(to, from);
+    assert_eq!(
+        b.tenant_storage(&t).await.unwrap(),
+        a.tenant_storage(&t).await.unwrap()
+    );
+    assert_eq!(b.nodes().await.unwrap(), a.nodes().await.unwrap());
+    assert_eq!(
+        b.find_artifact(&version(8).source_sha256, "engine-a")
+            .await
+            .unwrap(),
+        Some(version(8).artifact)
+    );
+
+    // Only into an empty store.
+    match b.restore(dump.clone()).await {
+        Err(StoreError::Restore(RestoreError::NotEmpty { what })) => {
+            assert!(what.contains("2 tenants"), "{what}")
+        }
+        other => panic!("a second restore must be refused, got {other:?}"),
+    }
+    assert_eq!(b.dump().await.unwrap(), dump);
+
+    // The restored store carries on where the dump ended.
+    let (purge, r_purge) = b
+        .add_purge(&t, &app("web"), &PurgeTarget::All, false)
+        .await
+        .unwrap();
+    assert_eq!((purge.id, r_purge), (4, dump.revision + 1));
+    let r_deploy = b.activate_version(&t, &app("web"), 1).await.unwrap();
+    assert_eq!(r_deploy, dump.revision + 2);
+    let deployments = b.deployments(&t, &app("web")).await.unwrap();
+    assert_eq!(
+        deployments.iter().map(|d| d.version).collect::<Vec<_>>(),
+        vec![1, 3, 1],
+        "new deployments come after the restored ones"
+    );
+    let v = b
+        .add_version(&t, &app("web"), &version(10), NO_QUOTA)
+        .await
+        .unwrap();
+    assert_eq!(v.version, 4, "version numbers continue");
 }
 
 /// Content addressing, idempotent puts, absent and malformed names.

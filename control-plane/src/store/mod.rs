@@ -11,8 +11,12 @@
 //!
 //! The API layer only sees these traits. The embedded backends are SQLite
 //! ([`sqlite::SqliteMetaStore`]) and a directory ([`fs::FsBlobStore`]);
-//! any other backend (PostgreSQL, an S3-compatible store) must pass the same
-//! suite in `conformance` (behind the `conformance` feature). Every method
+//! the scale-out metadata backend is PostgreSQL
+//! ([`postgres::PgMetaStore`]). Every backend (an S3-compatible store too)
+//! must pass the same suite in `conformance` (behind the `conformance`
+//! feature). [`location`] names a store on the command line, and
+//! [`dump::StoreDump`] carries a whole metadata store from one backend to
+//! another. Every method
 //! is one transaction: a backend may not expose half a change, and every
 //! change that alters what nodes serve bumps the revision in the same
 //! transaction.
@@ -21,8 +25,15 @@
 // which the crate's own dev-dependency turns on).
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod dump;
 pub mod fs;
+pub mod instrumented;
+pub mod location;
+pub mod postgres;
+pub mod s3;
 pub mod sqlite;
+
+pub use dump::{RestoreError, StoreDump};
 
 use std::collections::BTreeMap;
 
@@ -52,9 +63,20 @@ pub enum StoreError {
     /// A new version would take its tenant over its storage quota.
     #[error(transparent)]
     QuotaExceeded(#[from] QuotaExceeded),
+    /// A restore refused: the target holds data, or the dump is invalid.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
     /// The backend failed (I/O, corruption, connection).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// A remote backend could not be reached or did not answer (an object
+    /// store down or refusing requests): the same call may work later.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
+    /// A stored blob does not match its digest (the blob's SHA-256): it is
+    /// never returned.
+    #[error("blob {0} does not match its digest")]
+    Corrupt(String),
 }
 
 /// A version refused because its tenant's stored bytes (see
@@ -341,6 +363,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Notes that `node` polled for changes (creates its record if new).
     async fn touch_node(&self, node: &str, now_unix: u64) -> StoreResult<()>;
     async fn nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+
+    /// Every table's rows, the revision, the purge counter and the epoch,
+    /// read in one transaction.
+    async fn dump(&self) -> StoreResult<StoreDump>;
+    /// Writes `dump` into this store, epoch and revision included, in one
+    /// transaction. Only into an empty store (nothing stored, revision 0):
+    /// else `Restore(NotEmpty)`; a dump [`StoreDump::check`] refuses is
+    /// `Restore(Invalid)`. Either way nothing is written.
+    async fn restore(&self, dump: StoreDump) -> StoreResult<()>;
 }
 
 /// A stored blob, as listed.

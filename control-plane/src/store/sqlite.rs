@@ -1,7 +1,8 @@
 //! The embedded metadata store: one SQLite database in WAL mode with
 //! `synchronous = FULL`, so a change the API has acknowledged survives a
 //! crash or power loss. Calls run on tokio's blocking pool behind one
-//! connection: metadata writes are rare and small.
+//! connection: metadata writes are rare and small. The schema is versioned
+//! (`migrations/sqlite/`, applied on open).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,93 +18,19 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
     AppOrigin, AppRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewVersion, NodeRecord,
-    QuotaExceeded, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord, now_unix,
+    QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
+    now_unix,
 };
 use edge_common::sync::ApplyOutcome;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), epoch TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS revision (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
-INSERT OR IGNORE INTO revision (id, value) VALUES (1, 0);
--- storage_quota_bytes: the tenant's own quota; NULL for the default.
-CREATE TABLE IF NOT EXISTS tenants (
-    id TEXT PRIMARY KEY,
-    created_unix INTEGER NOT NULL,
-    storage_quota_bytes INTEGER
-);
-CREATE TABLE IF NOT EXISTS apps (
-    tenant TEXT NOT NULL REFERENCES tenants(id),
-    name TEXT NOT NULL,
-    active_version INTEGER,
-    origin TEXT,
-    -- An origin app's `forward_override_headers` (0 for a component app).
-    forward_override_headers INTEGER NOT NULL DEFAULT 0,
-    config TEXT NOT NULL,
-    limits TEXT NOT NULL,
-    created_unix INTEGER NOT NULL,
-    updated_revision INTEGER NOT NULL,
-    PRIMARY KEY (tenant, name)
-);
-CREATE TABLE IF NOT EXISTS hosts (
-    host TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    app TEXT NOT NULL,
-    position INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (
-    tenant TEXT NOT NULL,
-    app TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    source_sha256 TEXT NOT NULL,
-    source_size INTEGER NOT NULL,
-    artifact_sha256 TEXT NOT NULL,
-    artifact_size INTEGER NOT NULL,
-    engine TEXT NOT NULL,
-    created_unix INTEGER NOT NULL,
-    PRIMARY KEY (tenant, app, version)
-);
--- Which versions reference a blob (garbage collection, artifact fetches).
-CREATE INDEX IF NOT EXISTS versions_by_source ON versions (source_sha256);
-CREATE INDEX IF NOT EXISTS versions_by_artifact ON versions (artifact_sha256);
-CREATE TABLE IF NOT EXISTS deployments (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant TEXT NOT NULL,
-    app TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    revision INTEGER NOT NULL,
-    created_unix INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS artifacts (
-    source_sha256 TEXT NOT NULL,
-    engine TEXT NOT NULL,
-    artifact_sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    PRIMARY KEY (source_sha256, engine)
-);
-CREATE INDEX IF NOT EXISTS artifacts_by_digest ON artifacts (artifact_sha256);
-CREATE TABLE IF NOT EXISTS purges (
-    id INTEGER PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    app TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    value TEXT,
-    soft INTEGER NOT NULL,
-    created_unix INTEGER NOT NULL
-);
--- The last purge id handed out: purges are dropped oldest first, and an id
--- must never come back (a node would take it for one it already applied).
-CREATE TABLE IF NOT EXISTS purge_counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
-INSERT OR IGNORE INTO purge_counter (id, value) VALUES (1, 0);
-CREATE TABLE IF NOT EXISTS nodes (
-    node TEXT PRIMARY KEY,
-    applied_revision INTEGER,
-    rejected_revision INTEGER,
-    last_error TEXT,
-    app_errors TEXT NOT NULL DEFAULT '[]',
-    engine TEXT NOT NULL,
-    last_seen_unix INTEGER NOT NULL
-);
-";
+/// The versioned schema (`control-plane/migrations/sqlite/`), applied on
+/// open by refinery, which records what it applied in
+/// `refinery_schema_history`.
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+mod dump;
 
 pub struct SqliteMetaStore {
     conn: Arc<Mutex<Connection>>,
@@ -116,7 +43,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 impl SqliteMetaStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let conn = Connection::open(path).map_err(backend)?;
+        let mut conn = Connection::open(path).map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -125,14 +52,13 @@ impl SqliteMetaStore {
             .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
-        migrate(&conn)?;
-        let mut epoch = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut epoch)
-            .map_err(|_| StoreError::Backend("the system random source failed".into()))?;
+        adopt_unversioned(&conn)?;
+        embedded::migrations::runner()
+            .run(&mut conn)
+            .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
         conn.execute(
             "INSERT OR IGNORE INTO identity (id, epoch) VALUES (1, ?1)",
-            params![edge_common::signing::to_hex(&epoch)],
+            params![super::dump::new_epoch()?],
         )
         .map_err(backend)?;
         Ok(Self {
@@ -165,10 +91,24 @@ impl SqliteMetaStore {
     }
 }
 
-/// Brings a database made by an older version up to [`SCHEMA`]: `CREATE
-/// TABLE IF NOT EXISTS` leaves an existing table as it was, so columns added
-/// since are added here.
-fn migrate(conn: &Connection) -> StoreResult<()> {
+/// Readies a database made before the schema was versioned for `V1`,
+/// which creates only what is missing (`CREATE TABLE IF NOT EXISTS` leaves
+/// an existing table as it was): adds the columns added since its tables
+/// were made. A database refinery has migrated is left alone; later
+/// changes are migrations of their own.
+fn adopt_unversioned(conn: &Connection) -> StoreResult<()> {
+    let versioned = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refinery_schema_history'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if versioned {
+        return Ok(());
+    }
     // (table, column, its definition), in the order they were added.
     const ADDED: [(&str, &str, &str); 3] = [
         ("apps", "origin", "TEXT"),
@@ -188,7 +128,8 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        if !columns.iter().any(|c| c == column) {
+        // No such table yet: V1 makes it whole.
+        if !columns.is_empty() && !columns.iter().any(|c| c == column) {
             conn.execute(
                 &format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"),
                 [],
@@ -1194,5 +1135,13 @@ impl MetaStore for SqliteMetaStore {
             .map_err(backend)
         })
         .await
+    }
+
+    async fn dump(&self) -> StoreResult<StoreDump> {
+        self.tx(dump::dump).await
+    }
+
+    async fn restore(&self, restored: StoreDump) -> StoreResult<()> {
+        self.tx(move |tx| dump::restore(tx, &restored)).await
     }
 }

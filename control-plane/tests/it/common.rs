@@ -13,7 +13,7 @@ use edge_common::names::HostPattern;
 use edge_cp::api::ApiSettings;
 use edge_cp::auth::Role;
 use edge_cp::server::ServerHandle;
-use edge_cp::{ControlPlane, CpConfig};
+use edge_cp::{BlobsConfig, ControlPlane, CpConfig};
 use edge_node::config::ControlPlaneConfig;
 use edge_node::{Node, NodeConfig, NodeHandle};
 use serde::Serialize;
@@ -24,6 +24,8 @@ pub struct TestCp {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub settings: ApiSettings,
+    /// Where its blobs live (`DATA_DIR/blobs` unless a test says S3).
+    pub blobs: BlobsConfig,
     handle: Option<ServerHandle>,
 }
 
@@ -33,6 +35,11 @@ impl TestCp {
     }
 
     pub async fn start_with(settings: ApiSettings) -> Self {
+        Self::start_with_blobs(settings, BlobsConfig::DataDir).await
+    }
+
+    /// A control plane whose blobs live in `blobs` (an S3 bucket).
+    pub async fn start_with_blobs(settings: ApiSettings, blobs: BlobsConfig) -> Self {
         // Logs of the in-process control plane and nodes, shown for failed
         // tests (EDGE_LOG=debug for more).
         let _ = tracing_subscriber::fmt()
@@ -43,11 +50,18 @@ impl TestCp {
             .with_test_writer()
             .try_init();
         let dir = tempfile::tempdir().unwrap();
-        let handle = launch(dir.path(), "127.0.0.1:0".parse().unwrap(), &settings).await;
+        let handle = launch(
+            dir.path(),
+            "127.0.0.1:0".parse().unwrap(),
+            &settings,
+            &blobs,
+        )
+        .await;
         Self {
             addr: handle.addr,
             dir,
             settings,
+            blobs,
             handle: Some(handle),
         }
     }
@@ -66,7 +80,7 @@ impl TestCp {
     /// Starts it again on the same address and data directory.
     pub async fn restart(&mut self) {
         self.kill().await;
-        self.handle = Some(launch(self.dir.path(), self.addr, &self.settings).await);
+        self.handle = Some(launch(self.dir.path(), self.addr, &self.settings, &self.blobs).await);
     }
 
     pub fn token(&self, role: Role, sub: &str, tenant: Option<&str>) -> String {
@@ -105,9 +119,15 @@ impl TestCp {
     }
 }
 
-async fn launch(dir: &Path, addr: SocketAddr, settings: &ApiSettings) -> ServerHandle {
+async fn launch(
+    dir: &Path,
+    addr: SocketAddr,
+    settings: &ApiSettings,
+    blobs: &BlobsConfig,
+) -> ServerHandle {
     let mut config = CpConfig::new(dir, addr);
     config.api = settings.clone();
+    config.blobs = blobs.clone();
     // The port was just released by the previous instance; retry briefly.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -262,7 +282,7 @@ pub fn new_origin_app(name: &str, hosts: &[&str], origin: &str) -> NewApp {
 /// An edge node synced from a control plane, in process.
 pub struct TestNode {
     pub data_dir: PathBuf,
-    pub url: String,
+    pub urls: Vec<String>,
     pub token: String,
     handle: Option<NodeHandle>,
     pub http_addr: SocketAddr,
@@ -271,10 +291,15 @@ pub struct TestNode {
 
 impl TestNode {
     pub async fn start(cp_url: &str, token: String, data_dir: &Path) -> Self {
-        let handle = start_node(cp_url, &token, data_dir).await;
+        Self::start_with_replicas(&[cp_url.to_string()], token, data_dir).await
+    }
+
+    /// A node that fails over between several control-plane URLs.
+    pub async fn start_with_replicas(cp_urls: &[String], token: String, data_dir: &Path) -> Self {
+        let handle = start_node(cp_urls, &token, data_dir).await;
         Self {
             data_dir: data_dir.to_path_buf(),
-            url: cp_url.to_string(),
+            urls: cp_urls.to_vec(),
             token,
             http_addr: handle.http_addr.unwrap(),
             admin_addr: handle.admin_addr.unwrap(),
@@ -291,7 +316,7 @@ impl TestNode {
     /// Stops and starts again from the same data directory.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let handle = start_node(&self.url, &self.token, &self.data_dir).await;
+        let handle = start_node(&self.urls, &self.token, &self.data_dir).await;
         self.http_addr = handle.http_addr.unwrap();
         self.admin_addr = handle.admin_addr.unwrap();
         self.handle = Some(handle);
@@ -363,7 +388,7 @@ impl TestNode {
     }
 }
 
-async fn start_node(cp_url: &str, token: &str, data_dir: &Path) -> NodeHandle {
+async fn start_node(cp_urls: &[String], token: &str, data_dir: &Path) -> NodeHandle {
     let mut config = NodeConfig::from_toml("").unwrap();
     config.listen.http = Some("127.0.0.1:0".parse().unwrap());
     config.listen.admin = Some("127.0.0.1:0".parse().unwrap());
@@ -372,7 +397,8 @@ async fn start_node(cp_url: &str, token: &str, data_dir: &Path) -> NodeHandle {
     // Tenants' origin routes may reach the test origins on this address
     // (and no other internal one).
     config.outbound.allow_private_addresses = vec!["127.0.0.1".parse().unwrap()];
-    let mut cp = ControlPlaneConfig::new(cp_url.to_string(), token.to_string(), data_dir.into());
+    let mut cp = ControlPlaneConfig::new(cp_urls[0].clone(), token.to_string(), data_dir.into());
+    cp.urls = cp_urls[1..].to_vec();
     cp.max_backoff = Duration::from_millis(500);
     config.control_plane = Some(cp);
     Node::start(config).await.unwrap()

@@ -198,6 +198,59 @@ async fn sqlite_meta_store_migrates_origin_apps_made_before_their_options() {
     assert!(snapshot.origins[0].forward_override_headers);
 }
 
+/// The schema is versioned: a new database and one made before versioning
+/// (with every table of the time) both end at V1, recorded once however
+/// often opened, with their data kept.
+#[tokio::test]
+async fn sqlite_meta_store_versions_its_schema() {
+    use edge_cp::store::MetaStore;
+
+    let history = |path: &std::path::Path| -> Vec<(i64, String)> {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT version, name FROM refinery_schema_history ORDER BY version")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh.sqlite3");
+    drop(SqliteMetaStore::open(&fresh).unwrap());
+    drop(SqliteMetaStore::open(&fresh).unwrap());
+    assert_eq!(history(&fresh), vec![(1, "initial".to_string())]);
+
+    // Made by the last release without versioning: its schema is V1's.
+    let old = dir.path().join("old.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.execute_batch(include_str!("../../migrations/sqlite/V1__initial.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO identity (id, epoch) VALUES (1, 'before-versioning');
+             UPDATE revision SET value = 5;
+             INSERT INTO tenants (id, created_unix) VALUES ('acme', 1);",
+        )
+        .unwrap();
+    }
+    for _ in 0..2 {
+        let store = SqliteMetaStore::open(&old).unwrap();
+        assert_eq!(store.epoch().await.unwrap(), "before-versioning");
+        assert_eq!(store.revision().await.unwrap(), 5);
+        assert!(store.tenant_exists(&"acme".parse().unwrap()).await.unwrap());
+    }
+    assert_eq!(history(&old), vec![(1, "initial".to_string())]);
+}
+
+#[tokio::test]
+async fn sqlite_meta_store_dumps_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = SqliteMetaStore::open(&dir.path().join("a.sqlite3")).unwrap();
+    let b = SqliteMetaStore::open(&dir.path().join("b.sqlite3")).unwrap();
+    conformance::dump_restore(&a, &b).await;
+}
+
 #[tokio::test]
 async fn fs_blob_store_conforms() {
     let dir = tempfile::tempdir().unwrap();

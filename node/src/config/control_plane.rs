@@ -14,7 +14,13 @@ pub struct ControlPlaneConfig {
     /// The control plane's base URL, `https://cp.example:7070`. Plaintext
     /// `http://` only to a loopback address (the token would travel in the
     /// clear).
-    pub url: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Several control-plane replicas (with or instead of `url`): the node
+    /// polls one and fails over to the next when a round fails, backing
+    /// off only once every one of them has failed in a row.
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// The node's API token (`edge-cp token --role node --sub NAME`).
     #[serde(default)]
     pub token: Option<String>,
@@ -42,6 +48,38 @@ pub struct ControlPlaneConfig {
     pub max_backoff: Duration,
 }
 
+/// More replicas than this is a configuration mistake, not a fleet.
+const MAX_ENDPOINTS: usize = 16;
+
+/// A control-plane URL the node may send its token to.
+fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(field, format!("not a URL: {e}")))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = parsed.host_str().unwrap_or("");
+            let loopback = host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(invalid(
+                    field,
+                    "plaintext http:// is only allowed to a loopback address; use https://",
+                ))
+            }
+        }
+        other => Err(invalid(
+            field,
+            format!("scheme `{other}`: use https:// (or http:// on loopback)"),
+        )),
+    }
+}
+
 fn default_poll_wait() -> Duration {
     Duration::from_secs(30)
 }
@@ -53,7 +91,8 @@ fn default_max_backoff() -> Duration {
 impl ControlPlaneConfig {
     pub fn new(url: String, token: String, data_dir: PathBuf) -> Self {
         Self {
-            url,
+            url: Some(url),
+            urls: Vec::new(),
             token: Some(token),
             token_file: None,
             data_dir,
@@ -64,32 +103,37 @@ impl ControlPlaneConfig {
         }
     }
 
+    /// Every control-plane URL, `url` first, each once.
+    pub fn endpoints(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for url in self.url.iter().chain(&self.urls) {
+            let url = url.trim_end_matches('/').to_string();
+            if !all.contains(&url) {
+                all.push(url);
+            }
+        }
+        all
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| invalid("control_plane.url", format!("not a URL: {e}")))?;
-        match url.scheme() {
-            "https" => {}
-            "http" => {
-                let host = url.host_str().unwrap_or("");
-                let loopback = host == "localhost"
-                    || host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback());
-                if !loopback {
-                    return Err(invalid(
-                        "control_plane.url",
-                        "plaintext http:// is only allowed to a loopback address; use https://",
-                    ));
-                }
-            }
-            other => {
-                return Err(invalid(
-                    "control_plane.url",
-                    format!("scheme `{other}`: use https:// (or http:// on loopback)"),
-                ));
-            }
+        let endpoints = self.endpoints();
+        if endpoints.is_empty() {
+            return Err(invalid(
+                "control_plane.url",
+                "set `url` (or `urls`, for several replicas)",
+            ));
+        }
+        if endpoints.len() > MAX_ENDPOINTS {
+            return Err(invalid(
+                "control_plane.urls",
+                format!("at most {MAX_ENDPOINTS} control-plane URLs"),
+            ));
+        }
+        for (i, url) in self.urls.iter().enumerate() {
+            check_url(&format!("control_plane.urls[{i}]"), url)?;
+        }
+        if let Some(url) = &self.url {
+            check_url("control_plane.url", url)?;
         }
         match (&self.token, &self.token_file) {
             (None, None) => {

@@ -64,6 +64,12 @@ impl SyncError {
 
 pub struct Syncer {
     config: ControlPlaneConfig,
+    /// The control-plane replicas' base URLs, and the one in use.
+    endpoints: Vec<String>,
+    current: usize,
+    /// Endpoints that failed since the last good round: backoff starts
+    /// once every one has.
+    failed_in_a_row: usize,
     token: String,
     client: reqwest::Client,
     local: LocalState,
@@ -115,8 +121,15 @@ impl Syncer {
             }
             None => local.read_pinned_key().map_err(SyncError::Persist)?,
         };
+        let endpoints = config.endpoints();
+        if endpoints.is_empty() {
+            return Err(SyncError::Other("no control-plane URL".into()));
+        }
         Ok(Self {
             config,
+            endpoints,
+            current: 0,
+            failed_in_a_row: 0,
             token,
             client,
             local,
@@ -189,19 +202,35 @@ impl Syncer {
                 _ = crate::shutdown::stopped(&mut shutdown) => return,
             };
             match round {
-                Ok(()) => backoff = Duration::ZERO,
+                Ok(()) => {
+                    backoff = Duration::ZERO;
+                    self.failed_in_a_row = 0;
+                }
                 Err(e) => {
                     self.metrics
                         .sync
                         .failures
                         .with_label_values(&[e.reason()])
                         .inc();
-                    backoff = jitter(
-                        (backoff * 2)
-                            .max(Duration::from_millis(200))
-                            .min(self.config.max_backoff),
+                    let failed = self.endpoints[self.current].clone();
+                    self.failed_in_a_row += 1;
+                    self.current = (self.current + 1) % self.endpoints.len();
+                    // The next replica is tried at once; the backoff grows
+                    // only when all of them failed in a row.
+                    if self.failed_in_a_row.is_multiple_of(self.endpoints.len()) {
+                        backoff = jitter(
+                            (backoff * 2)
+                                .max(Duration::from_millis(200))
+                                .min(self.config.max_backoff),
+                        );
+                    }
+                    tracing::warn!(
+                        error = %e,
+                        control_plane = %failed,
+                        next = %self.endpoints[self.current],
+                        retry_in = ?backoff,
+                        "control-plane sync failed"
                     );
-                    tracing::warn!(error = %e, retry_in = ?backoff, "control-plane sync failed");
                 }
             }
         }
@@ -502,7 +531,7 @@ impl Syncer {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let url = format!("{}{path}", self.config.url.trim_end_matches('/'));
+        let url = format!("{}{path}", self.endpoints[self.current]);
         self.client.request(method, url).bearer_auth(&self.token)
     }
 }

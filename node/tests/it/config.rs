@@ -30,3 +30,31 @@ fn config_files_are_accepted_or_rejected_with_the_field_named() {
     }
     assert!(checked >= 10, "only {checked} config files checked");
 }
+
+/// The `node.toml` the Kubernetes manifests ship (`ops/kubernetes/node.yaml`,
+/// the ConfigMap's block under `node.toml: |`) is a configuration the node
+/// accepts.
+#[test]
+fn the_kubernetes_config_map_holds_a_valid_node_config() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/kubernetes/node.yaml");
+    let yaml = std::fs::read_to_string(&manifest).unwrap();
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "node.toml: |");
+    let header = lines.next().expect("no `node.toml: |` block");
+    let key_indent = header.len() - header.trim_start().len();
+    let toml: String = lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > key_indent)
+        .map(|l| format!("{}\n", l.get(key_indent + 2..).unwrap_or("")))
+        .collect();
+    assert!(toml.contains("[control_plane]"), "{toml}");
+    let config = NodeConfig::from_toml(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    config.validate().unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let cp = config.control_plane.expect("a control plane");
+    assert!(
+        cp.token.is_none() && cp.token_file.is_some(),
+        "the token comes from a file"
+    );
+    assert!(
+        config.listen.admin.is_some(),
+        "probes need the admin listener"
+    );
+}

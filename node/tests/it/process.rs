@@ -322,3 +322,151 @@ async fn a_node_starts_without_its_control_plane() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// `--log-format json`: every line the real binary writes to stderr is one
+/// JSON object with the fixed names, and a guest's line carries its app
+/// and request id as top-level fields.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_flat_fields() {
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            edge_fixtures::PANIC,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("EDGE_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+        let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    })
+    .await
+    .unwrap();
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}/boom"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let request_id = resp.headers()["x-edge-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    sigterm(&child);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(lines.len() >= 2, "{log}");
+    for line in &lines {
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(line[field].is_string(), "no {field}: {line}");
+        }
+    }
+    let guest = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("about to panic on /boom"))
+        })
+        .unwrap_or_else(|| panic!("guest line not logged:\n{log}"));
+    assert_eq!(guest["app"], "panic", "{guest}");
+    assert_eq!(guest["request_id"], request_id.as_str(), "{guest}");
+    assert!(
+        lines.iter().any(|l| l["message"] == "stopped"),
+        "no shutdown line:\n{log}"
+    );
+    let stderr = failing_flags(&["--log-format", "yaml", "serve", HELLO]);
+    assert!(
+        stderr.contains("yaml") && stderr.contains("json"),
+        "{stderr}"
+    );
+}
+
+/// `--token-file`: the token is read from the file (what systemd's
+/// `LoadCredential=` provides) and sent to the control plane; a missing
+/// file stops the start naming it, and a token given twice is refused.
+#[tokio::test]
+async fn the_token_can_come_from_a_file() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let token_path = dir.path().join("node-token");
+    std::fs::write(&token_path, "secret-from-file\n").unwrap();
+    // A control plane that records the first request's head and refuses.
+    let cp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cp_addr = cp.local_addr().unwrap();
+    let seen = std::thread::spawn(move || {
+        let (mut stream, _) = cp.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        let _ = stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
+        String::from_utf8_lossy(&head).to_lowercase()
+    });
+    let data_dir = dir.path().join("data");
+    let (mut child, _) = spawn_node_with(
+        &[
+            "--control-plane",
+            &format!("http://{cp_addr}"),
+            "--token-file",
+            token_path.to_str().unwrap(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--listen-http",
+            "127.0.0.1:0",
+        ],
+        &["http"],
+    );
+    let head = tokio::task::spawn_blocking(move || seen.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        head.contains("authorization: bearer secret-from-file\r\n"),
+        "{head}"
+    );
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+
+    let missing = dir.path().join("absent-token");
+    let stderr = failing_flags(&[
+        "--control-plane",
+        &format!("http://{cp_addr}"),
+        "--token-file",
+        missing.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen-http",
+        "127.0.0.1:0",
+    ]);
+    assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+    let stderr = failing_flags(&[
+        "--control-plane",
+        &format!("http://{cp_addr}"),
+        "--token",
+        "t",
+        "--token-file",
+        token_path.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("--token-file"), "{stderr}");
+}

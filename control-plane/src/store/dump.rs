@@ -1,0 +1,340 @@
+//! A whole metadata store as plain rows ([`StoreDump`]): what
+//! [`MetaStore::dump`](super::MetaStore::dump) reads in one transaction and
+//! [`MetaStore::restore`](super::MetaStore::restore) writes into an empty
+//! store, on any backend. `edge-cp migrate-store` moves a store from one
+//! backend to another with it.
+//!
+//! Rows are typed (validated names, limits and config as values, not the
+//! JSON text a backend keeps them in), so a dump compares equal across
+//! backends and a hand-edited one that breaks a rule is refused before
+//! anything is written ([`StoreDump::check`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use edge_common::AppLimits;
+use edge_common::names::{AppName, HostPattern, TenantId};
+use edge_common::sync::{AppError, Purge};
+use serde::{Deserialize, Serialize};
+
+/// The dump format this build writes and reads.
+pub const DUMP_FORMAT: u32 = 1;
+
+/// Every table of a metadata store, each in its key's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreDump {
+    /// [`DUMP_FORMAT`] when written; a restore refuses any other.
+    pub format: u32,
+    /// The store's epoch. A restore keeps it: the restored store is the
+    /// same state at the same revision, so nodes carry on with it (see
+    /// [`StoreDump::renew_epoch`] for a store that goes back in time).
+    pub epoch: String,
+    pub revision: u64,
+    /// The last purge id handed out (kept purges may end below it: never
+    /// below, though, as ids are never reused).
+    pub purge_counter: u64,
+    pub tenants: Vec<TenantRow>,
+    pub apps: Vec<AppRow>,
+    pub hosts: Vec<HostRow>,
+    pub versions: Vec<VersionRow>,
+    pub deployments: Vec<DeploymentRow>,
+    pub artifacts: Vec<ArtifactRow>,
+    pub purges: Vec<Purge>,
+    pub nodes: Vec<NodeRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRow {
+    pub id: TenantId,
+    pub created_unix: u64,
+    pub storage_quota_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppRow {
+    pub tenant: TenantId,
+    pub name: AppName,
+    pub active_version: Option<u64>,
+    pub origin: Option<String>,
+    pub forward_override_headers: bool,
+    pub config: BTreeMap<String, String>,
+    pub limits: AppLimits,
+    pub created_unix: u64,
+    pub updated_revision: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRow {
+    pub host: HostPattern,
+    pub tenant: TenantId,
+    pub app: AppName,
+    /// Its place among the app's hostnames.
+    pub position: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRow {
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub version: u64,
+    pub source_sha256: String,
+    pub source_size: u64,
+    pub artifact_sha256: String,
+    pub artifact_size: u64,
+    pub engine: String,
+    pub created_unix: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentRow {
+    /// Orders an app's deployments (oldest first).
+    pub id: u64,
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub version: u64,
+    pub revision: u64,
+    pub created_unix: u64,
+}
+
+/// A compile record: the artifact built from a source for an engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactRow {
+    pub source_sha256: String,
+    pub engine: String,
+    pub artifact_sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRow {
+    pub node: String,
+    pub applied_revision: Option<u64>,
+    pub rejected_revision: Option<u64>,
+    pub last_error: Option<String>,
+    pub app_errors: Vec<AppError>,
+    pub engine: String,
+    pub last_seen_unix: u64,
+}
+
+/// Why a restore was refused; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The target already holds metadata.
+    #[error(
+        "the target store is not empty ({what}); restore only into a new, empty store (a new database or data directory)"
+    )]
+    NotEmpty { what: String },
+    /// The dump breaks a rule of the store.
+    #[error("the dump is invalid: {0}")]
+    Invalid(String),
+}
+
+/// The largest number a store keeps (SQL integers are signed 64-bit).
+const MAX_STORED: u64 = i64::MAX as u64;
+
+impl StoreDump {
+    /// What an empty store dumps as (with its epoch).
+    pub fn empty(epoch: String) -> Self {
+        Self {
+            format: DUMP_FORMAT,
+            epoch,
+            revision: 0,
+            purge_counter: 0,
+            tenants: vec![],
+            apps: vec![],
+            hosts: vec![],
+            versions: vec![],
+            deployments: vec![],
+            artifacts: vec![],
+            purges: vec![],
+            nodes: vec![],
+        }
+    }
+
+    /// Whether nothing was ever stored (the epoch aside).
+    pub fn is_empty(&self) -> bool {
+        self.what_is_stored().is_none()
+    }
+
+    /// What the store holds, in words, or `None` if nothing.
+    pub fn what_is_stored(&self) -> Option<String> {
+        let counts = [
+            (self.tenants.len(), "tenants"),
+            (self.apps.len(), "apps"),
+            (self.hosts.len(), "hostnames"),
+            (self.versions.len(), "versions"),
+            (self.deployments.len(), "deployments"),
+            (self.artifacts.len(), "artifact records"),
+            (self.purges.len(), "purges"),
+            (self.nodes.len(), "nodes"),
+        ];
+        let mut parts: Vec<String> = counts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+        if self.revision > 0 {
+            parts.push(format!("revision {}", self.revision));
+        }
+        if self.purge_counter > 0 {
+            parts.push(format!("{} purge ids handed out", self.purge_counter));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// A new random epoch, for restoring a dump older than what nodes have
+    /// seen (a backup): with the old epoch they would ignore revisions up
+    /// to the ones they already applied.
+    pub fn renew_epoch(&mut self) -> Result<(), super::StoreError> {
+        self.epoch = new_epoch()?;
+        Ok(())
+    }
+
+    /// Refuses a dump a store could not have made: another format, a
+    /// number SQL cannot hold, a row without the row it belongs to, a key
+    /// twice, an active version that does not exist, a purge id above the
+    /// counter. Both backends check it before writing anything.
+    pub fn check(&self) -> Result<(), RestoreError> {
+        let invalid = |m: String| Err(RestoreError::Invalid(m));
+        if self.format != DUMP_FORMAT {
+            return invalid(format!(
+                "format {} (this edge-cp reads format {DUMP_FORMAT})",
+                self.format
+            ));
+        }
+        if self.epoch.is_empty() || self.epoch.len() > 128 {
+            return invalid("the epoch must be 1 to 128 bytes".into());
+        }
+        let mut numbers = vec![
+            ("revision", self.revision),
+            ("purge_counter", self.purge_counter),
+        ];
+        let mut tenants = BTreeSet::new();
+        for t in &self.tenants {
+            if !tenants.insert(&t.id) {
+                return invalid(format!("tenant {} twice", t.id));
+            }
+            numbers.push(("tenants.created_unix", t.created_unix));
+            numbers.extend(
+                t.storage_quota_bytes
+                    .map(|q| ("tenants.storage_quota_bytes", q)),
+            );
+        }
+        let mut apps = BTreeMap::new();
+        for a in &self.apps {
+            if !tenants.contains(&a.tenant) {
+                return invalid(format!("app {} of unknown tenant {}", a.name, a.tenant));
+            }
+            if apps.insert((&a.tenant, &a.name), a).is_some() {
+                return invalid(format!("app {} of tenant {} twice", a.name, a.tenant));
+            }
+            if a.origin.is_some() && a.active_version.is_some() {
+                return invalid(format!("origin app {} has an active version", a.name));
+            }
+            if a.updated_revision > self.revision {
+                return invalid(format!("app {} changed after the revision", a.name));
+            }
+            numbers.extend([
+                ("apps.created_unix", a.created_unix),
+                ("apps.updated_revision", a.updated_revision),
+            ]);
+            numbers.extend(a.active_version.map(|v| ("apps.active_version", v)));
+        }
+        let mut hosts = BTreeSet::new();
+        for h in &self.hosts {
+            if !apps.contains_key(&(&h.tenant, &h.app)) {
+                return invalid(format!("hostname {} of unknown app {}", h.host, h.app));
+            }
+            if !hosts.insert(h.host.to_string()) {
+                return invalid(format!("hostname {} twice", h.host));
+            }
+            numbers.push(("hosts.position", h.position));
+        }
+        let mut versions = BTreeSet::new();
+        for v in &self.versions {
+            match apps.get(&(&v.tenant, &v.app)) {
+                None => return invalid(format!("version {} of unknown app {}", v.version, v.app)),
+                Some(app) if app.origin.is_some() => {
+                    return invalid(format!("origin app {} has versions", v.app));
+                }
+                Some(_) => {}
+            }
+            if !versions.insert((&v.tenant, &v.app, v.version)) {
+                return invalid(format!("version {} of app {} twice", v.version, v.app));
+            }
+            numbers.extend([
+                ("versions.version", v.version),
+                ("versions.source_size", v.source_size),
+                ("versions.artifact_size", v.artifact_size),
+                ("versions.created_unix", v.created_unix),
+            ]);
+        }
+        for a in &self.apps {
+            if let Some(v) = a.active_version
+                && !versions.contains(&(&a.tenant, &a.name, v))
+            {
+                return invalid(format!("app {}: active version {v} is missing", a.name));
+            }
+        }
+        let mut deployment_ids = BTreeSet::new();
+        for d in &self.deployments {
+            if !deployment_ids.insert(d.id) {
+                return invalid(format!("deployment {} twice", d.id));
+            }
+            if d.revision > self.revision {
+                return invalid(format!("deployment {} after the revision", d.id));
+            }
+            numbers.extend([
+                ("deployments.id", d.id),
+                ("deployments.version", d.version),
+                ("deployments.created_unix", d.created_unix),
+            ]);
+        }
+        let mut artifacts = BTreeSet::new();
+        for a in &self.artifacts {
+            if !artifacts.insert((&a.source_sha256, &a.engine)) {
+                return invalid(format!("artifact record of {} twice", a.source_sha256));
+            }
+            numbers.push(("artifacts.size", a.size));
+        }
+        let mut last_purge = 0;
+        for p in &self.purges {
+            if p.id <= last_purge || p.id > self.purge_counter {
+                return invalid(format!(
+                    "purge {} out of order or above the purge counter",
+                    p.id
+                ));
+            }
+            last_purge = p.id;
+            numbers.push(("purges.created_unix", p.created_unix));
+        }
+        let mut nodes = BTreeSet::new();
+        for n in &self.nodes {
+            if !nodes.insert(&n.node) {
+                return invalid(format!("node {} twice", n.node));
+            }
+            numbers.push(("nodes.last_seen_unix", n.last_seen_unix));
+            numbers.extend(n.applied_revision.map(|r| ("nodes.applied_revision", r)));
+            numbers.extend(n.rejected_revision.map(|r| ("nodes.rejected_revision", r)));
+        }
+        if let Some((field, value)) = numbers.iter().find(|(_, v)| *v > MAX_STORED) {
+            return invalid(format!("{field} {value} is over {MAX_STORED}"));
+        }
+        Ok(())
+    }
+}
+
+/// A random name for a new store (or a renewed one).
+pub(crate) fn new_epoch() -> Result<String, super::StoreError> {
+    let mut epoch = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut epoch)
+        .map_err(|_| super::StoreError::Backend("the system random source failed".into()))?;
+    Ok(edge_common::signing::to_hex(&epoch))
+}

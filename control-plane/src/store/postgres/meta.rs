@@ -1,0 +1,698 @@
+//! [`MetaStore`] on PostgreSQL: each method one transaction (see the
+//! parent module for how they are isolated and retried), statement for
+//! statement the SQLite backend's.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use edge_common::AppLimits;
+use edge_common::names::{AppName, HostPattern, TenantId};
+use edge_common::sync::{ApplyOutcome, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot};
+
+use super::{
+    Kind, PgMetaStore, app_exists, app_origin, bump_revision, component_app, current_revision,
+    epoch, int, json, load_app, load_version, parse, purge_columns, snapshot_apps,
+    snapshot_origins, snapshot_purges, tenant_found, tenant_storage, to_json, u, version_row,
+};
+use crate::store::{
+    AppOrigin, AppRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewVersion, NodeRecord,
+    QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
+    now_unix,
+};
+
+#[async_trait]
+impl MetaStore for PgMetaStore {
+    async fn revision(&self) -> StoreResult<u64> {
+        transaction!(self, Kind::Read, |tx| current_revision(&tx).await?)
+    }
+
+    async fn epoch(&self) -> StoreResult<String> {
+        transaction!(self, Kind::Read, |tx| epoch(&tx).await?)
+    }
+
+    async fn create_tenant(&self, id: &TenantId) -> StoreResult<TenantRecord> {
+        transaction!(self, Kind::Write, |tx| {
+            let created_unix = now_unix();
+            let inserted = tx
+                .execute(
+                    "INSERT INTO tenants (id, created_unix) VALUES ($1, $2)
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&id.as_str(), &int(created_unix)],
+                )
+                .await?;
+            if inserted == 0 {
+                return Err(StoreError::Exists(format!("tenant {id}")).into());
+            }
+            TenantRecord {
+                id: id.clone(),
+                created_unix,
+            }
+        })
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+        transaction!(self, Kind::Read, |tx| {
+            tx.query("SELECT id, created_unix FROM tenants ORDER BY id", &[])
+                .await?
+                .into_iter()
+                .map(|row| {
+                    Ok(TenantRecord {
+                        id: parse(row.try_get(0)?)?,
+                        created_unix: u(row.try_get(1)?),
+                    })
+                })
+                .collect::<super::TxResult<Vec<_>>>()?
+        })
+    }
+
+    async fn tenant_exists(&self, id: &TenantId) -> StoreResult<bool> {
+        transaction!(self, Kind::Read, |tx| tenant_found(&tx, id).await?)
+    }
+
+    async fn tenant_storage(&self, id: &TenantId) -> StoreResult<TenantStorage> {
+        transaction!(self, Kind::Read, |tx| tenant_storage(&tx, id).await?)
+    }
+
+    async fn set_tenant_quota(
+        &self,
+        id: &TenantId,
+        quota_bytes: Option<u64>,
+    ) -> StoreResult<TenantStorage> {
+        // SQL integers are signed: a larger quota is as good as none.
+        let quota = quota_bytes.map(int);
+        transaction!(self, Kind::Write, |tx| {
+            let updated = tx
+                .execute(
+                    "UPDATE tenants SET storage_quota_bytes = $2 WHERE id = $1",
+                    &[&id.as_str(), &quota],
+                )
+                .await?;
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!("tenant {id}")).into());
+            }
+            tenant_storage(&tx, id).await?
+        })
+    }
+
+    async fn create_app(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        hosts: &[HostPattern],
+        limits: &AppLimits,
+        origin: Option<&AppOrigin>,
+    ) -> StoreResult<AppRecord> {
+        let limits = to_json(limits)?;
+        let (url, forward_override_headers) = match origin {
+            Some(o) => (Some(o.url.as_str()), o.forward_override_headers),
+            None => (None, false),
+        };
+        transaction!(self, Kind::Write, |tx| {
+            if !tenant_found(&tx, tenant).await? {
+                return Err(StoreError::NotFound(format!("tenant {tenant}")).into());
+            }
+            if app_exists(&tx, tenant, name).await.is_ok() {
+                return Err(StoreError::Exists(format!("app {name}")).into());
+            }
+            // No hostname of another tenant may overlap (exact under a
+            // wildcard, nested wildcards). SERIALIZABLE makes this read
+            // and the inserts below one step: a replica inserting an
+            // overlapping name meanwhile makes one of the two abort.
+            let others = tx
+                .query(
+                    "SELECT host FROM hosts WHERE tenant <> $1",
+                    &[&tenant.as_str()],
+                )
+                .await?;
+            for row in others {
+                let other: HostPattern = parse(row.try_get(0)?)?;
+                if let Some(host) = hosts.iter().find(|h| h.overlaps(&other)) {
+                    return Err(StoreError::HostTaken(host.to_string()).into());
+                }
+            }
+            for (position, host) in hosts.iter().enumerate() {
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO hosts (host, tenant, app, position) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (host) DO NOTHING",
+                        &[
+                            &host.to_string(),
+                            &tenant.as_str(),
+                            &name.as_str(),
+                            &(position as i64),
+                        ],
+                    )
+                    .await?;
+                if inserted == 0 {
+                    // Returning drops the transaction unsaved: nothing of
+                    // this app is kept.
+                    return Err(StoreError::HostTaken(host.to_string()).into());
+                }
+            }
+            // An origin app is served from this revision on.
+            let revision = bump_revision(&tx).await?;
+            tx.execute(
+                "INSERT INTO apps (tenant, name, active_version, origin, forward_override_headers,
+                                   config, limits, created_unix, updated_revision)
+                 VALUES ($1, $2, NULL, $3, $4, '{}', $5, $6, $7)",
+                &[
+                    &tenant.as_str(),
+                    &name.as_str(),
+                    &url,
+                    &forward_override_headers,
+                    &limits,
+                    &int(now_unix()),
+                    &int(revision),
+                ],
+            )
+            .await?;
+            load_app(&tx, tenant, name).await?
+        })
+    }
+
+    async fn list_apps(&self, tenant: &TenantId) -> StoreResult<Vec<AppRecord>> {
+        transaction!(self, Kind::Read, |tx| {
+            let names = tx
+                .query(
+                    "SELECT name FROM apps WHERE tenant = $1 ORDER BY name",
+                    &[&tenant.as_str()],
+                )
+                .await?;
+            let mut apps = Vec::with_capacity(names.len());
+            for row in names {
+                apps.push(load_app(&tx, tenant, &parse(row.try_get(0)?)?).await?);
+            }
+            apps
+        })
+    }
+
+    async fn get_app(&self, tenant: &TenantId, name: &AppName) -> StoreResult<AppRecord> {
+        transaction!(self, Kind::Read, |tx| load_app(&tx, tenant, name).await?)
+    }
+
+    async fn delete_app(&self, tenant: &TenantId, name: &AppName) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| {
+            app_exists(&tx, tenant, name).await?;
+            for sql in [
+                "DELETE FROM apps WHERE tenant = $1 AND name = $2",
+                "DELETE FROM hosts WHERE tenant = $1 AND app = $2",
+                "DELETE FROM versions WHERE tenant = $1 AND app = $2",
+                "DELETE FROM deployments WHERE tenant = $1 AND app = $2",
+            ] {
+                tx.execute(sql, &[&tenant.as_str(), &name.as_str()]).await?;
+            }
+            bump_revision(&tx).await?
+        })
+    }
+
+    async fn set_origin(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        url: &str,
+        forward_override_headers: Option<bool>,
+    ) -> StoreResult<(AppOrigin, u64)> {
+        transaction!(self, Kind::Write, |tx| {
+            if app_origin(&tx, tenant, name).await?.is_none() {
+                return Err(StoreError::NotOriginApp(name.to_string()).into());
+            }
+            let revision = bump_revision(&tx).await?;
+            // NULL keeps the stored option.
+            tx.execute(
+                "UPDATE apps SET origin = $3,
+                    forward_override_headers = COALESCE($4, forward_override_headers),
+                    updated_revision = $5
+                 WHERE tenant = $1 AND name = $2",
+                &[
+                    &tenant.as_str(),
+                    &name.as_str(),
+                    &url,
+                    &forward_override_headers,
+                    &int(revision),
+                ],
+            )
+            .await?;
+            let origin = load_app(&tx, tenant, name)
+                .await?
+                .origin
+                .ok_or_else(|| StoreError::Backend(format!("app {name}: its origin vanished")))?;
+            (origin, revision)
+        })
+    }
+
+    async fn add_version(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        version: &NewVersion,
+        default_quota_bytes: u64,
+    ) -> StoreResult<VersionRecord> {
+        transaction!(self, Kind::Write, |tx| {
+            component_app(&tx, tenant, name).await?;
+            // In the insert's SERIALIZABLE transaction: concurrent uploads
+            // of one tenant, on any replica, are counted one after the
+            // other (one aborts and is run again).
+            let storage = tenant_storage(&tx, tenant).await?;
+            QuotaExceeded::check(
+                tenant,
+                storage.quota_bytes.unwrap_or(default_quota_bytes),
+                storage.used_bytes,
+                version.source_size,
+            )?;
+            let next: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE tenant = $1 AND app = $2",
+                    &[&tenant.as_str(), &name.as_str()],
+                )
+                .await?
+                .try_get(0)?;
+            let created_unix = now_unix();
+            tx.execute(
+                "INSERT INTO versions (tenant, app, version, source_sha256, source_size,
+                                       artifact_sha256, artifact_size, engine, created_unix)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &tenant.as_str(),
+                    &name.as_str(),
+                    &next,
+                    &version.source_sha256,
+                    &int(version.source_size),
+                    &version.artifact.sha256,
+                    &int(version.artifact.size),
+                    &version.artifact.engine,
+                    &int(created_unix),
+                ],
+            )
+            .await?;
+            VersionRecord {
+                version: u(next),
+                source_sha256: version.source_sha256.clone(),
+                source_size: version.source_size,
+                artifact: version.artifact.clone(),
+                created_unix,
+            }
+        })
+    }
+
+    async fn list_versions(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+    ) -> StoreResult<Vec<VersionRecord>> {
+        transaction!(self, Kind::Read, |tx| {
+            app_exists(&tx, tenant, name).await?;
+            tx.query(
+                "SELECT source_sha256, source_size, artifact_sha256, artifact_size, engine,
+                        created_unix, version
+                 FROM versions WHERE tenant = $1 AND app = $2 ORDER BY version",
+                &[&tenant.as_str(), &name.as_str()],
+            )
+            .await?
+            .iter()
+            .map(|row| version_row(u(row.try_get(6)?), row))
+            .collect::<super::TxResult<Vec<_>>>()?
+        })
+    }
+
+    async fn delete_version(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        version: u64,
+    ) -> StoreResult<()> {
+        transaction!(self, Kind::Write, |tx| {
+            let app = load_app(&tx, tenant, name).await?;
+            if app.active_version == Some(version) {
+                return Err(StoreError::Exists(format!(
+                    "version {version} of app {name} is active; it"
+                ))
+                .into());
+            }
+            let deleted = tx
+                .execute(
+                    "DELETE FROM versions WHERE tenant = $1 AND app = $2 AND version = $3",
+                    &[&tenant.as_str(), &name.as_str(), &int(version)],
+                )
+                .await?;
+            if deleted == 0 {
+                return Err(
+                    StoreError::NotFound(format!("version {version} of app {name}")).into(),
+                );
+            }
+        })
+    }
+
+    async fn activate_version(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        version: u64,
+    ) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| {
+            component_app(&tx, tenant, name).await?;
+            if load_version(&tx, tenant, name, version).await?.is_none() {
+                return Err(
+                    StoreError::NotFound(format!("version {version} of app {name}")).into(),
+                );
+            }
+            let revision = bump_revision(&tx).await?;
+            tx.execute(
+                "UPDATE apps SET active_version = $3, updated_revision = $4
+                 WHERE tenant = $1 AND name = $2",
+                &[
+                    &tenant.as_str(),
+                    &name.as_str(),
+                    &int(version),
+                    &int(revision),
+                ],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO deployments (tenant, app, version, revision, created_unix)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &tenant.as_str(),
+                    &name.as_str(),
+                    &int(version),
+                    &int(revision),
+                    &int(now_unix()),
+                ],
+            )
+            .await?;
+            revision
+        })
+    }
+
+    async fn deployments(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+    ) -> StoreResult<Vec<DeploymentRecord>> {
+        transaction!(self, Kind::Read, |tx| {
+            app_exists(&tx, tenant, name).await?;
+            tx.query(
+                "SELECT version, revision, created_unix FROM deployments
+                 WHERE tenant = $1 AND app = $2 ORDER BY id",
+                &[&tenant.as_str(), &name.as_str()],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(DeploymentRecord {
+                    version: u(row.try_get(0)?),
+                    revision: u(row.try_get(1)?),
+                    created_unix: u(row.try_get(2)?),
+                })
+            })
+            .collect::<super::TxResult<Vec<_>>>()?
+        })
+    }
+
+    async fn update_config(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| {
+            let mut config = load_app(&tx, tenant, name).await?.config;
+            for (key, value) in changes {
+                match value {
+                    Some(value) => config.insert(key.clone(), value.clone()),
+                    None => config.remove(key),
+                };
+            }
+            let revision = bump_revision(&tx).await?;
+            tx.execute(
+                "UPDATE apps SET config = $3, updated_revision = $4 WHERE tenant = $1 AND name = $2",
+                &[
+                    &tenant.as_str(),
+                    &name.as_str(),
+                    &to_json(&config)?,
+                    &int(revision),
+                ],
+            )
+            .await?;
+            revision
+        })
+    }
+
+    async fn set_limits(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        limits: &AppLimits,
+    ) -> StoreResult<u64> {
+        let limits = to_json(limits)?;
+        transaction!(self, Kind::Write, |tx| {
+            app_exists(&tx, tenant, name).await?;
+            let revision = bump_revision(&tx).await?;
+            tx.execute(
+                "UPDATE apps SET limits = $3, updated_revision = $4 WHERE tenant = $1 AND name = $2",
+                &[&tenant.as_str(), &name.as_str(), &limits, &int(revision)],
+            )
+            .await?;
+            revision
+        })
+    }
+
+    async fn add_purge(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        target: &PurgeTarget,
+        soft: bool,
+    ) -> StoreResult<(Purge, u64)> {
+        transaction!(self, Kind::Write, |tx| {
+            app_exists(&tx, tenant, name).await?;
+            let id: i64 = tx
+                .query_one(
+                    "UPDATE purge_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+                    &[],
+                )
+                .await?
+                .try_get(0)?;
+            let purge = Purge {
+                id: u(id),
+                tenant: tenant.clone(),
+                app: name.clone(),
+                target: target.clone(),
+                soft,
+                created_unix: now_unix(),
+            };
+            let (kind, value) = purge_columns(&purge.target);
+            tx.execute(
+                "INSERT INTO purges (id, tenant, app, kind, value, soft, created_unix)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &id,
+                    &purge.tenant.as_str(),
+                    &purge.app.as_str(),
+                    &kind,
+                    &value,
+                    &purge.soft,
+                    &int(purge.created_unix),
+                ],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM purges WHERE id <= $1",
+                &[&(id - MAX_PURGES_KEPT as i64)],
+            )
+            .await?;
+            (purge, bump_revision(&tx).await?)
+        })
+    }
+
+    async fn snapshot(&self) -> StoreResult<Snapshot> {
+        transaction!(self, Kind::Read, |tx| {
+            Snapshot {
+                epoch: epoch(&tx).await?,
+                revision: current_revision(&tx).await?,
+                created_unix: now_unix(),
+                apps: snapshot_apps(&tx).await?,
+                origins: snapshot_origins(&tx).await?,
+                purges: snapshot_purges(&tx).await?,
+            }
+        })
+    }
+
+    async fn find_artifact(
+        &self,
+        source_sha256: &str,
+        engine: &str,
+    ) -> StoreResult<Option<ArtifactRef>> {
+        transaction!(self, Kind::Read, |tx| {
+            match tx
+                .query_opt(
+                    "SELECT artifact_sha256, size FROM artifacts
+                     WHERE source_sha256 = $1 AND engine = $2",
+                    &[&source_sha256, &engine],
+                )
+                .await?
+            {
+                Some(row) => Some(ArtifactRef {
+                    sha256: row.try_get(0)?,
+                    size: u(row.try_get(1)?),
+                    engine: engine.to_string(),
+                }),
+                None => None,
+            }
+        })
+    }
+
+    async fn record_artifact(
+        &self,
+        source_sha256: &str,
+        artifact: &ArtifactRef,
+    ) -> StoreResult<()> {
+        transaction!(self, Kind::Write, |tx| {
+            tx.execute(
+                "INSERT INTO artifacts (source_sha256, engine, artifact_sha256, size)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (source_sha256, engine) DO UPDATE
+                 SET artifact_sha256 = excluded.artifact_sha256, size = excluded.size",
+                &[
+                    &source_sha256,
+                    &artifact.engine,
+                    &artifact.sha256,
+                    &int(artifact.size),
+                ],
+            )
+            .await?;
+        })
+    }
+
+    async fn is_artifact(&self, sha256: &str) -> StoreResult<bool> {
+        transaction!(self, Kind::Read, |tx| {
+            // A version's artifact counts even if its compile record was
+            // forgotten (garbage collection may drop the record of an
+            // artifact an upload is about to reuse).
+            tx.query_opt(
+                "SELECT 1 FROM artifacts WHERE artifact_sha256 = $1
+                 UNION ALL SELECT 1 FROM versions WHERE artifact_sha256 = $1 LIMIT 1",
+                &[&sha256],
+            )
+            .await?
+            .is_some()
+        })
+    }
+
+    async fn unreferenced_blobs(&self, candidates: &[String]) -> StoreResult<Vec<String>> {
+        transaction!(self, Kind::Write, |tx| {
+            let mut unreferenced = Vec::new();
+            for sha in candidates {
+                let referenced = tx
+                    .query_opt(
+                        "SELECT 1 FROM versions WHERE source_sha256 = $1
+                         UNION ALL SELECT 1 FROM versions WHERE artifact_sha256 = $1 LIMIT 1",
+                        &[sha],
+                    )
+                    .await?
+                    .is_some();
+                if !referenced {
+                    tx.execute(
+                        "DELETE FROM artifacts WHERE source_sha256 = $1 OR artifact_sha256 = $1",
+                        &[sha],
+                    )
+                    .await?;
+                    unreferenced.push(sha.clone());
+                }
+            }
+            unreferenced
+        })
+    }
+
+    async fn record_node_report(
+        &self,
+        node: &str,
+        report: &NodeReport,
+        now_unix: u64,
+    ) -> StoreResult<()> {
+        let revision = int(report.revision);
+        let app_errors = to_json(&report.app_errors)?;
+        transaction!(self, Kind::Write, |tx| {
+            match report.outcome {
+                // The latest ACK wins: after a store restore revisions start
+                // over, and the report is of what the node serves now.
+                ApplyOutcome::Applied => tx.execute(
+                    "INSERT INTO nodes (node, applied_revision, rejected_revision, last_error,
+                                        app_errors, engine, last_seen_unix)
+                     VALUES ($1, $2, NULL, NULL, $3, $4, $5)
+                     ON CONFLICT (node) DO UPDATE SET applied_revision = excluded.applied_revision,
+                        app_errors = excluded.app_errors, engine = excluded.engine,
+                        last_seen_unix = excluded.last_seen_unix",
+                    &[
+                        &node,
+                        &revision,
+                        &app_errors,
+                        &report.engine,
+                        &int(now_unix),
+                    ],
+                )
+                .await?,
+                ApplyOutcome::Rejected => tx.execute(
+                    "INSERT INTO nodes (node, applied_revision, rejected_revision, last_error,
+                                        engine, last_seen_unix)
+                     VALUES ($1, NULL, $2, $3, $4, $5)
+                     ON CONFLICT (node) DO UPDATE SET rejected_revision = excluded.rejected_revision,
+                        last_error = excluded.last_error, engine = excluded.engine,
+                        last_seen_unix = excluded.last_seen_unix",
+                    &[
+                        &node,
+                        &revision,
+                        &report.error,
+                        &report.engine,
+                        &int(now_unix),
+                    ],
+                )
+                .await?,
+            };
+        })
+    }
+
+    async fn touch_node(&self, node: &str, now_unix: u64) -> StoreResult<()> {
+        transaction!(self, Kind::Write, |tx| {
+            tx.execute(
+                "INSERT INTO nodes (node, engine, last_seen_unix) VALUES ($1, '', $2)
+                 ON CONFLICT (node) DO UPDATE SET last_seen_unix = excluded.last_seen_unix",
+                &[&node, &int(now_unix)],
+            )
+            .await?;
+        })
+    }
+
+    async fn nodes(&self) -> StoreResult<Vec<NodeRecord>> {
+        transaction!(self, Kind::Read, |tx| {
+            tx.query(
+                "SELECT node, applied_revision, rejected_revision, last_error, engine,
+                        last_seen_unix, app_errors
+                 FROM nodes ORDER BY node",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(NodeRecord {
+                    node: row.try_get(0)?,
+                    applied_revision: row.try_get::<_, Option<i64>>(1)?.map(u),
+                    rejected_revision: row.try_get::<_, Option<i64>>(2)?.map(u),
+                    last_error: row.try_get(3)?,
+                    engine: row.try_get(4)?,
+                    last_seen_unix: u(row.try_get(5)?),
+                    app_errors: json(row.try_get(6)?).unwrap_or_default(),
+                })
+            })
+            .collect::<super::TxResult<Vec<_>>>()?
+        })
+    }
+
+    async fn dump(&self) -> StoreResult<StoreDump> {
+        transaction!(self, Kind::Read, |tx| super::dump::dump(&tx).await?)
+    }
+
+    async fn restore(&self, dump: StoreDump) -> StoreResult<()> {
+        transaction!(self, Kind::Write, |tx| super::dump::restore(&tx, &dump)
+            .await?)
+    }
+}

@@ -1,0 +1,345 @@
+//! The PostgreSQL metadata store against a real PostgreSQL ([`crate::pg`]):
+//! the whole conformance suite, dump and restore across backends, and
+//! replicas (separate stores on one database) racing for what only one
+//! may get.
+
+use std::sync::Arc;
+
+use edge_common::AppLimits;
+use edge_common::names::{AppName, HostPattern, TenantId};
+use edge_common::sync::{ArtifactRef, PurgeTarget};
+use edge_cp::store::postgres::PgMetaStore;
+use edge_cp::store::sqlite::SqliteMetaStore;
+use edge_cp::store::{MetaStore, NewVersion, StoreError, conformance};
+use tokio::sync::Barrier;
+
+use crate::pg;
+
+async fn new_store() -> (PgMetaStore, edge_cp::store::location::PgUrl) {
+    let url = pg::new_database().await;
+    (PgMetaStore::connect(&url).await.unwrap(), url)
+}
+
+fn tenant(s: &str) -> TenantId {
+    s.parse().unwrap()
+}
+fn app(s: &str) -> AppName {
+    s.parse().unwrap()
+}
+fn host(s: &str) -> HostPattern {
+    HostPattern::try_from(s.to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn postgres_meta_store_conforms() {
+    let (store, _) = new_store().await;
+    conformance::meta_store(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_meta_store_keeps_everything_across_a_reopen() {
+    let (store, url) = new_store().await;
+    let (revision, epoch) = conformance::meta_store_fill(&store).await;
+    drop(store);
+    // Opening again migrates nothing and keeps the epoch.
+    let store = PgMetaStore::connect(&url).await.unwrap();
+    conformance::meta_store_check(&store, revision, &epoch).await;
+    let (other, _) = new_store().await;
+    assert_ne!(
+        other.epoch().await.unwrap(),
+        epoch,
+        "a new store, a new epoch"
+    );
+
+    // The schema is versioned: V1 applied once, however often opened.
+    let client = store.pool().get().await.unwrap();
+    let applied: Vec<(i32, String)> = client
+        .query(
+            "SELECT version, name FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(applied, vec![(1, "initial".to_string())]);
+}
+
+#[tokio::test]
+async fn dump_and_restore_between_postgres_stores() {
+    let ((a, _), (b, _)) = (new_store().await, new_store().await);
+    conformance::dump_restore(&a, &b).await;
+}
+
+#[tokio::test]
+async fn dump_and_restore_from_sqlite_to_postgres_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteMetaStore::open(&dir.path().join("a.sqlite3")).unwrap();
+    let (pg, _) = new_store().await;
+    conformance::dump_restore(&sqlite, &pg).await;
+
+    let (pg, _) = new_store().await;
+    let sqlite = SqliteMetaStore::open(&dir.path().join("b.sqlite3")).unwrap();
+    conformance::dump_restore(&pg, &sqlite).await;
+}
+
+/// Replicas starting together on a new database migrate it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_migrate_once() {
+    let url = pg::new_database().await;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgMetaStore::connect(&url).await })
+        })
+        .collect();
+    let mut epochs = Vec::new();
+    for start in starts {
+        let store = start.await.unwrap().unwrap();
+        epochs.push(store.epoch().await.unwrap());
+    }
+    epochs.dedup();
+    assert_eq!(epochs.len(), 1, "one store, one epoch");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error_without_the_password() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://cp:s3cret@127.0.0.1:{port}/edge?connect_timeout=5")
+        .parse()
+        .unwrap();
+    let message = match PgMetaStore::connect(&url).await {
+        Err(StoreError::Backend(message)) => message,
+        Err(other) => panic!("expected a backend error, got {other}"),
+        Ok(_) => panic!("nothing listens on port {port}"),
+    };
+    assert!(
+        message.contains("cannot connect to postgres://cp:***@127.0.0.1"),
+        "{message}"
+    );
+    assert!(!message.contains("s3cret"), "{message}");
+
+    let (_, url) = new_store().await;
+    let missing = url
+        .to_string()
+        .replace("/t_", "/missing_t_")
+        .parse()
+        .unwrap();
+    match PgMetaStore::connect(&missing).await {
+        Err(StoreError::Backend(message)) => {
+            assert!(message.contains("does not exist"), "{message}")
+        }
+        Err(other) => panic!("expected a backend error, got {other}"),
+        Ok(_) => panic!("the database does not exist"),
+    }
+}
+
+/// Two stores on one database (two pools: two replicas) run `f(store,
+/// round)` at once, released together by a barrier.
+async fn race<T, F, Fut>(one: &Arc<PgMetaStore>, two: &Arc<PgMetaStore>, f: F) -> (T, T)
+where
+    T: Send + 'static,
+    F: Fn(Arc<PgMetaStore>, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(2));
+    let spawn = |store: Arc<PgMetaStore>, who: usize| {
+        let (barrier, f) = (barrier.clone(), f.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            f(store, who).await
+        })
+    };
+    let (a, b) = (spawn(one.clone(), 0), spawn(two.clone(), 1));
+    (a.await.unwrap(), b.await.unwrap())
+}
+
+/// Two replicas claim one hostname (or overlapping ones) for apps of
+/// different tenants at the same moment, round after round: exactly one
+/// wins each time, the other gets `HostTaken` (the API's 409
+/// `host-taken`) and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_racing_for_a_hostname_end_with_exactly_one_owner() {
+    let url = pg::new_database().await;
+    let one = Arc::new(PgMetaStore::connect(&url).await.unwrap());
+    let two = Arc::new(PgMetaStore::connect(&url).await.unwrap());
+    let tenants = [tenant("alpha"), tenant("beta")];
+    for t in &tenants {
+        one.create_tenant(t).await.unwrap();
+    }
+    const ROUNDS: usize = 40;
+    let mut wins = [0usize; 2];
+    for round in 0..ROUNDS {
+        // Even rounds: the very same name (the primary key alone would
+        // settle it). Odd rounds: a wildcard against a name under it, two
+        // different rows, kept apart only by the serializable check.
+        let names = if round % 2 == 0 {
+            [format!("race-{round}.test"), format!("race-{round}.test")]
+        } else {
+            [
+                format!("*.race-{round}.test"),
+                format!("www.race-{round}.test"),
+            ]
+        };
+        let racers = tenants.clone();
+        let (a, b) = race(&one, &two, move |store, who| {
+            let (t, hostname) = (racers[who].clone(), names[who].clone());
+            async move {
+                store
+                    .create_app(
+                        &t,
+                        &app(&format!("app-{round}")),
+                        &[host(&hostname)],
+                        &AppLimits::default(),
+                        None,
+                    )
+                    .await
+            }
+        })
+        .await;
+        let winner = match (a, b) {
+            (Ok(_), Err(StoreError::HostTaken(_))) => 0,
+            (Err(StoreError::HostTaken(_)), Ok(_)) => 1,
+            other => panic!("round {round}: exactly one winner expected, got {other:?}"),
+        };
+        wins[winner] += 1;
+        let loser = &tenants[1 - winner];
+        assert!(
+            matches!(
+                one.get_app(loser, &app(&format!("app-{round}"))).await,
+                Err(StoreError::NotFound(_))
+            ),
+            "round {round}: the loser's app is not kept"
+        );
+    }
+    let apps = one.list_apps(&tenants[0]).await.unwrap().len()
+        + two.list_apps(&tenants[1]).await.unwrap().len();
+    assert_eq!(apps, ROUNDS, "one app per round");
+    assert_eq!(
+        one.revision().await.unwrap(),
+        ROUNDS as u64,
+        "each round bumped the revision once, for its winner"
+    );
+    eprintln!("hostname race: wins by replica {wins:?}");
+}
+
+/// Two replicas upload at once versions that each fit the tenant's quota
+/// but not together: one is recorded, the other refused with the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_racing_for_the_last_of_a_quota_cannot_overshoot_it() {
+    let url = pg::new_database().await;
+    let one = Arc::new(PgMetaStore::connect(&url).await.unwrap());
+    let two = Arc::new(PgMetaStore::connect(&url).await.unwrap());
+    let t = tenant("quota");
+    one.create_tenant(&t).await.unwrap();
+    for round in 0..10u64 {
+        one.create_app(
+            &t,
+            &app(&format!("up-{round}")),
+            &[host(&format!("up-{round}.test"))],
+            &AppLimits::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        // Room for exactly one more 100-byte version.
+        one.set_tenant_quota(&t, Some(100 * (round + 1) + 50))
+            .await
+            .unwrap();
+        let t2 = t.clone();
+        let (a, b) = race(&one, &two, move |store, who| {
+            let t = t2.clone();
+            async move {
+                let new = NewVersion {
+                    source_sha256: format!("{round:02x}{who:02x}").repeat(16),
+                    source_size: 100,
+                    artifact: ArtifactRef {
+                        sha256: "ab".repeat(32),
+                        size: 10,
+                        engine: "e".into(),
+                    },
+                };
+                store
+                    .add_version(&t, &app(&format!("up-{round}")), &new, u64::MAX)
+                    .await
+            }
+        })
+        .await;
+        match (a, b) {
+            (Ok(_), Err(StoreError::QuotaExceeded(e)))
+            | (Err(StoreError::QuotaExceeded(e)), Ok(_)) => {
+                assert_eq!((e.used_bytes, e.adding_bytes), (100 * (round + 1), 100))
+            }
+            other => panic!("round {round}: exactly one upload fits, got {other:?}"),
+        }
+        assert_eq!(
+            one.tenant_storage(&t).await.unwrap().used_bytes,
+            100 * (round + 1)
+        );
+    }
+}
+
+/// Purges from two replicas at once get ids 1, 2, 3, ... with no gap or
+/// repeat, and each its own revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purge_ids_stay_consecutive_across_replicas() {
+    let url = pg::new_database().await;
+    let stores = [
+        Arc::new(PgMetaStore::connect(&url).await.unwrap()),
+        Arc::new(PgMetaStore::connect(&url).await.unwrap()),
+    ];
+    let t = tenant("purger");
+    stores[0].create_tenant(&t).await.unwrap();
+    stores[0]
+        .create_app(
+            &t,
+            &app("web"),
+            &[host("purger.test")],
+            &AppLimits::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    let base = stores[0].revision().await.unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (store, t) = (stores[worker % 2].clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                got.push(
+                    store
+                        .add_purge(&t, &app("web"), &PurgeTarget::All, false)
+                        .await
+                        .unwrap(),
+                );
+            }
+            got
+        }));
+    }
+    let mut ids = Vec::new();
+    let mut revisions = Vec::new();
+    for task in tasks {
+        for (purge, revision) in task.await.unwrap() {
+            ids.push(purge.id);
+            revisions.push(revision);
+        }
+    }
+    ids.sort_unstable();
+    revisions.sort_unstable();
+    assert_eq!(ids, (1..=80).collect::<Vec<u64>>());
+    assert_eq!(revisions, (base + 1..=base + 80).collect::<Vec<u64>>());
+    let kept: Vec<u64> = stores[1]
+        .snapshot()
+        .await
+        .unwrap()
+        .purges
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(kept, (1..=80).collect::<Vec<u64>>());
+}
