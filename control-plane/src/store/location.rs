@@ -55,7 +55,7 @@ impl MetaLocation {
             Self::Sqlite { data_dir } => {
                 Arc::new(SqliteMetaStore::open(&Self::sqlite_file(data_dir))?)
             }
-            Self::Postgres(url) => Arc::new(PgMetaStore::connect(url).await?),
+            Self::Postgres(url) => Arc::new(url.connect().await?),
         })
     }
 
@@ -128,6 +128,11 @@ impl PgUrl {
     /// as a `LISTEN`er).
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    /// Opens the store at this URL (see [`PgMetaStore::connect`]).
+    pub async fn connect(&self) -> StoreResult<PgMetaStore> {
+        PgMetaStore::connect(&self.config, &self.to_string()).await
     }
 }
 

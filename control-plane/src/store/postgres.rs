@@ -29,7 +29,6 @@ use edge_common::sync::{ArtifactRef, Purge, PurgeTarget, SnapshotApp, SnapshotOr
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
-use super::location::PgUrl;
 use super::{
     AppOrigin, AppRecord, QuotaExceeded, RestoreError, StoreError, StoreResult, TenantStorage,
     VersionRecord,
@@ -193,16 +192,18 @@ pub struct PgMetaStore {
 
 impl PgMetaStore {
     /// Connects, migrates the schema (once among replicas starting
-    /// together) and gives a new store its epoch.
-    pub async fn connect(url: &PgUrl) -> StoreResult<Self> {
-        let mut config = url.config().clone();
+    /// together) and gives a new store its epoch. `shown_as` names the
+    /// database in errors (the URL with its password hidden: see
+    /// `location::PgUrl`, which is how a store is usually opened).
+    pub async fn connect(config: &tokio_postgres::Config, shown_as: &str) -> StoreResult<Self> {
+        let mut config = config.clone();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("edge-cp");
         }
-        migrate(&config, url).await?;
+        migrate(&config, shown_as).await?;
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -246,7 +247,7 @@ impl PgMetaStore {
 /// Applies pending migrations on a connection of its own, holding a
 /// session advisory lock (released when the connection closes, whatever
 /// happens), then gives a new store its epoch.
-async fn migrate(config: &tokio_postgres::Config, url: &PgUrl) -> StoreResult<()> {
+async fn migrate(config: &tokio_postgres::Config, url: &str) -> StoreResult<()> {
     let (mut client, connection) = config.connect(NoTls).await.map_err(|e| {
         StoreError::Backend(format!(
             "postgres: cannot connect to {url}: {}",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{ArtifactRef, PurgeTarget};
+use edge_cp::store::location::PgUrl;
 use edge_cp::store::postgres::PgMetaStore;
 use edge_cp::store::sqlite::SqliteMetaStore;
 use edge_cp::store::{MetaStore, NewVersion, StoreError, conformance};
@@ -17,7 +18,7 @@ use crate::pg;
 
 async fn new_store() -> (PgMetaStore, edge_cp::store::location::PgUrl) {
     let url = pg::new_database().await;
-    (PgMetaStore::connect(&url).await.unwrap(), url)
+    (url.connect().await.unwrap(), url)
 }
 
 fn tenant(s: &str) -> TenantId {
@@ -42,7 +43,7 @@ async fn postgres_meta_store_keeps_everything_across_a_reopen() {
     let (revision, epoch) = conformance::meta_store_fill(&store).await;
     drop(store);
     // Opening again migrates nothing and keeps the epoch.
-    let store = PgMetaStore::connect(&url).await.unwrap();
+    let store = url.connect().await.unwrap();
     conformance::meta_store_check(&store, revision, &epoch).await;
     let (other, _) = new_store().await;
     assert_ne!(
@@ -91,7 +92,7 @@ async fn replicas_starting_together_migrate_once() {
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move { PgMetaStore::connect(&url).await })
+            tokio::spawn(async move { url.connect().await })
         })
         .collect();
     let mut epochs = Vec::new();
@@ -109,10 +110,10 @@ async fn an_unreachable_database_is_a_clear_error_without_the_password() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let url = format!("postgres://cp:s3cret@127.0.0.1:{port}/edge?connect_timeout=5")
+    let url: PgUrl = format!("postgres://cp:s3cret@127.0.0.1:{port}/edge?connect_timeout=5")
         .parse()
         .unwrap();
-    let message = match PgMetaStore::connect(&url).await {
+    let message = match url.connect().await {
         Err(StoreError::Backend(message)) => message,
         Err(other) => panic!("expected a backend error, got {other}"),
         Ok(_) => panic!("nothing listens on port {port}"),
@@ -124,12 +125,12 @@ async fn an_unreachable_database_is_a_clear_error_without_the_password() {
     assert!(!message.contains("s3cret"), "{message}");
 
     let (_, url) = new_store().await;
-    let missing = url
+    let missing: PgUrl = url
         .to_string()
         .replace("/t_", "/missing_t_")
         .parse()
         .unwrap();
-    match PgMetaStore::connect(&missing).await {
+    match missing.connect().await {
         Err(StoreError::Backend(message)) => {
             assert!(message.contains("does not exist"), "{message}")
         }
@@ -165,8 +166,8 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_racing_for_a_hostname_end_with_exactly_one_owner() {
     let url = pg::new_database().await;
-    let one = Arc::new(PgMetaStore::connect(&url).await.unwrap());
-    let two = Arc::new(PgMetaStore::connect(&url).await.unwrap());
+    let one = Arc::new(url.connect().await.unwrap());
+    let two = Arc::new(url.connect().await.unwrap());
     let tenants = [tenant("alpha"), tenant("beta")];
     for t in &tenants {
         one.create_tenant(t).await.unwrap();
@@ -232,8 +233,8 @@ async fn replicas_racing_for_a_hostname_end_with_exactly_one_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_racing_for_the_last_of_a_quota_cannot_overshoot_it() {
     let url = pg::new_database().await;
-    let one = Arc::new(PgMetaStore::connect(&url).await.unwrap());
-    let two = Arc::new(PgMetaStore::connect(&url).await.unwrap());
+    let one = Arc::new(url.connect().await.unwrap());
+    let two = Arc::new(url.connect().await.unwrap());
     let t = tenant("quota");
     one.create_tenant(&t).await.unwrap();
     for round in 0..10u64 {
@@ -289,8 +290,8 @@ async fn replicas_racing_for_the_last_of_a_quota_cannot_overshoot_it() {
 async fn purge_ids_stay_consecutive_across_replicas() {
     let url = pg::new_database().await;
     let stores = [
-        Arc::new(PgMetaStore::connect(&url).await.unwrap()),
-        Arc::new(PgMetaStore::connect(&url).await.unwrap()),
+        Arc::new(url.connect().await.unwrap()),
+        Arc::new(url.connect().await.unwrap()),
     ];
     let t = tenant("purger");
     stores[0].create_tenant(&t).await.unwrap();
