@@ -119,6 +119,26 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "not-origin-app", e.to_string())
             }
             StoreError::QuotaExceeded(e) => e.into(),
+            StoreError::PurgeRateLimited {
+                tenant,
+                max,
+                window_secs,
+                retry_after_secs,
+            } => {
+                let window = if window_secs == 60 {
+                    "minute".to_string()
+                } else {
+                    format!("{window_secs} s")
+                };
+                Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "purge-rate-limited",
+                    format!(
+                        "tenant {tenant} made {max} purges in the last {window}, the most allowed; retry in {retry_after_secs} s"
+                    ),
+                )
+                .with_retry_after(retry_after_secs)
+            }
             // Not reachable through the API (restores are an operator's
             // command), mapped for completeness.
             StoreError::Restore(_) => {

@@ -16,7 +16,6 @@ pub mod gc;
 pub mod keys;
 pub mod metrics;
 pub mod migrate;
-pub mod purge;
 pub mod server;
 pub mod settings;
 pub mod store;
@@ -178,10 +177,6 @@ impl ControlPlane {
             uploads: uploads::UploadSlots::new(
                 settings.max_concurrent_uploads,
                 settings.upload_slots_per_tenant,
-            ),
-            purges: purge::PurgeLimiter::new(
-                settings.purges_per_minute,
-                std::time::Duration::from_secs(60),
             ),
             metrics,
         });

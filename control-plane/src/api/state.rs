@@ -7,7 +7,6 @@ use crate::auth::Auth;
 use crate::compile::Compiler;
 use crate::gc::BlobGc;
 use crate::metrics::CpMetrics;
-use crate::purge::PurgeLimiter;
 use crate::settings::ApiSettings;
 use crate::store::{BlobStore, MetaStore};
 use crate::sync::SyncHub;
@@ -25,8 +24,6 @@ pub struct ApiState {
     /// each is held in memory (up to `max_upload_bytes`) until compiled
     /// and stored.
     pub uploads: Arc<UploadSlots>,
-    /// Each tenant's recent purges (`settings.purges_per_minute`).
-    pub purges: PurgeLimiter,
     /// Deletes blobs no version references; woken after deletions.
     pub gc: BlobGc,
     /// What the admin listener's `/metrics` serves.

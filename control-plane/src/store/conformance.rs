@@ -53,6 +53,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     component_apps(store).await;
     origin_apps(store).await;
     purges(store).await;
+    purge_budget(store).await;
     quotas(store).await;
     blob_references(store).await;
 }
@@ -543,6 +544,69 @@ async fn origin_apps<M: MetaStore>(store: &M) {
 /// Purges: ids from 1 up by one, each bumping the revision, carried by the
 /// snapshot oldest first; only the newest [`MAX_PURGES_KEPT`] are kept, and
 /// ids never come back. Expects [`component_apps`] to have run.
+/// `add_purge_within`: a tenant's purges in the window are counted in the
+/// transaction; the next one past the budget is refused, with how long to
+/// wait, and records nothing; other tenants are not held back.
+async fn purge_budget<M: MetaStore>(store: &M) {
+    let limits = AppLimits::default();
+    let (a, b) = (tenant("budget-a"), tenant("budget-b"));
+    for (t, h) in [(&a, "budget-a.test"), (&b, "budget-b.test")] {
+        store.create_tenant(t).await.unwrap();
+        store
+            .create_app(t, &app("web"), &[host(h)], &limits, None)
+            .await
+            .unwrap();
+    }
+    let rate = super::PurgeRate {
+        max: 3,
+        window_secs: 60,
+    };
+    let all = PurgeTarget::All;
+    for _ in 0..3 {
+        store
+            .add_purge_within(&a, &app("web"), &all, false, rate)
+            .await
+            .unwrap();
+    }
+    let revision = store.revision().await.unwrap();
+    let kept = store.snapshot().await.unwrap().purges.len();
+    match store
+        .add_purge_within(&a, &app("web"), &all, false, rate)
+        .await
+    {
+        Err(StoreError::PurgeRateLimited {
+            max: 3,
+            window_secs: 60,
+            retry_after_secs,
+            ..
+        }) => assert!((1..=60).contains(&retry_after_secs), "{retry_after_secs}"),
+        other => panic!("a fourth purge in the window must be refused: {other:?}"),
+    }
+    assert_eq!(
+        store.revision().await.unwrap(),
+        revision,
+        "nothing recorded"
+    );
+    assert_eq!(store.snapshot().await.unwrap().purges.len(), kept);
+    // Another tenant has its own budget; a wider one lets `a` through.
+    store
+        .add_purge_within(&b, &app("web"), &all, false, rate)
+        .await
+        .unwrap();
+    let wider = super::PurgeRate { max: 4, ..rate };
+    store
+        .add_purge_within(&a, &app("web"), &all, false, wider)
+        .await
+        .unwrap();
+    // A missing app is still `NotFound`, whatever the budget.
+    assert!(matches!(
+        store
+            .add_purge_within(&a, &app("missing"), &all, false, rate)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 async fn purges<M: MetaStore>(store: &M) {
     let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
     assert!(store.snapshot().await.unwrap().purges.is_empty());

@@ -23,7 +23,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use super::{
     AppOrigin, AppRecord, BlobInfo, BlobStore, DeploymentRecord, MetaStore, NewVersion, NodeRecord,
-    StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
+    PurgeRate, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
 };
 
 /// One store call: sub-millisecond on SQLite, a round trip or more on a
@@ -110,6 +110,7 @@ fn backend_failed(error: &StoreError) -> bool {
         | StoreError::OriginApp(_)
         | StoreError::NotOriginApp(_)
         | StoreError::QuotaExceeded(_)
+        | StoreError::PurgeRateLimited { .. }
         | StoreError::Restore(_) => false,
     }
 }
@@ -205,6 +206,14 @@ instrument!("meta", InstrumentedMeta: MetaStore {
         name: &AppName,
         target: &PurgeTarget,
         soft: bool,
+    ) -> StoreResult<(Purge, u64)>;
+    fn add_purge_within(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        target: &PurgeTarget,
+        soft: bool,
+        rate: PurgeRate,
     ) -> StoreResult<(Purge, u64)>;
     fn snapshot(&self) -> StoreResult<Snapshot>;
     fn find_artifact(&self, source_sha256: &str, engine: &str) -> StoreResult<Option<ArtifactRef>>;

@@ -63,6 +63,17 @@ pub enum StoreError {
     /// A new version would take its tenant over its storage quota.
     #[error(transparent)]
     QuotaExceeded(#[from] QuotaExceeded),
+    /// The tenant made its most purges within the window: none is free
+    /// for this many seconds.
+    #[error(
+        "tenant {tenant} made {max} purges in the last {window_secs} s, the most allowed; retry in {retry_after_secs} s"
+    )]
+    PurgeRateLimited {
+        tenant: String,
+        max: u64,
+        window_secs: u64,
+        retry_after_secs: u64,
+    },
     /// A restore refused: the target holds data, or the dump is invalid.
     #[error(transparent)]
     Restore(#[from] RestoreError),
@@ -120,6 +131,33 @@ pub const MAX_QUOTA_BYTES: u64 = i64::MAX as u64;
 /// Purges a store keeps (and every snapshot carries): a node that fell
 /// further behind than this purges its whole cache softly instead.
 pub const MAX_PURGES_KEPT: u64 = 1000;
+
+/// Refuses a purge if the tenant made `made` purges (the oldest at
+/// `oldest`) within `rate`'s window: the same rule on every backend.
+pub(crate) fn purge_rate_check(
+    tenant: &TenantId,
+    rate: PurgeRate,
+    made: u64,
+    oldest: Option<u64>,
+) -> StoreResult<()> {
+    if made < rate.max {
+        return Ok(());
+    }
+    let free_at = oldest.unwrap_or_else(now_unix) + rate.window_secs;
+    Err(StoreError::PurgeRateLimited {
+        tenant: tenant.to_string(),
+        max: rate.max,
+        window_secs: rate.window_secs,
+        retry_after_secs: free_at.saturating_sub(now_unix()).max(1),
+    })
+}
+
+/// A tenant's purge budget: at most `max` in any `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeRate {
+    pub max: u64,
+    pub window_secs: u64,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantRecord {
@@ -331,6 +369,19 @@ pub trait MetaStore: Send + Sync + 'static {
         name: &AppName,
         target: &PurgeTarget,
         soft: bool,
+    ) -> StoreResult<(Purge, u64)>;
+
+    /// [`MetaStore::add_purge`], refused (`PurgeRateLimited`) if the tenant
+    /// already made `rate.max` purges in the last `rate.window_secs`,
+    /// counted in the same transaction: the limit holds however many
+    /// control planes share the store.
+    async fn add_purge_within(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        target: &PurgeTarget,
+        soft: bool,
+        rate: PurgeRate,
     ) -> StoreResult<(Purge, u64)>;
 
     /// The revision, every app with an active version, every origin app

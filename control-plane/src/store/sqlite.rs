@@ -18,8 +18,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
     AppOrigin, AppRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewVersion, NodeRecord,
-    QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
-    now_unix,
+    PurgeRate, QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage,
+    VersionRecord, now_unix, purge_rate_check,
 };
 use edge_common::sync::ApplyOutcome;
 
@@ -41,6 +41,69 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SqliteMetaStore {
+    /// `add_purge`, within `rate` if given (one transaction).
+    async fn add_purge_limited(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        target: &PurgeTarget,
+        soft: bool,
+        rate: Option<PurgeRate>,
+    ) -> StoreResult<(Purge, u64)> {
+        let (tenant, name, target) = (tenant.clone(), name.clone(), target.clone());
+        self.tx(move |tx| {
+            app_exists(tx, &tenant, &name)?;
+            if let Some(rate) = rate {
+                let since = now_unix().saturating_sub(rate.window_secs) as i64;
+                let (made, oldest): (i64, Option<i64>) = tx
+                    .query_row(
+                        "SELECT COUNT(*), MIN(created_unix) FROM purges WHERE tenant = ?1 AND created_unix > ?2",
+                        params![tenant.as_str(), since],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .map_err(backend)?;
+                purge_rate_check(&tenant, rate, made as u64, oldest.map(|o| o as u64))?;
+            }
+            let id = tx
+                .query_row(
+                    "UPDATE purge_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map_err(backend)?;
+            let purge = Purge {
+                id: id as u64,
+                tenant,
+                app: name,
+                target,
+                soft,
+                created_unix: now_unix(),
+            };
+            let (kind, value) = purge_columns(&purge.target);
+            tx.execute(
+                "INSERT INTO purges (id, tenant, app, kind, value, soft, created_unix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    id,
+                    purge.tenant.as_str(),
+                    purge.app.as_str(),
+                    kind,
+                    value,
+                    purge.soft,
+                    purge.created_unix as i64
+                ],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM purges WHERE id <= ?1",
+                params![id - MAX_PURGES_KEPT as i64],
+            )
+            .map_err(backend)?;
+            Ok((purge, bump_revision(tx)?))
+        })
+        .await
+    }
+
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
         let mut conn = Connection::open(path).map_err(backend)?;
@@ -901,47 +964,20 @@ impl MetaStore for SqliteMetaStore {
         target: &PurgeTarget,
         soft: bool,
     ) -> StoreResult<(Purge, u64)> {
-        let (tenant, name, target) = (tenant.clone(), name.clone(), target.clone());
-        self.tx(move |tx| {
-            app_exists(tx, &tenant, &name)?;
-            let id = tx
-                .query_row(
-                    "UPDATE purge_counter SET value = value + 1 WHERE id = 1 RETURNING value",
-                    [],
-                    |row| row.get::<_, i64>(0),
-                )
-                .map_err(backend)?;
-            let purge = Purge {
-                id: id as u64,
-                tenant,
-                app: name,
-                target,
-                soft,
-                created_unix: now_unix(),
-            };
-            let (kind, value) = purge_columns(&purge.target);
-            tx.execute(
-                "INSERT INTO purges (id, tenant, app, kind, value, soft, created_unix)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    id,
-                    purge.tenant.as_str(),
-                    purge.app.as_str(),
-                    kind,
-                    value,
-                    purge.soft,
-                    purge.created_unix as i64
-                ],
-            )
-            .map_err(backend)?;
-            tx.execute(
-                "DELETE FROM purges WHERE id <= ?1",
-                params![id - MAX_PURGES_KEPT as i64],
-            )
-            .map_err(backend)?;
-            Ok((purge, bump_revision(tx)?))
-        })
-        .await
+        self.add_purge_limited(tenant, name, target, soft, None)
+            .await
+    }
+
+    async fn add_purge_within(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        target: &PurgeTarget,
+        soft: bool,
+        rate: PurgeRate,
+    ) -> StoreResult<(Purge, u64)> {
+        self.add_purge_limited(tenant, name, target, soft, Some(rate))
+            .await
     }
 
     async fn snapshot(&self) -> StoreResult<Snapshot> {

@@ -344,3 +344,64 @@ async fn purge_ids_stay_consecutive_across_replicas() {
         .collect();
     assert_eq!(kept, (1..=80).collect::<Vec<u64>>());
 }
+
+/// A tenant's purge budget holds across replicas: 8 workers on two pools
+/// try 40 purges at once against a budget of 25; exactly 25 are recorded
+/// and the rest refused with how long to wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_budget_holds_across_replicas() {
+    let url = pg::new_database().await;
+    let stores = [
+        Arc::new(url.connect().await.unwrap()),
+        Arc::new(url.connect().await.unwrap()),
+    ];
+    let t = tenant("budgeted");
+    stores[0].create_tenant(&t).await.unwrap();
+    stores[0]
+        .create_app(
+            &t,
+            &app("web"),
+            &[host("budgeted.test")],
+            &AppLimits::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    let rate = edge_cp::store::PurgeRate {
+        max: 25,
+        window_secs: 3600,
+    };
+    let barrier = Arc::new(Barrier::new(8));
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (store, t, barrier) = (stores[worker % 2].clone(), t.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let (mut recorded, mut refused) = (0, 0);
+            for _ in 0..5 {
+                match store
+                    .add_purge_within(&t, &app("web"), &PurgeTarget::All, false, rate)
+                    .await
+                {
+                    Ok(_) => recorded += 1,
+                    Err(StoreError::PurgeRateLimited {
+                        retry_after_secs, ..
+                    }) => {
+                        assert!(retry_after_secs >= 1);
+                        refused += 1;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (recorded, refused)
+        }));
+    }
+    let (mut recorded, mut refused) = (0, 0);
+    for task in tasks {
+        let (r, f) = task.await.unwrap();
+        recorded += r;
+        refused += f;
+    }
+    assert_eq!((recorded, refused), (25, 15));
+    assert_eq!(stores[1].snapshot().await.unwrap().purges.len(), 25);
+}

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::store::{
     AppOrigin, AppRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewVersion, NodeRecord,
-    QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
-    now_unix,
+    PurgeRate, QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage,
+    VersionRecord, now_unix, purge_rate_check,
 };
 
 #[async_trait]
@@ -463,45 +463,20 @@ impl MetaStore for PgMetaStore {
         target: &PurgeTarget,
         soft: bool,
     ) -> StoreResult<(Purge, u64)> {
-        transaction!(self, Kind::Write, |tx| {
-            app_exists(&tx, tenant, name).await?;
-            let id: i64 = tx
-                .query_one(
-                    "UPDATE purge_counter SET value = value + 1 WHERE id = 1 RETURNING value",
-                    &[],
-                )
-                .await?
-                .try_get(0)?;
-            let purge = Purge {
-                id: u(id),
-                tenant: tenant.clone(),
-                app: name.clone(),
-                target: target.clone(),
-                soft,
-                created_unix: now_unix(),
-            };
-            let (kind, value) = purge_columns(&purge.target);
-            tx.execute(
-                "INSERT INTO purges (id, tenant, app, kind, value, soft, created_unix)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &id,
-                    &purge.tenant.as_str(),
-                    &purge.app.as_str(),
-                    &kind,
-                    &value,
-                    &purge.soft,
-                    &int(purge.created_unix),
-                ],
-            )
-            .await?;
-            tx.execute(
-                "DELETE FROM purges WHERE id <= $1",
-                &[&(id - MAX_PURGES_KEPT as i64)],
-            )
-            .await?;
-            (purge, bump_revision(&tx).await?)
-        })
+        self.add_purge_limited(tenant, name, target, soft, None)
+            .await
+    }
+
+    async fn add_purge_within(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        target: &PurgeTarget,
+        soft: bool,
+        rate: PurgeRate,
+    ) -> StoreResult<(Purge, u64)> {
+        self.add_purge_limited(tenant, name, target, soft, Some(rate))
+            .await
     }
 
     async fn snapshot(&self) -> StoreResult<Snapshot> {
@@ -694,5 +669,69 @@ impl MetaStore for PgMetaStore {
     async fn restore(&self, dump: StoreDump) -> StoreResult<()> {
         transaction!(self, Kind::Write, |tx| super::dump::restore(&tx, &dump)
             .await?)
+    }
+}
+
+impl PgMetaStore {
+    /// `add_purge`, within `rate` if given (one transaction).
+    async fn add_purge_limited(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        target: &PurgeTarget,
+        soft: bool,
+        rate: Option<PurgeRate>,
+    ) -> StoreResult<(Purge, u64)> {
+        transaction!(self, Kind::Write, |tx| {
+            app_exists(&tx, tenant, name).await?;
+            if let Some(rate) = rate {
+                let since = int(now_unix().saturating_sub(rate.window_secs));
+                let row = tx
+                    .query_one(
+                        "SELECT COUNT(*), MIN(created_unix) FROM purges WHERE tenant = $1 AND created_unix > $2",
+                        &[&tenant.as_str(), &since],
+                    )
+                    .await?;
+                let made: i64 = row.try_get(0)?;
+                let oldest: Option<i64> = row.try_get(1)?;
+                purge_rate_check(tenant, rate, u(made), oldest.map(u))?;
+            }
+            let id: i64 = tx
+                .query_one(
+                    "UPDATE purge_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+                    &[],
+                )
+                .await?
+                .try_get(0)?;
+            let purge = Purge {
+                id: u(id),
+                tenant: tenant.clone(),
+                app: name.clone(),
+                target: target.clone(),
+                soft,
+                created_unix: now_unix(),
+            };
+            let (kind, value) = purge_columns(&purge.target);
+            tx.execute(
+                "INSERT INTO purges (id, tenant, app, kind, value, soft, created_unix)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &id,
+                    &purge.tenant.as_str(),
+                    &purge.app.as_str(),
+                    &kind,
+                    &value,
+                    &purge.soft,
+                    &int(purge.created_unix),
+                ],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM purges WHERE id <= $1",
+                &[&(id - MAX_PURGES_KEPT as i64)],
+            )
+            .await?;
+            (purge, bump_revision(&tx).await?)
+        })
     }
 }
