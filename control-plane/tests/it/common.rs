@@ -625,3 +625,44 @@ impl Drop for TamperProxy {
         self.task.abort();
     }
 }
+
+/// `edge-cp serve` as a process, its log in a file; killed on drop.
+pub struct CpProcess {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl CpProcess {
+    pub fn start(args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge-cp"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("EDGE_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let url = match line.trim().strip_prefix("edge-cp: api listening on ") {
+            Some(url) => url.to_string(),
+            None => panic!(
+                "unexpected first line {line:?}; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+        };
+        Self { child, url }
+    }
+}
+
+impl Drop for CpProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

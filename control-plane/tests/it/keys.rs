@@ -2,12 +2,13 @@
 //! and the public key from it, `serve --keys-dir`, and rotating the token
 //! key, all through the real binary.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use edge_common::api::Whoami;
+
+use crate::common::CpProcess;
 
 /// Runs `edge-cp ARGS`: (success, stdout, stderr).
 fn edge_cp(args: &[&str]) -> (bool, String, String) {
@@ -35,40 +36,24 @@ fn token(keys: &Path) -> String {
     out.trim().to_string()
 }
 
-/// A control plane process on its own data directory and the shared keys;
-/// killed on drop.
-struct Replica {
-    child: Child,
-    url: String,
-}
+/// A control plane process on its own data directory and the shared keys.
+struct Replica(CpProcess);
 
 impl Replica {
     fn start(data: &Path, keys: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-cp"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .arg("--keys-dir")
-            .arg(keys)
-            .env("EDGE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("edge-cp: api listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        Self { child, url }
+        let (data, keys) = (data.to_str().unwrap(), keys.to_str().unwrap());
+        std::fs::create_dir_all(data).unwrap();
+        let log = Path::new(data).join("edge-cp.log");
+        Self(CpProcess::start(
+            &["--data-dir", data, "--keys-dir", keys],
+            &[],
+            &log,
+        ))
     }
 
     async fn whoami(&self, token: &str) -> reqwest::StatusCode {
         let response = reqwest::Client::new()
-            .get(format!("{}/v1/whoami", self.url))
+            .get(format!("{}/v1/whoami", self.0.url))
             .bearer_auth(token)
             .send()
             .await
@@ -83,7 +68,7 @@ impl Replica {
 
     async fn sync_key(&self, token: &str) -> String {
         let key: edge_common::api::SyncKey = reqwest::Client::new()
-            .get(format!("{}/v1/sync/key", self.url))
+            .get(format!("{}/v1/sync/key", self.0.url))
             .bearer_auth(token)
             .send()
             .await
@@ -92,13 +77,6 @@ impl Replica {
             .await
             .unwrap();
         key.public_key
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,9 +4,7 @@
 //! store shows the same apps, versions and revision, and a node serves its
 //! app from it.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use edge_common::api::ErrorBody;
 use edge_common::sync::{SignedSnapshot, Snapshot};
@@ -14,7 +12,7 @@ use edge_cp::auth::Role;
 use edge_fixtures::{ECHO, HELLO};
 use serde_json::{Value, json};
 
-use crate::common::{Client, TestCp, TestNode, new_origin_app};
+use crate::common::{Client, CpProcess, TestCp, TestNode, new_origin_app};
 use crate::pg;
 
 const HELLO_BODY: &str = "Hello from the edge!\n";
@@ -32,45 +30,6 @@ fn edge_cp(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// `edge-cp serve` as a process, its log in a file; killed on drop.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Served {
-    fn start(args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-cp"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(env.iter().copied())
-            .env("EDGE_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = match line.trim().strip_prefix("edge-cp: api listening on ") {
-            Some(url) => url.to_string(),
-            None => panic!(
-                "unexpected first line {line:?}; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            ),
-        };
-        Self { child, url }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What a tenant and a node see of a control plane.
@@ -191,7 +150,7 @@ async fn migrate_store_moves_a_control_plane_from_sqlite_to_postgres() {
         url.to_string()
             .replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1);
     let log = new_blobs.path().join("edge-cp.log");
-    let served = Served::start(
+    let served = CpProcess::start(
         &[
             "--data-dir",
             new_blobs.path().to_str().unwrap(),
@@ -343,7 +302,7 @@ async fn migrate_store_moves_blobs_into_a_bucket() {
     let log = data.path().join("edge-cp.log");
     let mut env = aws.to_vec();
     env.push(("EDGE_CP_DATABASE", url.as_str()));
-    let served = Served::start(
+    let served = CpProcess::start(
         &[
             "--data-dir",
             data.path().to_str().unwrap(),

@@ -1,13 +1,12 @@
 //! Nodes given several control-plane URLs fail over between them.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use edge_common::api::{NewApp, NewTenant, PurgeBody};
 use edge_fixtures::{ECHO, HELLO};
 
-use crate::common::{Client, TestCp, TestNode};
+use crate::common::{Client, CpProcess, TestCp, TestNode};
 use crate::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 
 const HELLO_BODY: &str = "Hello from the edge!\n";
@@ -53,49 +52,31 @@ async fn a_node_skips_a_control_plane_that_is_down() {
 }
 
 /// An `edge-cp serve` process sharing PostgreSQL, an S3 bucket and a keys
-/// directory with the other replicas; killed on drop.
-struct Replica {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Replica {
-    fn start(data: &Path, keys: &Path, database: &str, s3: &S3Server) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-cp"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .arg("--keys-dir")
-            .arg(keys)
-            .args(["--database", database])
-            .args(["--blobs", &format!("s3://{BUCKET}/replicated")])
-            .env("AWS_ENDPOINT_URL", s3.endpoint())
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("EDGE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("edge-cp: api listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        Self { child, url }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// directory with the other replicas.
+fn replica(data: &Path, keys: &Path, database: &str, s3: &S3Server) -> CpProcess {
+    std::fs::create_dir_all(data).unwrap();
+    let endpoint = s3.endpoint();
+    let blobs = format!("s3://{BUCKET}/replicated");
+    CpProcess::start(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--keys-dir",
+            keys.to_str().unwrap(),
+            "--database",
+            database,
+            "--blobs",
+            &blobs,
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ],
+        &data.join("edge-cp.log"),
+    )
 }
 
 fn token(keys: &Path, args: &[&str]) -> String {
@@ -121,8 +102,8 @@ async fn two_replicas_share_postgres_and_a_bucket_and_nodes_fail_over() {
     assert!(init.status.success(), "{init:?}");
     let database = crate::pg::new_database().await.to_string();
     let s3 = S3Server::start();
-    let a = Replica::start(&dir.path().join("a"), &keys, &database, &s3);
-    let b = Replica::start(&dir.path().join("b"), &keys, &database, &s3);
+    let a = replica(&dir.path().join("a"), &keys, &database, &s3);
+    let b = replica(&dir.path().join("b"), &keys, &database, &s3);
 
     let admin_a = Client::at(&a.url, token(&keys, &["--role", "admin"]));
     for tenant in ["acme", "other"] {
