@@ -36,6 +36,119 @@ pub struct Snapshot {
     /// whole cache softly instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub purges: Vec<Purge>,
+    /// Tenants' TLS certificates. The snapshot names each bundle by digest
+    /// only: the private key travels in the bundle, which a node fetches
+    /// over the authenticated sync channel
+    /// (`GET /v1/certificates/{sha256}`) and checks against this digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<SnapshotCertificate>,
+    /// Pending ACME HTTP-01 challenges: every node answers them at
+    /// `/.well-known/acme-challenge/{token}`, so whichever node the CA
+    /// reaches can answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acme_challenges: Vec<AcmeChallenge>,
+}
+
+/// A certificate nodes serve, chosen by SNI, for some of its tenant's
+/// hostnames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotCertificate {
+    /// The control plane's id (`edgectl certs list`): the `cert` label of
+    /// `edge_tls_certificate_expiry_timestamp_seconds`.
+    pub id: u64,
+    pub tenant: TenantId,
+    pub app: AppName,
+    /// The names it is served for: exact or `*.` wildcards, each one its
+    /// tenant owned when the snapshot was built.
+    pub hosts: Vec<HostPattern>,
+    /// SHA-256 (hex) of the bundle ([`certificate_bundle`]).
+    pub bundle_sha256: String,
+    pub bundle_size: u64,
+    /// The leaf's notAfter (Unix seconds).
+    pub not_after_unix: u64,
+}
+
+/// One HTTP-01 challenge: a request for
+/// `http://{host}/.well-known/acme-challenge/{token}` is answered with
+/// `key_authorization` (RFC 8555 §8.3). Not secret: the CA reads it over
+/// plain HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeChallenge {
+    pub host: String,
+    pub token: String,
+    pub key_authorization: String,
+}
+
+/// Longest certificate bundle (chain and key, PEM) a control plane accepts
+/// and a node fetches.
+pub const MAX_CERTIFICATE_BUNDLE_BYTES: u64 = 256 * 1024;
+
+/// The bundle a node fetches for a certificate: the chain's PEM (leaf
+/// first), then the private key's PEM. Its SHA-256 is what the snapshot
+/// names.
+pub fn certificate_bundle(chain_pem: &str, key_pem: &str) -> String {
+    let mut bundle = String::with_capacity(chain_pem.len() + key_pem.len() + 1);
+    bundle.push_str(chain_pem);
+    if !chain_pem.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str(key_pem);
+    bundle
+}
+
+/// An app's HTTPS options (`GET/PUT /v1/apps/{app}/https`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppHttps {
+    /// Plain HTTP requests get a 308 to the same URL on HTTPS (except ACME
+    /// HTTP-01 challenges, which the CA fetches over plain HTTP).
+    #[serde(default)]
+    pub redirect: bool,
+    /// A `Strict-Transport-Security` value sent on HTTPS answers, such as
+    /// `max-age=31536000; includeSubDomains`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<String>,
+}
+
+impl AppHttps {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks `hsts` (RFC 6797 §6.1): `max-age=SECONDS`, then optionally
+    /// `includeSubDomains` and `preload`, separated by `;`. The error says
+    /// what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let Some(hsts) = &self.hsts else {
+            return Ok(());
+        };
+        if hsts.len() > 256 {
+            return Err("hsts: longer than 256 bytes".into());
+        }
+        let mut max_age = false;
+        for directive in hsts.split(';').map(str::trim) {
+            let lower = directive.to_ascii_lowercase();
+            if let Some(seconds) = lower.strip_prefix("max-age=") {
+                let seconds = seconds.trim_matches('"');
+                if max_age
+                    || seconds.is_empty()
+                    || seconds.len() > 10
+                    || !seconds.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err("hsts: write `max-age=SECONDS` once, with 1 to 10 digits".into());
+                }
+                max_age = true;
+            } else if lower != "includesubdomains" && lower != "preload" {
+                return Err(format!(
+                    "hsts: unknown directive `{directive}` (use max-age=SECONDS, includeSubDomains, preload)"
+                ));
+            }
+        }
+        if !max_age {
+            return Err("hsts: `max-age=SECONDS` is required".into());
+        }
+        Ok(())
+    }
 }
 
 /// An app that forwards every request to an origin URL, with the edge
@@ -53,6 +166,8 @@ pub struct SnapshotOrigin {
     /// origin's answer without being part of the cache key).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward_override_headers: bool,
+    #[serde(default, skip_serializing_if = "AppHttps::is_default")]
+    pub https: AppHttps,
 }
 
 /// One cache purge, fanned out to every node.
@@ -222,6 +337,8 @@ pub struct SnapshotApp {
     /// Config values, the guest's environment.
     pub config: BTreeMap<String, String>,
     pub limits: AppLimits,
+    #[serde(default, skip_serializing_if = "AppHttps::is_default")]
+    pub https: AppHttps,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,9 +460,12 @@ mod tests {
                 },
                 config: BTreeMap::new(),
                 limits: AppLimits::default(),
+                https: AppHttps::default(),
             }],
             origins: Vec::new(),
             purges: Vec::new(),
+            certificates: Vec::new(),
+            acme_challenges: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@ use http::{Response, StatusCode, header};
 use http_body_util::Full;
 
 use crate::auth::AuthError;
+use crate::certs::CertError;
 use crate::compile::UploadError;
 use crate::store::{QuotaExceeded, StoreError};
 use crate::uploads::{BodyError, SlotError};
@@ -227,5 +228,16 @@ impl From<UploadError> for ApiError {
             }
         };
         Self::bad_request(code, e.to_string())
+    }
+}
+
+impl From<CertError> for ApiError {
+    fn from(e: CertError) -> Self {
+        let status = match e {
+            // No randomness to seal with: the platform's fault.
+            CertError::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, e.code(), e.to_string())
     }
 }

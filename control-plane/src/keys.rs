@@ -7,11 +7,23 @@
 //! start. Replicas share one keys directory instead (a mounted secret),
 //! made once by `edge-cp keys init`: a replica never generates a key, since
 //! two replicas generating their own would sign with different keys.
+//!
+//! Beside them, the key-encryption keyring ([`crate::seal::Keyring`]) that
+//! seals tenants' TLS private keys and the ACME account at rest: from
+//! `--kek-file`, `EDGE_CP_KEK` or the keys directory's `kek`
+//! ([`KekSource`]), rotated by `edge-cp keys rotate-kek` ([`rotate_kek`]),
+//! which re-seals every stored value under the new key (all in `kek`).
+
+mod kek;
 
 use std::path::{Path, PathBuf};
 
 use edge_common::fsutil::write_atomically;
 use edge_common::signing::{KeyError, SigningKey};
+
+pub use self::kek::{KEK_ENV, KEK_FILE, KekRotation, KekSource, Resealed, RotateError, rotate_kek};
+use self::kek::{load_or_generate_kek, read_keyring};
+use crate::seal::{Keyring, SealError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
@@ -34,6 +46,12 @@ pub enum KeyFileError {
         "a previous token key is still kept at {path}: delete it once every token signed with it is replaced, then rotate again"
     )]
     RotationPending { path: PathBuf },
+    #[error("key-encryption keyring {origin}: {source}")]
+    Keyring { origin: String, source: SealError },
+    #[error(
+        "key-encryption keyring {path} is missing: write one key into it (`openssl rand -hex 32 > {path}`, mode 0600), or leave out --kek-file to use the keys directory's"
+    )]
+    KekFileMissing { path: PathBuf },
 }
 
 /// The PKCS#8 bytes of the key at `path`, generating (mode 0600) if absent.
@@ -114,6 +132,25 @@ impl KeySource {
         }
     }
 
+    /// The key-encryption keyring in the keys directory: generated in a
+    /// data directory on first use; in a shared keys directory made by
+    /// `edge-cp keys init` (missing: an error naming it).
+    pub fn kek(&self) -> Result<Keyring, KeyFileError> {
+        let path = self.dir().join(KEK_FILE);
+        match self {
+            KeySource::DataDir(_) => load_or_generate_kek(&path),
+            KeySource::Shared(dir) => {
+                if !path.exists() {
+                    return Err(KeyFileError::Missing {
+                        path,
+                        dir: dir.clone(),
+                    });
+                }
+                read_keyring(&path).map(|(keyring, _)| keyring)
+            }
+        }
+    }
+
     fn load(&self, name: &str) -> Result<Vec<u8>, KeyFileError> {
         let path = self.dir().join(name);
         match self {
@@ -141,29 +178,41 @@ impl KeySource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Initialised {
     Created,
-    /// Both keys were there already: nothing was touched.
+    /// Both signing keys were there, but no key-encryption keyring (a
+    /// directory made before certificates): the keyring was added.
+    AddedKek,
+    /// Every key was there already: nothing was touched.
     AlreadyThere,
 }
 
-/// Makes the keys directory every replica mounts: both keys, mode 0600.
-/// Never replaces a key (that would void every token, or every node's
-/// trust): a directory with both keys is left as it is, one with only one
-/// of them is an error to look into.
+/// Makes the keys directory every replica mounts: both signing keys and the
+/// key-encryption keyring, mode 0600. Never replaces a key (that would
+/// void every token, every node's trust, or every sealed value): a
+/// directory with both signing keys only gets a missing keyring, one with
+/// only one of them is an error to look into.
 pub fn init(dir: &Path) -> Result<Initialised, KeyFileError> {
     let present = [TOKEN_KEY, SYNC_KEY].map(|name| dir.join(name).exists());
+    let kek = dir.join(KEK_FILE);
     match present {
         [true, true] => {
-            // Both must parse: a damaged key found now beats one found by
-            // a replica at start.
+            // Every key must parse: a damaged key found now beats one found
+            // by a replica at start.
             let shared = KeySource::Shared(dir.to_path_buf());
             shared.token_key()?;
             shared.sync_key()?;
-            Ok(Initialised::AlreadyThere)
+            if kek.exists() {
+                shared.kek()?;
+                Ok(Initialised::AlreadyThere)
+            } else {
+                load_or_generate_kek(&kek)?;
+                Ok(Initialised::AddedKek)
+            }
         }
         [false, false] => {
             for name in [TOKEN_KEY, SYNC_KEY] {
                 load_or_generate(&dir.join(name))?;
             }
+            load_or_generate_kek(&kek)?;
             Ok(Initialised::Created)
         }
         _ => Err(KeyFileError::Partial {

@@ -7,15 +7,18 @@
 //! blobs) or the PostgreSQL metadata store it is given, binds the listener
 //! and serves [`api`]. [`migrate`] copies a store to another backend.
 
+pub mod acme;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod certs;
 pub mod compile;
 pub mod error;
 pub mod gc;
 pub mod keys;
 pub mod metrics;
 pub mod migrate;
+pub mod seal;
 pub mod server;
 pub mod settings;
 pub mod store;
@@ -32,8 +35,8 @@ use edge_common::signing::SigningKey;
 use crate::api::ApiState;
 use crate::auth::Auth;
 use crate::compile::Compiler;
-use crate::keys::KeySource;
-use crate::settings::ApiSettings;
+use crate::keys::{KekSource, KeySource};
+use crate::settings::{AcmeConfig, ApiSettings};
 use crate::store::fs::FsBlobStore;
 use crate::store::location::MetaLocation;
 use crate::store::s3::{S3BlobStore, S3Config, S3OpenError};
@@ -46,6 +49,12 @@ pub struct CpConfig {
     /// The signing keys: under `data_dir` by default, or a keys directory
     /// every replica shares.
     pub keys: KeySource,
+    /// The key-encryption keyring sealing tenants' TLS keys at rest: the
+    /// keys directory's `kek` by default.
+    pub kek: KekSource,
+    /// The ACME CA tenants' certificates are issued by; none by default
+    /// (certificates are then only uploaded).
+    pub acme: Option<AcmeConfig>,
     /// The metadata store: SQLite in `data_dir` by default, or a
     /// PostgreSQL database every replica shares.
     pub metadata: MetaLocation,
@@ -80,6 +89,8 @@ impl CpConfig {
         let data_dir = data_dir.into();
         Self {
             keys: KeySource::DataDir(data_dir.clone()),
+            kek: KekSource::KeysDir,
+            acme: None,
             metadata: MetaLocation::Sqlite {
                 data_dir: data_dir.clone(),
             },
@@ -130,6 +141,7 @@ impl ControlPlane {
         })?;
         let auth = open_auth(&config.keys)?;
         let sync_key = SigningKey::from_pkcs8(&config.keys.sync_key()?)?;
+        let kek = Arc::new(config.kek.load(&config.keys)?);
         let store: Arc<dyn MetaStore> = config.metadata.open().await?;
         let blobs: Arc<dyn BlobStore> = match &config.blobs {
             BlobsConfig::DataDir => Arc::new(FsBlobStore::open(&config.data_dir)?),
@@ -154,6 +166,8 @@ impl ControlPlane {
             metadata = %config.metadata,
             engine = compiler.engine_hash(),
             sync_key = %sync_key.verifying_key().to_hex(),
+            kek = %kek.current_id(),
+            acme = config.acme.as_ref().map_or("off", |a| a.directory.as_str()),
             "control plane state opened"
         );
         let settings = &config.api;
@@ -161,6 +175,7 @@ impl ControlPlane {
         if let store::location::MetaLocation::Postgres(url) = &config.metadata {
             hub.follow_replicas(url.config().clone());
         }
+        let acme_wake = Arc::new(tokio::sync::Notify::new());
         let state = Arc::new(ApiState {
             hub,
             gc: gc::BlobGc::start(
@@ -179,7 +194,13 @@ impl ControlPlane {
                 settings.upload_slots_per_tenant,
             ),
             metrics,
+            kek,
+            acme: config.acme.clone(),
+            acme_wake: acme_wake.clone(),
         });
+        if let Some(acme) = &config.acme {
+            acme::spawn(acme.clone(), Arc::downgrade(&state), acme_wake);
+        }
         let admin = match config.admin {
             Some(addr) => Some(admin::bind(addr).await?),
             None => None,

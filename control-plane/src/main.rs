@@ -10,10 +10,10 @@ use clap::{Parser, Subcommand};
 use edge_common::logging::LogFormat;
 use edge_common::names::TenantId;
 use edge_cp::auth::Role;
-use edge_cp::keys::{Initialised, KeySource};
+use edge_cp::keys::{Initialised, KEK_ENV, KekSource, KeySource};
 use edge_cp::migrate::MigrateRequest;
 use edge_cp::server::ConnectionFlags;
-use edge_cp::settings::ApiFlags;
+use edge_cp::settings::{AcmeFlags, ApiFlags};
 use edge_cp::store::location::{BlobLocation, MetaLocation};
 use edge_cp::store::s3::{S3Config, S3Location};
 use edge_cp::{BlobsConfig, ControlPlane, CpConfig};
@@ -104,6 +104,41 @@ enum KeysCommand {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Put a new key-encryption key first in the keyring (keeping the old
+    /// ones) and re-seal every stored TLS key and ACME account under it.
+    /// Restart every control plane, then run it again with --retire-old.
+    RotateKek {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// No new key: re-seal what is still under an older key, then drop
+        /// every key but the current one.
+        #[arg(long)]
+        retire_old: bool,
+    },
+}
+
+/// The keys and metadata store of a control plane, named as for `serve`.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The data directory (SQLite metadata, and keys under `keys/` unless
+    /// --keys-dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The keys directory every replica shares.
+    #[arg(long, env = "EDGE_CP_KEYS_DIR")]
+    keys_dir: Option<PathBuf>,
+    /// PostgreSQL metadata (default: SQLite in --data-dir).
+    #[arg(
+        long,
+        env = "EDGE_CP_DATABASE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database: Option<String>,
+    /// The key-encryption keyring file (default: the keys directory's
+    /// `kek`).
+    #[arg(long, env = "EDGE_CP_KEK_FILE", value_name = "PATH")]
+    kek_file: Option<PathBuf>,
 }
 
 // Parsed once at start: the size of `Serve`'s flags costs nothing.
@@ -147,6 +182,14 @@ enum Command {
         tls_cert: Option<PathBuf>,
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// The key-encryption keyring sealing tenants' TLS keys: one key
+        /// (64 hex digits) a line, the current first. Default: EDGE_CP_KEK
+        /// (the keyring itself) if set, else the keys directory's `kek`.
+        #[arg(long, env = "EDGE_CP_KEK_FILE", value_name = "PATH")]
+        kek_file: Option<PathBuf>,
+        /// The ACME CA for tenants' certificates.
+        #[command(flatten)]
+        acme: AcmeFlags,
         /// Upload, quota and garbage-collection settings.
         #[command(flatten)]
         api: ApiFlags,
@@ -226,6 +269,8 @@ fn main() -> anyhow::Result<()> {
             admin,
             tls_cert,
             tls_key,
+            kek_file,
+            acme,
             api,
             connections,
         } => {
@@ -233,6 +278,8 @@ fn main() -> anyhow::Result<()> {
             if let Some(dir) = keys_dir {
                 config.keys = KeySource::Shared(dir);
             }
+            config.kek = KekSource::pick(kek_file, kek_env()?);
+            config.acme = acme.config()?;
             if let Some(location) = blobs {
                 config.blobs = BlobsConfig::S3(S3Config::new(location));
             }
@@ -275,8 +322,12 @@ fn main() -> anyhow::Result<()> {
                     "edge-cp: created the signing keys in {}; mount this directory on every replica (--keys-dir) and back it up",
                     keys_dir.display()
                 ),
+                Initialised::AddedKek => println!(
+                    "edge-cp: {} held both signing keys; added the key-encryption keyring `kek` (copy it to every replica with the rest, and back it up)",
+                    keys_dir.display()
+                ),
                 Initialised::AlreadyThere => println!(
-                    "edge-cp: {} already holds both signing keys; nothing changed",
+                    "edge-cp: {} already holds both signing keys and the key-encryption keyring; nothing changed",
                     keys_dir.display()
                 ),
             }
@@ -295,6 +346,9 @@ fn main() -> anyhow::Result<()> {
                 source.dir().join("token-signing.previous.pk8").display()
             );
             Ok(())
+        }
+        Command::Keys(KeysCommand::RotateKek { store, retire_old }) => {
+            rotate_kek(store, retire_old)
         }
         Command::Token {
             keys,
@@ -325,6 +379,56 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `EDGE_CP_KEK`, the keyring itself, if set (read here rather than by
+/// clap, so that it never shows in `--help` or an error).
+fn kek_env() -> anyhow::Result<Option<String>> {
+    match std::env::var(KEK_ENV) {
+        Ok(text) => Ok(Some(text)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{KEK_ENV} is not UTF-8"),
+    }
+}
+
+fn rotate_kek(args: StoreArgs, retire_old: bool) -> anyhow::Result<()> {
+    let keys = match (args.keys_dir, &args.data_dir) {
+        (Some(dir), _) => KeySource::Shared(dir),
+        (None, Some(data_dir)) => KeySource::DataDir(data_dir.clone()),
+        (None, None) => bail!("give --keys-dir or --data-dir"),
+    };
+    let metadata = match (args.database, &args.data_dir) {
+        (Some(url), _) => store_location(&url, "--database")?,
+        (None, Some(data_dir)) => MetaLocation::Sqlite {
+            data_dir: data_dir.clone(),
+        },
+        (None, None) => bail!("give --database or --data-dir (the SQLite metadata's)"),
+    };
+    if args.kek_file.is_none() && kek_env()?.is_some() {
+        bail!(
+            "{KEK_ENV} is set: edge-cp cannot rewrite it; write the keyring to a file (mode 0600), rotate with --kek-file FILE, then put the file's keys into {KEK_ENV}"
+        );
+    }
+    let source = KekSource::pick(args.kek_file, None);
+    let rotation = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async {
+            let store = metadata.open_existing().await?;
+            anyhow::Ok(edge_cp::keys::rotate_kek(&source, &keys, store.as_ref(), retire_old).await?)
+        })?;
+    for line in rotation.to_string().lines() {
+        println!("edge-cp: {line}");
+    }
+    let unreadable = rotation.unreadable();
+    for value in &unreadable {
+        eprintln!("edge-cp: not re-sealed: {value}");
+    }
+    if !unreadable.is_empty() {
+        bail!("some sealed values did not open with this keyring (listed above)");
+    }
+    Ok(())
 }
 
 /// A store location from a flag, parsed here rather than by clap, whose

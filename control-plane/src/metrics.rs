@@ -12,14 +12,15 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use edge_common::api::CertificateStatus;
 use http::StatusCode;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
 
-use crate::store::NodeRecord;
 use crate::store::instrumented::StoreMetrics;
+use crate::store::{CertRecord, NodeRecord};
 
 /// Nodes with series of their own; the rest are summed up in
 /// `edge_cp_nodes_unlabelled` and `edge_cp_node_revision_lag_unlabelled_max`.
@@ -44,6 +45,13 @@ const COMPILE_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+const CERTIFICATE_STATUSES: [CertificateStatus; 4] = [
+    CertificateStatus::Pending,
+    CertificateStatus::Issued,
+    CertificateStatus::Failed,
+    CertificateStatus::Expiring,
+];
+
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Every metric family of the control plane.
@@ -64,6 +72,8 @@ pub struct CpMetrics {
     /// Sync long polls waiting for a change now.
     pub sync_waiters: IntGauge,
     revision: IntGauge,
+    acme_orders: IntCounterVec,
+    certificates: IntGaugeVec,
     /// The nodes that have series now, to remove those that go.
     labelled_nodes: Mutex<BTreeSet<String>>,
 }
@@ -144,6 +154,26 @@ impl CpMetrics {
             "edge_cp_revision",
             "The store's current revision, read at scrape time.",
         )?;
+        let acme_orders = IntCounterVec::new(
+            Opts::new(
+                "edge_cp_acme_orders_total",
+                "ACME orders this control plane finished, by result (issued, failed).",
+            ),
+            &["result"],
+        )?;
+        let certificates = IntGaugeVec::new(
+            Opts::new(
+                "edge_cp_certificates",
+                "Tenants' certificates by status (pending, issued, failed, expiring), as the ACME worker last counted them.",
+            ),
+            &["status"],
+        )?;
+        for result in ["issued", "failed"] {
+            acme_orders.with_label_values(&[result]);
+        }
+        for status in CERTIFICATE_STATUSES {
+            certificates.with_label_values(&[status.as_str()]);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "edge_cp_build_info",
@@ -171,6 +201,8 @@ impl CpMetrics {
         registry.register(Box::new(node_lag_unlabelled_max.clone()))?;
         registry.register(Box::new(sync_waiters.clone()))?;
         registry.register(Box::new(revision.clone()))?;
+        registry.register(Box::new(acme_orders.clone()))?;
+        registry.register(Box::new(certificates.clone()))?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -191,8 +223,28 @@ impl CpMetrics {
             node_lag_unlabelled_max,
             sync_waiters,
             revision,
+            acme_orders,
+            certificates,
             labelled_nodes: Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// An ACME order finished: `issued` or `failed`.
+    pub fn acme_order(&self, result: &str) {
+        self.acme_orders.with_label_values(&[result]).inc();
+    }
+
+    /// Counts the certificates by their status at `now_unix`.
+    pub fn observe_certificates(&self, certificates: &[CertRecord], now_unix: u64) {
+        for status in CERTIFICATE_STATUSES {
+            let count = certificates
+                .iter()
+                .filter(|c| c.status(now_unix) == status)
+                .count();
+            self.certificates
+                .with_label_values(&[status.as_str()])
+                .set(count as i64);
+        }
     }
 
     /// One API request answered; `route` is a template of the route table.

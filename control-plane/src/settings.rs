@@ -1,7 +1,9 @@
 //! The API's tunable settings ([`ApiSettings`], every default documented on
-//! its field) and the `edge-cp serve` flags that set them ([`ApiFlags`]).
-//! Plain data: nothing here imports a stage.
+//! its field) and the `edge-cp serve` flags that set them ([`ApiFlags`]);
+//! the ACME CA tenants' certificates are issued by ([`AcmeConfig`], from
+//! [`AcmeFlags`]). Plain data: nothing here imports a stage.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Uploads received at once, by all tenants together (the default of
@@ -127,6 +129,108 @@ impl From<ApiFlags> for ApiSettings {
     }
 }
 
+/// The ACME (RFC 8555) CA that issues tenants' certificates
+/// (`POST /v1/apps/{app}/certificates/acme`). None configured: those
+/// requests are refused with 400 `acme-not-configured`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// The CA's directory URL, such as
+    /// `https://acme-v02.api.letsencrypt.org/directory`.
+    pub directory: String,
+    /// A PEM file of the root(s) to trust for the directory's HTTPS
+    /// instead of the system's (a private CA, or pebble in tests).
+    /// Default: none.
+    pub ca_root: Option<PathBuf>,
+    /// The account's contact address, which the CA may write to about
+    /// expiring certificates. Default: none.
+    pub email: Option<String>,
+}
+
+/// A bad ACME flag, named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--{flag}: {reason}")]
+pub struct AcmeConfigError {
+    pub flag: &'static str,
+    pub reason: String,
+}
+
+/// Longest directory URL and contact address taken: far beyond any real
+/// one, and short enough for a log line.
+const MAX_ACME_FIELD_BYTES: usize = 2048;
+
+impl AcmeConfig {
+    /// Checks the directory URL (http or https with a host; plain http is
+    /// for a CA on loopback in tests) and the address.
+    pub fn new(
+        directory: String,
+        ca_root: Option<PathBuf>,
+        email: Option<String>,
+    ) -> Result<Self, AcmeConfigError> {
+        let bad = |flag, reason: &str| AcmeConfigError {
+            flag,
+            reason: reason.to_string(),
+        };
+        let rest = directory
+            .strip_prefix("https://")
+            .or_else(|| directory.strip_prefix("http://"))
+            .ok_or_else(|| bad("acme-directory", "give an https:// URL"))?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if host.is_empty()
+            || directory.len() > MAX_ACME_FIELD_BYTES
+            || directory
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad(
+                "acme-directory",
+                "give an https://HOST[:PORT]/PATH URL without spaces, at most 2048 bytes",
+            ));
+        }
+        if let Some(email) = &email {
+            let well_formed = email.len() <= MAX_ACME_FIELD_BYTES
+                && email
+                    .split_once('@')
+                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !well_formed {
+                return Err(bad(
+                    "acme-email",
+                    "give one address such as ops@example.com",
+                ));
+            }
+        }
+        Ok(Self {
+            directory,
+            ca_root,
+            email,
+        })
+    }
+}
+
+/// The `edge-cp serve` flags for [`AcmeConfig`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct AcmeFlags {
+    /// The ACME CA's directory URL; without it, certificates can only be
+    /// uploaded.
+    #[arg(long, env = "EDGE_CP_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// PEM roots to trust for the ACME directory's HTTPS (default: the
+    /// system's).
+    #[arg(long, requires = "acme_directory", value_name = "PEM")]
+    pub acme_ca_root: Option<PathBuf>,
+    /// The ACME account's contact address.
+    #[arg(long, requires = "acme_directory", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+}
+
+impl AcmeFlags {
+    pub fn config(self) -> Result<Option<AcmeConfig>, AcmeConfigError> {
+        self.acme_directory
+            .map(|directory| AcmeConfig::new(directory, self.acme_ca_root, self.acme_email))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -137,6 +241,64 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         flags: ApiFlags,
+    }
+
+    #[derive(Parser)]
+    struct AcmeCli {
+        #[command(flatten)]
+        flags: AcmeFlags,
+    }
+
+    fn acme(args: &[&str]) -> Result<Option<AcmeConfig>, String> {
+        let cli = AcmeCli::try_parse_from(std::iter::once("edge-cp").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.flags.config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn acme_flags_are_checked_and_named() {
+        assert_eq!(acme(&[]), Ok(None));
+        let config = acme(&[
+            "--acme-directory",
+            "https://127.0.0.1:14000/dir",
+            "--acme-email",
+            "ops@example.com",
+            "--acme-ca-root",
+            "/etc/pebble.pem",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.directory, "https://127.0.0.1:14000/dir");
+        assert_eq!(config.email.as_deref(), Some("ops@example.com"));
+        assert_eq!(config.ca_root, Some(PathBuf::from("/etc/pebble.pem")));
+        for (args, named) in [
+            (
+                &["--acme-directory", "ftp://ca.test/dir"][..],
+                "--acme-directory",
+            ),
+            (
+                &["--acme-directory", "https:///dir"][..],
+                "--acme-directory",
+            ),
+            (
+                &["--acme-directory", "https://ca.test/a b"][..],
+                "--acme-directory",
+            ),
+            (
+                &[
+                    "--acme-directory",
+                    "https://ca.test/dir",
+                    "--acme-email",
+                    "nobody",
+                ][..],
+                "--acme-email",
+            ),
+            // The CA's root and the address mean nothing without a CA.
+            (&["--acme-email", "ops@example.com"][..], "--acme-directory"),
+        ] {
+            let error = acme(args).unwrap_err();
+            assert!(error.contains(named), "{args:?}: {error}");
+        }
     }
 
     #[test]

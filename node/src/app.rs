@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+use edge_common::sync::AppHttps;
+use http::HeaderValue;
+
 use crate::admission::AppAdmission;
 use crate::config::AppOutbound;
 use crate::config::{AppConfig, AppLimits};
@@ -22,6 +25,8 @@ pub struct App {
     pub limits: AppLimits,
     pub outbound: Arc<AppOutbound>,
     pub admission: AppAdmission,
+    /// Redirect to HTTPS, HSTS.
+    pub https: HttpsPolicy,
     /// Set once the app has answered with caching headers: until then the
     /// shared cache stays out of its way (no lookups, no collapsing), so an
     /// app that never caches pays nothing for the cache.
@@ -29,6 +34,33 @@ pub struct App {
     // Shared copies of the names for per-request log contexts.
     pub(crate) log_tenant: Arc<str>,
     pub(crate) log_name: Arc<str>,
+}
+
+/// An app's HTTPS options, checked, as the request path uses them.
+#[derive(Debug, Clone, Default)]
+pub struct HttpsPolicy {
+    /// Plain HTTP requests get a 308 to HTTPS (ACME challenges excepted).
+    pub redirect: bool,
+    /// `Strict-Transport-Security` for HTTPS answers only (RFC 6797 §7.2).
+    pub hsts: Option<HeaderValue>,
+}
+
+impl HttpsPolicy {
+    /// Checks `https` (the HSTS syntax) and prepares its header.
+    pub fn new(https: &AppHttps) -> Result<Self, String> {
+        https.validate()?;
+        let hsts = match &https.hsts {
+            Some(value) => Some(
+                HeaderValue::from_str(value)
+                    .map_err(|_| "hsts: not a valid header value".to_string())?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            redirect: https.redirect,
+            hsts,
+        })
+    }
 }
 
 /// What answers an app's requests.
@@ -75,6 +107,11 @@ impl App {
                 });
             }
         };
+        let https = HttpsPolicy::new(&config.https).map_err(|message| AppLoadError {
+            app: config.name.to_string(),
+            path: String::new(),
+            source: LoadError::Invalid(message),
+        })?;
         Ok(App::with_backend(
             config.tenant.clone(),
             config.name.clone(),
@@ -87,7 +124,8 @@ impl App {
             config.limits.clone(),
             config.outbound.clone(),
             metrics,
-        ))
+        )
+        .with_https(https))
     }
 
     pub fn new(
@@ -129,6 +167,7 @@ impl App {
             log_name: Arc::from(name.as_str()),
             admission: AppAdmission::new(&limits),
             cache_seen: cache_seen.into(),
+            https: HttpsPolicy::default(),
             limits,
             outbound: Arc::new(outbound),
             name,
@@ -136,6 +175,12 @@ impl App {
             backend,
             env,
         }
+    }
+
+    /// Serves the app with `https` options.
+    pub fn with_https(mut self, https: HttpsPolicy) -> Self {
+        self.https = https;
+        self
     }
 
     /// The app's component, unless it is an origin route.

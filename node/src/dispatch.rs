@@ -1,6 +1,8 @@
-//! The request path, top to bottom: clean hop-by-hop headers → route →
+//! The request path, top to bottom: clean hop-by-hop headers → answer an
+//! ACME challenge → route → redirect plain HTTP to HTTPS if the app asks →
 //! check sizes → cache lookup → (on a miss) admit → run the component or
-//! forward to the origin → guard the response body → cache store → record.
+//! forward to the origin → guard the response body → cache store → HSTS →
+//! record.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use crate::acme::AcmeChallenges;
 use crate::admission::NodeAdmission;
 use crate::app::{App, Backend};
 use crate::body::{
@@ -25,6 +28,7 @@ use crate::cache::serve::{CacheBackend, ServeError};
 use crate::config::HttpConfig;
 use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
 use crate::hop::strip_hop_by_hop;
+use crate::https::{HttpsAnswers, add_hsts};
 use crate::metrics::Metrics;
 use crate::origin::OriginError;
 use crate::request_id::RequestId;
@@ -41,6 +45,8 @@ pub struct Dispatcher {
     runtime: Arc<Runtime>,
     cache: Option<Arc<EdgeCache>>,
     routes: ArcSwap<RoutingTable>,
+    /// ACME challenges, HTTPS redirects.
+    https: HttpsAnswers,
     metrics: Metrics,
     admission: NodeAdmission,
     max_uri_bytes: usize,
@@ -69,6 +75,7 @@ impl Dispatcher {
             runtime,
             cache: None,
             routes: ArcSwap::from_pointee(routes),
+            https: HttpsAnswers::new(http.https_redirect_port),
             metrics,
             admission: NodeAdmission::new(node_cap),
             max_uri_bytes: http.max_uri_bytes,
@@ -102,6 +109,16 @@ impl Dispatcher {
         self.routes.store(Arc::new(routes));
     }
 
+    /// Replaces the pending ACME challenges.
+    pub fn swap_challenges(&self, challenges: AcmeChallenges) {
+        self.https.swap_challenges(challenges);
+    }
+
+    /// The HTTPS listener's port, for redirects (set once it is bound).
+    pub fn set_https_port(&self, port: u16) {
+        self.https.set_https_port(port);
+    }
+
     pub async fn dispatch<B>(
         self: &Arc<Self>,
         mut request: Request<B>,
@@ -125,6 +142,15 @@ impl Dispatcher {
         // and the origin then all see the same headers.
         strip_hop_by_hop(request.headers_mut());
 
+        if let Some(answer) = self.https.challenge(&request) {
+            let response = answer.unwrap_or_else(|err| {
+                // The route errors' codes are their reasons too.
+                self.metrics.unrouted(err.code());
+                err.to_response()
+            });
+            return with_request_id(response, request_id);
+        }
+
         let (host, app) = match self.route(&request) {
             Ok(routed) => routed,
             Err(err) => {
@@ -133,19 +159,27 @@ impl Dispatcher {
             }
         };
 
-        let response = match self
-            .run(&app, &host, request, scheme, request_id, started)
-            .await
-        {
-            Ok(response) => response,
-            Err(err) => {
-                if let Some(reason) = limit_reason(&err) {
-                    app.metrics.limit_rejection(reason);
+        let https = matches!(scheme, Scheme::Https);
+        let mut response = if app.https.redirect && !https {
+            self.https.redirect(&host, request.uri())
+        } else {
+            match self
+                .run(&app, &host, request, scheme, request_id, started)
+                .await
+            {
+                Ok(response) => response,
+                Err(err) => {
+                    if let Some(reason) = limit_reason(&err) {
+                        app.metrics.limit_rejection(reason);
+                    }
+                    log_failure(&app, request_id, &err);
+                    err.to_response()
                 }
-                log_failure(&app, request_id, &err);
-                err.to_response()
             }
         };
+        if https {
+            add_hsts(&mut response, &app.https);
+        }
 
         app.metrics.request(response.status());
         app.metrics

@@ -6,17 +6,20 @@
 //! addresses. `docs/architecture.md` walks through the stages a request
 //! goes through.
 
-// The embedder's surface is `Node`, `NodeHandle`, `StartError` and the
-// config types; everything else is the node's own.
+// The embedder's surface is `Node`, `NodeHandle`, `StartError`,
+// `TlsReloader` and the config types; everything else is the node's own.
+mod acme;
 mod admin;
 mod admission;
 mod app;
 mod body;
 mod cache;
+mod certs;
 pub mod config;
 mod dispatch;
 mod error;
 mod hop;
+mod https;
 mod listener;
 mod metrics;
 pub mod names;
@@ -50,13 +53,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+pub use certs::TlsError;
 pub use config::NodeConfig;
 
 use crate::admin::AdminState;
 use crate::app::{App, AppLoadError};
+use crate::certs::{CertResolver, OwnCertificates};
+use crate::config::TlsConfig;
 use crate::dispatch::{Dispatcher, RoutingTable};
 use crate::listener::ClientListener;
-use crate::listener::tls::TlsError;
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeError};
 
@@ -76,6 +81,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("the compile task failed: {0}")]
@@ -122,6 +129,17 @@ impl Node {
             Dispatcher::new(runtime.clone(), routes, metrics.clone(), &config.http)
                 .with_cache(cache),
         );
+        // Also without an HTTPS listener: the synced set has somewhere to go.
+        let tls = TlsReloader {
+            resolver: Arc::new(CertResolver::new(OwnCertificates::default())),
+            metrics: metrics.clone(),
+        };
+        tls.reload(
+            config
+                .tls
+                .as_ref()
+                .filter(|_| config.listen.https.is_some()),
+        )?;
         // A node with a control plane first serves what it applied last
         // time, so it is useful before (or without) contact.
         let syncer = match &config.control_plane {
@@ -130,6 +148,7 @@ impl Node {
                     runtime.clone(),
                     metrics.clone(),
                     dispatcher.clone(),
+                    tls.resolver.clone(),
                     static_routes,
                 );
                 let mut syncer =
@@ -151,6 +170,7 @@ impl Node {
             http_addr: None,
             admin_addr: None,
             metrics: metrics.clone(),
+            tls: tls.clone(),
             admin: Arc::new(AdminState {
                 metrics: metrics.clone(),
                 ready: AtomicBool::new(false),
@@ -164,16 +184,18 @@ impl Node {
         };
 
         if let Some(addr) = config.listen.https {
-            let tls = config
-                .tls
-                .as_ref()
-                .ok_or_else(|| config::ConfigError::Invalid {
+            if config.tls.is_none() {
+                return Err(config::ConfigError::Invalid {
                     field: "tls".into(),
                     message: "required with listen.https".into(),
-                })?;
-            let acceptor = TlsAcceptor::from(listener::tls::server_config(tls)?);
+                }
+                .into());
+            }
+            let acceptor = TlsAcceptor::from(listener::tls::server_config(tls.resolver.clone())?);
             let listener = bind("https", addr).await?;
-            handle.https_addr = Some(local_addr("https", addr, &listener)?);
+            let bound = local_addr("https", addr, &listener)?;
+            dispatcher.set_https_port(bound.port());
+            handle.https_addr = Some(bound);
             let spec = ClientListener {
                 name: "https",
                 listener,
@@ -278,18 +300,56 @@ fn local_addr(
     })
 }
 
+/// Replaces the node's own certificates (the config file's `tls`) while it
+/// runs: `edge-node` calls it on `SIGHUP`.
+#[derive(Clone)]
+pub struct TlsReloader {
+    resolver: Arc<CertResolver>,
+    metrics: Metrics,
+}
+
+impl TlsReloader {
+    /// Loads every certificate `tls` names and serves them from the next
+    /// handshake on; on any error nothing changes. `None`: no own
+    /// certificates (the control plane's are still served).
+    pub fn reload(&self, tls: Option<&TlsConfig>) -> Result<(), TlsError> {
+        let own = match tls {
+            Some(tls) => OwnCertificates::load(tls)?,
+            None => OwnCertificates::default(),
+        };
+        let expiry = own.expiry.clone();
+        let previous = self.resolver.replace_own(own);
+        for (name, _) in &previous.expiry {
+            if !expiry.iter().any(|(kept, _)| kept == name) {
+                self.metrics.remove_certificate_expiry("", "", name);
+            }
+        }
+        for (name, not_after) in &expiry {
+            self.metrics
+                .set_certificate_expiry("", "", name, *not_after);
+        }
+        Ok(())
+    }
+}
+
 /// A running node.
 pub struct NodeHandle {
     pub https_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub metrics: Metrics,
+    tls: TlsReloader,
     admin: Arc<AdminState>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
 impl NodeHandle {
+    /// What reloads the node's own certificates.
+    pub fn tls_reloader(&self) -> TlsReloader {
+        self.tls.clone()
+    }
+
     /// Stops accepting connections, lets in-flight requests finish (up to
     /// `http.shutdown_grace`), then returns.
     pub async fn shutdown(mut self) {

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use edge_common::logging::LogFormat;
 use edge_node::config::ControlPlaneConfig;
-use edge_node::{Node, NodeConfig};
+use edge_node::{Node, NodeConfig, TlsReloader};
 
 /// `--log-format`: text or json, listed in `--help` and in the error for
 /// any other word.
@@ -98,6 +98,8 @@ fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
     edge_common::logging::init(cli.log_format);
     let flags = NodeFlags::take(&mut cli);
+    // SIGHUP reloads the file's certificates, read as at start-up.
+    let reload = cli.config.clone().map(|path| (path, flags.clone()));
     let config = match (cli.command, cli.config) {
         (
             Some(Command::Serve {
@@ -111,15 +113,7 @@ fn main() -> anyhow::Result<()> {
             let env = parse_env(&env)?;
             NodeConfig::single_component(component, listen, admin, env)
         }
-        (None, Some(path)) => {
-            let mut config = NodeConfig::from_file(&path)
-                .with_context(|| format!("invalid configuration {}", path.display()))?;
-            flags.apply(&mut config)?;
-            config
-                .validate()
-                .with_context(|| format!("invalid configuration {} with flags", path.display()))?;
-            config
-        }
+        (None, Some(path)) => read_config(&path, flags)?,
         (Some(_), Some(_)) => bail!("`serve` takes no --config; use one or the other"),
         (None, None) if flags.any() => {
             let mut config = NodeConfig::from_toml("").context("default configuration")?;
@@ -139,11 +133,28 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(config))
+        .block_on(run(config, reload))
 }
 
-async fn run(config: NodeConfig) -> anyhow::Result<()> {
+fn read_config(path: &Path, flags: NodeFlags) -> anyhow::Result<NodeConfig> {
+    let mut config = NodeConfig::from_file(path)
+        .with_context(|| format!("invalid configuration {}", path.display()))?;
+    flags.apply(&mut config)?;
+    config
+        .validate()
+        .with_context(|| format!("invalid configuration {} with flags", path.display()))?;
+    Ok(config)
+}
+
+async fn run(config: NodeConfig, reload: Option<(PathBuf, NodeFlags)>) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
+    // Listening before the addresses are printed: a SIGHUP sent once they
+    // are must not find the default action (exit).
+    if let Some((path, flags)) = reload {
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?;
+        tokio::spawn(reload_on_hangup(hangup, node.tls_reloader(), path, flags));
+    }
     for (name, addr) in [
         ("https", node.https_addr),
         ("http", node.http_addr),
@@ -160,6 +171,38 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// On each SIGHUP: the config file again, and its `[tls]` certificates
+/// served from the next handshake on. A file that does not load changes
+/// nothing.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    tls: TlsReloader,
+    path: PathBuf,
+    flags: NodeFlags,
+) {
+    while hangup.recv().await.is_some() {
+        let reloaded = read_config(&path, flags.clone()).and_then(|config| {
+            tls.reload(
+                config
+                    .tls
+                    .as_ref()
+                    .filter(|_| config.listen.https.is_some()),
+            )
+            .context("cannot load its certificates")
+        });
+        match reloaded {
+            Ok(()) => tracing::info!(
+                config = %path.display(),
+                "SIGHUP: reloaded the [tls] certificates (other sections change only with a restart)"
+            ),
+            Err(e) => tracing::error!(
+                config = %path.display(),
+                "SIGHUP: keeping the current certificates: {e:#}"
+            ),
+        }
+    }
+}
+
 async fn shutdown_signal() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
@@ -171,6 +214,7 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 }
 
 /// Settings given as flags; they win over the config file.
+#[derive(Clone)]
 struct NodeFlags {
     control_plane: Vec<String>,
     token: Option<String>,

@@ -63,7 +63,10 @@ pub struct Metrics {
     pub connections_total: IntCounterVec,
     pub connections_rejected: IntCounterVec,
     pub connections_closed: IntCounterVec,
-    pub tls_handshake_failures: IntCounter,
+    /// TLS handshakes by result: `ok`, `failed`, `timeout`.
+    pub tls_handshakes: IntCounterVec,
+    /// notAfter of every certificate served, by tenant, app and cert.
+    tls_certificate_expiry: IntGaugeVec,
     pub apps_loaded: IntGauge,
     pub outbound_requests: IntCounterVec,
     pub sync: SyncMetrics,
@@ -189,9 +192,19 @@ impl Metrics {
             ),
             &["listener", "reason"],
         )?;
-        let tls_handshake_failures = IntCounter::new(
-            "edge_tls_handshake_failures_total",
-            "TLS handshakes that failed or timed out.",
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "edge_tls_handshakes_total",
+                "TLS handshakes on the HTTPS listener, by result: ok, failed (an alert, no certificate for the name, a broken client), timeout (http.tls_handshake_timeout).",
+            ),
+            &["result"],
+        )?;
+        let tls_certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "edge_tls_certificate_expiry_timestamp_seconds",
+                "When each certificate the node serves expires (notAfter, Unix time): synced ones by tenant, app and the control plane's certificate id; the config file's with tenant=\"\", app=\"\" and cert=\"file:INDEX\" (their place in tls.certificates).",
+            ),
+            &["tenant", "app", "cert"],
         )?;
         let apps_loaded = IntGauge::new("edge_apps_loaded", "Apps in the routing table.")?;
         let outbound_requests = IntCounterVec::new(
@@ -216,7 +229,8 @@ impl Metrics {
         registry.register(Box::new(connections_total.clone()))?;
         registry.register(Box::new(connections_rejected.clone()))?;
         registry.register(Box::new(connections_closed.clone()))?;
-        registry.register(Box::new(tls_handshake_failures.clone()))?;
+        registry.register(Box::new(tls_handshakes.clone()))?;
+        registry.register(Box::new(tls_certificate_expiry.clone()))?;
         registry.register(Box::new(apps_loaded.clone()))?;
         let sync = SyncMetrics {
             revision: IntGauge::new(
@@ -329,7 +343,8 @@ impl Metrics {
             connections_total,
             connections_rejected,
             connections_closed,
-            tls_handshake_failures,
+            tls_handshakes,
+            tls_certificate_expiry,
             apps_loaded,
             sync,
             cache_results,
@@ -412,6 +427,23 @@ impl Metrics {
             evictions: self.cache_evictions.clone(),
             purges: self.cache_purges.clone(),
         }
+    }
+
+    /// Sets the expiry series of one certificate; `cert` is the control
+    /// plane's id, or `file:INDEX` for the config file's (tenant and app
+    /// empty).
+    pub fn set_certificate_expiry(&self, tenant: &str, app: &str, cert: &str, not_after: i64) {
+        self.tls_certificate_expiry
+            .with_label_values(&[tenant, app, cert])
+            .set(not_after);
+    }
+
+    /// Removes the series of a certificate no longer served, so the label
+    /// sets stay those of the current certificates.
+    pub fn remove_certificate_expiry(&self, tenant: &str, app: &str, cert: &str) {
+        let _ = self
+            .tls_certificate_expiry
+            .remove_label_values(&[tenant, app, cert]);
     }
 
     pub fn unrouted(&self, reason: &'static str) {

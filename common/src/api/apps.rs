@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::AppLimits;
 use crate::names::{AppName, HostPattern, TenantId};
+use crate::sync::AppHttps;
 
 /// `POST /v1/apps`: a component app, or with `origin` an origin app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +46,10 @@ pub struct App {
     /// The revision of the app's last change (deploy, config, limits,
     /// origin).
     pub updated_revision: u64,
+    /// HTTPS redirect and HSTS (`/v1/apps/{app}/https`); absent when
+    /// neither is set.
+    #[serde(default, skip_serializing_if = "AppHttps::is_default")]
+    pub https: AppHttps,
 }
 
 /// `GET /v1/apps`: the tenant's apps, each with its keys sorted (see the

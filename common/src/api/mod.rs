@@ -14,6 +14,7 @@
 //! records is written through [`sorted_keys`]. `tests.rs` pins them.
 
 mod apps;
+mod certs;
 mod error;
 mod nodes;
 mod purge;
@@ -25,6 +26,10 @@ mod versions;
 mod tests;
 
 pub use apps::{App, AppConfig, AppList, ConfigChanges, NewApp, OriginSet, SetOrigin};
+pub use certs::{
+    Certificate, CertificateCreated, CertificateList, CertificateSource, CertificateStatus,
+    HttpsSet, IssueCertificate, UploadCertificate,
+};
 pub use error::{ErrorBody, ErrorDetail};
 pub use nodes::{Node, NodeList, ReportRecorded};
 pub use purge::PurgeRecorded;
@@ -33,7 +38,7 @@ pub use tenants::{NewTenant, Role, SetTenantQuota, Tenant, TenantList, TenantQuo
 pub use versions::{Activated, Deploy, Rollback, Uploaded, Version, VersionDeleted, VersionList};
 
 pub use crate::limits::AppLimits;
-pub use crate::sync::{NodeReport, PurgeBody, SignedSnapshot, SyncKey};
+pub use crate::sync::{AppHttps, NodeReport, PurgeBody, SignedSnapshot, SyncKey};
 
 use serde::{Deserialize, Serialize, Serializer};
 

@@ -179,12 +179,27 @@ fn records_keep_their_field_names_and_order() {
         limits: AppLimits::default(),
         created_unix: 1,
         updated_revision: 2,
+        https: Default::default(),
     };
     let limits = serde_json::to_string(&AppLimits::default()).unwrap();
     pinned(
         &component,
         &format!(
             r#"{{"tenant":"acme","name":"web","hosts":["web.test"],"active_version":null,"origin":null,"config":{{"A":"1"}},"limits":{limits},"created_unix":1,"updated_revision":2}}"#
+        ),
+    );
+    // HTTPS options appear once set, after the rest.
+    let secured = App {
+        https: crate::sync::AppHttps {
+            redirect: true,
+            hsts: Some("max-age=60".into()),
+        },
+        ..component.clone()
+    };
+    pinned(
+        &secured,
+        &format!(
+            r#"{{"tenant":"acme","name":"web","hosts":["web.test"],"active_version":null,"origin":null,"config":{{"A":"1"}},"limits":{limits},"created_unix":1,"updated_revision":2,"https":{{"redirect":true,"hsts":"max-age=60"}}}}"#
         ),
     );
     let origin = App {
@@ -247,6 +262,7 @@ fn lists_keep_the_sorted_keys_json_gave_them() {
         limits: AppLimits::default(),
         created_unix: 1,
         updated_revision: 2,
+        https: Default::default(),
     };
     let limits = r#"{"burst":null,"cpu_time":"50ms","max_concurrent_requests":100,"max_memory_bytes":134217728,"max_request_body_bytes":104857600,"max_response_body_bytes":1073741824,"max_table_elements":20000,"requests_per_second":null,"wall_time":"1m"}"#;
     pinned(

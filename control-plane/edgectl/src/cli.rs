@@ -41,6 +41,10 @@ pub enum Command {
     /// Apps and their hostnames.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// TLS certificates for an app's hostnames: uploaded, or issued and
+    /// renewed by the control plane's ACME CA.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Upload a component, activate it, and wait until every node serves it.
     Deploy {
         name: String,
@@ -178,6 +182,57 @@ pub enum AppsCommand {
     Delete {
         name: String,
     },
+    /// Show an app's HTTPS options; with flags, change them (the others
+    /// are kept).
+    Https {
+        name: String,
+        /// Answer plain HTTP with a 308 to HTTPS (except ACME challenges).
+        #[arg(long, conflicts_with = "no_redirect")]
+        redirect: bool,
+        /// Serve plain HTTP as it is (the default).
+        #[arg(long)]
+        no_redirect: bool,
+        /// Send this Strict-Transport-Security value on HTTPS answers, for
+        /// example "max-age=31536000; includeSubDomains".
+        #[arg(long, value_name = "VALUE", conflicts_with = "no_hsts")]
+        hsts: Option<String>,
+        /// Send no Strict-Transport-Security header (the default).
+        #[arg(long)]
+        no_hsts: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CertsCommand {
+    /// Upload a certificate and its key; served by every node for the
+    /// listed hostnames (default: every name of the certificate).
+    Add {
+        name: String,
+        /// The chain, PEM, leaf first.
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+        /// The leaf's private key, PEM.
+        #[arg(long, value_name = "PEM")]
+        key: PathBuf,
+        /// A hostname to serve it for (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Have the control plane's ACME CA issue (and keep renewing) a
+    /// certificate for these hostnames.
+    Issue {
+        name: String,
+        /// A hostname (repeatable; no wildcards).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
+    /// An app's certificates: hosts, source, status, issuer, expiry and
+    /// the last error.
+    List { name: String },
+    /// Renew an ACME certificate now.
+    Renew { name: String, id: u64 },
+    /// Stop serving a certificate and forget it.
+    Delete { name: String, id: u64 },
 }
 
 #[derive(Subcommand)]

@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant};
 
 use edge_common::api::{
-    Activated, App, AppConfig, AppLimits, AppList, AppStatus, ConfigChanges, Deploy, NewApp,
+    Activated, App, AppConfig, AppHttps, AppLimits, AppList, AppStatus, Certificate,
+    CertificateCreated, CertificateList, ConfigChanges, Deploy, HttpsSet, IssueCertificate, NewApp,
     NewTenant, OriginSet, PurgeBody, PurgeRecorded, Revision, Rollback, SetOrigin, SetTenantQuota,
-    Tenant, TenantList, TenantQuota, Uploaded, VersionDeleted, VersionList,
+    Tenant, TenantList, TenantQuota, UploadCertificate, Uploaded, VersionDeleted, VersionList,
 };
 use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::PurgeRequest;
@@ -13,10 +14,11 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::cli::{
-    AppsCommand, Cli, Command, ConfigCommand, LimitsCommand, PurgeTargetArgs, TenantsCommand,
+    AppsCommand, CertsCommand, Cli, Command, ConfigCommand, LimitsCommand, PurgeTargetArgs,
+    TenantsCommand,
 };
 use crate::client::{Api, Body, Failure};
-use crate::show::{forwarding_note, human_bytes, join_hosts, or_null};
+use crate::show::{date, forwarding_note, https_summary, human_bytes, join_hosts, or_null};
 use crate::wait::{wait_for_nodes, wait_for_revision};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
@@ -27,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Tenants(command) => tenants(&api, command).await,
         Command::Apps(command) => apps(&api, command).await,
+        Command::Certs(command) => certs(&api, command).await,
         Command::Deploy {
             name,
             file,
@@ -254,8 +257,158 @@ async fn apps(api: &Api, command: AppsCommand) -> Result<(), Failure> {
                 .await?;
             println!("deleted app {name}");
         }
+        AppsCommand::Https {
+            name,
+            redirect,
+            no_redirect,
+            hsts,
+            no_hsts,
+        } => {
+            let path = format!("/apps/{name}/https");
+            let current: HttpsSet = api.get(&path).await?;
+            let set = if redirect || no_redirect || hsts.is_some() || no_hsts {
+                let https = AppHttps {
+                    redirect: (current.https.redirect || redirect) && !no_redirect,
+                    hsts: match (hsts, no_hsts) {
+                        (Some(value), _) => Some(value),
+                        (None, true) => None,
+                        (None, false) => current.https.hsts,
+                    },
+                };
+                api.json(Method::PUT, &path, &https).await?
+            } else {
+                current
+            };
+            println!(
+                "{name}: {} (revision {})",
+                https_summary(&set.https),
+                set.revision
+            );
+        }
     }
     Ok(())
+}
+
+/// Parses `--host` values.
+fn host_patterns(hosts: &[String]) -> Result<Vec<HostPattern>, Failure> {
+    hosts
+        .iter()
+        .map(|h| {
+            HostPattern::try_from(h.clone()).map_err(|e| Failure(format!("hostname {h:?}: {e}")))
+        })
+        .collect()
+}
+
+fn read_pem(path: &std::path::Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))
+}
+
+async fn certs(api: &Api, command: CertsCommand) -> Result<(), Failure> {
+    match command {
+        CertsCommand::Add {
+            name,
+            cert,
+            key,
+            hosts,
+        } => {
+            let body = UploadCertificate {
+                chain_pem: read_pem(&cert)?,
+                key_pem: read_pem(&key)?,
+                hosts: host_patterns(&hosts)?,
+            };
+            let created: CertificateCreated = api
+                .json(Method::POST, &format!("/apps/{name}/certificates"), &body)
+                .await?;
+            let c = &created.certificate;
+            println!(
+                "{name}: certificate {} for {} (issued by {}, valid until {}), live at revision {}",
+                c.id,
+                join_hosts(&c.hosts),
+                c.issuer.as_deref().unwrap_or("-"),
+                c.not_after_unix.map_or_else(|| "-".into(), date),
+                created.revision
+            );
+        }
+        CertsCommand::Issue { name, hosts } => {
+            let body = IssueCertificate {
+                hosts: host_patterns(&hosts)?,
+            };
+            let created: CertificateCreated = api
+                .json(
+                    Method::POST,
+                    &format!("/apps/{name}/certificates/acme"),
+                    &body,
+                )
+                .await?;
+            println!(
+                "{name}: certificate {} for {} requested from the ACME CA ({}); follow it with `edgectl certs list {name}`",
+                created.certificate.id,
+                join_hosts(&created.certificate.hosts),
+                created.certificate.status.as_str()
+            );
+        }
+        CertsCommand::List { name } => {
+            let list: CertificateList = api.get(&format!("/apps/{name}/certificates")).await?;
+            print_certificates(&list.certificates);
+        }
+        CertsCommand::Renew { name, id } => {
+            let renewed: CertificateCreated = api
+                .send(
+                    Method::POST,
+                    &format!("/apps/{name}/certificates/{id}/renew"),
+                    Body::<()>::None,
+                )
+                .await?;
+            println!(
+                "{name}: certificate {id} will be renewed now ({}); follow it with `edgectl certs list {name}`",
+                renewed.certificate.status.as_str()
+            );
+        }
+        CertsCommand::Delete { name, id } => {
+            let deleted: Revision = api
+                .send(
+                    Method::DELETE,
+                    &format!("/apps/{name}/certificates/{id}"),
+                    Body::<()>::None,
+                )
+                .await?;
+            println!(
+                "{name}: deleted certificate {id} (revision {})",
+                deleted.revision
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One line per certificate, and its last error on the next.
+fn print_certificates(certificates: &[Certificate]) {
+    println!(
+        "{:<6} {:<9} {:<9} {:<11} {:<36} ISSUER",
+        "ID", "SOURCE", "STATUS", "NOT-AFTER", "HOSTS"
+    );
+    for c in certificates {
+        let source = match c.source {
+            edge_common::api::CertificateSource::Uploaded => "uploaded",
+            edge_common::api::CertificateSource::Acme => "acme",
+        };
+        println!(
+            "{:<6} {:<9} {:<9} {:<11} {:<36} {}",
+            c.id,
+            source,
+            c.status.as_str(),
+            c.not_after_unix.map_or_else(|| "-".into(), date),
+            join_hosts(&c.hosts),
+            c.issuer.as_deref().unwrap_or("-")
+        );
+        if let Some(error) = &c.last_error {
+            println!(
+                "       last error ({} attempt{}): {error}",
+                c.attempts,
+                if c.attempts == 1 { "" } else { "s" }
+            );
+        }
+    }
 }
 
 async fn versions(api: &Api, name: &str) -> Result<(), Failure> {

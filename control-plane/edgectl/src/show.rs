@@ -1,5 +1,8 @@
 //! How values are printed.
 
+use std::time::{Duration, UNIX_EPOCH};
+
+use edge_common::api::AppHttps;
 use edge_common::names::HostPattern;
 
 /// `bytes` in the largest binary unit that keeps it at or above 1.
@@ -36,6 +39,23 @@ pub fn join_hosts(hosts: &[HostPattern]) -> String {
         .join(", ")
 }
 
+/// A Unix time as its UTC date, `2026-03-01`.
+pub fn date(unix: u64) -> String {
+    let mut text =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string();
+    text.truncate(10);
+    text
+}
+
+/// An app's HTTPS options in a few words.
+pub fn https_summary(https: &AppHttps) -> String {
+    format!(
+        "redirect to https {}, hsts {}",
+        if https.redirect { "on" } else { "off" },
+        https.hsts.as_deref().unwrap_or("off")
+    )
+}
+
 /// A number the API may leave out, printed as its JSON (`null` when
 /// absent), as edgectl always has.
 pub fn or_null(value: Option<u64>) -> String {
@@ -64,5 +84,23 @@ mod tests {
         assert_eq!(join_hosts(&hosts), "web.test, *.web.test");
         assert_eq!(or_null(None), "null");
         assert_eq!(or_null(Some(3)), "3");
+    }
+
+    #[test]
+    fn dates_and_https_options_print_briefly() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(1_772_323_200), "2026-03-01");
+        assert_eq!(
+            https_summary(&AppHttps::default()),
+            "redirect to https off, hsts off"
+        );
+        let https = AppHttps {
+            redirect: true,
+            hsts: Some("max-age=60".into()),
+        };
+        assert_eq!(
+            https_summary(&https),
+            "redirect to https on, hsts max-age=60"
+        );
     }
 }

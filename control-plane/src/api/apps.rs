@@ -46,6 +46,7 @@ impl From<AppRecord> for App {
             limits: record.limits,
             created_unix: record.created_unix,
             updated_revision: record.updated_revision,
+            https: record.https,
         }
     }
 }

@@ -48,6 +48,26 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
     parse_json(&read_body(req).await?)
 }
 
+/// Like [`read_json`], for a body holding a secret (a private key):
+/// serde's message may quote a value it could not use, so one quoting
+/// PEM says only where the body is wrong.
+pub async fn read_secret_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let body = read_body(req).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        let message = e.to_string();
+        let message = if message.contains("-----") || message.contains("PRIVATE") {
+            format!(
+                "invalid request body at line {} column {}",
+                e.line(),
+                e.column()
+            )
+        } else {
+            format!("invalid request body: {message}")
+        };
+        ApiError::bad_request("invalid-json", message)
+    })
+}
+
 /// Like [`read_json`], but an empty (or blank) body is `T::default()`.
 pub async fn read_json_or_default<T: DeserializeOwned + Default>(
     req: Request<Incoming>,

@@ -4,6 +4,7 @@
 //! ones `edgectl` speaks. Documented in README.md.
 
 mod apps;
+mod certs;
 mod http;
 mod nodes;
 mod purge;
@@ -63,6 +64,14 @@ enum Endpoint {
     Rollback,
     Status,
     Purge,
+    CertBundle,
+    ListCerts,
+    UploadCert,
+    IssueCert,
+    RenewCert,
+    DeleteCert,
+    GetHttps,
+    SetHttps,
 }
 
 /// Every route of the API: `METHOD /path` (`*`: any method, the handler
@@ -99,6 +108,20 @@ const ROUTES: &[(&str, Endpoint)] = &[
     ("POST /v1/apps/{app}/rollback", Endpoint::Rollback),
     ("GET /v1/apps/{app}/status", Endpoint::Status),
     ("POST /v1/apps/{app}/purge", Endpoint::Purge),
+    ("GET /v1/certificates/{sha256}", Endpoint::CertBundle),
+    ("GET /v1/apps/{app}/certificates", Endpoint::ListCerts),
+    ("POST /v1/apps/{app}/certificates", Endpoint::UploadCert),
+    ("POST /v1/apps/{app}/certificates/acme", Endpoint::IssueCert),
+    (
+        "POST /v1/apps/{app}/certificates/{id}/renew",
+        Endpoint::RenewCert,
+    ),
+    (
+        "DELETE /v1/apps/{app}/certificates/{id}",
+        Endpoint::DeleteCert,
+    ),
+    ("GET /v1/apps/{app}/https", Endpoint::GetHttps),
+    ("PUT /v1/apps/{app}/https", Endpoint::SetHttps),
 ];
 
 /// A request matched to its route: the template and the path's values for
@@ -240,6 +263,11 @@ async fn route(
             require(&principal, &node_or_admin)?;
             nodes::artifact(state, matched.param(0)).await
         }
+        // Holds a private key: for nodes only.
+        Endpoint::CertBundle => {
+            require(&principal, &[Role::Node])?;
+            certs::bundle(state, matched.param(0)).await
+        }
         Endpoint::Nodes => {
             require(&principal, &[Role::Admin])?;
             nodes::list(state).await
@@ -291,6 +319,13 @@ async fn route_apps(
         Endpoint::Rollback => versions::rollback(state, tenant, name, req).await,
         Endpoint::Status => status::status(state, tenant, name).await,
         Endpoint::Purge => purge::purge(state, tenant, name, req).await,
+        Endpoint::ListCerts => certs::list(state, tenant, name).await,
+        Endpoint::UploadCert => certs::upload(state, tenant, name, req).await,
+        Endpoint::IssueCert => certs::issue(state, tenant, name, req).await,
+        Endpoint::RenewCert => certs::renew(state, tenant, name, matched.param(1)).await,
+        Endpoint::DeleteCert => certs::delete(state, tenant, name, matched.param(1)).await,
+        Endpoint::GetHttps => certs::https(state, tenant, name).await,
+        Endpoint::SetHttps => certs::set_https(state, tenant, name, req).await,
         _ => Err(ApiError::not_found("no such endpoint")),
     }
 }
@@ -368,6 +403,26 @@ mod tests {
                 "* /v1/tenants/{tenant}/quota",
             ),
             ("GET", "/v1/artifacts/abc", "GET /v1/artifacts/{sha256}"),
+            (
+                "GET",
+                "/v1/certificates/abc",
+                "GET /v1/certificates/{sha256}",
+            ),
+            (
+                "POST",
+                "/v1/apps/shop/certificates/acme",
+                "POST /v1/apps/{app}/certificates/acme",
+            ),
+            (
+                "POST",
+                "/v1/apps/shop/certificates/7/renew",
+                "POST /v1/apps/{app}/certificates/{id}/renew",
+            ),
+            (
+                "DELETE",
+                "/v1/apps/shop/certificates/7",
+                "DELETE /v1/apps/{app}/certificates/{id}",
+            ),
             ("GET", "/v1/apps/", "GET /v1/apps"),
             // Unknown paths and methods: one label, whatever the client sent.
             ("GET", "/v1/apps/shop/secret-admin", OTHER_ROUTE),

@@ -7,7 +7,8 @@ use crate::auth::Auth;
 use crate::compile::Compiler;
 use crate::gc::BlobGc;
 use crate::metrics::CpMetrics;
-use crate::settings::ApiSettings;
+use crate::seal::Keyring;
+use crate::settings::{AcmeConfig, ApiSettings};
 use crate::store::{BlobStore, MetaStore};
 use crate::sync::SyncHub;
 use crate::uploads::UploadSlots;
@@ -28,4 +29,13 @@ pub struct ApiState {
     pub gc: BlobGc,
     /// What the admin listener's `/metrics` serves.
     pub metrics: Arc<CpMetrics>,
+    /// Seals tenants' TLS private keys (and the ACME account) at rest, and
+    /// opens them for nodes.
+    pub kek: Arc<Keyring>,
+    /// The ACME CA, if one is configured (else ACME requests are refused
+    /// with `acme-not-configured`).
+    pub acme: Option<AcmeConfig>,
+    /// Wakes the ACME worker (`crate::acme`): a certificate was requested
+    /// or a renewal forced.
+    pub acme_wake: Arc<tokio::sync::Notify>,
 }

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // A test suite: a failure is a panic naming it.
 
+mod certs;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -48,7 +50,9 @@ fn version(n: u8) -> NewVersion {
 
 /// Tenants, apps, hostnames, versions, deployments, config, limits, the
 /// snapshot and the revision counter, artifacts, node reports, origin apps,
-/// cache purges, storage quotas and which blobs versions reference.
+/// cache purges, storage quotas, which blobs versions reference, and TLS
+/// certificates (with ACME challenges and accounts, and apps' HTTPS
+/// options).
 pub async fn meta_store<M: MetaStore>(store: &M) {
     component_apps(store).await;
     origin_apps(store).await;
@@ -56,6 +60,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     purge_budget(store).await;
     quotas(store).await;
     blob_references(store).await;
+    certs::certificates(store).await;
 }
 
 async fn component_apps<M: MetaStore>(store: &M) {
@@ -981,9 +986,9 @@ pub async fn meta_store_check<M: MetaStore>(store: &M, revision: u64, epoch: &st
 
 /// Dump and restore: fill `a`, dump it, restore the dump into the empty
 /// `b` (any backend: the dump is backend-neutral); `b` then dumps and
-/// snapshots as `a` does and carries on from the same revision, purge id
-/// and epoch. An invalid dump or a non-empty target is refused with
-/// nothing written.
+/// snapshots as `a` does and carries on from the same revision, purge id,
+/// certificate id and epoch. An invalid dump or a non-empty target is
+/// refused with nothing written.
 pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
     let (revision, epoch) = meta_store_fill(a).await;
     // Every table: versions with a gap, a deleted app (its deployments and
@@ -1042,6 +1047,7 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
     .await
     .unwrap();
     a.touch_node("node-2", 1001).await.unwrap();
+    let certificate_counter = certs::fill_for_dump(a).await;
 
     let dump = a.dump().await.unwrap();
     assert_eq!(dump.epoch, epoch);
@@ -1053,6 +1059,23 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
     assert_eq!((dump.versions.len(), dump.deployments.len()), (2, 2));
     assert_eq!((dump.purges.len(), dump.purge_counter), (3, 3));
     assert_eq!((dump.artifacts.len(), dump.nodes.len()), (1, 2));
+    assert_eq!(
+        (
+            dump.certificates.len(),
+            dump.certificate_counter,
+            dump.acme_challenges.len(),
+            dump.acme_accounts.len()
+        ),
+        (2, certificate_counter, 2, 1)
+    );
+    assert_eq!(
+        dump.acme_challenges
+            .iter()
+            .map(|c| c.token.as_str())
+            .collect::<Vec<_>>(),
+        vec!["z-token", "a-token"],
+        "a certificate's challenges in their stored order"
+    );
     // What a file carries: JSON, read back the same.
     let dump: StoreDump = serde_json::from_str(&serde_json::to_string(&dump).unwrap()).unwrap();
 
@@ -1076,6 +1099,26 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
     let mut bad = dump.clone();
     bad.revision = u64::MAX;
     breaks.push(("a revision SQL cannot hold", bad));
+    let mut bad = dump.clone();
+    bad.certificate_counter = 1;
+    breaks.push(("certificate ids above the counter", bad));
+    let mut bad = dump.clone();
+    bad.certificates.push(bad.certificates[0].clone());
+    breaks.push(("a certificate twice", bad));
+    let mut bad = dump.clone();
+    bad.certificates[0].app = app("nope");
+    breaks.push(("a certificate of an unknown app", bad));
+    let mut bad = dump.clone();
+    bad.acme_challenges[0].certificate = 999;
+    breaks.push(("a challenge of an unknown certificate", bad));
+    let mut bad = dump.clone();
+    bad.acme_accounts.push(bad.acme_accounts[0].clone());
+    breaks.push(("an ACME account twice", bad));
+    let mut bad = dump.clone();
+    if let Some(m) = bad.certificates[0].material.as_mut() {
+        m.not_after_unix = u64::MAX;
+    }
+    breaks.push(("a notAfter SQL cannot hold", bad));
     for (what, bad) in breaks {
         match b.restore(bad).await {
             Err(StoreError::Restore(RestoreError::Invalid(_))) => {}
@@ -1132,6 +1175,7 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
         .await
         .unwrap();
     assert_eq!(v.version, 4, "version numbers continue");
+    certs::check_restored(a, b, certificate_counter).await;
 }
 
 /// Content addressing, idempotent puts, absent and malformed names.

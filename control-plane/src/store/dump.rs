@@ -13,8 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{AppError, Purge};
+use edge_common::sync::{AcmeChallenge, AppError, AppHttps, Purge};
 use serde::{Deserialize, Serialize};
+
+use super::{CertMaterial, CertRecord, CertSource};
 
 /// The dump format this build writes and reads.
 pub const DUMP_FORMAT: u32 = 1;
@@ -41,6 +43,24 @@ pub struct StoreDump {
     pub artifacts: Vec<ArtifactRow>,
     pub purges: Vec<Purge>,
     pub nodes: Vec<NodeRow>,
+    /// The last certificate id handed out (kept certificates may end below
+    /// it, never above: ids are never reused). Dumps made before
+    /// certificates existed have none of the certificate fields.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub certificate_counter: u64,
+    /// By id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateRow>,
+    /// By certificate, each certificate's in their stored order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acme_challenges: Vec<AcmeChallengeRow>,
+    /// By directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acme_accounts: Vec<AcmeAccountRow>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +81,8 @@ pub struct AppRow {
     pub forward_override_headers: bool,
     pub config: BTreeMap<String, String>,
     pub limits: AppLimits,
+    #[serde(default, skip_serializing_if = "AppHttps::is_default")]
+    pub https: AppHttps,
     pub created_unix: u64,
     pub updated_revision: u64,
 }
@@ -123,6 +145,144 @@ pub struct NodeRow {
     pub last_seen_unix: u64,
 }
 
+/// A certificate: its key only sealed (a dump holds no private key in the
+/// clear, and restoring needs the same key-encryption key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRow {
+    pub id: u64,
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub hosts: Vec<HostPattern>,
+    pub source: CertSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material: Option<CertMaterialRow>,
+    pub last_error: Option<String>,
+    pub attempts: u32,
+    pub next_attempt_unix: Option<u64>,
+    pub created_unix: u64,
+    pub updated_unix: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertMaterialRow {
+    pub chain_pem: String,
+    /// Hex.
+    #[serde(with = "hex_bytes")]
+    pub sealed_key: Vec<u8>,
+    pub bundle_sha256: String,
+    pub bundle_size: u64,
+    pub issuer: String,
+    pub not_before_unix: u64,
+    pub not_after_unix: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeChallengeRow {
+    pub certificate: u64,
+    pub host: String,
+    pub token: String,
+    pub key_authorization: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeAccountRow {
+    pub directory: String,
+    /// The sealed credentials, hex.
+    #[serde(with = "hex_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+impl From<CertRecord> for CertificateRow {
+    fn from(c: CertRecord) -> Self {
+        Self {
+            id: c.id,
+            tenant: c.tenant,
+            app: c.app,
+            hosts: c.hosts,
+            source: c.source,
+            material: c.material.map(|m| CertMaterialRow {
+                chain_pem: m.chain_pem,
+                sealed_key: m.sealed_key,
+                bundle_sha256: m.bundle_sha256,
+                bundle_size: m.bundle_size,
+                issuer: m.issuer,
+                not_before_unix: m.not_before_unix,
+                not_after_unix: m.not_after_unix,
+            }),
+            last_error: c.last_error,
+            attempts: c.attempts,
+            next_attempt_unix: c.next_attempt_unix,
+            created_unix: c.created_unix,
+            updated_unix: c.updated_unix,
+        }
+    }
+}
+
+impl From<CertificateRow> for CertRecord {
+    fn from(c: CertificateRow) -> Self {
+        Self {
+            id: c.id,
+            tenant: c.tenant,
+            app: c.app,
+            hosts: c.hosts,
+            source: c.source,
+            material: c.material.map(|m| CertMaterial {
+                chain_pem: m.chain_pem,
+                sealed_key: m.sealed_key,
+                bundle_sha256: m.bundle_sha256,
+                bundle_size: m.bundle_size,
+                issuer: m.issuer,
+                not_before_unix: m.not_before_unix,
+                not_after_unix: m.not_after_unix,
+            }),
+            last_error: c.last_error,
+            attempts: c.attempts,
+            next_attempt_unix: c.next_attempt_unix,
+            created_unix: c.created_unix,
+            updated_unix: c.updated_unix,
+        }
+    }
+}
+
+impl AcmeChallengeRow {
+    pub fn challenge(&self) -> AcmeChallenge {
+        AcmeChallenge {
+            host: self.host.clone(),
+            token: self.token.clone(),
+            key_authorization: self.key_authorization.clone(),
+        }
+    }
+}
+
+/// Bytes as a lowercase hex string (sealed keys are small; hex keeps a
+/// dump readable JSON without another encoding crate).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&edge_common::signing::to_hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom("hex: an odd number of digits"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom("hex: not a hex digit"))
+            })
+            .collect()
+    }
+}
+
 /// Why a restore was refused; nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
@@ -155,6 +315,10 @@ impl StoreDump {
             artifacts: vec![],
             purges: vec![],
             nodes: vec![],
+            certificate_counter: 0,
+            certificates: vec![],
+            acme_challenges: vec![],
+            acme_accounts: vec![],
         }
     }
 
@@ -174,6 +338,9 @@ impl StoreDump {
             (self.artifacts.len(), "artifact records"),
             (self.purges.len(), "purges"),
             (self.nodes.len(), "nodes"),
+            (self.certificates.len(), "certificates"),
+            (self.acme_challenges.len(), "ACME challenges"),
+            (self.acme_accounts.len(), "ACME accounts"),
         ];
         let mut parts: Vec<String> = counts
             .iter()
@@ -185,6 +352,12 @@ impl StoreDump {
         }
         if self.purge_counter > 0 {
             parts.push(format!("{} purge ids handed out", self.purge_counter));
+        }
+        if self.certificate_counter > 0 {
+            parts.push(format!(
+                "{} certificate ids handed out",
+                self.certificate_counter
+            ));
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -199,8 +372,9 @@ impl StoreDump {
 
     /// Refuses a dump a store could not have made: another format, a
     /// number SQL cannot hold, a row without the row it belongs to, a key
-    /// twice, an active version that does not exist, a purge id above the
-    /// counter. Both backends check it before writing anything.
+    /// twice, an active version that does not exist, a purge or
+    /// certificate id above its counter. Both backends check it before
+    /// writing anything.
     pub fn check(&self) -> Result<(), RestoreError> {
         let invalid = |m: String| Err(RestoreError::Invalid(m));
         if self.format != DUMP_FORMAT {
@@ -324,6 +498,51 @@ impl StoreDump {
             numbers.extend(n.applied_revision.map(|r| ("nodes.applied_revision", r)));
             numbers.extend(n.rejected_revision.map(|r| ("nodes.rejected_revision", r)));
         }
+        numbers.push(("certificate_counter", self.certificate_counter));
+        let mut certificates = BTreeSet::new();
+        for c in &self.certificates {
+            if c.id == 0 || c.id > self.certificate_counter {
+                return invalid(format!(
+                    "certificate {} is 0 or above the certificate counter",
+                    c.id
+                ));
+            }
+            if !certificates.insert(c.id) {
+                return invalid(format!("certificate {} twice", c.id));
+            }
+            if !apps.contains_key(&(&c.tenant, &c.app)) {
+                return invalid(format!("certificate {} of unknown app {}", c.id, c.app));
+            }
+            numbers.extend([
+                ("certificates.created_unix", c.created_unix),
+                ("certificates.updated_unix", c.updated_unix),
+            ]);
+            numbers.extend(
+                c.next_attempt_unix
+                    .map(|n| ("certificates.next_attempt_unix", n)),
+            );
+            if let Some(m) = &c.material {
+                numbers.extend([
+                    ("certificates.bundle_size", m.bundle_size),
+                    ("certificates.not_before_unix", m.not_before_unix),
+                    ("certificates.not_after_unix", m.not_after_unix),
+                ]);
+            }
+        }
+        for ch in &self.acme_challenges {
+            if !certificates.contains(&ch.certificate) {
+                return invalid(format!(
+                    "ACME challenge {} of unknown certificate {}",
+                    ch.token, ch.certificate
+                ));
+            }
+        }
+        let mut directories = BTreeSet::new();
+        for a in &self.acme_accounts {
+            if !directories.insert(&a.directory) {
+                return invalid(format!("ACME account of {} twice", a.directory));
+            }
+        }
         if let Some((field, value)) = numbers.iter().find(|(_, v)| *v > MAX_STORED) {
             return invalid(format!("{field} {value} is over {MAX_STORED}"));
         }
@@ -337,4 +556,100 @@ pub(crate) fn new_epoch() -> Result<String, super::StoreError> {
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut epoch)
         .map_err(|_| super::StoreError::Backend("the system random source failed".into()))?;
     Ok(edge_common::signing::to_hex(&epoch))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A dump as a control plane wrote it before certificates existed.
+    const BEFORE_CERTIFICATES: &str = r#"{
+        "format": 1, "epoch": "e1", "revision": 3, "purge_counter": 0,
+        "tenants": [{"id": "acme", "created_unix": 1, "storage_quota_bytes": null}],
+        "apps": [{"tenant": "acme", "name": "web", "active_version": null, "origin": null,
+                  "forward_override_headers": false, "config": {}, "limits": {},
+                  "created_unix": 1, "updated_revision": 3}],
+        "hosts": [{"host": "web.test", "tenant": "acme", "app": "web", "position": 0}],
+        "versions": [], "deployments": [], "artifacts": [], "purges": [], "nodes": []
+    }"#;
+
+    #[test]
+    fn a_dump_from_before_certificates_still_reads_and_checks() {
+        let dump: StoreDump = serde_json::from_str(BEFORE_CERTIFICATES).unwrap();
+        dump.check().unwrap();
+        assert_eq!(dump.apps[0].https, AppHttps::default());
+        assert_eq!(dump.certificate_counter, 0);
+        assert!(dump.certificates.is_empty() && dump.acme_challenges.is_empty());
+        assert!(dump.acme_accounts.is_empty());
+    }
+
+    fn with_certificate() -> StoreDump {
+        let mut dump: StoreDump = serde_json::from_str(BEFORE_CERTIFICATES).unwrap();
+        dump.certificate_counter = 4;
+        dump.certificates.push(CertificateRow {
+            id: 3,
+            tenant: "acme".parse().unwrap(),
+            app: "web".parse().unwrap(),
+            hosts: vec![HostPattern::try_from("web.test".to_string()).unwrap()],
+            source: CertSource::Uploaded,
+            material: Some(CertMaterialRow {
+                chain_pem: "chain".into(),
+                sealed_key: vec![0, 1, 0xab, 0xff],
+                bundle_sha256: "ab".repeat(32),
+                bundle_size: 10,
+                issuer: "CN=ca".into(),
+                not_before_unix: 1,
+                not_after_unix: 2,
+            }),
+            last_error: None,
+            attempts: 0,
+            next_attempt_unix: None,
+            created_unix: 1,
+            updated_unix: 1,
+        });
+        dump.acme_accounts.push(AcmeAccountRow {
+            directory: "https://ca.test/dir".into(),
+            sealed: vec![7, 0x80],
+        });
+        dump
+    }
+
+    #[test]
+    fn sealed_bytes_travel_as_hex_and_come_back_the_same() {
+        let dump = with_certificate();
+        dump.check().unwrap();
+        let text = serde_json::to_string(&dump).unwrap();
+        assert!(text.contains(r#""sealed_key":"0001abff""#), "{text}");
+        assert!(text.contains(r#""sealed":"0780""#), "{text}");
+        assert!(text.contains(r#""source":"uploaded""#), "{text}");
+        let back: StoreDump = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, dump);
+    }
+
+    #[test]
+    fn malformed_sealed_bytes_are_refused_when_read() {
+        let text = serde_json::to_string(&with_certificate()).unwrap();
+        for (bad, why) in [(r#""0001abf""#, "odd"), (r#""0001abzz""#, "not a hex")] {
+            let broken = text.replace(r#""0001abff""#, bad);
+            let error = serde_json::from_str::<StoreDump>(&broken).unwrap_err();
+            assert!(error.to_string().contains(why), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_of_another_tenants_app_is_invalid() {
+        let mut dump = with_certificate();
+        dump.tenants.push(TenantRow {
+            id: "other".parse().unwrap(),
+            created_unix: 1,
+            storage_quota_bytes: None,
+        });
+        dump.certificates[0].tenant = "other".parse().unwrap();
+        match dump.check() {
+            Err(RestoreError::Invalid(why)) => assert!(why.contains("unknown app"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -18,12 +18,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot};
+use edge_common::sync::{
+    AcmeChallenge, AppHttps, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot,
+};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use super::{
-    AppOrigin, AppRecord, BlobInfo, BlobStore, DeploymentRecord, MetaStore, NewVersion, NodeRecord,
-    PurgeRate, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
+    AppOrigin, AppRecord, BlobInfo, BlobStore, CertMaterial, CertRecord, DeploymentRecord,
+    MetaStore, NewCertificate, NewVersion, NodeRecord, PurgeRate, StoreDump, StoreError,
+    StoreResult, TenantRecord, TenantStorage, VersionRecord,
 };
 
 /// One store call: sub-millisecond on SQLite, a round trip or more on a
@@ -223,6 +226,37 @@ instrument!("meta", InstrumentedMeta: MetaStore {
     fn record_node_report(&self, node: &str, report: &NodeReport, now_unix: u64) -> StoreResult<()>;
     fn touch_node(&self, node: &str, now_unix: u64) -> StoreResult<()>;
     fn nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+    fn set_app_https(&self, tenant: &TenantId, name: &AppName, https: &AppHttps) -> StoreResult<u64>;
+    fn add_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        new: NewCertificate,
+    ) -> StoreResult<(CertRecord, u64)>;
+    fn list_certificates(&self, tenant: &TenantId, app: &AppName) -> StoreResult<Vec<CertRecord>>;
+    fn all_certificates(&self) -> StoreResult<Vec<CertRecord>>;
+    fn get_certificate(&self, id: u64) -> StoreResult<CertRecord>;
+    fn delete_certificate(&self, tenant: &TenantId, app: &AppName, id: u64) -> StoreResult<u64>;
+    fn claim_certificate(&self, id: u64, expected: Option<u64>, lease_until: u64) -> StoreResult<bool>;
+    fn record_certificate_issued(
+        &self,
+        id: u64,
+        material: CertMaterial,
+        next_attempt_unix: Option<u64>,
+    ) -> StoreResult<u64>;
+    fn record_certificate_failure(&self, id: u64, error: &str, next_attempt_unix: u64) -> StoreResult<()>;
+    fn schedule_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        id: u64,
+        at: u64,
+    ) -> StoreResult<CertRecord>;
+    fn set_acme_challenges(&self, id: u64, challenges: &[AcmeChallenge]) -> StoreResult<u64>;
+    fn reseal_certificate_key(&self, id: u64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
+    fn acme_account(&self, directory: &str) -> StoreResult<Option<Vec<u8>>>;
+    fn put_acme_account(&self, directory: &str, sealed: &[u8], replace: bool) -> StoreResult<Vec<u8>>;
+    fn acme_accounts(&self) -> StoreResult<Vec<(String, Vec<u8>)>>;
     fn dump(&self) -> StoreResult<StoreDump>;
     fn restore(&self, dump: StoreDump) -> StoreResult<()>;
 });

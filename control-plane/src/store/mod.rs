@@ -1,6 +1,6 @@
 //! Where the control plane keeps its state: metadata (tenants, apps,
-//! versions, deployments, cache purges, node reports, the revision
-//! counter) behind
+//! versions, deployments, cache purges, node reports, TLS certificates
+//! and ACME state, the revision counter) behind
 //! [`MetaStore`], and content-addressed bytes (uploaded sources, compiled
 //! artifacts) behind [`BlobStore`].
 //!
@@ -16,24 +16,28 @@
 //! must pass the same suite in `conformance` (behind the `conformance`
 //! feature). [`location`] names a store on the command line, and
 //! [`dump::StoreDump`] carries a whole metadata store from one backend to
-//! another. Every method
+//! another. [`ownership`] says which names a tenant may have a
+//! certificate served for. Every method
 //! is one transaction: a backend may not expose half a change, and every
 //! change that alters what nodes serve bumps the revision in the same
 //! transaction.
 
 // Test code that panics: compiled only for tests (`conformance` feature,
 // which the crate's own dev-dependency turns on).
+mod cert_rows;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod dump;
 pub mod fs;
 pub mod instrumented;
 pub mod location;
+pub mod ownership;
 pub mod postgres;
 pub mod s3;
 pub mod sqlite;
 
 pub use dump::{RestoreError, StoreDump};
+pub use ownership::OwnedHosts;
 
 use std::collections::BTreeMap;
 
@@ -41,7 +45,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot};
+use edge_common::sync::{
+    AcmeChallenge, AppHttps, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -193,6 +199,8 @@ pub struct AppRecord {
     pub origin: Option<AppOrigin>,
     pub config: BTreeMap<String, String>,
     pub limits: AppLimits,
+    /// HTTPS redirect and HSTS.
+    pub https: AppHttps,
     pub created_unix: u64,
     /// The revision of the app's last change (deploy, config, limits,
     /// origin).
@@ -208,6 +216,120 @@ pub struct AppOrigin {
     /// names with `_` to the origin (nodes drop them by default: they
     /// change the origin's answer without being part of the cache key).
     pub forward_override_headers: bool,
+}
+
+/// Where a certificate comes from (on the wire:
+/// `edge_common::api::CertificateSource`; in a dump, as `as_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertSource {
+    Uploaded,
+    Acme,
+}
+
+impl CertSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Uploaded => "uploaded",
+            Self::Acme => "acme",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "uploaded" => Some(Self::Uploaded),
+            "acme" => Some(Self::Acme),
+            _ => None,
+        }
+    }
+}
+
+/// What nodes serve: the chain, the sealed private key and the facts read
+/// from the leaf.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertMaterial {
+    /// PEM, leaf first.
+    pub chain_pem: String,
+    /// The private key's PEM, sealed with the key-encryption key
+    /// (`crate::seal`): the store never holds it in the clear.
+    pub sealed_key: Vec<u8>,
+    /// SHA-256 (hex) and size of the bundle nodes fetch
+    /// (`edge_common::sync::certificate_bundle` of the chain and the key).
+    pub bundle_sha256: String,
+    pub bundle_size: u64,
+    /// The leaf's issuer name.
+    pub issuer: String,
+    pub not_before_unix: u64,
+    pub not_after_unix: u64,
+}
+
+impl CertMaterial {
+    /// Two thirds through the lifetime: when an ACME certificate is
+    /// renewed, and from when any certificate is shown as `expiring`.
+    pub fn renewal_unix(&self) -> u64 {
+        let lifetime = self.not_after_unix.saturating_sub(self.not_before_unix);
+        self.not_before_unix + lifetime / 3 * 2
+    }
+}
+
+impl std::fmt::Debug for CertMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertMaterial")
+            .field("bundle_sha256", &self.bundle_sha256)
+            .field("issuer", &self.issuer)
+            .field("not_before_unix", &self.not_before_unix)
+            .field("not_after_unix", &self.not_after_unix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A tenant's TLS certificate for some of its hostnames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRecord {
+    pub id: u64,
+    pub tenant: TenantId,
+    pub app: AppName,
+    /// The names to serve it for. A snapshot keeps only those the tenant
+    /// still owns.
+    pub hosts: Vec<HostPattern>,
+    pub source: CertSource,
+    /// None until an ACME certificate is first issued.
+    pub material: Option<CertMaterial>,
+    /// The last ACME failure since the last success.
+    pub last_error: Option<String>,
+    /// Failed ACME attempts since the last success.
+    pub attempts: u32,
+    /// ACME: when the control plane acts next (an order, a retry, a
+    /// renewal, or the end of a replica's lease); none for an upload.
+    pub next_attempt_unix: Option<u64>,
+    pub created_unix: u64,
+    pub updated_unix: u64,
+}
+
+impl CertRecord {
+    /// What it is doing at `now` (`edgectl certs list`, metrics): without
+    /// material, `failed` once an attempt failed, else `pending`; with
+    /// material, `expiring` from two thirds through its lifetime (when an
+    /// ACME certificate is renewed), else `issued`.
+    pub fn status(&self, now_unix: u64) -> edge_common::api::CertificateStatus {
+        use edge_common::api::CertificateStatus;
+        match &self.material {
+            None if self.last_error.is_some() => CertificateStatus::Failed,
+            None => CertificateStatus::Pending,
+            Some(m) if now_unix >= m.renewal_unix() => CertificateStatus::Expiring,
+            Some(_) => CertificateStatus::Issued,
+        }
+    }
+}
+
+/// A certificate to add: an upload (with material) or an ACME request
+/// (without, and a first attempt due at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    pub hosts: Vec<HostPattern>,
+    pub source: CertSource,
+    pub material: Option<CertMaterial>,
+    pub next_attempt_unix: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -385,7 +507,10 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> StoreResult<(Purge, u64)>;
 
     /// The revision, every app with an active version, every origin app
-    /// and the kept purges (oldest first), read in one transaction.
+    /// and the kept purges (oldest first), every certificate with material
+    /// (by id; its hosts cut to those its tenant owns, see [`OwnedHosts`],
+    /// and left out if none is) and the pending ACME challenges (by
+    /// certificate and token), read in one transaction.
     async fn snapshot(&self) -> StoreResult<Snapshot>;
 
     /// The artifact compiled from `source_sha256` for engine `engine`.
@@ -414,6 +539,114 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Notes that `node` polled for changes (creates its record if new).
     async fn touch_node(&self, node: &str, now_unix: u64) -> StoreResult<()>;
     async fn nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+
+    /// An app's HTTPS options (a 308 from plain HTTP, an HSTS value);
+    /// bumps the revision. `NotFound` if the tenant has no such app.
+    async fn set_app_https(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        https: &AppHttps,
+    ) -> StoreResult<u64>;
+
+    // ---- TLS certificates (see `CertRecord`). Every change to what nodes
+    // serve (a certificate with material added, replaced or deleted; the
+    // ACME challenges) bumps the revision in its transaction. Deleting an
+    // app deletes its certificates and their challenges.
+
+    /// Adds a certificate to an app (`NotFound` if the tenant has no such
+    /// app); ids start at 1 and are never reused. Bumps the revision if it
+    /// has material. Returns the record and the revision after it.
+    async fn add_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        new: NewCertificate,
+    ) -> StoreResult<(CertRecord, u64)>;
+    /// One app's certificates, by id.
+    async fn list_certificates(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+    ) -> StoreResult<Vec<CertRecord>>;
+    /// Every certificate of every tenant, by id (the ACME worker, metrics,
+    /// key-encryption-key rotation).
+    async fn all_certificates(&self) -> StoreResult<Vec<CertRecord>>;
+    /// One certificate by id, whoever owns it; `NotFound` if none.
+    async fn get_certificate(&self, id: u64) -> StoreResult<CertRecord>;
+    /// Deletes one certificate of the app (and its challenges); returns the
+    /// revision after it, bumped if nodes served it or answered its
+    /// challenges (else unchanged). `NotFound` unless `id` is a certificate
+    /// of that app.
+    async fn delete_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        id: u64,
+    ) -> StoreResult<u64>;
+    /// Takes the ACME work of a certificate for one control plane: sets
+    /// `next_attempt_unix` to `lease_until` only if it still is `expected`
+    /// (compare-and-swap; `expected: None` matches none), so that of
+    /// several replicas one wins; true if this call won (false for an id
+    /// that does not exist). A replica that dies mid-order leaves the lease
+    /// to expire, and the work is taken again then. No revision.
+    async fn claim_certificate(
+        &self,
+        id: u64,
+        expected: Option<u64>,
+        lease_until: u64,
+    ) -> StoreResult<bool>;
+    /// Sets the material of a certificate (issued or renewed); clears its
+    /// last error, its attempts and its challenges, sets its next attempt
+    /// (the renewal time), bumps the revision; returns it.
+    async fn record_certificate_issued(
+        &self,
+        id: u64,
+        material: CertMaterial,
+        next_attempt_unix: Option<u64>,
+    ) -> StoreResult<u64>;
+    /// Notes a failed ACME attempt: `last_error`, one more attempt, the
+    /// next one at `next_attempt_unix`, and its challenges cleared (bumps
+    /// the revision only if it had challenges). The material, if any, is
+    /// kept and still served.
+    async fn record_certificate_failure(
+        &self,
+        id: u64,
+        error: &str,
+        next_attempt_unix: u64,
+    ) -> StoreResult<()>;
+    /// Moves the next ACME attempt of an app's certificate to `at` (a
+    /// forced renewal); `NotFound` unless `id` is a certificate of that app.
+    async fn schedule_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        id: u64,
+        at: u64,
+    ) -> StoreResult<CertRecord>;
+    /// Replaces the certificate's pending HTTP-01 challenges (empty: none);
+    /// bumps the revision; returns it. `NotFound` if there is no such
+    /// certificate. A snapshot carries a challenge only while the
+    /// certificate's tenant owns its host ([`OwnedHosts`]).
+    async fn set_acme_challenges(&self, id: u64, challenges: &[AcmeChallenge]) -> StoreResult<u64>;
+    /// Replaces the sealed key of a certificate if it still is `old`
+    /// (compare-and-swap); true if replaced. The key inside is the same, so
+    /// the revision is not bumped (key-encryption-key rotation).
+    async fn reseal_certificate_key(&self, id: u64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
+
+    /// The ACME account for a directory URL: its sealed credentials.
+    async fn acme_account(&self, directory: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Stores the account for `directory` unless one is there already;
+    /// returns the stored one (so two replicas end up using one account).
+    /// With `replace`, overwrites (key-encryption-key rotation).
+    async fn put_acme_account(
+        &self,
+        directory: &str,
+        sealed: &[u8],
+        replace: bool,
+    ) -> StoreResult<Vec<u8>>;
+    /// Every ACME account: (directory, sealed credentials).
+    async fn acme_accounts(&self) -> StoreResult<Vec<(String, Vec<u8>)>>;
 
     /// Every table's rows, the revision, the purge counter and the epoch,
     /// read in one transaction.

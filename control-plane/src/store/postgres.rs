@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction};
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{ArtifactRef, Purge, PurgeTarget, SnapshotApp, SnapshotOrigin};
+use edge_common::sync::{AppHttps, ArtifactRef, Purge, PurgeTarget, SnapshotApp, SnapshotOrigin};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
@@ -169,6 +169,7 @@ macro_rules! transaction {
     }};
 }
 
+mod certs;
 mod dump;
 mod meta;
 pub mod notify;
@@ -408,7 +409,7 @@ async fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> Tx
     let row = tx
         .query_opt(
             "SELECT active_version, config, limits, created_unix, updated_revision, origin,
-                    forward_override_headers
+                    forward_override_headers, https_redirect, hsts
              FROM apps WHERE tenant = $1 AND name = $2",
             &[&tenant.as_str(), &name.as_str()],
         )
@@ -438,6 +439,10 @@ async fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> Tx
         },
         config: json(row.try_get(1)?)?,
         limits: json(row.try_get(2)?)?,
+        https: AppHttps {
+            redirect: row.try_get(7)?,
+            hsts: row.try_get(8)?,
+        },
         created_unix: u(row.try_get(3)?),
         updated_revision: u(row.try_get(4)?),
     })
@@ -536,6 +541,7 @@ async fn snapshot_apps(tx: &Transaction<'_>) -> TxResult<Vec<SnapshotApp>> {
             artifact: version.artifact,
             config: app.config,
             limits: app.limits,
+            https: app.https,
         });
     }
     Ok(apps)
@@ -562,6 +568,7 @@ async fn snapshot_origins(tx: &Transaction<'_>) -> TxResult<Vec<SnapshotOrigin>>
             origin: origin.url,
             limits: app.limits,
             forward_override_headers: origin.forward_override_headers,
+            https: app.https,
         });
     }
     Ok(origins)

@@ -12,14 +12,15 @@ use async_trait::async_trait;
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{
-    ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot, SnapshotApp, SnapshotOrigin,
+    AcmeChallenge, AppHttps, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot, SnapshotApp,
+    SnapshotOrigin,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
-    AppOrigin, AppRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewVersion, NodeRecord,
-    PurgeRate, QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage,
-    VersionRecord, now_unix, purge_rate_check,
+    AppOrigin, AppRecord, CertMaterial, CertRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore,
+    NewCertificate, NewVersion, NodeRecord, PurgeRate, QuotaExceeded, StoreDump, StoreError,
+    StoreResult, TenantRecord, TenantStorage, VersionRecord, now_unix, purge_rate_check,
 };
 use edge_common::sync::ApplyOutcome;
 
@@ -30,6 +31,7 @@ mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
 
+mod certs;
 mod dump;
 
 pub struct SqliteMetaStore {
@@ -286,7 +288,7 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
     let row = tx
         .query_row(
             "SELECT active_version, config, limits, created_unix, updated_revision, origin,
-                    forward_override_headers
+                    forward_override_headers, https_redirect, hsts
              FROM apps WHERE tenant = ?1 AND name = ?2",
             params![tenant.as_str(), name.as_str()],
             |row| {
@@ -298,6 +300,10 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
                     row.get::<_, i64>(4)?,
                     row.get::<_, Option<String>>(5)?,
                     row.get::<_, bool>(6)?,
+                    AppHttps {
+                        redirect: row.get(7)?,
+                        hsts: row.get(8)?,
+                    },
                 ))
             },
         )
@@ -325,6 +331,7 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
         }),
         config: serde_json::from_str(&row.1).map_err(backend)?,
         limits: serde_json::from_str(&row.2).map_err(backend)?,
+        https: row.7,
         created_unix: row.3 as u64,
         updated_revision: row.4 as u64,
     })
@@ -410,6 +417,7 @@ fn snapshot_apps(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotApp>> {
             artifact: version.artifact,
             config: app.config,
             limits: app.limits,
+            https: app.https,
         });
     }
     Ok(apps)
@@ -439,6 +447,7 @@ fn snapshot_origins(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotOrigin>> {
             origin: origin.url,
             limits: app.limits,
             forward_override_headers: origin.forward_override_headers,
+            https: app.https,
         });
     }
     Ok(origins)
@@ -692,6 +701,7 @@ impl MetaStore for SqliteMetaStore {
         let (tenant, name) = (tenant.clone(), name.clone());
         self.tx(move |tx| {
             app_exists(tx, &tenant, &name)?;
+            certs::delete_of_app(tx, &tenant, &name)?;
             for table in ["apps", "hosts", "versions", "deployments"] {
                 let column = if table == "apps" { "name" } else { "app" };
                 tx.execute(
@@ -992,6 +1002,7 @@ impl MetaStore for SqliteMetaStore {
                     row.get(0)
                 })
                 .map_err(backend)?;
+            let (certificates, acme_challenges) = certs::snapshot(tx)?;
             Ok(Snapshot {
                 epoch,
                 revision,
@@ -999,6 +1010,8 @@ impl MetaStore for SqliteMetaStore {
                 apps: snapshot_apps(tx)?,
                 origins: snapshot_origins(tx)?,
                 purges: snapshot_purges(tx)?,
+                certificates,
+                acme_challenges,
             })
         })
         .await
@@ -1171,6 +1184,129 @@ impl MetaStore for SqliteMetaStore {
             .map_err(backend)
         })
         .await
+    }
+
+    async fn set_app_https(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        https: &AppHttps,
+    ) -> StoreResult<u64> {
+        let (tenant, name, https) = (tenant.clone(), name.clone(), https.clone());
+        self.tx(move |tx| certs::set_app_https(tx, &tenant, &name, &https))
+            .await
+    }
+
+    async fn add_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        new: NewCertificate,
+    ) -> StoreResult<(CertRecord, u64)> {
+        let (tenant, app) = (tenant.clone(), app.clone());
+        self.tx(move |tx| certs::add(tx, &tenant, &app, new)).await
+    }
+
+    async fn list_certificates(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+    ) -> StoreResult<Vec<CertRecord>> {
+        let (tenant, app) = (tenant.clone(), app.clone());
+        self.tx(move |tx| certs::list(tx, &tenant, &app)).await
+    }
+
+    async fn all_certificates(&self) -> StoreResult<Vec<CertRecord>> {
+        self.tx(certs::all).await
+    }
+
+    async fn get_certificate(&self, id: u64) -> StoreResult<CertRecord> {
+        self.tx(move |tx| certs::load(tx, id)).await
+    }
+
+    async fn delete_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        id: u64,
+    ) -> StoreResult<u64> {
+        let (tenant, app) = (tenant.clone(), app.clone());
+        self.tx(move |tx| certs::delete(tx, &tenant, &app, id))
+            .await
+    }
+
+    async fn claim_certificate(
+        &self,
+        id: u64,
+        expected: Option<u64>,
+        lease_until: u64,
+    ) -> StoreResult<bool> {
+        self.tx(move |tx| certs::claim(tx, id, expected, lease_until))
+            .await
+    }
+
+    async fn record_certificate_issued(
+        &self,
+        id: u64,
+        material: CertMaterial,
+        next_attempt_unix: Option<u64>,
+    ) -> StoreResult<u64> {
+        self.tx(move |tx| certs::record_issued(tx, id, &material, next_attempt_unix))
+            .await
+    }
+
+    async fn record_certificate_failure(
+        &self,
+        id: u64,
+        error: &str,
+        next_attempt_unix: u64,
+    ) -> StoreResult<()> {
+        let error = error.to_string();
+        self.tx(move |tx| certs::record_failure(tx, id, &error, next_attempt_unix))
+            .await
+    }
+
+    async fn schedule_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        id: u64,
+        at: u64,
+    ) -> StoreResult<CertRecord> {
+        let (tenant, app) = (tenant.clone(), app.clone());
+        self.tx(move |tx| certs::schedule(tx, &tenant, &app, id, at))
+            .await
+    }
+
+    async fn set_acme_challenges(&self, id: u64, challenges: &[AcmeChallenge]) -> StoreResult<u64> {
+        let challenges = challenges.to_vec();
+        self.tx(move |tx| certs::set_challenges(tx, id, &challenges))
+            .await
+    }
+
+    async fn reseal_certificate_key(&self, id: u64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        let (old, new) = (old.to_vec(), new.to_vec());
+        self.tx(move |tx| certs::reseal(tx, id, &old, &new)).await
+    }
+
+    async fn acme_account(&self, directory: &str) -> StoreResult<Option<Vec<u8>>> {
+        let directory = directory.to_string();
+        self.tx(move |tx| certs::account(tx, &directory)).await
+    }
+
+    async fn put_acme_account(
+        &self,
+        directory: &str,
+        sealed: &[u8],
+        replace: bool,
+    ) -> StoreResult<Vec<u8>> {
+        let (directory, sealed) = (directory.to_string(), sealed.to_vec());
+        self.tx(move |tx| certs::put_account(tx, &directory, &sealed, replace))
+            .await
+    }
+
+    async fn acme_accounts(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.tx(certs::accounts).await
     }
 
     async fn dump(&self) -> StoreResult<StoreDump> {

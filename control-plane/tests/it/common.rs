@@ -14,7 +14,7 @@ use edge_cp::api::ApiSettings;
 use edge_cp::auth::Role;
 use edge_cp::server::ServerHandle;
 use edge_cp::{BlobsConfig, ControlPlane, CpConfig};
-use edge_node::config::ControlPlaneConfig;
+use edge_node::config::{ControlPlaneConfig, TlsConfig};
 use edge_node::{Node, NodeConfig, NodeHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -287,6 +287,9 @@ pub struct TestNode {
     handle: Option<NodeHandle>,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The HTTPS listener, for a node started with [`TestNode::start_https`].
+    pub https_addr: Option<SocketAddr>,
+    tls: Option<TlsConfig>,
 }
 
 impl TestNode {
@@ -296,14 +299,31 @@ impl TestNode {
 
     /// A node that fails over between several control-plane URLs.
     pub async fn start_with_replicas(cp_urls: &[String], token: String, data_dir: &Path) -> Self {
-        let handle = start_node(cp_urls, &token, data_dir).await;
+        Self::launch(cp_urls, token, data_dir, None).await
+    }
+
+    /// A node with an HTTPS listener too, its file certificates from `tls`
+    /// (the control plane's are served beside them).
+    pub async fn start_https(cp_url: &str, token: String, data_dir: &Path, tls: TlsConfig) -> Self {
+        Self::launch(&[cp_url.to_string()], token, data_dir, Some(tls)).await
+    }
+
+    async fn launch(
+        cp_urls: &[String],
+        token: String,
+        data_dir: &Path,
+        tls: Option<TlsConfig>,
+    ) -> Self {
+        let handle = start_node(cp_urls, &token, data_dir, tls.as_ref()).await;
         Self {
             data_dir: data_dir.to_path_buf(),
             urls: cp_urls.to_vec(),
             token,
             http_addr: handle.http_addr.unwrap(),
             admin_addr: handle.admin_addr.unwrap(),
+            https_addr: handle.https_addr,
             handle: Some(handle),
+            tls,
         }
     }
 
@@ -316,9 +336,10 @@ impl TestNode {
     /// Stops and starts again from the same data directory.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let handle = start_node(&self.urls, &self.token, &self.data_dir).await;
+        let handle = start_node(&self.urls, &self.token, &self.data_dir, self.tls.as_ref()).await;
         self.http_addr = handle.http_addr.unwrap();
         self.admin_addr = handle.admin_addr.unwrap();
+        self.https_addr = handle.https_addr;
         self.handle = Some(handle);
     }
 
@@ -388,10 +409,19 @@ impl TestNode {
     }
 }
 
-async fn start_node(cp_urls: &[String], token: &str, data_dir: &Path) -> NodeHandle {
+async fn start_node(
+    cp_urls: &[String],
+    token: &str,
+    data_dir: &Path,
+    tls: Option<&TlsConfig>,
+) -> NodeHandle {
     let mut config = NodeConfig::from_toml("").unwrap();
     config.listen.http = Some("127.0.0.1:0".parse().unwrap());
     config.listen.admin = Some("127.0.0.1:0".parse().unwrap());
+    if let Some(tls) = tls {
+        config.listen.https = Some("127.0.0.1:0".parse().unwrap());
+        config.tls = Some(tls.clone());
+    }
     config.runtime.instance_slots = 32;
     config.http.shutdown_grace = Duration::from_secs(1);
     // Tenants' origin routes may reach the test origins on this address
@@ -637,8 +667,9 @@ impl CpProcess {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge-cp"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
-            .envs(env.iter().copied())
+            // Before `env`, so that a test may log more.
             .env("EDGE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()

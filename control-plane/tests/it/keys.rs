@@ -109,7 +109,7 @@ async fn replicas_share_one_keys_directory() {
         .find_map(|l| l.strip_prefix("snapshot public key (nodes' trust_key): "))
         .unwrap()
         .to_string();
-    for name in ["token-signing.pk8", "sync-signing.pk8"] {
+    for name in ["token-signing.pk8", "sync-signing.pk8", "kek"] {
         let mode = std::fs::metadata(keys.join(name))
             .unwrap()
             .permissions()

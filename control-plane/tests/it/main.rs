@@ -2,16 +2,20 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod acme;
 mod auth;
 mod cdn;
+mod certs;
 mod common;
 mod connections;
 mod deploy;
 mod edgectl;
 mod isolation;
+mod kek;
 mod keys;
 mod migrate;
 mod ops;
+mod pebble;
 mod pg;
 mod postgres;
 mod purge;

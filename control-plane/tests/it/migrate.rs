@@ -78,8 +78,11 @@ async fn migrate_store_moves_a_control_plane_from_sqlite_to_postgres() {
         .call("POST", "/v1/apps/web/purge", Some(json!({ "all": true })))
         .await;
     assert_eq!(status, 202, "{body}");
+    let tls_state = add_tls_state(cp.dir.path()).await;
     let before = observe(&cp.url(), &cp).await;
     assert_eq!(before.4.apps.len(), 1);
+    assert_eq!(before.4.apps[0].https.hsts.as_deref(), Some("max-age=60"));
+    assert_eq!(before.4.acme_challenges.len(), 1);
     cp.kill().await;
 
     let data_dir = cp.dir.path().to_str().unwrap().to_string();
@@ -165,6 +168,16 @@ async fn migrate_store_moves_a_control_plane_from_sqlite_to_postgres() {
         after, before,
         "the same apps, versions, quota, tenants and snapshot"
     );
+    use edge_cp::store::MetaStore;
+    let migrated = url.connect().await.unwrap();
+    assert_eq!(
+        tls_state,
+        (
+            migrated.all_certificates().await.unwrap(),
+            migrated.acme_accounts().await.unwrap()
+        ),
+        "certificates (sealed keys byte for byte) and ACME accounts move along"
+    );
 
     // A node syncs from it, fetches the copied artifact and serves.
     let node_dir = tempfile::tempdir().unwrap();
@@ -202,6 +215,61 @@ async fn migrate_store_moves_a_control_plane_from_sqlite_to_postgres() {
         !log.contains("s3cret"),
         "the password is never logged:\n{log}"
     );
+}
+
+/// Gives the control plane whose data dir is `data_dir` (running, on
+/// SQLite) TLS state through a second handle on its store: an app's HSTS,
+/// a pending ACME certificate with a challenge, an ACME account (nothing
+/// a node would fetch a bundle for: the sealed bytes here are no real
+/// key). Returns what the store then holds of certificates and accounts.
+async fn add_tls_state(
+    data_dir: &std::path::Path,
+) -> (Vec<edge_cp::store::CertRecord>, Vec<(String, Vec<u8>)>) {
+    use edge_common::sync::{AcmeChallenge, AppHttps};
+    use edge_cp::store::{CertSource, MetaStore, NewCertificate};
+
+    let store = edge_cp::store::sqlite::SqliteMetaStore::open(
+        &edge_cp::store::location::MetaLocation::sqlite_file(data_dir),
+    )
+    .unwrap();
+    let (acme, web) = ("acme".parse().unwrap(), "web".parse().unwrap());
+    let https = AppHttps {
+        redirect: false,
+        hsts: Some("max-age=60".into()),
+    };
+    store.set_app_https(&acme, &web, &https).await.unwrap();
+    let (cert, _) = store
+        .add_certificate(
+            &acme,
+            &web,
+            NewCertificate {
+                hosts: vec!["web.test".to_string().try_into().unwrap()],
+                source: CertSource::Acme,
+                material: None,
+                next_attempt_unix: Some(u64::from(u32::MAX)),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .set_acme_challenges(
+            cert.id,
+            &[AcmeChallenge {
+                host: "web.test".into(),
+                token: "migrated-token".into(),
+                key_authorization: "migrated-token.thumbprint".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    store
+        .put_acme_account("https://ca.test/dir", &[0, 1, 254, 255], false)
+        .await
+        .unwrap();
+    (
+        store.all_certificates().await.unwrap(),
+        store.acme_accounts().await.unwrap(),
+    )
 }
 
 #[test]

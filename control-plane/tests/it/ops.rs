@@ -318,6 +318,22 @@ async fn every_metric_name_in_ops_is_exported() {
     .await;
     assert_eq!(node.get("boom.test", "/").await.0, 500);
     assert_eq!(node.get("nowhere.test", "/").await.0, 404);
+    // A certificate, so that the node exports its expiry.
+    let ca = crate::certs::TestCa::new();
+    let (status, body) = tenant
+        .send(
+            "POST",
+            "/v1/apps/page/certificates",
+            &ca.leaf(&["page.test"], -1, 30).upload(&[]),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    eventually("the certificate synced", || async {
+        node.metrics_text()
+            .await
+            .contains("edge_tls_certificate_expiry_timestamp_seconds{")
+    })
+    .await;
     let (status, body) = tenant
         .send(
             "POST",

@@ -52,7 +52,8 @@ async fn postgres_meta_store_keeps_everything_across_a_reopen() {
         "a new store, a new epoch"
     );
 
-    // The schema is versioned: V1 applied once, however often opened.
+    // The schema is versioned: each version applied once, however often
+    // opened.
     let client = store.pool().get().await.unwrap();
     let applied: Vec<(i32, String)> = client
         .query(
@@ -64,7 +65,10 @@ async fn postgres_meta_store_keeps_everything_across_a_reopen() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(applied, vec![(1, "initial".to_string())]);
+    assert_eq!(
+        applied,
+        vec![(1, "initial".to_string()), (2, "certificates".to_string())]
+    );
 }
 
 #[tokio::test]
@@ -404,4 +408,168 @@ async fn a_purge_budget_holds_across_replicas() {
     }
     assert_eq!((recorded, refused), (25, 15));
     assert_eq!(stores[1].snapshot().await.unwrap().purges.len(), 25);
+}
+
+/// A tenant's certificate as the ACME worker first records it: no
+/// material, its first attempt due at `due`.
+fn pending_certificate(hostname: &str, due: u64) -> edge_cp::store::NewCertificate {
+    edge_cp::store::NewCertificate {
+        hosts: vec![host(hostname)],
+        source: edge_cp::store::CertSource::Acme,
+        material: None,
+        next_attempt_unix: Some(due),
+    }
+}
+
+/// Replicas share the ACME work through the store: of two replicas
+/// claiming one certificate's next attempt at the same moment exactly
+/// one wins, round after round; two registering an ACME account at once
+/// end up with the same one; certificates added from both get distinct
+/// ids, 1 up without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_acme_work_without_doing_it_twice() {
+    let url = pg::new_database().await;
+    let one = Arc::new(url.connect().await.unwrap());
+    let two = Arc::new(url.connect().await.unwrap());
+    let t = tenant("acme-race");
+    one.create_tenant(&t).await.unwrap();
+    one.create_app(
+        &t,
+        &app("web"),
+        &[host("acme-race.test")],
+        &AppLimits::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let (cert, _) = one
+        .add_certificate(&t, &app("web"), pending_certificate("acme-race.test", 100))
+        .await
+        .unwrap();
+
+    let id = cert.id;
+    let mut expected = Some(100);
+    let mut wins = [0usize; 2];
+    for round in 0..30u64 {
+        let (a, b) = race(&one, &two, move |store, who| async move {
+            store
+                .claim_certificate(id, expected, 1000 + round * 10 + who as u64)
+                .await
+        })
+        .await;
+        let winner = match (a.unwrap(), b.unwrap()) {
+            (true, false) => 0,
+            (false, true) => 1,
+            other => panic!("round {round}: exactly one claim wins, got {other:?}"),
+        };
+        wins[winner] += 1;
+        expected = Some(1000 + round * 10 + winner as u64);
+        assert_eq!(
+            two.get_certificate(id).await.unwrap().next_attempt_unix,
+            expected,
+            "round {round}: the winner's lease is stored"
+        );
+    }
+    eprintln!("claim race: wins by replica {wins:?}");
+
+    for round in 0..10 {
+        let directory = format!("https://acme-{round}.test/dir");
+        let (a, b) = race(&one, &two, move |store, who| {
+            let directory = directory.clone();
+            async move {
+                store
+                    .put_acme_account(&directory, format!("account-of-{who}").as_bytes(), false)
+                    .await
+            }
+        })
+        .await;
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a, b, "round {round}: both replicas use one account");
+    }
+    assert_eq!(one.acme_accounts().await.unwrap().len(), 10);
+
+    let mut tasks = Vec::new();
+    for worker in 0..6 {
+        let (store, t) = ([&one, &two][worker % 2].clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..5 {
+                let (cert, _) = store
+                    .add_certificate(&t, &app("web"), pending_certificate("acme-race.test", 1))
+                    .await
+                    .unwrap();
+                ids.push(cert.id);
+            }
+            ids
+        }));
+    }
+    let mut ids = vec![id];
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=31).collect::<Vec<u64>>());
+}
+
+/// A database at V1 (made by the release before certificates) migrates
+/// to V2 on connect: its apps keep everything and get HTTPS off, and
+/// certificates work at once.
+#[tokio::test]
+async fn postgres_meta_store_migrates_a_v1_database_for_certificates() {
+    let url = pg::new_database().await;
+    {
+        let (mut client, connection) = url.config().connect(tokio_postgres::NoTls).await.unwrap();
+        let driver = tokio::spawn(connection);
+        let v1 = refinery::Migration::unapplied(
+            "V1__initial",
+            include_str!("../../migrations/postgres/V1__initial.sql"),
+        )
+        .unwrap();
+        refinery::Runner::new(&[v1])
+            .run_async(&mut client)
+            .await
+            .unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO identity (id, epoch) VALUES (1, 'v1-epoch');
+                 UPDATE revision SET value = 4;
+                 INSERT INTO tenants (id, created_unix) VALUES ('acme', 1);
+                 INSERT INTO hosts VALUES ('proxy.v1.test', 'acme', 'proxy', 0);",
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO apps (tenant, name, active_version, origin, config, limits,
+                                   created_unix, updated_revision)
+                 VALUES ('acme', 'proxy', NULL, 'http://origin.test', '{}', $1, 1, 4)",
+                &[&serde_json::to_string(&AppLimits::default()).unwrap()],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        driver.await.unwrap().unwrap();
+    }
+    let store = url.connect().await.unwrap();
+    let (acme, proxy) = (tenant("acme"), app("proxy"));
+    let old = store.get_app(&acme, &proxy).await.unwrap();
+    assert_eq!(
+        old.origin.map(|o| o.url).as_deref(),
+        Some("http://origin.test")
+    );
+    assert_eq!(old.https, edge_common::sync::AppHttps::default());
+    assert_eq!(store.epoch().await.unwrap(), "v1-epoch");
+    assert_eq!(store.revision().await.unwrap(), 4);
+    let https = edge_common::sync::AppHttps {
+        redirect: true,
+        hsts: None,
+    };
+    assert_eq!(store.set_app_https(&acme, &proxy, &https).await.unwrap(), 5);
+    let (cert, revision) = store
+        .add_certificate(&acme, &proxy, pending_certificate("proxy.v1.test", 9))
+        .await
+        .unwrap();
+    assert_eq!((cert.id, revision), (1, 5));
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.origins[0].https, https);
 }

@@ -199,8 +199,9 @@ async fn sqlite_meta_store_migrates_origin_apps_made_before_their_options() {
 }
 
 /// The schema is versioned: a new database and one made before versioning
-/// (with every table of the time) both end at V1, recorded once however
-/// often opened, with their data kept.
+/// (with every table of the time) both end at the latest version
+/// (V2, certificates), each recorded once however often opened, with
+/// their data kept.
 #[tokio::test]
 async fn sqlite_meta_store_versions_its_schema() {
     use edge_cp::store::MetaStore;
@@ -219,7 +220,8 @@ async fn sqlite_meta_store_versions_its_schema() {
     let fresh = dir.path().join("fresh.sqlite3");
     drop(SqliteMetaStore::open(&fresh).unwrap());
     drop(SqliteMetaStore::open(&fresh).unwrap());
-    assert_eq!(history(&fresh), vec![(1, "initial".to_string())]);
+    let latest = vec![(1, "initial".to_string()), (2, "certificates".to_string())];
+    assert_eq!(history(&fresh), latest);
 
     // Made by the last release without versioning: its schema is V1's.
     let old = dir.path().join("old.sqlite3");
@@ -240,7 +242,73 @@ async fn sqlite_meta_store_versions_its_schema() {
         assert_eq!(store.revision().await.unwrap(), 5);
         assert!(store.tenant_exists(&"acme".parse().unwrap()).await.unwrap());
     }
-    assert_eq!(history(&old), vec![(1, "initial".to_string())]);
+    assert_eq!(history(&old), latest);
+}
+
+/// A database at V1 (made by the release before certificates) migrates
+/// to V2 on open: its apps keep everything and get HTTPS off, and
+/// certificates work at once.
+#[tokio::test]
+async fn sqlite_meta_store_migrates_a_v1_database_for_certificates() {
+    use edge_common::AppLimits;
+    use edge_common::sync::AppHttps;
+    use edge_cp::store::{CertSource, MetaStore, NewCertificate};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite3");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        let v1 = refinery::Migration::unapplied(
+            "V1__initial",
+            include_str!("../../migrations/sqlite/V1__initial.sql"),
+        )
+        .unwrap();
+        refinery::Runner::new(&[v1]).run(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO identity (id, epoch) VALUES (1, 'v1-epoch');
+             UPDATE revision SET value = 4;
+             INSERT INTO tenants (id, created_unix) VALUES ('acme', 1);
+             INSERT INTO hosts VALUES ('web.v1.test', 'acme', 'web', 0);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO apps (tenant, name, active_version, config, limits, created_unix, updated_revision)
+             VALUES ('acme', 'web', NULL, '{\"K\":\"v\"}', ?1, 1, 4)",
+            [serde_json::to_string(&AppLimits::default()).unwrap()],
+        )
+        .unwrap();
+    }
+    let store = SqliteMetaStore::open(&path).unwrap();
+    let (acme, web) = ("acme".parse().unwrap(), "web".parse().unwrap());
+    let old = store.get_app(&acme, &web).await.unwrap();
+    assert_eq!(old.config.get("K").map(String::as_str), Some("v"));
+    assert_eq!(old.https, AppHttps::default(), "HTTPS options start off");
+    assert_eq!(store.revision().await.unwrap(), 4);
+    let https = AppHttps {
+        redirect: false,
+        hsts: Some("max-age=10".into()),
+    };
+    assert_eq!(store.set_app_https(&acme, &web, &https).await.unwrap(), 5);
+    let (cert, revision) = store
+        .add_certificate(
+            &acme,
+            &web,
+            NewCertificate {
+                hosts: vec![
+                    edge_common::names::HostPattern::try_from("web.v1.test".to_string()).unwrap(),
+                ],
+                source: CertSource::Acme,
+                material: None,
+                next_attempt_unix: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((cert.id, revision), (1, 5));
+    drop(store);
+    let store = SqliteMetaStore::open(&path).unwrap();
+    assert_eq!(store.get_app(&acme, &web).await.unwrap().https, https);
+    assert_eq!(store.get_certificate(1).await.unwrap(), cert);
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use super::{AppOutbound, OriginUrl};
 use super::{ConfigError, MAX_ENV_BYTES, MAX_REQUEST_TIME, NodeConfig, invalid};
 use crate::names::{AppName, HostPattern, TenantId};
 pub use edge_common::AppLimits;
+pub use edge_common::sync::AppHttps;
 
 /// One app: a tenant's component, the hostnames it answers, its config values.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +47,11 @@ pub struct AppConfig {
     /// Where the app's component may send HTTP requests. Default: nowhere.
     #[serde(default)]
     pub outbound: AppOutbound,
+    /// `redirect = true`: plain HTTP gets a 308 to HTTPS (ACME challenges
+    /// excepted). `hsts = "max-age=..."`: `Strict-Transport-Security` on
+    /// HTTPS answers. Default: neither.
+    #[serde(default)]
+    pub https: AppHttps,
 }
 
 pub(crate) fn root_prefix() -> String {
@@ -109,6 +115,9 @@ impl NodeConfig {
                 _ => {}
             }
             self.validate_limits(i, &app.limits)?;
+            if let Err(message) = app.https.validate() {
+                return Err(invalid(field("https"), message));
+            }
             let mut env_bytes = 0;
             for (key, value) in &app.env {
                 if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0')

@@ -13,7 +13,7 @@ mod origin;
 mod outbound;
 
 use app::root_prefix;
-pub use app::{AppConfig, AppLimits, normalize_prefix};
+pub use app::{AppConfig, AppHttps, AppLimits, normalize_prefix};
 pub use control_plane::ControlPlaneConfig;
 
 use std::collections::BTreeMap;
@@ -77,13 +77,16 @@ pub struct ListenConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum TlsConfig {
-    /// Development only: one self-signed certificate, generated at start-up,
-    /// valid for every app hostname plus `localhost` and `127.0.0.1`, and
-    /// served for every SNI name (and for clients that send none).
+    /// Development only: a short-lived self-signed certificate for each SNI
+    /// name a client asks for, made on first use (for `localhost` and the
+    /// loopback addresses without SNI). The control plane's certificates
+    /// are served for their names all the same.
     SelfSigned,
-    /// PEM files. A client whose SNI matches no certificate gets the one
-    /// marked `default`, or, if none is, a failed handshake
-    /// (`unrecognized_name` alert).
+    /// PEM files. A client whose SNI matches no certificate (neither these
+    /// nor the control plane's) gets the one marked `default`, or, if none
+    /// is, a failed handshake (`unrecognized_name` alert). On a name both
+    /// list, the more specific entry wins (exact over `*.`), and at equal
+    /// specificity the control plane's. Reloaded on `SIGHUP`.
     Files {
         certificates: Vec<CertificateConfig>,
     },
@@ -241,6 +244,10 @@ pub struct HttpConfig {
     /// `node-at-capacity`. Never more than `runtime.instance_slots`.
     /// Default: `runtime.instance_slots`.
     pub max_concurrent_requests: Option<u32>,
+    /// The port in the `Location` of an app's HTTP-to-HTTPS redirect
+    /// (omitted when 443), for a node behind a load balancer or port
+    /// mapping. Default: the HTTPS listener's port (443 without one).
+    pub https_redirect_port: Option<u16>,
 }
 
 impl Default for HttpConfig {
@@ -261,6 +268,7 @@ impl Default for HttpConfig {
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 1024,
             h2_keep_alive_interval: Duration::from_secs(20),
+            https_redirect_port: None,
         }
     }
 }
@@ -354,6 +362,7 @@ impl NodeConfig {
                 env,
                 limits: AppLimits::default(),
                 outbound: AppOutbound::default(),
+                https: AppHttps::default(),
             }],
             control_plane: None,
             cache: Default::default(),
@@ -504,6 +513,12 @@ impl NodeConfig {
             if value < Duration::from_millis(100) || value > MAX_REQUEST_TIME {
                 return Err(invalid(field, "must be between 100ms and 24h"));
             }
+        }
+        if http.https_redirect_port == Some(0) {
+            return Err(invalid(
+                "http.https_redirect_port",
+                "must be a port, 1 to 65535",
+            ));
         }
         if self.http.h2_max_concurrent_streams == 0 {
             return Err(invalid(

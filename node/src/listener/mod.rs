@@ -19,7 +19,7 @@ use edge_common::conn::{self, ConnectionEnd, ConnectionSlot, ConnectionSlots, Co
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -104,6 +104,12 @@ pub async fn serve(
     let scheme = spec.scheme();
     let open = metrics.connections_open.with_label_values(&[spec.name]);
     let accepted = metrics.connections_total.with_label_values(&[spec.name]);
+    // Resolved once: a handshake does no label lookup.
+    let handshakes = Arc::new(HandshakeCounters {
+        ok: metrics.tls_handshakes.with_label_values(&["ok"]),
+        failed: metrics.tls_handshakes.with_label_values(&["failed"]),
+        timeout: metrics.tls_handshakes.with_label_values(&["timeout"]),
+    });
     let timeouts = ConnectionTimeouts {
         first_bytes: config.header_read_timeout,
         idle: config.idle_timeout,
@@ -144,6 +150,7 @@ pub async fn serve(
             dispatcher: dispatcher.clone(),
             tls: spec.tls.clone(),
             handshake_timeout: config.tls_handshake_timeout,
+            handshakes: handshakes.clone(),
             timeouts,
             scheme: scheme.clone(),
             peer,
@@ -183,6 +190,7 @@ struct Connection {
     dispatcher: Arc<Dispatcher>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
+    handshakes: Arc<HandshakeCounters>,
     timeouts: ConnectionTimeouts,
     scheme: Scheme,
     peer: SocketAddr,
@@ -203,13 +211,16 @@ impl Connection {
                 let handshake =
                     tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
                 match handshake.await {
-                    Ok(Ok(tls)) => self.serve_http(tls, shutdown).await,
+                    Ok(Ok(tls)) => {
+                        self.handshakes.ok.inc();
+                        self.serve_http(tls, shutdown).await
+                    }
                     Ok(Err(err)) => {
-                        self.metrics.tls_handshake_failures.inc();
+                        self.handshakes.failed.inc();
                         tracing::debug!(peer = %self.peer, "TLS handshake failed: {err}");
                     }
                     Err(_) => {
-                        self.metrics.tls_handshake_failures.inc();
+                        self.handshakes.timeout.inc();
                         tracing::debug!(peer = %self.peer, "TLS handshake timed out");
                     }
                 }
@@ -241,6 +252,13 @@ impl Connection {
                 .inc();
         }
     }
+}
+
+/// `edge_tls_handshakes_total` by result.
+struct HandshakeCounters {
+    ok: IntCounter,
+    failed: IntCounter,
+    timeout: IntCounter,
 }
 
 /// Counts a connection in `edge_connections_open` for as long as it lives.

@@ -46,6 +46,10 @@ pub enum LoadError {
     Link(wasmtime::Error),
     #[error("the component does not export wasi:http/incoming-handler@0.2.x: {0:#}")]
     NotAProxy(wasmtime::Error),
+    /// An app setting the node cannot serve (its HTTPS options); config
+    /// validation names the field first.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Why the runtime could not start.

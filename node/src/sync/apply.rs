@@ -2,6 +2,9 @@
 //! it names (reusing what the current revision already loaded), build every
 //! app, and only then swap the table — make before break.
 //!
+//! The snapshot's certificates and pending ACME challenges are swapped in
+//! the same step, right before the routing table.
+//!
 //! Apps fail alone: an app whose artifact is bad, whose component does not
 //! load or whose hostname the node's own config already routes keeps its
 //! previous version (if it had one) and is reported; every other app of the
@@ -13,7 +16,10 @@ use std::sync::Arc;
 use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{AppError, PurgeTarget, Snapshot, SnapshotApp, SnapshotOrigin};
 
-use crate::app::{App, Backend};
+use super::certificates::{BuiltCertificates, FetchedCertificates, ServedCertificates};
+use crate::acme::AcmeChallenges;
+use crate::app::{App, Backend, HttpsPolicy};
+use crate::certs::CertResolver;
 use crate::config::AppOutbound;
 use crate::config::{AppLimits, MAX_ENV_BYTES, normalize_prefix};
 use crate::dispatch::{Dispatcher, RoutingTable};
@@ -50,6 +56,9 @@ pub struct Applier {
     runtime: Arc<Runtime>,
     metrics: Metrics,
     dispatcher: Arc<Dispatcher>,
+    /// Where the synced certificates are served from.
+    resolver: Arc<CertResolver>,
+    certificates: ServedCertificates,
     static_routes: Vec<StaticRoute>,
     /// The synced apps being served, with what they were built from.
     current: HashMap<(TenantId, AppName), (SnapshotApp, Arc<App>)>,
@@ -65,6 +74,8 @@ pub struct Built {
     apps: HashMap<(TenantId, AppName), (SnapshotApp, Arc<App>)>,
     origins: HashMap<(TenantId, AppName), (SnapshotOrigin, Arc<App>)>,
     table: RoutingTable,
+    certificates: BuiltCertificates,
+    challenges: AcmeChallenges,
     pub failures: Vec<AppError>,
 }
 
@@ -73,12 +84,15 @@ impl Applier {
         runtime: Arc<Runtime>,
         metrics: Metrics,
         dispatcher: Arc<Dispatcher>,
+        resolver: Arc<CertResolver>,
         static_routes: Vec<StaticRoute>,
     ) -> Self {
         Self {
             runtime,
             metrics,
             dispatcher,
+            resolver,
+            certificates: ServedCertificates::default(),
             static_routes,
             current: HashMap::new(),
             current_origins: HashMap::new(),
@@ -93,6 +107,16 @@ impl Applier {
             .any(|(spec, _)| spec.artifact.sha256 == sha256)
     }
 
+    /// The parsed key of a certificate bundle already served.
+    pub fn certificate_key(&self, sha256: &str) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.certificates.key(sha256)
+    }
+
+    /// The certificate bundles being served.
+    pub fn served_certificates(&self) -> Vec<String> {
+        self.certificates.bundles().map(str::to_string).collect()
+    }
+
     fn component_for(&self, sha256: &str) -> Option<LoadedComponent> {
         self.current
             .values()
@@ -102,13 +126,15 @@ impl Applier {
 
     /// Builds every app of `snapshot`. `artifacts` holds the verified bytes
     /// of every artifact the current revision has not loaded; `bad_artifacts`
-    /// the ones that could not be had, with why. Loading machine code takes
-    /// milliseconds: call this off the async workers.
+    /// the ones that could not be had, with why; `certificates` the same for
+    /// certificate bundles. Loading machine code takes milliseconds: call
+    /// this off the async workers.
     pub fn build(
         &self,
         snapshot: &Snapshot,
         artifacts: &HashMap<String, Vec<u8>>,
         bad_artifacts: &HashMap<String, String>,
+        certificates: &FetchedCertificates,
     ) -> Built {
         let static_hosts: HashSet<(HostPattern, String)> = self
             .static_routes
@@ -154,10 +180,14 @@ impl Applier {
                         .map(|(spec, app)| (spec.hosts.as_slice(), "/", app.clone())),
                 ),
         );
+        let mut certificates = self.certificates.build(snapshot, certificates);
+        failures.append(&mut certificates.failures);
         Built {
             apps,
             origins,
             table,
+            certificates,
+            challenges: AcmeChallenges::new(&snapshot.acme_challenges),
             failures,
         }
     }
@@ -214,6 +244,7 @@ impl Applier {
         no_static_host(&spec.tenant, &spec.name, &spec.hosts, static_hosts)?;
         let url = OriginUrl::try_from(spec.origin.clone()).map_err(invalid)?;
         let limits = self.node_limits(spec.limits.clone(), &spec.tenant, &spec.name)?;
+        let https = HttpsPolicy::new(&spec.https).map_err(invalid)?;
         Ok(App::with_backend(
             spec.tenant.clone(),
             spec.name.clone(),
@@ -228,7 +259,8 @@ impl Applier {
             limits,
             AppOutbound::default(),
             &self.metrics,
-        ))
+        )
+        .with_https(https))
     }
 
     /// The app's limits, validated, under the node's own ceilings.
@@ -274,6 +306,7 @@ impl Applier {
                 "{env_bytes} bytes of config values; the limit is {MAX_ENV_BYTES}"
             )));
         }
+        let https = HttpsPolicy::new(&spec.https).map_err(invalid)?;
         Ok(App::new(
             spec.tenant.clone(),
             spec.name.clone(),
@@ -285,7 +318,8 @@ impl Applier {
             limits,
             AppOutbound::default(),
             &self.metrics,
-        ))
+        )
+        .with_https(https))
     }
 
     /// The artifacts the served apps were loaded from.
@@ -298,6 +332,11 @@ impl Applier {
 
     /// Serves `built` from now on.
     pub fn install(&mut self, built: Built) {
+        // Certificates and challenges first: a request routed by the new
+        // table finds its host's certificate and challenges in place.
+        self.certificates
+            .install(built.certificates, &self.resolver, &self.metrics);
+        self.dispatcher.swap_challenges(built.challenges);
         self.dispatcher.swap_routes(built.table);
         self.metrics
             .apps_loaded

@@ -1,12 +1,15 @@
 //! What a node keeps on disk to serve without its control plane: the last
-//! applied signed snapshot, the artifacts it names, and the pinned
-//! control-plane key. Every file is written tmp → fsync → rename → fsync
-//! the directory, so a crash leaves the old file or the new one, never half.
+//! applied signed snapshot, the artifacts and certificate bundles it names,
+//! and the pinned control-plane key. Every file is written tmp → fsync →
+//! rename → fsync the directory, so a crash leaves the old file or the new
+//! one, never half. Bundles hold private keys: their directory is 0700 and
+//! each file 0600.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use edge_common::signing::{VerifyingKey, is_sha256_hex};
-use edge_common::sync::SignedSnapshot;
+use edge_common::sync::{MAX_CERTIFICATE_BUNDLE_BYTES, SignedSnapshot};
 
 pub struct LocalState {
     dir: PathBuf,
@@ -15,6 +18,10 @@ pub struct LocalState {
 impl LocalState {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir.join("artifacts"))?;
+        let certificates = dir.join("certificates");
+        std::fs::create_dir_all(&certificates)?;
+        // Also when it existed with looser bits.
+        std::fs::set_permissions(&certificates, std::fs::Permissions::from_mode(0o700))?;
         Ok(Self {
             dir: dir.to_path_buf(),
         })
@@ -78,21 +85,113 @@ impl LocalState {
     /// Removes artifacts no longer named by the applied snapshot, and
     /// leftovers of interrupted writes.
     pub fn retain_artifacts(&self, keep: &[&str]) {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("artifacts")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if !(is_sha256_hex(&name) && keep.contains(&name.as_ref())) {
-                let _ = std::fs::remove_file(entry.path());
+        retain(&self.dir.join("artifacts"), "", keep);
+    }
+
+    fn certificate_path(&self, sha256: &str) -> PathBuf {
+        self.dir
+            .join("certificates")
+            .join(format!("{sha256}{BUNDLE_SUFFIX}"))
+    }
+
+    /// A certificate bundle from disk, if present (the caller verifies it).
+    /// A file larger than any bundle is not read: it is not one.
+    pub fn read_certificate(&self, sha256: &str) -> std::io::Result<Option<Vec<u8>>> {
+        let path = self.certificate_path(sha256);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() > MAX_CERTIFICATE_BUNDLE_BYTES => {
+                return Err(std::io::Error::other(format!(
+                    "{} bytes, more than a bundle may have",
+                    meta.len()
+                )));
             }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        std::fs::read(path).map(Some)
+    }
+
+    /// Keeps a bundle (it holds a private key: 0600).
+    pub fn write_certificate(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+        write_with_mode(&self.certificate_path(sha256), bytes, 0o600)
+    }
+
+    /// Removes bundles no longer named or served, and leftovers of
+    /// interrupted writes.
+    pub fn retain_certificates(&self, keep: &[&str]) {
+        retain(&self.dir.join("certificates"), BUNDLE_SUFFIX, keep);
+    }
+}
+
+/// A kept bundle is `certificates/{sha256}.pem`.
+const BUNDLE_SUFFIX: &str = ".pem";
+
+/// Removes every file of `dir` but `{sha256}{suffix}` for the digests in
+/// `keep`.
+fn retain(dir: &Path, suffix: &str, keep: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let kept = name
+            .strip_suffix(suffix)
+            .is_some_and(|sha| is_sha256_hex(sha) && keep.contains(&sha));
+        if !kept {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
 
 /// Every file of the local state: tmp beside the target, then renamed.
 fn write_atomically(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(target, bytes, 0o666)
+}
+
+fn write_with_mode(target: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = target.with_extension(format!("tmp-{}", std::process::id()));
-    edge_common::fsutil::write_atomically(&tmp, target, bytes, 0o666)
+    // A leftover of a crashed run with the same pid keeps its old mode
+    // when opened again: start from a new file.
+    let _ = std::fs::remove_file(&tmp);
+    edge_common::fsutil::write_atomically(&tmp, target, bytes, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundles_are_private_and_only_the_named_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let certificates = dir.path().join("certificates");
+        std::fs::create_dir_all(&certificates).unwrap();
+        std::fs::set_permissions(&certificates, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let local = LocalState::open(dir.path()).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&certificates), 0o700);
+
+        let (kept, dropped) = ("a".repeat(64), "b".repeat(64));
+        local.write_certificate(&kept, b"chain and key").unwrap();
+        local.write_certificate(&dropped, b"old").unwrap();
+        assert_eq!(mode(&local.certificate_path(&kept)), 0o600);
+        assert_eq!(
+            local.read_certificate(&kept).unwrap().as_deref(),
+            Some(&b"chain and key"[..])
+        );
+        std::fs::write(certificates.join("leftover.tmp-1"), "x").unwrap();
+        local.retain_certificates(&[kept.as_str()]);
+        let left: Vec<_> = std::fs::read_dir(&certificates)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, [format!("{kept}.pem")]);
+        assert!(local.read_certificate(&dropped).unwrap().is_none());
+
+        // Not read whole: larger than any bundle.
+        let huge = vec![b'x'; MAX_CERTIFICATE_BUNDLE_BYTES as usize + 1];
+        std::fs::write(local.certificate_path(&dropped), huge).unwrap();
+        assert!(local.read_certificate(&dropped).is_err());
+    }
 }

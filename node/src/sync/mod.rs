@@ -1,12 +1,16 @@
 //! The node's side of sync: long-poll the control plane for signed
 //! snapshots, verify them, fetch and verify the artifacts they name, build
 //! the apps, swap the routing table, persist, and report (ACK or NACK).
+//! Tenants' certificates travel the same way ([`certificates`]).
 //!
-//! Static stability: the last applied snapshot and its artifacts are kept
-//! in `control_plane.data_dir`, and a node that starts while the control
-//! plane is unreachable serves from them ([`Syncer::restore`]).
+//! Static stability: the last applied snapshot, its artifacts and its
+//! certificate bundles are kept in `control_plane.data_dir`, and a node
+//! that starts while the control plane is unreachable serves from them
+//! ([`Syncer::restore`]).
 
 pub mod apply;
+mod artifacts;
+pub mod certificates;
 pub mod local;
 
 use std::collections::HashMap;
@@ -15,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edge_common::engine_hash;
-use edge_common::signing::{VerifyingKey, sha256_hex};
+use edge_common::signing::VerifyingKey;
 use edge_common::sync::{ApplyOutcome, NodeReport, SignedSnapshot, Snapshot, SyncKey};
 use tokio::sync::watch;
 
@@ -23,9 +27,6 @@ use crate::config::ControlPlaneConfig;
 use crate::metrics::Metrics;
 use apply::Applier;
 use local::LocalState;
-
-/// Artifacts larger than this are refused whatever a snapshot says.
-const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -41,6 +42,8 @@ pub enum SyncError {
     Artifact { sha256: String, message: String },
     #[error("cannot fetch artifact {sha256}: {message}")]
     ArtifactFetch { sha256: String, message: String },
+    #[error("cannot fetch certificate bundle {sha256}: {message}")]
+    CertificateFetch { sha256: String, message: String },
     #[error("cannot write local state: {0}")]
     Persist(std::io::Error),
     #[error("{0}")]
@@ -56,6 +59,7 @@ impl SyncError {
             SyncError::Snapshot(_) => "bad-signature",
             SyncError::Artifact { .. } => "artifact",
             SyncError::ArtifactFetch { .. } => "artifact-fetch",
+            SyncError::CertificateFetch { .. } => "certificate-fetch",
             SyncError::Persist(_) => "persist",
             SyncError::Other(_) => "other",
         }
@@ -163,16 +167,24 @@ impl Syncer {
         let result = async {
             let snapshot = signed.verify(&key)?;
             // The control plane may be down: what is not on disk (intact)
-            // fails its app instead of being fetched.
+            // fails its app or certificate instead of being fetched.
             let (artifacts, bad) = self.fetch_artifacts(&snapshot, false).await?;
-            let failures = self.install(&snapshot, artifacts, bad).await?;
+            let certificates = self.fetch_certificates(&snapshot, false).await?;
+            let failures = self
+                .install(&snapshot, artifacts, bad, certificates)
+                .await?;
             Ok::<_, SyncError>((snapshot, failures))
         }
         .await;
         match result {
             Ok((snapshot, failures)) => {
-                self.applied = snapshot.revision;
-                self.applied_epoch = snapshot.epoch.clone();
+                // With something missing, the revision counts as not
+                // applied: the first exchange brings it whole again and
+                // fetches what the disk lacked (what is served is kept).
+                if failures.is_empty() {
+                    self.applied = snapshot.revision;
+                    self.applied_epoch = snapshot.epoch.clone();
+                }
                 self.metrics.sync.revision.set(snapshot.revision as i64);
                 tracing::info!(
                     revision = snapshot.revision,
@@ -318,7 +330,10 @@ impl Syncer {
             tracing::warn!(old = %self.applied_epoch, new = %snapshot.epoch, "the control plane's database changed (restored or recreated); taking its state as it is");
         }
         let (artifacts, bad) = self.fetch_artifacts(&snapshot, true).await?;
-        let failures = self.install(&snapshot, artifacts, bad).await?;
+        let certificates = self.fetch_certificates(&snapshot, true).await?;
+        let failures = self
+            .install(&snapshot, artifacts, bad, certificates)
+            .await?;
         self.local
             .write_snapshot(&signed)
             .map_err(SyncError::Persist)?;
@@ -327,11 +342,19 @@ impl Syncer {
             .iter()
             .map(|a| a.artifact.sha256.clone())
             .collect();
+        let mut keep_bundles: Vec<String> = snapshot
+            .certificates
+            .iter()
+            .map(|c| c.bundle_sha256.clone())
+            .collect();
         if let Ok(applier) = self.applier.lock() {
             keep.extend(applier.served_artifacts());
+            keep_bundles.extend(applier.served_certificates());
         }
         self.local
             .retain_artifacts(&keep.iter().map(String::as_str).collect::<Vec<_>>());
+        self.local
+            .retain_certificates(&keep_bundles.iter().map(String::as_str).collect::<Vec<_>>());
         self.applied = snapshot.revision;
         self.applied_epoch = snapshot.epoch.clone();
         self.metrics.sync.revision.set(snapshot.revision as i64);
@@ -361,126 +384,14 @@ impl Syncer {
         Ok(())
     }
 
-    /// The verified bytes of every artifact the current apps do not already
-    /// use, from disk if a good copy is there, else from the control plane
-    /// (then written to disk).
-    /// An artifact whose bytes do not match the snapshot's digest is
-    /// returned in the second map, with why: its app fails alone. Without
-    /// `download`, only the local copies are used.
-    async fn fetch_artifacts(
-        &self,
-        snapshot: &Snapshot,
-        download: bool,
-    ) -> Result<(HashMap<String, Vec<u8>>, HashMap<String, String>), SyncError> {
-        let mut artifacts = HashMap::new();
-        let mut bad = HashMap::new();
-        for app in &snapshot.apps {
-            let sha = &app.artifact.sha256;
-            let loaded = self
-                .applier
-                .lock()
-                .map_err(|_| SyncError::Other("applier lock poisoned".into()))?
-                .has_artifact(sha);
-            if loaded || artifacts.contains_key(sha) || bad.contains_key(sha) {
-                continue;
-            }
-            match self.local_artifact(sha, app.artifact.size) {
-                Ok(bytes) => {
-                    artifacts.insert(sha.clone(), bytes);
-                    continue;
-                }
-                Err(why) if !download => {
-                    bad.insert(sha.clone(), why);
-                    continue;
-                }
-                Err(_) => {}
-            }
-            let fetched = self
-                .download(sha, app.artifact.size)
-                .await
-                .and_then(|bytes| verify_artifact(sha, app.artifact.size, &bytes).map(|()| bytes));
-            let bytes = match fetched {
-                Ok(bytes) => bytes,
-                // This artifact is bad, not the connection: its app fails.
-                Err(e @ SyncError::Artifact { .. }) => {
-                    self.metrics
-                        .sync
-                        .failures
-                        .with_label_values(&["artifact"])
-                        .inc();
-                    bad.insert(sha.clone(), e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            self.local
-                .write_artifact(sha, &bytes)
-                .map_err(SyncError::Persist)?;
-            artifacts.insert(sha.clone(), bytes);
-        }
-        Ok((artifacts, bad))
-    }
-
-    /// The local copy of an artifact if it is there and intact, else why not.
-    fn local_artifact(&self, sha256: &str, size: u64) -> Result<Vec<u8>, String> {
-        match self.local.read_artifact(sha256) {
-            Ok(Some(bytes)) => verify_artifact(sha256, size, &bytes)
-                .map(|()| bytes)
-                .map_err(|e| e.to_string()),
-            Ok(None) => Err("missing from the local store".to_string()),
-            Err(e) => Err(format!("cannot read it from the local store: {e}")),
-        }
-    }
-
-    async fn download(&self, sha256: &str, size: u64) -> Result<Vec<u8>, SyncError> {
-        let artifact_error = |message: String| SyncError::Artifact {
-            sha256: sha256.to_string(),
-            message,
-        };
-        let fetch_error = |message: String| SyncError::ArtifactFetch {
-            sha256: sha256.to_string(),
-            message,
-        };
-        if size > MAX_ARTIFACT_BYTES {
-            return Err(artifact_error(format!(
-                "{size} bytes is over the {MAX_ARTIFACT_BYTES}-byte limit"
-            )));
-        }
-        let mut response = self
-            .request(reqwest::Method::GET, &format!("/v1/artifacts/{sha256}"))
-            .timeout(Duration::from_secs(300))
-            .send()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let body = error_body(response).await;
-            return Err(fetch_error(format!(
-                "the control plane answered {status}: {body}"
-            )));
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?
-        {
-            if bytes.len() as u64 + chunk.len() as u64 > size {
-                return Err(artifact_error(format!(
-                    "the control plane sent more than the {size} bytes the snapshot names"
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
-    }
-
-    /// Builds and serves the snapshot's apps; returns the ones that failed.
+    /// Builds and serves the snapshot's apps and certificates; returns the
+    /// ones that failed.
     async fn install(
         &self,
         snapshot: &Snapshot,
         artifacts: HashMap<String, Vec<u8>>,
         bad: HashMap<String, String>,
+        certificates: certificates::FetchedCertificates,
     ) -> Result<Vec<edge_common::sync::AppError>, SyncError> {
         let applier = self.applier.clone();
         let snapshot = snapshot.clone();
@@ -488,7 +399,7 @@ impl Syncer {
             let mut applier = applier
                 .lock()
                 .map_err(|_| SyncError::Other("applier lock poisoned".into()))?;
-            let mut built = applier.build(&snapshot, &artifacts, &bad);
+            let mut built = applier.build(&snapshot, &artifacts, &bad, &certificates);
             let failures = std::mem::take(&mut built.failures);
             applier.install(built);
             applier.apply_purges(&snapshot);
@@ -539,20 +450,6 @@ impl Syncer {
 #[derive(serde::Deserialize)]
 struct RevisionOnly {
     revision: u64,
-}
-
-fn verify_artifact(sha256: &str, size: u64, bytes: &[u8]) -> Result<(), SyncError> {
-    let actual = sha256_hex(bytes);
-    if bytes.len() as u64 != size || actual != sha256 {
-        return Err(SyncError::Artifact {
-            sha256: sha256.to_string(),
-            message: format!(
-                "digest mismatch: got {} bytes hashing to {actual}; refusing to load it",
-                bytes.len()
-            ),
-        });
-    }
-    Ok(())
 }
 
 async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, SyncError> {

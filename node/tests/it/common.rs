@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use edge_node::config::{
-    AppConfig, AppLimits, AppOutbound, CertificateConfig, HttpConfig, ListenConfig, NodeConfig,
-    OutboundConfig, RuntimeConfig, TlsConfig,
+    AppConfig, AppHttps, AppLimits, AppOutbound, CertificateConfig, HttpConfig, ListenConfig,
+    NodeConfig, OutboundConfig, RuntimeConfig, TlsConfig,
 };
 use edge_node::names::HostPattern;
 use edge_node::{Node, NodeHandle};
@@ -26,6 +26,7 @@ pub struct TestApp {
     env: BTreeMap<String, String>,
     limits: AppLimits,
     outbound: AppOutbound,
+    https: AppHttps,
 }
 
 pub fn app(name: &str, component: &str) -> TestApp {
@@ -40,6 +41,7 @@ pub fn app(name: &str, component: &str) -> TestApp {
         env: BTreeMap::new(),
         limits: AppLimits::default(),
         outbound: AppOutbound::default(),
+        https: AppHttps::default(),
     }
 }
 
@@ -82,6 +84,14 @@ impl TestApp {
     /// Forwards method-override and underscored headers to the origin.
     pub fn forward_override_headers(mut self) -> Self {
         self.forward_override_headers = true;
+        self
+    }
+    /// The app's HTTPS options (redirect, HSTS).
+    pub fn https(mut self, redirect: bool, hsts: Option<&str>) -> Self {
+        self.https = AppHttps {
+            redirect,
+            hsts: hsts.map(str::to_string),
+        };
         self
     }
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -209,6 +219,7 @@ impl TestNodeBuilder {
                     env: a.env.clone(),
                     limits: a.limits.clone(),
                     outbound: a.outbound.clone(),
+                    https: a.https.clone(),
                 })
                 .collect(),
             control_plane: None,

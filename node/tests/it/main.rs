@@ -5,6 +5,7 @@
 
 mod architecture;
 mod cache;
+mod certificates;
 mod common;
 mod config;
 mod connections;

@@ -470,3 +470,108 @@ async fn the_token_can_come_from_a_file() {
     ]);
     assert!(stderr.contains("--token-file"), "{stderr}");
 }
+
+/// `SIGHUP` re-reads the config file and serves its `[tls]` certificates
+/// from the next handshake on; a file that does not load (a broken key,
+/// a broken file) changes nothing, and the node says so in its log.
+#[tokio::test]
+async fn sighup_reloads_the_file_certificates_and_a_bad_file_changes_nothing() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let write_cert = |names: &[&str]| {
+        let made = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("cert.pem"), made.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+        made.cert.pem()
+    };
+    let first = write_cert(&["reload.test"]);
+    let config = dir.path().join("node.toml");
+    let toml = "[listen]\nhttps = \"127.0.0.1:0\"\n\n[tls]\nsource = \"files\"\n\n\
+                [[tls.certificates]]\nhosts = [\"reload.test\"]\ncert_path = \"cert.pem\"\n\
+                key_path = \"key.pem\"\n";
+    std::fs::write(&config, toml).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_BACKTRACE")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+        let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+        line.strip_prefix("edge-node: https listening on ")
+            .unwrap_or_else(|| panic!("{line}"))
+            .parse()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // Waits for the log line that says how a SIGHUP went.
+    let hangup_and_wait_for = |child: &Child, expected: &str| {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(100))
+                && line.contains("SIGHUP")
+            {
+                assert!(line.contains(expected), "{line}");
+                return line;
+            }
+        }
+        panic!("no SIGHUP log line");
+    };
+    let serves = |root: String| async move {
+        reqwest::Client::builder()
+            .no_proxy()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
+            .resolve("reload.test", addr)
+            .build()
+            .unwrap()
+            .get(format!("https://reload.test:{}/", addr.port()))
+            .send()
+            .await
+            .is_ok()
+    };
+    assert!(serves(first.clone()).await);
+
+    let second = write_cert(&["reload.test"]);
+    hangup_and_wait_for(&child, "reloaded the [tls] certificates");
+    assert!(serves(second.clone()).await);
+    assert!(!serves(first.clone()).await);
+
+    std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+    let line = hangup_and_wait_for(&child, "keeping the current certificates");
+    assert!(line.contains("key.pem"), "{line}");
+    assert!(serves(second.clone()).await);
+
+    std::fs::write(&config, format!("{toml}\n[surprise]\n")).unwrap();
+    hangup_and_wait_for(&child, "keeping the current certificates");
+    assert!(serves(second).await);
+
+    sigterm(&child);
+    // Off the test's thread: the clients' connection tasks run on it, and
+    // must close their connections for the node to finish draining.
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "edge-node exited with {exit}");
+}

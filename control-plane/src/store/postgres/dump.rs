@@ -3,13 +3,16 @@
 
 use deadpool_postgres::Transaction;
 
+use edge_common::sync::AppHttps;
+
 use super::{
-    TxResult, current_revision, epoch, int, json, parse, purge_columns, purge_row, to_json, u,
+    TxResult, certs, current_revision, epoch, int, json, parse, purge_columns, purge_row, to_json,
+    u,
 };
 use crate::store::StoreDump;
 use crate::store::dump::{
-    AppRow, ArtifactRow, DUMP_FORMAT, DeploymentRow, HostRow, NodeRow, RestoreError, TenantRow,
-    VersionRow,
+    AcmeAccountRow, AcmeChallengeRow, AppRow, ArtifactRow, DUMP_FORMAT, DeploymentRow, HostRow,
+    NodeRow, RestoreError, TenantRow, VersionRow,
 };
 
 pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
@@ -27,7 +30,7 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
         .collect::<TxResult<_>>()?;
     let apps = q(
         "SELECT tenant, name, active_version, origin, forward_override_headers, config,
-                         limits, created_unix, updated_revision
+                         limits, created_unix, updated_revision, https_redirect, hsts
                   FROM apps ORDER BY tenant, name",
     )
     .await?
@@ -41,6 +44,10 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
             forward_override_headers: r.try_get(4)?,
             config: json(r.try_get(5)?)?,
             limits: json(r.try_get(6)?)?,
+            https: AppHttps {
+                redirect: r.try_get(9)?,
+                hsts: r.try_get(10)?,
+            },
             created_unix: u(r.try_get(7)?),
             updated_revision: u(r.try_get(8)?),
         })
@@ -151,6 +158,23 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
         artifacts,
         purges,
         nodes,
+        certificate_counter: certs::counter(tx).await?,
+        certificates: certs::all(tx).await?.into_iter().map(Into::into).collect(),
+        acme_challenges: certs::all_challenges(tx)
+            .await?
+            .into_iter()
+            .map(|(certificate, c)| AcmeChallengeRow {
+                certificate,
+                host: c.host,
+                token: c.token,
+                key_authorization: c.key_authorization,
+            })
+            .collect(),
+        acme_accounts: certs::accounts(tx)
+            .await?
+            .into_iter()
+            .map(|(directory, sealed)| AcmeAccountRow { directory, sealed })
+            .collect(),
     })
 }
 
@@ -188,8 +212,9 @@ pub(super) async fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> TxResult<
     for a in &dump.apps {
         tx.execute(
             "INSERT INTO apps (tenant, name, active_version, origin, forward_override_headers,
-                               config, limits, created_unix, updated_revision)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                               config, limits, created_unix, updated_revision, https_redirect,
+                               hsts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 &a.tenant.as_str(),
                 &a.name.as_str(),
@@ -200,6 +225,8 @@ pub(super) async fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> TxResult<
                 &to_json(&a.limits)?,
                 &int(a.created_unix),
                 &int(a.updated_revision),
+                &a.https.redirect,
+                &a.https.hsts,
             ],
         )
         .await?;
@@ -303,6 +330,19 @@ pub(super) async fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> TxResult<
             ],
         )
         .await?;
+    }
+    certs::set_counter(tx, dump.certificate_counter).await?;
+    for c in &dump.certificates {
+        certs::insert(tx, &c.clone().into()).await?;
+    }
+    let mut positions = std::collections::HashMap::new();
+    for ch in &dump.acme_challenges {
+        let position = positions.entry(ch.certificate).or_insert(0usize);
+        certs::insert_challenge(tx, ch.certificate, *position, &ch.challenge()).await?;
+        *position += 1;
+    }
+    for a in &dump.acme_accounts {
+        certs::put_account(tx, &a.directory, &a.sealed, false).await?;
     }
     Ok(())
 }

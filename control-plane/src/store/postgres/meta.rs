@@ -7,17 +7,20 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use edge_common::AppLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{ApplyOutcome, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot};
+use edge_common::sync::{
+    AcmeChallenge, AppHttps, ApplyOutcome, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot,
+};
 
 use super::{
-    Kind, PgMetaStore, app_exists, app_origin, bump_revision, component_app, current_revision,
-    epoch, int, json, load_app, load_version, parse, purge_columns, snapshot_apps,
-    snapshot_origins, snapshot_purges, tenant_found, tenant_storage, to_json, u, version_row,
+    Kind, PgMetaStore, app_exists, app_origin, bump_revision, certs, component_app,
+    current_revision, epoch, int, json, load_app, load_version, parse, purge_columns,
+    snapshot_apps, snapshot_origins, snapshot_purges, tenant_found, tenant_storage, to_json, u,
+    version_row,
 };
 use crate::store::{
-    AppOrigin, AppRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewVersion, NodeRecord,
-    PurgeRate, QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage,
-    VersionRecord, now_unix, purge_rate_check,
+    AppOrigin, AppRecord, CertMaterial, CertRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore,
+    NewCertificate, NewVersion, NodeRecord, PurgeRate, QuotaExceeded, StoreDump, StoreError,
+    StoreResult, TenantRecord, TenantStorage, VersionRecord, now_unix, purge_rate_check,
 };
 
 #[async_trait]
@@ -193,6 +196,7 @@ impl MetaStore for PgMetaStore {
     async fn delete_app(&self, tenant: &TenantId, name: &AppName) -> StoreResult<u64> {
         transaction!(self, Kind::Write, |tx| {
             app_exists(&tx, tenant, name).await?;
+            certs::delete_of_app(&tx, tenant, name).await?;
             for sql in [
                 "DELETE FROM apps WHERE tenant = $1 AND name = $2",
                 "DELETE FROM hosts WHERE tenant = $1 AND app = $2",
@@ -481,6 +485,7 @@ impl MetaStore for PgMetaStore {
 
     async fn snapshot(&self) -> StoreResult<Snapshot> {
         transaction!(self, Kind::Read, |tx| {
+            let (certificates, acme_challenges) = certs::snapshot(&tx).await?;
             Snapshot {
                 epoch: epoch(&tx).await?,
                 revision: current_revision(&tx).await?,
@@ -488,6 +493,8 @@ impl MetaStore for PgMetaStore {
                 apps: snapshot_apps(&tx).await?,
                 origins: snapshot_origins(&tx).await?,
                 purges: snapshot_purges(&tx).await?,
+                certificates,
+                acme_challenges,
             }
         })
     }
@@ -660,6 +667,145 @@ impl MetaStore for PgMetaStore {
             })
             .collect::<super::TxResult<Vec<_>>>()?
         })
+    }
+
+    async fn set_app_https(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        https: &AppHttps,
+    ) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| certs::set_app_https(
+            &tx, tenant, name, https
+        )
+        .await?)
+    }
+
+    async fn add_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        new: NewCertificate,
+    ) -> StoreResult<(CertRecord, u64)> {
+        transaction!(self, Kind::Write, |tx| certs::add(&tx, tenant, app, &new)
+            .await?)
+    }
+
+    async fn list_certificates(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+    ) -> StoreResult<Vec<CertRecord>> {
+        transaction!(self, Kind::Read, |tx| certs::list(&tx, tenant, app).await?)
+    }
+
+    async fn all_certificates(&self) -> StoreResult<Vec<CertRecord>> {
+        transaction!(self, Kind::Read, |tx| certs::all(&tx).await?)
+    }
+
+    async fn get_certificate(&self, id: u64) -> StoreResult<CertRecord> {
+        transaction!(self, Kind::Read, |tx| certs::load(&tx, id).await?)
+    }
+
+    async fn delete_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        id: u64,
+    ) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| certs::delete(&tx, tenant, app, id)
+            .await?)
+    }
+
+    async fn claim_certificate(
+        &self,
+        id: u64,
+        expected: Option<u64>,
+        lease_until: u64,
+    ) -> StoreResult<bool> {
+        transaction!(self, Kind::Write, |tx| certs::claim(
+            &tx,
+            id,
+            expected,
+            lease_until
+        )
+        .await?)
+    }
+
+    async fn record_certificate_issued(
+        &self,
+        id: u64,
+        material: CertMaterial,
+        next_attempt_unix: Option<u64>,
+    ) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| certs::record_issued(
+            &tx,
+            id,
+            &material,
+            next_attempt_unix
+        )
+        .await?)
+    }
+
+    async fn record_certificate_failure(
+        &self,
+        id: u64,
+        error: &str,
+        next_attempt_unix: u64,
+    ) -> StoreResult<()> {
+        transaction!(self, Kind::Write, |tx| certs::record_failure(
+            &tx,
+            id,
+            error,
+            next_attempt_unix
+        )
+        .await?)
+    }
+
+    async fn schedule_certificate(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        id: u64,
+        at: u64,
+    ) -> StoreResult<CertRecord> {
+        transaction!(self, Kind::Write, |tx| certs::schedule(
+            &tx, tenant, app, id, at
+        )
+        .await?)
+    }
+
+    async fn set_acme_challenges(&self, id: u64, challenges: &[AcmeChallenge]) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| certs::set_challenges(
+            &tx, id, challenges
+        )
+        .await?)
+    }
+
+    async fn reseal_certificate_key(&self, id: u64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        transaction!(self, Kind::Write, |tx| certs::reseal(&tx, id, old, new)
+            .await?)
+    }
+
+    async fn acme_account(&self, directory: &str) -> StoreResult<Option<Vec<u8>>> {
+        transaction!(self, Kind::Read, |tx| certs::account(&tx, directory)
+            .await?)
+    }
+
+    async fn put_acme_account(
+        &self,
+        directory: &str,
+        sealed: &[u8],
+        replace: bool,
+    ) -> StoreResult<Vec<u8>> {
+        transaction!(self, Kind::Write, |tx| certs::put_account(
+            &tx, directory, sealed, replace
+        )
+        .await?)
+    }
+
+    async fn acme_accounts(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        transaction!(self, Kind::Read, |tx| certs::accounts(&tx).await?)
     }
 
     async fn dump(&self) -> StoreResult<StoreDump> {

@@ -3,12 +3,13 @@
 
 use rusqlite::{Row, Transaction, params};
 
-use super::{backend, parse, purge_columns, purge_target};
+use super::{backend, certs, parse, purge_columns, purge_target};
 use crate::store::dump::{
-    AppRow, ArtifactRow, DeploymentRow, HostRow, NodeRow, RestoreError, TenantRow, VersionRow,
+    AcmeAccountRow, AcmeChallengeRow, AppRow, ArtifactRow, DeploymentRow, HostRow, NodeRow,
+    RestoreError, TenantRow, VersionRow,
 };
 use crate::store::{StoreDump, StoreError, StoreResult};
-use edge_common::sync::Purge;
+use edge_common::sync::{AppHttps, Purge};
 
 /// Every row of `sql`, each read by `f`.
 fn rows<T>(
@@ -67,7 +68,7 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
     let apps = rows(
         tx,
         "SELECT tenant, name, active_version, origin, forward_override_headers, config, limits,
-                created_unix, updated_revision
+                created_unix, updated_revision, https_redirect, hsts
          FROM apps ORDER BY tenant, name",
         |r| {
             Ok((
@@ -80,12 +81,16 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
                 r.get::<_, String>(6)?,
                 r.get::<_, i64>(7)?,
                 r.get::<_, i64>(8)?,
+                AppHttps {
+                    redirect: r.get(9)?,
+                    hsts: r.get(10)?,
+                },
             ))
         },
     )?
     .into_iter()
     .map(
-        |(tenant, name, active, origin, forward, config, limits, created, updated)| {
+        |(tenant, name, active, origin, forward, config, limits, created, updated, https)| {
             Ok(AppRow {
                 tenant: parse(tenant)?,
                 name: parse(name)?,
@@ -94,6 +99,7 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
                 forward_override_headers: forward,
                 config: json(&config)?,
                 limits: json(&limits)?,
+                https,
                 created_unix: u(created),
                 updated_revision: u(updated),
             })
@@ -269,6 +275,21 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
         artifacts,
         purges,
         nodes,
+        certificate_counter: certs::counter(tx)?,
+        certificates: certs::all(tx)?.into_iter().map(Into::into).collect(),
+        acme_challenges: certs::all_challenges(tx)?
+            .into_iter()
+            .map(|(certificate, c)| AcmeChallengeRow {
+                certificate,
+                host: c.host,
+                token: c.token,
+                key_authorization: c.key_authorization,
+            })
+            .collect(),
+        acme_accounts: certs::accounts(tx)?
+            .into_iter()
+            .map(|(directory, sealed)| AcmeAccountRow { directory, sealed })
+            .collect(),
     })
 }
 
@@ -305,8 +326,9 @@ pub(super) fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> StoreResult<()>
     for a in &dump.apps {
         exec(
             "INSERT INTO apps (tenant, name, active_version, origin, forward_override_headers,
-                               config, limits, created_unix, updated_revision)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                               config, limits, created_unix, updated_revision, https_redirect,
+                               hsts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 a.tenant.as_str(),
                 a.name.as_str(),
@@ -316,7 +338,9 @@ pub(super) fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> StoreResult<()>
                 serde_json::to_string(&a.config).map_err(backend)?,
                 serde_json::to_string(&a.limits).map_err(backend)?,
                 i(a.created_unix),
-                i(a.updated_revision)
+                i(a.updated_revision),
+                a.https.redirect,
+                a.https.hsts
             ],
         )?;
     }
@@ -402,6 +426,19 @@ pub(super) fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> StoreResult<()>
                 i(n.last_seen_unix)
             ],
         )?;
+    }
+    certs::set_counter(tx, dump.certificate_counter)?;
+    for c in &dump.certificates {
+        certs::insert(tx, &c.clone().into())?;
+    }
+    let mut positions = std::collections::HashMap::new();
+    for ch in &dump.acme_challenges {
+        let position = positions.entry(ch.certificate).or_insert(0usize);
+        certs::insert_challenge(tx, ch.certificate, *position, &ch.challenge())?;
+        *position += 1;
+    }
+    for a in &dump.acme_accounts {
+        certs::put_account(tx, &a.directory, &a.sealed, false)?;
     }
     Ok(())
 }

@@ -1,0 +1,107 @@
+//! What the node answers on its own at the HTTP/HTTPS boundary, around an
+//! app: pending ACME HTTP-01 challenges (before routing: the CA asks
+//! before the host has an app, and over plain HTTP even where the app
+//! redirects), the 308 to HTTPS an app's `https.redirect` asks for, and
+//! its `https.hsts` header on HTTPS answers only (RFC 6797 §7.2).
+
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+
+use crate::acme::{AcmeChallenges, challenge_token};
+use crate::app::HttpsPolicy;
+use crate::error::{EdgeError, ResponseBody, text_response};
+use crate::router::{RouteError, request_host};
+
+pub struct HttpsAnswers {
+    /// Pending challenges, swapped with the routing table.
+    challenges: ArcSwap<AcmeChallenges>,
+    /// `http.https_redirect_port`, else the HTTPS listener's port once bound.
+    redirect_port: Option<u16>,
+    https_port: OnceLock<u16>,
+}
+
+impl HttpsAnswers {
+    pub fn new(redirect_port: Option<u16>) -> Self {
+        Self {
+            challenges: ArcSwap::from_pointee(AcmeChallenges::default()),
+            redirect_port,
+            https_port: OnceLock::new(),
+        }
+    }
+
+    pub fn swap_challenges(&self, challenges: AcmeChallenges) {
+        self.challenges.store(Arc::new(challenges));
+    }
+
+    pub fn set_https_port(&self, port: u16) {
+        let _ = self.https_port.set(port);
+    }
+
+    /// For a GET or HEAD under `/.well-known/acme-challenge/`: the key
+    /// authorization of the pending challenge for its host and token
+    /// (`text/plain`, `no-store`), else the refusal. `None` for any other
+    /// request.
+    pub fn challenge<B>(
+        &self,
+        request: &Request<B>,
+    ) -> Option<Result<Response<ResponseBody>, EdgeError>> {
+        let token = challenge_token(request.uri().path())?;
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return None;
+        }
+        let answer = request_host(request)
+            .map_err(EdgeError::from)
+            .and_then(|host| {
+                self.challenges
+                    .load()
+                    .answer(&host, token)
+                    .map(|key_authorization| {
+                        text_response(StatusCode::OK, key_authorization.to_string())
+                    })
+                    .ok_or(EdgeError::UnknownAcmeChallenge)
+            });
+        Some(answer)
+    }
+
+    /// 308 to the same URL on HTTPS, on the HTTPS listener's port (or
+    /// `http.https_redirect_port`), left out when it is 443.
+    pub fn redirect(&self, host: &str, uri: &http::Uri) -> Response<ResponseBody> {
+        let port = self
+            .redirect_port
+            .or_else(|| self.https_port.get().copied())
+            .filter(|port| *port != 443);
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or("/");
+        let location = match port {
+            Some(port) => format!("https://{host}:{port}{path}"),
+            None => format!("https://{host}{path}"),
+        };
+        match HeaderValue::try_from(location) {
+            Ok(location) => {
+                // no-store (text_response): an app that turns the redirect
+                // off is not stuck with it in browsers' caches.
+                let mut response = text_response(StatusCode::PERMANENT_REDIRECT, "");
+                response
+                    .headers_mut()
+                    .insert(http::header::LOCATION, location);
+                response
+            }
+            Err(_) => EdgeError::from(RouteError::InvalidHost).to_response(),
+        }
+    }
+}
+
+/// The app's HSTS value on an answer given over HTTPS (after the cache,
+/// which stores answers without it).
+pub fn add_hsts(response: &mut Response<ResponseBody>, policy: &HttpsPolicy) {
+    if let Some(hsts) = &policy.hsts {
+        response
+            .headers_mut()
+            .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+}
