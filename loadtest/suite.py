@@ -5,8 +5,10 @@ machine, and prints ratios. Results go to loadtest/results/latest/ (JSON per
 run, SVG charts, summary.md), and the summary replaces the section between
 the suite markers in loadtest/README.md.
 
-Environment: DURATION (default 10s), CONNS (32), APPS (1000), ONLY (comma
-list of scenario letters, e.g. ONLY=a,d).
+Environment: DURATION (default 10s), CONNS (32), APPS (1000), CERTS (1000),
+PAIRS (5), ONLY (comma list of scenario letters, e.g. ONLY=a,d). A run with
+ONLY replaces just its scenarios' sections of the README and summary.md, and
+keeps the other scenarios' results.
 """
 
 import datetime
@@ -15,11 +17,16 @@ import os
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
@@ -29,6 +36,8 @@ OUT = os.path.join(ROOT, "loadtest", "results", "latest")
 DURATION = os.environ.get("DURATION", "10s")
 CONNS = int(os.environ.get("CONNS", "32"))
 APPS = int(os.environ.get("APPS", "1000"))
+CERTS = int(os.environ.get("CERTS", "1000"))
+PAIRS = int(os.environ.get("PAIRS", "5"))
 ONLY = set(filter(None, os.environ.get("ONLY", "").split(",")))
 TUNED = ("pooling-allocator=y,pooling-memory-keep-resident=4194304,pooling-table-keep-resident=65536,"
          "pooling-async-stack-keep-resident=262144,pooling-decommit-batch-size=64,pooling-pagemap-scan=y")
@@ -89,9 +98,10 @@ class Server:
         self.log.close()
 
 
-def edge_load(label, url, connect=None, h2=False, new_conn=False, insecure=False, warmup=True):
-    """One edge-load run; returns its report (also kept as JSON)."""
-    slug = re.sub(r"\W+", "-", label).strip("-").lower()
+def edge_load(label, url, connect=None, h2=False, new_conn=False, insecure=False, warmup=True, name=None):
+    """One edge-load run; returns its report (also kept as JSON, named
+    `name` or after the label)."""
+    slug = name or re.sub(r"\W+", "-", label).strip("-").lower()
     path = os.path.join(OUT, slug + ".json")
     argv = [os.path.join(REL, "edge-load"), url, "-c", str(CONNS), "-d", DURATION,
             "--label", label, "--json", path]
@@ -333,8 +343,22 @@ def api(base, token, method, path, body=None, content_type="application/json"):
     req.add_header("authorization", f"Bearer {token}")
     if data is not None:
         req.add_header("content-type", content_type)
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read() or b"null")
+    try:
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"{method} {path}: {e.code} {e.read().decode(errors='replace').strip()}") from e
+
+
+def cp_token(cp_data, *args):
+    """A token from `edge-cp token` for the control plane in `cp_data`."""
+    return subprocess.run([os.path.join(REL, "edge-cp"), "token", "--data-dir", cp_data] + list(args),
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def cp_public_key(cp_data):
+    return subprocess.run([os.path.join(REL, "edge-cp"), "public-key", "--data-dir", cp_data],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def metric(admin, name):
@@ -353,11 +377,9 @@ def scenario_e():
     cp = [os.path.join(REL, "edge-cp"), "serve", "--data-dir", os.path.join(data, "cp"), "--listen", "127.0.0.1:18950"]
     with Server("edge-cp", cp, "http://127.0.0.1:18950/healthz"):
         def token(*args):
-            return subprocess.run([os.path.join(REL, "edge-cp"), "token", "--data-dir", os.path.join(data, "cp")]
-                                  + list(args), capture_output=True, text=True, check=True).stdout.strip()
+            return cp_token(os.path.join(data, "cp"), *args)
         admin = token("--role", "admin")
-        key = subprocess.run([os.path.join(REL, "edge-cp"), "public-key", "--data-dir", os.path.join(data, "cp")],
-                             capture_output=True, text=True, check=True).stdout.strip()
+        key = cp_public_key(os.path.join(data, "cp"))
         node = [os.path.join(REL, "edge-node"), "--control-plane", "http://127.0.0.1:18950", "--token",
                 token("--role", "node", "--sub", "bench-node"), "--trust-key", key, "--data-dir",
                 os.path.join(data, "node"), "--listen-http", "127.0.0.1:18951", "--admin", "127.0.0.1:18952"]
@@ -440,39 +462,294 @@ def scenario_f(cert, key):
     chart("TLS handshake + one request per connection", reports, "f-handshakes")
 
 
+def signed_leaves(directory, names):
+    """A CA made for this run and one ECDSA P-256 leaf per name signed by it
+    (the openssl CLI, which ops/setup --bench installs: one process a leaf,
+    as many at once as there are cores). Returns the CA's path and
+    {name: (chain_pem, key_pem)}."""
+    os.makedirs(directory, exist_ok=True)
+    # A config of our own: with the system's, `req -x509` would give every
+    # leaf the CA:TRUE of its v3_ca section, which verifiers refuse.
+    cnf = os.path.join(directory, "req.cnf")
+    with open(cnf, "w") as f:
+        f.write("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = unused\n")
+    ca, ca_key = os.path.join(directory, "ca.pem"), os.path.join(directory, "ca.key")
+    base = ["openssl", "req", "-config", cnf, "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "2"]
+    subprocess.run(base + ["-subj", "/CN=edge suite tenant CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                           "-addext", "keyUsage=critical,keyCertSign", "-keyout", ca_key, "-out", ca],
+                   check=True, capture_output=True)
+
+    def leaf(name):
+        cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + ".key")
+        subprocess.run(base + ["-CA", ca, "-CAkey", ca_key, "-subj", f"/CN={name}",
+                               "-addext", f"subjectAltName=DNS:{name}",
+                               "-addext", "basicConstraints=critical,CA:FALSE",
+                               "-addext", "keyUsage=critical,digitalSignature",
+                               "-addext", "extendedKeyUsage=serverAuth", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        with open(cert) as c, open(key) as k:
+            return name, (c.read(), k.read())
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return ca, dict(pool.map(leaf, names))
+
+
+def served_leaf(port, name, ca):
+    """The leaf 127.0.0.1:`port` sends for SNI `name` (DER), once Python's
+    ssl has verified it against `ca` and `name`; None if the handshake or
+    the verification fails."""
+    context = ssl.create_default_context(cafile=ca)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=name) as tls:
+            return tls.getpeercert(binary_form=True)
+    except OSError:  # ssl.SSLError (verification included) is one
+        return None
+
+
+class EdgeStack:
+    """`edge-cp serve` and an `edge-node` synced from it, with an HTTPS
+    listener whose own certificate (`localhost`, the default for names no
+    tenant certificate covers) comes from its config file and the tenants'
+    from the control plane. Ports `port` (API), +1 (HTTPS), +2 (admin)."""
+
+    def __init__(self, key, label, port, default_cert, default_key):
+        self.key, self.label = key, label
+        self.cp_addr, self.https_port, self.admin = f"127.0.0.1:{port}", port + 1, f"127.0.0.1:{port + 2}"
+        self.base = f"http://{self.cp_addr}/v1"
+        self.dir = os.path.join(tmp, f"certs-{key}")
+        self.default_cert, self.default_key = default_cert, default_key
+
+    def __enter__(self):
+        self.stack = ExitStack()
+        try:
+            cp_data = os.path.join(self.dir, "cp")
+            self.stack.enter_context(Server(f"edge-cp {self.key}", [
+                os.path.join(REL, "edge-cp"), "serve", "--data-dir", cp_data, "--listen", self.cp_addr],
+                f"http://{self.cp_addr}/healthz"))
+            self.admin_token = cp_token(cp_data, "--role", "admin")
+            self.cp_data = cp_data
+            cfg = os.path.join(self.dir, "node.toml")
+            with open(cfg, "w") as f:
+                f.write(f'[listen]\nhttps = "127.0.0.1:{self.https_port}"\nadmin = "{self.admin}"\n'
+                        f'[tls]\nsource = "files"\n[[tls.certificates]]\nhosts = ["localhost"]\n'
+                        f'cert_path = "{self.default_cert}"\nkey_path = "{self.default_key}"\ndefault = true\n')
+            self.node = self.stack.enter_context(Server(f"edge-node {self.key}", [
+                os.path.join(REL, "edge-node"), "--config", cfg, "--control-plane", f"http://{self.cp_addr}",
+                "--token", cp_token(cp_data, "--role", "node", "--sub", f"bench-node-{self.key}"),
+                "--trust-key", cp_public_key(cp_data), "--data-dir", os.path.join(self.dir, "node")],
+                f"http://{self.admin}/readyz"))
+        except BaseException:
+            self.stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        return self.stack.__exit__(*exc)
+
+    def tenants(self, ids):
+        for t in ids:
+            api(self.base, self.admin_token, "POST", "/tenants", {"id": t})
+        return {t: cp_token(self.cp_data, "--role", "tenant", "--tenant", t) for t in ids}
+
+    def cert_series(self):
+        """The node's synced certificates (expiry series with a tenant) and
+        its applied revision."""
+        with urllib.request.urlopen(f"http://{self.admin}/metrics") as r:
+            lines = r.read().decode().splitlines()
+        certs = sum(1 for line in lines if line.startswith("edge_tls_certificate_expiry_timestamp_seconds{")
+                    and 'tenant=""' not in line)
+        revision = next((float(line.split()[1]) for line in lines if line.startswith("edge_sync_revision ")), 0.0)
+        return certs, revision
+
+    def wait_synced(self, revision, certs):
+        deadline = time.time() + 600
+        while True:
+            have, applied = self.cert_series()
+            if have == certs and applied >= revision:
+                return
+            if time.time() > deadline:
+                raise SystemExit(f"edge-node {self.key}: {have} of {certs} certificates at revision {applied} "
+                                 f"(want {revision}) after 10 minutes")
+            time.sleep(0.05)
+
+    def handshakes_ok(self):
+        with urllib.request.urlopen(f"http://{self.admin}/metrics") as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith('edge_tls_handshakes_total{result="ok"}'):
+                    return float(line.split()[1])
+        return 0.0
+
+    def curl_check(self, host, ca):
+        """One request with curl trusting only the run's CA: the node must
+        present the tenant's certificate for `host` and answer with hello."""
+        out = subprocess.run(["curl", "-sS", "--cacert", ca, "--resolve", f"{host}:{self.https_port}:127.0.0.1",
+                              "-w", "\n%{http_code}", f"https://{host}:{self.https_port}/"],
+                             capture_output=True, text=True)
+        if out.returncode != 0 or not out.stdout.endswith("\n200") or "Hello" not in out.stdout:
+            raise SystemExit(f"edge-node {self.key}: {host} not served with its tenant certificate "
+                             f"(curl exit {out.returncode}: {out.stderr.strip() or out.stdout.strip()})")
+
+
+def scenario_g(cert, key):
+    say(f"\n### g. TLS handshakes with {CERTS} tenant certificates loaded against 1\n")
+    hello = open(os.path.join(WASM, "hello.wasm"), "rb").read()
+    names = ["bench.test"] + [f"t{i:04d}.bench.test" for i in range(1, CERTS)]
+    started = time.time()
+    ca, leaves = signed_leaves(os.path.join(tmp, "tenant-certs"), names)
+    generated_secs = time.time() - started
+    print(f"g: {CERTS} leaves made in {generated_secs:.1f} s", flush=True)
+    # The control plane allows 200 apps a tenant (MAX_APPS_PER_TENANT).
+    tenants = [f"t{i}" for i in range(max(1, -(-CERTS // 200)))]
+    for stale in os.listdir(OUT):
+        if stale.startswith("g-") and stale.endswith(".json"):
+            os.remove(os.path.join(OUT, stale))
+    with ExitStack() as stack:
+        a = stack.enter_context(EdgeStack("A", "A: 1 certificate", 18960, cert, key))
+        b = stack.enter_context(EdgeStack("B", f"B: {CERTS} certificates", 18963, cert, key))
+        setup_secs = {}
+        for side, count in ((a, 1), (b, CERTS)):
+            started = time.time()
+            tokens = side.tenants(tenants)
+            revision = 0
+            for i, name in enumerate(names[:count]):
+                token = tokens[tenants[i % len(tenants)]]
+                app = "bench" if i == 0 else f"c{i:04d}"
+                api(side.base, token, "POST", "/apps", {"name": app, "hosts": [name]})
+                if i == 0:
+                    v = api(side.base, token, "POST", f"/apps/{app}/versions", hello, "application/wasm")
+                    api(side.base, token, "POST", f"/apps/{app}/deploy", {"version": v["version"]})
+                chain_pem, key_pem = leaves[name]
+                created = api(side.base, token, "POST", f"/apps/{app}/certificates",
+                              {"chain_pem": chain_pem, "key_pem": key_pem, "hosts": [name]})
+                revision = created["revision"]
+            side.wait_synced(revision, count)
+            setup_secs[side.key] = time.time() - started
+            print(f"g: node {side.key} serves {count} tenant certificates ({setup_secs[side.key]:.1f} s)", flush=True)
+        # Each tenant name gets its own leaf (checked by DER against what
+        # was uploaded); A has none but bench.test's.
+        wrong = [n for n in names if served_leaf(b.https_port, n, ca) != ssl.PEM_cert_to_DER_cert(leaves[n][0])]
+        if wrong:
+            raise SystemExit(f"edge-node B: {len(wrong)} of {CERTS} names without their own certificate, "
+                             f"e.g. {wrong[:3]}")
+        if served_leaf(a.https_port, "bench.test", ca) != ssl.PEM_cert_to_DER_cert(leaves["bench.test"][0]):
+            raise SystemExit("edge-node A: bench.test not served with its tenant certificate")
+        if CERTS > 1 and served_leaf(a.https_port, names[-1], ca) is not None:
+            raise SystemExit(f"edge-node A: {names[-1]} verified, but A holds bench.test's certificate only")
+        rss_synced = {s.key: s.node.rss_kib() for s in (a, b)}
+
+        runs = []  # (pair, side, report), in the order run
+        for pair in range(1, PAIRS + 1):
+            # ABBA: each side goes first in every other pair, so a drift of
+            # the machine during the run weighs on both alike.
+            for side in ((a, b) if pair % 2 else (b, a)):
+                side.curl_check("bench.test", ca)
+                before = side.handshakes_ok()
+                report = edge_load(f"{side.label}, pair {pair}", f"https://bench.test:{side.https_port}/",
+                                   connect=f"127.0.0.1:{side.https_port}", new_conn=True, insecure=True,
+                                   name=f"g-{side.key.lower()}-{pair}")
+                handshakes = side.handshakes_ok() - before
+                if handshakes < report["requests"]:
+                    raise SystemExit(f"edge-node {side.key}: {handshakes:.0f} handshakes for "
+                                     f"{report['requests']} requests: not one connection per request")
+                runs.append((pair, side.key, report))
+                print(f"g: pair {pair}, {side.key}: {report['requests_per_sec']:.0f} req/s", flush=True)
+        rss_after = {s.key: s.node.rss_kib() for s in (a, b)}
+
+    say(f"Two control planes, each with a node synced from it (HTTPS listener, its own `localhost` certificate "
+        f"as the default): A holds one tenant certificate (`bench.test`, the app running hello), B the same plus "
+        f"{CERTS - 1} apps `tNNNN.bench.test` in {len(tenants)} tenant(s), each with its own leaf (ECDSA P-256, all "
+        f"signed by a CA made in the run), all uploaded through the API. Both are measured as scenario f "
+        f"(edge-load -c{CONNS} -d{DURATION} --new-conn: a full TLS handshake per request, no resumption) against "
+        f"`bench.test`, in {PAIRS} pairs, alternating which side goes first (ABBA). Before each run curl checks, "
+        f"trusting only the run's CA, that the node presents bench.test's certificate and answers 200; before "
+        f"the first, every one of B's {CERTS} names is checked to get its own leaf, and each run's node counted "
+        f"at least one handshake per request.\n")
+    table([r for _, _, r in runs])
+    say("\n| pair | order | A req/s | B req/s | B/A |\n|---|---|---:|---:|---:|")
+    ratios = []
+    for pair in range(1, PAIRS + 1):
+        by = {side: r for p, side, r in runs if p == pair}
+        ratio = by["B"]["requests_per_sec"] / by["A"]["requests_per_sec"]
+        ratios.append((ratio, pair))
+        say(f"| {pair} | {'AB' if pair % 2 else 'BA'} | {by['A']['requests_per_sec']:.0f} | "
+            f"{by['B']['requests_per_sec']:.0f} | {ratio:.3f} |")
+    ordered = sorted(ratios)
+    mid = len(ordered) // 2
+    median = ordered[mid][0] if len(ordered) % 2 else (ordered[mid - 1][0] + ordered[mid][0]) / 2
+    rps = {k: sorted(r["requests_per_sec"] for _, side, r in runs if side == k) for k in ("A", "B")}
+    say(f"\n| node | tenant certificates | RSS once synced | RSS after the runs |\n|---|---:|---:|---:|")
+    for s, count in (("A", 1), ("B", CERTS)):
+        say(f"| {s} | {count} | {rss_synced[s] / 1024:.1f} MiB | {rss_after[s] / 1024:.1f} MiB |")
+    say(f"\n- B / A, median of the {PAIRS} pair ratios: **{median:.3f}x** (target >= 0.95); "
+        f"median req/s A {rps['A'][len(rps['A']) // 2]:.0f}, B {rps['B'][len(rps['B']) // 2]:.0f}")
+    say(f"- RSS per extra certificate (once synced): **{(rss_synced['B'] - rss_synced['A']) / max(CERTS - 1, 1):.1f} "
+        f"KiB**")
+    say(f"- {CERTS} leaves made with openssl in {generated_secs:.1f} s; B's {CERTS} apps and certificates created, "
+        f"uploaded (one at a time, each its own revision) and synced to its node in {setup_secs['B']:.1f} s")
+    median_pair = ordered[mid][1]
+    chart(f"TLS handshake + one request per connection: 1 vs {CERTS} certificates (pair {median_pair})",
+          [r for side in ("A", "B") for p, s, r in runs if p == median_pair and s == side], "g-handshakes-certs")
+
+
+def splice(block, sections):
+    """`block` (a suite summary: a header, then one `### x.` subsection per
+    scenario) with each of `sections` (letter -> subsection) replacing the
+    subsection of its letter, or inserted in letter order."""
+    chunks = re.split(r"(?m)^(?=### )", block)
+    keyed = {}
+    for chunk in chunks[1:]:
+        keyed[re.match(r"### (\w+)\.", chunk).group(1)] = chunk
+    keyed.update(sections)
+    parts = [chunks[0].strip("\n")] + [keyed[k].strip("\n") for k in sorted(keyed)]
+    return "\n\n".join(parts) + "\n"
+
+
 def main():
-    if os.path.isdir(OUT):
+    # A run of some scenarios keeps the others' results and replaces only
+    # its own sections below.
+    if os.path.isdir(OUT) and not ONLY:
         shutil.rmtree(OUT)
-    os.makedirs(OUT)
-    say(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
-        f"(`{os.uname().release}`), server and load generator sharing them; commit "
-        f"`{subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}`; "
-        f"RUST_BACKTRACE unset for every process. Regenerate with `loadtest/bench-suite`.")
+    os.makedirs(OUT, exist_ok=True)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    commit = f"`{head}`" + (" with uncommitted changes" if dirty else "")
+    when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    say(f"Run {when} on {os.cpu_count()} cores (`{os.uname().release}`), server and load generator sharing them; "
+        f"commit {commit}; RUST_BACKTRACE unset for every process. Regenerate with `loadtest/bench-suite`.")
     cert, key = certificate()
-    if wanted("a"):
-        scenario_a()
-    if wanted("b"):
-        scenario_b(cert, key)
-    if wanted("c"):
-        scenario_c()
-    if wanted("d"):
-        scenario_d()
-    if wanted("e"):
-        scenario_e()
-    if wanted("f"):
-        scenario_f(cert, key)
+    scenarios = {"a": scenario_a, "b": lambda: scenario_b(cert, key), "c": scenario_c, "d": scenario_d,
+                 "e": scenario_e, "f": lambda: scenario_f(cert, key), "g": lambda: scenario_g(cert, key)}
+    sections = {}
+    for letter, run in scenarios.items():
+        if wanted(letter):
+            first = len(summary)
+            run()
+            lines = "\n".join(summary[first:]).strip("\n").split("\n")
+            if ONLY:
+                # Not the date of the header above it in the README.
+                lines[1:1] = ["", f"Run {when} with `ONLY={','.join(sorted(ONLY))} loadtest/bench-suite`, commit "
+                              f"{commit}; the other sections are from the run above."]
+            sections[letter] = "\n".join(lines)
     text = "\n".join(summary) + "\n"
-    with open(os.path.join(OUT, "summary.md"), "w") as f:
+    summary_md = os.path.join(OUT, "summary.md")
+    if ONLY and os.path.exists(summary_md):
+        with open(summary_md) as f:
+            text = splice(f.read(), sections)
+    with open(summary_md, "w") as f:
         f.write(text)
     readme = os.path.join(ROOT, "loadtest", "README.md")
     with open(readme) as f:
         current = f.read()
     begin, end = "<!-- suite:begin -->", "<!-- suite:end -->"
-    if begin in current and end in current and not ONLY:
-        head, rest = current.split(begin, 1)
-        _, tail = rest.split(end, 1)
+    if begin in current and end in current:
+        before, rest = current.split(begin, 1)
+        block, tail = rest.split(end, 1)
+        block = splice(block, sections) if ONLY else text
         with open(readme, "w") as f:
-            f.write(head + begin + "\n" + text + end + tail)
+            f.write(before + begin + "\n" + block + end + tail)
         print(f"\nloadtest/README.md updated; details in {OUT}")
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -10,7 +10,9 @@ use std::path::Path;
 /// rename over `target`, fsync the directory. `mode` is filtered by the
 /// umask as usual (0o666 gives what `File::create` gives). A directory created for
 /// `target` is itself made durable in its parent. `tmp` is removed if any
-/// step fails.
+/// step fails, and before the write: a leftover of a crashed write would
+/// keep its own mode when opened again (`mode` applies only to a new file),
+/// and a private key written over it would be as readable as it was.
 pub fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = target
         .parent()
@@ -22,10 +24,16 @@ pub fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8], mode: u32) -> s
         }
     }
     let result = (|| {
+        match std::fs::remove_file(tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // `create_new`: were another file put there since, it is not
+        // written through.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .open(tmp)?;
         file.write_all(bytes)?;
@@ -56,5 +64,20 @@ mod tests {
         assert!(!tmp.exists());
         let mode = std::fs::metadata(&target).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_leftover_tmp_file_does_not_lend_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("key");
+        let tmp = dir.path().join("key.tmp");
+        // A crashed write left a world-readable tmp file behind.
+        std::fs::write(&tmp, b"old and long leftover").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomically(&tmp, &target, b"secret", 0o600).unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(&target).unwrap(), b"secret");
+        assert!(!tmp.exists());
     }
 }

@@ -9,8 +9,9 @@
 
 //!
 //! Features keep a client light: `engine` (the wasmtime configuration and
-//! the guest world), `server` (serving client connections, [`conn`]) and
-//! `logging` (stderr logging for the binaries). Without them this is data
+//! the guest world), `server` (serving client connections, [`conn`]),
+//! `tls` (a chain and key as rustls serves them, [`tls`]) and `logging`
+//! (stderr logging for the binaries). Without them this is data
 //! and the API's types ([`api`]), which is all `edgectl` needs.
 
 pub mod api;
@@ -26,6 +27,8 @@ pub mod names;
 pub mod origin;
 pub mod signing;
 pub mod sync;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "engine")]
 pub mod world;
 

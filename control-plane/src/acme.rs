@@ -5,10 +5,13 @@
 //! The work lives in the store, not in memory: an ACME certificate's
 //! `next_attempt_unix` says when to act (the first order, a retry after a
 //! failure, or the renewal at two thirds of the lifetime). Each control
-//! plane replica runs a worker; a worker takes a due certificate by a
-//! compare-and-swap of that time to the end of a lease
+//! plane replica runs a worker; a worker finds the due certificates by an
+//! index ([`MetaStore::due_certificates`]) and takes each under a lease
 //! ([`MetaStore::claim_certificate`]), so of several replicas one orders,
-//! and a replica that dies mid-order leaves the lease to expire.
+//! and a replica that dies mid-order leaves the lease to expire. A result
+//! is stored only under the lease it was ordered with: one whose lease
+//! another replica took over is dropped. A forced renewal never breaks a
+//! lease; the first claim after the lease acts on it.
 //!
 //! An order: the challenges' key authorizations go into the store (and so
 //! into the next snapshot: every node answers them, whichever one the CA
@@ -27,6 +30,7 @@ use std::time::Duration;
 
 use edge_common::names::HostPattern;
 use edge_common::sync::AcmeChallenge;
+use futures::StreamExt;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,
@@ -37,7 +41,7 @@ use crate::api::ApiState;
 use crate::seal::acme_account_aad;
 use crate::settings::AcmeConfig;
 use crate::store::ownership::OwnedHosts;
-use crate::store::{CertRecord, CertSource, MetaStore, StoreError, now_unix};
+use crate::store::{CertLease, CertRecord, MAX_DUE_LISTED, MetaStore, StoreError, now_unix};
 
 /// How often due certificates are looked for when nothing wakes the
 /// worker (a request for a certificate or a forced renewal does, and a
@@ -47,6 +51,8 @@ const POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a worker holds a certificate it is ordering: longer than an
 /// order takes ([`ORDER_TIMEOUT`]), so two replicas never order at once.
 const LEASE: Duration = Duration::from_secs(600);
+/// Orders in flight at once on one replica.
+const ORDERS_AT_ONCE: usize = 4;
 /// One whole order: account, challenges, validation, finalization.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long to wait for the active nodes to serve a challenge before the
@@ -79,9 +85,9 @@ pub fn spawn(settings: AcmeConfig, state: Weak<ApiState>, wake: Arc<Notify>) {
 }
 
 async fn run(settings: AcmeConfig, state: Weak<ApiState>, wake: Arc<Notify>) {
-    let mut client = AcmeClient {
+    let client = AcmeClient {
         settings,
-        account: None,
+        account: tokio::sync::Mutex::new(None),
     };
     let mut wait = Duration::ZERO;
     loop {
@@ -92,7 +98,7 @@ async fn run(settings: AcmeConfig, state: Weak<ApiState>, wake: Arc<Notify>) {
             _ = tokio::time::sleep(wait) => {}
         }
         let Some(state) = state.upgrade() else { return };
-        wait = match pass(&state, &mut client).await {
+        wait = match pass(&state, &client).await {
             Ok(next_due) => next_due
                 .map(|due| Duration::from_secs(due.saturating_sub(now_unix())))
                 .unwrap_or(POLL_INTERVAL)
@@ -105,80 +111,96 @@ async fn run(settings: AcmeConfig, state: Weak<ApiState>, wake: Arc<Notify>) {
     }
 }
 
-/// Acts on every due ACME certificate, one at a time; returns when the
-/// next one is due.
-async fn pass(state: &Arc<ApiState>, client: &mut AcmeClient) -> Result<Option<u64>, StoreError> {
-    let certificates = state.store.all_certificates().await?;
-    state
-        .metrics
-        .observe_certificates(&certificates, now_unix());
-    let mut next_due: Option<u64> = None;
-    let mut acted = false;
-    for cert in certificates {
-        if cert.source != CertSource::Acme {
-            continue;
-        }
-        let Some(due) = cert.next_attempt_unix else {
-            continue;
-        };
-        let now = now_unix();
-        if due > now {
-            next_due = Some(next_due.map_or(due, |d| d.min(due)));
-            continue;
-        }
-        if !state
-            .store
-            .claim_certificate(cert.id, Some(due), now + LEASE.as_secs())
-            .await?
-        {
-            continue; // another replica took it
-        }
-        acted = true;
-        tracing::info!(cert = cert.id, tenant = %cert.tenant, app = %cert.app, renewal = cert.material.is_some(), "ACME: ordering a certificate");
-        let outcome = tokio::time::timeout(ORDER_TIMEOUT, client.obtain(state, &cert))
-            .await
-            .unwrap_or_else(|_| {
-                Err(AcmeError::Order(format!(
-                    "the order took longer than {} s",
-                    ORDER_TIMEOUT.as_secs()
-                )))
-            });
-        let after = match outcome {
-            Ok(()) => {
-                state.metrics.acme_order("issued");
-                state
-                    .store
-                    .get_certificate(cert.id)
-                    .await?
-                    .next_attempt_unix
+/// Acts on the due ACME certificates (at most [`MAX_DUE_LISTED`] a pass),
+/// [`ORDERS_AT_ONCE`] at a time, so one CA that stalls an order for its
+/// whole timeout does not hold back every other tenant's renewal; returns
+/// when the next one is due.
+async fn pass(state: &Arc<ApiState>, client: &AcmeClient) -> Result<Option<u64>, StoreError> {
+    observe_certificates(state).await?;
+    let due = state
+        .store
+        .due_certificates(now_unix(), MAX_DUE_LISTED)
+        .await?;
+    let acted = !due.is_empty();
+    futures::stream::iter(due)
+        .for_each_concurrent(ORDERS_AT_ONCE, |cert| async move {
+            if let Err(e) = attempt(state, client, &cert).await {
+                // This certificate's turn only: the others go on, and the
+                // lease's end brings it back.
+                tracing::warn!(cert = cert.id, tenant = %cert.tenant, app = %cert.app, error = %e, "ACME: cannot record the attempt");
             }
-            Err(e) => {
-                state.metrics.acme_order("failed");
-                let retry_at = now_unix() + retry_delay(cert.attempts + 1).as_secs();
-                tracing::warn!(cert = cert.id, tenant = %cert.tenant, app = %cert.app, error = %e, retry_at, "ACME: the order failed");
-                let had_challenges = state.store.revision().await?;
-                state
-                    .store
-                    .record_certificate_failure(cert.id, &e.to_string(), retry_at)
-                    .await?;
-                let revision = state.store.revision().await?;
-                if revision != had_challenges {
-                    state.hub.notify(revision);
-                }
-                Some(retry_at)
-            }
-        };
-        if let Some(due) = after {
-            next_due = Some(next_due.map_or(due, |d| d.min(due)));
-        }
-    }
+        })
+        .await;
     if acted {
-        let certificates = state.store.all_certificates().await?;
-        state
-            .metrics
-            .observe_certificates(&certificates, now_unix());
+        observe_certificates(state).await?;
     }
-    Ok(next_due)
+    state.store.next_certificate_due(now_unix()).await
+}
+
+/// Orders one due certificate if this replica wins its lease, and records
+/// the result.
+async fn attempt(
+    state: &Arc<ApiState>,
+    client: &AcmeClient,
+    cert: &CertRecord,
+) -> Result<(), StoreError> {
+    let now = now_unix();
+    let Some(lease) = state
+        .store
+        .claim_certificate(cert.id, now, now + LEASE.as_secs())
+        .await?
+    else {
+        return Ok(()); // another replica took it
+    };
+    tracing::info!(cert = cert.id, tenant = %cert.tenant, app = %cert.app, renewal = cert.material.is_some(), "ACME: ordering a certificate");
+    let outcome = tokio::time::timeout(ORDER_TIMEOUT, client.obtain(state, cert, &lease))
+        .await
+        .unwrap_or_else(|_| {
+            Err(AcmeError::Order(format!(
+                "the order took longer than {} s",
+                ORDER_TIMEOUT.as_secs()
+            )))
+        });
+    let recorded = match outcome {
+        Ok(()) => {
+            state.metrics.acme_order("issued");
+            Ok(())
+        }
+        Err(AcmeError::Store(e)) if lost(&e) => Err(e),
+        Err(e) => {
+            state.metrics.acme_order("failed");
+            let retry_at = now_unix() + retry_delay(cert.attempts + 1).as_secs();
+            tracing::warn!(cert = cert.id, tenant = %cert.tenant, app = %cert.app, error = %e, retry_at, "ACME: the order failed");
+            match state
+                .store
+                .record_certificate_failure(&lease, &e.to_string(), retry_at)
+                .await
+            {
+                Ok(revision) => {
+                    state.hub.notify(revision);
+                    Ok(())
+                }
+                Err(e) if lost(&e) => Err(e),
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(cert = cert.id, tenant = %cert.tenant, app = %cert.app, error = %e, "ACME: the result is dropped");
+    }
+    Ok(())
+}
+
+/// Whether a result was refused because the work is no longer this
+/// replica's: its lease was taken over, or the certificate deleted.
+fn lost(e: &StoreError) -> bool {
+    matches!(e, StoreError::LeaseLost { .. } | StoreError::NotFound(_))
+}
+
+async fn observe_certificates(state: &ApiState) -> Result<(), StoreError> {
+    let counts = state.store.certificate_counts(now_unix()).await?;
+    state.metrics.observe_certificates(&counts);
+    Ok(())
 }
 
 /// The wait before attempt `attempt + 1` after `attempt` failures.
@@ -191,12 +213,18 @@ fn retry_delay(attempts: u32) -> Duration {
 
 struct AcmeClient {
     settings: AcmeConfig,
-    account: Option<Account>,
+    /// Made (or read from the store) by the first order, then shared.
+    account: tokio::sync::Mutex<Option<Account>>,
 }
 
 impl AcmeClient {
-    /// One order for `cert`, stored when issued.
-    async fn obtain(&mut self, state: &Arc<ApiState>, cert: &CertRecord) -> Result<(), AcmeError> {
+    /// One order for `cert`, stored when issued if `lease` still holds.
+    async fn obtain(
+        &self,
+        state: &Arc<ApiState>,
+        cert: &CertRecord,
+        lease: &CertLease,
+    ) -> Result<(), AcmeError> {
         check_still_owned(state, cert).await?;
         let account = self.account(state).await?;
         let identifiers = cert
@@ -272,12 +300,15 @@ impl AcmeClient {
         }
         let key_pem = order.finalize().await?;
         let chain_pem = order.poll_certificate(&retries).await?;
-        let material = crate::certs::material(&chain_pem, &key_pem, &state.kek)
-            .map_err(|e| AcmeError::Order(format!("the CA's certificate is not usable: {e}")))?;
+        let material =
+            crate::certs::material(&chain_pem, &key_pem, &state.kek, &cert.tenant, &cert.app)
+                .map_err(|e| {
+                    AcmeError::Order(format!("the CA's certificate is not usable: {e}"))
+                })?;
         let renew_at = material.renewal_unix();
         let revision = state
             .store
-            .record_certificate_issued(cert.id, material, Some(renew_at))
+            .record_certificate_issued(lease, material, Some(renew_at))
             .await?;
         state.hub.notify(revision);
         tracing::info!(cert = cert.id, tenant = %cert.tenant, app = %cert.app, renew_at, "ACME: certificate issued");
@@ -286,8 +317,10 @@ impl AcmeClient {
 
     /// The account for the directory: from the store, else created (and
     /// stored unless another replica stored one first, which is then used).
-    async fn account(&mut self, state: &ApiState) -> Result<Account, AcmeError> {
-        if let Some(account) = &self.account {
+    async fn account(&self, state: &ApiState) -> Result<Account, AcmeError> {
+        // Held across the first creation, so concurrent orders make one.
+        let mut cached = self.account.lock().await;
+        if let Some(account) = cached.as_ref() {
             return Ok(account.clone());
         }
         let directory = &self.settings.directory;
@@ -297,7 +330,14 @@ impl AcmeClient {
                 .kek
                 .open(sealed, &aad)
                 .map_err(|e| AcmeError::Account(e.to_string()))?;
-            serde_json::from_slice(&json).map_err(|e| AcmeError::Account(e.to_string()))
+            // Serde's message could quote the credentials: position only.
+            serde_json::from_slice(&json).map_err(|e| {
+                AcmeError::Account(format!(
+                    "the stored credentials do not parse (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })
         };
         let account = match state.store.acme_account(directory).await? {
             Some(sealed) => self.builder()?.from_credentials(open(&sealed)?).await?,
@@ -334,7 +374,7 @@ impl AcmeClient {
                 }
             }
         };
-        self.account = Some(account.clone());
+        *cached = Some(account.clone());
         Ok(account)
     }
 

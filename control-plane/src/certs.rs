@@ -12,11 +12,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use edge_common::names::HostPattern;
+use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::signing::sha256_hex;
 use edge_common::sync::{MAX_CERTIFICATE_BUNDLE_BYTES, certificate_bundle};
-use rustls::crypto::ring::sign::any_supported_type;
-use rustls::sign::CertifiedKey;
+use edge_common::tls::{CertifiedKeyError, certified_key};
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
@@ -28,10 +27,6 @@ use crate::store::{CertMaterial, OwnedHosts, now_unix};
 /// certificate lists (public CAs stop at 100 SANs), and each is a key in
 /// every node's SNI map.
 pub const MAX_CERT_HOSTS: usize = 100;
-/// Certificates an app may have: a few per hostname group, with room for
-/// an overlap while one replaces another. Each is fetched, held and
-/// parsed by every node.
-pub const MAX_CERTIFICATES_PER_APP: usize = 20;
 /// Certificates in an uploaded chain: a leaf and a few intermediates; real
 /// chains have 2 to 4.
 pub const MAX_CHAIN_CERTIFICATES: usize = 10;
@@ -121,10 +116,16 @@ impl std::fmt::Debug for Checked {
 
 impl Checked {
     /// What the store keeps: the chain, the key sealed under the current
-    /// key-encryption key (bound to this chain), the bundle's digest and
-    /// size, and the leaf's issuer and validity.
-    pub fn seal(&self, kek: &Keyring) -> Result<CertMaterial, CertError> {
-        let sealed_key = kek.seal(self.key_pem.as_bytes(), &tls_key_aad(&self.chain_pem))?;
+    /// key-encryption key (bound to the tenant, the app and this chain), the
+    /// bundle's digest and size, and the leaf's issuer and validity.
+    pub fn seal(
+        &self,
+        kek: &Keyring,
+        tenant: &TenantId,
+        app: &AppName,
+    ) -> Result<CertMaterial, CertError> {
+        let aad = tls_key_aad(tenant, app, &self.chain_pem);
+        let sealed_key = kek.seal(self.key_pem.as_bytes(), &aad)?;
         let bundle = certificate_bundle(&self.chain_pem, &self.key_pem);
         Ok(CertMaterial {
             chain_pem: self.chain_pem.clone(),
@@ -141,8 +142,14 @@ impl Checked {
 /// [`check`] (at the current time) then [`Checked::seal`]: a
 /// certificate's material from its chain and key (an upload's, or what an
 /// ACME CA issued).
-pub fn material(chain_pem: &str, key_pem: &str, kek: &Keyring) -> Result<CertMaterial, CertError> {
-    check(chain_pem, key_pem, now_unix())?.seal(kek)
+pub fn material(
+    chain_pem: &str,
+    key_pem: &str,
+    kek: &Keyring,
+    tenant: &TenantId,
+    app: &AppName,
+) -> Result<CertMaterial, CertError> {
+    check(chain_pem, key_pem, now_unix())?.seal(kek, tenant, app)
 }
 
 /// Reads a chain (PEM, leaf first) and its leaf's private key (PEM:
@@ -167,22 +174,13 @@ pub fn check(chain_pem: &str, key_pem: &str, now_unix: u64) -> Result<Checked, C
         parse_certificate(der, i)?;
     }
 
-    let signing_key = any_supported_type(&key).map_err(|e| {
-        invalid(format!(
-            "key_pem: not a key usable for TLS (RSA of 2048 bits or more, ECDSA P-256 or P-384, Ed25519): {e}"
-        ))
+    // The node serves the bundle through the same function: what passes
+    // here loads there.
+    certified_key(chain.clone(), &key).map_err(|e| match e {
+        CertifiedKeyError::KeyMismatch => CertError::KeyMismatch,
+        CertifiedKeyError::UnsupportedKey(_) => invalid(format!("key_pem: {e}")),
+        _ => invalid(e.to_string()),
     })?;
-    match CertifiedKey::new(chain.clone(), signing_key).keys_match() {
-        Ok(()) => {}
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            return Err(CertError::KeyMismatch);
-        }
-        Err(e) => {
-            return Err(invalid(format!(
-                "cannot compare the key with the leaf certificate: {e}"
-            )));
-        }
-    }
 
     let validity = leaf.validity();
     let not_before_unix = u64::try_from(validity.not_before.timestamp()).unwrap_or(0);

@@ -140,6 +140,14 @@ impl From<StoreError> for ApiError {
                 )
                 .with_retry_after(retry_after_secs)
             }
+            StoreError::CertificateLimit { .. } => {
+                Self::new(StatusCode::CONFLICT, "cert-limit", e.to_string())
+            }
+            // Not reachable through the API (the ACME worker drops such a
+            // result), mapped for completeness.
+            StoreError::LeaseLost { .. } => {
+                Self::new(StatusCode::CONFLICT, "lease-lost", e.to_string())
+            }
             // Not reachable through the API (restores are an operator's
             // command), mapped for completeness.
             StoreError::Restore(_) => {

@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use edge_common::fsutil::write_atomically;
 use edge_common::signing::{KeyError, SigningKey};
 
-pub use self::kek::{KEK_ENV, KEK_FILE, KekRotation, KekSource, Resealed, RotateError, rotate_kek};
+pub use self::kek::{
+    CheckError, KEK_ENV, KEK_FILE, KekRotation, KekSource, KekStep, MissingKeys, Resealed,
+    RotateError, check_keyring, rotate_kek,
+};
 use self::kek::{load_or_generate_kek, read_keyring};
 use crate::seal::{Keyring, SealError};
 

@@ -117,6 +117,8 @@ pub enum CpError {
     },
     #[error(transparent)]
     Key(#[from] keys::KeyFileError),
+    #[error(transparent)]
+    Keyring(#[from] keys::CheckError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     #[error("blob store: {0}")]
@@ -143,6 +145,7 @@ impl ControlPlane {
         let sync_key = SigningKey::from_pkcs8(&config.keys.sync_key()?)?;
         let kek = Arc::new(config.kek.load(&config.keys)?);
         let store: Arc<dyn MetaStore> = config.metadata.open().await?;
+        keys::check_keyring(&kek, store.as_ref()).await?;
         let blobs: Arc<dyn BlobStore> = match &config.blobs {
             BlobsConfig::DataDir => Arc::new(FsBlobStore::open(&config.data_dir)?),
             BlobsConfig::S3(s3) => Arc::new(S3BlobStore::open(s3).await?),

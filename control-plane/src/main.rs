@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use edge_common::logging::LogFormat;
 use edge_common::names::TenantId;
 use edge_cp::auth::Role;
-use edge_cp::keys::{Initialised, KEK_ENV, KekSource, KeySource};
+use edge_cp::keys::{Initialised, KEK_ENV, KekSource, KekStep, KeySource};
 use edge_cp::migrate::MigrateRequest;
 use edge_cp::server::ConnectionFlags;
 use edge_cp::settings::{AcmeFlags, ApiFlags};
@@ -106,10 +106,20 @@ enum KeysCommand {
     },
     /// Put a new key-encryption key first in the keyring (keeping the old
     /// ones) and re-seal every stored TLS key and ACME account under it.
-    /// Restart every control plane, then run it again with --retire-old.
+    /// With several replicas, go in three steps, copying the keyring to
+    /// every replica and restarting them after each: --stage, --to ID,
+    /// --retire-old.
     RotateKek {
         #[command(flatten)]
         store: StoreArgs,
+        /// Only add a new key, last: replicas given it can open values
+        /// sealed under it before any is.
+        #[arg(long, conflicts_with_all = ["to", "retire_old"])]
+        stage: bool,
+        /// Make this key of the keyring (a staged one) current, and
+        /// re-seal every value under it.
+        #[arg(long, value_name = "ID", conflicts_with = "retire_old")]
+        to: Option<String>,
         /// No new key: re-seal what is still under an older key, then drop
         /// every key but the current one.
         #[arg(long)]
@@ -347,8 +357,19 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Keys(KeysCommand::RotateKek { store, retire_old }) => {
-            rotate_kek(store, retire_old)
+        Command::Keys(KeysCommand::RotateKek {
+            store,
+            stage,
+            to,
+            retire_old,
+        }) => {
+            let step = match (stage, to, retire_old) {
+                (true, _, _) => KekStep::Stage,
+                (_, Some(id), _) => KekStep::Promote(id),
+                (_, None, true) => KekStep::RetireOld,
+                (false, None, false) => KekStep::Rotate,
+            };
+            rotate_kek(store, step)
         }
         Command::Token {
             keys,
@@ -391,7 +412,7 @@ fn kek_env() -> anyhow::Result<Option<String>> {
     }
 }
 
-fn rotate_kek(args: StoreArgs, retire_old: bool) -> anyhow::Result<()> {
+fn rotate_kek(args: StoreArgs, step: KekStep) -> anyhow::Result<()> {
     let keys = match (args.keys_dir, &args.data_dir) {
         (Some(dir), _) => KeySource::Shared(dir),
         (None, Some(data_dir)) => KeySource::DataDir(data_dir.clone()),
@@ -416,7 +437,7 @@ fn rotate_kek(args: StoreArgs, retire_old: bool) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?
         .block_on(async {
             let store = metadata.open_existing().await?;
-            anyhow::Ok(edge_cp::keys::rotate_kek(&source, &keys, store.as_ref(), retire_old).await?)
+            anyhow::Ok(edge_cp::keys::rotate_kek(&source, &keys, store.as_ref(), step).await?)
         })?;
     for line in rotation.to_string().lines() {
         println!("edge-cp: {line}");

@@ -20,7 +20,7 @@ use prometheus::{
 };
 
 use crate::store::instrumented::StoreMetrics;
-use crate::store::{CertRecord, NodeRecord};
+use crate::store::{CertificateCounts, NodeRecord};
 
 /// Nodes with series of their own; the rest are summed up in
 /// `edge_cp_nodes_unlabelled` and `edge_cp_node_revision_lag_unlabelled_max`.
@@ -234,16 +234,13 @@ impl CpMetrics {
         self.acme_orders.with_label_values(&[result]).inc();
     }
 
-    /// Counts the certificates by their status at `now_unix`.
-    pub fn observe_certificates(&self, certificates: &[CertRecord], now_unix: u64) {
+    /// The certificates by status, as the store counted them.
+    pub fn observe_certificates(&self, counts: &CertificateCounts) {
         for status in CERTIFICATE_STATUSES {
-            let count = certificates
-                .iter()
-                .filter(|c| c.status(now_unix) == status)
-                .count();
+            let count = i64::try_from(counts.get(status)).unwrap_or(i64::MAX);
             self.certificates
                 .with_label_values(&[status.as_str()])
-                .set(count as i64);
+                .set(count);
         }
     }
 

@@ -4,8 +4,10 @@
 //! Envelope encryption with one key-encryption key (KEK): each value is
 //! sealed with ChaCha20-Poly1305 (ring's AEAD; ring is already our TLS
 //! crypto) under the current KEK, with a fresh random nonce, and bound by
-//! its associated data to what it is (`tls-key:<chain digest>`, ...), so a
-//! sealed value copied into another row does not open there.
+//! its associated data to whose and what it is (a TLS key to its tenant,
+//! app and chain; an ACME account to its directory), so a sealed value
+//! copied into another tenant's or app's row, or next to another chain,
+//! does not open there.
 //!
 //! A [`Keyring`] holds the current KEK and, after a rotation, the previous
 //! ones: every sealed value names the KEK it was sealed with, so values
@@ -15,6 +17,7 @@
 //! Layout of a sealed value: `"EK1"`, the KEK id (8 bytes), the nonce (12
 //! bytes), then the ciphertext and its 16-byte tag.
 
+use edge_common::names::{AppName, TenantId};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -177,6 +180,21 @@ impl Keyring {
         Ok(plaintext.to_vec())
     }
 
+    /// The id (hex) of the key `sealed` names, if it is a sealed value.
+    pub fn sealed_with(sealed: &[u8]) -> Option<String> {
+        (sealed.len() > MAGIC.len() + ID_LEN && sealed.starts_with(MAGIC))
+            .then(|| hex(&sealed[MAGIC.len()..MAGIC.len() + ID_LEN]))
+    }
+
+    /// Whether the keyring holds the key `sealed` names.
+    pub fn holds(&self, sealed: &[u8]) -> bool {
+        sealed.len() > MAGIC.len() + ID_LEN
+            && self
+                .keys
+                .iter()
+                .any(|k| sealed[MAGIC.len()..MAGIC.len() + ID_LEN] == k.id)
+    }
+
     /// Whether `sealed` was sealed under the current key (else a rotation
     /// has still to re-seal it).
     pub fn is_current(&self, sealed: &[u8]) -> bool {
@@ -187,10 +205,12 @@ impl Keyring {
     }
 }
 
-/// The associated data of a TLS private key: bound to its chain.
-pub fn tls_key_aad(chain_pem: &str) -> Vec<u8> {
+/// The associated data of a TLS private key: bound to the tenant and app
+/// it belongs to and to its chain. (Not to the certificate's id: the id is
+/// given by the store when the sealed key is already made.)
+pub fn tls_key_aad(tenant: &TenantId, app: &AppName, chain_pem: &str) -> Vec<u8> {
     let digest = ring::digest::digest(&ring::digest::SHA256, chain_pem.as_bytes());
-    format!("tls-key:{}", hex(digest.as_ref())).into_bytes()
+    format!("tls-key:{tenant}/{app}:{}", hex(digest.as_ref())).into_bytes()
 }
 
 /// The associated data of an ACME account's credentials: bound to its

@@ -55,6 +55,18 @@ pub struct ApiSettings {
     /// deletion and also this often (leftovers of failed uploads, blobs
     /// that were still within the grace period). Default 1 h.
     pub blob_gc_interval: Duration,
+    /// Certificates one app may have: a few per hostname group, with room
+    /// for an overlap while one replaces another; each is fetched, held and
+    /// parsed by every node. Beyond it: 409 `cert-limit`. Default 20.
+    pub max_certificates_per_app: u64,
+    /// Certificates all of one tenant's apps may have together. Beyond it:
+    /// 409 `cert-limit`. Default 200.
+    pub max_certificates_per_tenant: u64,
+    /// ACME certificates one tenant may have waiting to be issued (pending
+    /// or failed): every one costs orders at the CA, whose rate limits
+    /// are per account, shared by all tenants. Beyond it: 409
+    /// `cert-limit`. Default 20.
+    pub max_pending_acme_certificates_per_tenant: u64,
 }
 
 impl Default for ApiSettings {
@@ -72,6 +84,9 @@ impl Default for ApiSettings {
             storage_quota_bytes: 1 << 30,
             blob_gc_grace: Duration::from_secs(3600),
             blob_gc_interval: Duration::from_secs(3600),
+            max_certificates_per_app: 20,
+            max_certificates_per_tenant: 200,
+            max_pending_acme_certificates_per_tenant: 20,
         }
     }
 }

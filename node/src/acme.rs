@@ -7,9 +7,12 @@
 use std::collections::HashMap;
 
 use edge_common::sync::AcmeChallenge;
+use http::{Method, Request};
 
-/// Where a CA fetches HTTP-01 challenges. The node answers every GET and
-/// HEAD under it itself, before routing: the host may have no app yet.
+/// Where a CA fetches HTTP-01 challenges. The node answers a GET or HEAD
+/// of a pending (host, token) itself, before routing: the host may have no
+/// app yet. Any other request under it is routed as usual, so an app can
+/// answer challenges of its own (a tenant running certbot behind it).
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// Pending challenges: host, then token, to key authorization. As large as
@@ -45,6 +48,13 @@ pub fn challenge_token(path: &str) -> Option<&str> {
     path.strip_prefix(CHALLENGE_PREFIX)
 }
 
+/// A GET or HEAD under [`CHALLENGE_PREFIX`]: what a CA validating HTTP-01
+/// sends, over plain HTTP, so never redirected to HTTPS, whoever answers.
+pub fn is_challenge_request<B>(request: &Request<B>) -> bool {
+    (request.method() == Method::GET || request.method() == Method::HEAD)
+        && challenge_token(request.uri().path()).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +78,28 @@ mod tests {
         );
         assert_eq!(challenge_token("/.well-known/acme-challenge"), None);
         assert_eq!(challenge_token("/x"), None);
+        let request = |method: Method, path: &str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .unwrap()
+        };
+        assert!(is_challenge_request(&request(
+            Method::GET,
+            "/.well-known/acme-challenge/a"
+        )));
+        assert!(is_challenge_request(&request(
+            Method::HEAD,
+            "/.well-known/acme-challenge/"
+        )));
+        assert!(!is_challenge_request(&request(
+            Method::POST,
+            "/.well-known/acme-challenge/a"
+        )));
+        assert!(!is_challenge_request(&request(
+            Method::GET,
+            "/.well-known/acme-challenges/a"
+        )));
     }
 }

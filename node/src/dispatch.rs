@@ -1,5 +1,6 @@
-//! The request path, top to bottom: clean hop-by-hop headers → answer an
-//! ACME challenge → route → redirect plain HTTP to HTTPS if the app asks →
+//! The request path, top to bottom: clean hop-by-hop headers → answer a
+//! pending ACME challenge → route → redirect plain HTTP to HTTPS if the app
+//! asks (never a challenge: an app may answer its own) →
 //! check sizes → cache lookup → (on a miss) admit → run the component or
 //! forward to the origin → guard the response body → cache store → HSTS →
 //! record.
@@ -17,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use crate::acme::AcmeChallenges;
+use crate::acme::{AcmeChallenges, is_challenge_request};
 use crate::admission::NodeAdmission;
 use crate::app::{App, Backend};
 use crate::body::{
@@ -143,12 +144,7 @@ impl Dispatcher {
         strip_hop_by_hop(request.headers_mut());
 
         if let Some(answer) = self.https.challenge(&request) {
-            let response = answer.unwrap_or_else(|err| {
-                // The route errors' codes are their reasons too.
-                self.metrics.unrouted(err.code());
-                err.to_response()
-            });
-            return with_request_id(response, request_id);
+            return with_request_id(answer, request_id);
         }
 
         let (host, app) = match self.route(&request) {
@@ -160,7 +156,7 @@ impl Dispatcher {
         };
 
         let https = matches!(scheme, Scheme::Https);
-        let mut response = if app.https.redirect && !https {
+        let mut response = if app.https.redirect && !https && !is_challenge_request(&request) {
             self.https.redirect(&host, request.uri())
         } else {
             match self

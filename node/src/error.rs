@@ -43,8 +43,6 @@ pub enum EdgeError {
     Origin(#[from] OriginError),
     #[error("the node does not support the {0} method")]
     MethodNotSupported(http::Method),
-    #[error("no pending ACME challenge for this host and token")]
-    UnknownAcmeChallenge,
 }
 
 /// A request the node refuses as it is: larger than the node or app
@@ -75,7 +73,6 @@ impl EdgeError {
                 | RouteError::AmbiguousHost,
             ) => StatusCode::BAD_REQUEST,
             EdgeError::MethodNotSupported(_) => StatusCode::NOT_IMPLEMENTED,
-            EdgeError::UnknownAcmeChallenge => StatusCode::NOT_FOUND,
             EdgeError::Route(RouteError::UnknownHost(_) | RouteError::NoPathMatch(_)) => {
                 StatusCode::NOT_FOUND
             }
@@ -116,7 +113,6 @@ impl EdgeError {
             EdgeError::Route(RouteError::InvalidHost | RouteError::Userinfo) => "invalid-host",
             EdgeError::Route(RouteError::AmbiguousHost) => "ambiguous-host",
             EdgeError::MethodNotSupported(_) => "method-not-supported",
-            EdgeError::UnknownAcmeChallenge => "unknown-acme-challenge",
             EdgeError::Route(RouteError::UnknownHost(_)) => "unknown-host",
             EdgeError::Route(RouteError::NoPathMatch(_)) => "no-route",
             EdgeError::Admission(AdmissionError::NodeAtCapacity(_)) => "node-at-capacity",
@@ -152,8 +148,7 @@ impl EdgeError {
             EdgeError::Route(_)
             | EdgeError::Request(_)
             | EdgeError::NotCached
-            | EdgeError::MethodNotSupported(_)
-            | EdgeError::UnknownAcmeChallenge => Fault::Client,
+            | EdgeError::MethodNotSupported(_) => Fault::Client,
             EdgeError::Admission(AdmissionError::NodeAtCapacity(_)) => Fault::Platform,
             EdgeError::Admission(_) | EdgeError::ResponseTooLarge { .. } | EdgeError::Origin(_) => {
                 Fault::Tenant
@@ -176,9 +171,7 @@ impl EdgeError {
             EdgeError::Route(err) => err.to_string(),
             EdgeError::Admission(err) => err.to_string(),
             EdgeError::Request(err) => err.to_string(),
-            EdgeError::NotCached
-            | EdgeError::MethodNotSupported(_)
-            | EdgeError::UnknownAcmeChallenge => self.to_string(),
+            EdgeError::NotCached | EdgeError::MethodNotSupported(_) => self.to_string(),
             EdgeError::Origin(OriginError::Timeout) => "the origin did not answer in time".into(),
             EdgeError::Origin(OriginError::Prohibited(_)) => {
                 "the origin's address is not allowed on this node".into()

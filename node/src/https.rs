@@ -1,15 +1,16 @@
 //! What the node answers on its own at the HTTP/HTTPS boundary, around an
 //! app: pending ACME HTTP-01 challenges (before routing: the CA asks
 //! before the host has an app, and over plain HTTP even where the app
-//! redirects), the 308 to HTTPS an app's `https.redirect` asks for, and
-//! its `https.hsts` header on HTTPS answers only (RFC 6797 §7.2).
+//! redirects; a challenge that is not pending goes to the app), the 308
+//! to HTTPS an app's `https.redirect` asks for, and its `https.hsts`
+//! header on HTTPS answers only (RFC 6797 §7.2).
 
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 
-use crate::acme::{AcmeChallenges, challenge_token};
+use crate::acme::{AcmeChallenges, challenge_token, is_challenge_request};
 use crate::app::HttpsPolicy;
 use crate::error::{EdgeError, ResponseBody, text_response};
 use crate::router::{RouteError, request_host};
@@ -39,30 +40,21 @@ impl HttpsAnswers {
         let _ = self.https_port.set(port);
     }
 
-    /// For a GET or HEAD under `/.well-known/acme-challenge/`: the key
-    /// authorization of the pending challenge for its host and token
-    /// (`text/plain`, `no-store`), else the refusal. `None` for any other
-    /// request.
-    pub fn challenge<B>(
-        &self,
-        request: &Request<B>,
-    ) -> Option<Result<Response<ResponseBody>, EdgeError>> {
-        let token = challenge_token(request.uri().path())?;
-        if request.method() != Method::GET && request.method() != Method::HEAD {
+    /// For a GET or HEAD of `/.well-known/acme-challenge/{token}` whose
+    /// host and token are a pending challenge: its key authorization
+    /// (`text/plain`, `no-store`). `None` for anything else, which is
+    /// routed as usual: the path is the app's but for the control plane's
+    /// own pending tokens.
+    pub fn challenge<B>(&self, request: &Request<B>) -> Option<Response<ResponseBody>> {
+        if !is_challenge_request(request) {
             return None;
         }
-        let answer = request_host(request)
-            .map_err(EdgeError::from)
-            .and_then(|host| {
-                self.challenges
-                    .load()
-                    .answer(&host, token)
-                    .map(|key_authorization| {
-                        text_response(StatusCode::OK, key_authorization.to_string())
-                    })
-                    .ok_or(EdgeError::UnknownAcmeChallenge)
-            });
-        Some(answer)
+        let token = challenge_token(request.uri().path())?;
+        // A bad Host is routing's to refuse, with its own code.
+        let host = request_host(request).ok()?;
+        let challenges = self.challenges.load();
+        let key_authorization = challenges.answer(&host, token)?;
+        Some(text_response(StatusCode::OK, key_authorization.to_string()))
     }
 
     /// 308 to the same URL on HTTPS, on the HTTPS listener's port (or

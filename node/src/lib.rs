@@ -134,12 +134,8 @@ impl Node {
             resolver: Arc::new(CertResolver::new(OwnCertificates::default())),
             metrics: metrics.clone(),
         };
-        tls.reload(
-            config
-                .tls
-                .as_ref()
-                .filter(|_| config.listen.https.is_some()),
-        )?;
+        tls.reload(config.tls.clone().filter(|_| config.listen.https.is_some()))
+            .await?;
         // A node with a control plane first serves what it applied last
         // time, so it is useful before (or without) contact.
         let syncer = match &config.control_plane {
@@ -311,12 +307,15 @@ pub struct TlsReloader {
 impl TlsReloader {
     /// Loads every certificate `tls` names and serves them from the next
     /// handshake on; on any error nothing changes. `None`: no own
-    /// certificates (the control plane's are still served).
-    pub fn reload(&self, tls: Option<&TlsConfig>) -> Result<(), TlsError> {
-        let own = match tls {
-            Some(tls) => OwnCertificates::load(tls)?,
-            None => OwnCertificates::default(),
-        };
+    /// certificates (the control plane's are still served). Files are read
+    /// and keys parsed on the blocking pool: the async workers keep serving.
+    pub async fn reload(&self, tls: Option<TlsConfig>) -> Result<(), TlsError> {
+        let own = tokio::task::spawn_blocking(move || match tls {
+            Some(tls) => OwnCertificates::load(&tls),
+            None => Ok(OwnCertificates::default()),
+        })
+        .await
+        .map_err(|e| TlsError::Task(e.to_string()))??;
         let expiry = own.expiry.clone();
         let previous = self.resolver.replace_own(own);
         for (name, _) in &previous.expiry {

@@ -181,15 +181,18 @@ async fn reload_on_hangup(
     flags: NodeFlags,
 ) {
     while hangup.recv().await.is_some() {
-        let reloaded = read_config(&path, flags.clone()).and_then(|config| {
-            tls.reload(
-                config
-                    .tls
-                    .as_ref()
-                    .filter(|_| config.listen.https.is_some()),
-            )
-            .context("cannot load its certificates")
-        });
+        // The file too is read on the blocking pool, as the certificates are.
+        let read = {
+            let (path, flags) = (path.clone(), flags.clone());
+            tokio::task::spawn_blocking(move || read_config(&path, flags)).await
+        };
+        let reloaded = match read.context("the reload task failed").and_then(|read| read) {
+            Ok(config) => tls
+                .reload(config.tls.filter(|_| config.listen.https.is_some()))
+                .await
+                .context("cannot load its certificates"),
+            Err(e) => Err(e),
+        };
         match reloaded {
             Ok(()) => tracing::info!(
                 config = %path.display(),

@@ -17,10 +17,10 @@ use hyper::body::Incoming;
 
 use super::http::{ApiResult, internal, json_response, read_json, read_secret_json};
 use super::state::ApiState;
-use crate::certs::{self, MAX_CERTIFICATES_PER_APP};
+use crate::certs;
 use crate::error::ApiError;
 use crate::seal::tls_key_aad;
-use crate::store::{CertRecord, CertSource, NewCertificate, OwnedHosts, now_unix};
+use crate::store::{CertLimits, CertRecord, CertSource, NewCertificate, OwnedHosts, now_unix};
 
 /// A certificate as the API shows it at `now_unix`: never its key, nor its
 /// chain.
@@ -81,7 +81,6 @@ pub async fn upload(
 ) -> ApiResult {
     state.store.get_app(tenant, app).await?;
     let body: UploadCertificate = read_secret_json(req).await?;
-    room_for_one(state, tenant, app).await?;
     // Parsing an RSA key validates it (some milliseconds of CPU): off the
     // async workers.
     let UploadCertificate {
@@ -94,7 +93,7 @@ pub async fn upload(
             .await
             .map_err(internal)??;
     let hosts = certs::upload_hosts(&hosts, &checked.names, &tenant_hosts(state, tenant).await?)?;
-    let material = checked.seal(&state.kek)?;
+    let material = checked.seal(&state.kek, tenant, app)?;
     let (record, revision) = state
         .store
         .add_certificate(
@@ -106,6 +105,7 @@ pub async fn upload(
                 material: Some(material),
                 next_attempt_unix: None,
             },
+            &cert_limits(state),
         )
         .await?;
     state.hub.notify(revision);
@@ -132,7 +132,6 @@ pub async fn issue(
         ));
     }
     let body: IssueCertificate = read_json(req).await?;
-    room_for_one(state, tenant, app).await?;
     let hosts = certs::acme_hosts(&body.hosts, &tenant_hosts(state, tenant).await?)?;
     let (record, revision) = state
         .store
@@ -145,6 +144,7 @@ pub async fn issue(
                 material: None,
                 next_attempt_unix: Some(now_unix()),
             },
+            &cert_limits(state),
         )
         .await?;
     tracing::info!(%tenant, app = %app, id = record.id, hosts = %join(&record.hosts), "certificate requested from the ACME CA");
@@ -201,23 +201,18 @@ pub async fn bundle(state: &ApiState, digest: &str) -> ApiResult {
         ));
     }
     let not_found = || ApiError::not_found(format!("certificate bundle {digest} not found"));
-    // One scan of the table: a node asks once per certificate it has not
-    // got, and a control plane holds thousands of certificates at most.
     let record = state
         .store
-        .all_certificates()
+        .certificate_by_bundle(digest)
         .await?
-        .into_iter()
-        .find(|c| {
-            c.material
-                .as_ref()
-                .is_some_and(|m| m.bundle_sha256 == digest)
-        })
         .ok_or_else(not_found)?;
     let material = record.material.as_ref().ok_or_else(not_found)?;
     let key = state
         .kek
-        .open(&material.sealed_key, &tls_key_aad(&material.chain_pem))
+        .open(
+            &material.sealed_key,
+            &tls_key_aad(&record.tenant, &record.app, &material.chain_pem),
+        )
         .map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -281,19 +276,15 @@ pub async fn set_https(
     Ok(json_response(StatusCode::OK, &HttpsSet { https, revision }))
 }
 
-/// 409 `cert-limit` once the app has [`MAX_CERTIFICATES_PER_APP`].
-async fn room_for_one(state: &ApiState, tenant: &TenantId, app: &AppName) -> Result<(), ApiError> {
-    let count = state.store.list_certificates(tenant, app).await?.len();
-    if count >= MAX_CERTIFICATES_PER_APP {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "cert-limit",
-            format!(
-                "app {app} has {count} certificates, the most allowed is {MAX_CERTIFICATES_PER_APP}; delete one first"
-            ),
-        ));
+/// What one more certificate may not exceed; the store counts in the
+/// transaction that adds it and refuses with `CertificateLimit` (409
+/// `cert-limit`).
+fn cert_limits(state: &ApiState) -> CertLimits {
+    CertLimits {
+        per_app: state.settings.max_certificates_per_app,
+        per_tenant: state.settings.max_certificates_per_tenant,
+        pending_acme_per_tenant: state.settings.max_pending_acme_certificates_per_tenant,
     }
-    Ok(())
 }
 
 /// Every hostname of every app of the tenant: what its certificates may

@@ -74,11 +74,27 @@ fn a_good_chain_and_key_are_read_and_written_back_as_plain_pem() {
     assert!(!format!("{checked:?}").contains("PRIVATE"));
 
     let kek = Keyring::parse(&Keyring::generate_key().expect("key")).expect("ring");
-    let material = checked.seal(&kek).expect("sealed");
+    let (tenant, app) = (
+        "acme".parse().expect("tenant"),
+        "shop".parse().expect("app"),
+    );
+    let material = checked.seal(&kek, &tenant, &app).expect("sealed");
     assert!(!material.sealed_key.windows(7).any(|w| w == b"PRIVATE"));
     let opened = kek
-        .open(&material.sealed_key, &tls_key_aad(&material.chain_pem))
+        .open(
+            &material.sealed_key,
+            &tls_key_aad(&tenant, &app, &material.chain_pem),
+        )
         .expect("opens");
+    // Bound to its tenant and app: it does not open as another's.
+    let other: TenantId = "other".parse().expect("tenant");
+    assert!(
+        kek.open(
+            &material.sealed_key,
+            &tls_key_aad(&other, &app, &material.chain_pem)
+        )
+        .is_err()
+    );
     let opened = String::from_utf8(opened).expect("utf-8");
     let bundle = certificate_bundle(&material.chain_pem, &opened);
     assert_eq!(material.bundle_sha256, sha256_hex(bundle.as_bytes()));

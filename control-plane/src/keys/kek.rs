@@ -177,6 +177,84 @@ pub enum RotateError {
     StillInUse(String),
     #[error("cannot seal: {0}")]
     Seal(SealError),
+    #[error("the keyring holds no key {id} (it holds {known})")]
+    UnknownKey { id: String, known: String },
+}
+
+/// One step of a rotation (`edge-cp keys rotate-kek [--stage | --to ID |
+/// --retire-old]`). With several control plane replicas, each step is
+/// followed by copying the keyring to every replica and restarting them:
+/// stage (every replica can then open values under the new key), promote
+/// (it seals from now on; values are re-sealed), retire (the old keys go).
+/// So no replica is ever asked to open a value under a key it lacks, and
+/// none seals under a key about to be dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KekStep {
+    /// A new key is made current at once and every value re-sealed: stage
+    /// and promote in one, for a single control plane.
+    Rotate,
+    /// A new key is added last: it opens values but seals none yet.
+    Stage,
+    /// The keyring's key with this id becomes current; every value is
+    /// re-sealed under it.
+    Promote(String),
+    /// Values still under an older key are re-sealed, then every key but
+    /// the current one is dropped.
+    RetireOld,
+}
+
+/// Stored values sealed under keys the keyring does not hold: a control
+/// plane refuses to start with such a keyring (a forgotten `--kek-file`, a
+/// lost keys directory, a replica not yet given a promoted key), since it
+/// could open none of them and would seal new ones under a key the others
+/// may not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{count} stored value(s) are sealed under key-encryption key(s) {ids}, which this keyring ({held}) does not hold: start with the keyring they were sealed with (--kek-file, {KEK_ENV}, or the keys directory's `kek`; see docs/operations.md, \"Private keys at rest\")"
+)]
+pub struct MissingKeys {
+    pub count: usize,
+    pub ids: String,
+    pub held: String,
+}
+
+/// Checks that `keyring` holds the key of every sealed value in `store`
+/// (values that are not sealed values at all are left to fail alone).
+pub async fn check_keyring(keyring: &Keyring, store: &dyn MetaStore) -> Result<(), CheckError> {
+    let certificates = store.all_certificates().await?;
+    let accounts = store.acme_accounts().await?;
+    let sealed = certificates
+        .iter()
+        .filter_map(|c| c.material.as_ref().map(|m| m.sealed_key.as_slice()))
+        .chain(accounts.iter().map(|(_, sealed)| sealed.as_slice()));
+    let (mut count, mut ids) = (0, std::collections::BTreeSet::new());
+    for value in sealed {
+        // A damaged value (not even sealed-looking) fails alone, as
+        // `cert-corrupt`/`key-unavailable` for its certificate: one bad
+        // row must not keep the control plane from serving the others.
+        if let Some(id) = Keyring::sealed_with(value)
+            && !keyring.holds(value)
+        {
+            count += 1;
+            ids.insert(id);
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    Err(CheckError::Missing(MissingKeys {
+        count,
+        ids: ids.into_iter().collect::<Vec<_>>().join(", "),
+        held: keyring.ids().join(", "),
+    }))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Missing(#[from] MissingKeys),
+    #[error("metadata store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// What [`rotate_kek`] did; shown as the lines `edge-cp keys
@@ -189,6 +267,8 @@ pub struct KekRotation {
     pub current: String,
     /// Whether a new key was made current.
     pub added: bool,
+    /// A key added but not current (`--stage`): its id.
+    pub staged: Option<String>,
     /// Ids of the keys dropped from the keyring (`--retire-old`).
     pub retired: Vec<String>,
     /// Keys kept in the keyring, the current one included.
@@ -212,6 +292,13 @@ impl KekRotation {
 impl std::fmt::Display for KekRotation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let file = self.file.display();
+        if let Some(staged) = &self.staged {
+            return write!(
+                f,
+                "staged key-encryption key {staged} in {file} ({} keys kept; it opens values but seals none yet)\ncopy {file} to every control plane, restart them, then run `edge-cp keys rotate-kek --to {staged}`",
+                self.kept
+            );
+        }
         if self.added {
             writeln!(
                 f,
@@ -270,8 +357,9 @@ pub async fn rotate_kek(
     source: &KekSource,
     keys: &KeySource,
     store: &dyn MetaStore,
-    retire_old: bool,
+    step: KekStep,
 ) -> Result<KekRotation, RotateError> {
+    let retire_old = step == KekStep::RetireOld;
     let path = source.file(keys).ok_or(RotateError::FromEnv)?;
     let (mut keyring, mut lines) = match source {
         KekSource::File(path) if !path.exists() => {
@@ -289,18 +377,46 @@ pub async fn rotate_kek(
         file: path.clone(),
         ..KekRotation::default()
     };
-    if !retire_old {
-        if lines.len() >= seal::MAX_KEYS {
-            return Err(RotateError::Full {
-                path,
-                count: lines.len(),
-            });
+    match &step {
+        KekStep::Rotate | KekStep::Stage => {
+            if lines.len() >= seal::MAX_KEYS {
+                return Err(RotateError::Full {
+                    path,
+                    count: lines.len(),
+                });
+            }
+            let key = Keyring::generate_key().map_err(RotateError::Seal)?;
+            if step == KekStep::Stage {
+                lines.push(key);
+                keyring = write_keyring(&path, &lines)?;
+                let staged = keyring.ids().pop().unwrap_or_default();
+                tracing::info!(path = %path.display(), kek = %staged, "new key-encryption key staged");
+                rotation.staged = Some(staged);
+                rotation.current = keyring.current_id();
+                rotation.kept = lines.len();
+                return Ok(rotation);
+            }
+            lines.insert(0, key);
+            keyring = write_keyring(&path, &lines)?;
+            rotation.added = true;
+            tracing::info!(path = %path.display(), kek = %keyring.current_id(), "new key-encryption key is current");
         }
-        let key = Keyring::generate_key().map_err(RotateError::Seal)?;
-        lines.insert(0, key);
-        keyring = write_keyring(&path, &lines)?;
-        rotation.added = true;
-        tracing::info!(path = %path.display(), kek = %keyring.current_id(), "new key-encryption key is current");
+        KekStep::Promote(id) => {
+            let at = keyring
+                .ids()
+                .iter()
+                .position(|known| known == id)
+                .ok_or_else(|| RotateError::UnknownKey {
+                    id: id.clone(),
+                    known: keyring.ids().join(", "),
+                })?;
+            let key = lines.remove(at);
+            lines.insert(0, key);
+            keyring = write_keyring(&path, &lines)?;
+            rotation.added = at != 0;
+            tracing::info!(path = %path.display(), kek = %keyring.current_id(), "key-encryption key promoted to current");
+        }
+        KekStep::RetireOld => {}
     }
     rotation.current = keyring.current_id();
     rotation.certificates = reseal_certificates(&keyring, store).await?;
@@ -350,7 +466,7 @@ async fn reseal_certificates(
                 done.current += 1;
                 break;
             }
-            let aad = seal::tls_key_aad(&material.chain_pem);
+            let aad = seal::tls_key_aad(&record.tenant, &record.app, &material.chain_pem);
             let key = match keyring.open(&material.sealed_key, &aad) {
                 Ok(key) => key,
                 Err(e) => {

@@ -160,6 +160,11 @@ pub struct CertificateRow {
     pub last_error: Option<String>,
     pub attempts: u32,
     pub next_attempt_unix: Option<u64>,
+    /// A forced renewal not taken yet (absent from dumps made before
+    /// leases were kept apart: false). A lease is not dumped: it belongs
+    /// to a replica of the store dumped, so a restored certificate is free.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renew_requested: bool,
     pub created_unix: u64,
     pub updated_unix: u64,
 }
@@ -216,6 +221,7 @@ impl From<CertRecord> for CertificateRow {
             last_error: c.last_error,
             attempts: c.attempts,
             next_attempt_unix: c.next_attempt_unix,
+            renew_requested: c.renew_requested,
             created_unix: c.created_unix,
             updated_unix: c.updated_unix,
         }
@@ -242,6 +248,8 @@ impl From<CertificateRow> for CertRecord {
             last_error: c.last_error,
             attempts: c.attempts,
             next_attempt_unix: c.next_attempt_unix,
+            lease_until_unix: None,
+            renew_requested: c.renew_requested,
             created_unix: c.created_unix,
             updated_unix: c.updated_unix,
         }
@@ -606,6 +614,7 @@ mod tests {
             last_error: None,
             attempts: 0,
             next_attempt_unix: None,
+            renew_requested: false,
             created_unix: 1,
             updated_unix: 1,
         });

@@ -24,9 +24,9 @@ use edge_common::sync::{
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use super::{
-    AppOrigin, AppRecord, BlobInfo, BlobStore, CertMaterial, CertRecord, DeploymentRecord,
-    MetaStore, NewCertificate, NewVersion, NodeRecord, PurgeRate, StoreDump, StoreError,
-    StoreResult, TenantRecord, TenantStorage, VersionRecord,
+    AppOrigin, AppRecord, BlobInfo, BlobStore, CertLease, CertLimits, CertMaterial, CertRecord,
+    CertificateCounts, DeploymentRecord, MetaStore, NewCertificate, NewVersion, NodeRecord,
+    PurgeRate, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
 };
 
 /// One store call: sub-millisecond on SQLite, a round trip or more on a
@@ -114,6 +114,8 @@ fn backend_failed(error: &StoreError) -> bool {
         | StoreError::NotOriginApp(_)
         | StoreError::QuotaExceeded(_)
         | StoreError::PurgeRateLimited { .. }
+        | StoreError::CertificateLimit { .. }
+        | StoreError::LeaseLost { .. }
         | StoreError::Restore(_) => false,
     }
 }
@@ -232,19 +234,34 @@ instrument!("meta", InstrumentedMeta: MetaStore {
         tenant: &TenantId,
         app: &AppName,
         new: NewCertificate,
+        limits: &CertLimits,
     ) -> StoreResult<(CertRecord, u64)>;
     fn list_certificates(&self, tenant: &TenantId, app: &AppName) -> StoreResult<Vec<CertRecord>>;
     fn all_certificates(&self) -> StoreResult<Vec<CertRecord>>;
     fn get_certificate(&self, id: u64) -> StoreResult<CertRecord>;
+    fn certificate_by_bundle(&self, sha256: &str) -> StoreResult<Option<CertRecord>>;
     fn delete_certificate(&self, tenant: &TenantId, app: &AppName, id: u64) -> StoreResult<u64>;
-    fn claim_certificate(&self, id: u64, expected: Option<u64>, lease_until: u64) -> StoreResult<bool>;
-    fn record_certificate_issued(
+    fn due_certificates(&self, now_unix: u64, limit: usize) -> StoreResult<Vec<CertRecord>>;
+    fn next_certificate_due(&self, now_unix: u64) -> StoreResult<Option<u64>>;
+    fn certificate_counts(&self, now_unix: u64) -> StoreResult<CertificateCounts>;
+    fn claim_certificate(
         &self,
         id: u64,
+        now_unix: u64,
+        lease_until: u64,
+    ) -> StoreResult<Option<CertLease>>;
+    fn record_certificate_issued(
+        &self,
+        lease: &CertLease,
         material: CertMaterial,
         next_attempt_unix: Option<u64>,
     ) -> StoreResult<u64>;
-    fn record_certificate_failure(&self, id: u64, error: &str, next_attempt_unix: u64) -> StoreResult<()>;
+    fn record_certificate_failure(
+        &self,
+        lease: &CertLease,
+        error: &str,
+        next_attempt_unix: u64,
+    ) -> StoreResult<u64>;
     fn schedule_certificate(
         &self,
         tenant: &TenantId,

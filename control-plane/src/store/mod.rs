@@ -94,6 +94,19 @@ pub enum StoreError {
     /// never returned.
     #[error("blob {0} does not match its digest")]
     Corrupt(String),
+    /// A certificate refused: its app or tenant (`owner`) has `max` of
+    /// what `limit` counts already.
+    #[error("{owner} already has {max} {}, the most allowed; {}", limit.counted(), limit.advice())]
+    CertificateLimit {
+        limit: CertLimit,
+        owner: String,
+        max: u64,
+    },
+    /// An ACME result for a certificate whose lease the caller no longer
+    /// holds (another claim took the work over, or the result was recorded
+    /// already): nothing was written, and the result is to be dropped.
+    #[error("certificate {id}: the lease on its ACME work is no longer held")]
+    LeaseLost { id: u64 },
 }
 
 /// A version refused because its tenant's stored bytes (see
@@ -300,8 +313,17 @@ pub struct CertRecord {
     /// Failed ACME attempts since the last success.
     pub attempts: u32,
     /// ACME: when the control plane acts next (an order, a retry, a
-    /// renewal, or the end of a replica's lease); none for an upload.
+    /// renewal); none for an upload. Work under a lease waits for the
+    /// lease's end as well.
     pub next_attempt_unix: Option<u64>,
+    /// ACME: the end of the lease a replica took on the work
+    /// ([`MetaStore::claim_certificate`]); none when nobody holds one. A
+    /// past time is a lease given up on (its holder died). Not carried by
+    /// a dump: a restored certificate is free.
+    pub lease_until_unix: Option<u64>,
+    /// ACME: a renewal was forced ([`MetaStore::schedule_certificate`])
+    /// and no claim has taken it yet.
+    pub renew_requested: bool,
     pub created_unix: u64,
     pub updated_unix: u64,
 }
@@ -321,6 +343,111 @@ impl CertRecord {
         }
     }
 }
+
+/// A control plane's hold on one certificate's ACME work, from
+/// [`MetaStore::claim_certificate`] to the `record_certificate_*` call
+/// that ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertLease {
+    pub id: u64,
+    /// Bumped by every claim of the certificate: a result is recorded only
+    /// with the token of the latest claim (a fencing token).
+    pub token: u64,
+    /// When other replicas may take the work over.
+    pub until_unix: u64,
+}
+
+/// What one certificate more may not exceed, checked in the transaction
+/// that adds it (so concurrent requests cannot overshoot together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertLimits {
+    /// Certificates of one app (each is fetched, held and parsed by every
+    /// node).
+    pub per_app: u64,
+    /// Certificates of all of a tenant's apps.
+    pub per_tenant: u64,
+    /// A tenant's ACME certificates not yet issued (each costs orders at
+    /// the CA, whose rate limits are per account: one tenant must not use
+    /// them up for all).
+    pub pending_acme_per_tenant: u64,
+}
+
+impl Default for CertLimits {
+    /// 20 an app, 200 a tenant, 20 pending ACME certificates a tenant.
+    fn default() -> Self {
+        Self {
+            per_app: 20,
+            per_tenant: 200,
+            pending_acme_per_tenant: 20,
+        }
+    }
+}
+
+/// Which of [`CertLimits`] refused a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertLimit {
+    PerApp,
+    PerTenant,
+    PendingAcmePerTenant,
+}
+
+impl CertLimit {
+    fn counted(self) -> &'static str {
+        match self {
+            Self::PerApp | Self::PerTenant => "certificates",
+            Self::PendingAcmePerTenant => "ACME certificates not issued yet",
+        }
+    }
+
+    fn advice(self) -> &'static str {
+        match self {
+            Self::PerApp | Self::PerTenant => "delete one first",
+            Self::PendingAcmePerTenant => "wait until they are issued, or delete one first",
+        }
+    }
+}
+
+/// How many certificates have each status (see [`CertRecord::status`]) at
+/// some time: what the metrics show, counted by the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CertificateCounts {
+    pub pending: u64,
+    pub issued: u64,
+    pub failed: u64,
+    pub expiring: u64,
+}
+
+impl CertificateCounts {
+    pub fn get(&self, status: edge_common::api::CertificateStatus) -> u64 {
+        use edge_common::api::CertificateStatus;
+        match status {
+            CertificateStatus::Pending => self.pending,
+            CertificateStatus::Issued => self.issued,
+            CertificateStatus::Failed => self.failed,
+            CertificateStatus::Expiring => self.expiring,
+        }
+    }
+
+    /// The counts of `records` at `now_unix`, by [`CertRecord::status`]
+    /// itself (what the store's count must equal).
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a CertRecord>, now_unix: u64) -> Self {
+        use edge_common::api::CertificateStatus;
+        let mut counts = Self::default();
+        for record in records {
+            let count = match record.status(now_unix) {
+                CertificateStatus::Pending => &mut counts.pending,
+                CertificateStatus::Issued => &mut counts.issued,
+                CertificateStatus::Failed => &mut counts.failed,
+                CertificateStatus::Expiring => &mut counts.expiring,
+            };
+            *count += 1;
+        }
+        counts
+    }
+}
+
+/// Certificates [`MetaStore::due_certificates`] returns at most per call.
+pub const MAX_DUE_LISTED: usize = 100;
 
 /// A certificate to add: an upload (with material) or an ACME request
 /// (without, and a first attempt due at once).
@@ -555,13 +682,18 @@ pub trait MetaStore: Send + Sync + 'static {
     // app deletes its certificates and their challenges.
 
     /// Adds a certificate to an app (`NotFound` if the tenant has no such
-    /// app); ids start at 1 and are never reused. Bumps the revision if it
-    /// has material. Returns the record and the revision after it.
+    /// app); ids start at 1 and are never reused. `CertificateLimit` if the
+    /// app or its tenant has as many as `limits` allow (a pending ACME one
+    /// counts against `pending_acme_per_tenant` too), counted in the
+    /// insert's transaction so concurrent adds cannot overshoot together.
+    /// Bumps the revision if it has material. Returns the record and the
+    /// revision after it.
     async fn add_certificate(
         &self,
         tenant: &TenantId,
         app: &AppName,
         new: NewCertificate,
+        limits: &CertLimits,
     ) -> StoreResult<(CertRecord, u64)>;
     /// One app's certificates, by id.
     async fn list_certificates(
@@ -569,54 +701,86 @@ pub trait MetaStore: Send + Sync + 'static {
         tenant: &TenantId,
         app: &AppName,
     ) -> StoreResult<Vec<CertRecord>>;
-    /// Every certificate of every tenant, by id (the ACME worker, metrics,
-    /// key-encryption-key rotation).
+    /// Every certificate of every tenant, by id (key-encryption-key
+    /// rotation, dumps): the whole table, chains and sealed keys included.
     async fn all_certificates(&self) -> StoreResult<Vec<CertRecord>>;
     /// One certificate by id, whoever owns it; `NotFound` if none.
     async fn get_certificate(&self, id: u64) -> StoreResult<CertRecord>;
+    /// The certificate whose bundle (chain and key) has this SHA-256, by an
+    /// index: the lowest id if several do (a chain and key uploaded twice
+    /// make one bundle); none if none.
+    async fn certificate_by_bundle(&self, sha256: &str) -> StoreResult<Option<CertRecord>>;
     /// Deletes one certificate of the app (and its challenges); returns the
     /// revision after it, bumped if nodes served it or answered its
     /// challenges (else unchanged). `NotFound` unless `id` is a certificate
-    /// of that app.
+    /// of that app. A lease on it is lost with it (recording a result then
+    /// is `NotFound`).
     async fn delete_certificate(
         &self,
         tenant: &TenantId,
         app: &AppName,
         id: u64,
     ) -> StoreResult<u64>;
-    /// Takes the ACME work of a certificate for one control plane: sets
-    /// `next_attempt_unix` to `lease_until` only if it still is `expected`
-    /// (compare-and-swap; `expected: None` matches none), so that of
-    /// several replicas one wins; true if this call won (false for an id
-    /// that does not exist). A replica that dies mid-order leaves the lease
-    /// to expire, and the work is taken again then. No revision.
+    /// Up to `limit` (at most [`MAX_DUE_LISTED`]) ACME certificates that a
+    /// claim at `now_unix` would take: due (`next_attempt_unix` at or
+    /// before it) and under no lease (none, or one ended by then); the
+    /// longest due first, then by id. Read by an index on the due time.
+    async fn due_certificates(&self, now_unix: u64, limit: usize) -> StoreResult<Vec<CertRecord>>;
+    /// When the next ACME certificate becomes claimable (due, and its lease
+    /// ended), as seen at `now_unix`: the earliest such time, which is at
+    /// or before `now_unix` if work is waiting; none if no ACME work is
+    /// scheduled. The worker sleeps until then.
+    async fn next_certificate_due(&self, now_unix: u64) -> StoreResult<Option<u64>>;
+    /// Every certificate counted by [`CertRecord::status`] at `now_unix`
+    /// (equal to [`CertificateCounts::of`] over
+    /// [`MetaStore::all_certificates`]), without reading the rows out.
+    async fn certificate_counts(&self, now_unix: u64) -> StoreResult<CertificateCounts>;
+    /// Takes the ACME work of a certificate for one control plane until
+    /// `lease_until`: only an ACME certificate that is due at `now_unix`
+    /// and under no lease then (see [`MetaStore::due_certificates`]), so
+    /// that of several replicas one wins. Clears its renewal request (this
+    /// claim acts on it). `None` if not claimable (or no such id). A
+    /// replica that dies mid-order leaves the lease to end, and the work is
+    /// taken again then. No revision.
     async fn claim_certificate(
         &self,
         id: u64,
-        expected: Option<u64>,
+        now_unix: u64,
         lease_until: u64,
-    ) -> StoreResult<bool>;
-    /// Sets the material of a certificate (issued or renewed); clears its
-    /// last error, its attempts and its challenges, sets its next attempt
-    /// (the renewal time), bumps the revision; returns it.
+    ) -> StoreResult<Option<CertLease>>;
+    /// Ends `lease` with the material of an issued or renewed certificate:
+    /// clears its last error, its attempts, its challenges and the lease,
+    /// sets its next attempt (the renewal time; the time of a renewal
+    /// forced during the lease if that is earlier), bumps the revision and
+    /// returns it. `LeaseLost` (nothing written) unless `lease` is the
+    /// certificate's latest claim and not ended yet; a lease past its
+    /// `until_unix` that no other claim took over still counts (the work
+    /// was done once, and nobody else ordered). `NotFound` if the
+    /// certificate is gone.
     async fn record_certificate_issued(
         &self,
-        id: u64,
+        lease: &CertLease,
         material: CertMaterial,
         next_attempt_unix: Option<u64>,
     ) -> StoreResult<u64>;
-    /// Notes a failed ACME attempt: `last_error`, one more attempt, the
-    /// next one at `next_attempt_unix`, and its challenges cleared (bumps
-    /// the revision only if it had challenges). The material, if any, is
-    /// kept and still served.
+    /// Ends `lease` with a failed ACME attempt: `last_error`, one more
+    /// attempt, the next one at `next_attempt_unix` (or the time of a
+    /// renewal forced during the lease if earlier), its challenges cleared.
+    /// Returns the revision after it, bumped only if it had challenges. The
+    /// material, if any, is kept and still served. `LeaseLost` and
+    /// `NotFound` as for [`MetaStore::record_certificate_issued`].
     async fn record_certificate_failure(
         &self,
-        id: u64,
+        lease: &CertLease,
         error: &str,
         next_attempt_unix: u64,
-    ) -> StoreResult<()>;
-    /// Moves the next ACME attempt of an app's certificate to `at` (a
-    /// forced renewal); `NotFound` unless `id` is a certificate of that app.
+    ) -> StoreResult<u64>;
+    /// Forces a renewal of an app's ACME certificate: due at `at` and
+    /// marked as requested, so a lease held meanwhile is left alone and its
+    /// holder's result does not cancel the request (the next claim after
+    /// the lease takes it). An uploaded certificate is returned unchanged
+    /// (it has nothing to renew). `NotFound` unless `id` is a certificate
+    /// of that app. No revision.
     async fn schedule_certificate(
         &self,
         tenant: &TenantId,

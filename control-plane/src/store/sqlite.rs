@@ -18,9 +18,10 @@ use edge_common::sync::{
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
-    AppOrigin, AppRecord, CertMaterial, CertRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore,
-    NewCertificate, NewVersion, NodeRecord, PurgeRate, QuotaExceeded, StoreDump, StoreError,
-    StoreResult, TenantRecord, TenantStorage, VersionRecord, now_unix, purge_rate_check,
+    AppOrigin, AppRecord, CertLease, CertLimits, CertMaterial, CertRecord, CertificateCounts,
+    DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewCertificate, NewVersion, NodeRecord,
+    PurgeRate, QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage,
+    VersionRecord, now_unix, purge_rate_check,
 };
 use edge_common::sync::ApplyOutcome;
 
@@ -1202,9 +1203,11 @@ impl MetaStore for SqliteMetaStore {
         tenant: &TenantId,
         app: &AppName,
         new: NewCertificate,
+        limits: &CertLimits,
     ) -> StoreResult<(CertRecord, u64)> {
-        let (tenant, app) = (tenant.clone(), app.clone());
-        self.tx(move |tx| certs::add(tx, &tenant, &app, new)).await
+        let (tenant, app, limits) = (tenant.clone(), app.clone(), *limits);
+        self.tx(move |tx| certs::add(tx, &tenant, &app, new, &limits))
+            .await
     }
 
     async fn list_certificates(
@@ -1224,6 +1227,11 @@ impl MetaStore for SqliteMetaStore {
         self.tx(move |tx| certs::load(tx, id)).await
     }
 
+    async fn certificate_by_bundle(&self, sha256: &str) -> StoreResult<Option<CertRecord>> {
+        let sha256 = sha256.to_string();
+        self.tx(move |tx| certs::by_bundle(tx, &sha256)).await
+    }
+
     async fn delete_certificate(
         &self,
         tenant: &TenantId,
@@ -1235,34 +1243,47 @@ impl MetaStore for SqliteMetaStore {
             .await
     }
 
+    async fn due_certificates(&self, now_unix: u64, limit: usize) -> StoreResult<Vec<CertRecord>> {
+        self.tx(move |tx| certs::due(tx, now_unix, limit)).await
+    }
+
+    async fn next_certificate_due(&self, now_unix: u64) -> StoreResult<Option<u64>> {
+        self.tx(move |tx| certs::next_due(tx, now_unix)).await
+    }
+
+    async fn certificate_counts(&self, now_unix: u64) -> StoreResult<CertificateCounts> {
+        self.tx(move |tx| certs::counts(tx, now_unix)).await
+    }
+
     async fn claim_certificate(
         &self,
         id: u64,
-        expected: Option<u64>,
+        now_unix: u64,
         lease_until: u64,
-    ) -> StoreResult<bool> {
-        self.tx(move |tx| certs::claim(tx, id, expected, lease_until))
+    ) -> StoreResult<Option<CertLease>> {
+        self.tx(move |tx| certs::claim(tx, id, now_unix, lease_until))
             .await
     }
 
     async fn record_certificate_issued(
         &self,
-        id: u64,
+        lease: &CertLease,
         material: CertMaterial,
         next_attempt_unix: Option<u64>,
     ) -> StoreResult<u64> {
-        self.tx(move |tx| certs::record_issued(tx, id, &material, next_attempt_unix))
+        let lease = *lease;
+        self.tx(move |tx| certs::record_issued(tx, &lease, &material, next_attempt_unix))
             .await
     }
 
     async fn record_certificate_failure(
         &self,
-        id: u64,
+        lease: &CertLease,
         error: &str,
         next_attempt_unix: u64,
-    ) -> StoreResult<()> {
-        let error = error.to_string();
-        self.tx(move |tx| certs::record_failure(tx, id, &error, next_attempt_unix))
+    ) -> StoreResult<u64> {
+        let (lease, error) = (*lease, error.to_string());
+        self.tx(move |tx| certs::record_failure(tx, &lease, &error, next_attempt_unix))
             .await
     }
 

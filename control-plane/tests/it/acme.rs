@@ -400,14 +400,23 @@ async fn certificates_are_issued_through_pebble_served_by_two_nodes_and_renewed_
     assert_eq!(renewed.status, CertificateStatus::Issued);
     assert!(renewed.not_after_unix >= issued.not_after_unix);
 
-    // Challenges are gone from what nodes serve once the order is done.
-    let (status, _) = get_plain(
+    // Challenges are gone from what nodes serve once the order is done,
+    // and the path is the app's again.
+    let store = edge_cp::store::location::MetaLocation::Sqlite {
+        data_dir: cp.dir.path().to_path_buf(),
+    }
+    .open()
+    .await
+    .unwrap();
+    assert!(store.snapshot().await.unwrap().acme_challenges.is_empty());
+    let (status, body) = get_plain(
         http_port,
         "shop.example.com",
         "/.well-known/acme-challenge/nothing-here",
     )
     .await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 200);
+    assert!(body.contains("Hello from the edge"), "{body}");
 
     node_a.shutdown().await;
     node_b.shutdown().await;

@@ -1043,3 +1043,166 @@ async fn private_keys_reach_no_answer_log_line_snapshot_or_database_page() {
     }
     drop(node);
 }
+
+/// A bundle the control plane cannot open (its sealed key damaged:
+/// `key-unavailable`) or whose stored material no longer makes the digest
+/// the snapshot names (`cert-corrupt`) fails its own certificate on the
+/// node, like one the control plane does not have: the revision applies,
+/// every app and the other certificate are served, the tenant sees why in
+/// each app's status, and each failure is counted once, as a certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_the_control_plane_cannot_open_fails_its_certificate_alone() {
+    let cp = TestCp::start().await;
+    let acme = cp.new_tenant("acme").await;
+    let apps = [
+        ("web", "shop.test"),
+        ("blog", "blog.test"),
+        ("docs", "docs.test"),
+    ];
+    let ca = TestCa::new();
+    for (app, name) in apps {
+        acme.create_app(app, &[name]).await;
+        acme.deploy(app, HELLO).await;
+        let _: CertificateCreated = answer(
+            acme.send(
+                "POST",
+                &format!("/v1/apps/{app}/certificates"),
+                &ca.leaf(&[name], -1, 90).upload(&[]),
+            )
+            .await,
+            201,
+        );
+    }
+    // Damaged behind the control plane's back, before any node asked.
+    let db = rusqlite::Connection::open(cp.dir.path().join("meta.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let damaged = db
+        .execute(
+            "UPDATE certificates SET sealed_key = zeroblob(length(sealed_key)) WHERE app = 'web'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(damaged, 1);
+    let renamed = db
+        .execute(
+            "UPDATE certificates SET bundle_sha256 = ?1 WHERE app = 'blog'",
+            ["ab".repeat(32)],
+        )
+        .unwrap();
+    assert_eq!(renamed, 1);
+    drop(db);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = TestNode::start_https(
+        &cp.url(),
+        cp.node_token("node-a"),
+        &dir.path().join("node"),
+        node_tls(&dir.path().join("tls")),
+    )
+    .await;
+    // The revision applies: every app, and the certificate that opens.
+    wait_for_https(&ca, &node, "docs.test").await;
+    for (_, name) in apps {
+        node.wait_for_body(name, HELLO_BODY).await;
+    }
+    assert!(https_get(&ca, &node, "shop.test").await.is_err());
+    assert!(https_get(&ca, &node, "blog.test").await.is_err());
+    for (app, code) in [("web", "key-unavailable"), ("blog", "cert-corrupt")] {
+        eventually(&format!("{app}'s certificate failure reported"), || async {
+            let status: edge_common::api::AppStatus =
+                acme.get(&format!("/v1/apps/{app}/status")).await;
+            status.nodes.first().is_some_and(|n| {
+                n.applied_revision.is_some() && n.error.as_deref().is_some_and(|e| e.contains(code))
+            })
+        })
+        .await;
+    }
+    let status: edge_common::api::AppStatus = acme.get("/v1/apps/docs/status").await;
+    assert_eq!(status.nodes[0].error, None, "{status:?}");
+    assert!(
+        node.metric("edge_sync_failures_total{reason=\"certificate\"}")
+            .await
+            >= 2.0
+    );
+    // Not a failed exchange (retried), nor a failed app too.
+    for reason in ["certificate-fetch", "app"] {
+        let name = format!("edge_sync_failures_total{{reason=\"{reason}\"}}");
+        assert_eq!(node.metric(&name).await, 0.0, "{reason}");
+    }
+
+    // A new certificate for the name is fetched and served as usual.
+    let leaf = ca.leaf(&["shop.test"], -1, 90);
+    let _: CertificateCreated = answer(
+        acme.send("POST", "/v1/apps/web/certificates", &leaf.upload(&[]))
+            .await,
+        201,
+    );
+    wait_for_https(&ca, &node, "shop.test").await;
+    assert!(https_get(&ca, &node, "blog.test").await.is_err());
+    node.stop().await;
+}
+
+/// A tenant's certificate limit holds against concurrent uploads: the
+/// store counts in the transaction that adds one, so of eight uploads at
+/// once across two apps exactly the limit's worth land, the others get
+/// 409 `cert-limit` naming the tenant and the limit, and deleting one
+/// makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_cannot_overshoot_the_tenants_certificate_limit() {
+    let cp = TestCp::start_with(edge_cp::api::ApiSettings {
+        max_certificates_per_tenant: 3,
+        ..Default::default()
+    })
+    .await;
+    let acme = cp.new_tenant("acme").await;
+    acme.create_app("web", &["shop.test"]).await;
+    acme.create_app("blog", &["blog.test"]).await;
+    let ca = TestCa::new();
+    let uploads: Vec<(&str, UploadCertificate)> = (0..8)
+        .map(|n| {
+            let (app, name) = [("web", "shop.test"), ("blog", "blog.test")][n % 2];
+            (app, ca.leaf(&[name], -1, 90).upload(&[]))
+        })
+        .collect();
+    let answers = futures::future::join_all(uploads.iter().map(|(app, body)| {
+        let path = format!("/v1/apps/{app}/certificates");
+        let acme = &acme;
+        async move { acme.send("POST", &path, body).await }
+    }))
+    .await;
+    let mut added = Vec::new();
+    for (status, body) in answers {
+        if status == 201 {
+            let created: CertificateCreated = serde_json::from_value(body).unwrap();
+            added.push(created.certificate);
+            continue;
+        }
+        assert_error(status, &body, 409, "cert-limit");
+        assert_eq!(
+            body["error"]["message"],
+            "tenant acme already has 3 certificates, the most allowed; delete one first"
+        );
+    }
+    assert_eq!(added.len(), 3, "exactly the limit's worth");
+    let listed = certificates(&acme, "web").await.len() + certificates(&acme, "blog").await.len();
+    assert_eq!(listed, 3);
+
+    let gone = &added[0];
+    let _: Revision = answer(
+        acme.call(
+            "DELETE",
+            &format!("/v1/apps/{}/certificates/{}", gone.app, gone.id),
+            None,
+        )
+        .await,
+        200,
+    );
+    let (status, body) = acme
+        .send(
+            "POST",
+            "/v1/apps/web/certificates",
+            &ca.leaf(&["shop.test"], -1, 90).upload(&[]),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}

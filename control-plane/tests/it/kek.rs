@@ -12,7 +12,7 @@ use edge_fixtures::HELLO;
 use serde_json::Value;
 
 use crate::certs::{TestCa, edge_cp, node_tls, wait_for_https};
-use crate::common::{Client, CpProcess, TestCp, TestNode, answer, assert_error, host};
+use crate::common::{Client, CpProcess, TestCp, TestNode, answer, host};
 
 /// The key lines of a keyring file.
 fn keyring_keys(path: &Path) -> Vec<String> {
@@ -122,6 +122,7 @@ async fn the_key_encryption_key_rotates_and_retires_and_certificates_keep_being_
                 }),
                 next_attempt_unix: None,
             },
+            &edge_cp::store::CertLimits::default(),
         )
         .await
         .unwrap();
@@ -246,7 +247,7 @@ async fn the_keyring_comes_from_a_file_the_environment_or_the_keys_directory() {
     assert!(!ok && err.contains("openssl rand -hex 32"), "{err}");
 
     // From the environment: what one control plane sealed, another with a
-    // different keyring cannot open; the node is told why, with a 500.
+    // different keyring cannot open, so it refuses to start.
     let key_a = "1".repeat(64);
     let log = dir.path().join("a.log");
     let cp = CpProcess::start(
@@ -274,7 +275,7 @@ async fn the_keyring_comes_from_a_file_the_environment_or_the_keys_directory() {
     let acme = Client::at(&cp.url, token(&["--role", "tenant", "--tenant", "acme"]));
     acme.create_app("web", &["shop.test"]).await;
     let ca = TestCa::new();
-    let created: CertificateCreated = answer(
+    let _: CertificateCreated = answer(
         acme.send(
             "POST",
             "/v1/apps/web/certificates",
@@ -307,21 +308,14 @@ async fn the_keyring_comes_from_a_file_the_environment_or_the_keys_directory() {
     assert_eq!(status, 200);
     drop(cp);
     let key_b = "2".repeat(64);
-    let cp = CpProcess::start(
-        &["--data-dir", data_arg],
-        &[("EDGE_CP_KEK", key_b.as_str())],
-        &dir.path().join("b.log"),
-    );
-    let (status, body) = bundle_status(cp.url.clone(), node_token.clone()).await;
-    let error = assert_error(status, &body, 500, "key-unavailable");
+    // A keyring without the key the stored value is sealed under: refused
+    // at start, naming the missing key (never the keys themselves).
+    let (ok, _, err) = serve(&[], &[("EDGE_CP_KEK", key_b.as_str())]);
     assert!(
-        error
-            .message
-            .contains(&format!("certificate {}", created.certificate.id)),
-        "{}",
-        error.message
+        !ok && err.contains("does not hold") && err.contains("1 stored value"),
+        "{err}"
     );
-    drop(cp);
+    assert!(!err.contains(&key_a) && !err.contains(&key_b), "{err}");
     // Both keys (the new one current): it opens again.
     let both = format!("{key_b},{key_a}");
     let cp = CpProcess::start(
@@ -331,4 +325,105 @@ async fn the_keyring_comes_from_a_file_the_environment_or_the_keys_directory() {
     );
     let (status, _) = bundle_status(cp.url.clone(), node_token).await;
     assert_eq!(status, 200);
+}
+
+/// Several replicas rotate in three steps: a staged key opens but seals
+/// nothing; promoted, it seals and every value is re-sealed under it. A
+/// control plane given a keyring without the key its stored values are
+/// sealed under (a forgotten --kek-file, a replica not given the promoted
+/// key) refuses to start, naming the key, instead of failing every node's
+/// bundle fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_key_is_promoted_and_a_keyring_without_the_sealing_key_is_refused_at_start() {
+    let mut cp = TestCp::start().await;
+    let data = cp.dir.path().to_path_buf();
+    let data_arg = data.to_str().unwrap().to_string();
+    let kek = data.join("keys").join("kek");
+    let acme = cp.new_tenant("acme").await;
+    acme.create_app("web", &["shop.test"]).await;
+    acme.deploy("web", HELLO).await;
+    let ca = TestCa::new();
+    let _: CertificateCreated = answer(
+        acme.send(
+            "POST",
+            "/v1/apps/web/certificates",
+            &ca.leaf(&["shop.test"], -1, 90).upload(&[]),
+        )
+        .await,
+        201,
+    );
+    let old = keyring_keys(&kek);
+
+    let (ok, out, err) = edge_cp(
+        &["keys", "rotate-kek", "--data-dir", &data_arg, "--stage"],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let staged = out
+        .split("--to ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap()
+        .to_string();
+    let keys = keyring_keys(&kek);
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], old[0], "the current key stays current");
+    assert!(!out.contains("re-sealed"), "{out}");
+
+    let (ok, out, err) = edge_cp(
+        &[
+            "keys",
+            "rotate-kek",
+            "--data-dir",
+            &data_arg,
+            "--to",
+            &staged,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("re-sealed 1 certificate key(s) (0 already current)"),
+        "{out}"
+    );
+    assert_eq!(keyring_keys(&kek), vec![keys[1].clone(), keys[0].clone()]);
+    let (ok, _, err) = edge_cp(
+        &[
+            "keys",
+            "rotate-kek",
+            "--data-dir",
+            &data_arg,
+            "--to",
+            "0123456789abcdef",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && err.contains("holds no key 0123456789abcdef"),
+        "{err}"
+    );
+
+    // The old keyring alone no longer opens the stored key: refused.
+    cp.kill().await;
+    let old_file = data.join("old-kek");
+    std::fs::write(&old_file, format!("{}\n", old[0])).unwrap();
+    let mut config = edge_cp::CpConfig::new(&data, "127.0.0.1:0".parse().unwrap());
+    config.kek = edge_cp::keys::KekSource::File(old_file);
+    let refused = match edge_cp::ControlPlane::start(config).await {
+        Ok(_) => panic!("started with a keyring that opens none of its values"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        refused.contains(&staged) && refused.contains("does not hold"),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains(&old[0]) && !refused.contains(&keys[1]),
+        "no key in the error"
+    );
+    // With the current keyring it serves again.
+    cp.restart().await;
+    let nodes = tempfile::tempdir().unwrap();
+    let node = fresh_node(&cp, nodes.path(), "node-a").await;
+    wait_for_https(&ca, &node, "shop.test").await;
 }

@@ -248,6 +248,7 @@ async fn add_tls_state(
                 material: None,
                 next_attempt_unix: Some(u64::from(u32::MAX)),
             },
+            &edge_cp::store::CertLimits::default(),
         )
         .await
         .unwrap();

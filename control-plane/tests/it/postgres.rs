@@ -67,7 +67,11 @@ async fn postgres_meta_store_keeps_everything_across_a_reopen() {
         .collect();
     assert_eq!(
         applied,
-        vec![(1, "initial".to_string()), (2, "certificates".to_string())]
+        vec![
+            (1, "initial".to_string()),
+            (2, "certificates".to_string()),
+            (3, "certificate_leases".to_string())
+        ]
     );
 }
 
@@ -421,11 +425,19 @@ fn pending_certificate(hostname: &str, due: u64) -> edge_cp::store::NewCertifica
     }
 }
 
+/// Limits that the tests here never reach.
+const ROOMY: edge_cp::store::CertLimits = edge_cp::store::CertLimits {
+    per_app: 1000,
+    per_tenant: 1000,
+    pending_acme_per_tenant: 1000,
+};
+
 /// Replicas share the ACME work through the store: of two replicas
-/// claiming one certificate's next attempt at the same moment exactly
-/// one wins, round after round; two registering an ACME account at once
-/// end up with the same one; certificates added from both get distinct
-/// ids, 1 up without a gap.
+/// claiming one due certificate at the same moment exactly one wins,
+/// round after round (each round after the last lease ended); a replica
+/// whose lease the other took over cannot record its result; two
+/// registering an ACME account at once end up with the same one;
+/// certificates added from both get distinct ids, 1 up without a gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_share_acme_work_without_doing_it_twice() {
     let url = pg::new_database().await;
@@ -443,35 +455,81 @@ async fn replicas_share_acme_work_without_doing_it_twice() {
     .await
     .unwrap();
     let (cert, _) = one
-        .add_certificate(&t, &app("web"), pending_certificate("acme-race.test", 100))
+        .add_certificate(
+            &t,
+            &app("web"),
+            pending_certificate("acme-race.test", 100),
+            &ROOMY,
+        )
         .await
         .unwrap();
 
     let id = cert.id;
-    let mut expected = Some(100);
     let mut wins = [0usize; 2];
+    let mut last_token = 0;
     for round in 0..30u64 {
-        let (a, b) = race(&one, &two, move |store, who| async move {
-            store
-                .claim_certificate(id, expected, 1000 + round * 10 + who as u64)
-                .await
+        // Each round at a time when the previous round's lease has ended.
+        let now = 1000 + round * 1000;
+        let (a, b) = race(&one, &two, move |store, _| async move {
+            store.claim_certificate(id, now, now + 500).await
         })
         .await;
-        let winner = match (a.unwrap(), b.unwrap()) {
-            (true, false) => 0,
-            (false, true) => 1,
+        let (winner, lease) = match (a.unwrap(), b.unwrap()) {
+            (Some(lease), None) => (0, lease),
+            (None, Some(lease)) => (1, lease),
             other => panic!("round {round}: exactly one claim wins, got {other:?}"),
         };
         wins[winner] += 1;
-        expected = Some(1000 + round * 10 + winner as u64);
+        assert!(lease.token > last_token, "round {round}: a new token");
+        last_token = lease.token;
         assert_eq!(
-            two.get_certificate(id).await.unwrap().next_attempt_unix,
-            expected,
+            two.get_certificate(id).await.unwrap().lease_until_unix,
+            Some(now + 500),
             "round {round}: the winner's lease is stored"
         );
     }
     eprintln!("claim race: wins by replica {wins:?}");
 
+    // Replica one's lease runs out mid-order and replica two takes the
+    // work over; both record at once: only two's result counts.
+    let late = one
+        .claim_certificate(id, 40_000, 40_500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        two.claim_certificate(id, 40_499, 41_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "held until its end"
+    );
+    let taken = two
+        .claim_certificate(id, 40_500, 41_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let (a, b) = race(&one, &two, move |store, who| async move {
+        let lease = [late, taken][who];
+        store
+            .record_certificate_failure(&lease, &format!("replica {who}"), 50_000)
+            .await
+    })
+    .await;
+    assert!(
+        matches!(a, Err(StoreError::LeaseLost { id: lost }) if lost == id),
+        "{a:?}"
+    );
+    b.unwrap();
+    let failed = one.get_certificate(id).await.unwrap();
+    assert_eq!(
+        (
+            failed.last_error.as_deref(),
+            failed.attempts,
+            failed.lease_until_unix
+        ),
+        (Some("replica 1"), 1, None)
+    );
     for round in 0..10 {
         let directory = format!("https://acme-{round}.test/dir");
         let (a, b) = race(&one, &two, move |store, who| {
@@ -495,7 +553,12 @@ async fn replicas_share_acme_work_without_doing_it_twice() {
             let mut ids = Vec::new();
             for _ in 0..5 {
                 let (cert, _) = store
-                    .add_certificate(&t, &app("web"), pending_certificate("acme-race.test", 1))
+                    .add_certificate(
+                        &t,
+                        &app("web"),
+                        pending_certificate("acme-race.test", 1),
+                        &ROOMY,
+                    )
                     .await
                     .unwrap();
                 ids.push(cert.id);
@@ -566,10 +629,171 @@ async fn postgres_meta_store_migrates_a_v1_database_for_certificates() {
     };
     assert_eq!(store.set_app_https(&acme, &proxy, &https).await.unwrap(), 5);
     let (cert, revision) = store
-        .add_certificate(&acme, &proxy, pending_certificate("proxy.v1.test", 9))
+        .add_certificate(
+            &acme,
+            &proxy,
+            pending_certificate("proxy.v1.test", 9),
+            &ROOMY,
+        )
         .await
         .unwrap();
     assert_eq!((cert.id, revision), (1, 5));
     let snapshot = store.snapshot().await.unwrap();
     assert_eq!(snapshot.origins[0].https, https);
+}
+
+/// A database at V2 (certificates whose ACME lease was written over the
+/// due time) migrates to V3 on connect: its certificates keep everything,
+/// hold no lease and no renewal request, a due time still in the future
+/// (a V2 lease) is waited for, and bundles are found by digest.
+#[tokio::test]
+async fn postgres_meta_store_migrates_a_v2_database_for_leases() {
+    let url = pg::new_database().await;
+    {
+        let (mut client, connection) = url.config().connect(tokio_postgres::NoTls).await.unwrap();
+        let driver = tokio::spawn(connection);
+        let migrations = [
+            (
+                "V1__initial",
+                include_str!("../../migrations/postgres/V1__initial.sql"),
+            ),
+            (
+                "V2__certificates",
+                include_str!("../../migrations/postgres/V2__certificates.sql"),
+            ),
+        ]
+        .map(|(name, sql)| refinery::Migration::unapplied(name, sql).unwrap());
+        refinery::Runner::new(&migrations)
+            .run_async(&mut client)
+            .await
+            .unwrap();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO identity (id, epoch) VALUES (1, 'v2-epoch');
+                 UPDATE revision SET value = 7;
+                 UPDATE certificate_counter SET value = 2;
+                 INSERT INTO tenants (id, created_unix) VALUES ('acme', 1);
+                 INSERT INTO hosts VALUES ('web.v2.test', 'acme', 'web', 0);
+                 INSERT INTO certificates (id, tenant, app, hosts, source, chain_pem, sealed_key,
+                     bundle_sha256, bundle_size, issuer, not_before_unix, not_after_unix,
+                     last_error, attempts, next_attempt_unix, created_unix, updated_unix)
+                 VALUES (1, 'acme', 'web', '[\"web.v2.test\"]', 'uploaded', 'chain', '\\x00ff',
+                         '{digest}', 10, 'CN=ca', 100, 400, NULL, 0, NULL, 5, 5),
+                        (2, 'acme', 'web', '[\"web.v2.test\"]', 'acme', NULL, NULL, NULL, NULL,
+                         NULL, NULL, NULL, 'the CA said no', 3, 2000, 5, 6);",
+                digest = "ab".repeat(32)
+            ))
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO apps (tenant, name, active_version, origin, config, limits,
+                                   created_unix, updated_revision)
+                 VALUES ('acme', 'web', NULL, 'http://origin.test', '{}', $1, 1, 7)",
+                &[&serde_json::to_string(&AppLimits::default()).unwrap()],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        driver.await.unwrap().unwrap();
+    }
+    let store = url.connect().await.unwrap();
+    assert_eq!(store.epoch().await.unwrap(), "v2-epoch");
+    let pending = store.get_certificate(2).await.unwrap();
+    assert_eq!(
+        (
+            pending.last_error.as_deref(),
+            pending.attempts,
+            pending.next_attempt_unix,
+            pending.lease_until_unix,
+            pending.renew_requested
+        ),
+        (Some("the CA said no"), 3, Some(2000), None, false)
+    );
+    assert_eq!(store.claim_certificate(2, 1999, 2600).await.unwrap(), None);
+    let lease = store
+        .claim_certificate(2, 2000, 2600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((lease.id, lease.until_unix), (2, 2600));
+    let found = store
+        .certificate_by_bundle(&"ab".repeat(32))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id, found.material.unwrap().sealed_key),
+        (1, vec![0, 0xff])
+    );
+    assert_eq!(
+        store.certificate_counts(200).await.unwrap(),
+        edge_cp::store::CertificateCounts {
+            issued: 1,
+            failed: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(store.revision().await.unwrap(), 7);
+}
+
+/// Replicas adding certificates at once cannot overshoot a limit
+/// together: each counts in its own `SERIALIZABLE` transaction, and of
+/// two that both saw room one is made to count again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_racing_for_the_last_certificates_cannot_overshoot_a_limit() {
+    let url = pg::new_database().await;
+    let one = Arc::new(url.connect().await.unwrap());
+    let two = Arc::new(url.connect().await.unwrap());
+    let t = tenant("cert-race");
+    one.create_tenant(&t).await.unwrap();
+    one.create_app(
+        &t,
+        &app("web"),
+        &[host("cert-race.test")],
+        &AppLimits::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let limits = edge_cp::store::CertLimits {
+        per_app: 1000,
+        per_tenant: 1000,
+        pending_acme_per_tenant: 7,
+    };
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (store, t) = ([&one, &two][worker % 2].clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..3 {
+                outcomes.push(
+                    store
+                        .add_certificate(
+                            &t,
+                            &app("web"),
+                            pending_certificate("cert-race.test", 1),
+                            &limits,
+                        )
+                        .await,
+                );
+            }
+            outcomes
+        }));
+    }
+    let (mut added, mut refused) = (0, 0);
+    for task in tasks {
+        for outcome in task.await.unwrap() {
+            match outcome {
+                Ok(_) => added += 1,
+                Err(StoreError::CertificateLimit { max: 7, .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert_eq!((added, refused), (7, 17));
+    assert_eq!(
+        two.list_certificates(&t, &app("web")).await.unwrap().len(),
+        7
+    );
 }

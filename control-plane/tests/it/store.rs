@@ -200,7 +200,7 @@ async fn sqlite_meta_store_migrates_origin_apps_made_before_their_options() {
 
 /// The schema is versioned: a new database and one made before versioning
 /// (with every table of the time) both end at the latest version
-/// (V2, certificates), each recorded once however often opened, with
+/// (V3, certificate leases), each recorded once however often opened, with
 /// their data kept.
 #[tokio::test]
 async fn sqlite_meta_store_versions_its_schema() {
@@ -220,7 +220,11 @@ async fn sqlite_meta_store_versions_its_schema() {
     let fresh = dir.path().join("fresh.sqlite3");
     drop(SqliteMetaStore::open(&fresh).unwrap());
     drop(SqliteMetaStore::open(&fresh).unwrap());
-    let latest = vec![(1, "initial".to_string()), (2, "certificates".to_string())];
+    let latest = vec![
+        (1, "initial".to_string()),
+        (2, "certificates".to_string()),
+        (3, "certificate_leases".to_string()),
+    ];
     assert_eq!(history(&fresh), latest);
 
     // Made by the last release without versioning: its schema is V1's.
@@ -301,6 +305,7 @@ async fn sqlite_meta_store_migrates_a_v1_database_for_certificates() {
                 material: None,
                 next_attempt_unix: Some(1),
             },
+            &edge_cp::store::CertLimits::default(),
         )
         .await
         .unwrap();
@@ -309,6 +314,95 @@ async fn sqlite_meta_store_migrates_a_v1_database_for_certificates() {
     let store = SqliteMetaStore::open(&path).unwrap();
     assert_eq!(store.get_app(&acme, &web).await.unwrap().https, https);
     assert_eq!(store.get_certificate(1).await.unwrap(), cert);
+}
+
+/// A database at V2 (certificates whose ACME lease was written over the
+/// due time) migrates to V3 on open: its certificates keep everything,
+/// hold no lease and no renewal request, a due time still in the future
+/// (a V2 lease) is waited for, and bundles are found by digest.
+#[tokio::test]
+async fn sqlite_meta_store_migrates_a_v2_database_for_leases() {
+    use edge_common::AppLimits;
+    use edge_cp::store::{CertificateCounts, MetaStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite3");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        let migrations = [
+            (
+                "V1__initial",
+                include_str!("../../migrations/sqlite/V1__initial.sql"),
+            ),
+            (
+                "V2__certificates",
+                include_str!("../../migrations/sqlite/V2__certificates.sql"),
+            ),
+        ]
+        .map(|(name, sql)| refinery::Migration::unapplied(name, sql).unwrap());
+        refinery::Runner::new(&migrations).run(&mut conn).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO identity (id, epoch) VALUES (1, 'v2-epoch');
+             UPDATE revision SET value = 7;
+             UPDATE certificate_counter SET value = 2;
+             INSERT INTO tenants (id, created_unix) VALUES ('acme', 1);
+             INSERT INTO hosts VALUES ('web.v2.test', 'acme', 'web', 0);
+             INSERT INTO certificates (id, tenant, app, hosts, source, chain_pem, sealed_key,
+                 bundle_sha256, bundle_size, issuer, not_before_unix, not_after_unix,
+                 last_error, attempts, next_attempt_unix, created_unix, updated_unix)
+             VALUES (1, 'acme', 'web', '[\"web.v2.test\"]', 'uploaded', 'chain', X'00ff',
+                     '{digest}', 10, 'CN=ca', 100, 400, NULL, 0, NULL, 5, 5),
+                    (2, 'acme', 'web', '[\"web.v2.test\"]', 'acme', NULL, NULL, NULL, NULL,
+                     NULL, NULL, NULL, 'the CA said no', 3, 2000, 5, 6);",
+            digest = "ab".repeat(32)
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO apps (tenant, name, active_version, origin, config, limits,
+                               created_unix, updated_revision)
+             VALUES ('acme', 'web', NULL, 'http://origin.test', '{}', ?1, 1, 7)",
+            [serde_json::to_string(&AppLimits::default()).unwrap()],
+        )
+        .unwrap();
+    }
+    let store = SqliteMetaStore::open(&path).unwrap();
+    assert_eq!(store.epoch().await.unwrap(), "v2-epoch");
+    let pending = store.get_certificate(2).await.unwrap();
+    assert_eq!(
+        (
+            pending.last_error.as_deref(),
+            pending.attempts,
+            pending.next_attempt_unix,
+            pending.lease_until_unix,
+            pending.renew_requested
+        ),
+        (Some("the CA said no"), 3, Some(2000), None, false)
+    );
+    assert_eq!(store.claim_certificate(2, 1999, 2600).await.unwrap(), None);
+    let lease = store
+        .claim_certificate(2, 2000, 2600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((lease.id, lease.until_unix), (2, 2600));
+    let found = store
+        .certificate_by_bundle(&"ab".repeat(32))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id, found.material.unwrap().sealed_key),
+        (1, vec![0, 0xff])
+    );
+    assert_eq!(
+        store.certificate_counts(200).await.unwrap(),
+        CertificateCounts {
+            issued: 1,
+            failed: 1,
+            ..CertificateCounts::default()
+        }
+    );
+    assert_eq!(store.revision().await.unwrap(), 7);
 }
 
 #[tokio::test]

@@ -1,15 +1,14 @@
 //! Turning PEM into what rustls serves: a chain and its private key, from
 //! the operator's files or from a control-plane bundle (chain, then key,
-//! in one PEM text). The key must match the leaf, or the certificate is
-//! refused here rather than failing every handshake later.
+//! in one PEM text), through `edge_common::tls`, the control plane's check
+//! too. The key must match the leaf, or the certificate is refused here
+//! rather than failing every handshake later.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::crypto::ring::sign::any_supported_type;
+use edge_common::tls::{CertifiedKeyError, certified_key_from_pem};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -29,20 +28,12 @@ pub enum TlsError {
     SelfSigned(#[from] rcgen::Error),
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("the certificate loading task failed: {0}")]
+    Task(String),
 }
 
 /// Why a control-plane certificate bundle cannot be served.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BundleError {
-    #[error("the bundle's certificates do not parse: {0}")]
-    Chain(String),
-    #[error("the bundle holds no certificate")]
-    EmptyChain,
-    #[error("the bundle's private key does not parse: {0}")]
-    Key(String),
-    #[error("the private key does not match the leaf certificate")]
-    KeyMismatch,
-}
+pub type BundleError = CertifiedKeyError;
 
 /// A certificate ready to serve, with its leaf's notAfter (Unix seconds)
 /// when it could be read.
@@ -51,53 +42,45 @@ pub struct LoadedCertificate {
     pub not_after_unix: Option<i64>,
 }
 
-/// The chain at `cert_path` with the key at `key_path`.
+/// The chain at `cert_path` with the key at `key_path`. Reads files: call
+/// it off the async workers.
 pub fn load_files(cert_path: &Path, key_path: &Path) -> Result<LoadedCertificate, TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| TlsError::Certificate {
-            path: cert_path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    if chain.is_empty() {
-        return Err(TlsError::EmptyChain {
-            path: cert_path.to_path_buf(),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
+    let cert_error = |message: String| TlsError::Certificate {
+        path: cert_path.to_path_buf(),
+        message,
+    };
+    let key_error = |message: String| TlsError::Key {
         path: key_path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let signing_key = any_supported_type(&key).map_err(|e| TlsError::Key {
-        path: key_path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    certified.keys_match().map_err(|e| TlsError::KeyMismatch {
-        cert: cert_path.to_path_buf(),
-        key: key_path.to_path_buf(),
-        message: e.to_string(),
+        message,
+    };
+    let chain = std::fs::read(cert_path).map_err(|e| cert_error(e.to_string()))?;
+    let key = std::fs::read(key_path).map_err(|e| key_error(e.to_string()))?;
+    let certified = certified_key_from_pem(&chain, &key).map_err(|e| match e {
+        CertifiedKeyError::ChainPem(message) => cert_error(message),
+        CertifiedKeyError::EmptyChain => TlsError::EmptyChain {
+            path: cert_path.to_path_buf(),
+        },
+        CertifiedKeyError::KeyPem(_) | CertifiedKeyError::UnsupportedKey(_) => {
+            key_error(e.to_string())
+        }
+        CertifiedKeyError::KeyMismatch | CertifiedKeyError::Uncomparable(_) => {
+            TlsError::KeyMismatch {
+                cert: cert_path.to_path_buf(),
+                key: key_path.to_path_buf(),
+                message: e.to_string(),
+            }
+        }
     })?;
     Ok(loaded(certified))
 }
 
 /// A bundle as `edge_common::sync::certificate_bundle` writes it: the
 /// chain's PEM (leaf first), then the key's PEM. Its digest has been
-/// checked already; this checks that it is a certificate that can be served.
+/// checked already; this checks that it is a certificate that can be
+/// served. Parses keys (milliseconds for RSA): call it off the async
+/// workers.
 pub fn parse_bundle(pem: &[u8]) -> Result<LoadedCertificate, BundleError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| BundleError::Chain(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(BundleError::EmptyChain);
-    }
-    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| BundleError::Key(e.to_string()))?;
-    let signing_key = any_supported_type(&key).map_err(|e| BundleError::Key(e.to_string()))?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    certified
-        .keys_match()
-        .map_err(|_| BundleError::KeyMismatch)?;
-    Ok(loaded(certified))
+    certified_key_from_pem(pem, pem).map(loaded)
 }
 
 fn loaded(certified: CertifiedKey) -> LoadedCertificate {
@@ -143,7 +126,7 @@ mod tests {
         );
         assert!(matches!(
             parse_bundle(cert.as_bytes()).err(),
-            Some(BundleError::Key(_))
+            Some(BundleError::KeyPem(_))
         ));
         let garbled = bundle.replace("MI", "!!");
         assert!(parse_bundle(garbled.as_bytes()).is_err());

@@ -76,7 +76,43 @@ pub struct Built {
     table: RoutingTable,
     certificates: BuiltCertificates,
     challenges: AcmeChallenges,
-    pub failures: Vec<AppError>,
+    failures: Vec<AppError>,
+}
+
+impl Built {
+    /// What of the revision will not be served.
+    pub fn take_failures(&mut self) -> Failures {
+        Failures {
+            apps: std::mem::take(&mut self.failures),
+            certificates: std::mem::take(&mut self.certificates.failures),
+        }
+    }
+}
+
+/// What of a revision could not be served, by kind: each is counted once,
+/// under its own reason of `edge_sync_failures_total`, and all are
+/// reported with their apps.
+#[derive(Debug, Default)]
+pub struct Failures {
+    pub apps: Vec<AppError>,
+    pub certificates: Vec<AppError>,
+}
+
+impl Failures {
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty() && self.certificates.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.apps.len() + self.certificates.len()
+    }
+
+    /// The report's list: apps, then certificates.
+    pub fn into_report(self) -> Vec<AppError> {
+        let mut all = self.apps;
+        all.extend(self.certificates);
+        all
+    }
 }
 
 impl Applier {
@@ -180,8 +216,7 @@ impl Applier {
                         .map(|(spec, app)| (spec.hosts.as_slice(), "/", app.clone())),
                 ),
         );
-        let mut certificates = self.certificates.build(snapshot, certificates);
-        failures.append(&mut certificates.failures);
+        let certificates = self.certificates.build(snapshot, certificates);
         Built {
             apps,
             origins,

@@ -3,22 +3,28 @@
 //! (`GET /v1/certificates/{sha256}`, the artifacts' auth and failover),
 //! checked against the size and SHA-256 the signed snapshot names before
 //! it is parsed or kept, and kept in `data_dir/certificates/` (0600) so a
-//! node restarted without its control plane still serves HTTPS.
+//! node restarted without its control plane still serves HTTPS. Files are
+//! read, written and parsed on the blocking pool, never on the async
+//! workers that serve requests.
 //!
-//! A bad bundle (digest, size, PEM, a key that is not the leaf's) fails its
-//! certificate alone: reported with its app like an app error, counted in
-//! `edge_sync_failures_total{reason="certificate"}`; a certificate served
-//! before under the same id keeps being served. Unchanged certificates are
-//! not read again.
+//! A bad bundle (digest, size, PEM, a key that is not the leaf's, one the
+//! control plane cannot open) fails its certificate alone: reported with
+//! its app, counted in `edge_sync_failures_total{reason="certificate"}`.
+//! A certificate served before under the same id keeps its previous key,
+//! for the names of the new entry that the previous one listed too: a name
+//! the control plane took away is never served on the strength of an old
+//! bundle. Unchanged certificates are not read again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_common::api::ErrorBody;
 use edge_common::signing::{is_sha256_hex, sha256_hex};
 use edge_common::sync::{AppError, MAX_CERTIFICATE_BUNDLE_BYTES, Snapshot, SnapshotCertificate};
 use rustls::sign::CertifiedKey;
 
+use super::local::LocalState;
 use super::{SyncError, Syncer};
 use crate::certs::{CertResolver, CertSet, parse_bundle};
 use crate::metrics::Metrics;
@@ -31,18 +37,38 @@ pub struct FetchedCertificates {
     pub bad: HashMap<String, String>,
 }
 
+impl FetchedCertificates {
+    fn add(&mut self, sha256: String, bytes: &[u8]) {
+        match parse_bundle(bytes) {
+            Ok(loaded) => {
+                self.keys.insert(sha256, loaded.key);
+            }
+            Err(e) => {
+                self.bad.insert(sha256, e.to_string());
+            }
+        }
+    }
+}
+
+/// By control-plane id: the entry served (for a certificate whose new
+/// bundle is bad, the previous entry's bundle, digest and notAfter with
+/// the names both list) and its key.
 type Served = HashMap<u64, (SnapshotCertificate, Arc<CertifiedKey>)>;
 
-/// The synced certificates being served, by control-plane id.
+/// The synced certificates being served.
 #[derive(Default)]
 pub struct ServedCertificates {
     current: Served,
+    /// The same keys by bundle digest, so a sync round asks for each of a
+    /// snapshot's bundles in constant time.
+    by_bundle: HashMap<String, Arc<CertifiedKey>>,
 }
 
 /// A snapshot's certificates, ready to swap in.
 #[derive(Default)]
 pub struct BuiltCertificates {
     served: Served,
+    by_bundle: HashMap<String, Arc<CertifiedKey>>,
     set: CertSet,
     pub failures: Vec<AppError>,
 }
@@ -50,21 +76,17 @@ pub struct BuiltCertificates {
 impl ServedCertificates {
     /// The parsed key of a bundle already served, so it is not read again.
     pub fn key(&self, sha256: &str) -> Option<Arc<CertifiedKey>> {
-        self.current
-            .values()
-            .find(|(spec, _)| spec.bundle_sha256 == sha256)
-            .map(|(_, key)| key.clone())
+        self.by_bundle.get(sha256).cloned()
     }
 
     /// The bundles being served (their local copies stay).
     pub fn bundles(&self) -> impl Iterator<Item = &str> {
-        self.current
-            .values()
-            .map(|(spec, _)| spec.bundle_sha256.as_str())
+        self.by_bundle.keys().map(String::as_str)
     }
 
     /// The certificate set of `snapshot`. A certificate whose bundle is bad
-    /// keeps its previous version (same id), if any, and is reported.
+    /// is reported, and keeps its previous key (same id, tenant and app),
+    /// if any, for the names the snapshot still gives it.
     pub fn build(&self, snapshot: &Snapshot, fetched: &FetchedCertificates) -> BuiltCertificates {
         let mut built = BuiltCertificates::default();
         for spec in &snapshot.certificates {
@@ -77,14 +99,18 @@ impl ServedCertificates {
                         .bad
                         .get(sha)
                         .map_or("its bundle was not fetched", String::as_str);
-                    tracing::error!(tenant = %spec.tenant, app = %spec.app, cert = spec.id, error = why, "a certificate of the revision cannot be served; it keeps its previous version, if any");
+                    tracing::error!(tenant = %spec.tenant, app = %spec.app, cert = spec.id, error = why, "a certificate of the revision cannot be served; it keeps its previous key, if any, for the names it still has");
                     built.failures.push(AppError {
                         tenant: spec.tenant.clone(),
                         app: spec.app.clone(),
                         error: format!("certificate {}: {why}", spec.id),
                     });
-                    match self.current.get(&spec.id) {
-                        Some(previous) => previous.clone(),
+                    match self
+                        .current
+                        .get(&spec.id)
+                        .and_then(|old| still_served(old, spec))
+                    {
+                        Some(kept) => kept,
                         None => continue,
                     }
                 }
@@ -95,6 +121,9 @@ impl ServedCertificates {
             built
                 .set
                 .insert(&spec.hosts, key, (spec.not_after_unix, spec.id));
+            built
+                .by_bundle
+                .insert(spec.bundle_sha256.clone(), key.clone());
         }
         built
     }
@@ -130,75 +159,124 @@ impl ServedCertificates {
             );
         }
         self.current = built.served;
+        self.by_bundle = built.by_bundle;
     }
+}
+
+/// What stays served of `old` when its certificate's new entry `new` has
+/// no usable bundle: the old key (and its bundle and notAfter, which are
+/// true of that key) for the names both entries list. The control plane
+/// checked the old key for the old names only; a name it took away (moved
+/// to another tenant, say) goes at once. Nothing of another tenant or app.
+fn still_served(
+    (old, key): &(SnapshotCertificate, Arc<CertifiedKey>),
+    new: &SnapshotCertificate,
+) -> Option<(SnapshotCertificate, Arc<CertifiedKey>)> {
+    if old.tenant != new.tenant || old.app != new.app {
+        return None;
+    }
+    let hosts: Vec<_> = new
+        .hosts
+        .iter()
+        .filter(|host| old.hosts.contains(host))
+        .cloned()
+        .collect();
+    if hosts.is_empty() {
+        return None;
+    }
+    Some((
+        SnapshotCertificate {
+            hosts,
+            ..old.clone()
+        },
+        key.clone(),
+    ))
 }
 
 impl Syncer {
     /// The parsed keys of the snapshot's certificates that are not served
     /// already: from disk when the copy is intact, else (with `download`)
     /// from the control plane, then written to disk. A transient failure
-    /// (the connection, a 5xx) fails the round, to be tried again; a bad
-    /// bundle fails its certificate.
+    /// (the connection, a 5xx other than a bundle the control plane
+    /// cannot open) fails the round, to be tried again; a bad bundle fails
+    /// its certificate.
     pub(super) async fn fetch_certificates(
         &self,
         snapshot: &Snapshot,
         download: bool,
     ) -> Result<FetchedCertificates, SyncError> {
-        let mut fetched = FetchedCertificates::default();
-        for spec in &snapshot.certificates {
-            let sha = spec.bundle_sha256.as_str();
-            let served = self
+        let needed: Vec<SnapshotCertificate> = {
+            let applier = self
                 .applier
                 .lock()
-                .map_err(|_| SyncError::Other("applier lock poisoned".into()))?
-                .certificate_key(sha)
-                .is_some();
-            if served || fetched.keys.contains_key(sha) || fetched.bad.contains_key(sha) {
-                continue;
-            }
-            let outcome = match self.local_certificate(spec) {
-                Ok(bytes) => Ok(bytes),
-                Err(why) if !download => Err(why),
-                Err(_) => match self.download_certificate(spec).await? {
-                    Ok(bytes) => {
-                        self.local
-                            .write_certificate(sha, &bytes)
-                            .map_err(SyncError::Persist)?;
-                        Ok(bytes)
-                    }
-                    Err(why) => Err(why),
-                },
-            };
-            let parsed = outcome.and_then(|bytes| parse_bundle(&bytes).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(loaded) => {
-                    fetched.keys.insert(sha.to_string(), loaded.key);
+                .map_err(|_| SyncError::Other("applier lock poisoned".into()))?;
+            let mut seen = HashSet::new();
+            snapshot
+                .certificates
+                .iter()
+                .filter(|spec| {
+                    applier.certificate_key(&spec.bundle_sha256).is_none()
+                        && seen.insert(spec.bundle_sha256.as_str())
+                })
+                .cloned()
+                .collect()
+        };
+        if needed.is_empty() {
+            return Ok(FetchedCertificates::default());
+        }
+        let local = self.local.clone();
+        let (mut fetched, missing) = off_workers(move || {
+            let mut fetched = FetchedCertificates::default();
+            let mut missing = Vec::new();
+            for spec in needed {
+                match local_certificate(&local, &spec) {
+                    Ok(bytes) => fetched.add(spec.bundle_sha256, &bytes),
+                    Err(why) => missing.push((spec, why)),
                 }
+            }
+            (fetched, missing)
+        })
+        .await?;
+        let mut downloaded = Vec::new();
+        for (spec, why) in missing {
+            let outcome = if download {
+                self.download_certificate(&spec).await?
+            } else {
+                Err(why)
+            };
+            match outcome {
+                Ok(bytes) => downloaded.push((spec.bundle_sha256, bytes)),
                 Err(why) => {
-                    self.metrics
-                        .sync
-                        .failures
-                        .with_label_values(&["certificate"])
-                        .inc();
-                    fetched.bad.insert(sha.to_string(), why);
+                    fetched.bad.insert(spec.bundle_sha256, why);
                 }
             }
         }
+        if !downloaded.is_empty() {
+            let local = self.local.clone();
+            let more = off_workers(move || {
+                let mut more = FetchedCertificates::default();
+                for (sha, bytes) in downloaded {
+                    local.write_certificate(&sha, &bytes)?;
+                    more.add(sha, &bytes);
+                }
+                Ok::<_, std::io::Error>(more)
+            })
+            .await?
+            .map_err(SyncError::Persist)?;
+            fetched.keys.extend(more.keys);
+            fetched.bad.extend(more.bad);
+        }
+        self.metrics
+            .sync
+            .failures
+            .with_label_values(&["certificate"])
+            .inc_by(fetched.bad.len() as u64);
         Ok(fetched)
     }
 
-    /// The local copy of a bundle if it is there and intact, else why not.
-    fn local_certificate(&self, spec: &SnapshotCertificate) -> Result<Vec<u8>, String> {
-        check_named(spec)?;
-        match self.local.read_certificate(&spec.bundle_sha256) {
-            Ok(Some(bytes)) => verify_bundle(spec, &bytes).map(|()| bytes),
-            Ok(None) => Err("missing from the local store".to_string()),
-            Err(e) => Err(format!("cannot read it from the local store: {e}")),
-        }
-    }
-
     /// The bundle from the control plane: `Ok(Err(why))` when this bundle is
-    /// bad or unknown there, `Err` when the exchange failed.
+    /// bad, unknown there or one it cannot open, `Err` when the exchange
+    /// failed.
     async fn download_certificate(
         &self,
         spec: &SnapshotCertificate,
@@ -218,16 +296,16 @@ impl Syncer {
             .await
             .map_err(|e| fetch_error(e.to_string()))?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            let body = super::error_body(response).await;
-            return Ok(Err(format!("the control plane has no such bundle: {body}")));
-        }
         if !status.is_success() {
-            let body = super::error_body(response).await;
-            return Err(fetch_error(format!(
-                "the control plane answered {}: {body}",
-                status.as_u16()
-            )));
+            let body = super::error_text(response).await;
+            return match refusal_of_bundle(status, &body) {
+                Some(why) => Ok(Err(why)),
+                None => Err(fetch_error(format!(
+                    "the control plane answered {}: {}",
+                    status.as_u16(),
+                    super::shorten(&body)
+                ))),
+            };
         }
         let mut bytes = Vec::with_capacity(spec.bundle_size as usize);
         while let Some(chunk) = response
@@ -244,6 +322,56 @@ impl Syncer {
             bytes.extend_from_slice(&chunk);
         }
         Ok(verify_bundle(spec, &bytes).map(|()| bytes))
+    }
+}
+
+/// Error codes of `GET /v1/certificates/{sha256}` that are about the one
+/// bundle, not the control plane: its key does not open under the
+/// control plane's keyring, or what it stored no longer matches the
+/// digest. Asking again gets the same answer until someone acts, so the
+/// certificate fails (like one the control plane does not have) and every
+/// other change of the revision goes live.
+const BUNDLE_FAILURE_CODES: [&str; 2] = ["key-unavailable", "cert-corrupt"];
+
+/// Why a non-2xx answer to a bundle request fails that bundle alone, or
+/// `None` when it is transient (the round fails and is tried again).
+fn refusal_of_bundle(status: reqwest::StatusCode, body: &str) -> Option<String> {
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Some(format!(
+            "the control plane has no such bundle: {}",
+            super::shorten(body)
+        ));
+    }
+    if status != reqwest::StatusCode::INTERNAL_SERVER_ERROR {
+        return None;
+    }
+    let refusal: ErrorBody = serde_json::from_str(body).ok()?;
+    BUNDLE_FAILURE_CODES
+        .contains(&refusal.error.code.as_str())
+        .then(|| {
+            super::shorten(&format!(
+                "the control plane cannot serve it ({}): {}",
+                refusal.error.code, refusal.error.message
+            ))
+        })
+}
+
+/// Runs `work` (file IO, key parsing) on the blocking pool.
+async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SyncError::Other(format!("the certificate task failed: {e}")))
+}
+
+/// The local copy of a bundle if it is there and intact, else why not.
+fn local_certificate(local: &LocalState, spec: &SnapshotCertificate) -> Result<Vec<u8>, String> {
+    check_named(spec)?;
+    match local.read_certificate(&spec.bundle_sha256) {
+        Ok(Some(bytes)) => verify_bundle(spec, &bytes).map(|()| bytes),
+        Ok(None) => Err("missing from the local store".to_string()),
+        Err(e) => Err(format!("cannot read it from the local store: {e}")),
     }
 }
 
@@ -371,5 +499,126 @@ mod tests {
             served.bundles().collect::<Vec<_>>(),
             [sha256_hex(a_pem.as_bytes())]
         );
+        // ... and is asked for again next round.
+        assert!(served.key(&sha256_hex(renewed_pem.as_bytes())).is_none());
+    }
+
+    fn with_hosts(mut spec: SnapshotCertificate, hosts: &[&str]) -> SnapshotCertificate {
+        spec.hosts = hosts
+            .iter()
+            .map(|h| h.to_string().try_into().unwrap())
+            .collect();
+        spec
+    }
+
+    #[test]
+    fn a_bad_bundle_keeps_the_previous_key_only_for_names_the_snapshot_still_gives() {
+        let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+        let resolver = CertResolver::new(OwnCertificates::default());
+        let mut served = ServedCertificates::default();
+        let (old_pem, old_key) = bundle("a.test");
+        let first = snapshot(vec![with_hosts(
+            spec(1, "a.test", &old_pem),
+            &["a.test", "b.test", "*.a.test"],
+        )]);
+        let mut fetched = FetchedCertificates::default();
+        fetched
+            .keys
+            .insert(sha256_hex(old_pem.as_bytes()), old_key.clone());
+        served.install(served.build(&first, &fetched), &resolver, &metrics);
+        for name in ["a.test", "b.test", "x.a.test"] {
+            assert!(resolver.pick(Some(name)).is_some(), "{name}");
+        }
+
+        // The control plane took b.test and *.a.test away (to another
+        // tenant, say) and added c.test; the new bundle cannot be had.
+        let (new_pem, _) = bundle("a.test");
+        let second = snapshot(vec![with_hosts(
+            spec(1, "a.test", &new_pem),
+            &["a.test", "c.test"],
+        )]);
+        let mut fetched = FetchedCertificates::default();
+        fetched.bad.insert(
+            sha256_hex(new_pem.as_bytes()),
+            "the control plane cannot serve it (key-unavailable)".into(),
+        );
+        let built = served.build(&second, &fetched);
+        assert_eq!(built.failures.len(), 1);
+        served.install(built, &resolver, &metrics);
+        assert!(
+            resolver
+                .pick(Some("a.test"))
+                .is_some_and(|k| Arc::ptr_eq(&k, &old_key))
+        );
+        // Taken away: no longer served. Added: the old key was never
+        // checked for it.
+        for name in ["b.test", "x.a.test", "c.test"] {
+            assert!(resolver.pick(Some(name)).is_none(), "{name}");
+        }
+        assert_eq!(
+            served.bundles().collect::<Vec<_>>(),
+            [sha256_hex(old_pem.as_bytes())]
+        );
+
+        // None of the old names left, or the id now another app's: the
+        // old key is not served at all.
+        let third = snapshot(vec![with_hosts(spec(1, "a.test", &new_pem), &["c.test"])]);
+        served.install(served.build(&third, &fetched), &resolver, &metrics);
+        assert!(resolver.pick(Some("a.test")).is_none());
+        assert_eq!(served.bundles().count(), 0);
+
+        served.install(
+            served.build(
+                &first,
+                &FetchedCertificates {
+                    keys: [(sha256_hex(old_pem.as_bytes()), old_key.clone())].into(),
+                    bad: HashMap::new(),
+                },
+            ),
+            &resolver,
+            &metrics,
+        );
+        let mut moved = spec(1, "a.test", &new_pem);
+        moved.app = "other".to_string().try_into().unwrap();
+        served.install(
+            served.build(&snapshot(vec![moved]), &fetched),
+            &resolver,
+            &metrics,
+        );
+        assert!(resolver.pick(Some("a.test")).is_none());
+    }
+
+    #[test]
+    fn only_a_bundle_the_control_plane_cannot_open_fails_alone_among_5xx() {
+        use reqwest::StatusCode;
+        let refusal = |code: &str| {
+            serde_json::json!({"error": {"code": code, "message": "certificate 3 does not open"}})
+                .to_string()
+        };
+        for code in BUNDLE_FAILURE_CODES {
+            let why = refusal_of_bundle(StatusCode::INTERNAL_SERVER_ERROR, &refusal(code))
+                .expect("the certificate fails alone");
+            assert!(why.contains(code) && why.contains("certificate 3"), "{why}");
+            // The same code under another status is not the bundle's.
+            assert_eq!(
+                refusal_of_bundle(StatusCode::SERVICE_UNAVAILABLE, &refusal(code)),
+                None
+            );
+        }
+        assert!(refusal_of_bundle(StatusCode::NOT_FOUND, &refusal("not-found")).is_some());
+        assert!(refusal_of_bundle(StatusCode::NOT_FOUND, "").is_some());
+        // Everything else is transient: the round is tried again.
+        for (status, body) in [
+            (StatusCode::INTERNAL_SERVER_ERROR, refusal("storage")),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "key-unavailable".to_string(),
+            ),
+            (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+            (StatusCode::BAD_GATEWAY, refusal("key-unavailable")),
+            (StatusCode::TOO_MANY_REQUESTS, refusal("cert-corrupt")),
+        ] {
+            assert_eq!(refusal_of_bundle(status, &body), None, "{status} {body}");
+        }
     }
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use edge_common::signing::{VerifyingKey, is_sha256_hex};
 use edge_common::sync::{MAX_CERTIFICATE_BUNDLE_BYTES, SignedSnapshot};
 
+/// Cheap to clone (a path), for file work on the blocking pool.
+#[derive(Clone)]
 pub struct LocalState {
     dir: PathBuf,
 }
@@ -152,9 +154,6 @@ fn write_atomically(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn write_with_mode(target: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = target.with_extension(format!("tmp-{}", std::process::id()));
-    // A leftover of a crashed run with the same pid keeps its old mode
-    // when opened again: start from a new file.
-    let _ = std::fs::remove_file(&tmp);
     edge_common::fsutil::write_atomically(&tmp, target, bytes, mode)
 }
 
@@ -173,7 +172,13 @@ mod tests {
         assert_eq!(mode(&certificates), 0o700);
 
         let (kept, dropped) = ("a".repeat(64), "b".repeat(64));
+        // A crash of a run with this pid left a readable tmp file: the
+        // bundle written next is 0600 all the same.
+        let leftover = certificates.join(format!("{kept}.tmp-{}", std::process::id()));
+        std::fs::write(&leftover, "leftover").unwrap();
+        std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).unwrap();
         local.write_certificate(&kept, b"chain and key").unwrap();
+        assert!(!leftover.exists());
         local.write_certificate(&dropped, b"old").unwrap();
         assert_eq!(mode(&local.certificate_path(&kept)), 0o600);
         assert_eq!(

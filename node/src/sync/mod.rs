@@ -362,19 +362,20 @@ impl Syncer {
             .sync
             .apply_duration
             .observe(started.elapsed().as_secs_f64());
-        if !failures.is_empty() {
+        // Certificates were counted as they failed to fetch or parse.
+        if !failures.apps.is_empty() {
             self.metrics
                 .sync
                 .failures
                 .with_label_values(&["app"])
-                .inc_by(failures.len() as u64);
+                .inc_by(failures.apps.len() as u64);
         }
         tracing::info!(revision = snapshot.revision, apps = snapshot.apps.len(), failed = failures.len(), elapsed = ?started.elapsed(), "applied a control-plane revision");
         let report = NodeReport {
             revision: snapshot.revision,
             outcome: ApplyOutcome::Applied,
             error: None,
-            app_errors: failures,
+            app_errors: failures.into_report(),
             engine: self.engine.clone(),
         };
         if let Err(e) = self.send_report(&report).await {
@@ -392,7 +393,7 @@ impl Syncer {
         artifacts: HashMap<String, Vec<u8>>,
         bad: HashMap<String, String>,
         certificates: certificates::FetchedCertificates,
-    ) -> Result<Vec<edge_common::sync::AppError>, SyncError> {
+    ) -> Result<apply::Failures, SyncError> {
         let applier = self.applier.clone();
         let snapshot = snapshot.clone();
         tokio::task::spawn_blocking(move || {
@@ -400,7 +401,7 @@ impl Syncer {
                 .lock()
                 .map_err(|_| SyncError::Other("applier lock poisoned".into()))?;
             let mut built = applier.build(&snapshot, &artifacts, &bad, &certificates);
-            let failures = std::mem::take(&mut built.failures);
+            let failures = built.take_failures();
             applier.install(built);
             applier.apply_purges(&snapshot);
             Ok(failures)
@@ -473,13 +474,30 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, 
 
 /// The start of an error response's body, for a log line or a report.
 async fn error_body(response: reqwest::Response) -> String {
-    response
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(512)
-        .collect()
+    shorten(&error_text(response).await)
+}
+
+/// At most this much of an error answer is read: the control plane's JSON
+/// refusals are far shorter, and nothing in between makes the node buffer
+/// more.
+const MAX_ERROR_BODY_BYTES: usize = 4096;
+
+/// An error response's body, up to [`MAX_ERROR_BODY_BYTES`].
+async fn error_text(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes.truncate(MAX_ERROR_BODY_BYTES);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The start of `text`, for a log line or a report.
+fn shorten(text: &str) -> String {
+    text.chars().take(512).collect()
 }
 
 /// `base` scaled by a random factor in [0.5, 1.5): nodes that lost the

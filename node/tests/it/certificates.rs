@@ -329,7 +329,8 @@ async fn a_tampered_or_mismatched_bundle_is_refused_alone() {
 
 /// Pending HTTP-01 challenges are answered on both listeners, before
 /// routing (the host has no app yet) and before an app's redirect to
-/// HTTPS; anything else under the path is a 404 with a stable code.
+/// HTTPS; anything else under the path is routed as usual, so an app
+/// answers challenges of its own (never redirected either).
 #[tokio::test]
 async fn acme_challenges_are_answered_before_routing_on_both_listeners() {
     let data = DataDir::new();
@@ -404,20 +405,65 @@ async fn acme_challenges_are_answered_before_routing_on_both_listeners() {
         format!("https://secure.test:{}/", https.port()).as_str()
     );
 
-    // Token and host must both match, exactly.
+    assert_eq!(origin.hits(), 0, "pending challenges never reach the app");
+
+    // Token and host must both match, exactly; anything else is routed.
+    // No app for the host: the usual 404.
     for (host, path) in [
         ("new.test", "/.well-known/acme-challenge/tok-1_a"),
         ("new.test", "/.well-known/acme-challenge/tok-2"),
-        ("secure.test", "/.well-known/acme-challenge/tok-1_A"),
         ("new.test", "/.well-known/acme-challenge/"),
         ("other.test", "/.well-known/acme-challenge/tok-1_A"),
     ] {
-        let (status, headers, body) = get("http", host, path).await;
+        let (status, headers, _) = get("http", host, path).await;
         assert_eq!(status, 404, "{host}{path}");
-        assert_eq!(headers["x-edge-error"], "unknown-acme-challenge");
-        assert!(body.starts_with("unknown-acme-challenge: "), "{body}");
+        assert_eq!(headers["x-edge-error"], "unknown-host", "{host}{path}");
     }
-    assert_eq!(origin.hits(), 0, "challenges never reach the app");
+    // An app's own challenges (a tenant's certbot behind it) reach it, on
+    // plain HTTP without the redirect, and on HTTPS.
+    for (scheme, path) in [
+        ("http", "/.well-known/acme-challenge/tok-1_A"),
+        ("http", "/.well-known/acme-challenge/certbot-token"),
+        ("https", "/.well-known/acme-challenge/certbot-token"),
+    ] {
+        let (status, headers, body) = get(scheme, "secure.test", path).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "origin says hi"),
+            "{scheme} {path}"
+        );
+        assert!(headers.get("location").is_none());
+    }
+    assert_eq!(origin.hits(), 3);
+    // Only GET and HEAD are a CA's: anything else is redirected as usual.
+    let (status, headers, _) = {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve("secure.test", http)
+            .build()
+            .unwrap()
+            .post(format!(
+                "http://secure.test:{}/.well-known/acme-challenge/tok-2",
+                http.port()
+            ))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.headers().clone(), ())
+    };
+    assert_eq!(status, 308);
+    assert_eq!(
+        headers["location"],
+        format!(
+            "https://secure.test:{}/.well-known/acme-challenge/tok-2",
+            https.port()
+        )
+        .as_str()
+    );
+    assert_eq!(origin.hits(), 3);
+    let text = metrics(&node).await;
+    assert!(!text.contains("unknown-acme-challenge"), "{text}");
     node.shutdown().await;
 }
 

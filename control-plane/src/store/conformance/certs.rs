@@ -2,13 +2,49 @@
 //! what every backend must do with them. Sealed keys are arbitrary bytes
 //! here (the store never opens them).
 
+mod work;
+
 use edge_common::AppLimits;
 use edge_common::sync::{AcmeChallenge, AppHttps, Snapshot, SnapshotCertificate};
 
 use super::{NO_QUOTA, app, host, origin, tenant, version};
 use crate::store::{
-    CertMaterial, CertRecord, CertSource, MetaStore, NewCertificate, StoreError, now_unix,
+    CertLease, CertLimits, CertMaterial, CertRecord, CertSource, MetaStore, NewCertificate,
+    StoreError, now_unix,
 };
+
+/// Limits the cases here never reach (but [`work::limits`]).
+const LIMITS: CertLimits = CertLimits {
+    per_app: 1000,
+    per_tenant: 1000,
+    pending_acme_per_tenant: 1000,
+};
+
+/// A time after every due time and lease the cases here set (2096).
+const FAR: u64 = 4_000_000_000;
+
+/// A lease on a certificate that does not exist.
+const NO_LEASE: CertLease = CertLease {
+    id: 99,
+    token: 1,
+    until_unix: FAR,
+};
+
+/// Claims a certificate's work at [`FAR`]; it must be claimable.
+async fn take<M: MetaStore>(store: &M, id: u64) -> CertLease {
+    store
+        .claim_certificate(id, FAR, FAR + 600)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("certificate {id} is claimable"))
+}
+
+fn lease_lost(result: Result<impl std::fmt::Debug, StoreError>, expect: u64) {
+    match result {
+        Err(StoreError::LeaseLost { id }) => assert_eq!(id, expect),
+        other => panic!("expected LeaseLost({expect}), got {other:?}"),
+    }
+}
 
 /// Material `n`: its sealed key holds every byte value (a backend that
 /// mangles a NUL, a high byte or text-decodes it fails).
@@ -87,6 +123,11 @@ pub(super) async fn certificates<M: MetaStore>(store: &M) {
     concurrent_claims(store).await;
     deleting(store).await;
     accounts(store).await;
+    work::bundles(store).await;
+    work::limits(store).await;
+    work::due_work(store).await;
+    work::forced_renewal_during_a_lease(store).await;
+    work::counts(store).await;
 }
 
 /// `set_app_https`: bumps the revision and the app's `updated_revision`,
@@ -225,7 +266,12 @@ async fn records_and_revisions<M: MetaStore>(store: &M) {
     let start = store.revision().await.unwrap();
     let due = now_unix();
     let (pending, revision) = store
-        .add_certificate(&a, &app("shop"), acme(&["shop.certs.example"], due))
+        .add_certificate(
+            &a,
+            &app("shop"),
+            acme(&["shop.certs.example"], due),
+            &LIMITS,
+        )
         .await
         .unwrap();
     assert_eq!(pending.id, 1, "ids start at 1");
@@ -259,6 +305,7 @@ async fn records_and_revisions<M: MetaStore>(store: &M) {
             &a,
             &app("shop"),
             upload(&["shop.certs.example", "*.shop.certs.example"], 1),
+            &LIMITS,
         )
         .await
         .unwrap();
@@ -269,7 +316,12 @@ async fn records_and_revisions<M: MetaStore>(store: &M) {
     assert_eq!(uploaded.source, CertSource::Uploaded);
 
     let (theirs, _) = store
-        .add_certificate(&b, &app("shop"), upload(&["other.certs.example"], 2))
+        .add_certificate(
+            &b,
+            &app("shop"),
+            upload(&["other.certs.example"], 2),
+            &LIMITS,
+        )
         .await
         .unwrap();
     assert_eq!(theirs.id, 3);
@@ -317,14 +369,24 @@ async fn records_and_revisions<M: MetaStore>(store: &M) {
     );
     not_found(
         store
-            .add_certificate(&a, &app("nope"), upload(&["shop.certs.example"], 3))
+            .add_certificate(
+                &a,
+                &app("nope"),
+                upload(&["shop.certs.example"], 3),
+                &LIMITS,
+            )
             .await,
         "adding to an app that does not exist",
         "app nope",
     );
     not_found(
         store
-            .add_certificate(&tenant("nobody"), &app("shop"), upload(&["x.test"], 3))
+            .add_certificate(
+                &tenant("nobody"),
+                &app("shop"),
+                upload(&["x.test"], 3),
+                &LIMITS,
+            )
             .await,
         "adding for a tenant that does not exist",
         "app shop",
@@ -407,11 +469,17 @@ async fn snapshot_hosts<M: MetaStore>(store: &M) {
                 ],
                 4,
             ),
+            &LIMITS,
         )
         .await
         .unwrap();
     let (blog_only, _) = store
-        .add_certificate(&a, &app("shop"), upload(&["blog.certs.example"], 5))
+        .add_certificate(
+            &a,
+            &app("shop"),
+            upload(&["blog.certs.example"], 5),
+            &LIMITS,
+        )
         .await
         .unwrap();
     assert_eq!((wide.id, blog_only.id), (4, 5));
@@ -524,6 +592,7 @@ async fn snapshot_hosts<M: MetaStore>(store: &M) {
                 ],
                 6,
             ),
+            &LIMITS,
         )
         .await
         .unwrap();
@@ -547,48 +616,82 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
     let pending = store.get_certificate(1).await.unwrap();
     let due = pending.next_attempt_unix.unwrap();
 
-    // Claims: a compare-and-swap on next_attempt_unix, no revision.
+    // Claims: only an ACME certificate due and under no lease; a lease is
+    // kept apart from the due time; no revision.
     let revision = store.revision().await.unwrap();
-    assert!(
-        !store
-            .claim_certificate(1, Some(due + 1), due + 600)
-            .await
-            .unwrap(),
-        "another expected value loses"
-    );
-    assert!(
-        !store.claim_certificate(1, None, due + 600).await.unwrap(),
-        "None does not match a set time"
-    );
-    assert!(
+    assert_eq!(
         store
-            .claim_certificate(1, Some(due), due + 600)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        store.get_certificate(1).await.unwrap().next_attempt_unix,
-        Some(due + 600)
-    );
-    assert!(
-        !store
-            .claim_certificate(1, Some(due), due + 900)
+            .claim_certificate(1, due - 1, due + 600)
             .await
             .unwrap(),
-        "the same claim twice: the second loses"
+        None,
+        "not due yet"
     );
-    assert!(
-        store.claim_certificate(2, None, 42).await.unwrap(),
-        "None matches NULL (an upload has no next attempt)"
-    );
-    assert!(!store.claim_certificate(2, None, 43).await.unwrap());
     assert_eq!(
-        store.get_certificate(2).await.unwrap().next_attempt_unix,
-        Some(42)
+        store.claim_certificate(2, FAR, FAR + 1).await.unwrap(),
+        None,
+        "an upload has no ACME work"
     );
-    assert!(
-        !store.claim_certificate(99, None, 1).await.unwrap(),
+    assert_eq!(
+        store.claim_certificate(99, FAR, FAR + 1).await.unwrap(),
+        None,
         "no such certificate: nothing won"
+    );
+    let first = store
+        .claim_certificate(1, due, due + 600)
+        .await
+        .unwrap()
+        .expect("due and under no lease");
+    assert_eq!((first.id, first.until_unix), (1, due + 600));
+    let leased = store.get_certificate(1).await.unwrap();
+    assert_eq!(
+        (leased.lease_until_unix, leased.next_attempt_unix),
+        (Some(due + 600), Some(due)),
+        "the lease is stored apart from the due time"
+    );
+    assert_eq!(
+        CertRecord {
+            lease_until_unix: None,
+            ..leased.clone()
+        },
+        pending,
+        "a claim changes nothing else"
+    );
+    assert_eq!(
+        store
+            .claim_certificate(1, due + 599, due + 900)
+            .await
+            .unwrap(),
+        None,
+        "held until its end"
+    );
+    // Its holder died: once the lease ended, the work is taken over, under
+    // a new token.
+    let lease = store
+        .claim_certificate(1, due + 600, due + 1200)
+        .await
+        .unwrap()
+        .expect("the lease ended");
+    assert!(lease.token > first.token, "{lease:?} after {first:?}");
+    // The first holder's late results are refused and change nothing.
+    lease_lost(
+        store
+            .record_certificate_failure(&first, "too late", due + 60)
+            .await,
+        1,
+    );
+    lease_lost(
+        store
+            .record_certificate_issued(&first, material(9), None)
+            .await,
+        1,
+    );
+    assert_eq!(
+        store.get_certificate(1).await.unwrap(),
+        CertRecord {
+            lease_until_unix: Some(due + 1200),
+            ..leased.clone()
+        }
     );
     assert_eq!(
         store.revision().await.unwrap(),
@@ -611,7 +714,12 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
         .unwrap();
     assert_eq!(r1, revision + 1);
     let (their_pending, r) = store
-        .add_certificate(&b, &app("shop"), acme(&["other.certs.example"], due))
+        .add_certificate(
+            &b,
+            &app("shop"),
+            acme(&["other.certs.example"], due),
+            &LIMITS,
+        )
         .await
         .unwrap();
     assert_eq!(r, r1, "no material, no revision");
@@ -645,36 +753,49 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
         "certificate 99",
     );
 
-    // A failure: counted, clears the challenges (a revision), keeps the
-    // next attempt it names.
-    store
-        .record_certificate_failure(1, "the CA said no", due + 60)
+    // A failure: counted, clears the challenges (a revision, returned)
+    // and the lease, keeps the next attempt it names.
+    let r3 = store
+        .record_certificate_failure(&lease, "the CA said no", due + 60)
         .await
         .unwrap();
+    assert_eq!(r3, r2 + 1, "challenges cleared");
+    assert_eq!(store.revision().await.unwrap(), r3);
     let failed = store.get_certificate(1).await.unwrap();
     assert_eq!(
         (
             failed.last_error.as_deref(),
             failed.attempts,
-            failed.next_attempt_unix
+            failed.next_attempt_unix,
+            failed.lease_until_unix
         ),
-        (Some("the CA said no"), 1, Some(due + 60))
+        (Some("the CA said no"), 1, Some(due + 60), None)
     );
     assert_eq!(failed.material, None);
+    lease_lost(
+        store
+            .record_certificate_failure(&lease, "twice", due + 60)
+            .await,
+        1,
+    );
     assert_eq!(
-        store.revision().await.unwrap(),
-        r2 + 1,
-        "challenges cleared"
+        store.get_certificate(1).await.unwrap(),
+        failed,
+        "a lease ends with its result: a second one is refused"
     );
     assert_eq!(
         tokens(&store.snapshot().await.unwrap()),
         vec![("other.certs.example".to_string(), "token-0".to_string())]
     );
     // A second failure without challenges: no revision.
-    store
-        .record_certificate_failure(1, "again", due + 120)
-        .await
-        .unwrap();
+    let lease = take(store, 1).await;
+    assert_eq!(
+        store
+            .record_certificate_failure(&lease, "again", due + 120)
+            .await
+            .unwrap(),
+        r3
+    );
     let failed = store.get_certificate(1).await.unwrap();
     assert_eq!(
         (failed.attempts, failed.last_error.as_deref()),
@@ -682,7 +803,7 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
     );
     assert_eq!(store.revision().await.unwrap(), r2 + 1);
     not_found(
-        store.record_certificate_failure(99, "x", 1).await,
+        store.record_certificate_failure(&NO_LEASE, "x", 1).await,
         "a failure of no certificate",
         "certificate 99",
     );
@@ -695,8 +816,9 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
         .unwrap();
     let before = store.revision().await.unwrap();
     let renew_at = due + 86_400;
+    let lease = take(store, 1).await;
     let revision = store
-        .record_certificate_issued(1, material(7), Some(renew_at))
+        .record_certificate_issued(&lease, material(7), Some(renew_at))
         .await
         .unwrap();
     assert_eq!(revision, before + 1);
@@ -724,8 +846,9 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
         Some((1, material(7).bundle_sha256))
     );
     // Renewed: the new material replaces the old one.
+    let lease = take(store, 1).await;
     store
-        .record_certificate_issued(1, material(8), Some(renew_at + 1))
+        .record_certificate_issued(&lease, material(8), Some(renew_at + 1))
         .await
         .unwrap();
     let snapshot = store.snapshot().await.unwrap();
@@ -737,8 +860,9 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
         (material(8).bundle_sha256, material(8).not_after_unix)
     );
     // A failed renewal keeps serving the material it has.
+    let lease = take(store, 1).await;
     store
-        .record_certificate_failure(1, "renewal failed", renew_at + 60)
+        .record_certificate_failure(&lease, "renewal failed", renew_at + 60)
         .await
         .unwrap();
     assert_eq!(
@@ -747,7 +871,9 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
     );
     assert_eq!(store.snapshot().await.unwrap().certificates[0].id, 1);
     not_found(
-        store.record_certificate_issued(99, material(9), None).await,
+        store
+            .record_certificate_issued(&NO_LEASE, material(9), None)
+            .await,
         "issuing no certificate",
         "certificate 99",
     );
@@ -758,9 +884,25 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
         .schedule_certificate(&a, &app("shop"), 1, 5)
         .await
         .unwrap();
-    assert_eq!(scheduled.next_attempt_unix, Some(5));
+    assert_eq!(
+        (
+            scheduled.next_attempt_unix,
+            scheduled.renew_requested,
+            scheduled.lease_until_unix
+        ),
+        (Some(5), true, None)
+    );
     assert_eq!(scheduled, store.get_certificate(1).await.unwrap());
     assert_eq!(store.revision().await.unwrap(), revision);
+    let uploaded = store.get_certificate(2).await.unwrap();
+    assert_eq!(
+        store
+            .schedule_certificate(&a, &app("shop"), 2, 6)
+            .await
+            .unwrap(),
+        uploaded,
+        "an upload has nothing to renew: unchanged"
+    );
     not_found(
         store.schedule_certificate(&b, &app("shop"), 1, 6).await,
         "another tenant's app of the same name",
@@ -810,26 +952,27 @@ async fn challenges_and_acme_state<M: MetaStore>(store: &M) {
     assert_eq!(store.revision().await.unwrap(), revision);
 }
 
-/// Replicas racing for one certificate's work: of concurrent claims with
-/// the same expected value exactly one wins, round after round.
+/// Replicas racing for one certificate's work: of concurrent claims
+/// exactly one wins, round after round (each at a time the last lease
+/// ended by), each time under a new token.
 async fn concurrent_claims<M: MetaStore>(store: &M) {
-    let mut expected = store.get_certificate(1).await.unwrap().next_attempt_unix;
+    let mut last = 0;
     for round in 0..8u64 {
+        let now = FAR + round * 1000;
         let (x, y, z) = tokio::join!(
-            store.claim_certificate(1, expected, 1000 + round * 10 + 1),
-            store.claim_certificate(1, expected, 1000 + round * 10 + 2),
-            store.claim_certificate(1, expected, 1000 + round * 10 + 3),
+            store.claim_certificate(1, now, now + 1),
+            store.claim_certificate(1, now, now + 2),
+            store.claim_certificate(1, now, now + 3),
         );
-        let won: Vec<bool> = [x, y, z].into_iter().map(|r| r.unwrap()).collect();
+        let won: Vec<CertLease> = [x, y, z].into_iter().filter_map(|r| r.unwrap()).collect();
+        assert_eq!(won.len(), 1, "round {round}: exactly one claim wins");
+        assert!(won[0].token > last, "round {round}: a new token");
+        last = won[0].token;
         assert_eq!(
-            won.iter().filter(|w| **w).count(),
-            1,
-            "round {round}: exactly one claim wins, got {won:?}"
+            store.get_certificate(1).await.unwrap().lease_until_unix,
+            Some(won[0].until_unix),
+            "round {round}: the winner's lease"
         );
-        let now = store.get_certificate(1).await.unwrap().next_attempt_unix;
-        let winner = won.iter().position(|w| *w).unwrap() as u64 + 1;
-        assert_eq!(now, Some(1000 + round * 10 + winner), "the winner's lease");
-        expected = now;
     }
 }
 
@@ -872,7 +1015,7 @@ async fn deleting<M: MetaStore>(store: &M) {
 
     // Pending without challenges: nothing nodes saw, no revision.
     let (quiet, _) = store
-        .add_certificate(&a, &app("shop"), acme(&["shop.certs.example"], 1))
+        .add_certificate(&a, &app("shop"), acme(&["shop.certs.example"], 1), &LIMITS)
         .await
         .unwrap();
     assert_eq!(
@@ -884,7 +1027,7 @@ async fn deleting<M: MetaStore>(store: &M) {
     );
     // Pending with challenges: a revision, and the challenges go.
     let (busy, _) = store
-        .add_certificate(&a, &app("shop"), acme(&["shop.certs.example"], 1))
+        .add_certificate(&a, &app("shop"), acme(&["shop.certs.example"], 1), &LIMITS)
         .await
         .unwrap();
     assert!(busy.id > quiet.id, "ids are never reused");
@@ -908,7 +1051,7 @@ async fn deleting<M: MetaStore>(store: &M) {
     // Deleting an app takes its certificates and their challenges along;
     // an app made again under the name starts with none.
     let (doomed, _) = store
-        .add_certificate(&a, &app("shop"), acme(&["shop.certs.example"], 1))
+        .add_certificate(&a, &app("shop"), acme(&["shop.certs.example"], 1), &LIMITS)
         .await
         .unwrap();
     store
@@ -963,7 +1106,12 @@ async fn deleting<M: MetaStore>(store: &M) {
             .is_empty()
     );
     let (next, _) = store
-        .add_certificate(&a, &app("shop"), upload(&["shop.certs.example"], 9))
+        .add_certificate(
+            &a,
+            &app("shop"),
+            upload(&["shop.certs.example"], 9),
+            &LIMITS,
+        )
         .await
         .unwrap();
     assert!(next.id > doomed.id, "ids are never reused");
@@ -1018,9 +1166,9 @@ async fn accounts<M: MetaStore>(store: &M) {
 }
 
 /// What `dump_restore` adds to the filled store: HTTPS options, a
-/// certificate served, one pending with challenges, one deleted (so the id
-/// counter is ahead of the ids kept), an ACME account. Returns the
-/// counter.
+/// certificate served, one pending with challenges (under a lease, a
+/// renewal forced), one deleted (so the id counter is ahead of the ids
+/// kept), an ACME account. Returns the counter.
 pub(super) async fn fill_for_dump<M: MetaStore>(store: &M) -> u64 {
     let t = tenant("durable");
     store
@@ -1035,11 +1183,16 @@ pub(super) async fn fill_for_dump<M: MetaStore>(store: &M) -> u64 {
         .await
         .unwrap();
     store
-        .add_certificate(&t, &app("web"), upload(&["durable.test"], 10))
+        .add_certificate(&t, &app("web"), upload(&["durable.test"], 10), &LIMITS)
         .await
         .unwrap();
     let (pending, _) = store
-        .add_certificate(&t, &app("proxy"), acme(&["proxy.durable.test"], 77))
+        .add_certificate(
+            &t,
+            &app("proxy"),
+            acme(&["proxy.durable.test"], 77),
+            &LIMITS,
+        )
         .await
         .unwrap();
     store
@@ -1052,8 +1205,13 @@ pub(super) async fn fill_for_dump<M: MetaStore>(store: &M) -> u64 {
         )
         .await
         .unwrap();
+    let lease = store
+        .claim_certificate(pending.id, 77, 100)
+        .await
+        .unwrap()
+        .unwrap();
     store
-        .record_certificate_failure(pending.id, "first try failed", 88)
+        .record_certificate_failure(&lease, "first try failed", 88)
         .await
         .unwrap();
     store
@@ -1064,10 +1222,20 @@ pub(super) async fn fill_for_dump<M: MetaStore>(store: &M) -> u64 {
                 challenge("proxy.durable.test", "a-token"),
             ],
         )
+        .await
+        .unwrap();
+    // Under a lease, with a renewal forced meanwhile.
+    store
+        .claim_certificate(pending.id, 88, 500)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .schedule_certificate(&t, &app("proxy"), pending.id, 90)
         .await
         .unwrap();
     let (gone, _) = store
-        .add_certificate(&t, &app("web"), upload(&["durable.test"], 11))
+        .add_certificate(&t, &app("web"), upload(&["durable.test"], 11), &LIMITS)
         .await
         .unwrap();
     store
@@ -1092,8 +1260,39 @@ pub(super) async fn check_restored<A: MetaStore, B: MetaStore>(a: &A, b: &B, cou
         a.all_certificates().await.unwrap(),
         b.all_certificates().await.unwrap(),
     );
-    assert_eq!(to, from, "certificates, sealed keys byte for byte");
+    let pending = from.iter().find(|c| c.source == CertSource::Acme).unwrap();
+    assert_eq!(
+        (
+            pending.lease_until_unix,
+            pending.renew_requested,
+            pending.next_attempt_unix
+        ),
+        (Some(500), true, Some(90))
+    );
+    let unleased: Vec<CertRecord> = from
+        .iter()
+        .map(|c| CertRecord {
+            lease_until_unix: None,
+            ..c.clone()
+        })
+        .collect();
+    assert_eq!(
+        to, unleased,
+        "certificates, sealed keys byte for byte, a forced renewal too; not the lease"
+    );
     assert_eq!(to.len(), 2);
+    assert_eq!(
+        a.claim_certificate(pending.id, 90, 95).await.unwrap(),
+        None,
+        "held where it was taken"
+    );
+    assert!(
+        b.claim_certificate(pending.id, 90, 95)
+            .await
+            .unwrap()
+            .is_some(),
+        "free where it was restored"
+    );
     assert_eq!(
         b.acme_accounts().await.unwrap(),
         vec![("https://acme.durable.test/dir".to_string(), vec![0, 255, 7])]
@@ -1108,7 +1307,7 @@ pub(super) async fn check_restored<A: MetaStore, B: MetaStore>(a: &A, b: &B, cou
     );
     // Ids continue after the last handed out, not the last kept.
     let (next, _) = b
-        .add_certificate(&t, &app("web"), upload(&["durable.test"], 12))
+        .add_certificate(&t, &app("web"), upload(&["durable.test"], 12), &LIMITS)
         .await
         .unwrap();
     assert_eq!(next.id, counter + 1, "certificate ids continue");

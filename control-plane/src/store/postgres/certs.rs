@@ -1,6 +1,7 @@
 //! Certificates, ACME challenges and accounts, and apps' HTTPS options on
-//! PostgreSQL: each function runs in the caller's transaction, statement
-//! for statement the SQLite backend's (`store/sqlite/certs.rs`).
+//! PostgreSQL: the statements and decisions of `cert_rows`, bound and run
+//! in the caller's transaction, as the SQLite backend runs them
+//! (`store/sqlite/certs.rs`).
 
 use std::collections::HashMap;
 
@@ -10,15 +11,15 @@ use edge_common::sync::{AcmeChallenge, AppHttps, SnapshotCertificate};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{TxResult, app_exists, bump_revision, current_revision, int, u};
+use super::{TxResult, app_exists, bump_revision, current_revision};
 use crate::store::cert_rows::{
-    self, CERT_COLUMNS, CertColumns, MaterialColumns, SNAPSHOT_CERT_COLUMNS, SnapshotCertColumns,
+    self as rows, CertColumns, CertValues, Held, LeaseState, MaterialColumns, SnapshotCertColumns,
+    int, not_found, uint,
 };
-use crate::store::{CertMaterial, CertRecord, NewCertificate, StoreError, now_unix};
-
-fn not_found(id: u64) -> StoreError {
-    StoreError::NotFound(format!("certificate {id}"))
-}
+use crate::store::{
+    CertLease, CertLimits, CertMaterial, CertRecord, CertificateCounts, MAX_DUE_LISTED,
+    NewCertificate, now_unix,
+};
 
 fn columns(row: &Row) -> TxResult<CertColumns> {
     Ok(CertColumns {
@@ -37,31 +38,27 @@ fn columns(row: &Row) -> TxResult<CertColumns> {
         last_error: row.try_get(12)?,
         attempts: row.try_get(13)?,
         next_attempt_unix: row.try_get(14)?,
-        created_unix: row.try_get(15)?,
-        updated_unix: row.try_get(16)?,
+        lease_until: row.try_get(15)?,
+        renew_requested: row.try_get(16)?,
+        created_unix: row.try_get(17)?,
+        updated_unix: row.try_get(18)?,
     })
 }
 
-/// Certificates selected by `condition` (a `WHERE` clause over `params`),
-/// by id.
-async fn select(
+/// The certificates a `cert_rows` query selects.
+async fn query(
     tx: &Transaction<'_>,
-    condition: &str,
+    statement: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> TxResult<Vec<CertRecord>> {
-    let rows = tx
-        .query(
-            &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE {condition} ORDER BY id"),
-            params,
-        )
-        .await?;
+    let rows = tx.query(statement, params).await?;
     rows.iter()
         .map(|row| Ok(columns(row)?.into_record()?))
         .collect()
 }
 
 pub(super) async fn load(tx: &Transaction<'_>, id: u64) -> TxResult<CertRecord> {
-    Ok(select(tx, "id = $1", &[&int(id)])
+    Ok(query(tx, &rows::select(rows::BY_ID), &[&int(id)])
         .await?
         .pop()
         .ok_or_else(|| not_found(id))?)
@@ -69,18 +66,16 @@ pub(super) async fn load(tx: &Transaction<'_>, id: u64) -> TxResult<CertRecord> 
 
 /// Writes a whole certificate row (a new one, or one being restored).
 pub(super) async fn insert(tx: &Transaction<'_>, cert: &CertRecord) -> TxResult<()> {
-    let m = MaterialColumns::of(cert.material.as_ref());
+    let v = CertValues::of(cert)?;
+    let m = &v.material;
     tx.execute(
-        &format!(
-            "INSERT INTO certificates ({CERT_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        ),
+        rows::insert().as_str(),
         &[
-            &int(cert.id),
-            &cert.tenant.as_str(),
-            &cert.app.as_str(),
-            &cert_rows::hosts_to_json(&cert.hosts)?,
-            &cert.source.as_str(),
+            &v.id,
+            &v.tenant,
+            &v.app,
+            &v.hosts,
+            &v.source,
             &m.chain_pem,
             &m.sealed_key,
             &m.bundle_sha256,
@@ -88,11 +83,13 @@ pub(super) async fn insert(tx: &Transaction<'_>, cert: &CertRecord) -> TxResult<
             &m.issuer,
             &m.not_before_unix,
             &m.not_after_unix,
-            &cert.last_error,
-            &i64::from(cert.attempts),
-            &cert.next_attempt_unix.map(int),
-            &int(cert.created_unix),
-            &int(cert.updated_unix),
+            &v.last_error,
+            &v.attempts,
+            &v.next_attempt_unix,
+            &v.lease_until,
+            &v.renew_requested,
+            &v.created_unix,
+            &v.updated_unix,
         ],
     )
     .await?;
@@ -107,11 +104,10 @@ pub(super) async fn insert_challenge(
     challenge: &AcmeChallenge,
 ) -> TxResult<()> {
     tx.execute(
-        "INSERT INTO acme_challenges (certificate, position, host, token, key_authorization)
-         VALUES ($1, $2, $3, $4, $5)",
+        rows::INSERT_CHALLENGE,
         &[
             &int(certificate),
-            &(position as i64),
+            &int(position as u64),
             &challenge.host,
             &challenge.token,
             &challenge.key_authorization,
@@ -123,12 +119,7 @@ pub(super) async fn insert_challenge(
 
 /// Deletes the certificate's challenges; how many there were.
 async fn clear_challenges(tx: &Transaction<'_>, id: u64) -> TxResult<u64> {
-    Ok(tx
-        .execute(
-            "DELETE FROM acme_challenges WHERE certificate = $1",
-            &[&int(id)],
-        )
-        .await?)
+    Ok(tx.execute(rows::CLEAR_CHALLENGES, &[&int(id)]).await?)
 }
 
 /// Deletes an app's certificates and their challenges (the app is being
@@ -138,17 +129,10 @@ pub(super) async fn delete_of_app(
     tenant: &TenantId,
     app: &AppName,
 ) -> TxResult<()> {
-    tx.execute(
-        "DELETE FROM acme_challenges WHERE certificate IN
-            (SELECT id FROM certificates WHERE tenant = $1 AND app = $2)",
-        &[&tenant.as_str(), &app.as_str()],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM certificates WHERE tenant = $1 AND app = $2",
-        &[&tenant.as_str(), &app.as_str()],
-    )
-    .await?;
+    for statement in [rows::DELETE_APP_CHALLENGES, rows::DELETE_APP_CERTIFICATES] {
+        tx.execute(statement, &[&tenant.as_str(), &app.as_str()])
+            .await?;
+    }
     Ok(())
 }
 
@@ -161,8 +145,7 @@ pub(super) async fn set_app_https(
     app_exists(tx, tenant, name).await?;
     let revision = bump_revision(tx).await?;
     tx.execute(
-        "UPDATE apps SET https_redirect = $3, hsts = $4, updated_revision = $5
-         WHERE tenant = $1 AND name = $2",
+        rows::SET_APP_HTTPS,
         &[
             &tenant.as_str(),
             &name.as_str(),
@@ -175,39 +158,33 @@ pub(super) async fn set_app_https(
     Ok(revision)
 }
 
+/// Counting and inserting in one `SERIALIZABLE` transaction: of two
+/// replicas adding the last certificate allowed at once, PostgreSQL aborts
+/// one (its count read what the other wrote), and its retry counts again.
 pub(super) async fn add(
     tx: &Transaction<'_>,
     tenant: &TenantId,
     app: &AppName,
     new: &NewCertificate,
+    limits: &CertLimits,
 ) -> TxResult<(CertRecord, u64)> {
     app_exists(tx, tenant, app).await?;
-    let id: i64 = tx
-        .query_one(
-            "UPDATE certificate_counter SET value = value + 1 WHERE id = 1 RETURNING value",
-            &[],
-        )
-        .await?
-        .try_get(0)?;
-    let now = now_unix();
-    let cert = CertRecord {
-        id: u(id),
-        tenant: tenant.clone(),
-        app: app.clone(),
-        hosts: new.hosts.clone(),
-        source: new.source,
-        material: new.material.clone(),
-        last_error: None,
-        attempts: 0,
-        next_attempt_unix: new.next_attempt_unix,
-        created_unix: now,
-        updated_unix: now,
+    let row = tx
+        .query_one(rows::LIMIT_COUNTS, &[&tenant.as_str(), &app.as_str()])
+        .await?;
+    let held = Held {
+        app: row.try_get(0)?,
+        tenant: row.try_get(1)?,
+        pending_acme: row.try_get(2)?,
     };
+    rows::check_limits(limits, &held, tenant, app, new)?;
+    let id: i64 = tx.query_one(rows::NEXT_ID, &[]).await?.try_get(0)?;
+    let cert = rows::new_record(uint(id), tenant, app, new.clone(), now_unix());
     insert(tx, &cert).await?;
-    // Without material nodes have nothing new to serve.
-    let revision = match cert.material {
-        Some(_) => bump_revision(tx).await?,
-        None => current_revision(tx).await?,
+    let revision = if rows::add_bumps(&cert) {
+        bump_revision(tx).await?
+    } else {
+        current_revision(tx).await?
     };
     Ok((cert, revision))
 }
@@ -218,16 +195,47 @@ pub(super) async fn list(
     app: &AppName,
 ) -> TxResult<Vec<CertRecord>> {
     app_exists(tx, tenant, app).await?;
-    select(
+    query(
         tx,
-        "tenant = $1 AND app = $2",
+        &rows::select(rows::BY_APP),
         &[&tenant.as_str(), &app.as_str()],
     )
     .await
 }
 
 pub(super) async fn all(tx: &Transaction<'_>) -> TxResult<Vec<CertRecord>> {
-    select(tx, "TRUE", &[]).await
+    query(tx, &rows::select(rows::EVERY), &[]).await
+}
+
+pub(super) async fn by_bundle(tx: &Transaction<'_>, sha256: &str) -> TxResult<Option<CertRecord>> {
+    Ok(query(tx, &rows::by_bundle(), &[&sha256]).await?.pop())
+}
+
+pub(super) async fn due(tx: &Transaction<'_>, now: u64, limit: usize) -> TxResult<Vec<CertRecord>> {
+    let limit = limit.min(MAX_DUE_LISTED) as i64;
+    query(tx, &rows::due(), &[&int(now), &limit]).await
+}
+
+pub(super) async fn next_due(tx: &Transaction<'_>, now: u64) -> TxResult<Option<u64>> {
+    let free: Option<i64> = match tx.query_opt(rows::NEXT_DUE_FREE, &[&int(now)]).await? {
+        Some(row) => row.try_get(0)?,
+        None => None,
+    };
+    let leased: Option<i64> = tx
+        .query_one(rows::NEXT_DUE_LEASED, &[&int(now)])
+        .await?
+        .try_get(0)?;
+    Ok(rows::next_due(free, leased))
+}
+
+pub(super) async fn counts(tx: &Transaction<'_>, now: u64) -> TxResult<CertificateCounts> {
+    let row = tx.query_one(rows::counts().as_str(), &[&int(now)]).await?;
+    Ok(rows::certificate_counts(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+    ))
 }
 
 /// The certificate if it is one of the app's; `NotFound` otherwise.
@@ -238,9 +246,9 @@ async fn of_app(
     id: u64,
 ) -> TxResult<CertRecord> {
     app_exists(tx, tenant, app).await?;
-    Ok(select(
+    Ok(query(
         tx,
-        "id = $1 AND tenant = $2 AND app = $3",
+        &rows::select(rows::OF_APP),
         &[&int(id), &tenant.as_str(), &app.as_str()],
     )
     .await?
@@ -256,89 +264,103 @@ pub(super) async fn delete(
 ) -> TxResult<u64> {
     let cert = of_app(tx, tenant, app, id).await?;
     let challenges = clear_challenges(tx, id).await?;
-    tx.execute("DELETE FROM certificates WHERE id = $1", &[&int(id)])
-        .await?;
-    // A certificate nodes neither served nor answered for changes nothing
-    // they see.
-    if cert.material.is_some() || challenges > 0 {
+    tx.execute(rows::DELETE, &[&int(id)]).await?;
+    if rows::delete_bumps(&cert, challenges) {
         bump_revision(tx).await
     } else {
         current_revision(tx).await
     }
 }
 
+/// Of replicas claiming at once, the first update wins; `SERIALIZABLE`
+/// aborts the others (the row changed under them) and their retries find
+/// it leased.
 pub(super) async fn claim(
     tx: &Transaction<'_>,
     id: u64,
-    expected: Option<u64>,
+    now: u64,
     lease_until: u64,
-) -> TxResult<bool> {
-    // NULL-safe equality: `expected: None` matches NULL.
-    let updated = tx
-        .execute(
-            "UPDATE certificates SET next_attempt_unix = $2
-             WHERE id = $1 AND next_attempt_unix IS NOT DISTINCT FROM $3",
-            &[&int(id), &int(lease_until), &expected.map(int)],
+) -> TxResult<Option<CertLease>> {
+    let row = tx
+        .query_opt(
+            rows::claim().as_str(),
+            &[&int(now), &int(id), &int(lease_until)],
         )
         .await?;
-    Ok(updated == 1)
+    Ok(match row {
+        Some(row) => Some(CertLease {
+            id,
+            token: uint(row.try_get(0)?),
+            until_unix: lease_until,
+        }),
+        None => None,
+    })
+}
+
+/// The certificate's lease if `lease` still holds it; `NotFound` or
+/// `LeaseLost` otherwise.
+async fn held(tx: &Transaction<'_>, lease: &CertLease) -> TxResult<LeaseState> {
+    let row = tx
+        .query_opt(rows::LEASE_STATE, &[&int(lease.id)])
+        .await?
+        .ok_or_else(|| not_found(lease.id))?;
+    let state = LeaseState {
+        token: row.try_get(0)?,
+        lease_until: row.try_get(1)?,
+        next_attempt_unix: row.try_get(2)?,
+        renew_requested: row.try_get(3)?,
+    };
+    state.check_held(lease)?;
+    Ok(state)
 }
 
 pub(super) async fn record_issued(
     tx: &Transaction<'_>,
-    id: u64,
+    lease: &CertLease,
     material: &CertMaterial,
     next_attempt_unix: Option<u64>,
 ) -> TxResult<u64> {
+    let next = held(tx, lease).await?.next_attempt_after(next_attempt_unix);
     let m = MaterialColumns::of(Some(material));
-    let updated = tx
-        .execute(
-            "UPDATE certificates SET chain_pem = $2, sealed_key = $3, bundle_sha256 = $4,
-                bundle_size = $5, issuer = $6, not_before_unix = $7, not_after_unix = $8,
-                last_error = NULL, attempts = 0, next_attempt_unix = $9, updated_unix = $10
-             WHERE id = $1",
-            &[
-                &int(id),
-                &m.chain_pem,
-                &m.sealed_key,
-                &m.bundle_sha256,
-                &m.bundle_size,
-                &m.issuer,
-                &m.not_before_unix,
-                &m.not_after_unix,
-                &next_attempt_unix.map(int),
-                &int(now_unix()),
-            ],
-        )
-        .await?;
-    if updated == 0 {
-        return Err(not_found(id).into());
-    }
-    clear_challenges(tx, id).await?;
+    tx.execute(
+        rows::RECORD_ISSUED,
+        &[
+            &int(lease.id),
+            &m.chain_pem,
+            &m.sealed_key,
+            &m.bundle_sha256,
+            &m.bundle_size,
+            &m.issuer,
+            &m.not_before_unix,
+            &m.not_after_unix,
+            &next.map(int),
+            &int(now_unix()),
+        ],
+    )
+    .await?;
+    clear_challenges(tx, lease.id).await?;
     bump_revision(tx).await
 }
 
 pub(super) async fn record_failure(
     tx: &Transaction<'_>,
-    id: u64,
+    lease: &CertLease,
     error: &str,
     next_attempt_unix: u64,
-) -> TxResult<()> {
-    let updated = tx
-        .execute(
-            "UPDATE certificates SET last_error = $2, attempts = attempts + 1,
-                next_attempt_unix = $3, updated_unix = $4
-             WHERE id = $1",
-            &[&int(id), &error, &int(next_attempt_unix), &int(now_unix())],
-        )
-        .await?;
-    if updated == 0 {
-        return Err(not_found(id).into());
+) -> TxResult<u64> {
+    let next = held(tx, lease)
+        .await?
+        .next_attempt_after(Some(next_attempt_unix));
+    tx.execute(
+        rows::RECORD_FAILURE,
+        &[&int(lease.id), &error, &next.map(int), &int(now_unix())],
+    )
+    .await?;
+    if rows::failure_bumps(clear_challenges(tx, lease.id).await?) {
+        bump_revision(tx).await
+    } else {
+        current_revision(tx).await
     }
-    if clear_challenges(tx, id).await? > 0 {
-        bump_revision(tx).await?;
-    }
-    Ok(())
 }
 
 pub(super) async fn schedule(
@@ -349,11 +371,8 @@ pub(super) async fn schedule(
     at: u64,
 ) -> TxResult<CertRecord> {
     of_app(tx, tenant, app, id).await?;
-    tx.execute(
-        "UPDATE certificates SET next_attempt_unix = $2, updated_unix = $3 WHERE id = $1",
-        &[&int(id), &int(at), &int(now_unix())],
-    )
-    .await?;
+    tx.execute(rows::SCHEDULE, &[&int(id), &int(at), &int(now_unix())])
+        .await?;
     load(tx, id).await
 }
 
@@ -376,23 +395,11 @@ pub(super) async fn reseal(
     old: &[u8],
     new: &[u8],
 ) -> TxResult<bool> {
-    let updated = tx
-        .execute(
-            "UPDATE certificates SET sealed_key = $3 WHERE id = $1 AND sealed_key = $2",
-            &[&int(id), &old, &new],
-        )
-        .await?;
-    Ok(updated == 1)
+    Ok(tx.execute(rows::RESEAL, &[&int(id), &old, &new]).await? == 1)
 }
 
 pub(super) async fn account(tx: &Transaction<'_>, directory: &str) -> TxResult<Option<Vec<u8>>> {
-    match tx
-        .query_opt(
-            "SELECT sealed FROM acme_accounts WHERE directory = $1",
-            &[&directory],
-        )
-        .await?
-    {
+    match tx.query_opt(rows::ACCOUNT, &[&directory]).await? {
         Some(row) => Ok(Some(row.try_get(0)?)),
         None => Ok(None),
     }
@@ -404,49 +411,46 @@ pub(super) async fn put_account(
     sealed: &[u8],
     replace: bool,
 ) -> TxResult<Vec<u8>> {
-    let sql = if replace {
-        "INSERT INTO acme_accounts (directory, sealed) VALUES ($1, $2)
-         ON CONFLICT (directory) DO UPDATE SET sealed = excluded.sealed"
+    let statement = if replace {
+        rows::PUT_ACCOUNT_REPLACE
     } else {
-        "INSERT INTO acme_accounts (directory, sealed) VALUES ($1, $2)
-         ON CONFLICT (directory) DO NOTHING"
+        rows::PUT_ACCOUNT_KEEP
     };
-    tx.execute(sql, &[&directory, &sealed]).await?;
+    tx.execute(statement, &[&directory, &sealed]).await?;
     Ok(account(tx, directory)
         .await?
-        .ok_or_else(|| StoreError::Backend(format!("the ACME account of {directory} vanished")))?)
+        .ok_or_else(|| rows::account_vanished(directory))?)
 }
 
 pub(super) async fn accounts(tx: &Transaction<'_>) -> TxResult<Vec<(String, Vec<u8>)>> {
-    tx.query(
-        "SELECT directory, sealed FROM acme_accounts ORDER BY directory",
-        &[],
-    )
-    .await?
-    .iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-    .collect()
+    tx.query(rows::ACCOUNTS, &[])
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+fn challenge_columns(row: &Row) -> TxResult<AcmeChallenge> {
+    Ok(AcmeChallenge {
+        host: row.try_get(1)?,
+        token: row.try_get(2)?,
+        key_authorization: row.try_get(3)?,
+    })
 }
 
 /// The certificates and challenges of a snapshot (see `cert_rows`).
 pub(super) async fn snapshot(
     tx: &Transaction<'_>,
 ) -> TxResult<(Vec<SnapshotCertificate>, Vec<AcmeChallenge>)> {
-    let owned: HashMap<_, _> = cert_rows::owned_by_tenant(
-        tx.query("SELECT tenant, host FROM hosts", &[])
+    let owned: HashMap<_, _> = rows::owned_by_tenant(
+        tx.query(rows::SNAPSHOT_HOSTS, &[])
             .await?
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<TxResult<Vec<(String, String)>>>()?,
     )?;
     let certs = tx
-        .query(
-            &format!(
-                "SELECT {SNAPSHOT_CERT_COLUMNS} FROM certificates
-                 WHERE chain_pem IS NOT NULL ORDER BY id"
-            ),
-            &[],
-        )
+        .query(rows::SNAPSHOT_CERTS, &[])
         .await?
         .iter()
         .map(|row| {
@@ -462,67 +466,33 @@ pub(super) async fn snapshot(
         })
         .collect::<TxResult<Vec<_>>>()?;
     let challenges = tx
-        .query(
-            "SELECT c.tenant, a.host, a.token, a.key_authorization
-             FROM acme_challenges a JOIN certificates c ON c.id = a.certificate
-             ORDER BY a.certificate, a.token, a.position",
-            &[],
-        )
+        .query(rows::SNAPSHOT_CHALLENGES, &[])
         .await?
         .iter()
-        .map(|row| {
-            Ok((
-                row.try_get::<_, String>(0)?,
-                AcmeChallenge {
-                    host: row.try_get(1)?,
-                    token: row.try_get(2)?,
-                    key_authorization: row.try_get(3)?,
-                },
-            ))
-        })
+        .map(|row| Ok((row.try_get::<_, String>(0)?, challenge_columns(row)?)))
         .collect::<TxResult<Vec<_>>>()?;
     Ok((
-        cert_rows::snapshot_certificates(certs, &owned)?,
-        cert_rows::snapshot_challenges(challenges, &owned),
+        rows::snapshot_certificates(certs, &owned)?,
+        rows::snapshot_challenges(challenges, &owned),
     ))
 }
 
 /// Every challenge as (certificate, challenge), in each certificate's
 /// order (a dump).
 pub(super) async fn all_challenges(tx: &Transaction<'_>) -> TxResult<Vec<(u64, AcmeChallenge)>> {
-    tx.query(
-        "SELECT certificate, host, token, key_authorization FROM acme_challenges
-         ORDER BY certificate, position",
-        &[],
-    )
-    .await?
-    .iter()
-    .map(|row| {
-        Ok((
-            u(row.try_get(0)?),
-            AcmeChallenge {
-                host: row.try_get(1)?,
-                token: row.try_get(2)?,
-                key_authorization: row.try_get(3)?,
-            },
-        ))
-    })
-    .collect()
+    tx.query(rows::ALL_CHALLENGES, &[])
+        .await?
+        .iter()
+        .map(|row| Ok((uint(row.try_get(0)?), challenge_columns(row)?)))
+        .collect()
 }
 
 /// The last certificate id handed out.
 pub(super) async fn counter(tx: &Transaction<'_>) -> TxResult<u64> {
-    Ok(u(tx
-        .query_one("SELECT value FROM certificate_counter WHERE id = 1", &[])
-        .await?
-        .try_get(0)?))
+    Ok(uint(tx.query_one(rows::COUNTER, &[]).await?.try_get(0)?))
 }
 
 pub(super) async fn set_counter(tx: &Transaction<'_>, value: u64) -> TxResult<()> {
-    tx.execute(
-        "UPDATE certificate_counter SET value = $1 WHERE id = 1",
-        &[&int(value)],
-    )
-    .await?;
+    tx.execute(rows::SET_COUNTER, &[&int(value)]).await?;
     Ok(())
 }

@@ -18,9 +18,10 @@ use super::{
     version_row,
 };
 use crate::store::{
-    AppOrigin, AppRecord, CertMaterial, CertRecord, DeploymentRecord, MAX_PURGES_KEPT, MetaStore,
-    NewCertificate, NewVersion, NodeRecord, PurgeRate, QuotaExceeded, StoreDump, StoreError,
-    StoreResult, TenantRecord, TenantStorage, VersionRecord, now_unix, purge_rate_check,
+    AppOrigin, AppRecord, CertLease, CertLimits, CertMaterial, CertRecord, CertificateCounts,
+    DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewCertificate, NewVersion, NodeRecord,
+    PurgeRate, QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage,
+    VersionRecord, now_unix, purge_rate_check,
 };
 
 #[async_trait]
@@ -686,9 +687,12 @@ impl MetaStore for PgMetaStore {
         tenant: &TenantId,
         app: &AppName,
         new: NewCertificate,
+        limits: &CertLimits,
     ) -> StoreResult<(CertRecord, u64)> {
-        transaction!(self, Kind::Write, |tx| certs::add(&tx, tenant, app, &new)
-            .await?)
+        transaction!(self, Kind::Write, |tx| certs::add(
+            &tx, tenant, app, &new, limits
+        )
+        .await?)
     }
 
     async fn list_certificates(
@@ -707,6 +711,10 @@ impl MetaStore for PgMetaStore {
         transaction!(self, Kind::Read, |tx| certs::load(&tx, id).await?)
     }
 
+    async fn certificate_by_bundle(&self, sha256: &str) -> StoreResult<Option<CertRecord>> {
+        transaction!(self, Kind::Read, |tx| certs::by_bundle(&tx, sha256).await?)
+    }
+
     async fn delete_certificate(
         &self,
         tenant: &TenantId,
@@ -717,16 +725,30 @@ impl MetaStore for PgMetaStore {
             .await?)
     }
 
+    async fn due_certificates(&self, now_unix: u64, limit: usize) -> StoreResult<Vec<CertRecord>> {
+        transaction!(self, Kind::Read, |tx| certs::due(&tx, now_unix, limit)
+            .await?)
+    }
+
+    async fn next_certificate_due(&self, now_unix: u64) -> StoreResult<Option<u64>> {
+        transaction!(self, Kind::Read, |tx| certs::next_due(&tx, now_unix)
+            .await?)
+    }
+
+    async fn certificate_counts(&self, now_unix: u64) -> StoreResult<CertificateCounts> {
+        transaction!(self, Kind::Read, |tx| certs::counts(&tx, now_unix).await?)
+    }
+
     async fn claim_certificate(
         &self,
         id: u64,
-        expected: Option<u64>,
+        now_unix: u64,
         lease_until: u64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<CertLease>> {
         transaction!(self, Kind::Write, |tx| certs::claim(
             &tx,
             id,
-            expected,
+            now_unix,
             lease_until
         )
         .await?)
@@ -734,13 +756,13 @@ impl MetaStore for PgMetaStore {
 
     async fn record_certificate_issued(
         &self,
-        id: u64,
+        lease: &CertLease,
         material: CertMaterial,
         next_attempt_unix: Option<u64>,
     ) -> StoreResult<u64> {
         transaction!(self, Kind::Write, |tx| certs::record_issued(
             &tx,
-            id,
+            lease,
             &material,
             next_attempt_unix
         )
@@ -749,13 +771,13 @@ impl MetaStore for PgMetaStore {
 
     async fn record_certificate_failure(
         &self,
-        id: u64,
+        lease: &CertLease,
         error: &str,
         next_attempt_unix: u64,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<u64> {
         transaction!(self, Kind::Write, |tx| certs::record_failure(
             &tx,
-            id,
+            lease,
             error,
             next_attempt_unix
         )

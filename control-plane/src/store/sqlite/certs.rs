@@ -1,5 +1,6 @@
 //! Certificates, ACME challenges and accounts, and apps' HTTPS options on
-//! SQLite: each function runs in the caller's transaction (one per
+//! SQLite: the statements and decisions of `cert_rows`, bound and run in
+//! the caller's transaction (one per
 //! [`MetaStore`](crate::store::MetaStore) call).
 
 use edge_common::names::{AppName, TenantId};
@@ -8,18 +9,13 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{app_exists, backend, bump_revision};
 use crate::store::cert_rows::{
-    self, CERT_COLUMNS, CertColumns, MaterialColumns, SNAPSHOT_CERT_COLUMNS, SnapshotCertColumns,
+    self as rows, CertColumns, CertValues, Held, LeaseState, MaterialColumns, SnapshotCertColumns,
+    int, not_found, sqlite, uint,
 };
-use crate::store::{CertMaterial, CertRecord, NewCertificate, StoreError, StoreResult, now_unix};
-
-fn not_found(id: u64) -> StoreError {
-    StoreError::NotFound(format!("certificate {id}"))
-}
-
-/// A number as SQLite keeps it (signed 64 bits; larger is no real time).
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
+use crate::store::{
+    CertLease, CertLimits, CertMaterial, CertRecord, CertificateCounts, MAX_DUE_LISTED,
+    NewCertificate, StoreResult, now_unix,
+};
 
 fn columns(row: &Row<'_>) -> rusqlite::Result<CertColumns> {
     Ok(CertColumns {
@@ -38,23 +34,20 @@ fn columns(row: &Row<'_>) -> rusqlite::Result<CertColumns> {
         last_error: row.get(12)?,
         attempts: row.get(13)?,
         next_attempt_unix: row.get(14)?,
-        created_unix: row.get(15)?,
-        updated_unix: row.get(16)?,
+        lease_until: row.get(15)?,
+        renew_requested: row.get(16)?,
+        created_unix: row.get(17)?,
+        updated_unix: row.get(18)?,
     })
 }
 
-/// Certificates selected by `condition` (a `WHERE` clause over `params`),
-/// by id.
-fn select(
+/// The certificates a `cert_rows` query selects.
+fn query(
     tx: &Transaction<'_>,
-    condition: &str,
+    statement: &str,
     params: &[&dyn rusqlite::ToSql],
 ) -> StoreResult<Vec<CertRecord>> {
-    let mut stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {CERT_COLUMNS} FROM certificates WHERE {condition} ORDER BY id"
-        ))
-        .map_err(backend)?;
+    let mut stmt = tx.prepare_cached(&sqlite(statement)).map_err(backend)?;
     stmt.query_map(params, columns)
         .map_err(backend)?
         .map(|row| row.map_err(backend)?.into_record())
@@ -62,7 +55,7 @@ fn select(
 }
 
 pub(super) fn load(tx: &Transaction<'_>, id: u64) -> StoreResult<CertRecord> {
-    select(tx, "id = ?1", params![int(id)])?
+    query(tx, &rows::select(rows::BY_ID), params![int(id)])?
         .pop()
         .ok_or_else(|| not_found(id))
 }
@@ -71,24 +64,32 @@ pub(super) fn current_revision(tx: &Transaction<'_>) -> StoreResult<u64> {
     tx.query_row("SELECT value FROM revision WHERE id = 1", [], |row| {
         row.get::<_, i64>(0)
     })
-    .map(|v| v as u64)
+    .map(uint)
     .map_err(backend)
+}
+
+/// Runs a `cert_rows` statement; the rows it changed.
+fn execute(
+    tx: &Transaction<'_>,
+    statement: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<usize> {
+    tx.execute(&sqlite(statement), params).map_err(backend)
 }
 
 /// Writes a whole certificate row (a new one, or one being restored).
 pub(super) fn insert(tx: &Transaction<'_>, cert: &CertRecord) -> StoreResult<()> {
-    let m = MaterialColumns::of(cert.material.as_ref());
-    tx.execute(
-        &format!(
-            "INSERT INTO certificates ({CERT_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-        ),
+    let v = CertValues::of(cert)?;
+    let m = &v.material;
+    execute(
+        tx,
+        &rows::insert(),
         params![
-            int(cert.id),
-            cert.tenant.as_str(),
-            cert.app.as_str(),
-            cert_rows::hosts_to_json(&cert.hosts)?,
-            cert.source.as_str(),
+            v.id,
+            v.tenant,
+            v.app,
+            v.hosts,
+            v.source,
             m.chain_pem,
             m.sealed_key,
             m.bundle_sha256,
@@ -96,14 +97,15 @@ pub(super) fn insert(tx: &Transaction<'_>, cert: &CertRecord) -> StoreResult<()>
             m.issuer,
             m.not_before_unix,
             m.not_after_unix,
-            cert.last_error,
-            i64::from(cert.attempts),
-            cert.next_attempt_unix.map(int),
-            int(cert.created_unix),
-            int(cert.updated_unix)
+            v.last_error,
+            v.attempts,
+            v.next_attempt_unix,
+            v.lease_until,
+            v.renew_requested,
+            v.created_unix,
+            v.updated_unix
         ],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(())
 }
 
@@ -114,28 +116,23 @@ pub(super) fn insert_challenge(
     position: usize,
     challenge: &AcmeChallenge,
 ) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO acme_challenges (certificate, position, host, token, key_authorization)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+    execute(
+        tx,
+        rows::INSERT_CHALLENGE,
         params![
             int(certificate),
-            position as i64,
+            int(position as u64),
             challenge.host,
             challenge.token,
             challenge.key_authorization
         ],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(())
 }
 
 /// Deletes the certificate's challenges; how many there were.
-fn clear_challenges(tx: &Transaction<'_>, id: u64) -> StoreResult<usize> {
-    tx.execute(
-        "DELETE FROM acme_challenges WHERE certificate = ?1",
-        params![int(id)],
-    )
-    .map_err(backend)
+fn clear_challenges(tx: &Transaction<'_>, id: u64) -> StoreResult<u64> {
+    Ok(execute(tx, rows::CLEAR_CHALLENGES, params![int(id)])? as u64)
 }
 
 /// Deletes an app's certificates and their challenges (the app is being
@@ -145,17 +142,9 @@ pub(super) fn delete_of_app(
     tenant: &TenantId,
     app: &AppName,
 ) -> StoreResult<()> {
-    tx.execute(
-        "DELETE FROM acme_challenges WHERE certificate IN
-            (SELECT id FROM certificates WHERE tenant = ?1 AND app = ?2)",
-        params![tenant.as_str(), app.as_str()],
-    )
-    .map_err(backend)?;
-    tx.execute(
-        "DELETE FROM certificates WHERE tenant = ?1 AND app = ?2",
-        params![tenant.as_str(), app.as_str()],
-    )
-    .map_err(backend)?;
+    for statement in [rows::DELETE_APP_CHALLENGES, rows::DELETE_APP_CERTIFICATES] {
+        execute(tx, statement, params![tenant.as_str(), app.as_str()])?;
+    }
     Ok(())
 }
 
@@ -167,9 +156,9 @@ pub(super) fn set_app_https(
 ) -> StoreResult<u64> {
     app_exists(tx, tenant, name)?;
     let revision = bump_revision(tx)?;
-    tx.execute(
-        "UPDATE apps SET https_redirect = ?3, hsts = ?4, updated_revision = ?5
-         WHERE tenant = ?1 AND name = ?2",
+    execute(
+        tx,
+        rows::SET_APP_HTTPS,
         params![
             tenant.as_str(),
             name.as_str(),
@@ -177,8 +166,7 @@ pub(super) fn set_app_https(
             https.hsts,
             int(revision)
         ],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(revision)
 }
 
@@ -187,34 +175,32 @@ pub(super) fn add(
     tenant: &TenantId,
     app: &AppName,
     new: NewCertificate,
+    limits: &CertLimits,
 ) -> StoreResult<(CertRecord, u64)> {
     app_exists(tx, tenant, app)?;
-    let id = tx
+    let held = tx
         .query_row(
-            "UPDATE certificate_counter SET value = value + 1 WHERE id = 1 RETURNING value",
-            [],
-            |row| row.get::<_, i64>(0),
+            &sqlite(rows::LIMIT_COUNTS),
+            params![tenant.as_str(), app.as_str()],
+            |row| {
+                Ok(Held {
+                    app: row.get(0)?,
+                    tenant: row.get(1)?,
+                    pending_acme: row.get(2)?,
+                })
+            },
         )
-        .map_err(backend)? as u64;
-    let now = now_unix();
-    let cert = CertRecord {
-        id,
-        tenant: tenant.clone(),
-        app: app.clone(),
-        hosts: new.hosts,
-        source: new.source,
-        material: new.material,
-        last_error: None,
-        attempts: 0,
-        next_attempt_unix: new.next_attempt_unix,
-        created_unix: now,
-        updated_unix: now,
-    };
+        .map_err(backend)?;
+    rows::check_limits(limits, &held, tenant, app, &new)?;
+    let id = tx
+        .query_row(rows::NEXT_ID, [], |row| row.get::<_, i64>(0))
+        .map_err(backend)?;
+    let cert = rows::new_record(uint(id), tenant, app, new, now_unix());
     insert(tx, &cert)?;
-    // Without material nodes have nothing new to serve.
-    let revision = match cert.material {
-        Some(_) => bump_revision(tx)?,
-        None => current_revision(tx)?,
+    let revision = if rows::add_bumps(&cert) {
+        bump_revision(tx)?
+    } else {
+        current_revision(tx)?
     };
     Ok((cert, revision))
 }
@@ -225,15 +211,51 @@ pub(super) fn list(
     app: &AppName,
 ) -> StoreResult<Vec<CertRecord>> {
     app_exists(tx, tenant, app)?;
-    select(
+    query(
         tx,
-        "tenant = ?1 AND app = ?2",
+        &rows::select(rows::BY_APP),
         params![tenant.as_str(), app.as_str()],
     )
 }
 
 pub(super) fn all(tx: &Transaction<'_>) -> StoreResult<Vec<CertRecord>> {
-    select(tx, "1 = 1", params![])
+    query(tx, &rows::select(rows::EVERY), params![])
+}
+
+pub(super) fn by_bundle(tx: &Transaction<'_>, sha256: &str) -> StoreResult<Option<CertRecord>> {
+    Ok(query(tx, &rows::by_bundle(), params![sha256])?.pop())
+}
+
+pub(super) fn due(tx: &Transaction<'_>, now: u64, limit: usize) -> StoreResult<Vec<CertRecord>> {
+    let limit = limit.min(MAX_DUE_LISTED) as i64;
+    query(tx, &rows::due(), params![int(now), limit])
+}
+
+pub(super) fn next_due(tx: &Transaction<'_>, now: u64) -> StoreResult<Option<u64>> {
+    let free: Option<i64> = tx
+        .query_row(&sqlite(rows::NEXT_DUE_FREE), params![int(now)], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    let leased: Option<i64> = tx
+        .query_row(&sqlite(rows::NEXT_DUE_LEASED), params![int(now)], |row| {
+            row.get(0)
+        })
+        .map_err(backend)?;
+    Ok(rows::next_due(free, leased))
+}
+
+pub(super) fn counts(tx: &Transaction<'_>, now: u64) -> StoreResult<CertificateCounts> {
+    tx.query_row(&sqlite(&rows::counts()), params![int(now)], |row| {
+        Ok(rows::certificate_counts(
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+        ))
+    })
+    .map_err(backend)
 }
 
 /// The certificate if it is one of the app's; `NotFound` otherwise.
@@ -244,9 +266,9 @@ fn of_app(
     id: u64,
 ) -> StoreResult<CertRecord> {
     app_exists(tx, tenant, app)?;
-    select(
+    query(
         tx,
-        "id = ?1 AND tenant = ?2 AND app = ?3",
+        &rows::select(rows::OF_APP),
         params![int(id), tenant.as_str(), app.as_str()],
     )?
     .pop()
@@ -261,11 +283,8 @@ pub(super) fn delete(
 ) -> StoreResult<u64> {
     let cert = of_app(tx, tenant, app, id)?;
     let challenges = clear_challenges(tx, id)?;
-    tx.execute("DELETE FROM certificates WHERE id = ?1", params![int(id)])
-        .map_err(backend)?;
-    // A certificate nodes neither served nor answered for changes nothing
-    // they see.
-    if cert.material.is_some() || challenges > 0 {
+    execute(tx, rows::DELETE, params![int(id)])?;
+    if rows::delete_bumps(&cert, challenges) {
         bump_revision(tx)
     } else {
         current_revision(tx)
@@ -275,75 +294,88 @@ pub(super) fn delete(
 pub(super) fn claim(
     tx: &Transaction<'_>,
     id: u64,
-    expected: Option<u64>,
+    now: u64,
     lease_until: u64,
-) -> StoreResult<bool> {
-    // `IS`: NULL-safe equality, so `expected: None` matches NULL.
-    let updated = tx
-        .execute(
-            "UPDATE certificates SET next_attempt_unix = ?2
-             WHERE id = ?1 AND next_attempt_unix IS ?3",
-            params![int(id), int(lease_until), expected.map(int)],
+) -> StoreResult<Option<CertLease>> {
+    let token: Option<i64> = tx
+        .query_row(
+            &sqlite(&rows::claim()),
+            params![int(now), int(id), int(lease_until)],
+            |row| row.get(0),
         )
+        .optional()
         .map_err(backend)?;
-    Ok(updated == 1)
+    Ok(token.map(|token| CertLease {
+        id,
+        token: uint(token),
+        until_unix: lease_until,
+    }))
+}
+
+/// The certificate's lease if `lease` still holds it; `NotFound` or
+/// `LeaseLost` otherwise.
+fn held(tx: &Transaction<'_>, lease: &CertLease) -> StoreResult<LeaseState> {
+    let state = tx
+        .query_row(&sqlite(rows::LEASE_STATE), params![int(lease.id)], |row| {
+            Ok(LeaseState {
+                token: row.get(0)?,
+                lease_until: row.get(1)?,
+                next_attempt_unix: row.get(2)?,
+                renew_requested: row.get(3)?,
+            })
+        })
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| not_found(lease.id))?;
+    state.check_held(lease)?;
+    Ok(state)
 }
 
 pub(super) fn record_issued(
     tx: &Transaction<'_>,
-    id: u64,
+    lease: &CertLease,
     material: &CertMaterial,
     next_attempt_unix: Option<u64>,
 ) -> StoreResult<u64> {
+    let next = held(tx, lease)?.next_attempt_after(next_attempt_unix);
     let m = MaterialColumns::of(Some(material));
-    let updated = tx
-        .execute(
-            "UPDATE certificates SET chain_pem = ?2, sealed_key = ?3, bundle_sha256 = ?4,
-                bundle_size = ?5, issuer = ?6, not_before_unix = ?7, not_after_unix = ?8,
-                last_error = NULL, attempts = 0, next_attempt_unix = ?9, updated_unix = ?10
-             WHERE id = ?1",
-            params![
-                int(id),
-                m.chain_pem,
-                m.sealed_key,
-                m.bundle_sha256,
-                m.bundle_size,
-                m.issuer,
-                m.not_before_unix,
-                m.not_after_unix,
-                next_attempt_unix.map(int),
-                int(now_unix())
-            ],
-        )
-        .map_err(backend)?;
-    if updated == 0 {
-        return Err(not_found(id));
-    }
-    clear_challenges(tx, id)?;
+    execute(
+        tx,
+        rows::RECORD_ISSUED,
+        params![
+            int(lease.id),
+            m.chain_pem,
+            m.sealed_key,
+            m.bundle_sha256,
+            m.bundle_size,
+            m.issuer,
+            m.not_before_unix,
+            m.not_after_unix,
+            next.map(int),
+            int(now_unix())
+        ],
+    )?;
+    clear_challenges(tx, lease.id)?;
     bump_revision(tx)
 }
 
 pub(super) fn record_failure(
     tx: &Transaction<'_>,
-    id: u64,
+    lease: &CertLease,
     error: &str,
     next_attempt_unix: u64,
-) -> StoreResult<()> {
-    let updated = tx
-        .execute(
-            "UPDATE certificates SET last_error = ?2, attempts = attempts + 1,
-                next_attempt_unix = ?3, updated_unix = ?4
-             WHERE id = ?1",
-            params![int(id), error, int(next_attempt_unix), int(now_unix())],
-        )
-        .map_err(backend)?;
-    if updated == 0 {
-        return Err(not_found(id));
+) -> StoreResult<u64> {
+    let next = held(tx, lease)?.next_attempt_after(Some(next_attempt_unix));
+    execute(
+        tx,
+        rows::RECORD_FAILURE,
+        params![int(lease.id), error, next.map(int), int(now_unix())],
+    )?;
+    if rows::failure_bumps(clear_challenges(tx, lease.id)?) {
+        bump_revision(tx)
+    } else {
+        current_revision(tx)
     }
-    if clear_challenges(tx, id)? > 0 {
-        bump_revision(tx)?;
-    }
-    Ok(())
 }
 
 pub(super) fn schedule(
@@ -354,11 +386,11 @@ pub(super) fn schedule(
     at: u64,
 ) -> StoreResult<CertRecord> {
     of_app(tx, tenant, app, id)?;
-    tx.execute(
-        "UPDATE certificates SET next_attempt_unix = ?2, updated_unix = ?3 WHERE id = ?1",
+    execute(
+        tx,
+        rows::SCHEDULE,
         params![int(id), int(at), int(now_unix())],
-    )
-    .map_err(backend)?;
+    )?;
     load(tx, id)
 }
 
@@ -376,23 +408,13 @@ pub(super) fn set_challenges(
 }
 
 pub(super) fn reseal(tx: &Transaction<'_>, id: u64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
-    let updated = tx
-        .execute(
-            "UPDATE certificates SET sealed_key = ?3 WHERE id = ?1 AND sealed_key = ?2",
-            params![int(id), old, new],
-        )
-        .map_err(backend)?;
-    Ok(updated == 1)
+    Ok(execute(tx, rows::RESEAL, params![int(id), old, new])? == 1)
 }
 
 pub(super) fn account(tx: &Transaction<'_>, directory: &str) -> StoreResult<Option<Vec<u8>>> {
-    tx.query_row(
-        "SELECT sealed FROM acme_accounts WHERE directory = ?1",
-        params![directory],
-        |row| row.get(0),
-    )
-    .optional()
-    .map_err(backend)
+    tx.query_row(&sqlite(rows::ACCOUNT), params![directory], |row| row.get(0))
+        .optional()
+        .map_err(backend)
 }
 
 pub(super) fn put_account(
@@ -401,27 +423,29 @@ pub(super) fn put_account(
     sealed: &[u8],
     replace: bool,
 ) -> StoreResult<Vec<u8>> {
-    let sql = if replace {
-        "INSERT INTO acme_accounts (directory, sealed) VALUES (?1, ?2)
-         ON CONFLICT (directory) DO UPDATE SET sealed = excluded.sealed"
+    let statement = if replace {
+        rows::PUT_ACCOUNT_REPLACE
     } else {
-        "INSERT INTO acme_accounts (directory, sealed) VALUES (?1, ?2)
-         ON CONFLICT (directory) DO NOTHING"
+        rows::PUT_ACCOUNT_KEEP
     };
-    tx.execute(sql, params![directory, sealed])
-        .map_err(backend)?;
-    account(tx, directory)?
-        .ok_or_else(|| StoreError::Backend(format!("the ACME account of {directory} vanished")))
+    execute(tx, statement, params![directory, sealed])?;
+    account(tx, directory)?.ok_or_else(|| rows::account_vanished(directory))
 }
 
 pub(super) fn accounts(tx: &Transaction<'_>) -> StoreResult<Vec<(String, Vec<u8>)>> {
-    let mut stmt = tx
-        .prepare("SELECT directory, sealed FROM acme_accounts ORDER BY directory")
-        .map_err(backend)?;
+    let mut stmt = tx.prepare(rows::ACCOUNTS).map_err(backend)?;
     stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
         .map_err(backend)?
         .collect::<Result<_, _>>()
         .map_err(backend)
+}
+
+fn challenge_columns(row: &Row<'_>) -> rusqlite::Result<AcmeChallenge> {
+    Ok(AcmeChallenge {
+        host: row.get(1)?,
+        token: row.get(2)?,
+        key_authorization: row.get(3)?,
+    })
 }
 
 /// The certificates and challenges of a snapshot (see `cert_rows`).
@@ -429,23 +453,16 @@ pub(super) fn snapshot(
     tx: &Transaction<'_>,
 ) -> StoreResult<(Vec<SnapshotCertificate>, Vec<AcmeChallenge>)> {
     let owned = {
-        let mut stmt = tx
-            .prepare("SELECT tenant, host FROM hosts")
-            .map_err(backend)?;
+        let mut stmt = tx.prepare(rows::SNAPSHOT_HOSTS).map_err(backend)?;
         let rows = stmt
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .map_err(backend)?
             .collect::<Result<Vec<(String, String)>, _>>()
             .map_err(backend)?;
-        cert_rows::owned_by_tenant(rows)?
+        rows::owned_by_tenant(rows)?
     };
     let certs = {
-        let mut stmt = tx
-            .prepare(&format!(
-                "SELECT {SNAPSHOT_CERT_COLUMNS} FROM certificates
-                 WHERE chain_pem IS NOT NULL ORDER BY id"
-            ))
-            .map_err(backend)?;
+        let mut stmt = tx.prepare(rows::SNAPSHOT_CERTS).map_err(backend)?;
         stmt.query_map([], |row| {
             Ok(SnapshotCertColumns {
                 id: row.get(0)?,
@@ -462,51 +479,26 @@ pub(super) fn snapshot(
         .map_err(backend)?
     };
     let challenges = {
-        let mut stmt = tx
-            .prepare(
-                "SELECT c.tenant, a.host, a.token, a.key_authorization
-                 FROM acme_challenges a JOIN certificates c ON c.id = a.certificate
-                 ORDER BY a.certificate, a.token, a.position",
-            )
-            .map_err(backend)?;
+        let mut stmt = tx.prepare(rows::SNAPSHOT_CHALLENGES).map_err(backend)?;
         stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                AcmeChallenge {
-                    host: row.get(1)?,
-                    token: row.get(2)?,
-                    key_authorization: row.get(3)?,
-                },
-            ))
+            Ok((row.get::<_, String>(0)?, challenge_columns(row)?))
         })
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?
     };
     Ok((
-        cert_rows::snapshot_certificates(certs, &owned)?,
-        cert_rows::snapshot_challenges(challenges, &owned),
+        rows::snapshot_certificates(certs, &owned)?,
+        rows::snapshot_challenges(challenges, &owned),
     ))
 }
 
 /// Every challenge as (certificate, challenge), in each certificate's
 /// order (a dump).
 pub(super) fn all_challenges(tx: &Transaction<'_>) -> StoreResult<Vec<(u64, AcmeChallenge)>> {
-    let mut stmt = tx
-        .prepare(
-            "SELECT certificate, host, token, key_authorization FROM acme_challenges
-             ORDER BY certificate, position",
-        )
-        .map_err(backend)?;
+    let mut stmt = tx.prepare(rows::ALL_CHALLENGES).map_err(backend)?;
     stmt.query_map([], |row| {
-        Ok((
-            row.get::<_, i64>(0)? as u64,
-            AcmeChallenge {
-                host: row.get(1)?,
-                token: row.get(2)?,
-                key_authorization: row.get(3)?,
-            },
-        ))
+        Ok((uint(row.get::<_, i64>(0)?), challenge_columns(row)?))
     })
     .map_err(backend)?
     .collect::<Result<_, _>>()
@@ -515,20 +507,62 @@ pub(super) fn all_challenges(tx: &Transaction<'_>) -> StoreResult<Vec<(u64, Acme
 
 /// The last certificate id handed out.
 pub(super) fn counter(tx: &Transaction<'_>) -> StoreResult<u64> {
-    tx.query_row(
-        "SELECT value FROM certificate_counter WHERE id = 1",
-        [],
-        |row| row.get::<_, i64>(0),
-    )
-    .map(|v| v as u64)
-    .map_err(backend)
+    tx.query_row(rows::COUNTER, [], |row| row.get::<_, i64>(0))
+        .map(uint)
+        .map_err(backend)
 }
 
 pub(super) fn set_counter(tx: &Transaction<'_>, value: u64) -> StoreResult<()> {
-    tx.execute(
-        "UPDATE certificate_counter SET value = ?1 WHERE id = 1",
-        params![int(value)],
-    )
-    .map_err(backend)?;
+    execute(tx, rows::SET_COUNTER, params![int(value)])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::sqlite::SqliteMetaStore;
+
+    /// What SQLite plans for `statement` (its placeholders unbound).
+    fn plan(conn: &rusqlite::Connection, statement: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", sqlite(statement)))
+            .unwrap();
+        let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+        stmt.query_map(rusqlite::params_from_iter(nulls), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+        .join("; ")
+    }
+
+    /// The lookups a node or the ACME worker makes often go through an
+    /// index, in the order asked for: never a scan of the table or a sort.
+    #[test]
+    fn lookups_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("meta.sqlite3")).unwrap();
+        let conn = store.conn.lock().unwrap();
+        for (statement, index) in [
+            (rows::by_bundle(), "certificates_by_bundle"),
+            (rows::due(), "certificates_by_next_attempt"),
+            (
+                rows::NEXT_DUE_FREE.to_string(),
+                "certificates_by_next_attempt",
+            ),
+            (rows::NEXT_DUE_LEASED.to_string(), "certificates_by_lease"),
+            (rows::LIMIT_COUNTS.to_string(), "certificates_by_app"),
+            (rows::select(rows::BY_APP), "certificates_by_app"),
+        ] {
+            let plan = plan(&conn, &statement);
+            assert!(plan.contains(index), "{statement}: {plan}");
+            assert!(
+                !plan.contains("SCAN") && !plan.contains("TEMP B-TREE"),
+                "no scan, no sort: {statement}: {plan}"
+            );
+        }
+    }
 }
