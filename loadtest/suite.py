@@ -6,7 +6,8 @@ run, SVG charts, summary.md), and the summary replaces the section between
 the suite markers in loadtest/README.md.
 
 Environment: DURATION (default 10s), CONNS (32), APPS (1000), CERTS (1000),
-PAIRS (5), ONLY (comma list of scenario letters, e.g. ONLY=a,d). A run with
+PAIRS (6), INSTRUCTIONS (1: scenario g also counts instructions per handshake
+under callgrind), ONLY (comma list of scenario letters, e.g. ONLY=a,d). A run with
 ONLY replaces just its scenarios' sections of the README and summary.md, and
 keeps the other scenarios' results.
 """
@@ -37,7 +38,11 @@ DURATION = os.environ.get("DURATION", "10s")
 CONNS = int(os.environ.get("CONNS", "32"))
 APPS = int(os.environ.get("APPS", "1000"))
 CERTS = int(os.environ.get("CERTS", "1000"))
-PAIRS = int(os.environ.get("PAIRS", "5"))
+PAIRS = int(os.environ.get("PAIRS", "6"))
+INSTRUCTIONS = os.environ.get("INSTRUCTIONS") == "1"
+# Enough that a stray wake-up of the node (a sync poll, the epoch ticker)
+# is noise, few enough for a minute under callgrind.
+CALLGRIND_REQUESTS = 500
 ONLY = set(filter(None, os.environ.get("ONLY", "").split(",")))
 TUNED = ("pooling-allocator=y,pooling-memory-keep-resident=4194304,pooling-table-keep-resident=65536,"
          "pooling-async-stack-keep-resident=262144,pooling-decommit-batch-size=64,pooling-pagemap-scan=y")
@@ -60,13 +65,14 @@ def wanted(letter):
 class Server:
     """A server process, stopped on exit from the `with` block."""
 
-    def __init__(self, name, argv, ready_url, insecure=False):
+    def __init__(self, name, argv, ready_url, insecure=False, start_secs=60):
         self.name, self.argv, self.ready_url, self.insecure = name, argv, ready_url, insecure
+        self.start_secs = start_secs
 
     def __enter__(self):
         self.log = open(os.path.join(tmp, re.sub(r"\W+", "-", self.name) + ".log"), "w")
         self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=self.log, env=ENV)
-        deadline = time.time() + 60
+        deadline = time.time() + self.start_secs
         while True:
             try:
                 args = ["curl", "-sf", "-o", "/dev/null", self.ready_url]
@@ -89,6 +95,13 @@ class Server:
                     return int(line.split()[1])
         return 0
 
+    def cpu_secs(self):
+        """CPU time the process has used, user and system."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            # The fields after the command name, which may hold spaces.
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __exit__(self, *exc):
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -98,9 +111,11 @@ class Server:
         self.log.close()
 
 
-def edge_load(label, url, connect=None, h2=False, new_conn=False, insecure=False, warmup=True, name=None):
+def edge_load(label, url, connect=None, h2=False, new_conn=False, insecure=False, warmup=True, name=None,
+              measuring=None):
     """One edge-load run; returns its report (also kept as JSON, named
-    `name` or after the label)."""
+    `name` or after the label). `measuring` is called after the warm-up,
+    right before the measured run starts."""
     slug = name or re.sub(r"\W+", "-", label).strip("-").lower()
     path = os.path.join(OUT, slug + ".json")
     argv = [os.path.join(REL, "edge-load"), url, "-c", str(CONNS), "-d", DURATION,
@@ -114,6 +129,8 @@ def edge_load(label, url, connect=None, h2=False, new_conn=False, insecure=False
         warm = [a if a != DURATION else "2s" for a in argv]
         warm[warm.index("--json") + 1] = os.path.join(tmp, "warm.json")
         subprocess.run(warm, env=ENV, stdout=subprocess.DEVNULL, check=True)
+    if measuring:
+        measuring()
     subprocess.run(argv, env=ENV, stdout=subprocess.DEVNULL, check=True)
     with open(path) as f:
         report = json.load(f)
@@ -592,6 +609,65 @@ class EdgeStack:
                              f"(curl exit {out.returncode}: {out.stderr.strip() or out.stdout.strip()})")
 
 
+def https_get(port, host, context):
+    """One GET on a new TLS connection to 127.0.0.1:`port` for `host`,
+    verified by `context`; True on a 200."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    return answer.startswith(b"HTTP/1.1 200")
+
+
+def handshake_instructions(side, ca, last_name, requests):
+    """Instructions (user space, callgrind) a node synced from `side`'s
+    control plane runs per request, each on a new TLS connection with a
+    full handshake, one at a time: counters zeroed once the node serves
+    `last_name`'s certificate, dumped after `requests` requests. One worker
+    thread and one instance slot, or the pool's address space does not fit
+    under valgrind."""
+    work = os.path.join(tmp, f"callgrind-{side.key}")
+    os.makedirs(work, exist_ok=True)
+    https, admin = 18966, "127.0.0.1:18967"
+    cfg = os.path.join(work, "node.toml")
+    with open(cfg, "w") as f:
+        f.write(f'[listen]\nhttps = "127.0.0.1:{https}"\nadmin = "{admin}"\n'
+                f'[runtime]\nworker_threads = 1\ninstance_slots = 1\n'
+                f'[tls]\nsource = "files"\n[[tls.certificates]]\nhosts = ["localhost"]\n'
+                f'cert_path = "{side.default_cert}"\nkey_path = "{side.default_key}"\ndefault = true\n')
+    out = os.path.join(work, "callgrind.out")
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", os.path.join(REL, "edge-node"),
+            "--config", cfg, "--control-plane", f"http://{side.cp_addr}",
+            "--token", cp_token(side.cp_data, "--role", "node", "--sub", f"callgrind-{side.key}"),
+            "--trust-key", cp_public_key(side.cp_data), "--data-dir", os.path.join(work, "node")]
+    context = ssl.create_default_context(cafile=ca)
+    with Server(f"edge-node {side.key} under callgrind", argv, f"http://{admin}/healthz", start_secs=600) as node:
+        deadline = time.time() + 1200
+        while served_leaf(https, last_name, ca) is None:
+            if time.time() > deadline:
+                raise SystemExit(f"edge-node {side.key} under callgrind: {last_name} not served after 20 minutes")
+            time.sleep(1)
+        for _ in range(20):  # warm: the component's first instantiation, lazy paths
+            https_get(https, "bench.test", context)
+        subprocess.run(["callgrind_control", "--zero", str(node.proc.pid)], check=True, capture_output=True)
+        for _ in range(requests):
+            if not https_get(https, "bench.test", context):
+                raise SystemExit(f"edge-node {side.key} under callgrind: a request to bench.test failed")
+        subprocess.run(["callgrind_control", "--dump", str(node.proc.pid)], check=True, capture_output=True)
+    # The dump asked for is `callgrind.out.1`; `callgrind.out` is the
+    # whole run's, written at exit.
+    dump = os.path.join(work, "callgrind.out.1")
+    total = 0
+    if os.path.exists(dump):
+        with open(dump) as f:
+            total = next((int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:"))), 0)
+    if not total:
+        raise SystemExit(f"edge-node {side.key} under callgrind: no instruction total in {dump}")
+    return total / requests
+
+
 def scenario_g(cert, key):
     say(f"\n### g. TLS handshakes with {CERTS} tenant certificates loaded against 1\n")
     hello = open(os.path.join(WASM, "hello.wasm"), "rb").read()
@@ -642,55 +718,87 @@ def scenario_g(cert, key):
         runs = []  # (pair, side, report), in the order run
         for pair in range(1, PAIRS + 1):
             # ABBA: each side goes first in every other pair, so a drift of
-            # the machine during the run weighs on both alike.
+            # the machine, or an effect of going first, weighs on both alike.
             for side in ((a, b) if pair % 2 else (b, a)):
                 side.curl_check("bench.test", ca)
-                before = side.handshakes_ok()
+                start = {}
+
+                def measuring(side=side, start=start):
+                    start["cpu"], start["handshakes"] = side.node.cpu_secs(), side.handshakes_ok()
+
                 report = edge_load(f"{side.label}, pair {pair}", f"https://bench.test:{side.https_port}/",
                                    connect=f"127.0.0.1:{side.https_port}", new_conn=True, insecure=True,
-                                   name=f"g-{side.key.lower()}-{pair}")
-                handshakes = side.handshakes_ok() - before
+                                   name=f"g-{side.key.lower()}-{pair}", measuring=measuring)
+                handshakes = side.handshakes_ok() - start["handshakes"]
                 if handshakes < report["requests"]:
                     raise SystemExit(f"edge-node {side.key}: {handshakes:.0f} handshakes for "
                                      f"{report['requests']} requests: not one connection per request")
+                # The node's own CPU per request: what a handshake costs it,
+                # whatever share of the cores the load generator took.
+                report["node_cpu_us"] = 1e6 * (side.node.cpu_secs() - start["cpu"]) / max(report["requests"], 1)
                 runs.append((pair, side.key, report))
-                print(f"g: pair {pair}, {side.key}: {report['requests_per_sec']:.0f} req/s", flush=True)
+                print(f"g: pair {pair}, {side.key}: {report['requests_per_sec']:.0f} req/s, "
+                      f"node CPU {report['node_cpu_us']:.0f} µs/request", flush=True)
         rss_after = {s.key: s.node.rss_kib() for s in (a, b)}
+        instructions = {}
+        if INSTRUCTIONS and shutil.which("valgrind") and shutil.which("callgrind_control"):
+            for side, count in ((a, 1), (b, CERTS)):
+                instructions[side.key] = handshake_instructions(side, ca, names[count - 1], CALLGRIND_REQUESTS)
+                print(f"g: {side.key} under callgrind: {instructions[side.key]:.0f} instructions/request", flush=True)
 
     say(f"Two control planes, each with a node synced from it (HTTPS listener, its own `localhost` certificate "
         f"as the default): A holds one tenant certificate (`bench.test`, the app running hello), B the same plus "
         f"{CERTS - 1} apps `tNNNN.bench.test` in {len(tenants)} tenant(s), each with its own leaf (ECDSA P-256, all "
-        f"signed by a CA made in the run), all uploaded through the API. Both are measured as scenario f "
-        f"(edge-load -c{CONNS} -d{DURATION} --new-conn: a full TLS handshake per request, no resumption) against "
-        f"`bench.test`, in {PAIRS} pairs, alternating which side goes first (ABBA). Before each run curl checks, "
-        f"trusting only the run's CA, that the node presents bench.test's certificate and answers 200; before "
-        f"the first, every one of B's {CERTS} names is checked to get its own leaf, and each run's node counted "
-        f"at least one handshake per request.\n")
+        f"signed by a CA made in the run), all uploaded through the API (the {CERTS - 1} apps have no component: "
+        f"the runs differ by the certificates alone). Both are measured as scenario f (edge-load -c{CONNS} "
+        f"-d{DURATION} --new-conn: a full TLS handshake per request, no resumption) against `bench.test`, in "
+        f"{PAIRS} pairs, alternating which side goes first (ABBA). Before each run curl checks, trusting only the "
+        f"run's CA, that the node presents bench.test's certificate and answers 200; before the first, every one "
+        f"of B's {CERTS} names is checked to get its own leaf; each run's node counted at least one handshake per "
+        f"request. Node CPU is the node process's user + system time over the run divided by its requests.\n")
     table([r for _, _, r in runs])
-    say("\n| pair | order | A req/s | B req/s | B/A |\n|---|---|---:|---:|---:|")
-    ratios = []
+    say("\n| pair | order | A req/s | B req/s | **B/A** | A node CPU µs/req | B node CPU µs/req | B/A |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|")
+    ratios, cpu_ratios = [], []
     for pair in range(1, PAIRS + 1):
         by = {side: r for p, side, r in runs if p == pair}
         ratio = by["B"]["requests_per_sec"] / by["A"]["requests_per_sec"]
+        cpu_ratio = by["B"]["node_cpu_us"] / by["A"]["node_cpu_us"]
         ratios.append((ratio, pair))
+        cpu_ratios.append(cpu_ratio)
         say(f"| {pair} | {'AB' if pair % 2 else 'BA'} | {by['A']['requests_per_sec']:.0f} | "
-            f"{by['B']['requests_per_sec']:.0f} | {ratio:.3f} |")
-    ordered = sorted(ratios)
-    mid = len(ordered) // 2
-    median = ordered[mid][0] if len(ordered) % 2 else (ordered[mid - 1][0] + ordered[mid][0]) / 2
-    rps = {k: sorted(r["requests_per_sec"] for _, side, r in runs if side == k) for k in ("A", "B")}
-    say(f"\n| node | tenant certificates | RSS once synced | RSS after the runs |\n|---|---:|---:|---:|")
+            f"{by['B']['requests_per_sec']:.0f} | {ratio:.3f} | {by['A']['node_cpu_us']:.0f} | "
+            f"{by['B']['node_cpu_us']:.0f} | {cpu_ratio:.3f} |")
+    say("\n| node | tenant certificates | RSS once synced | RSS after the runs |\n|---|---:|---:|---:|")
     for s, count in (("A", 1), ("B", CERTS)):
         say(f"| {s} | {count} | {rss_synced[s] / 1024:.1f} MiB | {rss_after[s] / 1024:.1f} MiB |")
-    say(f"\n- B / A, median of the {PAIRS} pair ratios: **{median:.3f}x** (target >= 0.95); "
-        f"median req/s A {rps['A'][len(rps['A']) // 2]:.0f}, B {rps['B'][len(rps['B']) // 2]:.0f}")
+    rps = {k: [r["requests_per_sec"] for _, side, r in runs if side == k] for k in ("A", "B")}
+    say(f"\n- handshakes/s with {CERTS} certificates / with 1, median of the {PAIRS} pair ratios: "
+        f"**{median([r for r, _ in ratios]):.3f}x** (target >= 0.95); median req/s A {median(rps['A']):.0f}, "
+        f"B {median(rps['B']):.0f}")
+    say(f"- node CPU per handshake, B / A, median of the pairs: **{median(cpu_ratios):.3f}x**")
+    if instructions:
+        say(f"- instructions per request on the node (callgrind, user space; {CALLGRIND_REQUESTS} requests one "
+            f"at a time from Python's ssl, each on a new connection with a full handshake verified against the "
+            f"run's CA; one worker thread): A "
+            f"{instructions['A']:,.0f}, B {instructions['B']:,.0f}: **B/A {instructions['B'] / instructions['A']:.4f}**")
+    elif INSTRUCTIONS:
+        say("- (instructions not counted: INSTRUCTIONS=1 needs valgrind, `apt-get install valgrind`)")
     say(f"- RSS per extra certificate (once synced): **{(rss_synced['B'] - rss_synced['A']) / max(CERTS - 1, 1):.1f} "
         f"KiB**")
     say(f"- {CERTS} leaves made with openssl in {generated_secs:.1f} s; B's {CERTS} apps and certificates created, "
         f"uploaded (one at a time, each its own revision) and synced to its node in {setup_secs['B']:.1f} s")
-    median_pair = ordered[mid][1]
+    # The chart shows the pair whose ratio is the median (the upper one of
+    # an even number).
+    median_pair = sorted(ratios)[len(ratios) // 2][1]
     chart(f"TLS handshake + one request per connection: 1 vs {CERTS} certificates (pair {median_pair})",
           [r for side in ("A", "B") for p, s, r in runs if p == median_pair and s == side], "g-handshakes-certs")
+
+
+def median(values):
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def splice(block, sections):
