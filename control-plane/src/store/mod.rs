@@ -151,6 +151,28 @@ pub const MAX_QUOTA_BYTES: u64 = i64::MAX as u64;
 /// further behind than this purges its whole cache softly instead.
 pub const MAX_PURGES_KEPT: u64 = 1000;
 
+/// A purge target as the `kind` and `value` columns (every SQL backend
+/// stores purges so).
+pub(crate) fn purge_columns(target: &PurgeTarget) -> (&'static str, Option<&str>) {
+    match target {
+        PurgeTarget::Url { url } => ("url", Some(url)),
+        PurgeTarget::Key { key } => ("key", Some(key)),
+        PurgeTarget::All => ("all", None),
+    }
+}
+
+/// The purge target the `kind` and `value` columns hold.
+pub(crate) fn purge_target(kind: &str, value: Option<String>) -> StoreResult<PurgeTarget> {
+    match (kind, value) {
+        ("url", Some(url)) => Ok(PurgeTarget::Url { url }),
+        ("key", Some(key)) => Ok(PurgeTarget::Key { key }),
+        ("all", _) => Ok(PurgeTarget::All),
+        (kind, _) => Err(StoreError::Backend(format!(
+            "stored purge is invalid: kind {kind:?} without its value"
+        ))),
+    }
+}
+
 /// Refuses a purge if the tenant made `made` purges (the oldest at
 /// `oldest`) within `rate`'s window: the same rule on every backend.
 pub(crate) fn purge_rate_check(

@@ -25,13 +25,13 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction};
 use edge_common::names::{AppName, HostPattern, TenantId};
-use edge_common::sync::{AppHttps, ArtifactRef, Purge, PurgeTarget, SnapshotApp, SnapshotOrigin};
+use edge_common::sync::{AppHttps, ArtifactRef, Purge, SnapshotApp, SnapshotOrigin};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::{
     AppOrigin, AppRecord, QuotaExceeded, RestoreError, StoreError, StoreResult, TenantStorage,
-    VersionRecord,
+    VersionRecord, purge_columns, purge_target,
 };
 
 /// The versioned schema, applied by refinery on connect (it records what
@@ -478,26 +478,6 @@ async fn load_version(
     {
         Some(row) => Ok(Some(version_row(version, &row)?)),
         None => Ok(None),
-    }
-}
-
-/// A purge target as the `kind` and `value` columns.
-fn purge_columns(target: &PurgeTarget) -> (&'static str, Option<&str>) {
-    match target {
-        PurgeTarget::Url { url } => ("url", Some(url)),
-        PurgeTarget::Key { key } => ("key", Some(key)),
-        PurgeTarget::All => ("all", None),
-    }
-}
-
-fn purge_target(kind: &str, value: Option<String>) -> StoreResult<PurgeTarget> {
-    match (kind, value) {
-        ("url", Some(url)) => Ok(PurgeTarget::Url { url }),
-        ("key", Some(key)) => Ok(PurgeTarget::Key { key }),
-        ("all", _) => Ok(PurgeTarget::All),
-        (kind, _) => Err(StoreError::Backend(format!(
-            "stored purge is invalid: kind {kind:?} without its value"
-        ))),
     }
 }
 

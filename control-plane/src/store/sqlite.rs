@@ -21,7 +21,7 @@ use super::{
     AppOrigin, AppRecord, CertLease, CertLimits, CertMaterial, CertRecord, CertificateCounts,
     DeploymentRecord, MAX_PURGES_KEPT, MetaStore, NewCertificate, NewVersion, NodeRecord,
     PurgeRate, QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage,
-    VersionRecord, now_unix, purge_rate_check,
+    VersionRecord, now_unix, purge_columns, purge_rate_check, purge_target,
 };
 use edge_common::sync::ApplyOutcome;
 
@@ -366,26 +366,6 @@ fn version_row(version: u64, row: &rusqlite::Row<'_>) -> rusqlite::Result<Versio
         },
         created_unix: row.get::<_, i64>(5)? as u64,
     })
-}
-
-/// A purge target as the `kind` and `value` columns.
-fn purge_columns(target: &PurgeTarget) -> (&'static str, Option<&str>) {
-    match target {
-        PurgeTarget::Url { url } => ("url", Some(url)),
-        PurgeTarget::Key { key } => ("key", Some(key)),
-        PurgeTarget::All => ("all", None),
-    }
-}
-
-fn purge_target(kind: &str, value: Option<String>) -> StoreResult<PurgeTarget> {
-    match (kind, value) {
-        ("url", Some(url)) => Ok(PurgeTarget::Url { url }),
-        ("key", Some(key)) => Ok(PurgeTarget::Key { key }),
-        ("all", _) => Ok(PurgeTarget::All),
-        (kind, _) => Err(StoreError::Backend(format!(
-            "stored purge is invalid: kind {kind:?} without its value"
-        ))),
-    }
 }
 
 /// Every component app with an active version.

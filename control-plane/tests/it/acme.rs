@@ -21,7 +21,7 @@ use edge_node::{Node, NodeConfig, NodeHandle};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::common::{Client, answer, assert_error, edgectl, host};
+use crate::common::{Client, answer, assert_error, edgectl, free_port, host};
 use crate::pebble::Pebble;
 
 /// A control plane whose certificates come from `directory`.
@@ -103,14 +103,6 @@ async fn start_node(cp: &str, token: String, data_dir: &Path, http_port: u16) ->
     control_plane.max_backoff = Duration::from_millis(500);
     config.control_plane = Some(control_plane);
     Node::start(config).await.unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// GET `https://{name}:{port}/` on 127.0.0.1 over a new connection,

@@ -503,6 +503,14 @@ pub async fn edgectl(api: &str, token: &str, args: &[&str]) -> (bool, String, St
     .unwrap()
 }
 
+/// A loopback port free a moment ago, for a server that must be told its
+/// port before it starts (PostgreSQL, pebble's validation port). Another
+/// process may take it meanwhile: callers start at once.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// Waits until `check` holds, polling.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

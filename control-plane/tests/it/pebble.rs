@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::free_port;
+
 pub struct Pebble {
     dir: tempfile::TempDir,
     children: Vec<Child>,
@@ -18,11 +20,6 @@ pub struct Pebble {
     management: u16,
     /// The CA that signed Pebble's own HTTPS certificate (`--acme-ca-root`).
     pub listener_root: PathBuf,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 fn bin(name: &str) -> PathBuf {

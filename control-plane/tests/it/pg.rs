@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use edge_cp::store::location::PgUrl;
 
+use crate::common::free_port;
+
 pub struct PgCluster {
     root: PathBuf,
     pub port: u16,
@@ -81,11 +83,6 @@ fn as_server_user(root: bool, program: &Path) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// Stops the server (fast shutdown) once this process lets go of stdin,

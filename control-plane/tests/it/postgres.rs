@@ -114,10 +114,7 @@ async fn replicas_starting_together_migrate_once() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_a_clear_error_without_the_password() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = crate::common::free_port();
     let url: PgUrl = format!("postgres://cp:s3cret@127.0.0.1:{port}/edge?connect_timeout=5")
         .parse()
         .unwrap();

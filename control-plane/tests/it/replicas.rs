@@ -6,17 +6,14 @@ use std::process::Command;
 use edge_common::api::{NewApp, NewTenant, PurgeBody};
 use edge_fixtures::{ECHO, HELLO};
 
-use crate::common::{Client, CpProcess, TestCp, TestNode};
+use crate::common::{Client, CpProcess, TestCp, TestNode, free_port};
 use crate::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 
 const HELLO_BODY: &str = "Hello from the edge!\n";
 
 /// A port on 127.0.0.1 nothing listens on: bound, then released.
 fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+    format!("http://127.0.0.1:{}", free_port())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
