@@ -21,7 +21,7 @@ use edge_node::{Node, NodeConfig, NodeHandle};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::common::{Client, answer, assert_error, edgectl, free_port, host};
+use crate::common::{Client, answer, assert_error, edgectl, free_port, host, sample};
 use crate::pebble::Pebble;
 
 /// A control plane whose certificates come from `directory`.
@@ -193,17 +193,16 @@ async fn wait_for_status(
     }
 }
 
-async fn metric(admin: SocketAddr, line_start: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
+/// The series `key` (name and labels, as printed) on the `/metrics` of
+/// the admin listener at `admin`.
+async fn metric(admin: SocketAddr, key: &str) -> Option<f64> {
+    let page = reqwest::get(format!("http://{admin}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    sample(&page, key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

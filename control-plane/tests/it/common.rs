@@ -398,14 +398,8 @@ impl TestNode {
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self.metrics_text().await;
-        text.lines()
-            .find_map(|line| {
-                let (key, value) = line.rsplit_once(' ')?;
-                (key == name).then(|| value.parse().ok())?
-            })
-            // A labelled series not observed yet is 0, as Prometheus reads it.
-            .unwrap_or(0.0)
+        // A labelled series not observed yet is 0, as Prometheus reads it.
+        sample(&self.metrics_text().await, name).unwrap_or(0.0)
     }
 }
 
@@ -509,6 +503,15 @@ pub async fn edgectl(api: &str, token: &str, args: &[&str]) -> (bool, String, St
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// The value of the series `key` (name and labels, as printed) on a
+/// Prometheus text page.
+pub fn sample(page: &str, key: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
+        let (k, v) = line.rsplit_once(' ')?;
+        (k == key).then(|| v.parse().ok())?
+    })
 }
 
 /// Waits until `check` holds, polling.

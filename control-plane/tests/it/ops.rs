@@ -16,7 +16,7 @@ use edge_cp::server::ServerHandle;
 use edge_cp::{ControlPlane, CpConfig};
 use serde_json::Value;
 
-use crate::common::{Client, TestNode, eventually};
+use crate::common::{Client, TestNode, eventually, sample};
 
 /// A control plane with its admin listener, on 127.0.0.1.
 struct AdminCp {
@@ -85,15 +85,6 @@ async fn get(url: &str) -> (u16, String) {
         .await
         .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
-}
-
-/// The value of the series `key` (name and labels, as printed) on a
-/// Prometheus text page.
-fn sample(page: &str, key: &str) -> Option<f64> {
-    page.lines().find_map(|line| {
-        let (k, v) = line.rsplit_once(' ')?;
-        (k == key).then(|| v.parse().ok())?
-    })
 }
 
 #[tokio::test]
