@@ -16,12 +16,11 @@ use edge_cp::server::ServerHandle;
 use edge_cp::settings::AcmeConfig;
 use edge_cp::{ControlPlane, CpConfig};
 use edge_fixtures::HELLO;
-use edge_node::config::{ControlPlaneConfig, TlsConfig};
-use edge_node::{Node, NodeConfig, NodeHandle};
+use edge_node::config::TlsConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::common::{Client, answer, assert_error, edgectl, free_port, host, sample};
+use crate::common::{Client, TestNode, answer, assert_error, edgectl, free_port, host, sample};
 use crate::pebble::Pebble;
 
 /// A control plane whose certificates come from `directory`.
@@ -86,23 +85,6 @@ impl AcmeCp {
         client.deploy(app, HELLO).await;
         client
     }
-}
-
-/// A node with plain HTTP on `http_port` (where the CA validates), HTTPS
-/// on a free port (development certificates for names without a synced
-/// one), synced from `cp`.
-async fn start_node(cp: &str, token: String, data_dir: &Path, http_port: u16) -> NodeHandle {
-    let mut config = NodeConfig::from_toml("").unwrap();
-    config.listen.http = Some(SocketAddr::from(([127, 0, 0, 1], http_port)));
-    config.listen.https = Some("127.0.0.1:0".parse().unwrap());
-    config.listen.admin = Some("127.0.0.1:0".parse().unwrap());
-    config.tls = Some(TlsConfig::SelfSigned);
-    config.runtime.instance_slots = 16;
-    config.http.shutdown_grace = Duration::from_secs(1);
-    let mut control_plane = ControlPlaneConfig::new(cp.to_string(), token, data_dir.into());
-    control_plane.max_backoff = Duration::from_millis(500);
-    config.control_plane = Some(control_plane);
-    Node::start(config).await.unwrap()
 }
 
 /// GET `https://{name}:{port}/` on 127.0.0.1 over a new connection,
@@ -219,20 +201,22 @@ async fn certificates_are_issued_through_pebble_served_by_two_nodes_and_renewed_
         )
         .await;
     let nodes_dir = tempfile::tempdir().unwrap();
-    // The CA validates on the first node's HTTP port; the second answers
-    // from the same synced state (checked below while an order is open).
-    let node_a = start_node(
+    // The CA validates on the first node's HTTP port; the second holds
+    // the same synced challenges, and serves the issued certificate too.
+    // HTTPS: development certificates for names without a synced one.
+    let mut node_a = TestNode::start_https_on(
         &cp.url(),
         cp.token(edge_cp::auth::Role::Node, "node-a", None),
         &nodes_dir.path().join("a"),
+        TlsConfig::SelfSigned,
         http_port,
     )
     .await;
-    let node_b = start_node(
+    let mut node_b = TestNode::start_https(
         &cp.url(),
         cp.token(edge_cp::auth::Role::Node, "node-b", None),
         &nodes_dir.path().join("b"),
-        free_port(),
+        TlsConfig::SelfSigned,
     )
     .await;
 
@@ -318,7 +302,7 @@ async fn certificates_are_issued_through_pebble_served_by_two_nodes_and_renewed_
             String::from_utf8_lossy(&output.stderr)
         );
         // The expiry reaches the node's metrics with the control plane's labels.
-        let expiry = metric(node.admin_addr.unwrap(), &format!("edge_tls_certificate_expiry_timestamp_seconds{{app=\"shop\",cert=\"{id}\",tenant=\"acme-shop\"}}")).await;
+        let expiry = metric(node.admin_addr, &format!("edge_tls_certificate_expiry_timestamp_seconds{{app=\"shop\",cert=\"{id}\",tenant=\"acme-shop\"}}")).await;
         assert_eq!(expiry, Some(not_after as f64));
     }
     let cp_admin = cp.handle.admin_addr.unwrap();
@@ -409,8 +393,8 @@ async fn certificates_are_issued_through_pebble_served_by_two_nodes_and_renewed_
     assert_eq!(status, 200);
     assert!(body.contains("Hello from the edge"), "{body}");
 
-    node_a.shutdown().await;
-    node_b.shutdown().await;
+    node_a.stop().await;
+    node_b.stop().await;
 }
 
 async fn get_plain(port: u16, host_name: &str, path: &str) -> (u16, String) {

@@ -290,6 +290,9 @@ pub struct TestNode {
     /// The HTTPS listener, for a node started with [`TestNode::start_https`].
     pub https_addr: Option<SocketAddr>,
     tls: Option<TlsConfig>,
+    /// The plain HTTP listener's port: 0 (any) unless a test needs to
+    /// know it before the node starts (an ACME CA validating there).
+    http_port: u16,
 }
 
 impl TestNode {
@@ -299,13 +302,25 @@ impl TestNode {
 
     /// A node that fails over between several control-plane URLs.
     pub async fn start_with_replicas(cp_urls: &[String], token: String, data_dir: &Path) -> Self {
-        Self::launch(cp_urls, token, data_dir, None).await
+        Self::launch(cp_urls, token, data_dir, None, 0).await
     }
 
     /// A node with an HTTPS listener too, its file certificates from `tls`
     /// (the control plane's are served beside them).
     pub async fn start_https(cp_url: &str, token: String, data_dir: &Path, tls: TlsConfig) -> Self {
-        Self::launch(&[cp_url.to_string()], token, data_dir, Some(tls)).await
+        Self::launch(&[cp_url.to_string()], token, data_dir, Some(tls), 0).await
+    }
+
+    /// [`TestNode::start_https`] with plain HTTP on `http_port`, chosen
+    /// before the start (where pebble validates HTTP-01 challenges).
+    pub async fn start_https_on(
+        cp_url: &str,
+        token: String,
+        data_dir: &Path,
+        tls: TlsConfig,
+        http_port: u16,
+    ) -> Self {
+        Self::launch(&[cp_url.to_string()], token, data_dir, Some(tls), http_port).await
     }
 
     async fn launch(
@@ -313,8 +328,9 @@ impl TestNode {
         token: String,
         data_dir: &Path,
         tls: Option<TlsConfig>,
+        http_port: u16,
     ) -> Self {
-        let handle = start_node(cp_urls, &token, data_dir, tls.as_ref()).await;
+        let handle = start_node(cp_urls, &token, data_dir, tls.as_ref(), http_port).await;
         Self {
             data_dir: data_dir.to_path_buf(),
             urls: cp_urls.to_vec(),
@@ -324,6 +340,7 @@ impl TestNode {
             https_addr: handle.https_addr,
             handle: Some(handle),
             tls,
+            http_port,
         }
     }
 
@@ -336,7 +353,14 @@ impl TestNode {
     /// Stops and starts again from the same data directory.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let handle = start_node(&self.urls, &self.token, &self.data_dir, self.tls.as_ref()).await;
+        let handle = start_node(
+            &self.urls,
+            &self.token,
+            &self.data_dir,
+            self.tls.as_ref(),
+            self.http_port,
+        )
+        .await;
         self.http_addr = handle.http_addr.unwrap();
         self.admin_addr = handle.admin_addr.unwrap();
         self.https_addr = handle.https_addr;
@@ -408,9 +432,10 @@ async fn start_node(
     token: &str,
     data_dir: &Path,
     tls: Option<&TlsConfig>,
+    http_port: u16,
 ) -> NodeHandle {
     let mut config = NodeConfig::from_toml("").unwrap();
-    config.listen.http = Some("127.0.0.1:0".parse().unwrap());
+    config.listen.http = Some(SocketAddr::from(([127, 0, 0, 1], http_port)));
     config.listen.admin = Some("127.0.0.1:0".parse().unwrap());
     if let Some(tls) = tls {
         config.listen.https = Some("127.0.0.1:0".parse().unwrap());
