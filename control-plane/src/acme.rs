@@ -40,8 +40,9 @@ use tokio::sync::Notify;
 use crate::api::ApiState;
 use crate::seal::acme_account_aad;
 use crate::settings::AcmeConfig;
-use crate::store::ownership::OwnedHosts;
-use crate::store::{CertLease, CertRecord, MAX_DUE_LISTED, MetaStore, StoreError, now_unix};
+use crate::store::{
+    CertLease, CertRecord, MAX_DUE_LISTED, MetaStore, StoreError, now_unix, tenant_hosts,
+};
 
 /// How often due certificates are looked for when nothing wakes the
 /// worker (a request for a certificate or a forced renewal does, and a
@@ -390,8 +391,7 @@ impl AcmeClient {
 /// CA is never asked for a name the tenant no longer owns (its challenge
 /// would be answered all the same).
 async fn check_still_owned(state: &ApiState, cert: &CertRecord) -> Result<(), AcmeError> {
-    let apps = state.store.list_apps(&cert.tenant).await?;
-    let owned: OwnedHosts = apps.into_iter().flat_map(|app| app.hosts).collect();
+    let owned = tenant_hosts(state.store.as_ref(), &cert.tenant).await?;
     for host in &cert.hosts {
         if !owned.owns(host) {
             return Err(AcmeError::Order(format!(

@@ -20,7 +20,7 @@ use super::state::ApiState;
 use crate::certs;
 use crate::error::ApiError;
 use crate::seal::tls_key_aad;
-use crate::store::{CertLimits, CertRecord, CertSource, NewCertificate, OwnedHosts, now_unix};
+use crate::store::{CertLimits, CertRecord, CertSource, NewCertificate, now_unix, tenant_hosts};
 
 /// A certificate as the API shows it at `now_unix`: never its key, nor its
 /// chain.
@@ -92,7 +92,11 @@ pub async fn upload(
         tokio::task::spawn_blocking(move || certs::check(&chain_pem, &key_pem, now_unix()))
             .await
             .map_err(internal)??;
-    let hosts = certs::upload_hosts(&hosts, &checked.names, &tenant_hosts(state, tenant).await?)?;
+    let hosts = certs::upload_hosts(
+        &hosts,
+        &checked.names,
+        &tenant_hosts(state.store.as_ref(), tenant).await?,
+    )?;
     let material = checked.seal(&state.kek, tenant, app)?;
     let (record, revision) = state
         .store
@@ -132,7 +136,10 @@ pub async fn issue(
         ));
     }
     let body: IssueCertificate = read_json(req).await?;
-    let hosts = certs::acme_hosts(&body.hosts, &tenant_hosts(state, tenant).await?)?;
+    let hosts = certs::acme_hosts(
+        &body.hosts,
+        &tenant_hosts(state.store.as_ref(), tenant).await?,
+    )?;
     let (record, revision) = state
         .store
         .add_certificate(
@@ -289,16 +296,6 @@ fn cert_limits(state: &ApiState) -> CertLimits {
 
 /// Every hostname of every app of the tenant: what its certificates may
 /// serve.
-async fn tenant_hosts(state: &ApiState, tenant: &TenantId) -> Result<OwnedHosts, ApiError> {
-    Ok(state
-        .store
-        .list_apps(tenant)
-        .await?
-        .into_iter()
-        .flat_map(|app| app.hosts)
-        .collect())
-}
-
 fn parse_id(id: &str) -> Result<u64, ApiError> {
     id.parse::<u64>()
         .map_err(|_| ApiError::not_found(format!("certificate {id:?} not found")))

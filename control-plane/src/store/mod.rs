@@ -881,6 +881,18 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete_if_unmodified_since(&self, sha256: &str, unix: u64) -> StoreResult<bool>;
 }
 
+/// The hostnames of every app of `tenant`, for ownership checks: an
+/// upload's and an ACME request's at the API, and an order's again when the
+/// ACME worker starts it.
+pub async fn tenant_hosts(store: &dyn MetaStore, tenant: &TenantId) -> StoreResult<OwnedHosts> {
+    Ok(store
+        .list_apps(tenant)
+        .await?
+        .into_iter()
+        .flat_map(|app| app.hosts)
+        .collect())
+}
+
 pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
