@@ -795,6 +795,78 @@ def scenario_g(cert, key):
           [r for side in ("A", "B") for p, s, r in runs if p == median_pair and s == side], "g-handshakes-certs")
 
 
+def scenario_h():
+    say("\n### h. the cost of a live-log follower: no tail against one tail\n")
+    data = os.path.join(tmp, "logs")
+    cp_data = os.path.join(data, "cp")
+    cp = [os.path.join(REL, "edge-cp"), "serve", "--data-dir", cp_data, "--listen", "127.0.0.1:18970"]
+    with Server("edge-cp (logs)", cp, "http://127.0.0.1:18970/healthz"):
+        admin = cp_token(cp_data, "--role", "admin")
+        node = [os.path.join(REL, "edge-node"), "--control-plane", "http://127.0.0.1:18970", "--token",
+                cp_token(cp_data, "--role", "node", "--sub", "bench-node"), "--trust-key", cp_public_key(cp_data),
+                "--data-dir", os.path.join(data, "node"), "--listen-http", "127.0.0.1:18971",
+                "--admin", "127.0.0.1:18972"]
+        with Server("edge-node (logs)", node, "http://127.0.0.1:18972/readyz"):
+            base = "http://127.0.0.1:18970/v1"
+            api(base, admin, "POST", "/tenants", {"id": "bench"})
+            token = cp_token(cp_data, "--role", "tenant", "--tenant", "bench")
+            api(base, token, "POST", "/apps", {"name": "flood", "hosts": ["flood.bench"]})
+            wasm = open(os.path.join(WASM, "log_flood.wasm"), "rb").read()
+            v = api(base, token, "POST", "/apps/flood/versions", wasm, "application/wasm")
+            rev = api(base, token, "POST", "/apps/flood/deploy", {"version": v["version"]})["revision"]
+            while metric("127.0.0.1:18972", "edge_sync_revision") < rev:
+                time.sleep(0.01)
+            edgectl_env = dict(ENV, EDGE_API="http://127.0.0.1:18970", EDGE_TOKEN=token)
+            shipped = 'edge_log_lines_shipped_total{app="flood",tenant="bench"}'
+            dropped = 'edge_log_lines_dropped_total{app="flood",tenant="bench"}'
+            runs, followed = [], {}
+            for pair in range(1, PAIRS + 1):
+                for side in (("A", "B") if pair % 2 else ("B", "A")):
+                    follower = None
+                    if side == "B":
+                        out = open(os.path.join(tmp, f"follower-{pair}.ndjson"), "w")
+                        follower = subprocess.Popen([os.path.join(REL, "edgectl"), "logs", "flood", "--follow",
+                                                     "--json"], stdout=out, env=edgectl_env)
+                        while metric("127.0.0.1:18972", "edge_log_tailed_apps") < 1:
+                            time.sleep(0.01)
+                    before = (metric("127.0.0.1:18972", shipped), metric("127.0.0.1:18972", dropped))
+                    label = f"{'A: no tail' if side == 'A' else 'B: one tail'}, pair {pair}"
+                    report = edge_load(label, "http://flood.bench:18971/", connect="127.0.0.1:18971",
+                                       name=f"h-{side.lower()}-{pair}")
+                    if follower:
+                        follower.send_signal(signal.SIGINT)
+                        follower.wait(timeout=20)
+                        out.close()
+                        followed[pair] = (metric("127.0.0.1:18972", shipped) - before[0],
+                                          metric("127.0.0.1:18972", dropped) - before[1],
+                                          sum(1 for _ in open(out.name)))
+                        while metric("127.0.0.1:18972", "edge_log_tailed_apps") > 0:
+                            time.sleep(0.01)
+                    runs.append((pair, side, report))
+                    print(f"h: pair {pair}, {side}: {report['requests_per_sec']:.0f} req/s", flush=True)
+    say(f"One control plane and one node synced from it, the app `examples/log-flood` (one stdout line per "
+        f"request); edge-load -c{CONNS} -d{DURATION} over keep-alive HTTP/1.1. A: nobody tails the app (the node "
+        f"does one hash lookup per request). B: `edgectl logs flood --follow --json` runs throughout, so the node "
+        f"ships the app's guest line and access line of every request, within the tenant's rate (200 lines/s, "
+        f"burst 1000; the rest counted and sent as drop notices). {PAIRS} pairs, ABBA.\n")
+    table([r for _, _, r in runs])
+    say("\n| pair | order | A req/s | B req/s | **B/A** | B lines shipped | B lines dropped | objects the follower printed |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|")
+    ratios = []
+    for pair in range(1, PAIRS + 1):
+        by = {side: r for p, side, r in runs if p == pair}
+        ratio = by["B"]["requests_per_sec"] / by["A"]["requests_per_sec"]
+        ratios.append((ratio, pair))
+        ship, drop, printed = followed[pair]
+        say(f"| {pair} | {'AB' if pair % 2 else 'BA'} | {by['A']['requests_per_sec']:.0f} | "
+            f"{by['B']['requests_per_sec']:.0f} | {ratio:.3f} | {ship:.0f} | {drop:.0f} | {printed} |")
+    say(f"\n- req/s with one follower / with none, median of the {PAIRS} pair ratios: "
+        f"**{median([r for r, _ in ratios]):.3f}x** (target >= 0.9)")
+    median_pair = sorted(ratios)[len(ratios) // 2][1]
+    chart(f"log-flood, one line a request: no tail vs one tail (pair {median_pair})",
+          [r for side in ("A", "B") for p, s, r in runs if p == median_pair and s == side], "h-log-follower")
+
+
 def median(values):
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -829,7 +901,8 @@ def main():
         f"commit {commit}; RUST_BACKTRACE unset for every process. Regenerate with `loadtest/bench-suite`.")
     cert, key = certificate()
     scenarios = {"a": scenario_a, "b": lambda: scenario_b(cert, key), "c": scenario_c, "d": scenario_d,
-                 "e": scenario_e, "f": lambda: scenario_f(cert, key), "g": lambda: scenario_g(cert, key)}
+                 "e": scenario_e, "f": lambda: scenario_f(cert, key), "g": lambda: scenario_g(cert, key),
+                 "h": scenario_h}
     sections = {}
     for letter, run in scenarios.items():
         if wanted(letter):

@@ -25,6 +25,8 @@ pub mod limits;
 pub mod logging;
 pub mod names;
 pub mod origin;
+pub mod outbound;
+pub mod secrets;
 pub mod signing;
 pub mod sync;
 #[cfg(feature = "tls")]

@@ -69,9 +69,37 @@ fn env_filter() -> tracing_subscriber::EnvFilter {
 /// Installs the process's logger. Call once, first thing after parsing
 /// the command line.
 pub fn init(format: LogFormat) {
+    install(format, std::io::stderr);
+}
+
+/// Keeps a background writer going; dropping it flushes what is queued.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
+/// Like [`init`], but the events of `target` go through a background
+/// writer that drops lines (lossy) when stderr falls behind
+/// (`tracing_appender::non_blocking`), rather than make the caller wait:
+/// for the node's access log, one line per request, which a slow stderr
+/// must never slow. Everything else is written as [`init`] writes it.
+/// Keep the guard until exit.
+pub fn init_with_lossy_target(format: LogFormat, target: &'static str) -> LogGuard {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let (lossy, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .finish(std::io::stderr());
+    let writer = std::io::stderr
+        .with_filter(move |m: &tracing::Metadata<'_>| m.target() != target)
+        .or_else(lossy);
+    install(format, writer);
+    guard
+}
+
+fn install<W>(format: LogFormat, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::AppLimits;
 use crate::names::{AppName, HostPattern, TenantId};
+use crate::outbound::AppOutbound;
+use crate::secrets::SecretsRef;
 use crate::signing::{SigningKey, VerifyingKey};
 
 /// The desired state at one revision.
@@ -47,6 +49,18 @@ pub struct Snapshot {
     /// reaches can answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acme_challenges: Vec<AcmeChallenge>,
+    /// Apps someone follows with `edgectl logs` now (deduplicated, sorted,
+    /// unexpired when the snapshot was built): nodes ship the log and
+    /// access lines of these apps only, and nothing for the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tails: Vec<TailedApp>,
+}
+
+/// An app whose lines nodes ship to the control plane (someone tails it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TailedApp {
+    pub tenant: TenantId,
+    pub app: AppName,
 }
 
 /// A certificate nodes serve, chosen by SNI, for some of its tenant's
@@ -339,6 +353,16 @@ pub struct SnapshotApp {
     pub limits: AppLimits,
     #[serde(default, skip_serializing_if = "AppHttps::is_default")]
     pub https: AppHttps,
+    /// The app's secrets bundle, by digest only: a node fetches the
+    /// values from `GET /v1/secrets/{sha256}` and checks them against it.
+    /// No value is ever in a snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SecretsRef>,
+    /// What the guest may call (`PUT /v1/apps/{app}/outbound`), its
+    /// `max_subrequests` already within the tenant's cap. The node's own
+    /// `[outbound]` still decides which addresses are reachable.
+    #[serde(default, skip_serializing_if = "AppOutbound::is_default")]
+    pub outbound: AppOutbound,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -461,11 +485,14 @@ mod tests {
                 config: BTreeMap::new(),
                 limits: AppLimits::default(),
                 https: AppHttps::default(),
+                secrets: None,
+                outbound: AppOutbound::default(),
             }],
             origins: Vec::new(),
             purges: Vec::new(),
             certificates: Vec::new(),
             acme_challenges: Vec::new(),
+            tails: Vec::new(),
         }
     }
 

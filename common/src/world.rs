@@ -59,6 +59,12 @@ pub fn import_satisfied_by(import: &str, provided: &str) -> bool {
     }
 }
 
+/// Interfaces the node provides at one exact version only: pre-release
+/// WASI proposals, whose next release candidate may differ in any way.
+/// `wasi:config/store` is the version wasmtime 48's `wasmtime-wasi-config`
+/// defines, which Spin and wasmCloud components import too.
+pub const PROVIDED_EXACT: &[&str] = &["wasi:config/store@0.2.0-rc.1"];
+
 /// Every import of `component` that the node does not provide, in order.
 pub fn unsupported_imports(component: &Component, engine: &Engine) -> Vec<String> {
     component
@@ -66,9 +72,10 @@ pub fn unsupported_imports(component: &Component, engine: &Engine) -> Vec<String
         .imports(engine)
         .map(|(name, _)| name.to_string())
         .filter(|name| {
-            PROVIDED_INTERFACES
-                .iter()
-                .all(|provided| !import_satisfied_by(name, provided))
+            !PROVIDED_EXACT.contains(&name.as_str())
+                && PROVIDED_INTERFACES
+                    .iter()
+                    .all(|provided| !import_satisfied_by(name, provided))
         })
         .collect()
 }

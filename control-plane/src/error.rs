@@ -140,8 +140,24 @@ impl From<StoreError> for ApiError {
                 )
                 .with_retry_after(retry_after_secs)
             }
+            StoreError::TailLimit { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "tail-limit", e.to_string())
+            }
             StoreError::CertificateLimit { .. } => {
                 Self::new(StatusCode::CONFLICT, "cert-limit", e.to_string())
+            }
+            StoreError::OutboundLimit { .. } => {
+                Self::new(StatusCode::CONFLICT, "outbound-limit", e.to_string())
+            }
+            StoreError::LimitInUse { .. } => {
+                Self::new(StatusCode::CONFLICT, "limit-in-use", e.to_string())
+            }
+            StoreError::SecretLimit { .. } => {
+                Self::new(StatusCode::CONFLICT, "secret-limit", e.to_string())
+            }
+            // The API builds the bundle again a few times before giving up.
+            StoreError::SecretsChanged(_) => {
+                Self::new(StatusCode::CONFLICT, "secrets-busy", e.to_string())
             }
             // Not reachable through the API (the ACME worker drops such a
             // result), mapped for completeness.

@@ -200,10 +200,12 @@ impl ControlPlane {
             kek,
             acme: config.acme.clone(),
             acme_wake: acme_wake.clone(),
+            log_rates: Default::default(),
         });
         if let Some(acme) = &config.acme {
             acme::spawn(acme.clone(), Arc::downgrade(&state), acme_wake);
         }
+        api::spawn_log_sweeper(Arc::downgrade(&state));
         let admin = match config.admin {
             Some(addr) => Some(admin::bind(addr).await?),
             None => None,

@@ -74,6 +74,12 @@ pub struct CpMetrics {
     revision: IntGauge,
     acme_orders: IntCounterVec,
     certificates: IntGaugeVec,
+    /// Live logs (`api::logs`): tails unexpired fleet-wide as the last
+    /// sweep counted them; lines nodes posted to this replica, kept and
+    /// not (apps nobody tails, over a bound).
+    pub log_tails_active: IntGauge,
+    pub log_lines_received: IntCounter,
+    pub log_lines_dropped: IntCounter,
     /// The nodes that have series now, to remove those that go.
     labelled_nodes: Mutex<BTreeSet<String>>,
 }
@@ -203,6 +209,21 @@ impl CpMetrics {
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(acme_orders.clone()))?;
         registry.register(Box::new(certificates.clone()))?;
+        let log_tails_active = IntGauge::new(
+            "edge_cp_log_tails_active",
+            "Live-log followers (tails) unexpired, all replicas, as the last sweep counted them.",
+        )?;
+        let log_lines_received = IntCounter::new(
+            "edge_cp_log_lines_received_total",
+            "Live-log lines nodes posted to this replica and it kept.",
+        )?;
+        let log_lines_dropped = IntCounter::new(
+            "edge_cp_log_lines_dropped_total",
+            "Live-log lines nodes posted to this replica that it did not keep (the app is not tailed, or a bound).",
+        )?;
+        registry.register(Box::new(log_tails_active.clone()))?;
+        registry.register(Box::new(log_lines_received.clone()))?;
+        registry.register(Box::new(log_lines_dropped.clone()))?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -225,6 +246,9 @@ impl CpMetrics {
             revision,
             acme_orders,
             certificates,
+            log_tails_active,
+            log_lines_received,
+            log_lines_dropped,
             labelled_nodes: Mutex::new(BTreeSet::new()),
         })
     }

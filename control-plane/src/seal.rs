@@ -213,6 +213,12 @@ pub fn tls_key_aad(tenant: &TenantId, app: &AppName, chain_pem: &str) -> Vec<u8>
     format!("tls-key:{tenant}/{app}:{}", hex(digest.as_ref())).into_bytes()
 }
 
+/// The associated data of an app secret: bound to its tenant, app and
+/// name, so a sealed value copied to another row does not open there.
+pub fn secret_aad(tenant: &TenantId, app: &AppName, name: &str) -> Vec<u8> {
+    format!("secret:{tenant}/{app}/{name}").into_bytes()
+}
+
 /// The associated data of an ACME account's credentials: bound to its
 /// directory URL.
 pub fn acme_account_aad(directory: &str) -> Vec<u8> {

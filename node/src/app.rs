@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use edge_common::sync::AppHttps;
 use http::HeaderValue;
+use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::admission::AppAdmission;
 use crate::config::AppOutbound;
@@ -21,6 +22,10 @@ pub struct App {
     pub backend: Backend,
     /// Config values, passed to the guest as its environment.
     pub env: Vec<(String, String)>,
+    /// What the guest reads through wasi:config: the config values, and
+    /// for a synced app its secrets (which win on a name in both). Built
+    /// once here, shared by every request.
+    pub config_store: Arc<WasiConfigVariables>,
     pub metrics: AppMetrics,
     pub limits: AppLimits,
     pub outbound: Arc<AppOutbound>,
@@ -161,7 +166,9 @@ impl App {
         // first request. A component's becomes active once it speaks about
         // caching.
         let cache_seen = matches!(backend, Backend::Origin(_));
+        let config_store = Arc::new(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect());
         App {
+            config_store,
             metrics: metrics.for_app(tenant.as_str(), name.as_str()),
             log_tenant: Arc::from(tenant.as_str()),
             log_name: Arc::from(name.as_str()),
@@ -175,6 +182,13 @@ impl App {
             backend,
             env,
         }
+    }
+
+    /// Serves wasi:config from `variables` (config values and secrets)
+    /// instead of the config values alone.
+    pub fn with_config_store(mut self, variables: WasiConfigVariables) -> Self {
+        self.config_store = Arc::new(variables);
+        self
     }
 
     /// Serves the app with `https` options.
@@ -199,6 +213,10 @@ impl GuestApp for App {
 
     fn env(&self) -> &[(String, String)] {
         &self.env
+    }
+
+    fn config_store(&self) -> &Arc<WasiConfigVariables> {
+        &self.config_store
     }
 
     fn limits(&self) -> &AppLimits {

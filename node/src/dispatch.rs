@@ -26,10 +26,13 @@ use crate::body::{
 };
 use crate::cache::layer::{CacheResult, EdgeCache};
 use crate::cache::serve::{CacheBackend, ServeError};
+use crate::client::{ClientConn, strip_forwarding};
 use crate::config::HttpConfig;
-use crate::error::{EdgeError, Fault, RequestLimit, ResponseBody};
+use crate::error::{EdgeError, ErrorCode, Fault, RequestLimit, ResponseBody};
 use crate::hop::strip_hop_by_hop;
 use crate::https::{HttpsAnswers, add_hsts};
+use crate::logs::access::{AccessBody, AccessRecord};
+use crate::logs::{AppTail, LogHub, Tailed};
 use crate::metrics::Metrics;
 use crate::origin::OriginError;
 use crate::request_id::RequestId;
@@ -54,6 +57,8 @@ pub struct Dispatcher {
     max_header_bytes: usize,
     body_idle_timeout: Duration,
     next_request_id: AtomicU64,
+    /// Live logs and the access log.
+    logs: Option<Arc<LogHub>>,
 }
 
 impl Dispatcher {
@@ -83,7 +88,15 @@ impl Dispatcher {
             max_header_bytes: http.max_header_bytes,
             body_idle_timeout: http.body_idle_timeout,
             next_request_id: AtomicU64::new(seed << 32),
+            logs: None,
         }
+    }
+
+    /// Access lines of tailed apps go to `logs`, and to the node's log if
+    /// its operator asked.
+    pub fn with_logs(mut self, logs: Arc<LogHub>) -> Self {
+        self.logs = Some(logs);
+        self
     }
 
     /// Puts `cache` in front of every app.
@@ -120,10 +133,39 @@ impl Dispatcher {
         self.https.set_https_port(port);
     }
 
+    /// A request that came from no client connection (benches, tests):
+    /// no client address, so forwarding headers are dropped.
     pub async fn dispatch<B>(
+        self: &Arc<Self>,
+        request: Request<B>,
+        scheme: Scheme,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.dispatch_with(request, scheme, None).await
+    }
+
+    /// A request received on `conn`.
+    pub async fn dispatch_from<B>(
+        self: &Arc<Self>,
+        request: Request<B>,
+        conn: &Arc<ClientConn>,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.dispatch_with(request, conn.scheme.clone(), Some(conn.clone()))
+            .await
+    }
+
+    async fn dispatch_with<B>(
         self: &Arc<Self>,
         mut request: Request<B>,
         scheme: Scheme,
+        conn: Option<Arc<ClientConn>>,
     ) -> Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -142,6 +184,12 @@ impl Dispatcher {
         // Before anything looks at the request: the cache, the component
         // and the origin then all see the same headers.
         strip_hop_by_hop(request.headers_mut());
+        // Then the node's own headers and unvouched forwarding ones: the
+        // cache keys (and varies) on what is left.
+        match &conn {
+            Some(conn) => conn.entering(request.headers_mut()),
+            None => strip_forwarding(request.headers_mut()),
+        }
 
         if let Some(answer) = self.https.challenge(&request) {
             return with_request_id(answer, request_id);
@@ -155,12 +203,32 @@ impl Dispatcher {
             }
         };
 
+        // One lookup per request, handed down (the guest's lines, the
+        // access line); for an untailed app, nothing else.
+        let tail = self
+            .logs
+            .as_ref()
+            .and_then(|logs| logs.tail(&app.log_tenant, &app.log_name));
+        let access = self.logs.as_ref().and_then(|logs| {
+            (tail.is_some() || logs.access_log()).then(|| AccessStart {
+                tail: tail.clone(),
+                to_log: logs.access_log(),
+                method: request.method().to_string(),
+                path: request
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+            })
+        });
+        if let Some(tail) = tail {
+            request.extensions_mut().insert(Tailed(tail));
+        }
         let https = matches!(scheme, Scheme::Https);
         let mut response = if app.https.redirect && !https && !is_challenge_request(&request) {
             self.https.redirect(&host, request.uri())
         } else {
             match self
-                .run(&app, &host, request, scheme, request_id, started)
+                .run(&app, &host, request, (scheme, conn), request_id, started)
                 .await
             {
                 Ok(response) => response,
@@ -181,15 +249,20 @@ impl Dispatcher {
         app.metrics
             .request_duration
             .observe(started.elapsed().as_secs_f64());
-        with_request_id(response, request_id)
+        let response = with_request_id(response, request_id);
+        match access {
+            Some(access) => access.attach(response, &app, request_id, started),
+            None => response,
+        }
     }
 
     async fn run<B>(
         self: &Arc<Self>,
         app: &Arc<App>,
         host: &str,
-        request: Request<B>,
-        scheme: Scheme,
+        mut request: Request<B>,
+        // How it arrived: the scheme, and the client's connection if any.
+        (scheme, conn): (Scheme, Option<Arc<ClientConn>>),
         request_id: RequestId,
         started: Instant,
     ) -> Result<Response<ResponseBody>, EdgeError>
@@ -203,6 +276,13 @@ impl Dispatcher {
             Scheme::Https => "https",
             _ => "http",
         };
+        // Only a component is told who the client is, and before the cache
+        // looks: the headers are no part of the primary key, but a
+        // `Vary: x-edge-client-ip` must see them, or one client's answer is
+        // served to all. An origin never gets them.
+        if let (Backend::Component(_), Some(conn)) = (&app.backend, &conn) {
+            conn.for_component(request.headers_mut());
+        }
         let cacheable_method = method == Method::GET || method == Method::HEAD;
         // A GET or HEAD with a body: an origin is never sent one (servers
         // disagree on whether it is there, the stuff of request smuggling);
@@ -226,6 +306,7 @@ impl Dispatcher {
                 scheme,
                 request_id,
                 started,
+                conn,
             };
             return cache
                 .serve(key, Request::from_parts(parts, ()), &backend)
@@ -246,7 +327,9 @@ impl Dispatcher {
             .flatten();
         // Boxed: the backend's future is large, and hyper moves the request
         // future into place on every request; a cache hit never needs it.
-        let response = Box::pin(self.backend(app, request, scheme, request_id, started)).await?;
+        let response =
+            Box::pin(self.backend(app, request, scheme, request_id, started, conn.as_deref()))
+                .await?;
         let Some(cache) = &self.cache else {
             return Ok(response);
         };
@@ -280,6 +363,7 @@ impl Dispatcher {
         scheme: Scheme,
         request_id: RequestId,
         started: Instant,
+        conn: Option<&ClientConn>,
     ) -> Result<Response<ResponseBody>, EdgeError>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -335,8 +419,7 @@ impl Dispatcher {
                 let forwarded = Box::pin(origin.forward(
                     &self.runtime.outbound,
                     request,
-                    &host,
-                    scheme_name,
+                    (&host, scheme_name, conn),
                     &app.log_tenant,
                     &app.log_name,
                 ));
@@ -356,6 +439,11 @@ impl Dispatcher {
                 }
             }
         };
+
+        // A guest's or an origin's `x-edge-error` passes to its clients (a
+        // guest relays a subrequest's refusal, such as `not-cached`), but
+        // the access line and the metrics take the code only from the
+        // node's own refusals (the `ErrorCode` extension), never from it.
 
         // A guest that failed on the over-long body and answered with its own
         // 5xx: the client is told what it did wrong instead.
@@ -429,6 +517,7 @@ struct AppBackend<'a> {
     scheme: Scheme,
     request_id: RequestId,
     started: Instant,
+    conn: Option<Arc<ClientConn>>,
 }
 
 impl CacheBackend for AppBackend<'_> {
@@ -446,6 +535,7 @@ impl CacheBackend for AppBackend<'_> {
                 self.scheme.clone(),
                 self.request_id,
                 self.started,
+                self.conn.as_deref(),
             )
             .await
     }
@@ -487,6 +577,15 @@ impl CacheBackend for RefreshBackend {
                 .next_request_id
                 .fetch_add(1, Ordering::Relaxed),
         );
+        let mut request = request;
+        if let Some(tail) = self
+            .dispatcher
+            .logs
+            .as_ref()
+            .and_then(|logs| logs.tail(&self.app.log_tenant, &self.app.log_name))
+        {
+            request.extensions_mut().insert(Tailed(tail));
+        }
         let result = self
             .dispatcher
             .backend(
@@ -495,6 +594,8 @@ impl CacheBackend for RefreshBackend {
                 self.scheme.clone(),
                 request_id,
                 Instant::now(),
+                // Long after the client was answered: nobody to name.
+                None,
             )
             .await;
         if let Err(err) = &result {
@@ -583,6 +684,54 @@ fn log_failure(app: &App, request_id: RequestId, err: &EdgeError) {
         Fault::Platform => tracing::warn!(
             tenant = %app.tenant, app = %app.name, %request_id, code = err.code(), "{err}"
         ),
+    }
+}
+
+/// What an access line needs from the request, taken before it is
+/// consumed.
+struct AccessStart {
+    tail: Option<Arc<AppTail>>,
+    to_log: bool,
+    method: String,
+    path: String,
+}
+
+impl AccessStart {
+    /// Wraps the body so the line is written when it ends.
+    fn attach(
+        self,
+        response: Response<ResponseBody>,
+        app: &App,
+        request_id: RequestId,
+        started: Instant,
+    ) -> Response<ResponseBody> {
+        // Both from what the node itself recorded on the response, never
+        // from its headers, which a guest or an origin may set.
+        let extensions = response.extensions();
+        let cache = match extensions.get::<CacheResult>() {
+            Some(CacheResult::Hit) => "hit",
+            Some(CacheResult::Miss) => "miss",
+            Some(CacheResult::Stale) => "stale",
+            Some(CacheResult::Revalidated) => "revalidated",
+            Some(CacheResult::Bypass) => "bypass",
+            None => "none",
+        };
+        let error_code = extensions.get::<ErrorCode>().map(|c| c.0);
+        let record = AccessRecord {
+            tail: self.tail,
+            to_log: self.to_log,
+            tenant: app.log_tenant.clone(),
+            app: app.log_name.clone(),
+            request_id: request_id.to_string(),
+            method: self.method,
+            path: self.path,
+            status: response.status().as_u16(),
+            cache,
+            error_code,
+            started,
+            time_ms: crate::logs::now_ms(),
+        };
+        response.map(|body| AccessBody::new(body, record).boxed_unsync())
     }
 }
 

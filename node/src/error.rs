@@ -12,7 +12,7 @@ use crate::origin::OriginError;
 use crate::router::RouteError;
 use crate::runtime::GuestError;
 
-pub use crate::body::{ERROR_HEADER, ResponseBody, full_body, refusal, text_response};
+pub use crate::body::{ERROR_HEADER, ErrorCode, ResponseBody, full_body, refusal, text_response};
 
 /// Who caused a failure: decides the status family and how loudly to log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

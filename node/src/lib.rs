@@ -15,12 +15,14 @@ mod app;
 mod body;
 mod cache;
 mod certs;
+mod client;
 pub mod config;
 mod dispatch;
 mod error;
 mod hop;
 mod https;
 mod listener;
+mod logs;
 mod metrics;
 pub mod names;
 mod origin;
@@ -118,6 +120,8 @@ impl Node {
             )
             .with_cache(cache.clone(), Some(metrics.cache_fetch_results.clone())),
         );
+        // Node-wide: which apps are tailed, the queue of their lines.
+        let (logs, log_queue) = logs::LogHub::new(config.log.access, &metrics.registry)?;
         let runtime = Arc::new(Runtime::new(&config.runtime, &config.compile, outbound)?);
         let static_routes = load_apps(&config, &runtime, &metrics).await?;
         let routes = RoutingTable::new(
@@ -127,7 +131,8 @@ impl Node {
         );
         let dispatcher = Arc::new(
             Dispatcher::new(runtime.clone(), routes, metrics.clone(), &config.http)
-                .with_cache(cache),
+                .with_cache(cache)
+                .with_logs(logs.clone()),
         );
         // Also without an HTTPS listener: the synced set has somewhere to go.
         let tls = TlsReloader {
@@ -148,7 +153,8 @@ impl Node {
                     static_routes,
                 );
                 let mut syncer =
-                    sync::Syncer::new(cp.clone(), applier, metrics.clone(), runtime.engine())?;
+                    sync::Syncer::new(cp.clone(), applier, metrics.clone(), runtime.engine())?
+                        .with_logs(logs.clone());
                 syncer.restore().await;
                 Some(syncer)
             }
@@ -197,6 +203,7 @@ impl Node {
                 listener,
                 tls: Some(acceptor),
                 connection_slots: connection_slots.clone(),
+                proxy_protocol: config.listen.https_proxy_protocol,
             };
             tasks.spawn(listener::serve(
                 spec,
@@ -214,6 +221,7 @@ impl Node {
                 listener,
                 tls: None,
                 connection_slots: connection_slots.clone(),
+                proxy_protocol: config.listen.http_proxy_protocol,
             };
             tasks.spawn(listener::serve(
                 spec,
@@ -233,6 +241,14 @@ impl Node {
             ));
         }
         if let Some(syncer) = syncer {
+            // Lines are queued only for apps a snapshot says are tailed, so
+            // a node without a control plane ships (and queues) nothing.
+            tasks.spawn(logs::ship::run(
+                logs.clone(),
+                log_queue,
+                syncer.log_uplink(),
+                shutdown_rx.clone(),
+            ));
             tasks.spawn(syncer.run(shutdown_rx.clone()));
         }
         if let Some(cache) = dispatcher.cache() {

@@ -96,7 +96,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
-    edge_common::logging::init(cli.log_format);
+    // Access lines (`[log] access`) go through a lossy background writer:
+    // a slow stderr drops them rather than slow requests. The guard
+    // flushes what is queued when `main` returns.
+    let _log_guard = edge_common::logging::init_with_lossy_target(cli.log_format, "access");
     let flags = NodeFlags::take(&mut cli);
     // SIGHUP reloads the file's certificates, read as at start-up.
     let reload = cli.config.clone().map(|path| (path, flags.clone()));

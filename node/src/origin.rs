@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, header};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
+use crate::client::{ClientConn, strip_edge_headers, strip_forwarding};
 use crate::outbound::OutboundClient;
 
 pub use crate::config::OriginUrl;
@@ -41,11 +42,10 @@ pub enum OriginError {
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// Forwarding headers the edge does not vouch for: a client could use them
-/// to make the origin build other URLs (or believe another client address)
-/// without that being part of the cache key.
+/// to make the origin build other URLs without that being part of the
+/// cache key. (`X-Forwarded-For` and `Forwarded` follow the trust rule of
+/// `client.rs`.)
 const UNVOUCHED: &[&str] = &[
-    "forwarded",
-    "x-forwarded-for",
     "x-forwarded-port",
     "x-forwarded-prefix",
     "x-forwarded-server",
@@ -92,8 +92,9 @@ impl Origin {
         &self,
         client: &Arc<OutboundClient>,
         mut request: Request<WasiBody>,
-        host: &str,
-        scheme: &str,
+        // Where the client sent it: the routed host, the scheme, and the
+        // client's connection if any.
+        (host, scheme, conn): (&str, &str, Option<&ClientConn>),
         tenant: &str,
         app: &str,
     ) -> Result<Response<WasiBody>, OriginError> {
@@ -112,6 +113,13 @@ impl Origin {
         let headers = request.headers_mut();
         for name in UNVOUCHED {
             headers.remove(*name);
+        }
+        // The client's address goes as X-Forwarded-For and Forwarded, never
+        // as the headers components get.
+        strip_edge_headers(headers);
+        match conn {
+            Some(conn) => conn.for_origin(headers, host),
+            None => strip_forwarding(headers),
         }
         if !self.forward_override_headers {
             drop_override_headers(headers);

@@ -22,10 +22,12 @@
 //! filesystem and no sockets.
 
 mod body;
+pub mod client;
 pub mod config;
 mod serve;
 
 pub use body::{Body, BodyError, IncomingBody};
+pub use client::{TlsInfo, client_addr, tls_info};
 pub use http;
 
 /// The request a handler receives: `http` types with a streaming body.

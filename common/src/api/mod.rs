@@ -16,8 +16,11 @@
 mod apps;
 mod certs;
 mod error;
+mod logs;
 mod nodes;
+mod outbound;
 mod purge;
+mod secrets;
 mod status;
 mod tenants;
 mod versions;
@@ -31,8 +34,18 @@ pub use certs::{
     HttpsSet, IssueCertificate, UploadCertificate,
 };
 pub use error::{ErrorBody, ErrorDetail};
+pub use logs::{
+    AccessLine, BatchAccepted, CONTROL_PLANE_NODE, DropReason, DroppedLines, GuestLine,
+    GuestStream, LogBatch, LogEvent, MAX_BATCH_BYTES, MAX_BATCH_LINES, MAX_LINE_BYTES, ShippedLine,
+    StatusFilter,
+};
 pub use nodes::{Node, NodeList, ReportRecorded};
+pub use outbound::{
+    AppOutbound, DEFAULT_MAX_OUTBOUND_DESTINATIONS, DEFAULT_MAX_SUBREQUESTS, Destination,
+    OutboundPolicy, SetOutbound, SetTenantLimits, TenantLimits,
+};
 pub use purge::PurgeRecorded;
+pub use secrets::{Secret, SecretList, SecretSet, SetSecret};
 pub use status::{AppStatus, NodeRollout, Refused, RolloutState};
 pub use tenants::{NewTenant, Role, SetTenantQuota, Tenant, TenantList, TenantQuota, Whoami};
 pub use versions::{Activated, Deploy, Rollback, Uploaded, Version, VersionDeleted, VersionList};

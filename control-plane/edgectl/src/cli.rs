@@ -79,6 +79,16 @@ pub enum Command {
     /// Per-app limits (setting them needs an admin token).
     #[command(subcommand)]
     Limits(LimitsCommand),
+    /// What an app's component may call (outbound HTTP destinations).
+    #[command(subcommand)]
+    Outbound(crate::outbound::OutboundCommand),
+    /// An app's secrets: write-only values its component reads through
+    /// wasi:config (never in its environment).
+    #[command(subcommand)]
+    Secrets(crate::secrets::SecretsCommand),
+    /// An app's live log: guest stdout/stderr and access lines from every
+    /// node (`--follow` to stream).
+    Logs(crate::logs::LogsArgs),
     /// The active version and which nodes serve it.
     Status { name: String },
     /// Purge an app's cache on every node, and wait until they have.
@@ -140,6 +150,20 @@ pub enum TenantsCommand {
         #[arg(long, conflicts_with = "default")]
         storage_bytes: Option<u64>,
         /// Back to the control plane's default quota.
+        #[arg(long)]
+        default: bool,
+    },
+    /// A tenant's caps on its apps' outbound policies; with flags, set
+    /// them (admin token; a flag not given keeps its value).
+    Limits {
+        id: String,
+        /// Destinations one app may list (default 20).
+        #[arg(long, value_name = "N", conflicts_with = "default")]
+        max_outbound_destinations: Option<u32>,
+        /// The most `max_subrequests` one app may set (default 32).
+        #[arg(long, value_name = "N", conflicts_with = "default")]
+        max_subrequests: Option<u32>,
+        /// Back to both defaults.
         #[arg(long)]
         default: bool,
     },

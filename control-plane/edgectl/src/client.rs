@@ -54,26 +54,44 @@ impl Api {
         })
     }
 
-    fn url(&self, path: &str) -> String {
-        let mut url = format!("{}/v1{path}", self.base.trim_end_matches('/'));
-        if path.starts_with("/apps")
+    /// `{base}/v1/{segments...}`, each segment percent-encoded, so that a
+    /// name can never change which resource is addressed: reqwest (as RFC
+    /// 3986 asks) removes `.` and `..` segments from a URL written as
+    /// text, and `DELETE .../secrets/..` would have deleted the app.
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, Failure> {
+        if let Some(bad) = segments
+            .iter()
+            .find(|s| s.is_empty() || **s == "." || **s == "..")
+        {
+            return Err(Failure(format!(
+                "`{bad}` cannot name anything in an API path"
+            )));
+        }
+        let mut url = reqwest::Url::parse(&self.base)
+            .map_err(|e| Failure(format!("the API address {}: {e}", self.base)))?;
+        url.path_segments_mut()
+            .map_err(|()| Failure(format!("the API address {} cannot take a path", self.base)))?
+            .pop_if_empty()
+            .push("v1")
+            .extend(segments);
+        if segments.first() == Some(&"apps")
             && let Some(tenant) = &self.tenant
         {
-            url.push_str(&format!("?tenant={tenant}"));
+            url.query_pairs_mut().append_pair("tenant", tenant);
         }
-        url
+        Ok(url)
     }
 
     /// Sends `body` and reads the answer as `T`.
     pub async fn send<T: DeserializeOwned, B: Serialize>(
         &self,
         method: Method,
-        path: &str,
+        path: &[&str],
         body: Body<'_, B>,
     ) -> Result<T, Failure> {
         let mut request = self
             .client
-            .request(method, self.url(path))
+            .request(method, self.url(path)?)
             .bearer_auth(&self.token);
         request = match body {
             Body::None => request,
@@ -99,11 +117,42 @@ impl Api {
             };
             return Err(Failure(format!("{message} [{} {code}]", status.as_u16())));
         }
-        serde_json::from_str(&text)
-            .map_err(|e| Failure(format!("the API's answer to {path} is not understood: {e}")))
+        serde_json::from_str(&text).map_err(|e| {
+            Failure(format!(
+                "the API's answer to /{} is not understood: {e}",
+                path.join("/")
+            ))
+        })
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+    /// A GET whose answer is read as it comes (a log stream); a refusal
+    /// is a [`Failure`] as for [`Api::send`].
+    pub async fn stream(
+        &self,
+        path: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, Failure> {
+        let response = self
+            .client
+            .get(self.url(path)?)
+            .query(query)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| Failure(format!("cannot reach the API at {}: {e}", self.base)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let (message, code) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(ErrorBody { error }) => (error.message, error.code),
+            Err(_) => (text.trim().chars().take(300).collect(), String::new()),
+        };
+        Err(Failure(format!("{message} [{} {code}]", status.as_u16())))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &[&str]) -> Result<T, Failure> {
         self.send(Method::GET, path, Body::<()>::None).await
     }
 
@@ -111,7 +160,7 @@ impl Api {
     pub async fn json<T: DeserializeOwned>(
         &self,
         method: Method,
-        path: &str,
+        path: &[&str],
         body: &impl Serialize,
     ) -> Result<T, Failure> {
         self.send(method, path, Body::Json(body)).await

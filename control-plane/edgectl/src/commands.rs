@@ -42,7 +42,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let uploaded: Uploaded = api
                 .send(
                     Method::POST,
-                    &format!("/apps/{name}/versions"),
+                    &["apps", &name, "versions"],
                     Body::<()>::Wasm(wasm),
                 )
                 .await?;
@@ -51,7 +51,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let deployed: Activated = api
                 .json(
                     Method::POST,
-                    &format!("/apps/{name}/deploy"),
+                    &["apps", &name, "deploy"],
                     &Deploy { version },
                 )
                 .await?;
@@ -78,11 +78,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let started = Instant::now();
             let result: Activated = api
-                .json(
-                    Method::POST,
-                    &format!("/apps/{name}/rollback"),
-                    &Rollback { to },
-                )
+                .json(Method::POST, &["apps", &name, "rollback"], &Rollback { to })
                 .await?;
             let revision = result.revision;
             println!(
@@ -101,7 +97,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let _: VersionDeleted = api
                 .send(
                     Method::DELETE,
-                    &format!("/apps/{name}/versions/{version}"),
+                    &["apps", &name, "versions", &version.to_string()],
                     Body::<()>::None,
                 )
                 .await?;
@@ -119,6 +115,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             timeout,
         } => purge(&api, &name, &target, soft, no_wait, timeout.into()).await,
         Command::Status { name } => status(&api, &name).await,
+        Command::Secrets(command) => crate::secrets::secrets(&api, command).await,
+        Command::Outbound(command) => crate::outbound::outbound(&api, command).await,
+        Command::Logs(args) => crate::logs::logs(&api, args).await,
     }
 }
 
@@ -129,11 +128,11 @@ async fn tenants(api: &Api, command: TenantsCommand) -> Result<(), Failure> {
                 id: TenantId::try_from(id.clone())
                     .map_err(|e| Failure(format!("tenant id {id:?}: {e}")))?,
             };
-            let _: Tenant = api.json(Method::POST, "/tenants", &body).await?;
+            let _: Tenant = api.json(Method::POST, &["tenants"], &body).await?;
             println!("created tenant {id}");
         }
         TenantsCommand::List => {
-            let list: TenantList = api.get("/tenants").await?;
+            let list: TenantList = api.get(&["tenants"]).await?;
             for tenant in list.tenants {
                 println!("{}", tenant.id);
             }
@@ -143,7 +142,7 @@ async fn tenants(api: &Api, command: TenantsCommand) -> Result<(), Failure> {
             storage_bytes,
             default,
         } => {
-            let path = format!("/tenants/{id}/quota");
+            let path: [&str; 3] = ["tenants", &id, "quota"];
             let quota: TenantQuota = if storage_bytes.is_some() || default {
                 api.json(Method::PUT, &path, &SetTenantQuota { storage_bytes })
                     .await?
@@ -159,6 +158,21 @@ async fn tenants(api: &Api, command: TenantsCommand) -> Result<(), Failure> {
                 quota.storage_bytes,
                 if quota.custom { "own" } else { "default" }
             );
+        }
+        TenantsCommand::Limits {
+            id,
+            max_outbound_destinations,
+            max_subrequests,
+            default,
+        } => {
+            crate::outbound::tenant_limits(
+                api,
+                &id,
+                max_outbound_destinations,
+                max_subrequests,
+                default,
+            )
+            .await?
         }
     }
     Ok(())
@@ -185,7 +199,7 @@ async fn apps(api: &Api, command: AppsCommand) -> Result<(), Failure> {
                 origin: origin.clone(),
                 forward_override_headers: forward_override_headers.then_some(true),
             };
-            let created: App = api.json(Method::POST, "/apps", &body).await?;
+            let created: App = api.json(Method::POST, &["apps"], &body).await?;
             match origin {
                 Some(origin) => println!(
                     "created origin app {name} for {} -> {origin}{}, live at revision {}",
@@ -214,7 +228,7 @@ async fn apps(api: &Api, command: AppsCommand) -> Result<(), Failure> {
                 },
             };
             let set: OriginSet = api
-                .json(Method::PUT, &format!("/apps/{name}/origin"), &body)
+                .json(Method::PUT, &["apps", &name, "origin"], &body)
                 .await?;
             println!(
                 "{name}: origin {}{} at revision {}",
@@ -225,7 +239,7 @@ async fn apps(api: &Api, command: AppsCommand) -> Result<(), Failure> {
         }
         AppsCommand::List => {
             println!("{:<24} {:<8} HOSTS", "NAME", "VERSION");
-            let list: AppList = api.get("/apps").await?;
+            let list: AppList = api.get(&["apps"]).await?;
             for app in list.apps {
                 // An origin app has no version; its origin follows its hosts.
                 let (version, origin) = match &app.origin {
@@ -253,7 +267,7 @@ async fn apps(api: &Api, command: AppsCommand) -> Result<(), Failure> {
         }
         AppsCommand::Delete { name } => {
             let _: Revision = api
-                .send(Method::DELETE, &format!("/apps/{name}"), Body::<()>::None)
+                .send(Method::DELETE, &["apps", &name], Body::<()>::None)
                 .await?;
             println!("deleted app {name}");
         }
@@ -264,7 +278,7 @@ async fn apps(api: &Api, command: AppsCommand) -> Result<(), Failure> {
             hsts,
             no_hsts,
         } => {
-            let path = format!("/apps/{name}/https");
+            let path: [&str; 3] = ["apps", &name, "https"];
             let current: HttpsSet = api.get(&path).await?;
             let set = if redirect || no_redirect || hsts.is_some() || no_hsts {
                 let https = AppHttps {
@@ -317,7 +331,7 @@ async fn certs(api: &Api, command: CertsCommand) -> Result<(), Failure> {
                 hosts: host_patterns(&hosts)?,
             };
             let created: CertificateCreated = api
-                .json(Method::POST, &format!("/apps/{name}/certificates"), &body)
+                .json(Method::POST, &["apps", &name, "certificates"], &body)
                 .await?;
             let c = &created.certificate;
             println!(
@@ -336,7 +350,7 @@ async fn certs(api: &Api, command: CertsCommand) -> Result<(), Failure> {
             let created: CertificateCreated = api
                 .json(
                     Method::POST,
-                    &format!("/apps/{name}/certificates/acme"),
+                    &["apps", &name, "certificates", "acme"],
                     &body,
                 )
                 .await?;
@@ -348,14 +362,14 @@ async fn certs(api: &Api, command: CertsCommand) -> Result<(), Failure> {
             );
         }
         CertsCommand::List { name } => {
-            let list: CertificateList = api.get(&format!("/apps/{name}/certificates")).await?;
+            let list: CertificateList = api.get(&["apps", &name, "certificates"]).await?;
             print_certificates(&list.certificates);
         }
         CertsCommand::Renew { name, id } => {
             let renewed: CertificateCreated = api
                 .send(
                     Method::POST,
-                    &format!("/apps/{name}/certificates/{id}/renew"),
+                    &["apps", &name, "certificates", &id.to_string(), "renew"],
                     Body::<()>::None,
                 )
                 .await?;
@@ -368,7 +382,7 @@ async fn certs(api: &Api, command: CertsCommand) -> Result<(), Failure> {
             let deleted: Revision = api
                 .send(
                     Method::DELETE,
-                    &format!("/apps/{name}/certificates/{id}"),
+                    &["apps", &name, "certificates", &id.to_string()],
                     Body::<()>::None,
                 )
                 .await?;
@@ -412,12 +426,12 @@ fn print_certificates(certificates: &[Certificate]) {
 }
 
 async fn versions(api: &Api, name: &str) -> Result<(), Failure> {
-    let app: App = api.get(&format!("/apps/{name}")).await?;
+    let app: App = api.get(&["apps", name]).await?;
     println!(
         "{:<8} {:<10} {:<12} SOURCE SHA-256",
         "VERSION", "ACTIVE", "SIZE"
     );
-    let list: VersionList = api.get(&format!("/apps/{name}/versions")).await?;
+    let list: VersionList = api.get(&["apps", name, "versions"]).await?;
     for v in list.versions {
         // The size is not padded to its column: edgectl printed it as a
         // JSON value, which ignores widths, and its output stays the same.
@@ -449,7 +463,7 @@ async fn config(api: &Api, command: ConfigCommand) -> Result<(), Failure> {
             (name, keys.into_iter().map(|k| (k, None)).collect())
         }
         ConfigCommand::Get { name } => {
-            let config: AppConfig = api.get(&format!("/apps/{name}/config")).await?;
+            let config: AppConfig = api.get(&["apps", &name, "config"]).await?;
             for (k, v) in config.config {
                 println!("{k}={v}");
             }
@@ -457,7 +471,7 @@ async fn config(api: &Api, command: ConfigCommand) -> Result<(), Failure> {
         }
     };
     let result: Revision = api
-        .json(Method::PATCH, &format!("/apps/{name}/config"), &changes)
+        .json(Method::PATCH, &["apps", &name, "config"], &changes)
         .await?;
     println!("{name}: config updated at revision {}", result.revision);
     Ok(())
@@ -466,7 +480,7 @@ async fn config(api: &Api, command: ConfigCommand) -> Result<(), Failure> {
 async fn limits(api: &Api, command: LimitsCommand) -> Result<(), Failure> {
     match command {
         LimitsCommand::Get { name } => {
-            let limits: AppLimits = api.get(&format!("/apps/{name}/limits")).await?;
+            let limits: AppLimits = api.get(&["apps", &name, "limits"]).await?;
             // Through a `Value`: keys sorted, as edgectl has always shown them.
             println!(
                 "{}",
@@ -485,7 +499,7 @@ async fn limits(api: &Api, command: LimitsCommand) -> Result<(), Failure> {
                 })
                 .collect();
             let result: Revision = api
-                .json(Method::PUT, &format!("/apps/{name}/limits"), &limits)
+                .json(Method::PUT, &["apps", &name, "limits"], &limits)
                 .await?;
             println!("{name}: limits updated at revision {}", result.revision);
         }
@@ -494,7 +508,7 @@ async fn limits(api: &Api, command: LimitsCommand) -> Result<(), Failure> {
 }
 
 async fn status(api: &Api, name: &str) -> Result<(), Failure> {
-    let status: AppStatus = api.get(&format!("/apps/{name}/status")).await?;
+    let status: AppStatus = api.get(&["apps", name, "status"]).await?;
     let serving = match &status.origin {
         Some(origin) => format!("origin {origin}"),
         None => format!("version {}", or_null(status.active_version)),
@@ -534,7 +548,7 @@ async fn purge(
     let (target, what) = target.describe();
     let body = PurgeBody::from(PurgeRequest { target, soft });
     let PurgeRecorded { id, revision } = api
-        .json(Method::POST, &format!("/apps/{name}/purge"), &body)
+        .json(Method::POST, &["apps", name, "purge"], &body)
         .await?;
     let summary = format!(
         "purged {name} ({what}, {}) id {id}, revision {revision}",

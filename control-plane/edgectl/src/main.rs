@@ -7,6 +7,9 @@
 mod cli;
 mod client;
 mod commands;
+mod logs;
+mod outbound;
+mod secrets;
 mod show;
 mod wait;
 

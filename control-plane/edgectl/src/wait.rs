@@ -28,7 +28,7 @@ pub async fn wait_for_revision(
     timeout: Duration,
 ) -> Result<(usize, usize), Failure> {
     loop {
-        let status: AppStatus = api.get(&format!("/apps/{name}/status")).await?;
+        let status: AppStatus = api.get(&["apps", name, "status"]).await?;
         let nodes = status.nodes;
         let applied = |n: &NodeRollout| n.applied_revision.unwrap_or(0);
         if let Some((node, refused)) = nodes.iter().find_map(|n| {
@@ -65,7 +65,7 @@ pub async fn wait_for_nodes(
     timeout: Duration,
 ) -> Result<(), Failure> {
     loop {
-        let status: AppStatus = api.get(&format!("/apps/{name}/status")).await?;
+        let status: AppStatus = api.get(&["apps", name, "status"]).await?;
         let nodes = &status.nodes;
         // The status is relative to the app's latest change, which is this
         // deploy or a later one.

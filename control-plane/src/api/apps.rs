@@ -256,14 +256,13 @@ fn check_config(
 ) -> Result<(), ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid-config", m);
     for (key, value) in changes {
-        let key_ok = !key.is_empty()
-            && key.len() <= 256
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-        if !key_ok {
+        // One rule for config keys and secret names: guests read both
+        // through the same wasi:config store. A key stored before the rule
+        // required a leading letter, digit or `_` may still be removed.
+        let legacy_removal = value.is_none() && current.contains_key(key);
+        if !edge_common::secrets::is_valid_key(key) && !legacy_removal {
             return Err(bad(format!(
-                "config key `{key}`: use 1-256 letters, digits, `_`, `-` or `.`"
+                "config key `{key}`: use 1-256 letters, digits, `_`, `-` or `.`, starting with a letter, digit or `_`"
             )));
         }
         if value.as_ref().is_some_and(|v| v.contains('\0')) {

@@ -68,6 +68,22 @@ pub async fn read_secret_json<T: DeserializeOwned>(req: Request<Incoming>) -> Re
     })
 }
 
+/// Like [`read_json`], for a body that is a secret value: the error says
+/// only where the body is wrong, never what serde saw there.
+pub async fn read_opaque_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let body = read_body(req).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid-json",
+            format!(
+                "invalid request body at line {} column {} (expected {{\"value\": \"...\"}})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
 /// Like [`read_json`], but an empty (or blank) body is `T::default()`.
 pub async fn read_json_or_default<T: DeserializeOwned + Default>(
     req: Request<Incoming>,

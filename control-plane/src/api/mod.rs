@@ -6,8 +6,12 @@
 mod apps;
 mod certs;
 mod http;
+mod log_rates;
+mod logs;
 mod nodes;
+mod outbound;
 mod purge;
+mod secrets;
 mod state;
 mod status;
 mod tenants;
@@ -19,10 +23,14 @@ use std::time::Instant;
 use ::http::{Method, Request, Response, StatusCode, header};
 use bytes::Bytes;
 use edge_common::names::{AppName, TenantId};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 pub use self::apps::{MAX_APPS_PER_TENANT, MAX_CONFIG_BYTES, MAX_CONFIG_KEYS};
+pub use self::log_rates::TAILS_PER_MINUTE as LOG_TAILS_PER_MINUTE;
+pub use self::logs::{
+    TAILS_PER_TENANT as LOG_TAILS_PER_TENANT, spawn_sweeper as spawn_log_sweeper,
+};
 pub use self::state::ApiState;
 pub use self::versions::MAX_VERSIONS_PER_APP;
 pub use crate::settings::{ApiSettings, MAX_CONCURRENT_UPLOADS};
@@ -72,6 +80,18 @@ enum Endpoint {
     DeleteCert,
     GetHttps,
     SetHttps,
+    // App secrets (issue 15): write-only for tenants, bundles for nodes.
+    SecretBundle,
+    ListSecrets,
+    SetSecret,
+    DeleteSecret,
+    // Outbound through the API (issue 15).
+    GetOutbound,
+    SetOutbound,
+    TenantLimits,
+    // Live logs (issue 15): nodes post lines, tenants follow them.
+    PostLogs,
+    AppLogs,
 }
 
 /// Every route of the API: `METHOD /path` (`*`: any method, the handler
@@ -122,6 +142,18 @@ const ROUTES: &[(&str, Endpoint)] = &[
     ),
     ("GET /v1/apps/{app}/https", Endpoint::GetHttps),
     ("PUT /v1/apps/{app}/https", Endpoint::SetHttps),
+    ("GET /v1/secrets/{sha256}", Endpoint::SecretBundle),
+    ("GET /v1/apps/{app}/secrets", Endpoint::ListSecrets),
+    ("PUT /v1/apps/{app}/secrets/{name}", Endpoint::SetSecret),
+    (
+        "DELETE /v1/apps/{app}/secrets/{name}",
+        Endpoint::DeleteSecret,
+    ),
+    ("GET /v1/apps/{app}/outbound", Endpoint::GetOutbound),
+    ("PUT /v1/apps/{app}/outbound", Endpoint::SetOutbound),
+    ("* /v1/tenants/{tenant}/limits", Endpoint::TenantLimits),
+    ("POST /v1/logs", Endpoint::PostLogs),
+    ("GET /v1/apps/{app}/logs", Endpoint::AppLogs),
 ];
 
 /// A request matched to its route: the template and the path's values for
@@ -179,7 +211,11 @@ pub fn route_templates() -> impl Iterator<Item = &'static str> {
     ROUTES.iter().map(|(template, _)| *template)
 }
 
-pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// A response of the API: a whole body, or a follower's stream of log
+/// lines (`GET /v1/apps/{app}/logs?follow=true`).
+pub type ApiBody = http_body_util::Either<Full<Bytes>, logs::LogBody>;
+
+pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<ApiBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
@@ -196,9 +232,16 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Fu
     let segments = segments(&path);
     let matched = match_route(&method, &segments);
     let template = matched.as_ref().map_or(OTHER_ROUTE, |m| m.template);
-    let mut response = route(&state, matched, &segments, req)
-        .await
-        .unwrap_or_else(ApiError::into_response);
+    let mut response = match matched {
+        // Streams: answered apart from the rest, whose bodies are whole.
+        Some(m) if m.endpoint == Endpoint::AppLogs => route_logs(&state, &m, req)
+            .await
+            .unwrap_or_else(|e| e.into_response().map(Either::Left)),
+        matched => route(&state, matched, &segments, req)
+            .await
+            .unwrap_or_else(ApiError::into_response)
+            .map(Either::Left),
+    };
     if http1_with_body && !response.status().is_success() {
         response.headers_mut().insert(
             header::CONNECTION,
@@ -268,6 +311,11 @@ async fn route(
             require(&principal, &[Role::Node])?;
             certs::bundle(state, matched.param(0)).await
         }
+        // Holds secret values: for nodes only.
+        Endpoint::SecretBundle => {
+            require(&principal, &[Role::Node])?;
+            secrets::bundle(state, matched.param(0)).await
+        }
         Endpoint::Nodes => {
             require(&principal, &[Role::Admin])?;
             nodes::list(state).await
@@ -281,11 +329,40 @@ async fn route(
             tenants::create(state, req).await
         }
         Endpoint::Quota => tenants::quota(state, &principal, &method, matched.param(0), req).await,
+        Endpoint::TenantLimits => {
+            outbound::limits(state, &principal, &method, matched.param(0), req).await
+        }
+        Endpoint::PostLogs => {
+            require(&principal, &[Role::Node])?;
+            logs::post_batch(state, &principal, req).await
+        }
         _ => {
             let tenant = scope(state, &principal, &query).await?;
             route_apps(state, &principal, &tenant, &matched, req).await
         }
     }
+}
+
+/// `GET /v1/apps/{app}/logs`: the tenant scoping of any app endpoint, then
+/// the buffered lines or a follower's stream.
+async fn route_logs(
+    state: &Arc<ApiState>,
+    matched: &Matched<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<ApiBody>, ApiError> {
+    let principal = state.auth.verify(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let query = Query::parse(req.uri().query());
+    let tenant = scope(state, &principal, &query).await?;
+    let name = AppName::try_from(matched.param(0).to_string())
+        .map_err(|e| ApiError::not_found(format!("app not found ({e})")))?;
+    Ok(match logs::tail(state, &tenant, &name, &query).await? {
+        logs::LogsAnswer::Buffered(response) => response.map(Either::Left),
+        logs::LogsAnswer::Follow(response) => response.map(Either::Right),
+    })
 }
 
 /// `/v1/apps/...`, once the tenant is known.
@@ -326,6 +403,11 @@ async fn route_apps(
         Endpoint::DeleteCert => certs::delete(state, tenant, name, matched.param(1)).await,
         Endpoint::GetHttps => certs::https(state, tenant, name).await,
         Endpoint::SetHttps => certs::set_https(state, tenant, name, req).await,
+        Endpoint::ListSecrets => secrets::list(state, tenant, name).await,
+        Endpoint::SetSecret => secrets::set(state, tenant, name, matched.param(1), req).await,
+        Endpoint::DeleteSecret => secrets::delete(state, tenant, name, matched.param(1)).await,
+        Endpoint::GetOutbound => outbound::get(state, tenant, name).await,
+        Endpoint::SetOutbound => outbound::set(state, tenant, name, req).await,
         _ => Err(ApiError::not_found("no such endpoint")),
     }
 }

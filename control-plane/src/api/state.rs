@@ -38,4 +38,7 @@ pub struct ApiState {
     /// Wakes the ACME worker (`crate::acme`): a certificate was requested
     /// or a renewal forced.
     pub acme_wake: Arc<tokio::sync::Notify>,
+    /// Live logs' per-tenant rates on this replica (follower starts,
+    /// lines posted).
+    pub log_rates: super::log_rates::LogRates,
 }

@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used)] // A test suite: a failure is a panic naming it.
 
 mod certs;
+mod logs;
+mod outbound;
+mod secrets;
 
 use std::collections::BTreeMap;
 
@@ -61,6 +64,9 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     quotas(store).await;
     blob_references(store).await;
     certs::certificates(store).await;
+    logs::logs(store).await;
+    secrets::secrets(store).await;
+    outbound::outbound(store).await;
 }
 
 async fn component_apps<M: MetaStore>(store: &M) {
@@ -1048,6 +1054,9 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
     .unwrap();
     a.touch_node("node-2", 1001).await.unwrap();
     let certificate_counter = certs::fill_for_dump(a).await;
+    let log_seq = logs::fill_for_dump(a, &t).await;
+    secrets::fill_for_dump(a, &t, &app("web")).await;
+    outbound::fill_for_dump(a, &t, &app("web")).await;
 
     let dump = a.dump().await.unwrap();
     assert_eq!(dump.epoch, epoch);
@@ -1176,6 +1185,9 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
         .unwrap();
     assert_eq!(v.version, 4, "version numbers continue");
     certs::check_restored(a, b, certificate_counter).await;
+    logs::check_restored(b, &t, log_seq).await;
+    secrets::check_restored(a, b, &t, &app("web")).await;
+    outbound::check_restored(a, b, &t, &app("web")).await;
 }
 
 /// Content addressing, idempotent puts, absent and malformed names.

@@ -16,7 +16,10 @@ use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{AcmeChallenge, AppError, AppHttps, Purge};
 use serde::{Deserialize, Serialize};
 
-use super::{CertMaterial, CertRecord, CertSource};
+use edge_common::api::SetTenantLimits;
+use edge_common::outbound::{AppOutbound, Destination};
+
+use super::{CertMaterial, CertRecord, CertSource, StoreError, StoreResult};
 
 /// The dump format this build writes and reads.
 pub const DUMP_FORMAT: u32 = 1;
@@ -57,6 +60,140 @@ pub struct StoreDump {
     /// By directory.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acme_accounts: Vec<AcmeAccountRow>,
+    /// App secrets, sealed (restoring needs the same key-encryption
+    /// key), by tenant, app and name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRow>,
+    /// Each app's secrets bundle record, by tenant and app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_bundles: Vec<SecretBundleRow>,
+    /// Apps' outbound policies, by tenant and app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_outbound: Vec<AppOutboundRow>,
+    /// Tenants' own outbound caps, by tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenant_limits: Vec<TenantLimitsRow>,
+    /// Live-log tails, by id (short-lived: carried so that a dump is the
+    /// whole store; a restored one expires as any other).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tails: Vec<LogTailRow>,
+    /// Buffered live-log lines, by seq.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_lines: Vec<LogLineRow>,
+    /// The last live-log seq handed out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_seq: u64,
+    /// How far each app's live-log lines were pruned, by tenant and app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_pruned: Vec<LogPrunedRow>,
+}
+
+/// How far an app's live-log lines were pruned (`log_pruned`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogPrunedRow {
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub seq: u64,
+    pub lines: u64,
+}
+
+/// A live-log tail (`log_tails`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogTailRow {
+    pub id: String,
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub filters: Option<String>,
+    pub expires_unix: u64,
+    pub created_unix: u64,
+}
+
+/// A buffered live-log line (`log_lines`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLineRow {
+    pub seq: u64,
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub node: String,
+    pub at_unix_ms: u64,
+    pub kind: String,
+    pub json: String,
+}
+
+impl From<super::LogLineRecord> for LogLineRow {
+    fn from(r: super::LogLineRecord) -> Self {
+        Self {
+            seq: r.seq,
+            tenant: r.tenant,
+            app: r.app,
+            node: r.node,
+            at_unix_ms: r.at_unix_ms,
+            kind: r.kind,
+            json: r.json,
+        }
+    }
+}
+
+/// An app's outbound policy (`app_outbound`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppOutboundRow {
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub allow: Vec<Destination>,
+    pub max_subrequests: Option<u32>,
+}
+
+impl AppOutboundRow {
+    /// A row as a backend reads it (names as stored text).
+    pub(crate) fn new(tenant: String, app: String, policy: AppOutbound) -> StoreResult<Self> {
+        Ok(Self {
+            tenant: stored_name(tenant)?,
+            app: stored_name(app)?,
+            allow: policy.allow,
+            max_subrequests: policy.max_subrequests,
+        })
+    }
+
+    pub fn policy(&self) -> AppOutbound {
+        AppOutbound {
+            allow: self.allow.clone(),
+            max_subrequests: self.max_subrequests,
+        }
+    }
+}
+
+/// A tenant's own outbound caps (`tenant_limits`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimitsRow {
+    pub tenant: TenantId,
+    pub max_outbound_destinations: Option<u32>,
+    pub max_subrequests: Option<u32>,
+}
+
+impl TenantLimitsRow {
+    pub(crate) fn new(tenant: String, limits: SetTenantLimits) -> StoreResult<Self> {
+        Ok(Self {
+            tenant: stored_name(tenant)?,
+            max_outbound_destinations: limits.max_outbound_destinations,
+            max_subrequests: limits.max_subrequests,
+        })
+    }
+
+    pub fn limits(&self) -> SetTenantLimits {
+        SetTenantLimits {
+            max_outbound_destinations: self.max_outbound_destinations,
+            max_subrequests: self.max_subrequests,
+        }
+    }
+}
+
+fn stored_name<T: TryFrom<String, Error = String>>(s: String) -> StoreResult<T> {
+    T::try_from(s).map_err(|e| StoreError::Backend(format!("stored value is invalid: {e}")))
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -201,6 +338,81 @@ pub struct AcmeAccountRow {
     pub sealed: Vec<u8>,
 }
 
+/// An app secret: its value only sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRow {
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub name: String,
+    /// Hex.
+    #[serde(with = "hex_bytes")]
+    pub sealed: Vec<u8>,
+    pub created_unix: u64,
+    pub updated_unix: u64,
+}
+
+/// An app's secrets bundle record (`secret_rows::SecretBundleRecord`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretBundleRow {
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub salt: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl From<super::SecretRecord> for SecretRow {
+    fn from(s: super::SecretRecord) -> Self {
+        Self {
+            tenant: s.tenant,
+            app: s.app,
+            name: s.name,
+            sealed: s.sealed,
+            created_unix: s.created_unix,
+            updated_unix: s.updated_unix,
+        }
+    }
+}
+
+impl From<SecretRow> for super::SecretRecord {
+    fn from(s: SecretRow) -> Self {
+        Self {
+            tenant: s.tenant,
+            app: s.app,
+            name: s.name,
+            sealed: s.sealed,
+            created_unix: s.created_unix,
+            updated_unix: s.updated_unix,
+        }
+    }
+}
+
+impl SecretBundleRow {
+    pub fn new(tenant: TenantId, app: AppName, b: super::SecretBundleRecord) -> Self {
+        Self {
+            tenant,
+            app,
+            salt: b.salt,
+            sha256: b.sha256,
+            size: b.size,
+        }
+    }
+
+    pub fn parts(&self) -> (TenantId, AppName, super::SecretBundleRecord) {
+        (
+            self.tenant.clone(),
+            self.app.clone(),
+            super::SecretBundleRecord {
+                salt: self.salt.clone(),
+                sha256: self.sha256.clone(),
+                size: self.size,
+            },
+        )
+    }
+}
+
 impl From<CertRecord> for CertificateRow {
     fn from(c: CertRecord) -> Self {
         Self {
@@ -327,6 +539,14 @@ impl StoreDump {
             certificates: vec![],
             acme_challenges: vec![],
             acme_accounts: vec![],
+            secrets: vec![],
+            secret_bundles: vec![],
+            app_outbound: vec![],
+            tenant_limits: vec![],
+            log_tails: vec![],
+            log_lines: vec![],
+            log_seq: 0,
+            log_pruned: vec![],
         }
     }
 
@@ -349,6 +569,13 @@ impl StoreDump {
             (self.certificates.len(), "certificates"),
             (self.acme_challenges.len(), "ACME challenges"),
             (self.acme_accounts.len(), "ACME accounts"),
+            (self.secrets.len(), "secrets"),
+            (self.secret_bundles.len(), "secret bundles"),
+            (self.app_outbound.len(), "outbound policies"),
+            (self.tenant_limits.len(), "tenant limits"),
+            (self.log_tails.len(), "log tails"),
+            (self.log_lines.len(), "log lines"),
+            (self.log_pruned.len(), "log prune marks"),
         ];
         let mut parts: Vec<String> = counts
             .iter()
@@ -550,6 +777,64 @@ impl StoreDump {
             if !directories.insert(&a.directory) {
                 return invalid(format!("ACME account of {} twice", a.directory));
             }
+        }
+        let mut policies = BTreeSet::new();
+        for p in &self.app_outbound {
+            match apps.get(&(&p.tenant, &p.app)) {
+                None => return invalid(format!("outbound policy of unknown app {}", p.app)),
+                Some(app) if app.origin.is_some() => {
+                    return invalid(format!("origin app {} has an outbound policy", p.app));
+                }
+                Some(_) => {}
+            }
+            if !policies.insert((&p.tenant, &p.app)) {
+                return invalid(format!("outbound policy of app {} twice", p.app));
+            }
+        }
+        let mut limited = BTreeSet::new();
+        for l in &self.tenant_limits {
+            if !tenants.contains(&l.tenant) {
+                return invalid(format!("limits of unknown tenant {}", l.tenant));
+            }
+            if !limited.insert(&l.tenant) {
+                return invalid(format!("limits of tenant {} twice", l.tenant));
+            }
+        }
+        // Secrets: of a component app, once each; a bundle exactly for
+        // each app that has secrets.
+        let mut secrets = BTreeSet::new();
+        for s in &self.secrets {
+            match apps.get(&(&s.tenant, &s.app)) {
+                None => return invalid(format!("secret {} of unknown app {}", s.name, s.app)),
+                Some(app) if app.origin.is_some() => {
+                    return invalid(format!("origin app {} has secrets", s.app));
+                }
+                Some(_) => {}
+            }
+            if !edge_common::secrets::is_valid_key(&s.name) {
+                return invalid(format!("secret name {:?} of app {}", s.name, s.app));
+            }
+            if !secrets.insert((&s.tenant, &s.app, &s.name)) {
+                return invalid(format!("secret {} of app {} twice", s.name, s.app));
+            }
+            numbers.extend([
+                ("secrets.created_unix", s.created_unix),
+                ("secrets.updated_unix", s.updated_unix),
+            ]);
+        }
+        let with_secrets: BTreeSet<_> = secrets.iter().map(|(t, a, _)| (*t, *a)).collect();
+        let mut bundles = BTreeSet::new();
+        for b in &self.secret_bundles {
+            if !with_secrets.contains(&(&b.tenant, &b.app)) {
+                return invalid(format!("secrets bundle of app {} without secrets", b.app));
+            }
+            if !bundles.insert((&b.tenant, &b.app)) {
+                return invalid(format!("secrets bundle of app {} twice", b.app));
+            }
+            numbers.push(("secret_bundles.size", b.size));
+        }
+        if let Some((t, a)) = with_secrets.iter().find(|k| !bundles.contains(*k)) {
+            return invalid(format!("secrets of app {a} of tenant {t} without a bundle"));
         }
         if let Some((field, value)) = numbers.iter().find(|(_, v)| *v > MAX_STORED) {
             return invalid(format!("{field} {value} is over {MAX_STORED}"));

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use edge_common::AppLimits;
+use edge_common::api::SetTenantLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
+use edge_common::outbound::AppOutbound;
 use edge_common::sync::{
     AcmeChallenge, AppHttps, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot,
 };
@@ -28,6 +30,8 @@ use super::{
     CertificateCounts, DeploymentRecord, MetaStore, NewCertificate, NewVersion, NodeRecord,
     PurgeRate, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
 };
+use super::{AppSecrets, SecretRecord, SecretWrite};
+use super::{LogPage, LogStart, LogSweep, LogTail, NewLogLine};
 
 /// One store call: sub-millisecond on SQLite, a round trip or more on a
 /// database or an object store over the network.
@@ -116,6 +120,11 @@ fn backend_failed(error: &StoreError) -> bool {
         | StoreError::PurgeRateLimited { .. }
         | StoreError::CertificateLimit { .. }
         | StoreError::LeaseLost { .. }
+        | StoreError::OutboundLimit { .. }
+        | StoreError::LimitInUse { .. }
+        | StoreError::SecretLimit { .. }
+        | StoreError::SecretsChanged(_)
+        | StoreError::TailLimit { .. }
         | StoreError::Restore(_) => false,
     }
 }
@@ -274,6 +283,55 @@ instrument!("meta", InstrumentedMeta: MetaStore {
     fn acme_account(&self, directory: &str) -> StoreResult<Option<Vec<u8>>>;
     fn put_acme_account(&self, directory: &str, sealed: &[u8], replace: bool) -> StoreResult<Vec<u8>>;
     fn acme_accounts(&self) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    fn app_outbound(&self, tenant: &TenantId, name: &AppName) -> StoreResult<AppOutbound>;
+    fn set_app_outbound(&self, tenant: &TenantId, name: &AppName, policy: &AppOutbound) -> StoreResult<u64>;
+    fn tenant_limits(&self, tenant: &TenantId) -> StoreResult<SetTenantLimits>;
+    fn set_tenant_limits(&self, tenant: &TenantId, limits: &SetTenantLimits) -> StoreResult<u64>;
+    fn add_log_tail(&self, tail: &LogTail, max_per_tenant: u64) -> StoreResult<Option<u64>>;
+    fn refresh_log_tail(&self, id: &str, now_unix: u64, expires_unix: u64) -> StoreResult<bool>;
+    fn delete_log_tail(&self, id: &str, now_unix: u64) -> StoreResult<Option<u64>>;
+    fn sweep_logs(&self, now_unix: u64, lines_before_ms: u64) -> StoreResult<LogSweep>;
+    fn active_log_tails(&self, now_unix: u64) -> StoreResult<u64>;
+    fn append_log_lines(
+        &self,
+        node: &str,
+        lines: &[NewLogLine],
+        now_unix: u64,
+        max_per_tenant: u64,
+    ) -> StoreResult<u64>;
+    fn log_lines(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        after_seq: u64,
+        since_ms: u64,
+        limit: usize,
+    ) -> StoreResult<LogPage>;
+    fn log_start(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        since_ms: Option<u64>,
+    ) -> StoreResult<LogStart>;
+    fn log_tailed_apps(&self, now_unix: u64) -> StoreResult<Vec<edge_common::sync::TailedApp>>;
+    fn last_log_seq(&self) -> StoreResult<u64>;
+    fn app_secrets(&self, tenant: &TenantId, app: &AppName) -> StoreResult<AppSecrets>;
+    fn secrets_by_bundle(&self, sha256: &str) -> StoreResult<Option<AppSecrets>>;
+    fn write_secret(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        write: &SecretWrite,
+    ) -> StoreResult<(Option<SecretRecord>, u64)>;
+    fn all_secrets(&self) -> StoreResult<Vec<SecretRecord>>;
+    fn reseal_secret(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
     fn dump(&self) -> StoreResult<StoreDump>;
     fn restore(&self, dump: StoreDump) -> StoreResult<()>;
 });

@@ -31,20 +31,26 @@ pub mod dump;
 pub mod fs;
 pub mod instrumented;
 pub mod location;
+mod log_rows;
+mod outbound_rows;
 pub mod ownership;
 pub mod postgres;
 pub mod s3;
+mod secret_rows;
 pub mod sqlite;
 
 pub use dump::{RestoreError, StoreDump};
 pub use ownership::OwnedHosts;
+pub use secret_rows::{AppSecrets, SecretBundleRecord, SecretRecord, SecretWrite};
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use edge_common::AppLimits;
+use edge_common::api::SetTenantLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
+use edge_common::outbound::AppOutbound;
 use edge_common::sync::{
     AcmeChallenge, AppHttps, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot,
 };
@@ -107,6 +113,30 @@ pub enum StoreError {
     /// already): nothing was written, and the result is to be dropped.
     #[error("certificate {id}: the lease on its ACME work is no longer held")]
     LeaseLost { id: u64 },
+    /// A secret refused: the app has `max` already.
+    #[error("app {app} already has {max} secrets, the most allowed; delete one first")]
+    SecretLimit { app: String, max: u64 },
+    /// A secret write built from a bundle the app no longer has (another
+    /// write came first): nothing was written; build it again.
+    #[error("the secrets of app {0} changed meanwhile")]
+    SecretsChanged(String),
+    /// A live-log tail refused: the tenant follows `max` already.
+    #[error("tenant {tenant} already has {max} log followers, the most allowed; stop one first")]
+    TailLimit { tenant: String, max: u64 },
+    /// An app's outbound policy over its tenant's cap `cap` (`max`).
+    #[error("{asked} is over the tenant's {cap} of {max}; an operator may raise it")]
+    OutboundLimit {
+        cap: &'static str,
+        max: u32,
+        asked: u32,
+    },
+    /// A tenant cap lowered below what some of its apps use (named).
+    #[error("{cap} = {max} is below what apps {} use; lower their outbound policies first", apps.join(", "))]
+    LimitInUse {
+        cap: &'static str,
+        max: u32,
+        apps: Vec<String>,
+    },
 }
 
 /// A version refused because its tenant's stored bytes (see
@@ -834,6 +864,151 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every ACME account: (directory, sealed credentials).
     async fn acme_accounts(&self) -> StoreResult<Vec<(String, Vec<u8>)>>;
 
+    // ---- Outbound through the API (issue 15): an app's outbound policy
+    // and its tenant's caps on it. A policy change bumps the revision (the
+    // snapshot carries it) and is checked against the caps in its
+    // transaction; caps are never lowered below what an app uses.
+
+    /// The app's policy (the default if it set none). `NotFound` if the
+    /// tenant has no such app, `OriginApp` for an origin app (no guest).
+    async fn app_outbound(&self, tenant: &TenantId, name: &AppName) -> StoreResult<AppOutbound>;
+    /// Sets the app's policy (the default removes it) and bumps the
+    /// revision. `OutboundLimit` over the tenant's caps, `NotFound`,
+    /// `OriginApp` as [`MetaStore::app_outbound`].
+    async fn set_app_outbound(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        policy: &AppOutbound,
+    ) -> StoreResult<u64>;
+    /// The tenant's own caps (`None`: the default). `NotFound` if there is
+    /// no such tenant.
+    async fn tenant_limits(&self, tenant: &TenantId) -> StoreResult<SetTenantLimits>;
+    /// Sets the tenant's caps and bumps the revision (a lower
+    /// `max_subrequests` settles its apps' defaults anew). `LimitInUse`
+    /// naming the apps if any of them uses more; `NotFound` if there is no
+    /// such tenant.
+    async fn set_tenant_limits(
+        &self,
+        tenant: &TenantId,
+        limits: &SetTenantLimits,
+    ) -> StoreResult<u64>;
+
+    // ---- Live logs (`edgectl logs`; rows and statements in `log_rows`).
+    // A tail says someone follows an app until `expires_unix`; the snapshot
+    // lists the apps with an unexpired tail, so the revision is bumped when
+    // that set changes: the app's first tail registered, its last one
+    // deleted or swept (a second follower, or a refresh, bumps nothing).
+    // Lines are kept only for tailed apps, bounded per tenant (each app's
+    // prune mark says how far and how many), and read by `seq`, which
+    // increases in commit order.
+
+    /// Registers a tail of the app (`NotFound` if the tenant has no such
+    /// app). `TailLimit` if the tenant has `max_per_tenant` unexpired tails
+    /// already, counted in the insert's transaction. Returns the revision
+    /// it bumped to if the app was not tailed (unexpired at
+    /// `tail.created_unix`) before.
+    async fn add_log_tail(&self, tail: &LogTail, max_per_tenant: u64) -> StoreResult<Option<u64>>;
+    /// Moves an unexpired tail's expiry to `expires_unix`; false if it is
+    /// gone or expired at `now_unix` (its holder registers it again). No
+    /// revision.
+    async fn refresh_log_tail(
+        &self,
+        id: &str,
+        now_unix: u64,
+        expires_unix: u64,
+    ) -> StoreResult<bool>;
+    /// Deletes a tail; the revision it bumped to if it was its app's last
+    /// one unexpired at `now_unix`.
+    async fn delete_log_tail(&self, id: &str, now_unix: u64) -> StoreResult<Option<u64>>;
+    /// Deletes the tails expired at `now_unix` (their replica died) or whose
+    /// app is gone, bumping the revision if an app of theirs has no
+    /// unexpired tail left; the lines older than `lines_before_ms`; the
+    /// prune marks of deleted apps.
+    async fn sweep_logs(&self, now_unix: u64, lines_before_ms: u64) -> StoreResult<LogSweep>;
+    /// Tails unexpired at `now_unix`, all tenants.
+    async fn active_log_tails(&self, now_unix: u64) -> StoreResult<u64>;
+    /// Appends lines from `node`, keeping only those of apps with a tail
+    /// unexpired at `now_unix`; then keeps at most `max_per_tenant` lines of
+    /// each tenant written to (the newest). Returns how many were kept.
+    async fn append_log_lines(
+        &self,
+        node: &str,
+        lines: &[NewLogLine],
+        now_unix: u64,
+        max_per_tenant: u64,
+    ) -> StoreResult<u64>;
+    /// Up to `limit` lines of one app with `seq` above `after_seq` and
+    /// `at_unix_ms` at or after `since_ms`, by `seq`, and the app's prune
+    /// mark, read together.
+    async fn log_lines(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        after_seq: u64,
+        since_ms: u64,
+        limit: usize,
+    ) -> StoreResult<LogPage>;
+    /// Where a follower of the app starts: after the last line stored
+    /// (`since_ms` none) or before the app's first kept line at or after
+    /// `since_ms`; never below the app's prune mark.
+    async fn log_start(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        since_ms: Option<u64>,
+    ) -> StoreResult<LogStart>;
+    /// The apps with a tail unexpired at `now_unix`, as a snapshot lists
+    /// them.
+    async fn log_tailed_apps(
+        &self,
+        now_unix: u64,
+    ) -> StoreResult<Vec<edge_common::sync::TailedApp>>;
+    /// The highest `seq` given so far (0: none): a follower without
+    /// `since` starts after it.
+    async fn last_log_seq(&self) -> StoreResult<u64>;
+
+    // ---- App secrets (see `secret_rows`). Values are sealed by the
+    // caller and never seen here in the clear; each app with secrets has
+    // one bundle record (salt, digest, size) that the caller builds and
+    // the snapshot names. Setting or deleting a secret bumps the revision
+    // (and the app's `updated_revision`) in its transaction, like a config
+    // change. Deleting an app deletes its secrets and bundle.
+
+    /// The app's secrets (by name) and bundle, read together. `NotFound`
+    /// if the tenant has no such app.
+    async fn app_secrets(&self, tenant: &TenantId, app: &AppName) -> StoreResult<AppSecrets>;
+    /// The app whose bundle has this digest, with its secrets, by an
+    /// index; none if none.
+    async fn secrets_by_bundle(&self, sha256: &str) -> StoreResult<Option<AppSecrets>>;
+    /// Sets or deletes one secret and replaces the app's bundle, in one
+    /// transaction; returns the secret as stored (none for a delete) and
+    /// the new revision. `NotFound` if the tenant has no such app (or, for
+    /// a delete, no such secret), `OriginApp` for an origin app,
+    /// `SecretsChanged` if the app's bundle is not `expected_bundle`,
+    /// `SecretLimit` if a new name would take the app past `max_per_app`
+    /// (counted in the transaction).
+    async fn write_secret(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        write: &SecretWrite,
+    ) -> StoreResult<(Option<SecretRecord>, u64)>;
+    /// Every secret of every app (key-encryption-key rotation and check).
+    async fn all_secrets(&self) -> StoreResult<Vec<SecretRecord>>;
+    /// Replaces a secret's sealed value if it still is `old`
+    /// (compare-and-swap); true if replaced. The value inside is the same,
+    /// so neither the bundle nor the revision changes (key-encryption-key
+    /// rotation).
+    async fn reseal_secret(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
+
     /// Every table's rows, the revision, the purge counter and the epoch,
     /// read in one transaction.
     async fn dump(&self) -> StoreResult<StoreDump>;
@@ -842,6 +1017,75 @@ pub trait MetaStore: Send + Sync + 'static {
     /// else `Restore(NotEmpty)`; a dump [`StoreDump::check`] refuses is
     /// `Restore(Invalid)`. Either way nothing is written.
     async fn restore(&self, dump: StoreDump) -> StoreResult<()>;
+}
+
+/// Someone following an app's live log, registered by the replica that
+/// holds the follower's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTail {
+    /// A random token chosen by the replica: never reused.
+    pub id: String,
+    pub tenant: TenantId,
+    pub app: AppName,
+    /// The follower's filters, as asked (for operators).
+    pub filters: Option<String>,
+    pub expires_unix: u64,
+    pub created_unix: u64,
+}
+
+/// A line a node shipped, as stored (`json`: an
+/// `edge_common::api::LogEvent` with its node set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLogLine {
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub at_unix_ms: u64,
+    pub kind: String,
+    pub json: String,
+}
+
+/// A stored line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLineRecord {
+    pub seq: u64,
+    pub tenant: TenantId,
+    pub app: AppName,
+    pub node: String,
+    pub at_unix_ms: u64,
+    pub kind: String,
+    pub json: String,
+}
+
+/// A page of an app's lines, and how far its lines were pruned: a reader
+/// whose position is below `pruned_seq` lost the lines between (how many:
+/// `pruned_lines` less the app's lines up to its position, see
+/// [`LogStart::lines_upto`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogPage {
+    pub lines: Vec<LogLineRecord>,
+    /// The highest seq of the app's pruned lines (0: none).
+    pub pruned_seq: u64,
+    /// The app's lines pruned so far.
+    pub pruned_lines: u64,
+}
+
+/// Where a follower starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStart {
+    pub after_seq: u64,
+    /// The app's lines ever stored with a seq up to `after_seq`, kept or
+    /// pruned: the follower adds one per line it reads, and compares with
+    /// a page's `pruned_lines` to count what pruning took from it.
+    pub lines_upto: u64,
+}
+
+/// What [`MetaStore::sweep_logs`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogSweep {
+    pub tails_deleted: u64,
+    pub lines_deleted: u64,
+    /// The revision after it, if tails were deleted (bumped).
+    pub revision: Option<u64>,
 }
 
 /// A stored blob, as listed.

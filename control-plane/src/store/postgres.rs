@@ -118,6 +118,10 @@ pub(crate) enum Kind {
     Read,
     /// `SERIALIZABLE`, run again on a serialization failure.
     Write,
+    /// `READ COMMITTED`: for writers ordered by a row lock they take first
+    /// thing (the live-log `log_seq` counter), which wait on each other
+    /// and re-read instead of failing.
+    ReadCommitted,
 }
 
 impl Kind {
@@ -128,6 +132,7 @@ impl Kind {
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true),
             Self::Write => builder.isolation_level(IsolationLevel::Serializable),
+            Self::ReadCommitted => builder.isolation_level(IsolationLevel::ReadCommitted),
         };
         Ok(builder.start().await?)
     }
@@ -171,8 +176,11 @@ macro_rules! transaction {
 
 mod certs;
 mod dump;
+mod logs;
 mod meta;
 pub mod notify;
+mod outbound;
+mod secrets;
 
 /// Connections one replica keeps open at most: API calls hold one for a
 /// single short transaction, so a few are plenty, and many replicas stay
@@ -512,6 +520,8 @@ async fn snapshot_apps(tx: &Transaction<'_>) -> TxResult<Vec<SnapshotApp>> {
             .ok_or_else(|| {
                 StoreError::Backend(format!("app {name}: active version {version} is missing"))
             })?;
+        let app_outbound = outbound::for_snapshot(tx, &tenant, &name).await?;
+        let app_secrets = secrets::snapshot_ref(tx, &tenant, &name).await?;
         apps.push(SnapshotApp {
             tenant,
             name,
@@ -522,6 +532,8 @@ async fn snapshot_apps(tx: &Transaction<'_>) -> TxResult<Vec<SnapshotApp>> {
             config: app.config,
             limits: app.limits,
             https: app.https,
+            secrets: app_secrets,
+            outbound: app_outbound,
         });
     }
     Ok(apps)

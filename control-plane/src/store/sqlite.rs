@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use edge_common::AppLimits;
+use edge_common::api::SetTenantLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
+use edge_common::outbound::AppOutbound;
 use edge_common::sync::{
     AcmeChallenge, AppHttps, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot, SnapshotApp,
     SnapshotOrigin,
@@ -23,7 +25,10 @@ use super::{
     PurgeRate, QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage,
     VersionRecord, now_unix, purge_columns, purge_rate_check, purge_target,
 };
+use super::{AppSecrets, SecretRecord, SecretWrite};
+use super::{LogPage, LogStart, LogSweep, LogTail, NewLogLine};
 use edge_common::sync::ApplyOutcome;
+use edge_common::sync::TailedApp;
 
 /// The versioned schema (`control-plane/migrations/sqlite/`), applied on
 /// open by refinery, which records what it applied in
@@ -34,6 +39,9 @@ mod embedded {
 
 mod certs;
 mod dump;
+mod logs;
+mod outbound;
+mod secrets;
 
 pub struct SqliteMetaStore {
     conn: Arc<Mutex<Connection>>,
@@ -389,6 +397,8 @@ fn snapshot_apps(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotApp>> {
         let version = load_version(tx, &tenant, &name, version as u64)?.ok_or_else(|| {
             StoreError::Backend(format!("app {name}: active version {version} is missing"))
         })?;
+        let app_outbound = outbound::for_snapshot(tx, &tenant, &name)?;
+        let app_secrets = secrets::snapshot_ref(tx, &tenant, &name)?;
         apps.push(SnapshotApp {
             tenant,
             name,
@@ -399,6 +409,8 @@ fn snapshot_apps(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotApp>> {
             config: app.config,
             limits: app.limits,
             https: app.https,
+            secrets: app_secrets,
+            outbound: app_outbound,
         });
     }
     Ok(apps)
@@ -683,6 +695,8 @@ impl MetaStore for SqliteMetaStore {
         self.tx(move |tx| {
             app_exists(tx, &tenant, &name)?;
             certs::delete_of_app(tx, &tenant, &name)?;
+            secrets::delete_of_app(tx, &tenant, &name)?;
+            outbound::delete_of_app(tx, &tenant, &name)?;
             for table in ["apps", "hosts", "versions", "deployments"] {
                 let column = if table == "apps" { "name" } else { "app" };
                 tx.execute(
@@ -993,6 +1007,7 @@ impl MetaStore for SqliteMetaStore {
                 purges: snapshot_purges(tx)?,
                 certificates,
                 acme_challenges,
+                tails: logs::snapshot_tails(tx, now_unix())?,
             })
         })
         .await
@@ -1308,6 +1323,157 @@ impl MetaStore for SqliteMetaStore {
 
     async fn acme_accounts(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
         self.tx(certs::accounts).await
+    }
+
+    async fn app_outbound(&self, tenant: &TenantId, name: &AppName) -> StoreResult<AppOutbound> {
+        let (tenant, name) = (tenant.clone(), name.clone());
+        self.tx(move |tx| outbound::get(tx, &tenant, &name)).await
+    }
+
+    async fn set_app_outbound(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        policy: &AppOutbound,
+    ) -> StoreResult<u64> {
+        let (tenant, name, policy) = (tenant.clone(), name.clone(), policy.clone());
+        self.tx(move |tx| outbound::set(tx, &tenant, &name, &policy))
+            .await
+    }
+
+    async fn tenant_limits(&self, tenant: &TenantId) -> StoreResult<SetTenantLimits> {
+        let tenant = tenant.clone();
+        self.tx(move |tx| outbound::limits(tx, &tenant)).await
+    }
+
+    async fn set_tenant_limits(
+        &self,
+        tenant: &TenantId,
+        limits: &SetTenantLimits,
+    ) -> StoreResult<u64> {
+        let (tenant, limits) = (tenant.clone(), *limits);
+        self.tx(move |tx| outbound::set_limits(tx, &tenant, &limits))
+            .await
+    }
+
+    // ---- Live logs (`logs`).
+
+    async fn add_log_tail(&self, tail: &LogTail, max_per_tenant: u64) -> StoreResult<Option<u64>> {
+        let tail = tail.clone();
+        self.tx(move |tx| logs::add_tail(tx, &tail, max_per_tenant))
+            .await
+    }
+
+    async fn refresh_log_tail(
+        &self,
+        id: &str,
+        now_unix: u64,
+        expires_unix: u64,
+    ) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.tx(move |tx| logs::refresh_tail(tx, &id, now_unix, expires_unix))
+            .await
+    }
+
+    async fn delete_log_tail(&self, id: &str, now_unix: u64) -> StoreResult<Option<u64>> {
+        let id = id.to_string();
+        self.tx(move |tx| logs::delete_tail(tx, &id, now_unix))
+            .await
+    }
+
+    async fn sweep_logs(&self, now_unix: u64, lines_before_ms: u64) -> StoreResult<LogSweep> {
+        self.tx(move |tx| logs::sweep(tx, now_unix, lines_before_ms))
+            .await
+    }
+
+    async fn active_log_tails(&self, now_unix: u64) -> StoreResult<u64> {
+        self.tx(move |tx| logs::active(tx, now_unix)).await
+    }
+
+    async fn append_log_lines(
+        &self,
+        node: &str,
+        lines: &[NewLogLine],
+        now_unix: u64,
+        max_per_tenant: u64,
+    ) -> StoreResult<u64> {
+        let (node, lines) = (node.to_string(), lines.to_vec());
+        self.tx(move |tx| logs::append(tx, &node, &lines, now_unix, max_per_tenant))
+            .await
+    }
+
+    async fn log_lines(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        after_seq: u64,
+        since_ms: u64,
+        limit: usize,
+    ) -> StoreResult<LogPage> {
+        let (tenant, app) = (tenant.clone(), app.clone());
+        self.tx(move |tx| logs::lines(tx, &tenant, &app, after_seq, since_ms, limit))
+            .await
+    }
+
+    async fn log_start(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        since_ms: Option<u64>,
+    ) -> StoreResult<LogStart> {
+        let (tenant, app) = (tenant.clone(), app.clone());
+        self.tx(move |tx| logs::start(tx, &tenant, &app, since_ms))
+            .await
+    }
+
+    async fn log_tailed_apps(&self, now_unix: u64) -> StoreResult<Vec<TailedApp>> {
+        self.tx(move |tx| logs::snapshot_tails(tx, now_unix)).await
+    }
+
+    async fn last_log_seq(&self) -> StoreResult<u64> {
+        self.tx(logs::last_seq).await
+    }
+
+    // ---- App secrets (`secrets`).
+
+    async fn app_secrets(&self, tenant: &TenantId, app: &AppName) -> StoreResult<AppSecrets> {
+        let (tenant, app) = (tenant.clone(), app.clone());
+        self.tx(move |tx| secrets::app_secrets(tx, &tenant, &app))
+            .await
+    }
+
+    async fn secrets_by_bundle(&self, sha256: &str) -> StoreResult<Option<AppSecrets>> {
+        let sha256 = sha256.to_string();
+        self.tx(move |tx| secrets::by_bundle(tx, &sha256)).await
+    }
+
+    async fn write_secret(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        write: &SecretWrite,
+    ) -> StoreResult<(Option<SecretRecord>, u64)> {
+        let (tenant, app, write) = (tenant.clone(), app.clone(), write.clone());
+        self.tx(move |tx| secrets::write(tx, &tenant, &app, &write))
+            .await
+    }
+
+    async fn all_secrets(&self) -> StoreResult<Vec<SecretRecord>> {
+        self.tx(secrets::all).await
+    }
+
+    async fn reseal_secret(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        let (tenant, app, name) = (tenant.clone(), app.clone(), name.to_string());
+        let (old, new) = (old.to_vec(), new.to_vec());
+        self.tx(move |tx| secrets::reseal(tx, &tenant, &app, &name, &old, &new))
+            .await
     }
 
     async fn dump(&self) -> StoreResult<StoreDump> {

@@ -40,15 +40,7 @@ impl TestCp {
 
     /// A control plane whose blobs live in `blobs` (an S3 bucket).
     pub async fn start_with_blobs(settings: ApiSettings, blobs: BlobsConfig) -> Self {
-        // Logs of the in-process control plane and nodes, shown for failed
-        // tests (EDGE_LOG=debug for more).
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_test_writer()
-            .try_init();
+        init_logging();
         let dir = tempfile::tempdir().unwrap();
         let handle = launch(
             dir.path(),
@@ -330,6 +322,7 @@ impl TestNode {
         tls: Option<TlsConfig>,
         http_port: u16,
     ) -> Self {
+        init_logging();
         let handle = start_node(cp_urls, &token, data_dir, tls.as_ref(), http_port).await;
         Self {
             data_dir: data_dir.to_path_buf(),
@@ -427,6 +420,82 @@ impl TestNode {
     }
 }
 
+/// Logs of the in-process control planes and nodes, shown for failed
+/// tests (EDGE_LOG=debug for more); and, while [`LogCapture`] is held,
+/// every line at debug level kept for a test to search. One global
+/// subscriber for the whole test process: the first call installs it.
+pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, filter, fmt};
+    let shown = fmt::layer().with_test_writer().with_filter(
+        EnvFilter::try_from_env("EDGE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+    );
+    let captured = fmt::layer()
+        .with_ansi(false)
+        .with_writer(|| CaptureWriter)
+        .with_filter(filter::filter_fn(|meta| {
+            CAPTURING.load(Ordering::Relaxed) > 0 && *meta.level() <= tracing::Level::DEBUG
+        }));
+    let _ = tracing_subscriber::registry()
+        .with(shown)
+        .with(captured)
+        .try_init();
+}
+
+/// Tests capturing logs now (they may overlap).
+static CAPTURING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static CAPTURED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+/// Bytes kept at most: a test searching for a value needs its lines, not
+/// a whole run's.
+const MAX_CAPTURED_BYTES: usize = 64 << 20;
+
+struct CaptureWriter;
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut captured = CAPTURED.lock().unwrap_or_else(|e| e.into_inner());
+        if captured.len() + buf.len() <= MAX_CAPTURED_BYTES {
+            captured.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// While held, in-process log lines at debug level and above (of this
+/// test and of any running beside it) are kept, for [`LogCapture::text`].
+/// Only effective if this process's subscriber is [`init_logging`]'s.
+pub struct LogCapture(());
+
+impl LogCapture {
+    pub fn start() -> Self {
+        init_logging();
+        CAPTURING.fetch_add(1, Ordering::Relaxed);
+        LogCapture(())
+    }
+
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        let captured = CAPTURED.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&captured).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        CAPTURING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A name every test node resolves to 127.0.0.1 (`[outbound] hosts`), for
+/// the apps of [`OUTBOUND_ORIGIN_TENANT`] only.
+pub const OUTBOUND_ORIGIN_HOST: &str = "outbound-origin.test";
+pub const OUTBOUND_ORIGIN_TENANT: &str = "acme";
+
 async fn start_node(
     cp_urls: &[String],
     token: &str,
@@ -446,6 +515,16 @@ async fn start_node(
     // Tenants' origin routes may reach the test origins on this address
     // (and no other internal one).
     config.outbound.allow_private_addresses = vec!["127.0.0.1".parse().unwrap()];
+    // The operator's name for those origins, for tenant `acme` only: its
+    // component may call it once its app's outbound policy (set through
+    // the API) lists it; any other tenant's may not.
+    config.outbound.hosts.insert(
+        OUTBOUND_ORIGIN_HOST.into(),
+        edge_node::config::HostEntry::Tenants {
+            address: "127.0.0.1".parse().unwrap(),
+            tenants: [OUTBOUND_ORIGIN_TENANT.to_string()].into(),
+        },
+    );
     let mut cp = ControlPlaneConfig::new(cp_urls[0].clone(), token.to_string(), data_dir.into());
     cp.urls = cp_urls[1..].to_vec();
     cp.max_backoff = Duration::from_millis(500);

@@ -427,3 +427,89 @@ async fn a_staged_key_is_promoted_and_a_keyring_without_the_sealing_key_is_refus
     let node = fresh_node(&cp, nodes.path(), "node-a").await;
     wait_for_https(&ca, &node, "shop.test").await;
 }
+
+/// App secrets are re-sealed by a rotation like certificate keys, keep
+/// reaching a fresh node after the old key is retired, and a secret under
+/// a key the keyring lacks keeps the control plane from starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_secrets_are_resealed_by_a_rotation_and_checked_at_start() {
+    let mut cp = TestCp::start().await;
+    let data = cp.dir.path().to_path_buf();
+    let data_arg = data.to_str().unwrap().to_string();
+    let acme = cp.new_tenant("acme").await;
+    acme.create_app("vault", &["vault.test"]).await;
+    acme.deploy("vault", edge_fixtures::ENV).await;
+    let _: edge_common::api::SecretSet = answer(
+        acme.call(
+            "PUT",
+            "/v1/apps/vault/secrets/TOKEN",
+            Some(serde_json::json!({"value": "kek-test-value"})),
+        )
+        .await,
+        200,
+    );
+    let (ok, out, err) = edge_cp(&["keys", "rotate-kek", "--data-dir", &data_arg], &[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("re-sealed 1 app secret(s) (0 already current)"),
+        "{out}"
+    );
+    let (ok, out, err) = edge_cp(
+        &[
+            "keys",
+            "rotate-kek",
+            "--data-dir",
+            &data_arg,
+            "--retire-old",
+        ],
+        &[],
+    );
+    assert!(
+        ok && out.contains("re-sealed 0 app secret(s) (1 already current)"),
+        "{out}{err}"
+    );
+    cp.restart().await;
+    let nodes = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&cp.url(), cp.node_token("n"), nodes.path()).await;
+    crate::common::eventually("the secret on a fresh node", || async {
+        node.get("vault.test", "/?config=TOKEN").await == (200, "kek-test-value".to_string())
+    })
+    .await;
+    drop(node);
+
+    // A secret sealed under a key nobody has: the start is refused.
+    cp.kill().await;
+    let store = MetaLocation::Sqlite {
+        data_dir: data.clone(),
+    }
+    .open()
+    .await
+    .unwrap();
+    let (tenant, app) = ("acme".parse().unwrap(), "vault".parse().unwrap());
+    let current = store.app_secrets(&tenant, &app).await.unwrap();
+    let mut bundle = current.bundle.clone().unwrap();
+    bundle.sha256 = "ab".repeat(32);
+    store
+        .write_secret(
+            &tenant,
+            &app,
+            &edge_cp::store::SecretWrite {
+                name: "LOST".into(),
+                sealed: Some(b"EK1 sealed by a key nobody has any more".to_vec()),
+                expected_bundle: current.bundle.map(|b| b.sha256),
+                bundle: Some(bundle),
+                max_per_app: 100,
+            },
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let (ok, _, err) = edge_cp(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_arg],
+        &[],
+    );
+    assert!(
+        !ok && err.contains("does not hold") && err.contains("1 stored value"),
+        "{err}"
+    );
+}

@@ -70,7 +70,10 @@ async fn postgres_meta_store_keeps_everything_across_a_reopen() {
         vec![
             (1, "initial".to_string()),
             (2, "certificates".to_string()),
-            (3, "certificate_leases".to_string())
+            (3, "certificate_leases".to_string()),
+            (4, "secrets".to_string()),
+            (5, "outbound".to_string()),
+            (6, "logs".to_string()),
         ]
     );
 }

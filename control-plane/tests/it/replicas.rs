@@ -50,7 +50,7 @@ async fn a_node_skips_a_control_plane_that_is_down() {
 
 /// An `edge-cp serve` process sharing PostgreSQL, an S3 bucket and a keys
 /// directory with the other replicas.
-fn replica(data: &Path, keys: &Path, database: &str, s3: &S3Server) -> CpProcess {
+pub(crate) fn replica(data: &Path, keys: &Path, database: &str, s3: &S3Server) -> CpProcess {
     std::fs::create_dir_all(data).unwrap();
     let endpoint = s3.endpoint();
     let blobs = format!("s3://{BUCKET}/replicated");
@@ -76,7 +76,7 @@ fn replica(data: &Path, keys: &Path, database: &str, s3: &S3Server) -> CpProcess
     )
 }
 
-fn token(keys: &Path, args: &[&str]) -> String {
+pub(crate) fn token(keys: &Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_edge-cp"))
         .args(["token", "--keys-dir"])
         .arg(keys)

@@ -224,6 +224,9 @@ async fn sqlite_meta_store_versions_its_schema() {
         (1, "initial".to_string()),
         (2, "certificates".to_string()),
         (3, "certificate_leases".to_string()),
+        (4, "secrets".to_string()),
+        (5, "outbound".to_string()),
+        (6, "logs".to_string()),
     ];
     assert_eq!(history(&fresh), latest);
 

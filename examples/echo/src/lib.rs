@@ -9,6 +9,10 @@ use edge_sdk::http::HeaderValue;
 use edge_sdk::{Body, Request, Response};
 
 fn echo(req: Request) -> Response {
+    // What the node says about the client (x-edge-client-ip, TLS facts),
+    // read through the SDK.
+    let client = edge_sdk::client_addr(&req).map(|ip| ip.to_string());
+    let tls = edge_sdk::tls_info(&req);
     let (parts, body) = req.into_parts();
     let mut resp = Response::new(Body::from(body));
     let headers = resp.headers_mut();
@@ -27,6 +31,12 @@ fn echo(req: Request) -> Response {
         if let Ok(name) = format!("x-echo-header-{name}").parse::<edge_sdk::http::HeaderName>() {
             headers.append(name, value.clone());
         }
+    }
+    if let Some(v) = client.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert("x-echo-client-addr", v);
+    }
+    if let Some(v) = tls.and_then(|t| HeaderValue::from_str(&t.version).ok()) {
+        headers.insert("x-echo-tls-version", v);
     }
     if let Some(ct) = parts.headers.get("content-type") {
         headers.insert("content-type", ct.clone());

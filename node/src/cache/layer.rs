@@ -588,6 +588,7 @@ impl EdgeCache {
             &HeaderMap::new(),
             CacheResult::Bypass,
         );
+        response.extensions_mut().insert(CacheResult::Bypass);
         response
     }
 }

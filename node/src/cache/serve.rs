@@ -60,15 +60,20 @@ impl EdgeCache {
     ) -> Result<Response<ResponseBody>, ServeError<B::Error>> {
         match self.lookup(key, &request).await {
             Lookup::Hit {
-                response,
+                mut response,
                 result,
                 collapsed,
             } => {
                 backend.record(result, collapsed);
+                response.extensions_mut().insert(result);
                 Ok(response)
             }
-            Lookup::Refresh { response, refresh } => {
+            Lookup::Refresh {
+                mut response,
+                refresh,
+            } => {
                 backend.record(CacheResult::Stale, false);
+                response.extensions_mut().insert(CacheResult::Stale);
                 let again = refresh.refresh_request(request.uri());
                 let (cache, detached) = (self.clone(), backend.detach());
                 tokio::spawn(async move {
@@ -87,7 +92,15 @@ impl EdgeCache {
                 let result = Box::pin(backend.send(request)).await;
                 let (result, cache_result) = self.complete(pending, &method, result);
                 backend.record(cache_result, false);
-                result.map_err(ServeError::Backend)
+                // How the cache answered, for the node's own records (the
+                // access line): `x-cache` is a header anyone upstream
+                // could have set on a path without the cache.
+                result
+                    .map(|mut response| {
+                        response.extensions_mut().insert(cache_result);
+                        response
+                    })
+                    .map_err(ServeError::Backend)
             }
         }
     }

@@ -9,12 +9,14 @@
 mod app;
 mod cache;
 mod control_plane;
+mod log;
 mod origin;
 mod outbound;
 
 use app::root_prefix;
 pub use app::{AppConfig, AppHttps, AppLimits, normalize_prefix};
 pub use control_plane::ControlPlaneConfig;
+pub use log::{AccessLog, LogConfig};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +29,7 @@ use serde::Deserialize;
 use crate::names::{AppName, HostPattern, TenantId};
 pub use cache::CacheConfig;
 pub use origin::OriginUrl;
-pub use outbound::{AppOutbound, Destination, OutboundConfig};
+pub use outbound::{AppOutbound, Destination, HostEntry, OutboundConfig};
 
 /// The whole node configuration (`edge-node --config node.toml`).
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +60,9 @@ pub struct NodeConfig {
     /// The shared HTTP cache in front of every app.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// The node's access log.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 /// Where the node listens. Every address is optional, but at least one of
@@ -71,6 +76,17 @@ pub struct ListenConfig {
     pub http: Option<SocketAddr>,
     /// Operator endpoints: `/metrics`, `/healthz`, `/readyz`. Default: off.
     pub admin: Option<SocketAddr>,
+    /// The HTTPS listener expects a PROXY protocol header (v1 or v2) before
+    /// the TLS handshake, as a TCP load balancer sends it; its source
+    /// address is the client's. A connection without a valid header within
+    /// `http.header_read_timeout` is closed. Turn it on only behind such a
+    /// balancer: anyone reaching the port could claim any address.
+    /// Default: false.
+    #[serde(default)]
+    pub https_proxy_protocol: bool,
+    /// The same for the plain HTTP listener. Default: false.
+    #[serde(default)]
+    pub http_proxy_protocol: bool,
 }
 
 /// Where the HTTPS listener's certificates come from.
@@ -248,6 +264,37 @@ pub struct HttpConfig {
     /// (omitted when 443), for a node behind a load balancer or port
     /// mapping. Default: the HTTPS listener's port (443 without one).
     pub https_redirect_port: Option<u16>,
+    /// Clients (CIDRs, `10.0.0.0/8`, `2001:db8::/32`, or one address)
+    /// whose `X-Forwarded-For` and `Forwarded` headers are kept and
+    /// appended to; everyone else's are dropped. The address a component
+    /// sees (`x-edge-client-ip`) is then the last one such a proxy added.
+    /// Default: none.
+    #[serde(deserialize_with = "addresses_or_nets")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// CIDRs, or bare addresses meaning just that address (`/32`, `/128`):
+/// `ipnet`'s own deserializer takes only CIDRs, and an operator listing
+/// one proxy writes its address.
+fn addresses_or_nets<'de, D>(deserializer: D) -> Result<Vec<ipnet::IpNet>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let entries = Vec::<String>::deserialize(deserializer)?;
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{entry}` is neither an IP address nor a CIDR"
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl Default for HttpConfig {
@@ -269,6 +316,7 @@ impl Default for HttpConfig {
             h2_max_local_error_reset_streams: 1024,
             h2_keep_alive_interval: Duration::from_secs(20),
             https_redirect_port: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -345,6 +393,7 @@ impl NodeConfig {
                 https: None,
                 http: Some(listen),
                 admin,
+                ..ListenConfig::default()
             },
             tls: None,
             runtime: RuntimeConfig::default(),
@@ -366,6 +415,7 @@ impl NodeConfig {
             }],
             control_plane: None,
             cache: Default::default(),
+            log: Default::default(),
         }
     }
 

@@ -2,13 +2,12 @@
 //! may call and how long outbound requests may take. Enforced by
 //! the `outbound` stage.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::names::check_dns_name;
+use serde::{Deserialize, Deserializer};
 
 /// Node-wide outbound settings (`[outbound]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -19,9 +18,11 @@ pub struct OutboundConfig {
     /// entries can reach them: a name resolved through DNS never may, since
     /// a tenant controlling a DNS zone could point it anywhere. Default: none.
     pub allow_private_addresses: Vec<IpAddr>,
-    /// Names resolved to fixed addresses before DNS, like /etc/hosts.
-    /// Default: none.
-    pub hosts: BTreeMap<String, IpAddr>,
+    /// Names resolved to fixed addresses before DNS, like /etc/hosts:
+    /// `name = "10.0.0.5"` for every app on the node (tenant-set allowlists
+    /// included), or `name = { address = "10.0.0.5", tenants = ["acme"] }`
+    /// for those tenants' apps only. Default: none.
+    pub hosts: BTreeMap<String, HostEntry>,
     /// Longest a connection may take. Default: 5s.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -46,117 +47,97 @@ impl Default for OutboundConfig {
     }
 }
 
-/// One app's outbound policy (`[apps.outbound]`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AppOutbound {
-    /// Destinations the app may call: `https://api.example.com`,
-    /// `http://*.example.org:8080`. The port defaults to the scheme's.
-    /// Default: none, so every outbound request is denied.
-    pub allow: Vec<Destination>,
-    /// Subrequests per incoming request. Default: 32.
-    pub max_subrequests: Option<u32>,
+/// Where an `[outbound] hosts` name points, and for whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEntry {
+    /// `name = "10.0.0.5"`: any app may use the name (the form from before
+    /// tenants could set allowlists through the API, kept so existing
+    /// files mean what they meant).
+    Any(IpAddr),
+    /// `name = { address = "10.0.0.5", tenants = ["acme"] }`: only those
+    /// tenants' apps may; for any other tenant the name is refused
+    /// (`denied-address`) and never looked up in DNS.
+    Tenants {
+        address: IpAddr,
+        tenants: BTreeSet<String>,
+    },
 }
 
-impl AppOutbound {
-    pub fn max_subrequests(&self) -> u32 {
-        self.max_subrequests.unwrap_or(32)
+impl HostEntry {
+    pub fn address(&self) -> IpAddr {
+        match self {
+            HostEntry::Any(address) | HostEntry::Tenants { address, .. } => *address,
+        }
     }
 
-    pub(crate) fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        self.allow.iter().any(|d| d.matches(scheme, host, port))
-    }
-}
-
-/// An allowed destination: scheme, host pattern and port.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Destination {
-    https: bool,
-    /// Exact host, or `.suffix` for `*.suffix`.
-    host: String,
-    wildcard: bool,
-    port: u16,
-}
-
-impl Destination {
-    pub(crate) fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let scheme_ok = if self.https {
-            scheme == "https"
-        } else {
-            scheme == "http"
-        };
-        let host_ok = if self.wildcard {
-            host.len() > self.host.len() && host.ends_with(&self.host)
-        } else {
-            host == self.host
-        };
-        scheme_ok && host_ok && port == self.port
-    }
-}
-
-impl TryFrom<String> for Destination {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        let bad = |why: &str| format!("invalid outbound destination `{s}`: {why}");
-        let (scheme, rest) = s
-            .split_once("://")
-            .ok_or_else(|| bad("write it as scheme://host[:port]"))?;
-        let https = match scheme {
-            "https" => true,
-            "http" => false,
-            _ => return Err(bad("the scheme must be http or https")),
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse::<u16>()
-                    .map_err(|_| bad("the port is not a number"))?,
-            ),
-            None => (rest, if https { 443 } else { 80 }),
-        };
-        let host = host.to_ascii_lowercase();
-        let (host, wildcard) = match host.strip_prefix("*.") {
-            Some(suffix) => (format!(".{suffix}"), true),
-            None => (host, false),
-        };
-        check_dns_name(host.trim_start_matches('.')).map_err(bad)?;
-        Ok(Destination {
-            https,
-            host,
-            wildcard,
-            port,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dest(s: &str) -> Destination {
-        Destination::try_from(s.to_string()).unwrap()
-    }
-
-    #[test]
-    fn destinations_match_scheme_host_and_port() {
-        let api = dest("https://API.example.com");
-        assert!(api.matches("https", "api.example.com", 443));
-        assert!(!api.matches("http", "api.example.com", 443));
-        assert!(!api.matches("https", "api.example.com", 8443));
-        assert!(!api.matches("https", "evil.api.example.com", 443));
-        let wild = dest("http://*.example.org:8080");
-        assert!(wild.matches("http", "a.example.org", 8080));
-        assert!(!wild.matches("http", "example.org", 8080));
-        assert!(!wild.matches("http", "a.example.org", 80));
-        for bad in [
-            "example.com",
-            "ftp://example.com",
-            "https://exa mple.com",
-            "https://a.b:x",
-        ] {
-            assert!(Destination::try_from(bad.to_string()).is_err(), "{bad}");
+    /// Whether `tenant`'s apps may use the name; `None` is the node's own
+    /// connector, which only ever sees names a tenant was vetted for.
+    pub fn serves(&self, tenant: Option<&str>) -> bool {
+        match (self, tenant) {
+            (HostEntry::Any(_), _) | (HostEntry::Tenants { .. }, None) => true,
+            (HostEntry::Tenants { tenants, .. }, Some(tenant)) => tenants.contains(tenant),
         }
     }
 }
+
+/// An address, as the unscoped form (tests and code building configs).
+impl FromStr for HostEntry {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(HostEntry::Any)
+    }
+}
+
+/// Hand-written so that both forms give errors naming what is wrong
+/// (`#[serde(untagged)]` says only that no variant matched).
+impl<'de> Deserialize<'de> for HostEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Scoped {
+            address: IpAddr,
+            tenants: BTreeSet<String>,
+        }
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = HostEntry;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an IP address, or { address = \"...\", tenants = [...] }")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<HostEntry, E> {
+                value
+                    .parse()
+                    .map(HostEntry::Any)
+                    .map_err(|_| E::custom(format!("`{value}` is not an IP address")))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<HostEntry, A::Error> {
+                let scoped =
+                    Scoped::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                if scoped.tenants.is_empty() {
+                    return Err(serde::de::Error::custom(
+                        "`tenants` must name at least one tenant (or give just the address, for all)",
+                    ));
+                }
+                Ok(HostEntry::Tenants {
+                    address: scoped.address,
+                    tenants: scoped.tenants,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// One app's outbound policy (`[apps.outbound]`) and its destinations:
+/// shared with the control plane, which checks them with the same parser.
+pub use edge_common::outbound::{AppOutbound, Destination};

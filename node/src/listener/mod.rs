@@ -9,6 +9,7 @@
 //! loop stops accepting, tells every connection to finish its in-flight
 //! requests, and waits up to the grace period.
 
+pub mod proxy;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use crate::client::{ClientConn, TlsFacts};
 use crate::config::HttpConfig;
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
@@ -50,6 +52,8 @@ pub struct ClientListener {
     /// Connection slots shared by every client listener
     /// (`http.max_connections`, `http.max_connections_per_ip`).
     pub connection_slots: Arc<ConnectionSlots>,
+    /// Expect a PROXY protocol header first (`listen.*_proxy_protocol`).
+    pub proxy_protocol: bool,
 }
 
 impl ClientListener {
@@ -110,6 +114,7 @@ pub async fn serve(
         failed: metrics.tls_handshakes.with_label_values(&["failed"]),
         timeout: metrics.tls_handshakes.with_label_values(&["timeout"]),
     });
+    let trusted_proxies: Arc<[ipnet::IpNet]> = config.trusted_proxies.clone().into();
     let timeouts = ConnectionTimeouts {
         first_bytes: config.header_read_timeout,
         idle: config.idle_timeout,
@@ -154,6 +159,8 @@ pub async fn serve(
             timeouts,
             scheme: scheme.clone(),
             peer,
+            proxy_protocol: spec.proxy_protocol,
+            trusted_proxies: trusted_proxies.clone(),
             open: OpenGuard::new(open.clone()),
             _slot: slot,
             _tracked: open_tx.subscribe(),
@@ -194,6 +201,8 @@ struct Connection {
     timeouts: ConnectionTimeouts,
     scheme: Scheme,
     peer: SocketAddr,
+    proxy_protocol: bool,
+    trusted_proxies: Arc<[ipnet::IpNet]>,
     open: OpenGuard,
     _slot: ConnectionSlot,
     /// Dropped with the connection: the listener waits for all of these
@@ -203,17 +212,48 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, shutdown: watch::Receiver<bool>) {
+    async fn run(self, mut stream: TcpStream, shutdown: watch::Receiver<bool>) {
         let _open = &self.open;
+        let client = if self.proxy_protocol {
+            // Bounded like a request head: a balancer sends the header at
+            // once, and a client that sends nothing holds a slot only so long.
+            let header = proxy::read_header(&mut stream);
+            match tokio::time::timeout(self.timeouts.first_bytes, header).await {
+                Ok(Ok(source)) => source.unwrap_or(self.peer),
+                Ok(Err(err)) => {
+                    tracing::debug!(peer = %self.peer, "{err}");
+                    self.closed("proxy-header-invalid");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "no PROXY protocol header in time");
+                    self.closed("proxy-header-timeout");
+                    return;
+                }
+            }
+        } else {
+            self.peer
+        };
         match &self.tls {
-            None => self.serve_http(stream, shutdown).await,
+            None => {
+                let conn =
+                    ClientConn::new(self.scheme.clone(), client, &self.trusted_proxies, None);
+                self.serve_http(stream, conn, shutdown).await
+            }
             Some(acceptor) => {
                 let handshake =
                     tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
                 match handshake.await {
                     Ok(Ok(tls)) => {
                         self.handshakes.ok.inc();
-                        self.serve_http(tls, shutdown).await
+                        let facts = TlsFacts::of(tls.get_ref().1);
+                        let conn = ClientConn::new(
+                            self.scheme.clone(),
+                            client,
+                            &self.trusted_proxies,
+                            facts,
+                        );
+                        self.serve_http(tls, conn, shutdown).await
                     }
                     Ok(Err(err)) => {
                         self.handshakes.failed.inc();
@@ -228,16 +268,24 @@ impl Connection {
         }
     }
 
-    async fn serve_http<I>(&self, io: I, mut shutdown: watch::Receiver<bool>)
+    /// Counts a connection the node closed before serving it.
+    fn closed(&self, reason: &'static str) {
+        self.metrics
+            .connections_closed
+            .with_label_values(&[self.listener, reason])
+            .inc();
+    }
+
+    async fn serve_http<I>(&self, io: I, conn: ClientConn, mut shutdown: watch::Receiver<bool>)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let dispatcher = self.dispatcher.clone();
-        let scheme = self.scheme.clone();
+        let conn = Arc::new(conn);
         let handler = move |request: hyper::Request<Incoming>| {
             let dispatcher = dispatcher.clone();
-            let scheme = scheme.clone();
-            async move { dispatcher.dispatch(request, scheme).await }
+            let conn = conn.clone();
+            async move { dispatcher.dispatch_from(request, &conn).await }
         };
         let drain = crate::shutdown::stopped(&mut shutdown);
         let end = conn::serve(&self.builder, io, &self.timeouts, drain, handler).await;

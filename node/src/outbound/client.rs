@@ -40,7 +40,7 @@ impl OutboundClient {
     pub fn new(mut config: OutboundConfig, results: IntCounterVec) -> Self {
         config.hosts = std::mem::take(&mut config.hosts)
             .into_iter()
-            .map(|(name, ip)| (name.trim_end_matches('.').to_ascii_lowercase(), ip))
+            .map(|(name, entry)| (name.trim_end_matches('.').to_ascii_lowercase(), entry))
             .collect();
         let config = Arc::new(config);
         let mut http = HttpConnector::new_with_resolver(VettingResolver {
@@ -142,7 +142,8 @@ impl OutboundClient {
         // resolves differently the second time gains nothing.
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         if literal.parse::<IpAddr>().is_err()
-            && let Err(err) = VettingResolver::resolve(self.config.clone(), host).await
+            && let Err(err) =
+                VettingResolver::resolve(self.config.clone(), host, Some(tenant)).await
         {
             let prohibited = err.get_ref().is_some_and(|e| e.is::<AddressProhibited>());
             let code = if prohibited {

@@ -100,13 +100,26 @@ pub(super) struct VettingResolver {
 }
 
 impl VettingResolver {
+    /// `tenant` is whose request it is: an operator's name scoped to other
+    /// tenants is refused outright, never looked up in DNS (where it might
+    /// pass, and the connector, which cannot tell tenants apart, would
+    /// then use the operator's address). `None` is the connector itself:
+    /// every name reaching it was vetted for its tenant first (by the
+    /// outbound client's `send_vetted`).
     pub(super) async fn resolve(
         config: Arc<OutboundConfig>,
         host: String,
+        tenant: Option<&str>,
     ) -> std::io::Result<Vec<SocketAddr>> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let (candidates, from_operator): (Vec<IpAddr>, bool) = match config.hosts.get(&host) {
-            Some(ip) => (vec![*ip], true),
+            Some(entry) if entry.serves(tenant) => (vec![entry.address()], true),
+            Some(_) => {
+                return Err(std::io::Error::other(AddressProhibited {
+                    host,
+                    reason: "an operator's name for other tenants",
+                }));
+            }
             None => {
                 // getaddrinfo cannot be cancelled, but the guest need not wait
                 // for a slow resolver longer than it would for a connection.
@@ -149,7 +162,7 @@ impl tower_service::Service<Name> for VettingResolver {
     fn call(&mut self, name: Name) -> Self::Future {
         let config = self.config.clone();
         let host = name.as_str().to_string();
-        Box::pin(async move { Ok(Self::resolve(config, host).await?.into_iter()) })
+        Box::pin(async move { Ok(Self::resolve(config, host, None).await?.into_iter()) })
     }
 }
 
@@ -228,15 +241,39 @@ mod tests {
             ..OutboundConfig::default()
         });
         for host in ["internal.test", "metadata.test"] {
-            let err = VettingResolver::resolve(config.clone(), host.into())
+            let err = VettingResolver::resolve(config.clone(), host.into(), Some("acme"))
                 .await
                 .expect_err("refused");
             assert!(err.get_ref().is_some_and(|e| e.is::<AddressProhibited>()));
         }
         // Names match whatever their case or trailing dot.
-        let ok = VettingResolver::resolve(config, "ORIGIN.test.".into())
+        let ok = VettingResolver::resolve(config, "ORIGIN.test.".into(), Some("acme"))
             .await
             .unwrap();
         assert_eq!(ok, vec!["127.0.0.1:0".parse().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn a_name_scoped_to_tenants_resolves_only_for_them() {
+        let config = Arc::new(OutboundConfig {
+            hosts: [(
+                "acme-db.test".to_string(),
+                crate::config::HostEntry::Tenants {
+                    address: "127.0.0.1".parse().unwrap(),
+                    tenants: ["acme".to_string()].into(),
+                },
+            )]
+            .into(),
+            allow_private_addresses: vec!["127.0.0.1".parse().unwrap()],
+            ..OutboundConfig::default()
+        });
+        let resolve =
+            |tenant| VettingResolver::resolve(config.clone(), "acme-db.test".into(), tenant);
+        assert_eq!(
+            resolve(Some("acme")).await.unwrap(),
+            vec!["127.0.0.1:0".parse().unwrap()]
+        );
+        let err = resolve(Some("other")).await.expect_err("refused");
+        assert!(err.get_ref().is_some_and(|e| e.is::<AddressProhibited>()));
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use edge_common::api::{GuestLine, GuestStream, LogEvent};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -26,6 +27,8 @@ pub struct LogContext {
     pub tenant: Arc<str>,
     pub app: Arc<str>,
     pub request_id: crate::request_id::RequestId,
+    /// Set when someone tails the app: its lines are shipped too.
+    pub tail: Option<Arc<crate::logs::AppTail>>,
     pub limits: GuestLogLimits,
 }
 
@@ -139,6 +142,9 @@ impl LineWriter {
                 "{}",
                 text.trim_end_matches('\r'),
             );
+            if let Some(tail) = &ctx.tail {
+                self.ship(tail, text.trim_end_matches('\r'));
+            }
         } else if !shared.notice_sent.swap(true, Ordering::Relaxed) {
             let ctx = &shared.ctx;
             tracing::warn!(
@@ -152,6 +158,30 @@ impl LineWriter {
         }
         self.line.clear();
         self.cut = false;
+    }
+
+    fn ship(&self, tail: &Arc<crate::logs::AppTail>, text: &str) {
+        let ctx = &self.shared.ctx;
+        if !tail.admit() {
+            return;
+        }
+        let app = tail.app.clone();
+        let stream = if self.stream == "stderr" {
+            GuestStream::Stderr
+        } else {
+            GuestStream::Stdout
+        };
+        let mut event = LogEvent::Log(GuestLine {
+            time_ms: crate::logs::now_ms(),
+            node: String::new(),
+            app,
+            request_id: ctx.request_id.to_string(),
+            stream,
+            line: text.to_string(),
+            cut: self.cut,
+        });
+        event.bound();
+        tail.send(event);
     }
 }
 
@@ -212,6 +242,7 @@ mod tests {
             tenant: "t".into(),
             app: "a".into(),
             request_id: crate::request_id::RequestId(1),
+            tail: None,
             limits: GuestLogLimits {
                 line_bytes,
                 bytes_per_request,

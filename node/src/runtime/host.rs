@@ -1,6 +1,8 @@
 //! Per-request host state (`T` in `Store<T>`) and the interfaces the node
-//! gives a guest: wasi:http, wasi:io, wasi:clocks, wasi:random and wasi:cli
-//! (environment = the app's config values, stdout/stderr = logs, exit).
+//! gives a guest: wasi:http, wasi:io, wasi:clocks, wasi:random, wasi:cli
+//! (environment = the app's config values, stdout/stderr = logs, exit) and
+//! wasi:config/store@0.2.0-rc.1 (the app's config values and secrets,
+//! built once per app load; a request holds only an `Arc` to them).
 //! No filesystem and no sockets are linked at all, so a component that
 //! imports them is refused when it is loaded, not when a request arrives.
 
@@ -12,6 +14,7 @@ use wasmtime::Engine;
 use wasmtime_wasi::cli::WasiCliView;
 use wasmtime_wasi::p2::bindings::{cli, random};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
     WasiHttpView,
@@ -39,6 +42,8 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     cli::terminal_stderr::add_to_linker::<Host, Cli>(l, Host::cli)?;
     random::insecure::add_to_linker::<Host, Random>(l, |h| h.wasi.random())?;
     random::insecure_seed::add_to_linker::<Host, Random>(l, |h| h.wasi.random())?;
+    // wasi:config/store: `get`/`get-all` over the app's variables.
+    wasmtime_wasi_config::add_to_linker(l, |h: &mut Host| WasiConfig::new(&h.config))?;
     Ok(linker)
 }
 
@@ -51,6 +56,8 @@ pub struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutboundPolicy,
+    /// What wasi:config serves: the app's config values and secrets.
+    config: Arc<WasiConfigVariables>,
     pub(super) limits: InstanceLimits,
     /// Epoch ticks of CPU charged to this request.
     pub(super) cpu_ticks: u64,
@@ -59,6 +66,8 @@ pub struct Host {
 /// What a request's host state is built from.
 pub struct HostSetup<'a> {
     pub env: &'a [(String, String)],
+    /// The app's wasi:config variables (config values and secrets).
+    pub config: Arc<WasiConfigVariables>,
     pub log: LogContext,
     pub max_memory_bytes: usize,
     pub max_table_elements: usize,
@@ -93,6 +102,7 @@ impl Host {
             wasi: wasi.build(),
             http,
             hooks: setup.outbound,
+            config: setup.config,
             limits: InstanceLimits {
                 max_memory_bytes: setup.max_memory_bytes,
                 max_table_elements: setup.max_table_elements,

@@ -30,6 +30,9 @@ pub trait GuestApp: Send + Sync + 'static {
     fn component(&self) -> Option<&super::LoadedComponent>;
     /// The app's config values: the guest's whole environment.
     fn env(&self) -> &[(String, String)];
+    /// What the guest reads through wasi:config: config values and
+    /// secrets, built when the app was loaded.
+    fn config_store(&self) -> &Arc<wasmtime_wasi_config::WasiConfigVariables>;
     fn limits(&self) -> &AppLimits;
     fn outbound(&self) -> &Arc<AppOutbound>;
     /// The tenant's and the app's names, as logs and metrics carry them.
@@ -171,10 +174,17 @@ impl Runtime {
         let limit_hit = Arc::new(AtomicBool::new(false));
         let host = Host::new(HostSetup {
             env: app.env(),
+            config: app.config_store().clone(),
             log: LogContext {
                 tenant: tenant.clone(),
                 app: app_name.clone(),
                 request_id,
+                // Decided once per request by the dispatcher, which looked
+                // the app up (nothing there for an untailed app).
+                tail: request
+                    .extensions()
+                    .get::<crate::logs::Tailed>()
+                    .map(|t| t.0.clone()),
                 limits: GuestLogLimits {
                     line_bytes: settings.guest_log_line_bytes,
                     bytes_per_request: settings.guest_log_bytes_per_request,

@@ -17,6 +17,7 @@ use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{AppError, PurgeTarget, Snapshot, SnapshotApp, SnapshotOrigin};
 
 use super::certificates::{BuiltCertificates, FetchedCertificates, ServedCertificates};
+use super::secrets::SecretBundles;
 use crate::acme::AcmeChallenges;
 use crate::app::{App, Backend, HttpsPolicy};
 use crate::certs::CertResolver;
@@ -26,6 +27,7 @@ use crate::dispatch::{Dispatcher, RoutingTable};
 use crate::metrics::Metrics;
 use crate::origin::{Origin, OriginUrl};
 use crate::runtime::{LoadError, LoadedComponent, Runtime};
+use wasmtime_wasi_config::WasiConfigVariables;
 
 /// Routes from the node's own config file, served next to synced apps.
 pub type StaticRoute = (Vec<HostPattern>, String, Arc<App>);
@@ -59,6 +61,9 @@ pub struct Applier {
     /// Where the synced certificates are served from.
     resolver: Arc<CertResolver>,
     certificates: ServedCertificates,
+    /// Verified secrets bundles by digest (`sync::secrets` fills it before
+    /// a build; an install keeps those the served apps name).
+    secrets: SecretBundles,
     static_routes: Vec<StaticRoute>,
     /// The synced apps being served, with what they were built from.
     current: HashMap<(TenantId, AppName), (SnapshotApp, Arc<App>)>,
@@ -129,6 +134,7 @@ impl Applier {
             dispatcher,
             resolver,
             certificates: ServedCertificates::default(),
+            secrets: SecretBundles::default(),
             static_routes,
             current: HashMap::new(),
             current_origins: HashMap::new(),
@@ -141,6 +147,15 @@ impl Applier {
         self.current
             .values()
             .any(|(spec, _)| spec.artifact.sha256 == sha256)
+    }
+
+    /// The secrets bundles held.
+    pub fn secrets(&self) -> &SecretBundles {
+        &self.secrets
+    }
+
+    pub fn secrets_mut(&mut self) -> &mut SecretBundles {
+        &mut self.secrets
     }
 
     /// The parsed key of a certificate bundle already served.
@@ -342,6 +357,20 @@ impl Applier {
             )));
         }
         let https = HttpsPolicy::new(&spec.https).map_err(invalid)?;
+        // wasi:config: the config values, then the secrets, which win on a
+        // name in both. Never in the environment.
+        let mut variables: WasiConfigVariables = spec.config.iter().collect();
+        if let Some(reference) = &spec.secrets {
+            match self.secrets.get(&reference.sha256) {
+                Some(Ok(values)) => {
+                    for (name, value) in values.iter() {
+                        variables.insert(name.clone(), value.clone());
+                    }
+                }
+                Some(Err(why)) => return Err(invalid(format!("secrets: {why}"))),
+                None => return Err(invalid("its secrets bundle was not fetched".into())),
+            }
+        }
         Ok(App::new(
             spec.tenant.clone(),
             spec.name.clone(),
@@ -351,9 +380,12 @@ impl Applier {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             limits,
-            AppOutbound::default(),
+            // The control plane's policy; the node's [outbound] still
+            // vets every address it resolves to.
+            spec.outbound.clone(),
             &self.metrics,
         )
+        .with_config_store(variables)
         .with_https(https))
     }
 
@@ -387,6 +419,12 @@ impl Applier {
                 self.metrics.remove_app(tenant.as_str(), app.as_str());
             }
         }
+        let named: HashSet<&str> = built
+            .apps
+            .values()
+            .filter_map(|(spec, _)| spec.secrets.as_ref().map(|s| s.sha256.as_str()))
+            .collect();
+        self.secrets.retain(&named);
         self.current = built.apps;
         self.current_origins = built.origins;
     }

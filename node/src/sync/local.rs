@@ -29,6 +29,11 @@ impl LocalState {
         })
     }
 
+    /// The data directory (`sync::secrets` keeps its files under it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn snapshot_path(&self) -> PathBuf {
         self.dir.join("snapshot.json")
     }
@@ -131,7 +136,7 @@ const BUNDLE_SUFFIX: &str = ".pem";
 
 /// Removes every file of `dir` but `{sha256}{suffix}` for the digests in
 /// `keep`.
-fn retain(dir: &Path, suffix: &str, keep: &[&str]) {
+pub(super) fn retain(dir: &Path, suffix: &str, keep: &[&str]) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -152,7 +157,7 @@ fn write_atomically(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_with_mode(target, bytes, 0o666)
 }
 
-fn write_with_mode(target: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub(super) fn write_with_mode(target: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = target.with_extension(format!("tmp-{}", std::process::id()));
     edge_common::fsutil::write_atomically(&tmp, target, bytes, mode)
 }

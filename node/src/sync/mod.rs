@@ -12,6 +12,8 @@ pub mod apply;
 mod artifacts;
 pub mod certificates;
 pub mod local;
+pub mod log_uplink;
+pub mod secrets;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -44,6 +46,8 @@ pub enum SyncError {
     ArtifactFetch { sha256: String, message: String },
     #[error("cannot fetch certificate bundle {sha256}: {message}")]
     CertificateFetch { sha256: String, message: String },
+    #[error("cannot fetch secrets bundle {sha256}: {message}")]
+    SecretsFetch { sha256: String, message: String },
     #[error("cannot write local state: {0}")]
     Persist(std::io::Error),
     #[error("{0}")]
@@ -60,6 +64,7 @@ impl SyncError {
             SyncError::Artifact { .. } => "artifact",
             SyncError::ArtifactFetch { .. } => "artifact-fetch",
             SyncError::CertificateFetch { .. } => "certificate-fetch",
+            SyncError::SecretsFetch { .. } => "secrets-fetch",
             SyncError::Persist(_) => "persist",
             SyncError::Other(_) => "other",
         }
@@ -87,6 +92,8 @@ pub struct Syncer {
     applied_epoch: String,
     /// A report the control plane has not received yet.
     unsent_report: Option<NodeReport>,
+    /// Told which apps are tailed by each applied snapshot.
+    logs: Option<std::sync::Arc<crate::logs::LogHub>>,
 }
 
 impl Syncer {
@@ -119,6 +126,7 @@ impl Syncer {
             .build()
             .map_err(|e| SyncError::Other(format!("cannot build the HTTP client: {e}")))?;
         let local = LocalState::open(&config.data_dir).map_err(SyncError::Persist)?;
+        secrets::open_dir(&local).map_err(SyncError::Persist)?;
         let key = match &config.trust_key {
             Some(hex) => {
                 Some(VerifyingKey::from_hex(hex).map_err(|e| SyncError::Other(e.to_string()))?)
@@ -144,7 +152,24 @@ impl Syncer {
             applied: 0,
             applied_epoch: String::new(),
             unsent_report: None,
+            logs: None,
         })
+    }
+
+    /// The log shipper's uplink: this client, token and replicas.
+    pub fn log_uplink(&self) -> log_uplink::LogUplink {
+        log_uplink::LogUplink {
+            client: self.client.clone(),
+            endpoints: std::sync::Arc::new(self.endpoints.clone()),
+            token: self.token.clone(),
+            current: std::sync::atomic::AtomicUsize::new(self.current),
+        }
+    }
+
+    /// Ships the snapshots' tailed apps to `hub` (which lines to ship).
+    pub fn with_logs(mut self, hub: std::sync::Arc<crate::logs::LogHub>) -> Self {
+        self.logs = Some(hub);
+        self
     }
 
     /// Serves the last applied snapshot from disk, if there is one and it
@@ -170,6 +195,7 @@ impl Syncer {
             // fails its app or certificate instead of being fetched.
             let (artifacts, bad) = self.fetch_artifacts(&snapshot, false).await?;
             let certificates = self.fetch_certificates(&snapshot, false).await?;
+            self.fetch_secrets(&snapshot, false).await?;
             let failures = self
                 .install(&snapshot, artifacts, bad, certificates)
                 .await?;
@@ -331,9 +357,15 @@ impl Syncer {
         }
         let (artifacts, bad) = self.fetch_artifacts(&snapshot, true).await?;
         let certificates = self.fetch_certificates(&snapshot, true).await?;
+        self.fetch_secrets(&snapshot, true).await?;
         let failures = self
             .install(&snapshot, artifacts, bad, certificates)
             .await?;
+        // Only from the control plane's live answer: a stored snapshot's
+        // tails are long gone.
+        if let Some(logs) = &self.logs {
+            logs.set_tailed(&snapshot.tails);
+        }
         self.local
             .write_snapshot(&signed)
             .map_err(SyncError::Persist)?;
@@ -355,6 +387,18 @@ impl Syncer {
             .retain_artifacts(&keep.iter().map(String::as_str).collect::<Vec<_>>());
         self.local
             .retain_certificates(&keep_bundles.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut keep_secrets: Vec<String> = snapshot
+            .apps
+            .iter()
+            .filter_map(|a| a.secrets.as_ref().map(|s| s.sha256.clone()))
+            .collect();
+        if let Ok(applier) = self.applier.lock() {
+            keep_secrets.extend(applier.secrets().held().map(str::to_string));
+        }
+        secrets::retain_files(
+            &self.local,
+            &keep_secrets.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         self.applied = snapshot.revision;
         self.applied_epoch = snapshot.epoch.clone();
         self.metrics.sync.revision.set(snapshot.revision as i64);

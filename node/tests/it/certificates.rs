@@ -72,6 +72,7 @@ fn snapshot() -> Snapshot {
         purges: Vec::new(),
         certificates: Vec::new(),
         acme_challenges: Vec::new(),
+        tails: Vec::new(),
     }
 }
 

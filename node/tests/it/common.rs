@@ -115,9 +115,15 @@ pub struct TestNodeBuilder {
     cache: bool,
     cache_capacity: Option<u64>,
     purge_token: Option<String>,
+    proxy_protocol: bool,
 }
 
 impl TestNodeBuilder {
+    /// Both client listeners expect a PROXY protocol header.
+    pub fn proxy_protocol(mut self) -> Self {
+        self.proxy_protocol = true;
+        self
+    }
     pub fn app(mut self, app: TestApp) -> Self {
         self.apps.push(app);
         self
@@ -197,6 +203,8 @@ impl TestNodeBuilder {
                 https: self.https.then_some(loopback),
                 http: self.http.then_some(loopback),
                 admin: Some(loopback),
+                https_proxy_protocol: self.proxy_protocol,
+                http_proxy_protocol: self.proxy_protocol,
             },
             tls: self.https.then_some(TlsConfig::Files {
                 certificates: cert_configs,
@@ -235,6 +243,7 @@ impl TestNodeBuilder {
                 }
                 cache
             },
+            log: Default::default(),
         };
         let handle = Node::start(config).await.expect("node starts");
         TestNode {
@@ -274,6 +283,7 @@ impl TestNode {
             cache: true,
             cache_capacity: None,
             purge_token: None,
+            proxy_protocol: false,
         }
     }
 

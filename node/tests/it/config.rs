@@ -58,3 +58,20 @@ fn the_kubernetes_config_map_holds_a_valid_node_config() {
         "probes need the admin listener"
     );
 }
+
+/// `[http] trusted_proxies` takes a bare address as that one address.
+#[test]
+fn a_trusted_proxy_may_be_a_bare_address() {
+    let config = NodeConfig::from_toml(
+        "[listen]\nhttp = \"127.0.0.1:8080\"\n[http]\n\
+         trusted_proxies = [\"10.0.0.5\", \"2001:db8::7\", \"192.168.0.0/16\"]\n",
+    )
+    .unwrap();
+    let nets: Vec<String> = config
+        .http
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["10.0.0.5/32", "2001:db8::7/128", "192.168.0.0/16"]);
+}

@@ -79,6 +79,11 @@ async fn config_values_reach_the_guest_and_nothing_else_does() {
     // The node's own environment (PATH is always set) is not inherited.
     let path = node.get("config.test", "/PATH").await;
     assert_eq!(path.status(), 404);
+    // The same values through wasi:config/store, and nothing more.
+    let via_store = node.get("config.test", "/?config=MODE").await;
+    assert_eq!(via_store.text().await.unwrap(), "edge");
+    let absent = node.get("config.test", "/?config=PATH").await;
+    assert_eq!(absent.status(), 404);
 }
 
 #[tokio::test]

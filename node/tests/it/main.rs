@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access_log;
 mod architecture;
 mod cache;
 mod certificates;
+mod client_addr;
 mod common;
 mod config;
 mod connections;

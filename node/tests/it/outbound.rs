@@ -148,6 +148,51 @@ async fn loopback_needs_the_operators_permission_even_when_allowed_by_name() {
 }
 
 #[tokio::test]
+async fn an_operators_name_scoped_to_a_tenant_is_refused_to_the_others() {
+    let origin = TestOrigin::start().await;
+    let port = origin.addr.port();
+    let allow = [format!("http://acme-origin.test:{port}")];
+    let allow: Vec<&str> = allow.iter().map(String::as_str).collect();
+    let node = TestNode::builder()
+        .app(app("ssrf", SSRF).tenant("acme").outbound(&allow, None))
+        .app(
+            app("other", SSRF)
+                .tenant("other")
+                .hosts(&["other.test"])
+                .outbound(&allow, None),
+        )
+        .outbound(|o| {
+            o.hosts.insert(
+                "acme-origin.test".into(),
+                edge_node::config::HostEntry::Tenants {
+                    address: "127.0.0.1".parse().unwrap(),
+                    tenants: ["acme".to_string()].into(),
+                },
+            );
+            o.allow_private_addresses = vec!["127.0.0.1".parse().unwrap()];
+        })
+        .start()
+        .await;
+    let url = format!("/?url=http://acme-origin.test:{port}/");
+    assert_eq!(get_text(&node, "ssrf.test", &url).await, "status 200\n");
+    assert_eq!(origin.hits(), 1);
+    // The other tenant listed the same name in its own allowlist: refused
+    // as a private address, before DNS or any connection.
+    let refused = get_text(&node, "other.test", &url).await;
+    assert!(refused.contains("DestinationIpProhibited"), "{refused}");
+    assert_eq!(origin.hits(), 1);
+    assert_eq!(
+        outbound_count(&node, "other", "denied-address").await,
+        Some(1.0)
+    );
+    // Still refused after acme's connection to it is pooled.
+    assert_eq!(get_text(&node, "ssrf.test", &url).await, "status 200\n");
+    let refused = get_text(&node, "other.test", &url).await;
+    assert!(refused.contains("DestinationIpProhibited"), "{refused}");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
 async fn subrequests_are_capped_per_request() {
     let origin = TestOrigin::start().await;
     let port = origin.addr.port();

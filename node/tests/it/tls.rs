@@ -98,6 +98,7 @@ async fn self_signed_dev_mode_serves_every_app_host_with_its_own_short_lived_cer
         https: Some("127.0.0.1:0".parse().unwrap()),
         http: None,
         admin: None,
+        ..ListenConfig::default()
     };
     config.apps[0].hosts = vec![
         "hello.localhost".to_string().try_into().unwrap(),

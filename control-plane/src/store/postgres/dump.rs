@@ -6,10 +6,11 @@ use deadpool_postgres::Transaction;
 use edge_common::sync::AppHttps;
 
 use super::{
-    TxResult, certs, current_revision, epoch, int, json, parse, purge_columns, purge_row, to_json,
-    u,
+    TxResult, certs, current_revision, epoch, int, json, outbound, parse, purge_columns, purge_row,
+    to_json, u,
 };
 use crate::store::StoreDump;
+use crate::store::dump::SecretBundleRow;
 use crate::store::dump::{
     AcmeAccountRow, AcmeChallengeRow, AppRow, ArtifactRow, DUMP_FORMAT, DeploymentRow, HostRow,
     NodeRow, RestoreError, TenantRow, VersionRow,
@@ -145,6 +146,8 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
         .query_one("SELECT value FROM purge_counter WHERE id = 1", &[])
         .await?
         .try_get(0)?;
+    let (app_outbound, tenant_limits) = outbound::dump(tx).await?;
+    let (log_tails, log_lines, log_seq, log_pruned) = super::logs::dump(tx).await?;
     Ok(StoreDump {
         format: DUMP_FORMAT,
         epoch: epoch(tx).await?,
@@ -175,6 +178,22 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
             .into_iter()
             .map(|(directory, sealed)| AcmeAccountRow { directory, sealed })
             .collect(),
+        secrets: super::secrets::all(tx)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        secret_bundles: super::secrets::all_bundles(tx)
+            .await?
+            .into_iter()
+            .map(|(tenant, app, b)| SecretBundleRow::new(tenant, app, b))
+            .collect(),
+        app_outbound,
+        tenant_limits,
+        log_tails,
+        log_lines,
+        log_seq,
+        log_pruned,
     })
 }
 
@@ -344,5 +363,29 @@ pub(super) async fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> TxResult<
     for a in &dump.acme_accounts {
         certs::put_account(tx, &a.directory, &a.sealed, false).await?;
     }
+    super::secrets::restore(
+        tx,
+        &dump
+            .secrets
+            .iter()
+            .cloned()
+            .map(Into::into)
+            .collect::<Vec<_>>(),
+        &dump
+            .secret_bundles
+            .iter()
+            .map(SecretBundleRow::parts)
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    outbound::restore(tx, &dump.app_outbound, &dump.tenant_limits).await?;
+    super::logs::restore(
+        tx,
+        &dump.log_tails,
+        &dump.log_lines,
+        dump.log_seq,
+        &dump.log_pruned,
+    )
+    .await?;
     Ok(())
 }

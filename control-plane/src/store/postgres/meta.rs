@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use edge_common::AppLimits;
+use edge_common::api::SetTenantLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
+use edge_common::outbound::AppOutbound;
 use edge_common::sync::{
     AcmeChallenge, AppHttps, ApplyOutcome, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot,
 };
 
 use super::{
     Kind, PgMetaStore, app_exists, app_origin, bump_revision, certs, component_app,
-    current_revision, epoch, int, json, load_app, load_version, parse, purge_columns,
+    current_revision, epoch, int, json, load_app, load_version, outbound, parse, purge_columns,
     snapshot_apps, snapshot_origins, snapshot_purges, tenant_found, tenant_storage, to_json, u,
     version_row,
 };
@@ -23,6 +25,9 @@ use crate::store::{
     PurgeRate, QuotaExceeded, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage,
     VersionRecord, now_unix, purge_rate_check,
 };
+use crate::store::{AppSecrets, SecretRecord, SecretWrite};
+use crate::store::{LogPage, LogStart, LogSweep, LogTail, NewLogLine};
+use edge_common::sync::TailedApp;
 
 #[async_trait]
 impl MetaStore for PgMetaStore {
@@ -198,6 +203,8 @@ impl MetaStore for PgMetaStore {
         transaction!(self, Kind::Write, |tx| {
             app_exists(&tx, tenant, name).await?;
             certs::delete_of_app(&tx, tenant, name).await?;
+            super::secrets::delete_of_app(&tx, tenant, name).await?;
+            outbound::delete_of_app(&tx, tenant, name).await?;
             for sql in [
                 "DELETE FROM apps WHERE tenant = $1 AND name = $2",
                 "DELETE FROM hosts WHERE tenant = $1 AND app = $2",
@@ -496,6 +503,7 @@ impl MetaStore for PgMetaStore {
                 purges: snapshot_purges(&tx).await?,
                 certificates,
                 acme_challenges,
+                tails: super::logs::snapshot_tails(&tx, now_unix()).await?,
             }
         })
     }
@@ -828,6 +836,188 @@ impl MetaStore for PgMetaStore {
 
     async fn acme_accounts(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
         transaction!(self, Kind::Read, |tx| certs::accounts(&tx).await?)
+    }
+
+    async fn app_outbound(&self, tenant: &TenantId, name: &AppName) -> StoreResult<AppOutbound> {
+        transaction!(self, Kind::Read, |tx| outbound::get(&tx, tenant, name)
+            .await?)
+    }
+
+    async fn set_app_outbound(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        policy: &AppOutbound,
+    ) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| outbound::set(
+            &tx, tenant, name, policy
+        )
+        .await?)
+    }
+
+    async fn tenant_limits(&self, tenant: &TenantId) -> StoreResult<SetTenantLimits> {
+        transaction!(self, Kind::Read, |tx| outbound::limits(&tx, tenant).await?)
+    }
+
+    async fn set_tenant_limits(
+        &self,
+        tenant: &TenantId,
+        limits: &SetTenantLimits,
+    ) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| outbound::set_limits(
+            &tx, tenant, limits
+        )
+        .await?)
+    }
+
+    // ---- Live logs (`super::logs`).
+
+    async fn add_log_tail(&self, tail: &LogTail, max_per_tenant: u64) -> StoreResult<Option<u64>> {
+        transaction!(self, Kind::Write, |tx| super::logs::add_tail(
+            &tx,
+            tail,
+            max_per_tenant
+        )
+        .await?)
+    }
+
+    async fn refresh_log_tail(
+        &self,
+        id: &str,
+        now_unix: u64,
+        expires_unix: u64,
+    ) -> StoreResult<bool> {
+        transaction!(self, Kind::Write, |tx| super::logs::refresh_tail(
+            &tx,
+            id,
+            now_unix,
+            expires_unix
+        )
+        .await?)
+    }
+
+    async fn delete_log_tail(&self, id: &str, now_unix: u64) -> StoreResult<Option<u64>> {
+        transaction!(self, Kind::Write, |tx| super::logs::delete_tail(
+            &tx, id, now_unix
+        )
+        .await?)
+    }
+
+    async fn sweep_logs(&self, now_unix: u64, lines_before_ms: u64) -> StoreResult<LogSweep> {
+        transaction!(self, Kind::Write, |tx| super::logs::sweep(
+            &tx,
+            now_unix,
+            lines_before_ms
+        )
+        .await?)
+    }
+
+    async fn active_log_tails(&self, now_unix: u64) -> StoreResult<u64> {
+        transaction!(self, Kind::Read, |tx| super::logs::active(&tx, now_unix)
+            .await?)
+    }
+
+    async fn append_log_lines(
+        &self,
+        node: &str,
+        lines: &[NewLogLine],
+        now_unix: u64,
+        max_per_tenant: u64,
+    ) -> StoreResult<u64> {
+        // READ COMMITTED: the `log_seq` row lock orders appenders (a
+        // second one waits, then reads the first's committed value),
+        // where SERIALIZABLE would fail it with 40001 and retry the batch.
+        transaction!(self, Kind::ReadCommitted, |tx| super::logs::append(
+            &tx,
+            node,
+            lines,
+            now_unix,
+            max_per_tenant
+        )
+        .await?)
+    }
+
+    async fn log_lines(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        after_seq: u64,
+        since_ms: u64,
+        limit: usize,
+    ) -> StoreResult<LogPage> {
+        transaction!(self, Kind::Read, |tx| super::logs::lines(
+            &tx, tenant, app, after_seq, since_ms, limit
+        )
+        .await?)
+    }
+
+    async fn log_start(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        since_ms: Option<u64>,
+    ) -> StoreResult<LogStart> {
+        transaction!(self, Kind::Read, |tx| super::logs::start(
+            &tx, tenant, app, since_ms
+        )
+        .await?)
+    }
+
+    async fn log_tailed_apps(&self, now_unix: u64) -> StoreResult<Vec<TailedApp>> {
+        transaction!(self, Kind::Read, |tx| super::logs::snapshot_tails(
+            &tx, now_unix
+        )
+        .await?)
+    }
+
+    async fn last_log_seq(&self) -> StoreResult<u64> {
+        transaction!(self, Kind::Read, |tx| super::logs::last_seq(&tx).await?)
+    }
+
+    // ---- App secrets (`secrets`).
+
+    async fn app_secrets(&self, tenant: &TenantId, app: &AppName) -> StoreResult<AppSecrets> {
+        transaction!(self, Kind::Read, |tx| super::secrets::app_secrets(
+            &tx, tenant, app
+        )
+        .await?)
+    }
+
+    async fn secrets_by_bundle(&self, sha256: &str) -> StoreResult<Option<AppSecrets>> {
+        transaction!(self, Kind::Read, |tx| super::secrets::by_bundle(
+            &tx, sha256
+        )
+        .await?)
+    }
+
+    async fn write_secret(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        write: &SecretWrite,
+    ) -> StoreResult<(Option<SecretRecord>, u64)> {
+        transaction!(self, Kind::Write, |tx| super::secrets::write(
+            &tx, tenant, app, write
+        )
+        .await?)
+    }
+
+    async fn all_secrets(&self) -> StoreResult<Vec<SecretRecord>> {
+        transaction!(self, Kind::Read, |tx| super::secrets::all(&tx).await?)
+    }
+
+    async fn reseal_secret(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        transaction!(self, Kind::Write, |tx| super::secrets::reseal(
+            &tx, tenant, app, name, old, new
+        )
+        .await?)
     }
 
     async fn dump(&self) -> StoreResult<StoreDump> {

@@ -3,7 +3,8 @@
 
 use rusqlite::{Row, Transaction, params};
 
-use super::{backend, certs, parse, purge_columns, purge_target};
+use super::{backend, certs, outbound, parse, purge_columns, purge_target};
+use crate::store::dump::SecretBundleRow;
 use crate::store::dump::{
     AcmeAccountRow, AcmeChallengeRow, AppRow, ArtifactRow, DeploymentRow, HostRow, NodeRow,
     RestoreError, TenantRow, VersionRow,
@@ -262,6 +263,8 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
         },
     )
     .collect::<StoreResult<_>>()?;
+    let (app_outbound, tenant_limits) = outbound::dump(tx)?;
+    let (log_tails, log_lines, log_seq, log_pruned) = super::logs::dump(tx)?;
     Ok(StoreDump {
         format: crate::store::dump::DUMP_FORMAT,
         epoch,
@@ -290,6 +293,20 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
             .into_iter()
             .map(|(directory, sealed)| AcmeAccountRow { directory, sealed })
             .collect(),
+        secrets: super::secrets::all(tx)?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        secret_bundles: super::secrets::all_bundles(tx)?
+            .into_iter()
+            .map(|(tenant, app, b)| SecretBundleRow::new(tenant, app, b))
+            .collect(),
+        app_outbound,
+        tenant_limits,
+        log_tails,
+        log_lines,
+        log_seq,
+        log_pruned,
     })
 }
 
@@ -440,5 +457,27 @@ pub(super) fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> StoreResult<()>
     for a in &dump.acme_accounts {
         certs::put_account(tx, &a.directory, &a.sealed, false)?;
     }
+    super::secrets::restore(
+        tx,
+        &dump
+            .secrets
+            .iter()
+            .cloned()
+            .map(Into::into)
+            .collect::<Vec<_>>(),
+        &dump
+            .secret_bundles
+            .iter()
+            .map(SecretBundleRow::parts)
+            .collect::<Vec<_>>(),
+    )?;
+    outbound::restore(tx, &dump.app_outbound, &dump.tenant_limits)?;
+    super::logs::restore(
+        tx,
+        &dump.log_tails,
+        &dump.log_lines,
+        dump.log_seq,
+        &dump.log_pruned,
+    )?;
     Ok(())
 }
