@@ -20,7 +20,18 @@ const MAX_QUERY_PARAMS: usize = 16;
 pub type ApiResult = Result<Response<Full<Bytes>>, ApiError>;
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    Limited::new(req.into_body(), MAX_JSON_BYTES)
+    read_body_within(req, MAX_JSON_BYTES, "body-too-large", "JSON bodies").await
+}
+
+/// The whole body, refused with 413 `code` ("`what` are limited to ...")
+/// once it passes `limit` bytes.
+pub async fn read_body_within(
+    req: Request<Incoming>,
+    limit: usize,
+    code: &'static str,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map(|c| c.to_bytes())
@@ -30,8 +41,8 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
             {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
-                    format!("JSON bodies are limited to {MAX_JSON_BYTES} bytes"),
+                    code,
+                    format!("{what} are limited to {limit} bytes"),
                 )
             } else {
                 ApiError::bad_request("body-read-failed", e.to_string())

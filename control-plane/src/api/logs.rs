@@ -34,13 +34,13 @@ use edge_common::api::{
 };
 use edge_common::names::{AppName, TenantId};
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Frame;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::http::{ApiResult, Query, internal, json_response};
+use super::http::{ApiResult, Query, internal, json_response, read_body_within};
 use super::log_rates::TAILS_PER_MINUTE;
 use super::state::ApiState;
 use crate::auth::Principal;
@@ -91,23 +91,7 @@ pub async fn post_batch(
     principal: &Principal,
     req: Request<Incoming>,
 ) -> ApiResult {
-    let body = Limited::new(req.into_body(), MAX_BATCH_BYTES)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "batch-too-large",
-                    format!("a log batch is limited to {MAX_BATCH_BYTES} bytes"),
-                )
-            } else {
-                ApiError::bad_request("body-read-failed", e.to_string())
-            }
-        })?;
+    let body = read_body_within(req, MAX_BATCH_BYTES, "batch-too-large", "log batches").await?;
     let batch: LogBatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid-json", format!("invalid log batch: {e}")))?;
     if batch.lines.len() > MAX_BATCH_LINES {

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use super::ApiState;
 use super::http::{ApiResult, json_response, read_json};
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::error::ApiError;
 
 /// The largest cap an operator may give a tenant, either field: a policy
@@ -89,24 +89,10 @@ pub async fn limits(
     tenant: &str,
     req: Request<Incoming>,
 ) -> ApiResult {
-    let tenant = TenantId::try_from(tenant.to_string())
-        .map_err(|e| ApiError::not_found(format!("tenant not found ({e})")))?;
-    let own = principal.role == Role::Tenant && principal.tenant.as_ref() == Some(&tenant);
-    let caps = match *method {
-        Method::GET => {
-            if !own && principal.role != Role::Admin {
-                return Err(ApiError::forbidden(
-                    "a tenant token can only see its own tenant's limits",
-                ));
-            }
-            state.store.tenant_limits(&tenant).await?
-        }
-        Method::PUT => {
-            if principal.role != Role::Admin {
-                return Err(ApiError::forbidden(
-                    "only an operator (admin token) may change a tenant's limits",
-                ));
-            }
+    let (tenant, change) = super::tenants::tenant_setting(principal, method, tenant, "limits")?;
+    let caps = match change {
+        false => state.store.tenant_limits(&tenant).await?,
+        true => {
             let body: SetTenantLimits = read_json(req).await?;
             for (field, value) in [
                 ("max_outbound_destinations", body.max_outbound_destinations),
@@ -124,7 +110,6 @@ pub async fn limits(
             tracing::info!(%tenant, limits = ?body, "tenant limits set");
             body
         }
-        _ => return Err(ApiError::not_found("no such endpoint")),
     };
     Ok(json_response(
         StatusCode::OK,

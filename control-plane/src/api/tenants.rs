@@ -59,24 +59,10 @@ pub async fn quota(
     tenant: &str,
     req: Request<Incoming>,
 ) -> ApiResult {
-    let tenant = TenantId::try_from(tenant.to_string())
-        .map_err(|e| ApiError::not_found(format!("tenant not found ({e})")))?;
-    let own = principal.role == Role::Tenant && principal.tenant.as_ref() == Some(&tenant);
-    let storage = match *method {
-        Method::GET => {
-            if !own && principal.role != Role::Admin {
-                return Err(ApiError::forbidden(
-                    "a tenant token can only see its own tenant's quota",
-                ));
-            }
-            state.store.tenant_storage(&tenant).await?
-        }
-        Method::PUT => {
-            if principal.role != Role::Admin {
-                return Err(ApiError::forbidden(
-                    "only an operator (admin token) may change a quota",
-                ));
-            }
+    let (tenant, change) = tenant_setting(principal, method, tenant, "quota")?;
+    let storage = match change {
+        false => state.store.tenant_storage(&tenant).await?,
+        true => {
             let body: SetTenantQuota = read_json(req).await?;
             if body.storage_bytes.is_some_and(|q| q > MAX_QUOTA_BYTES) {
                 return Err(ApiError::bad_request(
@@ -91,7 +77,6 @@ pub async fn quota(
             tracing::info!(%tenant, quota = ?body.storage_bytes, "storage quota set");
             storage
         }
-        _ => return Err(ApiError::not_found("no such endpoint")),
     };
     Ok(json_response(
         StatusCode::OK,
@@ -126,4 +111,31 @@ pub async fn check_quota(state: &ApiState, tenant: &TenantId, adding: u64) -> Re
         adding,
     )?;
     Ok(())
+}
+
+/// Who may read and change a tenant's settings (`what`: its quota, its
+/// limits): the tenant itself reads them, an operator (admin token) reads
+/// and changes them. The tenant named, and whether this is a change (PUT)
+/// rather than a read (GET).
+pub(super) fn tenant_setting(
+    principal: &Principal,
+    method: &Method,
+    tenant: &str,
+    what: &str,
+) -> Result<(TenantId, bool), ApiError> {
+    let tenant = TenantId::try_from(tenant.to_string())
+        .map_err(|e| ApiError::not_found(format!("tenant not found ({e})")))?;
+    let admin = principal.role == Role::Admin;
+    let own = principal.role == Role::Tenant && principal.tenant.as_ref() == Some(&tenant);
+    match *method {
+        Method::GET if admin || own => Ok((tenant, false)),
+        Method::GET => Err(ApiError::forbidden(format!(
+            "a tenant token can only see its own tenant's {what}"
+        ))),
+        Method::PUT if admin => Ok((tenant, true)),
+        Method::PUT => Err(ApiError::forbidden(format!(
+            "only an operator (admin token) may change a tenant's {what}"
+        ))),
+        _ => Err(ApiError::not_found("no such endpoint")),
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use edge_common::signing::sha256_hex;
 use edge_common::sync::Snapshot;
 
-use super::{SyncError, Syncer, error_body};
+use super::{Fetched, SyncError, Syncer};
 
 /// Artifacts larger than this are refused whatever a snapshot says.
 const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
@@ -100,33 +100,20 @@ impl Syncer {
                 "{size} bytes is over the {MAX_ARTIFACT_BYTES}-byte limit"
             )));
         }
-        let mut response = self
-            .request(reqwest::Method::GET, &format!("/v1/artifacts/{sha256}"))
-            .timeout(Duration::from_secs(300))
-            .send()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let body = error_body(response).await;
-            return Err(fetch_error(format!(
-                "the control plane answered {status}: {body}"
-            )));
+        let path = format!("/v1/artifacts/{sha256}");
+        let timeout = Duration::from_secs(300);
+        match self.fetch_named(&path, size, timeout, fetch_error).await? {
+            Fetched::Bytes(bytes) => Ok(bytes),
+            Fetched::TooLong => Err(artifact_error(super::too_long(size))),
+            Fetched::Refused { status, body } => Err(SyncError::ArtifactFetch {
+                sha256: sha256.to_string(),
+                message: format!(
+                    "the control plane answered {}: {}",
+                    status.as_u16(),
+                    super::shorten(&body)
+                ),
+            }),
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?
-        {
-            if bytes.len() as u64 + chunk.len() as u64 > size {
-                return Err(artifact_error(format!(
-                    "the control plane sent more than the {size} bytes the snapshot names"
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
     }
 }
 

@@ -25,7 +25,7 @@ use edge_common::sync::{AppError, MAX_CERTIFICATE_BUNDLE_BYTES, Snapshot, Snapsh
 use rustls::sign::CertifiedKey;
 
 use super::local::LocalState;
-use super::{SyncError, Syncer};
+use super::{Fetched, SyncError, Syncer};
 use crate::certs::{CertResolver, CertSet, parse_bundle};
 use crate::metrics::Metrics;
 
@@ -289,39 +289,20 @@ impl Syncer {
             sha256: sha.clone(),
             message,
         };
-        let mut response = self
-            .request(reqwest::Method::GET, &format!("/v1/certificates/{sha}"))
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = super::error_text(response).await;
-            return match refusal_of_bundle(status, &body) {
+        let path = format!("/v1/certificates/{sha}");
+        let size = spec.bundle_size;
+        match (self.fetch_named(&path, size, Duration::from_secs(60), &fetch_error)).await? {
+            Fetched::Bytes(bytes) => Ok(verify_bundle(spec, &bytes).map(|()| bytes)),
+            Fetched::TooLong => Ok(Err(super::too_long(size))),
+            Fetched::Refused { status, body } => match refusal_of_bundle(status, &body) {
                 Some(why) => Ok(Err(why)),
                 None => Err(fetch_error(format!(
                     "the control plane answered {}: {}",
                     status.as_u16(),
                     super::shorten(&body)
                 ))),
-            };
+            },
         }
-        let mut bytes = Vec::with_capacity(spec.bundle_size as usize);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?
-        {
-            if bytes.len() as u64 + chunk.len() as u64 > spec.bundle_size {
-                return Ok(Err(format!(
-                    "the control plane sent more than the {} bytes the snapshot names",
-                    spec.bundle_size
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(verify_bundle(spec, &bytes).map(|()| bytes))
     }
 }
 

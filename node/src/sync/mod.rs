@@ -490,6 +490,60 @@ impl Syncer {
         let url = format!("{}{path}", self.endpoints[self.current]);
         self.client.request(method, url).bearer_auth(&self.token)
     }
+
+    /// `GET path` for bytes a signed snapshot names by digest and `size`
+    /// (an artifact, a certificate bundle, a secrets bundle): read as they
+    /// stream, never past `size`. `fetch_error` wraps a failed exchange;
+    /// what the answer means is the caller's to say.
+    async fn fetch_named(
+        &self,
+        path: &str,
+        size: u64,
+        timeout: Duration,
+        fetch_error: impl Fn(String) -> SyncError,
+    ) -> Result<Fetched, SyncError> {
+        let mut response = self
+            .request(reqwest::Method::GET, path)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = error_text(response).await;
+            return Ok(Fetched::Refused { status, body });
+        }
+        let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?
+        {
+            if bytes.len() as u64 + chunk.len() as u64 > size {
+                return Ok(Fetched::TooLong);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched::Bytes(bytes))
+    }
+}
+
+/// What [`Syncer::fetch_named`] got.
+enum Fetched {
+    Bytes(Vec<u8>),
+    /// An answer other than 2xx, and its body (up to
+    /// [`MAX_ERROR_BODY_BYTES`]).
+    Refused {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    /// More bytes than the snapshot names.
+    TooLong,
+}
+
+/// The refusal of a bundle the snapshot names, for a report.
+fn too_long(size: u64) -> String {
+    format!("the control plane sent more than the {size} bytes the snapshot names")
 }
 
 #[derive(serde::Deserialize)]

@@ -25,7 +25,7 @@ use edge_common::signing::is_sha256_hex;
 use edge_common::sync::Snapshot;
 
 use super::local::LocalState;
-use super::{SyncError, Syncer};
+use super::{Fetched, SyncError, Syncer};
 
 /// An app's secret values, by name.
 pub type SecretValues = Arc<BTreeMap<String, String>>;
@@ -226,56 +226,38 @@ impl Syncer {
             sha256: sha.clone(),
             message,
         };
-        let mut response = self
-            .request(reqwest::Method::GET, &format!("/v1/secrets/{sha}"))
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = super::error_text(response).await;
-            // No such bundle: the app's secrets changed between the
-            // snapshot and this fetch, and the control plane serves only
-            // the current bundle. Transient: the round fails and the next
-            // one gets the newer snapshot, instead of failing an app whose
-            // secrets are fine.
-            if status == reqwest::StatusCode::NOT_FOUND {
-                return Err(fetch_error(format!(
-                    "the control plane no longer has it (the secrets changed since the snapshot): {}",
-                    super::shorten(&body)
-                )));
-            }
-            if status == reqwest::StatusCode::INTERNAL_SERVER_ERROR
-                && let Ok(refusal) = serde_json::from_str::<ErrorBody>(&body)
-                && BUNDLE_FAILURE_CODES.contains(&refusal.error.code.as_str())
-            {
-                return Ok(Err(super::shorten(&format!(
-                    "the control plane cannot serve its secrets ({}): {}",
-                    refusal.error.code, refusal.error.message
-                ))));
-            }
+        let path = format!("/v1/secrets/{sha}");
+        let size = reference.size;
+        let (status, body) =
+            match (self.fetch_named(&path, size, Duration::from_secs(60), &fetch_error)).await? {
+                Fetched::Bytes(bytes) => return Ok(Ok(bytes)),
+                Fetched::TooLong => return Ok(Err(super::too_long(size))),
+                Fetched::Refused { status, body } => (status, body),
+            };
+        // No such bundle: the app's secrets changed between the snapshot
+        // and this fetch, and the control plane serves only the current
+        // bundle. Transient: the round fails and the next one gets the
+        // newer snapshot, instead of failing an app whose secrets are fine.
+        if status == reqwest::StatusCode::NOT_FOUND {
             return Err(fetch_error(format!(
-                "the control plane answered {}: {}",
-                status.as_u16(),
+                "the control plane no longer has it (the secrets changed since the snapshot): {}",
                 super::shorten(&body)
             )));
         }
-        let mut bytes = Vec::with_capacity(reference.size as usize);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?
+        if status == reqwest::StatusCode::INTERNAL_SERVER_ERROR
+            && let Ok(refusal) = serde_json::from_str::<ErrorBody>(&body)
+            && BUNDLE_FAILURE_CODES.contains(&refusal.error.code.as_str())
         {
-            if bytes.len() as u64 + chunk.len() as u64 > reference.size {
-                return Ok(Err(format!(
-                    "the control plane sent more than the {} bytes the snapshot names",
-                    reference.size
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
+            return Ok(Err(super::shorten(&format!(
+                "the control plane cannot serve its secrets ({}): {}",
+                refusal.error.code, refusal.error.message
+            ))));
         }
-        Ok(Ok(bytes))
+        Err(fetch_error(format!(
+            "the control plane answered {}: {}",
+            status.as_u16(),
+            super::shorten(&body)
+        )))
     }
 }
 
