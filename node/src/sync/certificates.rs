@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_common::api::ErrorBody;
-use edge_common::signing::{is_sha256_hex, sha256_hex};
+use edge_common::signing::sha256_hex;
 use edge_common::sync::{AppError, MAX_CERTIFICATE_BUNDLE_BYTES, Snapshot, SnapshotCertificate};
 use rustls::sign::CertifiedKey;
 
@@ -225,7 +225,7 @@ impl Syncer {
             return Ok(FetchedCertificates::default());
         }
         let local = self.local.clone();
-        let (mut fetched, missing) = off_workers(move || {
+        let (mut fetched, missing) = super::off_workers("certificate", move || {
             let mut fetched = FetchedCertificates::default();
             let mut missing = Vec::new();
             for spec in needed {
@@ -253,7 +253,7 @@ impl Syncer {
         }
         if !downloaded.is_empty() {
             let local = self.local.clone();
-            let more = off_workers(move || {
+            let more = super::off_workers("certificate", move || {
                 let mut more = FetchedCertificates::default();
                 for (sha, bytes) in downloaded {
                     local.write_certificate(&sha, &bytes)?;
@@ -337,15 +337,6 @@ fn refusal_of_bundle(status: reqwest::StatusCode, body: &str) -> Option<String> 
         })
 }
 
-/// Runs `work` (file IO, key parsing) on the blocking pool.
-async fn off_workers<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, SyncError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| SyncError::Other(format!("the certificate task failed: {e}")))
-}
-
 /// The local copy of a bundle if it is there and intact, else why not.
 fn local_certificate(local: &LocalState, spec: &SnapshotCertificate) -> Result<Vec<u8>, String> {
     check_named(spec)?;
@@ -356,19 +347,14 @@ fn local_certificate(local: &LocalState, spec: &SnapshotCertificate) -> Result<V
     }
 }
 
-/// What the snapshot says of a bundle before anything is fetched: a digest
-/// that can name a file, and a size a node accepts.
+/// What the snapshot says of a bundle before anything is fetched.
 fn check_named(spec: &SnapshotCertificate) -> Result<(), String> {
-    if !is_sha256_hex(&spec.bundle_sha256) {
-        return Err("the snapshot names its bundle with an invalid digest".into());
-    }
-    if spec.bundle_size > MAX_CERTIFICATE_BUNDLE_BYTES {
-        return Err(format!(
-            "its bundle of {} bytes is over the {MAX_CERTIFICATE_BUNDLE_BYTES}-byte limit",
-            spec.bundle_size
-        ));
-    }
-    Ok(())
+    super::check_named_bundle(
+        "bundle",
+        &spec.bundle_sha256,
+        spec.bundle_size,
+        MAX_CERTIFICATE_BUNDLE_BYTES,
+    )
 }
 
 /// The bundle is the one the signed snapshot names, byte for byte.

@@ -528,6 +528,33 @@ impl Syncer {
     }
 }
 
+/// Runs `work` (file I/O, parsing) on the blocking pool, never on the
+/// workers that serve requests; `task` names it if the task fails.
+async fn off_workers<T: Send + 'static>(
+    task: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SyncError::Other(format!("the {task} task failed: {e}")))
+}
+
+/// What a snapshot says of a bundle (`what`) before anything is fetched:
+/// a digest that can name a file, and a size a node accepts (`max`).
+fn check_named_bundle(what: &str, sha256: &str, size: u64, max: u64) -> Result<(), String> {
+    if !edge_common::signing::is_sha256_hex(sha256) {
+        return Err(format!(
+            "the snapshot names its {what} with an invalid digest"
+        ));
+    }
+    if size > max {
+        return Err(format!(
+            "its {what} of {size} bytes is over the {max}-byte limit"
+        ));
+    }
+    Ok(())
+}
+
 /// What [`Syncer::fetch_named`] got.
 enum Fetched {
     Bytes(Vec<u8>),

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use edge_common::api::ErrorBody;
 use edge_common::secrets::{MAX_SECRETS_BUNDLE_BYTES, SecretsBundle, SecretsRef};
-use edge_common::signing::is_sha256_hex;
 use edge_common::sync::Snapshot;
 
 use super::local::LocalState;
@@ -116,16 +115,12 @@ fn local_bundle(local: &LocalState, reference: &SecretsRef) -> Result<SecretValu
 
 /// What the snapshot says of a bundle before anything is fetched.
 fn check_named(reference: &SecretsRef) -> Result<(), String> {
-    if !is_sha256_hex(&reference.sha256) {
-        return Err("the snapshot names its secrets bundle with an invalid digest".into());
-    }
-    if reference.size > MAX_SECRETS_BUNDLE_BYTES {
-        return Err(format!(
-            "its secrets bundle of {} bytes is over the {MAX_SECRETS_BUNDLE_BYTES}-byte limit",
-            reference.size
-        ));
-    }
-    Ok(())
+    super::check_named_bundle(
+        "secrets bundle",
+        &reference.sha256,
+        reference.size,
+        MAX_SECRETS_BUNDLE_BYTES,
+    )
 }
 
 /// Error codes of `GET /v1/secrets/{sha256}` about the one bundle: asking
@@ -160,7 +155,7 @@ impl Syncer {
             return Ok(());
         }
         let local = self.local.clone();
-        let (mut found, missing) = off_workers(move || {
+        let (mut found, missing) = super::off_workers("secrets", move || {
             let mut found = Vec::new();
             let mut missing = Vec::new();
             for reference in needed {
@@ -183,7 +178,7 @@ impl Syncer {
                     let verified = verify(&reference, &bytes);
                     if verified.is_ok() {
                         let (local, sha) = (self.local.clone(), reference.sha256.clone());
-                        off_workers(move || {
+                        super::off_workers("secrets", move || {
                             super::local::write_with_mode(&path(&local, &sha), &bytes, 0o600)
                         })
                         .await?
@@ -259,15 +254,6 @@ impl Syncer {
             super::shorten(&body)
         )))
     }
-}
-
-/// Runs file work on the blocking pool.
-async fn off_workers<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, SyncError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| SyncError::Other(format!("the secrets task failed: {e}")))
 }
 
 #[cfg(test)]
