@@ -16,6 +16,7 @@ use edge_cp::server::ServerHandle;
 use edge_cp::settings::AcmeConfig;
 use edge_cp::{ControlPlane, CpConfig};
 use edge_fixtures::HELLO;
+use edge_fixtures::net::DeadPort;
 use edge_node::config::TlsConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -412,8 +413,8 @@ async fn get_plain(port: u16, host_name: &str, path: &str) -> (u16, String) {
 /// retried later; nothing is served for the name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_validation_is_listed_with_the_reason_and_retried() {
-    let closed_port = free_port();
-    let pebble = Pebble::start(closed_port).await;
+    let closed_port = DeadPort::new();
+    let pebble = Pebble::start(closed_port.port()).await;
     let cp = AcmeCp::start(&pebble.directory, Some(&pebble.listener_root)).await;
     let client = cp
         .tenant_with_app("acme-fail", "shop", &["fail.example.com"])
@@ -467,7 +468,8 @@ async fn a_failed_validation_is_listed_with_the_reason_and_retried() {
 /// fails with that reason instead of staying pending forever.
 #[tokio::test]
 async fn an_unreachable_ca_fails_the_certificate_with_the_reason() {
-    let cp = AcmeCp::start(&format!("https://127.0.0.1:{}/dir", free_port()), None).await;
+    let no_ca = DeadPort::new();
+    let cp = AcmeCp::start(&format!("https://127.0.0.1:{}/dir", no_ca.port()), None).await;
     let client = cp
         .tenant_with_app("acme-down", "shop", &["down.example.com"])
         .await;

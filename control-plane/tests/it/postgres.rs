@@ -117,7 +117,8 @@ async fn replicas_starting_together_migrate_once() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_a_clear_error_without_the_password() {
-    let port = crate::common::free_port();
+    let dead = edge_fixtures::net::DeadPort::new();
+    let port = dead.port();
     let url: PgUrl = format!("postgres://cp:s3cret@127.0.0.1:{port}/edge?connect_timeout=5")
         .parse()
         .unwrap();

@@ -4,17 +4,13 @@ use std::path::Path;
 use std::process::Command;
 
 use edge_common::api::{NewApp, NewTenant, PurgeBody};
+use edge_fixtures::net::DeadPort;
 use edge_fixtures::{ECHO, HELLO};
 
-use crate::common::{Client, CpProcess, TestCp, TestNode, free_port};
+use crate::common::{Client, CpProcess, TestCp, TestNode};
 use crate::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 
 const HELLO_BODY: &str = "Hello from the edge!\n";
-
-/// A port on 127.0.0.1 nothing listens on: bound, then released.
-fn dead_url() -> String {
-    format!("http://127.0.0.1:{}", free_port())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_skips_a_control_plane_that_is_down() {
@@ -25,10 +21,14 @@ async fn a_node_skips_a_control_plane_that_is_down() {
 
     // The first URL refuses connections: the node goes on to the second
     // and serves what it has.
+    let dead = DeadPort::new();
     let dir = tempfile::tempdir().unwrap();
-    let node =
-        TestNode::start_with_replicas(&[dead_url(), cp.url()], cp.node_token("node-a"), dir.path())
-            .await;
+    let node = TestNode::start_with_replicas(
+        &[dead.http_url(), cp.url()],
+        cp.node_token("node-a"),
+        dir.path(),
+    )
+    .await;
     node.wait_for_body("web.test", HELLO_BODY).await;
     let failures: f64 = node
         .metrics_text()

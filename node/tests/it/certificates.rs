@@ -15,6 +15,7 @@ use edge_common::sync::{
     AcmeChallenge, AppHttps, SignedSnapshot, Snapshot, SnapshotCertificate, SnapshotOrigin,
     certificate_bundle,
 };
+use edge_fixtures::net::DeadPort;
 use edge_node::config::{CertificateConfig, ControlPlaneConfig, NodeConfig, TlsConfig};
 use edge_node::{Node, NodeHandle};
 use tempfile::TempDir;
@@ -81,6 +82,8 @@ fn snapshot() -> Snapshot {
 struct DataDir {
     dir: TempDir,
     key: SigningKey,
+    /// The unreachable control plane's port, held as long as the directory.
+    control_plane: DeadPort,
 }
 
 impl DataDir {
@@ -89,6 +92,7 @@ impl DataDir {
         Self {
             dir: tempfile::tempdir().unwrap(),
             key,
+            control_plane: DeadPort::new(),
         }
     }
 
@@ -125,7 +129,7 @@ impl DataDir {
         config.listen.admin = Some(loopback);
         config.tls = Some(tls);
         let mut cp = ControlPlaneConfig::new(
-            format!("http://127.0.0.1:{}", dead_port()),
+            self.control_plane.http_url(),
             "node-token".into(),
             self.path().to_path_buf(),
         );
@@ -133,15 +137,6 @@ impl DataDir {
         config.control_plane = Some(cp);
         config
     }
-}
-
-/// A loopback port nothing listens on.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A fresh client (a new handshake) trusting only `roots`, reaching `host`

@@ -268,16 +268,13 @@ fn control_plane_flags_are_checked() {
 #[tokio::test]
 async fn a_node_starts_without_its_control_plane() {
     let dir = tempfile::tempdir().unwrap();
-    // A port nothing listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port that refuses connections, held for the whole test so that no
+    // other test's server can take it.
+    let dead = edge_fixtures::net::DeadPort::new();
     let (mut child, addrs) = spawn_node_with(
         &[
             "--control-plane",
-            &format!("http://127.0.0.1:{port}"),
+            &dead.http_url(),
             "--token",
             "t",
             "--data-dir",
