@@ -19,19 +19,21 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::{HeaderMap, HeaderValue};
+use http::header::FORWARDED;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-pub const CLIENT_IP: &str = "x-edge-client-ip";
-pub const TLS_VERSION: &str = "x-edge-tls-version";
-pub const TLS_CIPHER: &str = "x-edge-tls-cipher";
-pub const SNI: &str = "x-edge-sni";
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const FORWARDED: &str = "forwarded";
+// `HeaderName`s rather than `&str`: a `&str` name is parsed and checked
+// on every insert, remove and lookup, on every request.
+pub const CLIENT_IP: HeaderName = HeaderName::from_static("x-edge-client-ip");
+pub const TLS_VERSION: HeaderName = HeaderName::from_static("x-edge-tls-version");
+pub const TLS_CIPHER: HeaderName = HeaderName::from_static("x-edge-tls-cipher");
+pub const SNI: HeaderName = HeaderName::from_static("x-edge-sni");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The headers only the node sets.
-const EDGE_HEADERS: [&str; 4] = [CLIENT_IP, TLS_VERSION, TLS_CIPHER, SNI];
+const EDGE_HEADERS: [HeaderName; 4] = [CLIENT_IP, TLS_VERSION, TLS_CIPHER, SNI];
 
 /// What TLS negotiated on a connection.
 #[derive(Debug, Clone)]
@@ -161,7 +163,7 @@ impl ClientConn {
 
 /// Removes the headers only the node sets.
 pub fn strip_edge_headers(headers: &mut HeaderMap) {
-    for name in EDGE_HEADERS {
+    for name in &EDGE_HEADERS {
         headers.remove(name);
     }
 }
@@ -196,10 +198,9 @@ impl Carried {
             forwarding: false,
         };
         for name in headers.keys() {
-            let name = name.as_str();
-            if name.starts_with("x-edge-") {
-                carried.edge |= EDGE_HEADERS.contains(&name);
-            } else if name == X_FORWARDED_FOR || name == FORWARDED {
+            if name.as_str().starts_with("x-edge-") {
+                carried.edge |= EDGE_HEADERS.contains(name);
+            } else if *name == X_FORWARDED_FOR || *name == FORWARDED {
                 carried.forwarding = true;
             }
         }
@@ -276,9 +277,9 @@ fn forwarded_node(node: &str) -> Option<IpAddr> {
 
 /// `existing, value` on one line (several lines of the header joined, as
 /// RFC 9110 §5.3 allows).
-fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     let mut joined = String::new();
-    for line in headers.get_all(name) {
+    for line in headers.get_all(&name) {
         if let Ok(line) = line.to_str() {
             joined.push_str(line);
             joined.push_str(", ");
@@ -290,7 +291,7 @@ fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
             headers.insert(name, value);
         }
         Err(_) => {
-            headers.remove(name);
+            headers.remove(&name);
         }
     }
 }

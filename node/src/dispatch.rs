@@ -224,23 +224,27 @@ impl Dispatcher {
             request.extensions_mut().insert(Tailed(tail));
         }
         let https = matches!(scheme, Scheme::Https);
-        let mut response = if app.https.redirect && !https && !is_challenge_request(&request) {
-            self.https.redirect(&host, request.uri())
-        } else {
-            match self
-                .run(&app, &host, request, (scheme, conn), request_id, started)
-                .await
-            {
-                Ok(response) => response,
-                Err(err) => {
-                    if let Some(reason) = limit_reason(&err) {
-                        app.metrics.limit_rejection(reason);
+        // How the cache answered, if it did: the access line's, returned
+        // rather than stored on the response (an `Extensions` map is an
+        // allocation per request, paid whether or not anyone reads it).
+        let (mut response, cache_result) =
+            if app.https.redirect && !https && !is_challenge_request(&request) {
+                (self.https.redirect(&host, request.uri()), None)
+            } else {
+                match self
+                    .run(&app, &host, request, (scheme, conn), request_id, started)
+                    .await
+                {
+                    Ok(answered) => answered,
+                    Err(err) => {
+                        if let Some(reason) = limit_reason(&err) {
+                            app.metrics.limit_rejection(reason);
+                        }
+                        log_failure(&app, request_id, &err);
+                        (err.to_response(), None)
                     }
-                    log_failure(&app, request_id, &err);
-                    err.to_response()
                 }
-            }
-        };
+            };
         if https {
             add_hsts(&mut response, &app.https);
         }
@@ -251,7 +255,7 @@ impl Dispatcher {
             .observe(started.elapsed().as_secs_f64());
         let response = with_request_id(response, request_id);
         match access {
-            Some(access) => access.attach(response, &app, request_id, started),
+            Some(access) => access.attach(response, cache_result, &app, request_id, started),
             None => response,
         }
     }
@@ -265,7 +269,7 @@ impl Dispatcher {
         (scheme, conn): (Scheme, Option<Arc<ClientConn>>),
         request_id: RequestId,
         started: Instant,
-    ) -> Result<Response<ResponseBody>, EdgeError>
+    ) -> Result<(Response<ResponseBody>, Option<CacheResult>), EdgeError>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -311,6 +315,7 @@ impl Dispatcher {
             return cache
                 .serve(key, Request::from_parts(parts, ()), &backend)
                 .await
+                .map(|(response, result)| (response, Some(result)))
                 .map_err(|err| match err {
                     ServeError::NotCached => EdgeError::NotCached,
                     ServeError::Backend(err) => err,
@@ -331,11 +336,12 @@ impl Dispatcher {
             Box::pin(self.backend(app, request, scheme, request_id, started, conn.as_deref()))
                 .await?;
         let Some(cache) = &self.cache else {
-            return Ok(response);
+            return Ok((response, None));
         };
         if cacheable_method {
             app.metrics.cache_result(CacheResult::Bypass);
-            return Ok(cache.pass_through(&app.cache_seen, response));
+            let response = cache.pass_through(&app.cache_seen, response);
+            return Ok((response, Some(CacheResult::Bypass)));
         }
         // Surrogate headers are this cache's business whatever the method.
         let response = cache.pass_through(&app.cache_seen, response);
@@ -351,7 +357,7 @@ impl Dispatcher {
                 response.headers(),
             );
         }
-        Ok(response)
+        Ok((response, Some(CacheResult::Bypass)))
     }
 
     /// What answers a request the cache did not: the app's component, with
@@ -701,14 +707,14 @@ impl AccessStart {
     fn attach(
         self,
         response: Response<ResponseBody>,
+        cache_result: Option<CacheResult>,
         app: &App,
         request_id: RequestId,
         started: Instant,
     ) -> Response<ResponseBody> {
-        // Both from what the node itself recorded on the response, never
-        // from its headers, which a guest or an origin may set.
-        let extensions = response.extensions();
-        let cache = match extensions.get::<CacheResult>() {
+        // Both from the node's own record, never from the response's
+        // headers, which a guest or an origin may set.
+        let cache = match cache_result {
             Some(CacheResult::Hit) => "hit",
             Some(CacheResult::Miss) => "miss",
             Some(CacheResult::Stale) => "stale",
@@ -716,7 +722,7 @@ impl AccessStart {
             Some(CacheResult::Bypass) => "bypass",
             None => "none",
         };
-        let error_code = extensions.get::<ErrorCode>().map(|c| c.0);
+        let error_code = response.extensions().get::<ErrorCode>().map(|c| c.0);
         let record = AccessRecord {
             tail: self.tail,
             to_log: self.to_log,

@@ -588,7 +588,6 @@ impl EdgeCache {
             &HeaderMap::new(),
             CacheResult::Bypass,
         );
-        response.extensions_mut().insert(CacheResult::Bypass);
         response
     }
 }

@@ -50,37 +50,34 @@ pub enum ServeError<E> {
 
 impl EdgeCache {
     /// Answers a GET or HEAD under `key` from the cache, or through
-    /// `backend`. The request's body is not part of the key and is never
-    /// sent: the caller only hands over requests without one.
+    /// `backend`, with how the cache answered (for the access line: the
+    /// `x-cache` header is one a backend could have set). The request's
+    /// body is not part of the key and is never sent: the caller only
+    /// hands over requests without one.
     pub async fn serve<B: CacheBackend>(
         self: &Arc<Self>,
         key: CacheKey,
         request: Request<()>,
         backend: &B,
-    ) -> Result<Response<ResponseBody>, ServeError<B::Error>> {
+    ) -> Result<(Response<ResponseBody>, CacheResult), ServeError<B::Error>> {
         match self.lookup(key, &request).await {
             Lookup::Hit {
-                mut response,
+                response,
                 result,
                 collapsed,
             } => {
                 backend.record(result, collapsed);
-                response.extensions_mut().insert(result);
-                Ok(response)
+                Ok((response, result))
             }
-            Lookup::Refresh {
-                mut response,
-                refresh,
-            } => {
+            Lookup::Refresh { response, refresh } => {
                 backend.record(CacheResult::Stale, false);
-                response.extensions_mut().insert(CacheResult::Stale);
                 let again = refresh.refresh_request(request.uri());
                 let (cache, detached) = (self.clone(), backend.detach());
                 tokio::spawn(async move {
                     let result = detached.send(again).await;
                     cache.finish_refresh(refresh, result).await;
                 });
-                Ok(response)
+                Ok((response, CacheResult::Stale))
             }
             Lookup::NotCached => Err(ServeError::NotCached),
             Lookup::Miss(pending) => {
@@ -92,14 +89,8 @@ impl EdgeCache {
                 let result = Box::pin(backend.send(request)).await;
                 let (result, cache_result) = self.complete(pending, &method, result);
                 backend.record(cache_result, false);
-                // How the cache answered, for the node's own records (the
-                // access line): `x-cache` is a header anyone upstream
-                // could have set on a path without the cache.
                 result
-                    .map(|mut response| {
-                        response.extensions_mut().insert(cache_result);
-                        response
-                    })
+                    .map(|response| (response, cache_result))
                     .map_err(ServeError::Backend)
             }
         }

@@ -18,7 +18,7 @@ pub mod access;
 pub mod ship;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -174,6 +174,11 @@ fn weight(event: &LogEvent) -> usize {
 
 pub struct LogHub {
     tailed: ArcSwap<TailedMap>,
+    /// Whether `tailed` has any app: read first on every request, so the
+    /// common case (nobody tailing) costs one relaxed load instead of an
+    /// `ArcSwap` guard. A request racing a change may see the old answer,
+    /// which only moves the first tailed line by that one request.
+    any_tailed: AtomicBool,
     access: AccessLog,
     queue: Arc<Queue>,
     /// Apps no longer tailed whose drops are not yet noticed (or that a
@@ -234,6 +239,7 @@ impl LogHub {
         let (tx, rx) = mpsc::channel(QUEUE_LINES);
         let hub = Arc::new(Self {
             tailed: ArcSwap::from_pointee(TailedMap::new()),
+            any_tailed: AtomicBool::new(false),
             access,
             queue: Arc::new(Queue {
                 tx,
@@ -302,7 +308,9 @@ impl LogHub {
                     .map(|(_, tail)| tail.clone())
             })
             .collect();
+        let any = !tailed.is_empty();
         self.tailed.store(Arc::new(tailed));
+        self.any_tailed.store(any, Ordering::Relaxed);
         if !gone.is_empty()
             && let Ok(mut retired) = self.retired.lock()
         {
@@ -313,11 +321,10 @@ impl LogHub {
     /// The app's handle if someone follows it: looked up once per request
     /// and handed down (the guest's lines, the access line).
     pub fn tail(&self, tenant: &str, app: &str) -> Option<Arc<AppTail>> {
-        let tailed = self.tailed.load();
-        if tailed.is_empty() {
+        if !self.any_tailed.load(Ordering::Relaxed) {
             return None;
         }
-        tailed.get(tenant)?.get(app).cloned()
+        self.tailed.load().get(tenant)?.get(app).cloned()
     }
 
     /// Whether the operator wants an access line per request.

@@ -191,7 +191,7 @@ async fn fetch_through_cache(
         &request,
     );
     match cache.serve(key, request, &backend).await {
-        Ok(response) => Ok(response),
+        Ok((response, _)) => Ok(response),
         Err(ServeError::NotCached) => Ok(crate::body::refusal(
             http::StatusCode::GATEWAY_TIMEOUT,
             crate::cache::result::NOT_CACHED_CODE,
