@@ -20,6 +20,7 @@ pub mod conn;
 #[cfg(feature = "engine")]
 pub mod engine;
 pub mod fsutil;
+pub mod kv;
 pub mod limits;
 #[cfg(feature = "logging")]
 pub mod logging;

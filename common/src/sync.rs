@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv::{KvLimits, KvLink};
 use crate::limits::AppLimits;
 use crate::names::{AppName, HostPattern, TenantId};
 use crate::outbound::AppOutbound;
@@ -363,6 +364,14 @@ pub struct SnapshotApp {
     /// `[outbound]` still decides which addresses are reachable.
     #[serde(default, skip_serializing_if = "AppOutbound::is_default")]
     pub outbound: AppOutbound,
+    /// The key-value stores the app may open (`wasi:keyvalue/store.open`
+    /// by name), each with its id in the change stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv: Vec<KvLink>,
+    /// Its tenant's key-value limits, which the node checks before it
+    /// forwards a write (the control plane checks them again).
+    #[serde(default, skip_serializing_if = "KvLimits::is_default")]
+    pub kv_limits: KvLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -487,6 +496,8 @@ mod tests {
                 https: AppHttps::default(),
                 secrets: None,
                 outbound: AppOutbound::default(),
+                kv: Vec::new(),
+                kv_limits: KvLimits::DEFAULT,
             }],
             origins: Vec::new(),
             purges: Vec::new(),

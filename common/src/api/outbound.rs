@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv::KvLimits;
 use crate::names::{AppName, TenantId};
 pub use crate::outbound::{AppOutbound, DEFAULT_MAX_SUBREQUESTS, Destination};
 
@@ -48,9 +49,37 @@ pub struct SetTenantLimits {
     pub max_outbound_destinations: Option<u32>,
     #[serde(deserialize_with = "Option::deserialize")]
     pub max_subrequests: Option<u32>,
+    /// Key-value limits (issue 16): absent or `null` is the default
+    /// ([`KvLimits::DEFAULT`]); each within [`KvLimits::CEILING`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_key_bytes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_value_bytes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_keys_per_store: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_tenant_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_ops_per_request: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_stores: Option<u32>,
 }
 
 impl SetTenantLimits {
+    /// The key-value limits in force: the tenant's values, the defaults
+    /// for the rest.
+    pub fn kv(&self) -> KvLimits {
+        let d = KvLimits::DEFAULT;
+        KvLimits {
+            max_key_bytes: self.kv_max_key_bytes.unwrap_or(d.max_key_bytes),
+            max_value_bytes: self.kv_max_value_bytes.unwrap_or(d.max_value_bytes),
+            max_keys_per_store: self.kv_max_keys_per_store.unwrap_or(d.max_keys_per_store),
+            max_tenant_bytes: self.kv_max_tenant_bytes.unwrap_or(d.max_tenant_bytes),
+            max_ops_per_request: self.kv_max_ops_per_request.unwrap_or(d.max_ops_per_request),
+            max_stores: self.kv_max_stores.unwrap_or(d.max_stores),
+        }
+    }
+
     /// Most destinations one app of the tenant may list.
     pub fn destinations(&self) -> u32 {
         self.max_outbound_destinations
@@ -71,7 +100,9 @@ impl SetTenantLimits {
     }
 
     pub fn is_default(&self) -> bool {
-        self.max_outbound_destinations.is_none() && self.max_subrequests.is_none()
+        self.max_outbound_destinations.is_none()
+            && self.max_subrequests.is_none()
+            && self.kv().is_default()
     }
 }
 
@@ -84,6 +115,8 @@ pub struct TenantLimits {
     pub max_outbound_destinations: u32,
     /// The most `max_subrequests` one app may set.
     pub max_subrequests: u32,
+    /// The key-value limits in force.
+    pub kv: KvLimits,
     /// The tenant's own values (`null`: the default).
     pub custom: SetTenantLimits,
 }
@@ -94,6 +127,7 @@ impl TenantLimits {
             tenant,
             max_outbound_destinations: custom.destinations(),
             max_subrequests: custom.subrequests(),
+            kv: custom.kv(),
             custom,
         }
     }

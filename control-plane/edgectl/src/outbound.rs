@@ -94,6 +94,7 @@ pub async fn tenant_limits(
         let body = SetTenantLimits {
             max_outbound_destinations: destinations.or(current.custom.max_outbound_destinations),
             max_subrequests: subrequests.or(current.custom.max_subrequests),
+            ..current.custom
         };
         api.json(Method::PUT, &path, &body).await?
     } else {

@@ -188,6 +188,7 @@ impl TenantLimitsRow {
         SetTenantLimits {
             max_outbound_destinations: self.max_outbound_destinations,
             max_subrequests: self.max_subrequests,
+            ..Default::default()
         }
     }
 }

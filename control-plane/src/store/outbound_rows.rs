@@ -66,6 +66,7 @@ pub(crate) fn limits(destinations: Option<i64>, subrequests: Option<i64>) -> Set
     SetTenantLimits {
         max_outbound_destinations: destinations.map(small),
         max_subrequests: subrequests.map(small),
+        ..Default::default()
     }
 }
 
@@ -158,6 +159,7 @@ mod tests {
         let caps = SetTenantLimits {
             max_outbound_destinations: Some(1),
             max_subrequests: Some(4),
+            ..Default::default()
         };
         assert!(within(&policy_of(&["https://a.test"], Some(4)), &caps).is_ok());
         assert!(matches!(

@@ -534,6 +534,8 @@ async fn snapshot_apps(tx: &Transaction<'_>) -> TxResult<Vec<SnapshotApp>> {
             https: app.https,
             secrets: app_secrets,
             outbound: app_outbound,
+            kv: Vec::new(),
+            kv_limits: edge_common::kv::KvLimits::DEFAULT,
         });
     }
     Ok(apps)

@@ -411,6 +411,8 @@ fn snapshot_apps(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotApp>> {
             https: app.https,
             secrets: app_secrets,
             outbound: app_outbound,
+            kv: Vec::new(),
+            kv_limits: edge_common::kv::KvLimits::DEFAULT,
         });
     }
     Ok(apps)

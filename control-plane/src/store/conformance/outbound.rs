@@ -23,6 +23,7 @@ fn caps(destinations: Option<u32>, subrequests: Option<u32>) -> SetTenantLimits 
     SetTenantLimits {
         max_outbound_destinations: destinations,
         max_subrequests: subrequests,
+        ..Default::default()
     }
 }
 
