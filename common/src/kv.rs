@@ -381,6 +381,11 @@ pub struct KvWriteRequest {
 /// Most ops in one [`KvWriteRequest`], whatever the tenant's limits.
 pub const MAX_OPS_PER_WRITE: usize = 10_000;
 
+/// Bytes of one `POST /v1/kv/write` body (JSON, values in base64) the
+/// control plane accepts; a node refuses a larger write itself with
+/// `kv-value-too-large` before sending anything.
+pub const MAX_WRITE_BODY_BYTES: usize = 16 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum KvOp {
@@ -501,6 +506,12 @@ pub enum KvBatch {
     Snapshot {
         epoch: String,
         at: u64,
+        /// The cursor this page continues from: the request's
+        /// `after_store`/`after_key`, `None` for the first page. A node
+        /// applies a page only for the cursor it asked with, so a replayed
+        /// or reordered page cannot complete a snapshot.
+        #[serde(default)]
+        after: Option<KvCursor>,
         entries: Vec<KvEntry>,
         next: Option<KvCursor>,
         now_ms: u64,

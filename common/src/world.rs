@@ -63,7 +63,15 @@ pub fn import_satisfied_by(import: &str, provided: &str) -> bool {
 /// WASI proposals, whose next release candidate may differ in any way.
 /// `wasi:config/store` is the version wasmtime 48's `wasmtime-wasi-config`
 /// defines, which Spin and wasmCloud components import too.
-pub const PROVIDED_EXACT: &[&str] = &["wasi:config/store@0.2.0-rc.1"];
+pub const PROVIDED_EXACT: &[&str] = &[
+    "wasi:config/store@0.2.0-rc.1",
+    // The key-value stores (issue 16): the draft wasmtime 48 defines, and
+    // this platform's compare-and-swap.
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/atomics@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
+    "edge:keyvalue/cas@0.1.0",
+];
 
 /// Every import of `component` that the node does not provide, in order.
 pub fn unsupported_imports(component: &Component, engine: &Engine) -> Vec<String> {

@@ -103,6 +103,14 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// A key-value refusal answers its code's status, with the code.
+impl From<edge_common::kv::KvError> for ApiError {
+    fn from(e: edge_common::kv::KvError) -> Self {
+        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        Self::new(status, e.code.as_str(), e.message)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -152,6 +160,7 @@ impl From<StoreError> for ApiError {
             StoreError::LimitInUse { .. } => {
                 Self::new(StatusCode::CONFLICT, "limit-in-use", e.to_string())
             }
+            StoreError::Kv(e) => e.into(),
             StoreError::SecretLimit { .. } => {
                 Self::new(StatusCode::CONFLICT, "secret-limit", e.to_string())
             }

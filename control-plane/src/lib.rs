@@ -206,6 +206,7 @@ impl ControlPlane {
             acme::spawn(acme.clone(), Arc::downgrade(&state), acme_wake);
         }
         api::spawn_log_sweeper(Arc::downgrade(&state));
+        api::spawn_kv_pruner(Arc::downgrade(&state));
         let admin = match config.admin {
             Some(addr) => Some(admin::bind(addr).await?),
             None => None,

@@ -80,6 +80,13 @@ pub struct CpMetrics {
     pub log_tails_active: IntGauge,
     pub log_lines_received: IntCounter,
     pub log_lines_dropped: IntCounter,
+    /// Key-value stores (`api::kv`): writes by result ("ok" or a
+    /// `KvErrorCode`, a fixed set), their time, the change-stream long
+    /// polls waiting now, and the last seq this replica committed or heard.
+    kv_writes: IntCounterVec,
+    kv_write_duration: Histogram,
+    pub kv_sync_waiters: IntGauge,
+    pub kv_seq: IntGauge,
     /// The nodes that have series now, to remove those that go.
     labelled_nodes: Mutex<BTreeSet<String>>,
 }
@@ -224,6 +231,33 @@ impl CpMetrics {
         registry.register(Box::new(log_tails_active.clone()))?;
         registry.register(Box::new(log_lines_received.clone()))?;
         registry.register(Box::new(log_lines_dropped.clone()))?;
+        let kv_writes = IntCounterVec::new(
+            Opts::new(
+                "edge_cp_kv_writes_total",
+                "Key-value writes (nodes' and tenants'), by result: ok or the refusal's error code.",
+            ),
+            &["result"],
+        )?;
+        kv_writes.with_label_values(&["ok"]);
+        let kv_write_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "edge_cp_kv_write_seconds",
+                "Time to run a key-value write's transaction.",
+            )
+            .buckets(API_BUCKETS.to_vec()),
+        )?;
+        let kv_sync_waiters = IntGauge::new(
+            "edge_cp_kv_sync_waiters",
+            "Key-value change-stream long polls waiting for a change now.",
+        )?;
+        let kv_seq = IntGauge::new(
+            "edge_cp_kv_seq",
+            "The last key-value seq this replica committed or heard of.",
+        )?;
+        registry.register(Box::new(kv_writes.clone()))?;
+        registry.register(Box::new(kv_write_duration.clone()))?;
+        registry.register(Box::new(kv_sync_waiters.clone()))?;
+        registry.register(Box::new(kv_seq.clone()))?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -249,8 +283,19 @@ impl CpMetrics {
             log_tails_active,
             log_lines_received,
             log_lines_dropped,
+            kv_writes,
+            kv_write_duration,
+            kv_sync_waiters,
+            kv_seq,
             labelled_nodes: Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// A key-value write ended: `result` is "ok" or a `KvErrorCode`'s
+    /// string (static: the label set stays fixed).
+    pub fn kv_write(&self, result: &'static str, elapsed: Duration) {
+        self.kv_writes.with_label_values(&[result]).inc();
+        self.kv_write_duration.observe(elapsed.as_secs_f64());
     }
 
     /// An ACME order finished: `issued` or `failed`.

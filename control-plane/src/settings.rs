@@ -67,6 +67,13 @@ pub struct ApiSettings {
     /// are per account, shared by all tenants. Beyond it: 409
     /// `cert-limit`. Default 20.
     pub max_pending_acme_certificates_per_tenant: u64,
+    /// Key-value tombstones (deleted keys) and dropped stores are kept
+    /// this long, so a node that was briefly away catches up from the
+    /// change stream; one further behind takes a snapshot (`410
+    /// kv-resync`). Default 1 h.
+    pub kv_tombstone_retention: Duration,
+    /// How often older tombstones are pruned. Default 1 min.
+    pub kv_prune_every: Duration,
 }
 
 impl Default for ApiSettings {
@@ -87,6 +94,8 @@ impl Default for ApiSettings {
             max_certificates_per_app: 20,
             max_certificates_per_tenant: 200,
             max_pending_acme_certificates_per_tenant: 20,
+            kv_tombstone_retention: Duration::from_secs(3600),
+            kv_prune_every: Duration::from_secs(60),
         }
     }
 }
@@ -125,6 +134,10 @@ pub struct ApiFlags {
     /// Collect unreferenced blobs this often (and after every deletion).
     #[arg(long, default_value = "1h")]
     pub blob_gc_interval: humantime::Duration,
+    /// Keep key-value tombstones and dropped stores this long (a node
+    /// further behind resyncs from a snapshot).
+    #[arg(long, default_value = "1h")]
+    pub kv_tombstone_retention: humantime::Duration,
 }
 
 impl From<ApiFlags> for ApiSettings {
@@ -139,6 +152,7 @@ impl From<ApiFlags> for ApiSettings {
             storage_quota_bytes: flags.storage_quota_bytes,
             blob_gc_grace: flags.blob_gc_grace.into(),
             blob_gc_interval: flags.blob_gc_interval.into(),
+            kv_tombstone_retention: flags.kv_tombstone_retention.into(),
             ..Self::default()
         }
     }

@@ -21,6 +21,10 @@ pub struct SyncHub {
     follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The signed snapshot JSON of the newest revision built so far.
     cached: Mutex<Option<(u64, Bytes)>>,
+    /// The last key-value seq committed here or heard of (issue 16): wakes
+    /// the change-stream long polls (`GET /v1/kv/sync`).
+    kv_seq: Arc<watch::Sender<u64>>,
+    kv_follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl SyncHub {
@@ -31,6 +35,8 @@ impl SyncHub {
             revision: Arc::new(watch::Sender::new(revision)),
             follower: std::sync::Mutex::new(None),
             cached: Mutex::new(None),
+            kv_seq: Arc::new(watch::Sender::new(0)),
+            kv_follower: std::sync::Mutex::new(None),
         }
     }
 
@@ -39,7 +45,7 @@ impl SyncHub {
     pub fn follow_replicas(&self, config: tokio_postgres::Config) {
         let revision = self.revision.clone();
         let task = tokio::spawn(crate::store::postgres::notify::follow_revisions(
-            config,
+            config.clone(),
             move |committed| advance(&revision, committed),
         ));
         let mut follower = self
@@ -49,6 +55,57 @@ impl SyncHub {
         if let Some(previous) = follower.replace(task) {
             previous.abort();
         }
+        drop(follower);
+        let kv_seq = self.kv_seq.clone();
+        let task = tokio::spawn(crate::store::postgres::notify::follow_kv_seqs(
+            config,
+            move |committed| advance(&kv_seq, committed),
+        ));
+        let mut follower = self
+            .kv_follower
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(previous) = follower.replace(task) {
+            previous.abort();
+        }
+    }
+
+    /// Wakes the change-stream long polls: a key-value change committed
+    /// at `seq`.
+    pub fn notify_kv(&self, seq: u64) {
+        advance(&self.kv_seq, seq);
+    }
+
+    /// The last key-value seq this replica knows of.
+    pub fn kv_seq(&self) -> u64 {
+        *self.kv_seq.borrow()
+    }
+
+    /// A receiver of key-value seqs: subscribe before reading the store,
+    /// then [`SyncHub::wait_kv`] on it, so a commit in between is not
+    /// missed.
+    pub fn kv_subscribe(&self) -> watch::Receiver<u64> {
+        self.kv_seq.subscribe()
+    }
+
+    /// Waits until `deadline` for a key-value seq above `since`; whether
+    /// there is one.
+    pub async fn wait_kv(
+        rx: &mut watch::Receiver<u64>,
+        since: u64,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let newer = rx.wait_for(|seq| *seq > since);
+        matches!(tokio::time::timeout_at(deadline, newer).await, Ok(Ok(_)))
+    }
+
+    /// Signs a body a node applies (a key-value batch or write result)
+    /// with the snapshot key.
+    pub fn sign<T: serde::Serialize>(
+        &self,
+        body: &T,
+    ) -> Result<edge_common::kv::SignedBody, serde_json::Error> {
+        edge_common::kv::SignedBody::sign(body, &self.key)
     }
 
     pub fn key(&self) -> SyncKey {
@@ -102,6 +159,13 @@ impl Drop for SyncHub {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(task) = follower.take() {
+            task.abort();
+        }
+        let kv_follower = self
+            .kv_follower
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(task) = kv_follower.take() {
             task.abort();
         }
     }

@@ -36,6 +36,8 @@ pub struct App {
     /// shared cache stays out of its way (no lookups, no collapsing), so an
     /// app that never caches pays nothing for the cache.
     pub cache_seen: std::sync::atomic::AtomicBool,
+    /// The key-value stores it links (synced apps only).
+    pub kv: Option<Arc<crate::kv::AppKv>>,
     // Shared copies of the names for per-request log contexts.
     pub(crate) log_tenant: Arc<str>,
     pub(crate) log_name: Arc<str>,
@@ -174,6 +176,7 @@ impl App {
             log_name: Arc::from(name.as_str()),
             admission: AppAdmission::new(&limits),
             cache_seen: cache_seen.into(),
+            kv: None,
             https: HttpsPolicy::default(),
             limits,
             outbound: Arc::new(outbound),
@@ -188,6 +191,12 @@ impl App {
     /// instead of the config values alone.
     pub fn with_config_store(mut self, variables: WasiConfigVariables) -> Self {
         self.config_store = Arc::new(variables);
+        self
+    }
+
+    /// Lets the app open the stores `kv` links.
+    pub fn with_kv(mut self, kv: Option<Arc<crate::kv::AppKv>>) -> Self {
+        self.kv = kv;
         self
     }
 
@@ -233,5 +242,9 @@ impl GuestApp for App {
 
     fn metrics(&self) -> &AppMetrics {
         &self.metrics
+    }
+
+    fn kv(&self) -> Option<&Arc<crate::kv::AppKv>> {
+        self.kv.as_ref()
     }
 }

@@ -12,6 +12,7 @@ mod acme;
 mod admin;
 mod admission;
 mod app;
+mod backoff;
 mod body;
 mod cache;
 mod certs;
@@ -21,6 +22,7 @@ mod dispatch;
 mod error;
 mod hop;
 mod https;
+mod kv;
 mod listener;
 mod logs;
 mod metrics;
@@ -155,8 +157,10 @@ impl Node {
                 let mut syncer =
                     sync::Syncer::new(cp.clone(), applier, metrics.clone(), runtime.engine())?
                         .with_logs(logs.clone());
+                // Before restore: restored apps open their stores too.
+                let kv = syncer.kv_service(&config.kv);
                 syncer.restore().await;
-                Some(syncer)
+                Some((syncer, kv))
             }
             None => None,
         };
@@ -240,7 +244,16 @@ impl Node {
                 shutdown_rx.clone(),
             ));
         }
-        if let Some(syncer) = syncer {
+        if let Some((syncer, kv)) = syncer {
+            tasks.spawn(
+                kv::stream::KvStream::new(kv.clone(), syncer.max_backoff())
+                    .run(shutdown_rx.clone()),
+            );
+            tasks.spawn(kv::persist::run(
+                kv.replica.clone(),
+                syncer.data_dir(),
+                shutdown_rx.clone(),
+            ));
             // Lines are queued only for apps a snapshot says are tailed, so
             // a node without a control plane ships (and queues) nothing.
             tasks.spawn(logs::ship::run(

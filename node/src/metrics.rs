@@ -70,6 +70,8 @@ pub struct Metrics {
     pub apps_loaded: IntGauge,
     pub outbound_requests: IntCounterVec,
     pub sync: SyncMetrics,
+    /// The key-value replica, stream and guests' operations.
+    pub kv: crate::kv::metrics::KvMetrics,
     cache_results: IntCounterVec,
     cache_collapsed: IntCounterVec,
     /// Bytes the shared cache holds, by tenant and app.
@@ -232,6 +234,7 @@ impl Metrics {
         registry.register(Box::new(tls_handshakes.clone()))?;
         registry.register(Box::new(tls_certificate_expiry.clone()))?;
         registry.register(Box::new(apps_loaded.clone()))?;
+        let kv = crate::kv::metrics::KvMetrics::new(&registry)?;
         let sync = SyncMetrics {
             revision: IntGauge::new(
                 "edge_sync_revision",
@@ -329,6 +332,7 @@ impl Metrics {
         ))?;
 
         Ok(Self {
+            kv,
             registry,
             requests,
             request_duration,
@@ -418,6 +422,7 @@ impl Metrics {
         remove_series(&self.cache_fetch_results, tenant, app);
         remove_series(&self.cache_bytes, tenant, app);
         remove_series(&self.cache_evictions, tenant, app);
+        remove_series(&self.kv.operations, tenant, app);
     }
 
     /// What the shared cache reports to.

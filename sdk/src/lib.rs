@@ -17,13 +17,15 @@
 //! `target/wasm32-wasip2/release/` is the component to deploy.
 //!
 //! What the platform gives a component: the request (headers, streamed body),
-//! its app's config values ([`config`]), a clock, randomness, and stdout/stderr,
+//! its app's config values ([`config`]), the key-value stores its tenant
+//! linked to it ([`kv`]), a clock, randomness, and stdout/stderr,
 //! which the node logs line by line with the app name and request id. No
 //! filesystem and no sockets.
 
 mod body;
 pub mod client;
 pub mod config;
+pub mod kv;
 mod serve;
 
 pub use body::{Body, BodyError, IncomingBody};

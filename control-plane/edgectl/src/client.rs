@@ -74,7 +74,7 @@ impl Api {
             .pop_if_empty()
             .push("v1")
             .extend(segments);
-        if segments.first() == Some(&"apps")
+        if matches!(segments.first(), Some(&"apps" | &"kv"))
             && let Some(tenant) = &self.tenant
         {
             url.query_pairs_mut().append_pair("tenant", tenant);
@@ -148,6 +148,52 @@ impl Api {
         let (message, code) = match serde_json::from_str::<ErrorBody>(&text) {
             Ok(ErrorBody { error }) => (error.message, error.code),
             Err(_) => (text.trim().chars().take(300).collect(), String::new()),
+        };
+        Err(Failure(format!("{message} [{} {code}]", status.as_u16())))
+    }
+
+    /// A request with raw bytes in and out (key-value entries) and query
+    /// values (percent-encoded here); `None`: the answer had no body to
+    /// keep (204).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut url = self.url(path)?;
+        for (name, value) in query {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+        let mut request = self.client.request(method, url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/octet-stream")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure(format!("cannot reach the API at {}: {e}", self.base)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Failure(format!("reading the API's answer: {e}")))?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(ErrorBody { error }) => (error.message, error.code),
+            Err(_) => (
+                String::from_utf8_lossy(&bytes)
+                    .trim()
+                    .chars()
+                    .take(300)
+                    .collect(),
+                String::new(),
+            ),
         };
         Err(Failure(format!("{message} [{} {code}]", status.as_u16())))
     }

@@ -118,6 +118,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Secrets(command) => crate::secrets::secrets(&api, command).await,
         Command::Outbound(command) => crate::outbound::outbound(&api, command).await,
         Command::Logs(args) => crate::logs::logs(&api, args).await,
+        Command::Kv(command) => crate::kv::kv(&api, command).await,
     }
 }
 
@@ -163,6 +164,7 @@ async fn tenants(api: &Api, command: TenantsCommand) -> Result<(), Failure> {
             id,
             max_outbound_destinations,
             max_subrequests,
+            kv,
             default,
         } => {
             crate::outbound::tenant_limits(
@@ -170,6 +172,7 @@ async fn tenants(api: &Api, command: TenantsCommand) -> Result<(), Failure> {
                 &id,
                 max_outbound_destinations,
                 max_subrequests,
+                kv,
                 default,
             )
             .await?

@@ -7,6 +7,7 @@
 mod cli;
 mod client;
 mod commands;
+mod kv;
 mod logs;
 mod outbound;
 mod secrets;

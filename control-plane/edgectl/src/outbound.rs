@@ -83,18 +83,25 @@ pub async fn tenant_limits(
     id: &str,
     destinations: Option<u32>,
     subrequests: Option<u32>,
+    kv: crate::cli::KvLimitFlags,
     default: bool,
 ) -> Result<(), Failure> {
     let path: [&str; 3] = ["tenants", id, "limits"];
     let limits: TenantLimits = if default {
         api.json(Method::PUT, &path, &SetTenantLimits::default())
             .await?
-    } else if destinations.is_some() || subrequests.is_some() {
+    } else if destinations.is_some() || subrequests.is_some() || kv.any() {
         let current: TenantLimits = api.get(&path).await?;
+        let c = current.custom;
         let body = SetTenantLimits {
-            max_outbound_destinations: destinations.or(current.custom.max_outbound_destinations),
-            max_subrequests: subrequests.or(current.custom.max_subrequests),
-            ..current.custom
+            max_outbound_destinations: destinations.or(c.max_outbound_destinations),
+            max_subrequests: subrequests.or(c.max_subrequests),
+            kv_max_key_bytes: kv.kv_max_key_bytes.or(c.kv_max_key_bytes),
+            kv_max_value_bytes: kv.kv_max_value_bytes.or(c.kv_max_value_bytes),
+            kv_max_keys_per_store: kv.kv_max_keys_per_store.or(c.kv_max_keys_per_store),
+            kv_max_tenant_bytes: kv.kv_max_tenant_bytes.or(c.kv_max_tenant_bytes),
+            kv_max_ops_per_request: kv.kv_max_ops_per_request.or(c.kv_max_ops_per_request),
+            kv_max_stores: kv.kv_max_stores.or(c.kv_max_stores),
         };
         api.json(Method::PUT, &path, &body).await?
     } else {
@@ -108,6 +115,16 @@ pub async fn tenant_limits(
         own(limits.custom.max_outbound_destinations),
         limits.max_subrequests,
         own(limits.custom.max_subrequests)
+    );
+    let k = limits.kv;
+    println!(
+        "  kv: max_key_bytes {}, max_value_bytes {}, max_keys_per_store {}, max_tenant_bytes {}, max_ops_per_request {}, max_stores {}",
+        k.max_key_bytes,
+        k.max_value_bytes,
+        k.max_keys_per_store,
+        k.max_tenant_bytes,
+        k.max_ops_per_request,
+        k.max_stores
     );
     Ok(())
 }

@@ -6,6 +6,7 @@
 mod apps;
 mod certs;
 mod http;
+mod kv;
 mod log_rates;
 mod logs;
 mod nodes;
@@ -27,6 +28,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 pub use self::apps::{MAX_APPS_PER_TENANT, MAX_CONFIG_BYTES, MAX_CONFIG_KEYS};
+pub use self::kv::spawn_pruner as spawn_kv_pruner;
 pub use self::log_rates::TAILS_PER_MINUTE as LOG_TAILS_PER_MINUTE;
 pub use self::logs::{
     TAILS_PER_TENANT as LOG_TAILS_PER_TENANT, spawn_sweeper as spawn_log_sweeper,
@@ -92,6 +94,18 @@ enum Endpoint {
     // Live logs (issue 15): nodes post lines, tenants follow them.
     PostLogs,
     AppLogs,
+    // Key-value stores (issue 16): nodes write and follow the change
+    // stream; tenants manage stores, links and entries.
+    KvWrite,
+    KvSync,
+    ListKv,
+    CreateKv,
+    DropKv,
+    KvKeys,
+    KvEntry,
+    AppKv,
+    LinkKv,
+    UnlinkKv,
 }
 
 /// Every route of the API: `METHOD /path` (`*`: any method, the handler
@@ -154,6 +168,17 @@ const ROUTES: &[(&str, Endpoint)] = &[
     ("* /v1/tenants/{tenant}/limits", Endpoint::TenantLimits),
     ("POST /v1/logs", Endpoint::PostLogs),
     ("GET /v1/apps/{app}/logs", Endpoint::AppLogs),
+    // Before `/v1/kv/{store}`: `sync` and `write` are reserved store names.
+    ("POST /v1/kv/write", Endpoint::KvWrite),
+    ("GET /v1/kv/sync", Endpoint::KvSync),
+    ("GET /v1/kv", Endpoint::ListKv),
+    ("POST /v1/kv", Endpoint::CreateKv),
+    ("DELETE /v1/kv/{store}", Endpoint::DropKv),
+    ("GET /v1/kv/{store}/keys", Endpoint::KvKeys),
+    ("* /v1/kv/{store}/entry", Endpoint::KvEntry),
+    ("GET /v1/apps/{app}/kv", Endpoint::AppKv),
+    ("PUT /v1/apps/{app}/kv/{store}", Endpoint::LinkKv),
+    ("DELETE /v1/apps/{app}/kv/{store}", Endpoint::UnlinkKv),
 ];
 
 /// A request matched to its route: the template and the path's values for
@@ -336,6 +361,30 @@ async fn route(
             require(&principal, &[Role::Node])?;
             logs::post_batch(state, &principal, req).await
         }
+        // Every store of every tenant: for nodes only.
+        Endpoint::KvWrite => {
+            require(&principal, &[Role::Node])?;
+            kv::write(state, req).await
+        }
+        Endpoint::KvSync => {
+            require(&principal, &[Role::Node])?;
+            kv::sync(state, &query).await
+        }
+        Endpoint::ListKv
+        | Endpoint::CreateKv
+        | Endpoint::DropKv
+        | Endpoint::KvKeys
+        | Endpoint::KvEntry => {
+            let tenant = scope(state, &principal, &query).await?;
+            let store = matched.param(0);
+            match matched.endpoint {
+                Endpoint::ListKv => kv::list(state, &tenant).await,
+                Endpoint::CreateKv => kv::create(state, &tenant, req).await,
+                Endpoint::DropKv => kv::drop_store(state, &tenant, store).await,
+                Endpoint::KvKeys => kv::keys(state, &tenant, store, &query).await,
+                _ => kv::entry(state, &tenant, store, &query, req).await,
+            }
+        }
         _ => {
             let tenant = scope(state, &principal, &query).await?;
             route_apps(state, &principal, &tenant, &matched, req).await
@@ -408,6 +457,9 @@ async fn route_apps(
         Endpoint::DeleteSecret => secrets::delete(state, tenant, name, matched.param(1)).await,
         Endpoint::GetOutbound => outbound::get(state, tenant, name).await,
         Endpoint::SetOutbound => outbound::set(state, tenant, name, req).await,
+        Endpoint::AppKv => kv::links(state, tenant, name).await,
+        Endpoint::LinkKv => kv::link(state, tenant, name, matched.param(1), true).await,
+        Endpoint::UnlinkKv => kv::link(state, tenant, name, matched.param(1), false).await,
         _ => Err(ApiError::not_found("no such endpoint")),
     }
 }

@@ -105,6 +105,10 @@ pub async fn limits(
                     ));
                 }
             }
+            // Each kv_* within 1 ..= the ceiling, named as the body names it.
+            body.kv()
+                .check()
+                .map_err(|e| ApiError::bad_request("invalid-limits", e))?;
             let revision = state.store.set_tenant_limits(&tenant, &body).await?;
             state.hub.notify(revision);
             tracing::info!(%tenant, limits = ?body, "tenant limits set");

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // A test suite: a failure is a panic naming it.
 
 mod certs;
+mod kv;
 mod logs;
 mod outbound;
 mod secrets;
@@ -67,6 +68,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     logs::logs(store).await;
     secrets::secrets(store).await;
     outbound::outbound(store).await;
+    kv::kv(store).await;
 }
 
 async fn component_apps<M: MetaStore>(store: &M) {
@@ -1057,6 +1059,7 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
     let log_seq = logs::fill_for_dump(a, &t).await;
     secrets::fill_for_dump(a, &t, &app("web")).await;
     outbound::fill_for_dump(a, &t, &app("web")).await;
+    kv::fill_for_dump(a, &t, &app("web")).await;
 
     let dump = a.dump().await.unwrap();
     assert_eq!(dump.epoch, epoch);
@@ -1188,6 +1191,7 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
     logs::check_restored(b, &t, log_seq).await;
     secrets::check_restored(a, b, &t, &app("web")).await;
     outbound::check_restored(a, b, &t, &app("web")).await;
+    kv::check_restored(a, b, &t, &app("web")).await;
 }
 
 /// Content addressing, idempotent puts, absent and malformed names.

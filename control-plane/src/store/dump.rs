@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use edge_common::api::SetTenantLimits;
 use edge_common::outbound::{AppOutbound, Destination};
 
+use super::kv_rows::{KvDropRow, KvEntryRow, KvLinkRow, KvStoreRow};
 use super::{CertMaterial, CertRecord, CertSource, StoreError, StoreResult};
 
 /// The dump format this build writes and reads.
@@ -86,6 +87,24 @@ pub struct StoreDump {
     /// How far each app's live-log lines were pruned, by tenant and app.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_pruned: Vec<LogPrunedRow>,
+    /// Key-value stores (issue 16), by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_stores: Vec<KvStoreRow>,
+    /// Their links to apps, by tenant, app and store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_links: Vec<KvLinkRow>,
+    /// Their entries and tombstones, by store and key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_entries: Vec<KvEntryRow>,
+    /// Dropped stores not pruned yet, by seq.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_drops: Vec<KvDropRow>,
+    /// The last key-value seq handed out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kv_seq: u64,
+    /// The key-value prune mark.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kv_pruned: u64,
 }
 
 /// How far an app's live-log lines were pruned (`log_pruned`).
@@ -173,6 +192,19 @@ pub struct TenantLimitsRow {
     pub tenant: TenantId,
     pub max_outbound_destinations: Option<u32>,
     pub max_subrequests: Option<u32>,
+    /// The key-value limits (issue 16); dumps made before have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_key_bytes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_value_bytes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_keys_per_store: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_tenant_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_ops_per_request: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_stores: Option<u32>,
 }
 
 impl TenantLimitsRow {
@@ -181,6 +213,12 @@ impl TenantLimitsRow {
             tenant: stored_name(tenant)?,
             max_outbound_destinations: limits.max_outbound_destinations,
             max_subrequests: limits.max_subrequests,
+            kv_max_key_bytes: limits.kv_max_key_bytes,
+            kv_max_value_bytes: limits.kv_max_value_bytes,
+            kv_max_keys_per_store: limits.kv_max_keys_per_store,
+            kv_max_tenant_bytes: limits.kv_max_tenant_bytes,
+            kv_max_ops_per_request: limits.kv_max_ops_per_request,
+            kv_max_stores: limits.kv_max_stores,
         })
     }
 
@@ -188,7 +226,12 @@ impl TenantLimitsRow {
         SetTenantLimits {
             max_outbound_destinations: self.max_outbound_destinations,
             max_subrequests: self.max_subrequests,
-            ..Default::default()
+            kv_max_key_bytes: self.kv_max_key_bytes,
+            kv_max_value_bytes: self.kv_max_value_bytes,
+            kv_max_keys_per_store: self.kv_max_keys_per_store,
+            kv_max_tenant_bytes: self.kv_max_tenant_bytes,
+            kv_max_ops_per_request: self.kv_max_ops_per_request,
+            kv_max_stores: self.kv_max_stores,
         }
     }
 }
@@ -548,7 +591,37 @@ impl StoreDump {
             log_lines: vec![],
             log_seq: 0,
             log_pruned: vec![],
+            kv_stores: vec![],
+            kv_links: vec![],
+            kv_entries: vec![],
+            kv_drops: vec![],
+            kv_seq: 0,
+            kv_pruned: 0,
         }
+    }
+
+    /// The key-value part, as the backends write it.
+    pub(crate) fn kv(&self) -> super::KvDump {
+        super::KvDump {
+            stores: self.kv_stores.clone(),
+            links: self.kv_links.clone(),
+            entries: self.kv_entries.clone(),
+            drops: self.kv_drops.clone(),
+            head: super::KvHead {
+                seq: self.kv_seq,
+                pruned: self.kv_pruned,
+            },
+        }
+    }
+
+    /// Sets the key-value part from what a backend read.
+    pub(crate) fn set_kv(&mut self, kv: super::KvDump) {
+        self.kv_stores = kv.stores;
+        self.kv_links = kv.links;
+        self.kv_entries = kv.entries;
+        self.kv_drops = kv.drops;
+        self.kv_seq = kv.head.seq;
+        self.kv_pruned = kv.head.pruned;
     }
 
     /// Whether nothing was ever stored (the epoch aside).
@@ -577,6 +650,10 @@ impl StoreDump {
             (self.log_tails.len(), "log tails"),
             (self.log_lines.len(), "log lines"),
             (self.log_pruned.len(), "log prune marks"),
+            (self.kv_stores.len(), "key-value stores"),
+            (self.kv_links.len(), "key-value links"),
+            (self.kv_entries.len(), "key-value entries"),
+            (self.kv_drops.len(), "key-value drops"),
         ];
         let mut parts: Vec<String> = counts
             .iter()
@@ -791,6 +868,40 @@ impl StoreDump {
             if !policies.insert((&p.tenant, &p.app)) {
                 return invalid(format!("outbound policy of app {} twice", p.app));
             }
+        }
+        // Key-value stores: of known tenants, names once per tenant; links
+        // of known apps to known stores; entries and drops of stores that
+        // are (or, for a drop, are not) there, none above the counter.
+        let mut kv_ids = BTreeSet::new();
+        let mut kv_names = BTreeSet::new();
+        for s in &self.kv_stores {
+            if !tenants.contains(&s.tenant) {
+                return invalid(format!("key-value store {} of unknown tenant", s.name));
+            }
+            if !kv_ids.insert(s.id.as_str()) || !kv_names.insert((&s.tenant, s.name.as_str())) {
+                return invalid(format!("key-value store {} twice", s.name));
+            }
+        }
+        for l in &self.kv_links {
+            if !apps.contains_key(&(&l.tenant, &l.app)) || !kv_ids.contains(l.store.as_str()) {
+                return invalid(format!("key-value link of unknown app {} or store", l.app));
+            }
+        }
+        for e in &self.kv_entries {
+            if !kv_ids.contains(e.store.as_str()) || e.seq > self.kv_seq {
+                return invalid(format!("key-value entry {} of unknown store or seq", e.key));
+            }
+        }
+        for d in &self.kv_drops {
+            if kv_ids.contains(d.store.as_str()) || d.seq > self.kv_seq {
+                return invalid(format!(
+                    "key-value drop of live store {} or over the seq",
+                    d.store
+                ));
+            }
+        }
+        if self.kv_pruned > self.kv_seq {
+            return invalid("the key-value prune mark is over the seq".into());
         }
         let mut limited = BTreeSet::new();
         for l in &self.tenant_limits {

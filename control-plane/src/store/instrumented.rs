@@ -31,6 +31,7 @@ use super::{
     PurgeRate, StoreDump, StoreError, StoreResult, TenantRecord, TenantStorage, VersionRecord,
 };
 use super::{AppSecrets, SecretRecord, SecretWrite};
+use super::{KvChanges, KvHead, KvPage, KvPruneOutcome, KvStoreRecord, KvWrite, KvWriteOutcome};
 use super::{LogPage, LogStart, LogSweep, LogTail, NewLogLine};
 
 /// One store call: sub-millisecond on SQLite, a round trip or more on a
@@ -125,6 +126,7 @@ fn backend_failed(error: &StoreError) -> bool {
         | StoreError::SecretLimit { .. }
         | StoreError::SecretsChanged(_)
         | StoreError::TailLimit { .. }
+        | StoreError::Kv(_)
         | StoreError::Restore(_) => false,
     }
 }
@@ -332,6 +334,32 @@ instrument!("meta", InstrumentedMeta: MetaStore {
         old: &[u8],
         new: &[u8],
     ) -> StoreResult<bool>;
+    fn kv_create_store(&self, tenant: &TenantId, name: &str, id: &str, now_unix: u64) -> StoreResult<KvStoreRecord>;
+    fn kv_stores(&self, tenant: &TenantId) -> StoreResult<Vec<KvStoreRecord>>;
+    fn kv_store(&self, tenant: &TenantId, name: &str) -> StoreResult<KvStoreRecord>;
+    fn kv_drop_store(&self, tenant: &TenantId, name: &str, now_unix: u64) -> StoreResult<u64>;
+    fn kv_link(&self, tenant: &TenantId, app: &AppName, store: &str) -> StoreResult<Option<u64>>;
+    fn kv_unlink(&self, tenant: &TenantId, app: &AppName, store: &str) -> StoreResult<Option<u64>>;
+    fn kv_app_links(&self, tenant: &TenantId, app: &AppName) -> StoreResult<Vec<edge_common::kv::KvLink>>;
+    fn kv_get(&self, tenant: &TenantId, store: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    fn kv_keys(
+        &self,
+        tenant: &TenantId,
+        store: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>>;
+    fn kv_write(&self, write: &KvWrite) -> StoreResult<KvWriteOutcome>;
+    fn kv_changes(&self, since: u64, limit: usize) -> StoreResult<KvChanges>;
+    fn kv_head(&self) -> StoreResult<KvHead>;
+    fn kv_snapshot_page(
+        &self,
+        at: u64,
+        after: Option<&edge_common::kv::KvCursor>,
+        limit: usize,
+    ) -> StoreResult<KvPage>;
+    fn kv_prune(&self, before_unix: u64) -> StoreResult<KvPruneOutcome>;
     fn dump(&self) -> StoreResult<StoreDump>;
     fn restore(&self, dump: StoreDump) -> StoreResult<()>;
 });

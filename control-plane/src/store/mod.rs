@@ -30,6 +30,7 @@ pub mod conformance;
 pub mod dump;
 pub mod fs;
 pub mod instrumented;
+pub mod kv_rows;
 pub mod location;
 mod log_rows;
 mod outbound_rows;
@@ -40,6 +41,9 @@ mod secret_rows;
 pub mod sqlite;
 
 pub use dump::{RestoreError, StoreDump};
+pub use kv_rows::{
+    KvChanges, KvDump, KvHead, KvPage, KvPruneOutcome, KvStoreRecord, KvWrite, KvWriteOutcome,
+};
 pub use ownership::OwnedHosts;
 pub use secret_rows::{AppSecrets, SecretBundleRecord, SecretRecord, SecretWrite};
 
@@ -137,6 +141,9 @@ pub enum StoreError {
         max: u32,
         apps: Vec<String>,
     },
+    /// A key-value operation refused (issue 16), with its stable code.
+    #[error(transparent)]
+    Kv(#[from] edge_common::kv::KvError),
 }
 
 /// A version refused because its tenant's stored bytes (see
@@ -1008,6 +1015,97 @@ pub trait MetaStore: Send + Sync + 'static {
         old: &[u8],
         new: &[u8],
     ) -> StoreResult<bool>;
+
+    // ---- Key-value stores (issue 16; rows, statements and the write
+    // planner in `kv_rows`). A store belongs to a tenant (names unique per
+    // tenant, ids random); an app opens only the stores linked to it. A
+    // link or unlink changes the snapshot, so it bumps the revision; a
+    // data write never does. Every committed change (a key set or deleted,
+    // a store dropped) takes a seq from `kv_seq` in its transaction, so
+    // seq order is commit order. Deleted keys stay as tombstones and
+    // dropped stores as drops until `kv_prune`, which records the highest
+    // seq it deleted (`KvHead::pruned`). Refusals are `StoreError::Kv`.
+
+    /// Creates a store (`id` chosen by the caller, see
+    /// `kv_rows::new_store_id`). `kv-store-name-invalid`,
+    /// `kv-store-exists`, `kv-store-limit` (the tenant's `kv_max_stores`,
+    /// counted in the transaction); `NotFound` without the tenant.
+    async fn kv_create_store(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        id: &str,
+        now_unix: u64,
+    ) -> StoreResult<KvStoreRecord>;
+    /// The tenant's stores, by name.
+    async fn kv_stores(&self, tenant: &TenantId) -> StoreResult<Vec<KvStoreRecord>>;
+    /// One store of the tenant (`kv-store-not-found`).
+    async fn kv_store(&self, tenant: &TenantId, name: &str) -> StoreResult<KvStoreRecord>;
+    /// Drops a store and its entries; returns the drop's seq.
+    /// `kv-store-linked` (naming the apps) while an app links it.
+    async fn kv_drop_store(&self, tenant: &TenantId, name: &str, now_unix: u64)
+    -> StoreResult<u64>;
+    /// Links a store to an app; the revision it bumped to, none if it was
+    /// linked already. `NotFound` without the app, `kv-store-not-found`.
+    async fn kv_link(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        store: &str,
+    ) -> StoreResult<Option<u64>>;
+    /// Unlinks; the revision it bumped to, none if it was not linked.
+    async fn kv_unlink(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        store: &str,
+    ) -> StoreResult<Option<u64>>;
+    /// The stores an app links, as the snapshot lists them (by name).
+    /// `NotFound` without the app.
+    async fn kv_app_links(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+    ) -> StoreResult<Vec<edge_common::kv::KvLink>>;
+    /// A key's value (none: absent). `kv-store-not-found`.
+    async fn kv_get(
+        &self,
+        tenant: &TenantId,
+        store: &str,
+        key: &str,
+    ) -> StoreResult<Option<Vec<u8>>>;
+    /// Up to `limit` live keys starting with `prefix` and sorting after
+    /// `after`, in byte order. `kv-store-not-found`.
+    async fn kv_keys(
+        &self,
+        tenant: &TenantId,
+        store: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>>;
+    /// Runs a write's ops in one transaction, all or none, within the
+    /// tenant's limits (read in the transaction); an app's write needs its
+    /// link (`kv-not-linked`). Takes one seq per changed key.
+    async fn kv_write(&self, write: &KvWrite) -> StoreResult<KvWriteOutcome>;
+    /// The changes after `since`, by seq, at most `limit` of them and
+    /// bounded by `MAX_BATCH_VALUE_BYTES`. The caller compares `since`
+    /// with [`MetaStore::kv_head`]'s prune mark first.
+    async fn kv_changes(&self, since: u64, limit: usize) -> StoreResult<KvChanges>;
+    /// The last seq handed out and the prune mark.
+    async fn kv_head(&self) -> StoreResult<KvHead>;
+    /// A page of the live entries with seq <= `at` after `after`, in
+    /// (store, key) order, at most `limit` and bounded by
+    /// `MAX_BATCH_VALUE_BYTES`.
+    async fn kv_snapshot_page(
+        &self,
+        at: u64,
+        after: Option<&edge_common::kv::KvCursor>,
+        limit: usize,
+    ) -> StoreResult<KvPage>;
+    /// Deletes tombstones and drops older than `before_unix`, moving the
+    /// prune mark to the highest seq deleted.
+    async fn kv_prune(&self, before_unix: u64) -> StoreResult<KvPruneOutcome>;
 
     /// Every table's rows, the revision, the purge counter and the epoch,
     /// read in one transaction.

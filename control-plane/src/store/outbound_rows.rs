@@ -31,19 +31,27 @@ pub(crate) const TOUCH_APP: &str =
 /// `$1`: tenant → 1 if it exists.
 pub(crate) const TENANT_EXISTS: &str = "SELECT 1 FROM tenants WHERE id = $1";
 
-/// `$1`: tenant → (max_outbound_destinations, max_subrequests).
-pub(crate) const LIMITS: &str =
-    "SELECT max_outbound_destinations, max_subrequests FROM tenant_limits WHERE tenant = $1";
-/// `$1`: tenant, `$2`: max_outbound_destinations, `$3`: max_subrequests.
+/// `$1`: tenant → the eight cap columns ([`limits`]).
+pub(crate) const LIMITS: &str = "SELECT max_outbound_destinations, max_subrequests, \
+     kv_max_key_bytes, kv_max_value_bytes, kv_max_keys_per_store, kv_max_tenant_bytes, \
+     kv_max_ops_per_request, kv_max_stores FROM tenant_limits WHERE tenant = $1";
+/// `$1`: tenant, `$2`..`$9`: the eight cap columns ([`limit_params`]).
 pub(crate) const PUT_LIMITS: &str = "INSERT INTO tenant_limits \
-     (tenant, max_outbound_destinations, max_subrequests) VALUES ($1, $2, $3) \
+     (tenant, max_outbound_destinations, max_subrequests, kv_max_key_bytes, kv_max_value_bytes, \
+     kv_max_keys_per_store, kv_max_tenant_bytes, kv_max_ops_per_request, kv_max_stores) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
      ON CONFLICT (tenant) DO UPDATE SET max_outbound_destinations = \
-     excluded.max_outbound_destinations, max_subrequests = excluded.max_subrequests";
-/// `$1`: tenant: back to both defaults.
+     excluded.max_outbound_destinations, max_subrequests = excluded.max_subrequests, \
+     kv_max_key_bytes = excluded.kv_max_key_bytes, kv_max_value_bytes = excluded.kv_max_value_bytes, \
+     kv_max_keys_per_store = excluded.kv_max_keys_per_store, \
+     kv_max_tenant_bytes = excluded.kv_max_tenant_bytes, \
+     kv_max_ops_per_request = excluded.kv_max_ops_per_request, kv_max_stores = excluded.kv_max_stores";
+/// `$1`: tenant: back to every default.
 pub(crate) const DELETE_LIMITS: &str = "DELETE FROM tenant_limits WHERE tenant = $1";
-/// Every tenant's caps as (tenant, destinations, subrequests), for a dump.
-pub(crate) const ALL_LIMITS: &str = "SELECT tenant, max_outbound_destinations, max_subrequests \
-     FROM tenant_limits ORDER BY tenant";
+/// Every tenant's caps as (tenant, the eight cap columns), for a dump.
+pub(crate) const ALL_LIMITS: &str = "SELECT tenant, max_outbound_destinations, max_subrequests, \
+     kv_max_key_bytes, kv_max_value_bytes, kv_max_keys_per_store, kv_max_tenant_bytes, \
+     kv_max_ops_per_request, kv_max_stores FROM tenant_limits ORDER BY tenant";
 
 /// The `allow` column: the destinations as a JSON list of their written form.
 pub(crate) fn allow_column(policy: &AppOutbound) -> StoreResult<String> {
@@ -61,13 +69,39 @@ pub(crate) fn policy(allow: &str, max_subrequests: Option<i64>) -> StoreResult<A
     })
 }
 
-/// A stored cap row back into caps.
-pub(crate) fn limits(destinations: Option<i64>, subrequests: Option<i64>) -> SetTenantLimits {
+/// A stored cap row (the eight columns of [`LIMITS`]) back into caps.
+pub(crate) fn limits(c: [Option<i64>; 8]) -> SetTenantLimits {
     SetTenantLimits {
-        max_outbound_destinations: destinations.map(small),
-        max_subrequests: subrequests.map(small),
-        ..Default::default()
+        max_outbound_destinations: c[0].map(small),
+        max_subrequests: c[1].map(small),
+        kv_max_key_bytes: c[2].map(small),
+        kv_max_value_bytes: c[3].map(small),
+        kv_max_keys_per_store: c[4].map(wide),
+        kv_max_tenant_bytes: c[5].map(wide),
+        kv_max_ops_per_request: c[6].map(small),
+        kv_max_stores: c[7].map(small),
     }
+}
+
+/// The eight cap columns of caps, in [`PUT_LIMITS`]'s order.
+pub(crate) fn limit_params(l: &SetTenantLimits) -> [Option<i64>; 8] {
+    let n = |v: Option<u32>| v.map(i64::from);
+    let w = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    [
+        n(l.max_outbound_destinations),
+        n(l.max_subrequests),
+        n(l.kv_max_key_bytes),
+        n(l.kv_max_value_bytes),
+        w(l.kv_max_keys_per_store),
+        w(l.kv_max_tenant_bytes),
+        n(l.kv_max_ops_per_request),
+        n(l.kv_max_stores),
+    ]
+}
+
+/// A stored 64-bit count (never written below 0).
+fn wide(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
 }
 
 /// A stored count: the store writes only `u32`s.

@@ -176,6 +176,7 @@ macro_rules! transaction {
 
 mod certs;
 mod dump;
+pub mod kv;
 mod logs;
 mod meta;
 pub mod notify;
@@ -522,6 +523,8 @@ async fn snapshot_apps(tx: &Transaction<'_>) -> TxResult<Vec<SnapshotApp>> {
             })?;
         let app_outbound = outbound::for_snapshot(tx, &tenant, &name).await?;
         let app_secrets = secrets::snapshot_ref(tx, &tenant, &name).await?;
+        let kv_links = kv::links_of(tx, &tenant, &name).await?;
+        let kv_limits = outbound::caps(tx, tenant.as_str()).await?.kv();
         apps.push(SnapshotApp {
             tenant,
             name,
@@ -534,8 +537,8 @@ async fn snapshot_apps(tx: &Transaction<'_>) -> TxResult<Vec<SnapshotApp>> {
             https: app.https,
             secrets: app_secrets,
             outbound: app_outbound,
-            kv: Vec::new(),
-            kv_limits: edge_common::kv::KvLimits::DEFAULT,
+            kv: kv_links,
+            kv_limits,
         });
     }
     Ok(apps)

@@ -39,6 +39,7 @@ mod embedded {
 
 mod certs;
 mod dump;
+mod kv;
 mod logs;
 mod outbound;
 mod secrets;
@@ -399,6 +400,8 @@ fn snapshot_apps(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotApp>> {
         })?;
         let app_outbound = outbound::for_snapshot(tx, &tenant, &name)?;
         let app_secrets = secrets::snapshot_ref(tx, &tenant, &name)?;
+        let kv_links = kv::links_of(tx, &tenant, &name)?;
+        let kv_limits = outbound::caps(tx, tenant.as_str())?.kv();
         apps.push(SnapshotApp {
             tenant,
             name,
@@ -411,8 +414,8 @@ fn snapshot_apps(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotApp>> {
             https: app.https,
             secrets: app_secrets,
             outbound: app_outbound,
-            kv: Vec::new(),
-            kv_limits: edge_common::kv::KvLimits::DEFAULT,
+            kv: kv_links,
+            kv_limits,
         });
     }
     Ok(apps)
@@ -699,6 +702,7 @@ impl MetaStore for SqliteMetaStore {
             certs::delete_of_app(tx, &tenant, &name)?;
             secrets::delete_of_app(tx, &tenant, &name)?;
             outbound::delete_of_app(tx, &tenant, &name)?;
+            kv::delete_of_app(tx, &tenant, &name)?;
             for table in ["apps", "hosts", "versions", "deployments"] {
                 let column = if table == "apps" { "name" } else { "app" };
                 tx.execute(
@@ -1476,6 +1480,124 @@ impl MetaStore for SqliteMetaStore {
         let (old, new) = (old.to_vec(), new.to_vec());
         self.tx(move |tx| secrets::reseal(tx, &tenant, &app, &name, &old, &new))
             .await
+    }
+
+    // ---- Key-value stores (`kv`).
+
+    async fn kv_create_store(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        id: &str,
+        now_unix: u64,
+    ) -> StoreResult<super::KvStoreRecord> {
+        let (tenant, name, id) = (tenant.clone(), name.to_string(), id.to_string());
+        self.tx(move |tx| kv::create_store(tx, &tenant, &name, &id, now_unix))
+            .await
+    }
+
+    async fn kv_stores(&self, tenant: &TenantId) -> StoreResult<Vec<super::KvStoreRecord>> {
+        let tenant = tenant.clone();
+        self.tx(move |tx| kv::stores(tx, &tenant)).await
+    }
+
+    async fn kv_store(&self, tenant: &TenantId, name: &str) -> StoreResult<super::KvStoreRecord> {
+        let (tenant, name) = (tenant.clone(), name.to_string());
+        self.tx(move |tx| kv::store(tx, &tenant, &name)).await
+    }
+
+    async fn kv_drop_store(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        now_unix: u64,
+    ) -> StoreResult<u64> {
+        let (tenant, name) = (tenant.clone(), name.to_string());
+        self.tx(move |tx| kv::drop_store(tx, &tenant, &name, now_unix))
+            .await
+    }
+
+    async fn kv_link(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        store: &str,
+    ) -> StoreResult<Option<u64>> {
+        let (tenant, app, store) = (tenant.clone(), app.clone(), store.to_string());
+        self.tx(move |tx| kv::link(tx, &tenant, &app, &store, true))
+            .await
+    }
+
+    async fn kv_unlink(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        store: &str,
+    ) -> StoreResult<Option<u64>> {
+        let (tenant, app, store) = (tenant.clone(), app.clone(), store.to_string());
+        self.tx(move |tx| kv::link(tx, &tenant, &app, &store, false))
+            .await
+    }
+
+    async fn kv_app_links(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+    ) -> StoreResult<Vec<edge_common::kv::KvLink>> {
+        let (tenant, app) = (tenant.clone(), app.clone());
+        self.tx(move |tx| kv::app_links(tx, &tenant, &app)).await
+    }
+
+    async fn kv_get(
+        &self,
+        tenant: &TenantId,
+        store: &str,
+        key: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let (tenant, store, key) = (tenant.clone(), store.to_string(), key.to_string());
+        self.tx(move |tx| kv::get(tx, &tenant, &store, &key)).await
+    }
+
+    async fn kv_keys(
+        &self,
+        tenant: &TenantId,
+        store: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let (tenant, store, prefix) = (tenant.clone(), store.to_string(), prefix.to_string());
+        let after = after.map(str::to_string);
+        self.tx(move |tx| kv::keys(tx, &tenant, &store, &prefix, after.as_deref(), limit))
+            .await
+    }
+
+    async fn kv_write(&self, write: &super::KvWrite) -> StoreResult<super::KvWriteOutcome> {
+        let write = write.clone();
+        self.tx(move |tx| kv::write(tx, &write)).await
+    }
+
+    async fn kv_changes(&self, since: u64, limit: usize) -> StoreResult<super::KvChanges> {
+        self.tx(move |tx| kv::changes(tx, since, limit)).await
+    }
+
+    async fn kv_head(&self) -> StoreResult<super::KvHead> {
+        self.tx(kv::head).await
+    }
+
+    async fn kv_snapshot_page(
+        &self,
+        at: u64,
+        after: Option<&edge_common::kv::KvCursor>,
+        limit: usize,
+    ) -> StoreResult<super::KvPage> {
+        let after = after.cloned();
+        self.tx(move |tx| kv::snapshot_page(tx, at, after.as_ref(), limit))
+            .await
+    }
+
+    async fn kv_prune(&self, before_unix: u64) -> StoreResult<super::KvPruneOutcome> {
+        self.tx(move |tx| kv::prune(tx, before_unix)).await
     }
 
     async fn dump(&self) -> StoreResult<StoreDump> {

@@ -159,6 +159,11 @@ impl Client {
         }
     }
 
+    /// The API's base URL (`http://127.0.0.1:PORT`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A request with a raw JSON body (or none): for what clients should
     /// not send, and bodies without a type.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

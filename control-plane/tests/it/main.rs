@@ -13,6 +13,8 @@ mod edgectl;
 mod isolation;
 mod kek;
 mod keys;
+mod kv;
+mod kv_e2e;
 mod logs;
 mod migrate;
 mod ops;

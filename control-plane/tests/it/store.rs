@@ -227,6 +227,7 @@ async fn sqlite_meta_store_versions_its_schema() {
         (4, "secrets".to_string()),
         (5, "outbound".to_string()),
         (6, "logs".to_string()),
+        (7, "kv".to_string()),
     ];
     assert_eq!(history(&fresh), latest);
 

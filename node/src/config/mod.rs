@@ -9,6 +9,7 @@
 mod app;
 mod cache;
 mod control_plane;
+mod kv;
 mod log;
 mod origin;
 mod outbound;
@@ -16,6 +17,7 @@ mod outbound;
 use app::root_prefix;
 pub use app::{AppConfig, AppHttps, AppLimits, normalize_prefix};
 pub use control_plane::ControlPlaneConfig;
+pub use kv::KvConfig;
 pub use log::{AccessLog, LogConfig};
 
 use std::collections::BTreeMap;
@@ -63,6 +65,9 @@ pub struct NodeConfig {
     /// The node's access log.
     #[serde(default)]
     pub log: LogConfig,
+    /// The key-value replica and writes (with a control plane).
+    #[serde(default)]
+    pub kv: KvConfig,
 }
 
 /// Where the node listens. Every address is optional, but at least one of
@@ -416,6 +421,7 @@ impl NodeConfig {
             control_plane: None,
             cache: Default::default(),
             log: Default::default(),
+            kv: Default::default(),
         }
     }
 
@@ -475,6 +481,7 @@ impl NodeConfig {
             _ => {}
         }
         self.validate_runtime()?;
+        self.kv.validate()?;
         if let Some(cp) = &self.control_plane {
             cp.validate()?;
         }

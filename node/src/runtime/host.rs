@@ -2,7 +2,8 @@
 //! gives a guest: wasi:http, wasi:io, wasi:clocks, wasi:random, wasi:cli
 //! (environment = the app's config values, stdout/stderr = logs, exit) and
 //! wasi:config/store@0.2.0-rc.1 (the app's config values and secrets,
-//! built once per app load; a request holds only an `Arc` to them).
+//! built once per app load; a request holds only an `Arc` to them), and
+//! wasi:keyvalue@0.2.0-draft with edge:keyvalue/cas (`crate::kv::host`).
 //! No filesystem and no sockets are linked at all, so a component that
 //! imports them is refused when it is loaded, not when a request arrives.
 
@@ -44,6 +45,11 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     random::insecure_seed::add_to_linker::<Host, Random>(l, |h| h.wasi.random())?;
     // wasi:config/store: `get`/`get-all` over the app's variables.
     wasmtime_wasi_config::add_to_linker(l, |h: &mut Host| WasiConfig::new(&h.config))?;
+    // wasi:keyvalue (0.2.0-draft) and edge:keyvalue/cas: the app's stores.
+    crate::kv::host::add_to_linker(l, |h: &mut Host| crate::kv::host::KvHost {
+        table: &mut h.table,
+        request: &mut h.kv,
+    })?;
     Ok(linker)
 }
 
@@ -58,6 +64,8 @@ pub struct Host {
     hooks: OutboundPolicy,
     /// What wasi:config serves: the app's config values and secrets.
     config: Arc<WasiConfigVariables>,
+    /// The app's key-value stores and this request's op count.
+    kv: crate::kv::host::KvRequest,
     pub(super) limits: InstanceLimits,
     /// Epoch ticks of CPU charged to this request.
     pub(super) cpu_ticks: u64,
@@ -68,6 +76,8 @@ pub struct HostSetup<'a> {
     pub env: &'a [(String, String)],
     /// The app's wasi:config variables (config values and secrets).
     pub config: Arc<WasiConfigVariables>,
+    /// The stores the app may open (`None`: none, no control plane).
+    pub kv: Option<Arc<crate::kv::AppKv>>,
     pub log: LogContext,
     pub max_memory_bytes: usize,
     pub max_table_elements: usize,
@@ -103,6 +113,10 @@ impl Host {
             http,
             hooks: setup.outbound,
             config: setup.config,
+            kv: crate::kv::host::KvRequest {
+                app: setup.kv,
+                ops: 0,
+            },
             limits: InstanceLimits {
                 max_memory_bytes: setup.max_memory_bytes,
                 max_table_elements: setup.max_table_elements,

@@ -38,6 +38,10 @@ pub trait GuestApp: Send + Sync + 'static {
     /// The tenant's and the app's names, as logs and metrics carry them.
     fn names(&self) -> (&Arc<str>, &Arc<str>);
     fn metrics(&self) -> &AppMetrics;
+    /// The key-value stores the app may open (none by default).
+    fn kv(&self) -> Option<&Arc<crate::kv::AppKv>> {
+        None
+    }
 }
 
 /// How a guest failed to produce a response.
@@ -175,6 +179,7 @@ impl Runtime {
         let host = Host::new(HostSetup {
             env: app.env(),
             config: app.config_store().clone(),
+            kv: app.kv().cloned(),
             log: LogContext {
                 tenant: tenant.clone(),
                 app: app_name.clone(),

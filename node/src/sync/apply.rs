@@ -72,6 +72,8 @@ pub struct Applier {
     /// The epoch and id of the last purge applied (or skipped because the
     /// cache could not hold anything it names).
     last_purge: Option<(String, u64)>,
+    /// The key-value service synced apps' stores come from.
+    kv: Option<Arc<crate::kv::KvService>>,
 }
 
 /// A snapshot's apps, built and ready to swap in, and the apps that failed.
@@ -139,7 +141,13 @@ impl Applier {
             current: HashMap::new(),
             current_origins: HashMap::new(),
             last_purge: None,
+            kv: None,
         }
+    }
+
+    /// Synced apps open the stores their snapshot links from `kv`.
+    pub fn set_kv(&mut self, kv: Arc<crate::kv::KvService>) {
+        self.kv = Some(kv);
     }
 
     /// The artifact digests the current apps were loaded from.
@@ -342,6 +350,23 @@ impl Applier {
             message,
         };
         let limits = self.node_limits(spec.limits.clone(), &spec.tenant, &spec.name)?;
+        spec.kv_limits
+            .check()
+            .map_err(|e| invalid(format!("key-value limits: {e}")))?;
+        // Only an app that links a store gets its counters (ten series).
+        let kv = self
+            .kv
+            .as_ref()
+            .filter(|_| !spec.kv.is_empty())
+            .map(|service| {
+                Arc::new(crate::kv::AppKv::new(
+                    spec.tenant.clone(),
+                    spec.name.clone(),
+                    spec.kv.clone(),
+                    spec.kv_limits,
+                    service.clone(),
+                ))
+            });
         let mut env_bytes = 0;
         for (key, value) in &spec.config {
             if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
@@ -386,7 +411,8 @@ impl Applier {
             &self.metrics,
         )
         .with_config_store(variables)
-        .with_https(https))
+        .with_https(https)
+        .with_kv(kv))
     }
 
     /// The artifacts the served apps were loaded from.

@@ -15,8 +15,8 @@ pub mod local;
 pub mod log_uplink;
 pub mod secrets;
 
+use crate::backoff::jitter;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -164,6 +164,59 @@ impl Syncer {
             token: self.token.clone(),
             current: std::sync::atomic::AtomicUsize::new(self.current),
         }
+    }
+
+    /// The key-value service over this client, token, replicas and key:
+    /// its replica loaded from `data_dir/kv/`, and handed to the applier
+    /// so synced apps open their stores. Call before [`Syncer::restore`].
+    pub fn kv_service(&self, config: &crate::config::KvConfig) -> Arc<crate::kv::KvService> {
+        let replica = crate::kv::persist::load(&self.config.data_dir, config.max_replica_bytes)
+            .unwrap_or_default();
+        let replica = Arc::new(crate::kv::replica::Replica::new(
+            replica,
+            config.max_replica_bytes,
+        ));
+        let link = Arc::new(crate::kv::CpLink {
+            client: self.client.clone(),
+            endpoints: Arc::new(self.endpoints.clone()),
+            token: self.token.clone(),
+            current: std::sync::atomic::AtomicUsize::new(self.current),
+            key: {
+                let local = self.local.clone();
+                crate::kv::KeySource::new(
+                    self.key,
+                    Some(Box::new(move || local.read_pinned_key().ok().flatten())),
+                )
+            },
+        });
+        let service = Arc::new(crate::kv::KvService {
+            writer: crate::kv::write::KvWriter {
+                link,
+                timeout: config.write_timeout,
+                replica: replica.clone(),
+                metrics: self.metrics.kv.clone(),
+            },
+            replica,
+            metrics: self.metrics.kv.clone(),
+        });
+        service.refresh_gauges();
+        match self.applier.lock() {
+            Ok(mut applier) => applier.set_kv(service.clone()),
+            Err(_) => tracing::error!(
+                "the applier's lock is poisoned: synced apps will open no key-value stores"
+            ),
+        }
+        service
+    }
+
+    /// The data directory (the key-value replica is persisted under it).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    /// Backoff ceiling of the control-plane exchanges.
+    pub fn max_backoff(&self) -> Duration {
+        self.config.max_backoff
     }
 
     /// Ships the snapshots' tailed apps to `hub` (which lines to ship).
@@ -623,15 +676,6 @@ async fn error_text(mut response: reqwest::Response) -> String {
 /// The start of `text`, for a log line or a report.
 fn shorten(text: &str) -> String {
     text.chars().take(512).collect()
-}
-
-/// `base` scaled by a random factor in [0.5, 1.5): nodes that lost the
-/// control plane together do not come back in lockstep.
-fn jitter(base: Duration) -> Duration {
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    base.mul_f64(0.5 + (random % 1000) as f64 / 1000.0)
 }
 
 fn unix_now_f64() -> f64 {

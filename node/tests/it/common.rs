@@ -244,6 +244,7 @@ impl TestNodeBuilder {
                 cache
             },
             log: Default::default(),
+            kv: Default::default(),
         };
         let handle = Node::start(config).await.expect("node starts");
         TestNode {

@@ -12,6 +12,7 @@ mod common;
 mod config;
 mod connections;
 mod guests;
+mod kv;
 mod limits;
 mod load;
 mod observability;

@@ -148,7 +148,8 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
         .try_get(0)?;
     let (app_outbound, tenant_limits) = outbound::dump(tx).await?;
     let (log_tails, log_lines, log_seq, log_pruned) = super::logs::dump(tx).await?;
-    Ok(StoreDump {
+    let kv = super::kv::dump(tx).await?;
+    let mut dump = StoreDump {
         format: DUMP_FORMAT,
         epoch: epoch(tx).await?,
         revision: current_revision(tx).await?,
@@ -194,7 +195,10 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
         log_lines,
         log_seq,
         log_pruned,
-    })
+        ..StoreDump::empty(String::new())
+    };
+    dump.set_kv(kv);
+    Ok(dump)
 }
 
 pub(super) async fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> TxResult<()> {
@@ -387,5 +391,6 @@ pub(super) async fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> TxResult<
         &dump.log_pruned,
     )
     .await?;
+    super::kv::restore(tx, &dump.kv()).await?;
     Ok(())
 }

@@ -205,6 +205,7 @@ impl MetaStore for PgMetaStore {
             certs::delete_of_app(&tx, tenant, name).await?;
             super::secrets::delete_of_app(&tx, tenant, name).await?;
             outbound::delete_of_app(&tx, tenant, name).await?;
+            super::kv::delete_of_app(&tx, tenant, name).await?;
             for sql in [
                 "DELETE FROM apps WHERE tenant = $1 AND name = $2",
                 "DELETE FROM hosts WHERE tenant = $1 AND app = $2",
@@ -1016,6 +1017,147 @@ impl MetaStore for PgMetaStore {
     ) -> StoreResult<bool> {
         transaction!(self, Kind::Write, |tx| super::secrets::reseal(
             &tx, tenant, app, name, old, new
+        )
+        .await?)
+    }
+
+    // ---- Key-value stores (`super::kv`). Writers that take a seq run
+    // READ COMMITTED behind the `kv_seq` row lock (see `kv_rows::LOCK_SEQ`):
+    // SERIALIZABLE would fail every concurrent writer of the counter.
+
+    async fn kv_create_store(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        id: &str,
+        now_unix: u64,
+    ) -> StoreResult<crate::store::KvStoreRecord> {
+        transaction!(self, Kind::Write, |tx| super::kv::create_store(
+            &tx, tenant, name, id, now_unix
+        )
+        .await?)
+    }
+
+    async fn kv_stores(&self, tenant: &TenantId) -> StoreResult<Vec<crate::store::KvStoreRecord>> {
+        transaction!(self, Kind::Read, |tx| super::kv::stores(&tx, tenant)
+            .await?)
+    }
+
+    async fn kv_store(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> StoreResult<crate::store::KvStoreRecord> {
+        transaction!(self, Kind::Read, |tx| super::kv::store(&tx, tenant, name)
+            .await?)
+    }
+
+    async fn kv_drop_store(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        now_unix: u64,
+    ) -> StoreResult<u64> {
+        transaction!(self, Kind::Write, |tx| super::kv::drop_store(
+            &tx, tenant, name, now_unix
+        )
+        .await?)
+    }
+
+    async fn kv_link(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        store: &str,
+    ) -> StoreResult<Option<u64>> {
+        transaction!(self, Kind::Write, |tx| super::kv::link(
+            &tx, tenant, app, store, true
+        )
+        .await?)
+    }
+
+    async fn kv_unlink(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+        store: &str,
+    ) -> StoreResult<Option<u64>> {
+        transaction!(self, Kind::Write, |tx| super::kv::link(
+            &tx, tenant, app, store, false
+        )
+        .await?)
+    }
+
+    async fn kv_app_links(
+        &self,
+        tenant: &TenantId,
+        app: &AppName,
+    ) -> StoreResult<Vec<edge_common::kv::KvLink>> {
+        transaction!(self, Kind::Read, |tx| super::kv::app_links(
+            &tx, tenant, app
+        )
+        .await?)
+    }
+
+    async fn kv_get(
+        &self,
+        tenant: &TenantId,
+        store: &str,
+        key: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        transaction!(self, Kind::Read, |tx| super::kv::get(
+            &tx, tenant, store, key
+        )
+        .await?)
+    }
+
+    async fn kv_keys(
+        &self,
+        tenant: &TenantId,
+        store: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        transaction!(self, Kind::Read, |tx| super::kv::keys(
+            &tx, tenant, store, prefix, after, limit
+        )
+        .await?)
+    }
+
+    async fn kv_write(
+        &self,
+        write: &crate::store::KvWrite,
+    ) -> StoreResult<crate::store::KvWriteOutcome> {
+        transaction!(self, Kind::ReadCommitted, |tx| super::kv::write(&tx, write)
+            .await?)
+    }
+
+    async fn kv_changes(&self, since: u64, limit: usize) -> StoreResult<crate::store::KvChanges> {
+        transaction!(self, Kind::Read, |tx| super::kv::changes(&tx, since, limit)
+            .await?)
+    }
+
+    async fn kv_head(&self) -> StoreResult<crate::store::KvHead> {
+        transaction!(self, Kind::Read, |tx| super::kv::head(&tx).await?)
+    }
+
+    async fn kv_snapshot_page(
+        &self,
+        at: u64,
+        after: Option<&edge_common::kv::KvCursor>,
+        limit: usize,
+    ) -> StoreResult<crate::store::KvPage> {
+        transaction!(self, Kind::Read, |tx| super::kv::snapshot_page(
+            &tx, at, after, limit
+        )
+        .await?)
+    }
+
+    async fn kv_prune(&self, before_unix: u64) -> StoreResult<crate::store::KvPruneOutcome> {
+        transaction!(self, Kind::ReadCommitted, |tx| super::kv::prune(
+            &tx,
+            before_unix
         )
         .await?)
     }

@@ -26,10 +26,43 @@ pub async fn follow_revisions(
     config: tokio_postgres::Config,
     on_revision: impl Fn(u64) + Send + Sync + 'static,
 ) {
+    follow(
+        config,
+        CHANNEL,
+        "SELECT value FROM revision WHERE id = 1",
+        on_revision,
+    )
+    .await;
+}
+
+/// As [`follow_revisions`], for the key-value seqs committed by any
+/// replica (announced on `kv::KV_CHANNEL`), which wake the change-stream
+/// long polls.
+pub async fn follow_kv_seqs(
+    config: tokio_postgres::Config,
+    on_seq: impl Fn(u64) + Send + Sync + 'static,
+) {
+    follow(
+        config,
+        super::kv::KV_CHANNEL,
+        "SELECT value FROM kv_seq WHERE id = 1",
+        on_seq,
+    )
+    .await;
+}
+
+/// Listens on `channel` for numbers, reading `current` on each
+/// (re)connection.
+async fn follow(
+    config: tokio_postgres::Config,
+    channel: &'static str,
+    current: &'static str,
+    on_revision: impl Fn(u64) + Send + Sync + 'static,
+) {
     let on_revision = std::sync::Arc::new(on_revision);
     let mut retry = MIN_RETRY;
     loop {
-        match listen_once(&config, on_revision.clone()).await {
+        match listen_once(&config, channel, current, on_revision.clone()).await {
             // The session ended after working: start the backoff over.
             Ok(()) => retry = MIN_RETRY,
             Err(e) => {
@@ -44,6 +77,8 @@ pub async fn follow_revisions(
 /// One listening session, until its connection fails.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    channel: &'static str,
+    current_query: &'static str,
     on_revision: std::sync::Arc<impl Fn(u64) + Send + Sync + 'static>,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
@@ -55,7 +90,7 @@ async fn listen_once(
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message? {
-                AsyncMessage::Notification(n) if n.channel() == CHANNEL => {
+                AsyncMessage::Notification(n) if n.channel() == channel => {
                     match n.payload().parse::<u64>() {
                         Ok(revision) => heard(revision),
                         Err(_) => tracing::warn!(
@@ -70,10 +105,8 @@ async fn listen_once(
         Ok::<(), tokio_postgres::Error>(())
     });
     let listening = async {
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        let row = client
-            .query_one("SELECT value FROM revision WHERE id = 1", &[])
-            .await?;
+        client.batch_execute(&format!("LISTEN {channel}")).await?;
+        let row = client.query_one(current_query, &[]).await?;
         let current: i64 = row.try_get(0)?;
         on_revision(u64::try_from(current).unwrap_or(0));
         Ok::<(), tokio_postgres::Error>(())

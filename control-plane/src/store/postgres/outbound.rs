@@ -13,6 +13,15 @@ use crate::store::cert_rows::int;
 use crate::store::dump::{AppOutboundRow, TenantLimitsRow};
 use crate::store::outbound_rows as rows;
 
+/// The eight cap columns of `row` from `first` on.
+fn limit_columns(row: &tokio_postgres::Row, first: usize) -> TxResult<SetTenantLimits> {
+    let mut c = [None; 8];
+    for (i, v) in c.iter_mut().enumerate() {
+        *v = row.try_get(first + i)?;
+    }
+    Ok(rows::limits(c))
+}
+
 fn big(v: Option<u32>) -> Option<i64> {
     v.map(i64::from)
 }
@@ -67,10 +76,10 @@ pub(super) async fn set(
     Ok(revision)
 }
 
-async fn caps(tx: &Transaction<'_>, tenant: &str) -> TxResult<SetTenantLimits> {
+pub(super) async fn caps(tx: &Transaction<'_>, tenant: &str) -> TxResult<SetTenantLimits> {
     Ok(match tx.query_opt(rows::LIMITS, &[&tenant]).await? {
         None => SetTenantLimits::default(),
-        Some(row) => rows::limits(row.try_get(0)?, row.try_get(1)?),
+        Some(row) => limit_columns(&row, 0)?,
     })
 }
 
@@ -113,12 +122,11 @@ async fn write_limits(
     if limits.is_default() {
         tx.execute(rows::DELETE_LIMITS, &[&tenant]).await?;
     } else {
+        let c = rows::limit_params(limits);
         tx.execute(
             rows::PUT_LIMITS,
             &[
-                &tenant,
-                &big(limits.max_outbound_destinations),
-                &big(limits.max_subrequests),
+                &tenant, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6], &c[7],
             ],
         )
         .await?;
@@ -164,10 +172,7 @@ pub(super) async fn dump(
     let mut limits = Vec::new();
     for row in tx.query(rows::ALL_LIMITS, &[]).await? {
         let tenant: String = row.try_get(0)?;
-        limits.push(TenantLimitsRow::new(
-            tenant,
-            rows::limits(row.try_get(1)?, row.try_get(2)?),
-        )?);
+        limits.push(TenantLimitsRow::new(tenant, limit_columns(&row, 1)?)?);
     }
     Ok((policies, limits))
 }

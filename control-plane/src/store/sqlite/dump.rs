@@ -265,7 +265,8 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
     .collect::<StoreResult<_>>()?;
     let (app_outbound, tenant_limits) = outbound::dump(tx)?;
     let (log_tails, log_lines, log_seq, log_pruned) = super::logs::dump(tx)?;
-    Ok(StoreDump {
+    let kv = super::kv::dump(tx)?;
+    let mut dump = StoreDump {
         format: crate::store::dump::DUMP_FORMAT,
         epoch,
         revision: u(one("SELECT value FROM revision WHERE id = 1")?),
@@ -307,7 +308,10 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
         log_lines,
         log_seq,
         log_pruned,
-    })
+        ..StoreDump::empty(String::new())
+    };
+    dump.set_kv(kv);
+    Ok(dump)
 }
 
 pub(super) fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> StoreResult<()> {
@@ -479,5 +483,6 @@ pub(super) fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> StoreResult<()>
         dump.log_seq,
         &dump.log_pruned,
     )?;
+    super::kv::restore(tx, &dump.kv())?;
     Ok(())
 }

@@ -4,7 +4,8 @@
 use edge_common::api::SetTenantLimits;
 use edge_common::names::{AppName, TenantId};
 use edge_common::outbound::AppOutbound;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{app_origin, backend, bump_revision};
 use crate::store::cert_rows::{int, sqlite};
@@ -62,11 +63,20 @@ pub(super) fn set(
     Ok(revision)
 }
 
+/// The eight cap columns of `row` from `first` on.
+fn limit_columns(row: &Row<'_>, first: usize) -> rusqlite::Result<SetTenantLimits> {
+    let mut c = [None; 8];
+    for (i, v) in c.iter_mut().enumerate() {
+        *v = row.get(first + i)?;
+    }
+    Ok(rows::limits(c))
+}
+
 /// The tenant's caps (defaults without a row); does not check the tenant.
-fn caps(tx: &Transaction<'_>, tenant: &str) -> StoreResult<SetTenantLimits> {
+pub(super) fn caps(tx: &Transaction<'_>, tenant: &str) -> StoreResult<SetTenantLimits> {
     Ok(tx
         .query_row(&sqlite(rows::LIMITS), params![tenant], |row| {
-            Ok(rows::limits(row.get(0)?, row.get(1)?))
+            limit_columns(row, 0)
         })
         .optional()
         .map_err(backend)?
@@ -124,11 +134,10 @@ fn write_limits(tx: &Transaction<'_>, tenant: &str, limits: &SetTenantLimits) ->
     } else {
         tx.execute(
             &sqlite(rows::PUT_LIMITS),
-            params![
-                tenant,
-                limits.max_outbound_destinations,
-                limits.max_subrequests
-            ],
+            rusqlite::params_from_iter(
+                std::iter::once(Value::from(tenant.to_string()))
+                    .chain(rows::limit_params(limits).map(Value::from)),
+            ),
         )
     }
     .map_err(backend)?;
@@ -183,10 +192,7 @@ pub(super) fn dump(
     let mut stmt = tx.prepare(rows::ALL_LIMITS).map_err(backend)?;
     let limits = stmt
         .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                rows::limits(row.get(1)?, row.get(2)?),
-            ))
+            Ok((row.get::<_, String>(0)?, limit_columns(row, 1)?))
         })
         .map_err(backend)?
         .map(|r| {
