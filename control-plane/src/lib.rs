@@ -175,6 +175,13 @@ impl ControlPlane {
         );
         let settings = &config.api;
         let hub = sync::SyncHub::new(store.clone(), sync_key, revision);
+        // The key-value watch starts at the head, so the first long polls
+        // wait for a newer commit rather than for any.
+        let kv_head = store.kv_head().await?.seq;
+        hub.notify_kv(kv_head);
+        metrics
+            .kv_seq
+            .set(i64::try_from(kv_head).unwrap_or(i64::MAX));
         if let store::location::MetaLocation::Postgres(url) = &config.metadata {
             hub.follow_replicas(url.config().clone());
         }

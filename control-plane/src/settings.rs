@@ -135,9 +135,24 @@ pub struct ApiFlags {
     #[arg(long, default_value = "1h")]
     pub blob_gc_interval: humantime::Duration,
     /// Keep key-value tombstones and dropped stores this long (a node
-    /// further behind resyncs from a snapshot).
-    #[arg(long, default_value = "1h")]
+    /// further behind resyncs from a snapshot). At least 1 min.
+    #[arg(long, default_value = "1h", value_parser = parse_retention)]
     pub kv_tombstone_retention: humantime::Duration,
+}
+
+/// Shortest `--kv-tombstone-retention`: shorter, a node merely
+/// restarting or a long poll in flight would miss deletes and resync
+/// (a full snapshot) over and over.
+pub const MIN_KV_TOMBSTONE_RETENTION: Duration = Duration::from_secs(60);
+
+fn parse_retention(s: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration = s.parse().map_err(|e| format!("{e}"))?;
+    if *d < MIN_KV_TOMBSTONE_RETENTION {
+        return Err(format!(
+            "--kv-tombstone-retention must be at least 1m (got {s})"
+        ));
+    }
+    Ok(d)
 }
 
 impl From<ApiFlags> for ApiSettings {
@@ -282,6 +297,23 @@ mod tests {
         let cli = AcmeCli::try_parse_from(std::iter::once("edge-cp").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
         cli.flags.config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_tombstone_retention_is_at_least_a_minute() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["edge-cp", "--kv-tombstone-retention", v])
+                .map(|c| ApiSettings::from(c.flags).kv_tombstone_retention)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["59s", "0s"] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("--kv-tombstone-retention"), "{error}");
+            assert!(error.contains("at least 1m"), "{error}");
+        }
+        assert!(parse("soon").is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ CREATE TABLE kv_stores (
 CREATE TABLE kv_links (
     tenant TEXT COLLATE "C" NOT NULL,
     app TEXT COLLATE "C" NOT NULL,
-    store TEXT COLLATE "C" NOT NULL,
+    store TEXT COLLATE "C" NOT NULL REFERENCES kv_stores(id),
     PRIMARY KEY (tenant, app, store)
 );
 CREATE INDEX kv_links_by_store ON kv_links (store);
@@ -30,6 +30,7 @@ CREATE TABLE kv_entries (
     PRIMARY KEY (store, key)
 );
 CREATE INDEX kv_entries_by_seq ON kv_entries (seq);
+CREATE INDEX kv_entries_tombstones ON kv_entries (updated_unix) WHERE value IS NULL;
 
 CREATE TABLE kv_drops (
     store TEXT COLLATE "C" PRIMARY KEY,

@@ -21,7 +21,7 @@ CREATE TABLE kv_stores (
 CREATE TABLE kv_links (
     tenant TEXT NOT NULL,
     app TEXT NOT NULL,
-    store TEXT NOT NULL,
+    store TEXT NOT NULL REFERENCES kv_stores(id),
     PRIMARY KEY (tenant, app, store)
 );
 CREATE INDEX kv_links_by_store ON kv_links (store);
@@ -39,6 +39,8 @@ CREATE TABLE kv_entries (
     PRIMARY KEY (store, key)
 );
 CREATE INDEX kv_entries_by_seq ON kv_entries (seq);
+-- The pruner's scan: old tombstones only, however many live entries.
+CREATE INDEX kv_entries_tombstones ON kv_entries (updated_unix) WHERE value IS NULL;
 
 -- kv_drops: dropped stores, a change of their own (key None) until pruned.
 CREATE TABLE kv_drops (

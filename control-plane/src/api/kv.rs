@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edge_common::kv::{
-    KvBatch, KvCursor, KvError, KvErrorCode, KvKeyList, KvLinkList, KvStoreList, KvWriteRequest,
-    KvWriteResult, MAX_KEYS_PER_PAGE, MAX_WRITE_BODY_BYTES, NewKvStore, now_ms,
+    KvBatch, KvCursor, KvError, KvErrorCode, KvKeyList, KvLimits, KvLinkList, KvStoreList,
+    KvWriteRequest, KvWriteResult, MAX_KEYS_PER_PAGE, MAX_WRITE_BODY_BYTES, NewKvStore, now_ms,
 };
 use edge_common::names::{AppName, TenantId};
 use http::{Method, Request, Response, StatusCode, header};
@@ -198,8 +198,15 @@ pub async fn entry(
         ))
     })?;
     let limits = state.store.tenant_limits(tenant).await?.kv();
-    edge_common::kv::check_key(&key, &limits)?;
     let method = req.method().clone();
+    // The tenant's key limit binds the keys it makes; a key written before
+    // an admin lowered it stays readable and deletable.
+    let key_limits = if method == Method::PUT {
+        &limits
+    } else {
+        &KvLimits::CEILING
+    };
+    edge_common::kv::check_key(&key, key_limits)?;
     match method {
         Method::GET => match state.store.kv_get(tenant, store, &key).await? {
             Some(value) => Response::builder()
@@ -254,7 +261,7 @@ pub async fn write(state: &ApiState, req: Request<Incoming>) -> ApiResult {
     let body = read_body_within(
         req,
         MAX_WRITE_BODY_BYTES,
-        "body-too-large",
+        KvErrorCode::ValueTooLarge.as_str(),
         "key-value writes",
     )
     .await?;
@@ -263,6 +270,18 @@ pub async fn write(state: &ApiState, req: Request<Incoming>) -> ApiResult {
     if request.nonce.is_empty() || request.nonce.len() > MAX_NONCE_BYTES {
         return Err(invalid(format!("a nonce has 1 to {MAX_NONCE_BYTES} bytes")));
     }
+    // Checked before any lookup, so a bad name is refused without echoing
+    // it whole.
+    if edge_common::kv::check_store_name(&request.store).is_err() {
+        let shown: String = request.store.chars().take(64).collect();
+        return Err(KvError::new(
+            KvErrorCode::StoreNameInvalid,
+            format!("invalid key-value store name {shown:?}"),
+        )
+        .into());
+    }
+    // Read before the write: once it commits, the answer must not fail.
+    let epoch = state.store.epoch().await?;
     let write = KvWrite {
         tenant: request.tenant,
         app: Some(request.app),
@@ -273,7 +292,7 @@ pub async fn write(state: &ApiState, req: Request<Incoming>) -> ApiResult {
     let outcome = run_write(state, &write).await?;
     let result = KvWriteResult {
         nonce: request.nonce,
-        epoch: state.store.epoch().await?,
+        epoch,
         results: outcome.results,
         changes: outcome.changes,
     };
@@ -294,7 +313,15 @@ pub async fn sync(state: &ApiState, query: &Query) -> ApiResult {
     }
     let batch = match number(query, "snapshot")? {
         Some(at) => snapshot_page(state, query, epoch, at).await?,
-        None => changes(state, query, epoch).await?,
+        None => {
+            // A position means something only within the epoch it was
+            // taken in: without one, a node restored elsewhere could
+            // apply changes on top of another history.
+            if query.get("epoch").is_none() {
+                return Err(invalid("`since` goes with the `epoch` it was taken in"));
+            }
+            changes(state, query, epoch).await?
+        }
     };
     let signed = state.hub.sign(&batch).map_err(internal)?;
     Ok(json_response(StatusCode::OK, &signed))
@@ -308,6 +335,11 @@ async fn snapshot_page(
 ) -> Result<KvBatch, ApiError> {
     let head = state.store.kv_head().await?;
     let at = if at == 0 { head.seq } else { at };
+    // Pages of a snapshot whose continuation (changes since `at`) is
+    // already pruned would all be wasted: the node starts over now.
+    if at < head.pruned {
+        return Err(outside(at, head));
+    }
     if at > head.seq {
         return Err(invalid(format!(
             "`snapshot` {at} is past the last seq ({})",
@@ -351,8 +383,12 @@ async fn changes(state: &ApiState, query: &Query, epoch: String) -> Result<KvBat
         return Err(outside(since, head));
     }
     let deadline = tokio::time::Instant::now() + wait;
-    let mut heard = since;
+    let mut last_read = false;
     let run = loop {
+        // Marked seen before the read: a commit after this point (during
+        // the read or after it) moves the watch past `seen` and ends the
+        // wait below at once.
+        let seen = *rx.borrow_and_update();
         let run = state.store.kv_changes(since, MAX_CHANGES_PER_BATCH).await?;
         // Read after the changes: a prune that committed before or during
         // that read (deleting a tombstone the node has not seen) shows
@@ -361,14 +397,22 @@ async fn changes(state: &ApiState, query: &Query, epoch: String) -> Result<KvBat
         if since < head.pruned {
             return Err(outside(since, head));
         }
-        if !run.changes.is_empty() || tokio::time::Instant::now() >= deadline {
+        if !run.changes.is_empty() || last_read {
             break run;
         }
-        heard = heard.max(*rx.borrow());
+        if tokio::time::Instant::now() >= deadline {
+            break run;
+        }
         let _waiting = GaugeGuard::new(&state.metrics.kv_sync_waiters);
-        if !SyncHub::wait_kv(&mut rx, heard, deadline).await {
-            break run;
-        }
+        let woken = SyncHub::wait_kv(&mut rx, seen, deadline).await;
+        // Seqs heard from other replicas count too.
+        state
+            .metrics
+            .kv_seq
+            .set(i64::try_from(state.hub.kv_seq()).unwrap_or(i64::MAX));
+        // Timed out: one more read, so a commit whose announcement was
+        // lost or late is still answered now rather than a poll later.
+        last_read = !woken;
     };
     Ok(KvBatch::Changes {
         epoch,
@@ -415,14 +459,28 @@ pub fn spawn_pruner(state: Weak<ApiState>) {
 async fn prune_once(state: &Arc<ApiState>) {
     let retention = state.settings.kv_tombstone_retention.as_secs();
     let before = now_unix().saturating_sub(retention);
-    match state.store.kv_prune(before).await {
-        Ok(done) if done.tombstones + done.drops > 0 => tracing::info!(
-            tombstones = done.tombstones,
-            drops = done.drops,
-            pruned = done.pruned,
-            "key-value tombstones pruned"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "key-value prune failed"),
+    // One bounded batch per transaction (the writers wait on it), again
+    // while batches come back full.
+    loop {
+        match state.store.kv_prune(before).await {
+            Ok(done) => {
+                if done.tombstones + done.drops > 0 {
+                    tracing::info!(
+                        tombstones = done.tombstones,
+                        drops = done.drops,
+                        pruned = done.pruned,
+                        "key-value tombstones pruned"
+                    );
+                }
+                let full = kv_rows::PRUNE_BATCH as u64;
+                if done.tombstones < full && done.drops < full {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "key-value prune failed");
+                return;
+            }
+        }
     }
 }

@@ -162,6 +162,11 @@ pub struct KvDump {
 /// `$1`: tenant, `$2`: name → (id, created, keys, bytes).
 pub(crate) const STORE_BY_NAME: &str =
     "SELECT id, created_unix, keys, bytes FROM kv_stores WHERE tenant = $1 AND name = $2";
+/// PostgreSQL only: [`STORE_BY_NAME`] locking the row, so a link being
+/// made (its foreign key takes a share lock on it) is either committed and
+/// seen by the drop, or waits and then fails to find the store.
+pub(crate) const STORE_BY_NAME_FOR_UPDATE: &str = "SELECT id, created_unix, keys, bytes \
+     FROM kv_stores WHERE tenant = $1 AND name = $2 FOR UPDATE";
 /// `$1`: tenant → (id, name, created, keys, bytes), by name.
 pub(crate) const TENANT_STORES: &str =
     "SELECT id, name, created_unix, keys, bytes FROM kv_stores WHERE tenant = $1 ORDER BY name";
@@ -204,6 +209,10 @@ pub(crate) const TOUCH_APP: &str = super::outbound_rows::TOUCH_APP;
 
 /// `$1`: store id, `$2`: key → value (NULL: a tombstone).
 pub(crate) const ENTRY: &str = "SELECT value FROM kv_entries WHERE store = $1 AND key = $2";
+/// PostgreSQL only: `$1`: store id, `$2`: keys (text[]) → (key, value)
+/// of those stored.
+pub(crate) const ENTRIES_OF: &str =
+    "SELECT key, value FROM kv_entries WHERE store = $1 AND key = ANY($2)";
 /// `$1`..`$5`: store id, key, value (NULL: a tombstone), seq, updated.
 pub(crate) const PUT_ENTRY: &str = "INSERT INTO kv_entries (store, key, value, seq, updated_unix) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (store, key) DO UPDATE \
@@ -236,28 +245,44 @@ pub(crate) const SET_PRUNED: &str = "UPDATE kv_pruned SET value = $1 WHERE id = 
 pub(crate) const INSERT_DROP: &str =
     "INSERT INTO kv_drops (store, seq, dropped_unix) VALUES ($1, $2, $3)";
 
-/// `$1`: since, `$2`: how many → (seq, store, key, value), by seq.
+/// `$1`: since, `$2`: how many → (seq, key, value length; NULL: a
+/// tombstone), by seq: where a run's byte budget ends is decided on
+/// these before any value is read (`length` of a blob/bytea reads no
+/// value on either backend).
+pub(crate) const ENTRY_CHANGE_SIZES: &str = "SELECT seq, key, CAST(length(value) AS BIGINT) \
+     FROM kv_entries WHERE seq > $1 ORDER BY seq LIMIT $2";
+/// `$1`: since, `$2`: the last seq the run takes → (seq, store, key,
+/// value), by seq.
 pub(crate) const ENTRY_CHANGES: &str = "SELECT seq, store, key, value FROM kv_entries \
-     WHERE seq > $1 ORDER BY seq LIMIT $2";
+     WHERE seq > $1 AND seq <= $2 ORDER BY seq";
 /// `$1`: since, `$2`: how many → (seq, store), by seq.
 pub(crate) const DROP_CHANGES: &str =
     "SELECT seq, store FROM kv_drops WHERE seq > $1 ORDER BY seq LIMIT $2";
 
 /// `$1`: at, `$2`: after store, `$3`: after key, `$4`: how many → (store,
-/// key, value, seq) of live entries unchanged since `at`, in (store, key)
-/// order (byte order on both backends).
-pub(crate) const SNAPSHOT_PAGE: &str = "SELECT store, key, value, seq FROM kv_entries \
-     WHERE value IS NOT NULL AND seq <= $1 AND (store > $2 OR (store = $2 AND key > $3)) \
+/// key, value length) of live entries unchanged since `at`, in (store,
+/// key) order (byte order on both backends). The row-value comparison is
+/// a range of the primary key on both backends, so a page costs its own
+/// rows, not the ones before it.
+pub(crate) const SNAPSHOT_SIZES: &str = "SELECT store, key, CAST(length(value) AS BIGINT) \
+     FROM kv_entries WHERE value IS NOT NULL AND seq <= $1 AND (store, key) > ($2, $3) \
      ORDER BY store, key LIMIT $4";
+/// `$1`: at, `$2`, `$3`: after (store, key), `$4`, `$5`: the last (store,
+/// key) the page takes → (store, key, value, seq), in (store, key) order.
+pub(crate) const SNAPSHOT_PAGE: &str = "SELECT store, key, value, seq FROM kv_entries \
+     WHERE value IS NOT NULL AND seq <= $1 AND (store, key) > ($2, $3) \
+     AND (store, key) <= ($4, $5) ORDER BY store, key";
 
-/// `$1`: before (unix) → the highest seq of a tombstone that old.
-pub(crate) const OLD_TOMBSTONES_MAX: &str = "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) \
-     FROM kv_entries WHERE value IS NULL AND updated_unix < $1";
-pub(crate) const DELETE_OLD_TOMBSTONES: &str =
-    "DELETE FROM kv_entries WHERE value IS NULL AND updated_unix < $1";
-pub(crate) const OLD_DROPS_MAX: &str =
-    "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM kv_drops WHERE dropped_unix < $1";
-pub(crate) const DELETE_OLD_DROPS: &str = "DELETE FROM kv_drops WHERE dropped_unix < $1";
+/// `$1`: before (unix), `$2`: how many → the seqs of the tombstones
+/// deleted: at most one batch per transaction, found by the partial index
+/// `kv_entries_tombstones`, and the prune mark comes from what was really
+/// deleted.
+pub(crate) const DELETE_OLD_TOMBSTONES: &str = "DELETE FROM kv_entries WHERE (store, key) IN \
+     (SELECT store, key FROM kv_entries WHERE value IS NULL AND updated_unix < $1 LIMIT $2) \
+     RETURNING seq";
+/// `$1`: before (unix), `$2`: how many → the seqs of the drops deleted.
+pub(crate) const DELETE_OLD_DROPS: &str = "DELETE FROM kv_drops WHERE store IN \
+     (SELECT store FROM kv_drops WHERE dropped_unix < $1 LIMIT $2) RETURNING seq";
 
 /// For a dump: every store, link, entry (tombstones too) and drop.
 pub(crate) const ALL_STORES: &str =
@@ -312,7 +337,8 @@ pub(crate) fn check_new_store(name: &str, held: u64, limits: &KvLimits) -> Store
 }
 
 /// What can be checked of a write before reading anything: the number of
-/// ops, each key and value.
+/// ops, each key and value (the tenant's limits bind what a write makes;
+/// a delete is held only to the ceiling).
 pub(crate) fn check_ops(ops: &[KvOp], limits: &KvLimits) -> Result<(), KvError> {
     if ops.is_empty() {
         return Err(KvError::new(KvErrorCode::Invalid, "a write needs an op"));
@@ -325,12 +351,15 @@ pub(crate) fn check_ops(ops: &[KvOp], limits: &KvLimits) -> Result<(), KvError> 
         ));
     }
     for op in ops {
-        kv::check_key(op.key(), limits)?;
         match op {
             KvOp::Set { value, .. } | KvOp::CompareAndSwap { value, .. } => {
+                kv::check_key(op.key(), limits)?;
                 kv::check_value(&value.0, limits)?;
             }
-            KvOp::Delete { .. } | KvOp::Increment { .. } => {}
+            KvOp::Increment { .. } => kv::check_key(op.key(), limits)?,
+            // A delete makes nothing: a key written before an admin
+            // lowered the tenant's key limit must still be deletable.
+            KvOp::Delete { .. } => kv::check_key(op.key(), &KvLimits::CEILING)?,
         }
     }
     Ok(())
@@ -465,58 +494,110 @@ pub(crate) fn plan(
     })
 }
 
-/// Merges the entry and drop changes after `since` (each by seq, each at
-/// most `max` long) into one run, bounded by `max` changes and
-/// [`MAX_BATCH_VALUE_BYTES`] of values (one larger value travels alone).
+/// Most tombstones (and, apart, drops) one prune deletes: a transaction
+/// holding the writers' lock stays short; the pruner runs again at once
+/// while batches come back full.
+pub const PRUNE_BATCH: usize = 1_000;
+
+/// An entry's bytes in an answer (key and value).
+fn answer_bytes(key: &str, value_len: usize) -> usize {
+    key.len() + value_len
+}
+
+/// How many of the leading rows (key, value length) one answer takes:
+/// until [`MAX_BATCH_VALUE_BYTES`] is spent, and always the first (one
+/// larger value travels alone).
+fn within_budget<'a>(rows: impl IntoIterator<Item = (&'a str, usize)>) -> usize {
+    let mut bytes = 0usize;
+    let mut taken = 0usize;
+    for (key, len) in rows {
+        let size = answer_bytes(key, len);
+        if taken > 0 && bytes.saturating_add(size) > MAX_BATCH_VALUE_BYTES {
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        taken += 1;
+    }
+    taken
+}
+
+/// Where a run of entry changes ends, decided on their sizes (seq, key,
+/// value length; `max` were asked for) before a value is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChangesCut {
+    /// Read the entries up to this seq (`None`: none).
+    pub last: Option<u64>,
+    /// The entries are known only up to `last` (some were left off): a
+    /// drop after it must wait for the next run too.
+    pub partial: bool,
+}
+
+pub(crate) fn changes_cut(sizes: &[(u64, String, usize)], max: usize) -> ChangesCut {
+    let taken = within_budget(sizes.iter().map(|(_, k, n)| (k.as_str(), *n)));
+    ChangesCut {
+        last: taken.checked_sub(1).map(|i| sizes[i].0),
+        partial: taken < sizes.len() || sizes.len() >= max,
+    }
+}
+
+/// Merges the entry changes read up to `cut` and the drop changes after
+/// `since` (each by seq, at most `max` long) into one run of at most
+/// `max` changes.
 pub(crate) fn merge_changes(
     since: u64,
     mut entries: Vec<KvChange>,
     drops: Vec<KvChange>,
+    cut: ChangesCut,
     max: usize,
 ) -> KvChanges {
-    entries.extend(drops);
+    let bound = if cut.partial {
+        cut.last.unwrap_or(since)
+    } else {
+        u64::MAX
+    };
+    entries.extend(drops.into_iter().filter(|d| d.seq <= bound));
     entries.sort_by_key(|c| c.seq);
-    let mut changes = Vec::new();
-    let mut bytes = 0usize;
-    for change in entries.into_iter().take(max) {
-        let size = change.value.as_ref().map_or(0, |v| v.0.len())
-            + change.key.as_ref().map_or(0, String::len);
-        if !changes.is_empty() && bytes + size > MAX_BATCH_VALUE_BYTES {
-            break;
-        }
-        bytes += size;
-        changes.push(change);
+    entries.truncate(max);
+    let head = entries.last().map_or(since, |c| c.seq);
+    KvChanges {
+        changes: entries,
+        head,
     }
-    let head = changes.last().map_or(since, |c| c.seq);
-    KvChanges { changes, head }
 }
 
-/// Bounds a snapshot page (fetched `max` long) by
-/// [`MAX_BATCH_VALUE_BYTES`]; the cursor is its last entry when more may
-/// follow.
-pub(crate) fn bound_page(found: Vec<KvEntry>, max: usize) -> KvPage {
-    let full = found.len() >= max;
-    let total = found.len();
-    let mut entries = Vec::new();
-    let mut bytes = 0usize;
-    for entry in found {
-        let size = entry.value.0.len() + entry.key.len();
-        if !entries.is_empty() && bytes + size > MAX_BATCH_VALUE_BYTES {
-            break;
+/// Where a snapshot page ends, decided on its sizes (store, key, value
+/// length; `max` were asked for) before a value is read: the last (store,
+/// key) it takes, and whether more may follow.
+pub(crate) fn page_cut(sizes: &[(String, String, usize)], max: usize) -> Option<(KvCursor, bool)> {
+    let taken = within_budget(sizes.iter().map(|(_, k, n)| (k.as_str(), *n)));
+    let (store, key, _) = sizes.get(taken.checked_sub(1)?)?;
+    Some((
+        KvCursor {
+            store: store.clone(),
+            key: key.clone(),
+        },
+        taken < sizes.len() || sizes.len() >= max,
+    ))
+}
+
+/// A value length as read (`length()` is NULL for a tombstone).
+pub(crate) fn len_of(n: Option<i64>) -> usize {
+    usize::try_from(n.unwrap_or(0)).unwrap_or(0)
+}
+
+/// Each store's live keys and bytes, counted from a dump's entries: a
+/// restore writes these rather than the dump's counters, which a hand-made
+/// or damaged dump could get wrong (and the limits trust them).
+pub(crate) fn recount(entries: &[KvEntryRow]) -> HashMap<&str, (u64, u64)> {
+    let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
+    for e in entries {
+        if let Some(value) = &e.value {
+            let c = counts.entry(e.store.as_str()).or_default();
+            c.0 += 1;
+            c.1 += answer_bytes(&e.key, value.0.len()) as u64;
         }
-        bytes += size;
-        entries.push(entry);
     }
-    let cut = entries.len() < total;
-    let next = if full || cut {
-        entries.last().map(|e| KvCursor {
-            store: e.store.clone(),
-            key: e.key.clone(),
-        })
-    } else {
-        None
-    };
-    KvPage { entries, next }
+    counts
 }
 
 /// The keys of a listing page that start with `prefix` (the query returns
@@ -587,23 +668,72 @@ mod tests {
     }
 
     #[test]
-    fn runs_and_pages_are_bounded() {
-        let big = |seq| KvChange {
+    fn runs_and_pages_are_cut_before_their_values_are_read() {
+        let half = MAX_BATCH_VALUE_BYTES / 2;
+        let sizes = vec![
+            (1, "a".to_string(), half),
+            (2, "b".to_string(), half),
+            (4, "c".to_string(), 10),
+        ];
+        // The keys' bytes count too: the second value no longer fits.
+        let cut = changes_cut(&sizes, 10);
+        assert_eq!(
+            cut,
+            ChangesCut {
+                last: Some(1),
+                partial: true
+            }
+        );
+        let huge = vec![(5, "k".to_string(), MAX_BATCH_VALUE_BYTES * 2)];
+        assert_eq!(changes_cut(&huge, 10).last, Some(5), "travels alone");
+        assert!(!changes_cut(&huge, 10).partial);
+        let whole = changes_cut(&sizes[2..], 10);
+        assert_eq!(
+            whole,
+            ChangesCut {
+                last: Some(4),
+                partial: false
+            }
+        );
+        assert_eq!(
+            changes_cut(&[], 10),
+            ChangesCut {
+                last: None,
+                partial: false
+            }
+        );
+        let drop = |seq| KvChange {
             seq,
-            store: "s".into(),
-            key: Some("k".into()),
-            value: Some(KvValue(vec![0; MAX_BATCH_VALUE_BYTES])),
-        };
-        let run = merge_changes(0, vec![big(1), big(3)], vec![], 10);
-        assert_eq!((run.changes.len(), run.head), (1, 1));
-        let drop = KvChange {
-            seq: 2,
             store: "t".into(),
             key: None,
             value: None,
         };
-        let run = merge_changes(0, vec![], vec![drop], 10);
+        // A drop after a partial run's last entry waits for the next run.
+        let run = merge_changes(
+            0,
+            vec![],
+            vec![drop(2)],
+            ChangesCut {
+                last: Some(1),
+                partial: true,
+            },
+            10,
+        );
+        assert_eq!((run.changes.len(), run.head), (0, 0));
+        let run = merge_changes(0, vec![], vec![drop(2)], changes_cut(&[], 10), 10);
         assert_eq!(run.head, 2);
-        assert_eq!(merge_changes(7, vec![], vec![], 10).head, 7);
+        let pages = vec![
+            ("s".to_string(), "a".to_string(), MAX_BATCH_VALUE_BYTES),
+            ("s".to_string(), "b".to_string(), 1),
+        ];
+        let (last, more) = page_cut(&pages, 10).unwrap();
+        assert_eq!((last.key.as_str(), more), ("a", true));
+        let (last, more) = page_cut(&pages[1..], 10).unwrap();
+        assert_eq!((last.key.as_str(), more), ("b", false));
+        assert!(
+            page_cut(&pages[1..], 1).unwrap().1,
+            "a full page may have more"
+        );
+        assert!(page_cut(&[], 10).is_none());
     }
 }

@@ -40,6 +40,9 @@ pub(super) async fn kv<M: MetaStore>(store: &M) {
     limits(store).await;
     stream_snapshot_and_prune(store).await;
     concurrent_writes_take_contiguous_seqs(store).await;
+    racing_writers_stop_at_the_keys_limit(store).await;
+    drops_race_writes_and_links(store).await;
+    answers_are_cut_by_bytes(store).await;
 }
 
 async fn stores_and_links<M: MetaStore>(store: &M) {
@@ -379,6 +382,36 @@ async fn limits<M: MetaStore>(store: &M) {
         .unwrap();
     let snapshot_limits = store.tenant_limits(&t).await.unwrap().kv();
     assert_eq!(snapshot_limits.max_stores, 2);
+    // An admin lowers the key limit below a held key: it can no longer be
+    // written, but it can still be deleted.
+    store
+        .kv_write(&write(&t, None, "two", vec![set("abc", b"")], 1))
+        .await
+        .unwrap();
+    let lowered = SetTenantLimits {
+        kv_max_key_bytes: Some(2),
+        ..limits
+    };
+    store.set_tenant_limits(&t, &lowered).await.unwrap();
+    assert_eq!(
+        code(
+            store
+                .kv_write(&write(&t, None, "two", vec![set("abc", b"1")], 1))
+                .await
+        ),
+        KvErrorCode::KeyTooLong
+    );
+    store
+        .kv_write(&write(
+            &t,
+            None,
+            "two",
+            vec![KvOp::Delete { key: "abc".into() }],
+            1,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.kv_get(&t, "two", "abc").await.unwrap(), None);
 }
 
 async fn stream_snapshot_and_prune<M: MetaStore>(store: &M) {
@@ -547,6 +580,159 @@ async fn concurrent_writes_take_contiguous_seqs<M: MetaStore>(store: &M) {
     assert_eq!(seqs.len(), 17);
     assert_eq!(*seqs.last().unwrap(), start + 32);
     assert_eq!(store.kv_head().await.unwrap().seq, start + 32);
+    // The counters kept by the racing writers are exact: k0..k9 (2 + 1
+    // bytes), k10..k15 (3 + 1), "counter" = "16" (7 + 2).
+    let held = store.kv_store(&t, "s").await.unwrap();
+    assert_eq!((held.keys, held.bytes), (17, 10 * 3 + 6 * 4 + 9));
+}
+
+/// Writers racing for the last free keys: exactly the limit is reached,
+/// never passed.
+async fn racing_writers_stop_at_the_keys_limit<M: MetaStore>(store: &M) {
+    let t = tenant("kv-race");
+    store.create_tenant(&t).await.unwrap();
+    let limits = SetTenantLimits {
+        kv_max_keys_per_store: Some(8),
+        ..SetTenantLimits::default()
+    };
+    store.set_tenant_limits(&t, &limits).await.unwrap();
+    store.kv_create_store(&t, "s", "id-race", 1).await.unwrap();
+    let writes: Vec<KvWrite> = (0..16)
+        .map(|i| write(&t, None, "s", vec![set(&format!("k{i:02}"), b"v")], 1))
+        .collect();
+    let results = futures::future::join_all(writes.iter().map(|w| store.kv_write(w))).await;
+    let mut done = 0;
+    for result in results {
+        match result {
+            Ok(_) => done += 1,
+            Err(e) => assert_eq!(code::<()>(Err(e)), KvErrorCode::KeysLimit),
+        }
+    }
+    assert_eq!(done, 8);
+    let held = store.kv_store(&t, "s").await.unwrap();
+    assert_eq!((held.keys, held.bytes), (8, 8 * 4));
+    let listed = store.kv_keys(&t, "s", "", None, 100).await.unwrap();
+    assert_eq!(listed.len(), 8);
+}
+
+/// A drop queued behind busy writers still succeeds (it waits for the
+/// seq lock rather than failing), and a drop racing a link leaves either
+/// the link (and the store) or neither: never a link to a dropped store.
+async fn drops_race_writes_and_links<M: MetaStore>(store: &M) {
+    let t = tenant("kv-drop-race");
+    store.create_tenant(&t).await.unwrap();
+    store
+        .create_app(&t, &app("web"), &[], &AppLimits::default(), None)
+        .await
+        .unwrap();
+    store
+        .kv_create_store(&t, "busy", "id-busy", 1)
+        .await
+        .unwrap();
+    for round in 0..4 {
+        let name = format!("gone{round}");
+        store
+            .kv_create_store(&t, &name, &format!("id-gone-{round}"), 1)
+            .await
+            .unwrap();
+        let writes: Vec<KvWrite> = (0..8)
+            .map(|i| write(&t, None, "busy", vec![set(&format!("k{i}"), b"v")], 1))
+            .collect();
+        let (written, dropped, linked) = futures::future::join3(
+            futures::future::join_all(writes.iter().map(|w| store.kv_write(w))),
+            store.kv_drop_store(&t, &name, 1),
+            store.kv_link(&t, &app("web"), &name),
+        )
+        .await;
+        assert!(written.iter().all(Result::is_ok), "{written:?}");
+        let links = store.kv_app_links(&t, &app("web")).await.unwrap();
+        let still_linked = links.iter().any(|l| l.name == name);
+        match (dropped, linked) {
+            (Ok(_), Err(e)) => {
+                assert_eq!(code::<()>(Err(e)), KvErrorCode::StoreNotFound);
+                assert!(!still_linked);
+            }
+            (Err(e), Ok(_)) => {
+                assert_eq!(code::<()>(Err(e)), KvErrorCode::StoreLinked);
+                assert!(still_linked);
+                store.kv_unlink(&t, &app("web"), &name).await.unwrap();
+                store.kv_drop_store(&t, &name, 1).await.unwrap();
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+}
+
+/// A run of changes and a snapshot page stop at MAX_BATCH_VALUE_BYTES of
+/// values (one larger travels alone) and continue from where they
+/// stopped, nothing skipped.
+async fn answers_are_cut_by_bytes<M: MetaStore>(store: &M) {
+    use edge_common::kv::MAX_BATCH_VALUE_BYTES;
+    let t = tenant("kv-big");
+    store.create_tenant(&t).await.unwrap();
+    store.kv_create_store(&t, "s", "id-big", 1).await.unwrap();
+    let start = store.kv_head().await.unwrap().seq;
+    let mib = vec![7u8; 1 << 20];
+    for i in 0..5 {
+        store
+            .kv_write(&write(&t, None, "s", vec![set(&format!("b{i}"), &mib)], 1))
+            .await
+            .unwrap();
+    }
+    // 4 values of 1 MiB and their keys pass 4 MiB: 3 a run.
+    let first = store.kv_changes(start, 1000).await.unwrap();
+    assert_eq!(first.changes.len(), 3);
+    assert_eq!(first.head, start + 3);
+    assert!(
+        first
+            .changes
+            .iter()
+            .all(|c| c.value.as_ref() == Some(&KvValue(mib.clone())))
+    );
+    let rest = store.kv_changes(first.head, 1000).await.unwrap();
+    assert_eq!(rest.changes.len(), 2);
+    assert_eq!(rest.head, start + 5);
+
+    let at = store.kv_head().await.unwrap().seq;
+    let mut cursor: Option<KvCursor> = None;
+    let mut big = Vec::new();
+    loop {
+        let page = store
+            .kv_snapshot_page(at, cursor.as_ref(), 1000)
+            .await
+            .unwrap();
+        let bytes: usize = page
+            .entries
+            .iter()
+            .map(|e| e.key.len() + e.value.0.len())
+            .sum();
+        assert!(bytes <= MAX_BATCH_VALUE_BYTES || page.entries.len() == 1);
+        big.extend(
+            page.entries
+                .iter()
+                .filter(|e| e.store == "id-big")
+                .map(|e| e.key.clone()),
+        );
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(big, vec!["b0", "b1", "b2", "b3", "b4"]);
+    store
+        .kv_write(&write(
+            &t,
+            None,
+            "s",
+            (0..5)
+                .map(|i| KvOp::Delete {
+                    key: format!("b{i}"),
+                })
+                .collect(),
+            1,
+        ))
+        .await
+        .unwrap();
 }
 
 pub(super) async fn fill_for_dump<M: MetaStore>(store: &M, t: &TenantId, a: &AppName) {

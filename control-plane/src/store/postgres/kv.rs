@@ -171,7 +171,17 @@ pub(super) async fn drop_store(
     now: u64,
 ) -> TxResult<u64> {
     lock_seq(tx).await?;
-    let found = must_find(tx, tenant, name).await?;
+    // READ COMMITTED (writers wait on the seq lock instead of failing):
+    // the store's row lock orders the drop after any link being made, so
+    // the links read next are all there are (see
+    // `kv_rows::STORE_BY_NAME_FOR_UPDATE`).
+    let found = match tx
+        .query_opt(rows::STORE_BY_NAME_FOR_UPDATE, &[&tenant.as_str(), &name])
+        .await?
+    {
+        Some(row) => store_row(tenant, name, &row)?,
+        None => return Err(rows::store_not_found(name).into()),
+    };
     let apps = apps_of(tx, &found.id).await?;
     if !apps.is_empty() {
         let names: Vec<&str> = apps.iter().map(AppName::as_str).collect();
@@ -296,8 +306,11 @@ pub(super) async fn keys(
 }
 
 pub(super) async fn write(tx: &Transaction<'_>, w: &KvWrite) -> TxResult<KvWriteOutcome> {
-    lock_seq(tx).await?;
+    // What needs no stored state is refused before queuing on the
+    // writers' lock.
     let limits = outbound::limits(tx, &w.tenant).await?.kv();
+    rows::check_ops(&w.ops, &limits)?;
+    lock_seq(tx).await?;
     let Some(found) = find(tx, &w.tenant, &w.store).await? else {
         return Err(match &w.app {
             Some(app) => rows::not_linked(app, &w.store),
@@ -316,11 +329,13 @@ pub(super) async fn write(tx: &Transaction<'_>, w: &KvWrite) -> TxResult<KvWrite
             return Err(rows::not_linked(app, &w.store).into());
         }
     }
-    rows::check_ops(&w.ops, &limits)?;
-    let mut current = HashMap::new();
-    for key in rows::keys_of(&w.ops) {
-        let value = value_of(tx, &found.id, &key).await?;
-        current.insert(key, value);
+    // Every key's current value in one round trip (absent keys: None).
+    let keys = rows::keys_of(&w.ops);
+    let read = tx.prepare_cached(rows::ENTRIES_OF).await?;
+    let mut current: HashMap<String, Option<Vec<u8>>> =
+        keys.iter().map(|k| (k.clone(), None)).collect();
+    for row in tx.query(&read, &[&found.id, &keys]).await? {
+        current.insert(row.try_get(0)?, row.try_get(1)?);
     }
     let counts = rows::Counts {
         store_keys: found.keys,
@@ -331,7 +346,7 @@ pub(super) async fn write(tx: &Transaction<'_>, w: &KvWrite) -> TxResult<KvWrite
     if !plan.writes.is_empty() {
         let last = take_seq(tx, plan.writes.len() as u64).await?;
         let first = last + 1 - plan.writes.len() as u64;
-        let put = tx.prepare(rows::PUT_ENTRY).await?;
+        let put = tx.prepare_cached(rows::PUT_ENTRY).await?;
         for (i, (key, value)) in plan.writes.into_iter().enumerate() {
             let seq = first + i as u64;
             tx.execute(
@@ -359,17 +374,31 @@ pub(super) async fn write(tx: &Transaction<'_>, w: &KvWrite) -> TxResult<KvWrite
 }
 
 pub(super) async fn changes(tx: &Transaction<'_>, since: u64, limit: usize) -> TxResult<KvChanges> {
-    let mut entries = Vec::new();
+    let mut sizes = Vec::new();
     for row in tx
-        .query(rows::ENTRY_CHANGES, &[&int(since), &(limit as i64)])
+        .query(rows::ENTRY_CHANGE_SIZES, &[&int(since), &(limit as i64)])
         .await?
     {
-        entries.push(KvChange {
-            seq: uint(row.try_get(0)?),
-            store: row.try_get(1)?,
-            key: Some(row.try_get(2)?),
-            value: row.try_get::<_, Option<Vec<u8>>>(3)?.map(KvValue),
-        });
+        sizes.push((
+            uint(row.try_get(0)?),
+            row.try_get::<_, String>(1)?,
+            rows::len_of(row.try_get(2)?),
+        ));
+    }
+    let cut = rows::changes_cut(&sizes, limit);
+    let mut entries = Vec::new();
+    if let Some(last) = cut.last {
+        for row in tx
+            .query(rows::ENTRY_CHANGES, &[&int(since), &int(last)])
+            .await?
+        {
+            entries.push(KvChange {
+                seq: uint(row.try_get(0)?),
+                store: row.try_get(1)?,
+                key: Some(row.try_get(2)?),
+                value: row.try_get::<_, Option<Vec<u8>>>(3)?.map(KvValue),
+            });
+        }
     }
     let mut drops = Vec::new();
     for row in tx
@@ -383,7 +412,7 @@ pub(super) async fn changes(tx: &Transaction<'_>, since: u64, limit: usize) -> T
             value: None,
         });
     }
-    Ok(rows::merge_changes(since, entries, drops, limit))
+    Ok(rows::merge_changes(since, entries, drops, cut, limit))
 }
 
 pub(super) async fn head(tx: &Transaction<'_>) -> TxResult<KvHead> {
@@ -401,40 +430,78 @@ pub(super) async fn snapshot_page(
     limit: usize,
 ) -> TxResult<KvPage> {
     let (store, key) = after.map_or(("", ""), |c| (c.store.as_str(), c.key.as_str()));
-    let mut found = Vec::new();
+    let mut sizes = Vec::new();
     for row in tx
         .query(
-            rows::SNAPSHOT_PAGE,
+            rows::SNAPSHOT_SIZES,
             &[&int(at), &store, &key, &(limit as i64)],
         )
         .await?
     {
-        found.push(KvEntry {
+        sizes.push((
+            row.try_get::<_, String>(0)?,
+            row.try_get::<_, String>(1)?,
+            rows::len_of(row.try_get(2)?),
+        ));
+    }
+    let Some((last, more)) = rows::page_cut(&sizes, limit) else {
+        return Ok(KvPage {
+            entries: Vec::new(),
+            next: None,
+        });
+    };
+    let mut entries = Vec::new();
+    for row in tx
+        .query(
+            rows::SNAPSHOT_PAGE,
+            &[&int(at), &store, &key, &last.store, &last.key],
+        )
+        .await?
+    {
+        entries.push(KvEntry {
             store: row.try_get(0)?,
             key: row.try_get(1)?,
             value: KvValue(row.try_get(2)?),
             seq: uint(row.try_get(3)?),
         });
     }
-    Ok(rows::bound_page(found, limit))
+    Ok(KvPage {
+        entries,
+        next: more.then_some(last),
+    })
+}
+
+async fn delete_returning(
+    tx: &Transaction<'_>,
+    statement: &str,
+    before: u64,
+) -> TxResult<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for row in tx
+        .query(statement, &[&int(before), &(rows::PRUNE_BATCH as i64)])
+        .await?
+    {
+        seqs.push(uint(row.try_get(0)?));
+    }
+    Ok(seqs)
 }
 
 pub(super) async fn prune(tx: &Transaction<'_>, before: u64) -> TxResult<KvPruneOutcome> {
     lock_seq(tx).await?;
     let mark = head(tx).await?.pruned;
-    let tombstones_max = one(tx, rows::OLD_TOMBSTONES_MAX, &[&int(before)]).await?;
-    let drops_max = one(tx, rows::OLD_DROPS_MAX, &[&int(before)]).await?;
-    let tombstones = tx
-        .execute(rows::DELETE_OLD_TOMBSTONES, &[&int(before)])
-        .await?;
-    let drops = tx.execute(rows::DELETE_OLD_DROPS, &[&int(before)]).await?;
-    let pruned = mark.max(tombstones_max).max(drops_max);
+    let tombstones = delete_returning(tx, rows::DELETE_OLD_TOMBSTONES, before).await?;
+    let drops = delete_returning(tx, rows::DELETE_OLD_DROPS, before).await?;
+    let pruned = tombstones
+        .iter()
+        .chain(&drops)
+        .copied()
+        .fold(mark, u64::max);
     if pruned > mark {
         tx.execute(rows::SET_PRUNED, &[&int(pruned)]).await?;
     }
     Ok(KvPruneOutcome {
-        tombstones,
-        drops,
+        tombstones: tombstones.len() as u64,
+        drops: drops.len() as u64,
         pruned,
     })
 }
@@ -487,7 +554,9 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<KvDump> {
 }
 
 pub(super) async fn restore(tx: &Transaction<'_>, dump: &KvDump) -> TxResult<()> {
+    let counts = rows::recount(&dump.entries);
     for s in &dump.stores {
+        let (keys, bytes) = counts.get(s.id.as_str()).copied().unwrap_or((0, 0));
         tx.execute(
             rows::RESTORE_STORE,
             &[
@@ -495,8 +564,8 @@ pub(super) async fn restore(tx: &Transaction<'_>, dump: &KvDump) -> TxResult<()>
                 &s.tenant.as_str(),
                 &s.name,
                 &int(s.created_unix),
-                &int(s.keys),
-                &int(s.bytes),
+                &int(keys),
+                &int(bytes),
             ],
         )
         .await?;

@@ -1058,7 +1058,7 @@ impl MetaStore for PgMetaStore {
         name: &str,
         now_unix: u64,
     ) -> StoreResult<u64> {
-        transaction!(self, Kind::Write, |tx| super::kv::drop_store(
+        transaction!(self, Kind::ReadCommitted, |tx| super::kv::drop_store(
             &tx, tenant, name, now_unix
         )
         .await?)

@@ -348,21 +348,40 @@ pub(super) fn write(tx: &Transaction<'_>, w: &KvWrite) -> StoreResult<KvWriteOut
 }
 
 pub(super) fn changes(tx: &Transaction<'_>, since: u64, limit: usize) -> StoreResult<KvChanges> {
-    let entries = {
+    let sizes = {
         let mut stmt = tx
-            .prepare_cached(&sqlite(rows::ENTRY_CHANGES))
+            .prepare_cached(&sqlite(rows::ENTRY_CHANGE_SIZES))
             .map_err(backend)?;
         stmt.query_map(params![int(since), limit as i64], |row| {
-            Ok(KvChange {
-                seq: uint(row.get(0)?),
-                store: row.get(1)?,
-                key: Some(row.get(2)?),
-                value: row.get::<_, Option<Vec<u8>>>(3)?.map(KvValue),
-            })
+            Ok((
+                uint(row.get(0)?),
+                row.get::<_, String>(1)?,
+                rows::len_of(row.get(2)?),
+            ))
         })
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?
+    };
+    let cut = rows::changes_cut(&sizes, limit);
+    let entries = match cut.last {
+        None => Vec::new(),
+        Some(last) => {
+            let mut stmt = tx
+                .prepare_cached(&sqlite(rows::ENTRY_CHANGES))
+                .map_err(backend)?;
+            stmt.query_map(params![int(since), int(last)], |row| {
+                Ok(KvChange {
+                    seq: uint(row.get(0)?),
+                    store: row.get(1)?,
+                    key: Some(row.get(2)?),
+                    value: row.get::<_, Option<Vec<u8>>>(3)?.map(KvValue),
+                })
+            })
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?
+        }
     };
     let drops = {
         let mut stmt = tx
@@ -380,7 +399,7 @@ pub(super) fn changes(tx: &Transaction<'_>, since: u64, limit: usize) -> StoreRe
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?
     };
-    Ok(rows::merge_changes(since, entries, drops, limit))
+    Ok(rows::merge_changes(since, entries, drops, cut, limit))
 }
 
 pub(super) fn head(tx: &Transaction<'_>) -> StoreResult<KvHead> {
@@ -400,11 +419,32 @@ pub(super) fn snapshot_page(
     limit: usize,
 ) -> StoreResult<KvPage> {
     let (store, key) = after.map_or(("", ""), |c| (c.store.as_str(), c.key.as_str()));
+    let sizes = {
+        let mut stmt = tx
+            .prepare_cached(&sqlite(rows::SNAPSHOT_SIZES))
+            .map_err(backend)?;
+        stmt.query_map(params![int(at), store, key, limit as i64], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                rows::len_of(row.get(2)?),
+            ))
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?
+    };
+    let Some((last, more)) = rows::page_cut(&sizes, limit) else {
+        return Ok(KvPage {
+            entries: Vec::new(),
+            next: None,
+        });
+    };
     let mut stmt = tx
         .prepare_cached(&sqlite(rows::SNAPSHOT_PAGE))
         .map_err(backend)?;
-    let found = stmt
-        .query_map(params![int(at), store, key, limit as i64], |row| {
+    let entries = stmt
+        .query_map(params![int(at), store, key, last.store, last.key], |row| {
             Ok(KvEntry {
                 store: row.get(0)?,
                 key: row.get(1)?,
@@ -415,27 +455,38 @@ pub(super) fn snapshot_page(
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
-    Ok(rows::bound_page(found, limit))
+    Ok(KvPage {
+        entries,
+        next: more.then_some(last),
+    })
+}
+
+fn delete_returning(tx: &Transaction<'_>, statement: &str, before: u64) -> StoreResult<Vec<u64>> {
+    let mut stmt = tx.prepare_cached(&sqlite(statement)).map_err(backend)?;
+    stmt.query_map(params![int(before), rows::PRUNE_BATCH as i64], |row| {
+        row.get::<_, i64>(0).map(uint)
+    })
+    .map_err(backend)?
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(backend)
 }
 
 pub(super) fn prune(tx: &Transaction<'_>, before: u64) -> StoreResult<KvPruneOutcome> {
     let mark = head(tx)?.pruned;
-    let tombstones_max = count(tx, rows::OLD_TOMBSTONES_MAX, params![int(before)])?;
-    let drops_max = count(tx, rows::OLD_DROPS_MAX, params![int(before)])?;
-    let tombstones = tx
-        .execute(&sqlite(rows::DELETE_OLD_TOMBSTONES), params![int(before)])
-        .map_err(backend)? as u64;
-    let drops = tx
-        .execute(&sqlite(rows::DELETE_OLD_DROPS), params![int(before)])
-        .map_err(backend)? as u64;
-    let pruned = mark.max(tombstones_max).max(drops_max);
+    let tombstones = delete_returning(tx, rows::DELETE_OLD_TOMBSTONES, before)?;
+    let drops = delete_returning(tx, rows::DELETE_OLD_DROPS, before)?;
+    let pruned = tombstones
+        .iter()
+        .chain(&drops)
+        .copied()
+        .fold(mark, u64::max);
     if pruned > mark {
         tx.execute(&sqlite(rows::SET_PRUNED), params![int(pruned)])
             .map_err(backend)?;
     }
     Ok(KvPruneOutcome {
-        tombstones,
-        drops,
+        tombstones: tombstones.len() as u64,
+        drops: drops.len() as u64,
         pruned,
     })
 }
@@ -533,7 +584,9 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<KvDump> {
 }
 
 pub(super) fn restore(tx: &Transaction<'_>, dump: &KvDump) -> StoreResult<()> {
+    let counts = rows::recount(&dump.entries);
     for s in &dump.stores {
+        let (keys, bytes) = counts.get(s.id.as_str()).copied().unwrap_or((0, 0));
         tx.execute(
             &sqlite(rows::RESTORE_STORE),
             params![
@@ -541,8 +594,8 @@ pub(super) fn restore(tx: &Transaction<'_>, dump: &KvDump) -> StoreResult<()> {
                 s.tenant.as_str(),
                 s.name,
                 int(s.created_unix),
-                int(s.keys),
-                int(s.bytes)
+                int(keys),
+                int(bytes)
             ],
         )
         .map_err(backend)?;
