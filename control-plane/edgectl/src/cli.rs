@@ -167,46 +167,11 @@ pub enum TenantsCommand {
         #[arg(long, value_name = "N", conflicts_with = "default")]
         max_subrequests: Option<u32>,
         #[command(flatten)]
-        kv: KvLimitFlags,
+        kv: crate::outbound::KvLimitFlags,
         /// Back to every default.
         #[arg(long)]
         default: bool,
     },
-}
-
-/// A tenant's key-value limits (`edgectl tenants limits`); a flag not
-/// given keeps its value.
-#[derive(Args, Clone, Copy, Default)]
-pub struct KvLimitFlags {
-    /// Bytes of a key (default 512).
-    #[arg(long, value_name = "N", conflicts_with = "default")]
-    pub kv_max_key_bytes: Option<u32>,
-    /// Bytes of a value (default 1 MiB).
-    #[arg(long, value_name = "N", conflicts_with = "default")]
-    pub kv_max_value_bytes: Option<u32>,
-    /// Live keys in one store (default 100,000).
-    #[arg(long, value_name = "N", conflicts_with = "default")]
-    pub kv_max_keys_per_store: Option<u64>,
-    /// Bytes (keys plus values) of all the tenant's stores (default 256 MiB).
-    #[arg(long, value_name = "N", conflicts_with = "default")]
-    pub kv_max_tenant_bytes: Option<u64>,
-    /// Key-value operations one request may make (default 1,000).
-    #[arg(long, value_name = "N", conflicts_with = "default")]
-    pub kv_max_ops_per_request: Option<u32>,
-    /// Stores of the tenant (default 20).
-    #[arg(long, value_name = "N", conflicts_with = "default")]
-    pub kv_max_stores: Option<u32>,
-}
-
-impl KvLimitFlags {
-    pub fn any(&self) -> bool {
-        self.kv_max_key_bytes.is_some()
-            || self.kv_max_value_bytes.is_some()
-            || self.kv_max_keys_per_store.is_some()
-            || self.kv_max_tenant_bytes.is_some()
-            || self.kv_max_ops_per_request.is_some()
-            || self.kv_max_stores.is_some()
-    }
 }
 
 #[derive(Subcommand)]

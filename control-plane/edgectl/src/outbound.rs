@@ -1,7 +1,7 @@
 //! `edgectl outbound` (what an app's component may call) and
 //! `edgectl tenants limits` (a tenant's caps on it).
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use edge_common::api::{OutboundPolicy, SetOutbound, SetTenantLimits, TenantLimits};
 use reqwest::Method;
 
@@ -83,7 +83,7 @@ pub async fn tenant_limits(
     id: &str,
     destinations: Option<u32>,
     subrequests: Option<u32>,
-    kv: crate::cli::KvLimitFlags,
+    kv: KvLimitFlags,
     default: bool,
 ) -> Result<(), Failure> {
     let path: [&str; 3] = ["tenants", id, "limits"];
@@ -127,4 +127,39 @@ pub async fn tenant_limits(
         k.max_stores
     );
     Ok(())
+}
+
+/// A tenant's key-value limits (`edgectl tenants limits`); a flag not
+/// given keeps its value.
+#[derive(Args, Clone, Copy, Default)]
+pub struct KvLimitFlags {
+    /// Bytes of a key (default 512).
+    #[arg(long, value_name = "N", conflicts_with = "default")]
+    pub kv_max_key_bytes: Option<u32>,
+    /// Bytes of a value (default 1 MiB).
+    #[arg(long, value_name = "N", conflicts_with = "default")]
+    pub kv_max_value_bytes: Option<u32>,
+    /// Live keys in one store (default 100,000).
+    #[arg(long, value_name = "N", conflicts_with = "default")]
+    pub kv_max_keys_per_store: Option<u64>,
+    /// Bytes (keys plus values) of all the tenant's stores (default 256 MiB).
+    #[arg(long, value_name = "N", conflicts_with = "default")]
+    pub kv_max_tenant_bytes: Option<u64>,
+    /// Key-value operations one request may make (default 1,000).
+    #[arg(long, value_name = "N", conflicts_with = "default")]
+    pub kv_max_ops_per_request: Option<u32>,
+    /// Stores of the tenant (default 20).
+    #[arg(long, value_name = "N", conflicts_with = "default")]
+    pub kv_max_stores: Option<u32>,
+}
+
+impl KvLimitFlags {
+    pub fn any(&self) -> bool {
+        self.kv_max_key_bytes.is_some()
+            || self.kv_max_value_bytes.is_some()
+            || self.kv_max_keys_per_store.is_some()
+            || self.kv_max_tenant_bytes.is_some()
+            || self.kv_max_ops_per_request.is_some()
+            || self.kv_max_stores.is_some()
+    }
 }

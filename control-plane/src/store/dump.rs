@@ -957,10 +957,7 @@ impl StoreDump {
 
 /// A random name for a new store (or a renewed one).
 pub(crate) fn new_epoch() -> Result<String, super::StoreError> {
-    let mut epoch = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut epoch)
-        .map_err(|_| super::StoreError::Backend("the system random source failed".into()))?;
-    Ok(edge_common::signing::to_hex(&epoch))
+    Ok(super::random_id::random_id()?)
 }
 
 #[cfg(test)]

@@ -611,7 +611,7 @@ pub(crate) fn within_prefix(keys: Vec<String>, prefix: &str) -> Vec<String> {
 
 /// A new store's id: 16 random bytes, hex (as an epoch is made).
 pub fn new_store_id() -> StoreResult<String> {
-    super::dump::new_epoch()
+    Ok(super::random_id::random_id()?)
 }
 
 #[cfg(test)]

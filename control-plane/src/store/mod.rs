@@ -36,6 +36,7 @@ mod log_rows;
 mod outbound_rows;
 pub mod ownership;
 pub mod postgres;
+mod random_id;
 pub mod s3;
 mod secret_rows;
 pub mod sqlite;
@@ -144,6 +145,12 @@ pub enum StoreError {
     /// A key-value operation refused (issue 16), with its stable code.
     #[error(transparent)]
     Kv(#[from] edge_common::kv::KvError),
+}
+
+impl From<random_id::RandomUnavailable> for StoreError {
+    fn from(e: random_id::RandomUnavailable) -> Self {
+        StoreError::Backend(e.to_string())
+    }
 }
 
 /// A version refused because its tenant's stored bytes (see
