@@ -817,3 +817,35 @@ impl Drop for CpProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The metadata store a scenario runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Makes each listed `async fn scenario(backend: Backend)` two tests,
+/// `sqlite::scenario` and `postgres::scenario`, on a multi-threaded
+/// runtime of `workers` threads.
+macro_rules! on_both_backends {
+    (workers = $workers:literal; $($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+                async fn $scenario() {
+                    super::$scenario($crate::common::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+                async fn $scenario() {
+                    super::$scenario($crate::common::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;

@@ -22,13 +22,9 @@ use edge_cp::store::location::MetaLocation;
 use edge_cp::{ControlPlane, CpConfig};
 use serde_json::{Value, json};
 
-use crate::common::{Client, answer, assert_error, edgectl, eventually, init_logging};
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
+use crate::common::{
+    Backend, Client, answer, assert_error, edgectl, eventually, init_logging, on_both_backends,
+};
 
 /// An in-process control plane on either backend, with its settings.
 struct Cp {
@@ -287,28 +283,8 @@ async fn snapshot_app(cp: &Cp, app: &str) -> edge_common::sync::SnapshotApp {
         .unwrap()
 }
 
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
+    workers = 2;
     stores_links_and_entries_round_trip,
     limits_answer_with_their_codes,
     node_writes_are_signed_atomic_and_checked,

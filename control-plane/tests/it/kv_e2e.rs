@@ -24,15 +24,9 @@ use edge_cp::store::location::MetaLocation;
 use edge_cp::{ControlPlane, CpConfig};
 use edge_fixtures::KV;
 
-use crate::common::{Client, TestNode, answer, init_logging};
+use crate::common::{Backend, Client, TestNode, answer, init_logging, on_both_backends};
 
 const HOST: &str = "kv.test";
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// An in-process control plane on either backend, which a test can kill
 /// and start again on the same address, data directory and database.
@@ -301,28 +295,8 @@ async fn raw(tenant: &Client, method: &str, path: &str, body: Vec<u8>) -> (u16, 
     (status, response.bytes().await.unwrap().to_vec())
 }
 
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $scenario() {
-                    super::$scenario(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $scenario() {
-                    super::$scenario(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
+    workers = 4;
     a_counter_incremented_on_two_nodes_counts_every_request,
     compare_and_swap_races_between_nodes_have_one_winner,
     writes_are_read_back_at_once_and_reach_the_other_node,
