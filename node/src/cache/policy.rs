@@ -80,12 +80,19 @@ fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     }
 }
 
-/// Splits at commas outside quoted strings.
+/// Splits at commas outside quoted strings. Inside one, a backslash
+/// escapes the next character (RFC 9110 §5.6.4's quoted-pair), so
+/// `foo="a\"b", no-store` is two directives, not one.
 fn split_directives(value: &str) -> Vec<&str> {
     let mut parts = Vec::new();
-    let (mut start, mut quoted) = (0, false);
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
     for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
         match c {
+            '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
             ',' if !quoted => {
                 parts.push(&value[start..i]);
@@ -334,13 +341,18 @@ pub fn usability(
         return Use::Fresh;
     }
     let staleness = age.saturating_sub(lifetime);
-    // must-revalidate / proxy-revalidate / s-maxage forbid serving stale
-    // without validation (a shared cache honours all three).
-    let strict = res.must_revalidate || res.proxy_revalidate || res.s_maxage.is_some();
-    if strict {
+    // must-revalidate and proxy-revalidate forbid serving stale without
+    // validation, whatever anyone asks. `s-maxage` implies
+    // proxy-revalidate (RFC 9111 §5.2.2.10) against the *client's*
+    // `max-stale`; the origin's own RFC 5861 windows are an explicit
+    // permission from the same origin, so they still apply next to
+    // `s-maxage` (`s-maxage=1, stale-while-revalidate=59` serves stale).
+    // `stale_if_error_allows` follows the same rule.
+    if res.must_revalidate || res.proxy_revalidate {
         return Use::Revalidate;
     }
-    if let Some(max_stale) = req.max_stale
+    if res.s_maxage.is_none()
+        && let Some(max_stale) = req.max_stale
         && max_stale.is_none_or(|limit| staleness <= limit)
     {
         return Use::StaleAllowed;
@@ -416,8 +428,14 @@ pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
         let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
             return false;
         };
-        let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
-        return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
+        if inm.trim() == "*" {
+            return true;
+        }
+        let Some(stored_tag) = entity_tags(etag).into_iter().next() else {
+            return false;
+        };
+        // Weak comparison: the opaque tags, whatever `W/` says.
+        return entity_tags(inm).into_iter().any(|t| t == stored_tag);
     }
     match (
         http_date(request, header::IF_MODIFIED_SINCE),
@@ -425,6 +443,31 @@ pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
     ) {
         (Some(since), Some(modified)) => modified <= since,
         _ => false,
+    }
+}
+
+/// The opaque tags (with their quotes, without `W/`) of a list of
+/// entity-tags (RFC 9110 §8.8.3). A tag's quoted part may hold commas, so
+/// the list is read tag by tag rather than split at commas; reading stops
+/// at the first thing that is not an entity-tag.
+fn entity_tags(list: &str) -> Vec<&str> {
+    let mut tags = Vec::new();
+    let mut rest = list;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return tags;
+        }
+        rest = rest.strip_prefix("W/").unwrap_or(rest);
+        let Some(open) = rest.strip_prefix('"') else {
+            return tags;
+        };
+        let Some(end) = open.find('"') else {
+            return tags;
+        };
+        // The quotes included: `"a"` and `a"` (malformed) never compare equal.
+        tags.push(&rest[..end + 2]);
+        rest = &open[end + 1..];
     }
 }
 
@@ -853,12 +896,43 @@ mod tests {
             ),
             Use::Revalidate
         );
-        let shared = headers(&[("cache-control", "s-maxage=60, stale-while-revalidate=30")]);
+        // s-maxage implies proxy-revalidate against the client's
+        // max-stale, but the origin's own stale-while-revalidate and
+        // stale-if-error still apply next to it (issue 17: SWR was off and
+        // SIE on, the two rules disagreed).
+        let shared = headers(&[(
+            "cache-control",
+            "s-maxage=60, stale-while-revalidate=30, stale-if-error=100",
+        )]);
         assert_eq!(
             usability_of(&none, &shared, secs(60), secs(61)),
-            Use::Revalidate,
-            "s-maxage implies proxy-revalidate"
+            Use::StaleWhileRevalidate,
+            "s-maxage=60, stale-while-revalidate=30 serves stale for 30 s"
         );
+        assert_eq!(
+            usability_of(&none, &shared, secs(60), secs(91)),
+            Use::Revalidate
+        );
+        assert!(stale_if_error_of(&none, &shared, secs(60), secs(150)));
+        assert_eq!(
+            usability_of(
+                &headers(&[("cache-control", "max-stale")]),
+                &headers(&[("cache-control", "s-maxage=60")]),
+                secs(60),
+                secs(61)
+            ),
+            Use::Revalidate,
+            "s-maxage implies proxy-revalidate: no max-stale"
+        );
+        let revalidate = headers(&[(
+            "cache-control",
+            "s-maxage=60, proxy-revalidate, stale-while-revalidate=30, stale-if-error=100",
+        )]);
+        assert_eq!(
+            usability_of(&none, &revalidate, secs(60), secs(61)),
+            Use::Revalidate
+        );
+        assert!(!stale_if_error_of(&none, &revalidate, secs(60), secs(61)));
 
         let sie = headers(&[("cache-control", "max-age=60, stale-if-error=100")]);
         assert!(stale_if_error_of(&none, &sie, secs(60), secs(150)));
@@ -870,6 +944,47 @@ mod tests {
             secs(500)
         ));
         assert!(!stale_if_error_of(&none, &plain, secs(60), secs(61)));
+    }
+
+    #[test]
+    fn quoted_directive_values_keep_the_directives_after_them() {
+        // Issue 17: `\"` inside a quoted value ended the quotes early, and
+        // `no-store` after it was swallowed into one directive.
+        let cc = parse_cache_control(
+            &headers(&[("cache-control", r#"foo="a\"b, c", no-store, max-age=60"#)]),
+            "cache-control",
+        );
+        assert!(cc.no_store);
+        assert_eq!(cc.max_age, Some(secs(60)));
+        assert_eq!(
+            split_directives(r#"a="x\\", b, c="\"", d"#),
+            vec![r#"a="x\\""#, " b", r#" c="\"""#, " d"]
+        );
+        // An unterminated quote runs to the end of the field value.
+        assert_eq!(split_directives(r#"a="x, b"#), vec![r#"a="x, b"#]);
+    }
+
+    #[test]
+    fn if_none_match_reads_entity_tags_that_hold_commas() {
+        let stored = headers(&[("etag", r#""v1,2""#)]);
+        let asks = |inm: &str| not_modified(&headers(&[("if-none-match", inm)]), &stored);
+        assert!(asks(r#""v1,2""#));
+        assert!(asks(r#"W/"v1,2""#), "weak comparison");
+        assert!(asks(r#""other", "v1,2""#));
+        assert!(asks(r#""a,b" ,W/"v1,2""#));
+        assert!(!asks(r#""v1""#), "a part of the tag is not the tag");
+        assert!(!asks(r#""2""#));
+        assert!(!asks("v1,2"), "unquoted is not an entity-tag");
+        assert!(asks("*"));
+        assert_eq!(
+            entity_tags(r#"W/"a", "b,c", junk, "d""#),
+            vec![r#""a""#, r#""b,c""#]
+        );
+        let weak_stored = headers(&[("etag", r#"W/"x""#)]);
+        assert!(not_modified(
+            &headers(&[("if-none-match", r#""x""#)]),
+            &weak_stored
+        ));
     }
 
     #[test]

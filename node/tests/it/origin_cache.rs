@@ -727,6 +727,85 @@ async fn stale_while_revalidate_refreshes_in_the_background(mode: Mode) {
     assert_eq!(fx.origin.requests("/swr"), 2, "one refresh");
 }
 
+rule_tests!(s_maxage_keeps_the_origins_stale_windows);
+/// `s-maxage` implies proxy-revalidate against a client's `max-stale`, but
+/// the origin's own `stale-while-revalidate` and `stale-if-error` still
+/// apply next to it (issue 17: SWR was ignored with s-maxage and SIE was
+/// not, so `s-maxage=1, stale-while-revalidate=59` never served stale).
+async fn s_maxage_keeps_the_origins_stale_windows(mode: Mode) {
+    let fx = Fx::start(mode).await;
+    fx.origin.script(
+        "/shared-swr",
+        Script::ok("old")
+            .cc("s-maxage=60, stale-while-revalidate=600")
+            .header("age", "100"),
+    );
+    fx.get("/shared-swr", &[])
+        .await
+        .expect(200, "MISS", "old#1");
+    fx.origin
+        .script("/shared-swr", Script::ok("new").cc("s-maxage=600"));
+    fx.get("/shared-swr", &[])
+        .await
+        .expect(200, "STALE", "old#1");
+
+    fx.origin.script(
+        "/shared-sie",
+        Script::ok("good")
+            .cc("s-maxage=60, stale-if-error=600")
+            .header("age", "100"),
+    );
+    fx.get("/shared-sie", &[])
+        .await
+        .expect(200, "MISS", "good#1");
+    fx.origin
+        .script("/shared-sie", Script::ok("down").status(503));
+    fx.get("/shared-sie", &[])
+        .await
+        .expect(200, "STALE", "good#1");
+}
+
+rule_tests!(a_quoted_value_does_not_hide_no_store);
+/// `no-store` after a quoted value holding an escaped quote (issue 17:
+/// the escape ended the quoted string early and `no-store` was read as
+/// part of one long directive, so the response was stored).
+async fn a_quoted_value_does_not_hide_no_store(mode: Mode) {
+    let fx = Fx::start(mode).await;
+    fx.origin.script(
+        "/quoted",
+        Script::ok("q").cc(r#"ext="a\"b, c", no-store, max-age=600"#),
+    );
+    // Not stored: BYPASS both times (before the fix: MISS, then HIT).
+    fx.get("/quoted", &[]).await.expect(200, "BYPASS", "q#1");
+    fx.get("/quoted", &[]).await.expect(200, "BYPASS", "q#2");
+    assert_eq!(fx.origin.requests("/quoted"), 2);
+}
+
+rule_tests!(if_none_match_compares_entity_tags_with_commas);
+/// An entity-tag may hold commas (issue 17: `If-None-Match` was split at
+/// every comma, so `"v1,2"` never matched itself and a part of it could).
+async fn if_none_match_compares_entity_tags_with_commas(mode: Mode) {
+    let fx = Fx::start(mode).await;
+    fx.origin.script(
+        "/comma-tag",
+        Script::ok("t").cc("max-age=600").header("etag", "\"v1,2\""),
+    );
+    fx.get("/comma-tag", &[]).await.expect(200, "MISS", "t#1");
+    let cases: [(Headers, u16); 4] = [
+        (&[("if-none-match", "\"v1,2\"")], 304),
+        (&[("if-none-match", "\"x\", W/\"v1,2\"")], 304),
+        (&[("if-none-match", "\"v1\"")], 200),
+        (&[("if-none-match", "\"2\"")], 200),
+    ];
+    for (headers, status) in cases {
+        let body = if status == 304 { "" } else { "t#1" };
+        fx.get("/comma-tag", headers)
+            .await
+            .expect(status, "HIT", body);
+    }
+    assert_eq!(fx.origin.requests("/comma-tag"), 1);
+}
+
 rule_tests!(stale_if_error_serves_stale_when_the_origin_fails);
 /// Within stale-if-error, an origin answering 503 or dropping the
 /// connection gets the client the stale response; without it, the error.
