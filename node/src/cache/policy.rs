@@ -119,7 +119,45 @@ fn http_date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+        .and_then(parse_lenient_date)
+}
+
+/// An HTTP-date in any of its three forms (IMF-fixdate, the obsolete RFC
+/// 850 and asctime forms, which RFC 9110 §5.6.7 asks recipients to
+/// accept; `httpdate` reads all three), also with the day, month and zone
+/// names in the wrong case, as real origins send them (`sun, 06 NOV 1994
+/// 08:49:37 gmt`). `httpdate` wants the exact case, so the names are put
+/// in it first.
+fn parse_lenient_date(value: &str) -> Option<SystemTime> {
+    let value = value.trim();
+    if let Ok(time) = httpdate::parse_http_date(value) {
+        return Some(time);
+    }
+    // Only ASCII can be a date; the longest form (RFC 850 with
+    // "Wednesday") is 33 bytes.
+    if !value.is_ascii() || value.len() > 40 {
+        return None;
+    }
+    let mut canonical = String::with_capacity(value.len());
+    let mut word_start = true;
+    for c in value.chars() {
+        if c.is_ascii_alphabetic() {
+            canonical.push(if word_start {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            });
+            word_start = false;
+        } else {
+            canonical.push(c);
+            word_start = true;
+        }
+    }
+    let canonical = match canonical.strip_suffix("Gmt") {
+        Some(head) => format!("{head}GMT"),
+        None => canonical,
+    };
+    httpdate::parse_http_date(&canonical).ok()
 }
 
 /// Status codes a cache may store without explicit freshness (RFC 9110
@@ -944,6 +982,41 @@ mod tests {
             secs(500)
         ));
         assert!(!stale_if_error_of(&none, &plain, secs(60), secs(61)));
+    }
+
+    #[test]
+    fn dates_in_every_form_and_case_are_read() {
+        let expected = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        // What made the case fix necessary.
+        assert!(httpdate::parse_http_date("sun, 06 nov 1994 08:49:37 gmt").is_err());
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "SUN, 06 NOV 1994 08:49:37 GMT",
+            "SUNDAY, 06-NOV-94 08:49:37 GMT",
+            "sun nov  6 08:49:37 1994",
+            "  Sun, 06 Nov 1994 08:49:37 GMT  ",
+        ] {
+            assert_eq!(parse_lenient_date(form), Some(expected), "{form}");
+        }
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "tomorrow",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "Sün, 06 Nov 1994",
+        ] {
+            assert_eq!(parse_lenient_date(bad), None, "{bad}");
+        }
+        // A lower-case Expires is a lifetime, not "already expired".
+        let h = headers(&[
+            ("date", "sun, 06 nov 1994 08:49:37 gmt"),
+            ("expires", "SUN, 06 NOV 1994 08:50:37 GMT"),
+        ]);
+        assert_eq!(freshness_lifetime(StatusCode::OK, &h), secs(60));
     }
 
     #[test]

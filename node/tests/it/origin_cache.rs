@@ -765,6 +765,24 @@ async fn s_maxage_keeps_the_origins_stale_windows(mode: Mode) {
         .expect(200, "STALE", "good#1");
 }
 
+rule_tests!(expires_in_the_wrong_case_is_a_lifetime);
+/// `Expires` with the names in the wrong case (issue 17: read strictly, it
+/// was invalid, so "already expired", and never a hit).
+async fn expires_in_the_wrong_case_is_a_lifetime(mode: Mode) {
+    let fx = Fx::start(mode).await;
+    let expires = http_date(600).to_ascii_lowercase();
+    fx.origin.script(
+        "/lower-expires",
+        Script::ok("e").header("expires", &expires),
+    );
+    fx.get("/lower-expires", &[])
+        .await
+        .expect(200, "MISS", "e#1");
+    fx.get("/lower-expires", &[])
+        .await
+        .expect(200, "HIT", "e#1");
+}
+
 rule_tests!(a_quoted_value_does_not_hide_no_store);
 /// `no-store` after a quoted value holding an escaped quote (issue 17:
 /// the escape ended the quoted string early and `no-store` was read as
