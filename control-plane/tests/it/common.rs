@@ -76,15 +76,7 @@ impl TestCp {
     }
 
     pub fn token(&self, role: Role, sub: &str, tenant: Option<&str>) -> String {
-        edge_cp::open_auth(&edge_cp::keys::KeySource::DataDir(self.dir.path().into()))
-            .unwrap()
-            .issue(
-                role,
-                sub,
-                tenant.map(|t| t.parse().unwrap()),
-                Duration::from_secs(3600),
-            )
-            .unwrap()
+        issue_token(self.dir.path(), role, sub, tenant)
     }
 
     pub fn admin(&self) -> Client {
@@ -101,14 +93,30 @@ impl TestCp {
 
     /// Creates a tenant and returns its client.
     pub async fn new_tenant(&self, tenant: &str) -> Client {
-        let id = tenant.parse().unwrap();
-        let (status, body) = self
-            .admin()
-            .send("POST", "/v1/tenants", &NewTenant { id })
-            .await;
-        assert_eq!(status, 201, "{body}");
+        create_tenant(&self.admin(), tenant).await;
         self.tenant(tenant)
     }
+}
+
+/// A token signed with the keys of the control plane whose data
+/// directory is `dir`, valid for an hour.
+pub fn issue_token(dir: &Path, role: Role, sub: &str, tenant: Option<&str>) -> String {
+    edge_cp::open_auth(&edge_cp::keys::KeySource::DataDir(dir.into()))
+        .unwrap()
+        .issue(
+            role,
+            sub,
+            tenant.map(|t| t.parse().unwrap()),
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+}
+
+/// Creates `tenant` through `admin`'s control plane.
+pub async fn create_tenant(admin: &Client, tenant: &str) {
+    let id = tenant.parse().unwrap();
+    let (status, body) = admin.send("POST", "/v1/tenants", &NewTenant { id }).await;
+    assert_eq!(status, 201, "{body}");
 }
 
 async fn launch(

@@ -16,7 +16,6 @@ use edge_common::signing::VerifyingKey;
 use edge_common::sync::{SignedSnapshot, SyncKey};
 use edge_cp::api::ApiSettings;
 use edge_cp::auth::Role;
-use edge_cp::keys::KeySource;
 use edge_cp::server::ServerHandle;
 use edge_cp::store::location::MetaLocation;
 use edge_cp::{ControlPlane, CpConfig};
@@ -79,15 +78,7 @@ impl Cp {
     }
 
     fn token(&self, role: Role, sub: &str, tenant: Option<&str>) -> String {
-        edge_cp::open_auth(&KeySource::DataDir(self.dir.path().into()))
-            .unwrap()
-            .issue(
-                role,
-                sub,
-                tenant.map(|t| t.parse().unwrap()),
-                Duration::from_secs(3600),
-            )
-            .unwrap()
+        crate::common::issue_token(self.dir.path(), role, sub, tenant)
     }
 
     fn admin(&self) -> Client {
@@ -103,17 +94,7 @@ impl Cp {
     }
 
     async fn new_tenant(&self, tenant: &str) -> Client {
-        let (status, body) = self
-            .admin()
-            .send(
-                "POST",
-                "/v1/tenants",
-                &edge_common::api::NewTenant {
-                    id: tenant.parse().unwrap(),
-                },
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
+        crate::common::create_tenant(&self.admin(), tenant).await;
         self.tenant(tenant)
     }
 
@@ -281,6 +262,20 @@ async fn snapshot_app(cp: &Cp, app: &str) -> edge_common::sync::SnapshotApp {
         .into_iter()
         .find(|a| a.name.as_str() == app)
         .unwrap()
+}
+
+/// A node's long poll after `head`, running in its own task: the batch
+/// it is answered with, verified with the control plane's sync key.
+async fn long_poll(cp: &Cp, head: u64, epoch: &str) -> tokio::task::JoinHandle<KvBatch> {
+    let node = cp.node();
+    let key = cp.key().await;
+    let path = format!("/v1/kv/sync?since={head}&epoch={epoch}&wait=50s");
+    tokio::spawn(async move {
+        let (status, body) = node.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        let signed: SignedBody = serde_json::from_value(body).unwrap();
+        signed.verify::<KvBatch>(&key).unwrap()
+    })
 }
 
 on_both_backends!(
@@ -771,22 +766,7 @@ async fn the_change_stream_wakes_resyncs_and_pages(backend: Backend) {
     assert!(changes.is_empty());
     let epoch = epoch(&cp).await;
     let known = epoch.clone();
-    let poll = {
-        let node = cp.node();
-        let key = cp.key().await;
-        tokio::spawn(async move {
-            let (status, body) = node
-                .call(
-                    "GET",
-                    &format!("/v1/kv/sync?since={head}&epoch={epoch}&wait=50s"),
-                    None,
-                )
-                .await;
-            assert_eq!(status, 200, "{body}");
-            let signed: SignedBody = serde_json::from_value(body).unwrap();
-            signed.verify::<KvBatch>(&key).unwrap()
-        })
-    };
+    let poll = long_poll(&cp, head, &epoch).await;
     waiters(&cp, 1.0).await;
     assert_eq!(put(&acme, "data", "woke", b"up").await.0, 204);
     let (woke_head, changes) = changes_of(poll.await.unwrap());
@@ -970,22 +950,7 @@ async fn a_long_poll_wakes_for_a_write_through_another_replica() {
     let acme_b = b.tenant("acme");
     let (head, _) = changes_of(sync(&a, "since=0&wait=0s").await.unwrap());
     let epoch = epoch(&a).await;
-    let poll = {
-        let node = a.node();
-        let key = a.key().await;
-        tokio::spawn(async move {
-            let (status, body) = node
-                .call(
-                    "GET",
-                    &format!("/v1/kv/sync?since={head}&epoch={epoch}&wait=50s"),
-                    None,
-                )
-                .await;
-            assert_eq!(status, 200, "{body}");
-            let signed: SignedBody = serde_json::from_value(body).unwrap();
-            signed.verify::<KvBatch>(&key).unwrap()
-        })
-    };
+    let poll = long_poll(&a, head, &epoch).await;
     waiters(&a, 1.0).await;
     assert_eq!(put(&acme_b, "data", "from-b", b"1").await.0, 204);
     let (_, changes) = changes_of(poll.await.unwrap());

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use edge_common::api::SetTenantLimits;
 use edge_common::kv::{KvKeyList, KvLinkList, KvStore, NewKvStore};
 use edge_cp::auth::Role;
-use edge_cp::keys::KeySource;
 use edge_cp::server::ServerHandle;
 use edge_cp::store::location::MetaLocation;
 use edge_cp::{ControlPlane, CpConfig};
@@ -92,15 +91,7 @@ impl KvCp {
     }
 
     fn token(&self, role: Role, sub: &str, tenant: Option<&str>) -> String {
-        edge_cp::open_auth(&KeySource::DataDir(self.dir.path().into()))
-            .unwrap()
-            .issue(
-                role,
-                sub,
-                tenant.map(|t| t.parse().unwrap()),
-                Duration::from_secs(3600),
-            )
-            .unwrap()
+        crate::common::issue_token(self.dir.path(), role, sub, tenant)
     }
 
     fn admin(&self) -> Client {
@@ -108,17 +99,7 @@ impl KvCp {
     }
 
     async fn new_tenant(&self, tenant: &str) -> Client {
-        let (status, body) = self
-            .admin()
-            .send(
-                "POST",
-                "/v1/tenants",
-                &edge_common::api::NewTenant {
-                    id: tenant.parse().unwrap(),
-                },
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
+        crate::common::create_tenant(&self.admin(), tenant).await;
         Client::at(&self.url(), self.token(Role::Tenant, tenant, Some(tenant)))
     }
 }
