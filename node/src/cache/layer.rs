@@ -644,11 +644,11 @@ fn hit_response(
         return full_response(StatusCode::NOT_MODIFIED, headers);
     }
     let body = if *method == Method::HEAD {
-        Bytes::new()
+        full_body(Bytes::new())
     } else {
-        entry.body.clone()
+        entry.body.full()
     };
-    let mut response = Response::new(full_body(body));
+    let mut response = Response::new(body);
     *response.status_mut() = entry.status;
     *response.headers_mut() = headers;
     response

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
+use super::body::StoredBody;
 use super::policy::{self, Received};
 
 /// Variants kept per key; a response varying on a header with many values
@@ -66,7 +66,7 @@ impl CacheKey {
 pub struct Entry {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: Bytes,
+    pub body: StoredBody,
     pub received: Received,
     /// Its directives for this cache, parsed once here rather than on
     /// every hit.
@@ -89,10 +89,11 @@ impl Entry {
     pub fn new(
         status: StatusCode,
         headers: HeaderMap,
-        body: Bytes,
+        body: impl Into<StoredBody>,
         received: Received,
         request: &HeaderMap,
     ) -> Self {
+        let body = body.into();
         let directives = policy::response_directives(&headers);
         let lifetime = policy::freshness_lifetime_with(status, &headers, &directives);
         let vary = policy::vary_names(&headers)
@@ -148,7 +149,7 @@ impl Entry {
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 32)
             .sum();
-        self.body.len() + headers + 256
+        self.body.memory_bytes() + headers + 256
     }
 }
 
@@ -354,6 +355,7 @@ impl CacheStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn received() -> Received {
         let now = SystemTime::now();
@@ -416,13 +418,19 @@ mod tests {
         let fr = headers(&[("accept-language", "fr"), ("x-forwarded-host", "evil.test")]);
         store.insert(key.clone(), entry("hello", &vary, &en));
         store.insert(key.clone(), entry("bonjour", &vary, &fr));
-        assert_eq!(store.get(&key, &en).unwrap().body, "hello");
+        assert_eq!(
+            store.get(&key, &en).unwrap().body.as_bytes().unwrap(),
+            "hello"
+        );
         // X-Forwarded-Host is not in Vary: it neither misses nor poisons.
         let fr_other = headers(&[
             ("accept-language", "fr"),
             ("x-forwarded-host", "other.test"),
         ]);
-        assert_eq!(store.get(&key, &fr_other).unwrap().body, "bonjour");
+        assert_eq!(
+            store.get(&key, &fr_other).unwrap().body.as_bytes().unwrap(),
+            "bonjour"
+        );
         assert!(
             store
                 .get(&key, &headers(&[("accept-language", "de")]))
@@ -434,7 +442,7 @@ mod tests {
         );
         // A new response for the same variant replaces it.
         store.insert(key.clone(), entry("hi", &vary, &en));
-        assert_eq!(store.get(&key, &en).unwrap().body, "hi");
+        assert_eq!(store.get(&key, &en).unwrap().body.as_bytes().unwrap(), "hi");
         // Variants are bounded.
         for i in 0..20 {
             let lang = headers(&[("accept-language", &format!("l{i}"))]);
