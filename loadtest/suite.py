@@ -340,6 +340,92 @@ def scenario_c():
     chart("cache hit, plaintext HTTP/1.1 (edge-load)", reports, "c-cache-hit")
 
 
+def wrk_random(url, objects):
+    """wrk -t1 -cCONNS over `objects` URLs `url`obj/1 .. obj/N, picked at
+    random for every request."""
+    script = os.path.join(tmp, f"random-{objects}.lua")
+    with open(script, "w") as f:
+        f.write(f'math.randomseed(7)\nrequest = function()\n'
+                f'  return wrk.format("GET", "/obj/" .. math.random(1, {objects}))\nend\n')
+    out = subprocess.run(["wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}", "--latency", "-s", script, url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+(\S+)", out).group(1)
+    return rps, p99
+
+
+def header_quick(url, name):
+    """`name` of the answer to GET `url` (body read and dropped), without a
+    curl process per request: the disk scenario warms thousands of URLs."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        response.read()
+        return response.headers.get(name)
+
+
+def scenario_i():
+    objects, size, memory = 4096, 32 << 10, 32 << 20
+    say("\n### i. cache hit from the disk tier: edge-node vs nginx proxy_cache\n")
+    say(f"{objects} distinct objects of {size >> 10} KiB ({objects * size >> 20} MiB, four times the node's "
+        f"{memory >> 20} MiB memory tier) from a native origin (`Cache-Control: public, max-age=3600`); edge-node "
+        "with an origin route, its memory tier at that size and a disk tier of 1 GiB; nginx 1.22 with "
+        "`proxy_cache` (which serves from disk, through the page cache like the node's disk tier). Both warmed "
+        f"with every object twice, then wrk -t1 -c{CONNS} picking an object at random for each request. Each "
+        "server's default workers.\n")
+    origin = "127.0.0.1:18957"
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    results = {}
+    with Server("object origin", [os.path.join(REL, "native-hello"), "--listen", origin, "--body-bytes",
+                                  str(size), "--cache-control", "public, max-age=3600"], f"http://{origin}/"):
+        cfg = os.path.join(tmp, "disk-node.toml")
+        disk = os.path.join(tmp, "disk-tier")
+        with open(cfg, "w") as f:
+            f.write(f'[listen]\nhttp = "127.0.0.1:18956"\n[cache]\ncapacity_bytes = {memory}\n'
+                    f'disk_path = "{disk}"\ndisk_capacity_bytes = {1 << 30}\n'
+                    f'[[apps]]\nname = "site"\ntenant = "bench"\nhosts = ["*"]\norigin = "http://{origin}"\n')
+        nginx_dir = os.path.join(tmp, "nginx-disk")
+        os.makedirs(os.path.join(nginx_dir, "cache"), exist_ok=True)
+        conf = nginx_conf(nginx_dir, f"""        listen 127.0.0.1:18958;
+        location / {{
+            proxy_pass http://{origin};
+            proxy_cache edge;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header X-Cache $upstream_cache_status;
+        }}""", extra_http=f"    proxy_cache_path {nginx_dir}/cache levels=1:2 keys_zone=edge:10m max_size=1g;\n"
+                                "    keepalive_requests 1000000;")
+        for name, argv, url, header in (
+            ("nginx proxy_cache (HIT from disk)", [nginx, "-c", conf, "-e", os.path.join(nginx_dir, "error.log")],
+             "http://127.0.0.1:18958/", "X-Cache"),
+            ("edge-node, memory + disk tier", [os.path.join(REL, "edge-node"), "--config", cfg],
+             "http://127.0.0.1:18956/", "x-cache"),
+        ):
+            with Server(name, argv, url):
+                with ThreadPoolExecutor(8) as pool:
+                    for _ in range(2):
+                        list(pool.map(lambda i: header_quick(f"{url}obj/{i}", header), range(1, objects + 1)))
+                    hits = sum(1 for s in pool.map(lambda i: header_quick(f"{url}obj/{i}", header),
+                                                   range(1, objects + 1)) if s == "HIT")
+                say(f"- {name}: {hits} of {objects} objects answered HIT after warming")
+                results[name] = wrk_random(url, objects)
+    say(f"\n| wrk -t1 -c{CONNS}, random object | req/s | p99 |\n|---|---:|---:|")
+    for name, (rps, p99) in results.items():
+        say(f"| {name} | {rps:.0f} | {p99} |")
+    edge, base = results.get("edge-node, memory + disk tier"), results.get("nginx proxy_cache (HIT from disk)")
+    if edge and base:
+        say(f"\n- edge-node / nginx proxy_cache, working set 4x the memory tier (wrk): **{edge[0] / base[0]:.2f}x**")
+
+
+def scenario_j():
+    say("\n### j. purge with 1 million responses stored (`cargo bench -p edge-node --bench purge`)\n")
+    out = subprocess.run(["cargo", "bench", "-q", "-p", "edge-node", "--bench", "purge"], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, check=True).stdout
+    say("Baseline in the same run: one walk over a moka cache of the same 1M keys, the loop every purge ran "
+        "before the purge index.\n")
+    for line in out.splitlines():
+        if line.startswith("|") or line.startswith("stored"):
+            say(line)
+
+
 def scenario_d():
     say("\n### d. per-request cost in process (criterion, `cargo bench -p edge-node --bench request`)\n")
     out = subprocess.run(["cargo", "bench", "-q", "-p", "edge-node", "--bench", "request"], cwd=ROOT, env=ENV,
@@ -902,7 +988,7 @@ def main():
     cert, key = certificate()
     scenarios = {"a": scenario_a, "b": lambda: scenario_b(cert, key), "c": scenario_c, "d": scenario_d,
                  "e": scenario_e, "f": lambda: scenario_f(cert, key), "g": lambda: scenario_g(cert, key),
-                 "h": scenario_h}
+                 "h": scenario_h, "i": scenario_i, "j": scenario_j}
     sections = {}
     for letter, run in scenarios.items():
         if wanted(letter):

@@ -166,6 +166,41 @@ impl AppHttps {
     }
 }
 
+/// An app's compression at the edge (`GET/PUT /v1/apps/{app}/compression`):
+/// each field left out takes the node's `[compression]` default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCompression {
+    /// Compress this app's compressible answers for clients that accept
+    /// gzip, br or zstd. Default (`None`): the node's `compression.enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Answers shorter than this many bytes are sent as they are.
+    /// Default (`None`): the node's `compression.min_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_bytes: Option<u64>,
+}
+
+/// The largest `min_bytes` an app may set: past the largest response a
+/// node stores, a threshold only means "never".
+pub const MAX_COMPRESSION_MIN_BYTES: u64 = 1 << 30;
+
+impl AppCompression {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks `min_bytes`; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.min_bytes {
+            Some(n) if n > MAX_COMPRESSION_MIN_BYTES => Err(format!(
+                "min_bytes: {n} is more than {MAX_COMPRESSION_MIN_BYTES} (1 GiB)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// An app that forwards every request to an origin URL, with the edge
 /// cache in front.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,6 +218,9 @@ pub struct SnapshotOrigin {
     pub forward_override_headers: bool,
     #[serde(default, skip_serializing_if = "AppHttps::is_default")]
     pub https: AppHttps,
+    /// Compression at the edge (`PUT /v1/apps/{app}/compression`).
+    #[serde(default, skip_serializing_if = "AppCompression::is_default")]
+    pub compression: AppCompression,
 }
 
 /// One cache purge, fanned out to every node.
@@ -354,6 +392,9 @@ pub struct SnapshotApp {
     pub limits: AppLimits,
     #[serde(default, skip_serializing_if = "AppHttps::is_default")]
     pub https: AppHttps,
+    /// Compression at the edge (`PUT /v1/apps/{app}/compression`).
+    #[serde(default, skip_serializing_if = "AppCompression::is_default")]
+    pub compression: AppCompression,
     /// The app's secrets bundle, by digest only: a node fetches the
     /// values from `GET /v1/secrets/{sha256}` and checks them against it.
     /// No value is ever in a snapshot.
@@ -494,6 +535,7 @@ mod tests {
                 config: BTreeMap::new(),
                 limits: AppLimits::default(),
                 https: AppHttps::default(),
+                compression: AppCompression::default(),
                 secrets: None,
                 outbound: AppOutbound::default(),
                 kv: Vec::new(),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use edge_common::sync::AppHttps;
+use edge_common::sync::{AppCompression, AppHttps};
 use http::HeaderValue;
 use wasmtime_wasi_config::WasiConfigVariables;
 
@@ -32,6 +32,9 @@ pub struct App {
     pub admission: AppAdmission,
     /// Redirect to HTTPS, HSTS.
     pub https: HttpsPolicy,
+    /// Compression at the edge: its own switch and threshold, `None` for
+    /// the node's defaults.
+    pub compression: AppCompression,
     /// Set once the app has answered with caching headers: until then the
     /// shared cache stays out of its way (no lookups, no collapsing), so an
     /// app that never caches pays nothing for the cache.
@@ -132,7 +135,8 @@ impl App {
             config.outbound.clone(),
             metrics,
         )
-        .with_https(https))
+        .with_https(https)
+        .with_compression(config.compression))
     }
 
     pub fn new(
@@ -178,6 +182,7 @@ impl App {
             cache_seen: cache_seen.into(),
             kv: None,
             https: HttpsPolicy::default(),
+            compression: AppCompression::default(),
             limits,
             outbound: Arc::new(outbound),
             name,
@@ -203,6 +208,12 @@ impl App {
     /// Serves the app with `https` options.
     pub fn with_https(mut self, https: HttpsPolicy) -> Self {
         self.https = https;
+        self
+    }
+
+    /// Compresses the app's answers as `compression` says.
+    pub fn with_compression(mut self, compression: AppCompression) -> Self {
+        self.compression = compression;
         self
     }
 

@@ -2,8 +2,8 @@
 //! pending ACME challenge → route → redirect plain HTTP to HTTPS if the app
 //! asks (never a challenge: an app may answer its own) →
 //! check sizes → cache lookup → (on a miss) admit → run the component or
-//! forward to the origin → guard the response body → cache store → HSTS →
-//! record.
+//! forward to the origin → guard the response body → cache store →
+//! compression at the edge → HSTS → record.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,7 @@ use crate::app::{App, Backend};
 use crate::body::{
     GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus, declared_length,
 };
+use crate::cache::compress::Compressor;
 use crate::cache::layer::{CacheResult, EdgeCache};
 use crate::cache::serve::{CacheBackend, ServeError};
 use crate::client::{ClientConn, strip_forwarding};
@@ -48,6 +49,8 @@ pub type RoutingTable = Router<Arc<App>>;
 pub struct Dispatcher {
     runtime: Arc<Runtime>,
     cache: Option<Arc<EdgeCache>>,
+    /// Compression at the edge (none: answers go as they are).
+    compressor: Option<Compressor>,
     routes: ArcSwap<RoutingTable>,
     /// ACME challenges, HTTPS redirects.
     https: HttpsAnswers,
@@ -80,6 +83,7 @@ impl Dispatcher {
         Self {
             runtime,
             cache: None,
+            compressor: None,
             routes: ArcSwap::from_pointee(routes),
             https: HttpsAnswers::new(http.https_redirect_port),
             metrics,
@@ -102,6 +106,12 @@ impl Dispatcher {
     /// Puts `cache` in front of every app.
     pub fn with_cache(mut self, cache: Option<Arc<EdgeCache>>) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Compresses apps' answers with `compressor`.
+    pub fn with_compression(mut self, compressor: Compressor) -> Self {
+        self.compressor = Some(compressor);
         self
     }
 
@@ -224,6 +234,13 @@ impl Dispatcher {
             request.extensions_mut().insert(Tailed(tail));
         }
         let https = matches!(scheme, Scheme::Https);
+        // Decided before the request is consumed; applied to whatever
+        // answers it (a hit, a miss, a pass-through), never to a
+        // component's own fetches.
+        let offer = self
+            .compressor
+            .as_ref()
+            .and_then(|c| c.offer(&app.compression, request.method(), request.headers()));
         // How the cache answered, if it did: the access line's, returned
         // rather than stored on the response (an `Extensions` map is an
         // allocation per request, paid whether or not anyone reads it).
@@ -245,6 +262,10 @@ impl Dispatcher {
                     }
                 }
             };
+        if let (Some(offer), Some(compressor)) = (offer, &self.compressor) {
+            let store = self.cache.as_deref().map(|c| &c.store);
+            response = compressor.respond(offer, store, response).await;
+        }
         if https {
             add_hsts(&mut response, &app.https);
         }
@@ -330,6 +351,10 @@ impl Dispatcher {
                     .map(|p| p.as_str().to_string())
             })
             .flatten();
+        // A POST's answer may become the GET answer for its URL
+        // (RFC 9111 §4); its Vary is keyed by this request's headers.
+        let post_request = (method == Method::POST && self.cache.is_some())
+            .then(|| (request.headers().clone(), std::time::SystemTime::now()));
         // Boxed: the backend's future is large, and hyper moves the request
         // future into place on every request; a cache hit never needs it.
         let response =
@@ -343,20 +368,33 @@ impl Dispatcher {
             let response = cache.pass_through(&app.cache_seen, response);
             return Ok((response, Some(CacheResult::Bypass)));
         }
-        // Surrogate headers are this cache's business whatever the method.
-        let response = cache.pass_through(&app.cache_seen, response);
+        let mut response = response;
         if !method.is_safe()
             && (response.status().is_success() || response.status().is_redirection())
         {
+            let path = path.as_deref().unwrap_or("/");
             cache.invalidate(
                 &app.log_tenant,
                 &app.log_name,
                 scheme_name,
                 host,
-                path.as_deref().unwrap_or("/"),
+                path,
                 response.headers(),
             );
+            if let Some((headers, request_time)) = post_request {
+                let key = crate::cache::store::CacheKey::new(
+                    &app.log_tenant,
+                    &app.log_name,
+                    scheme_name,
+                    host,
+                    path,
+                );
+                response = cache.store_post_answer(key, headers, request_time, response);
+            }
         }
+        // Surrogate headers are this cache's business whatever the method
+        // (after the POST's answer was stored with them).
+        let response = cache.pass_through(&app.cache_seen, response);
         Ok((response, Some(CacheResult::Bypass)))
     }
 

@@ -41,6 +41,8 @@ mod sync;
 pub mod internals {
     pub use crate::app::App;
     pub use crate::cache::layer::EdgeCache;
+    pub use crate::cache::policy::Received;
+    pub use crate::cache::store::{CacheKey, Entry};
     pub use crate::dispatch::{Dispatcher, RoutingTable};
     pub use crate::metrics::Metrics;
     pub use crate::outbound::OutboundClient;
@@ -93,9 +95,50 @@ pub enum StartError {
     CompileTask(#[from] tokio::task::JoinError),
     #[error("control plane: {0}")]
     Sync(#[from] sync::SyncError),
+    #[error(transparent)]
+    CacheDisk(#[from] cache::disk::OpenError),
 }
 
 pub struct Node;
+
+/// The shared cache, with its disk tier if `[cache] disk_path` is set: the
+/// directory is opened now, and its files are indexed in the background
+/// (the node serves meanwhile; what is not indexed yet misses).
+fn start_cache(
+    config: &config::CacheConfig,
+    metrics: &Metrics,
+) -> Result<cache::layer::EdgeCache, StartError> {
+    let cache = cache::layer::EdgeCache::new(config, Some(metrics.cache_metrics()));
+    let Some(path) = &config.disk_path else {
+        return Ok(cache);
+    };
+    let disk = Arc::new(cache::disk::DiskTier::open(
+        path,
+        config.disk_capacity_bytes,
+        config.disk_entry_limit(),
+        Some(metrics.cache_disk.clone()),
+    )?);
+    let scan = disk.clone();
+    tokio::task::spawn_blocking(move || scan.rebuild());
+    Ok(cache.with_disk(disk))
+}
+
+/// `edge_compressed_responses_total{encoding, source}`: answers compressed
+/// at the edge, by coding and by where the bytes came from (a stored copy,
+/// one built for the request, or a stream).
+fn compressed_counter(
+    registry: &prometheus::Registry,
+) -> Result<prometheus::IntCounterVec, prometheus::Error> {
+    let counter = prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "edge_compressed_responses_total",
+            "Answers compressed at the edge, by encoding and source (stored, built, stream).",
+        ),
+        &["encoding", "source"],
+    )?;
+    registry.register(Box::new(counter.clone()))?;
+    Ok(counter)
+}
 
 impl Node {
     /// Starts a node: compiles the apps, binds every listener, and serves
@@ -109,12 +152,10 @@ impl Node {
             );
         }
         let metrics = Metrics::new(prometheus::Registry::new())?;
-        let cache = config.cache.enabled.then(|| {
-            Arc::new(cache::layer::EdgeCache::new(
-                &config.cache,
-                Some(metrics.cache_metrics()),
-            ))
-        });
+        let cache = match config.cache.enabled {
+            true => Some(Arc::new(start_cache(&config.cache, &metrics)?)),
+            false => None,
+        };
         let outbound = Arc::new(
             outbound::OutboundClient::new(
                 config.outbound.clone(),
@@ -134,6 +175,10 @@ impl Node {
         let dispatcher = Arc::new(
             Dispatcher::new(runtime.clone(), routes, metrics.clone(), &config.http)
                 .with_cache(cache)
+                .with_compression(cache::compress::Compressor::new(
+                    config.compression.clone(),
+                    Some(compressed_counter(&metrics.registry)?),
+                ))
                 .with_logs(logs.clone()),
         );
         // Also without an HTTPS listener: the synced set has somewhere to go.

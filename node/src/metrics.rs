@@ -82,6 +82,8 @@ pub struct Metrics {
     pub cache_purges: IntCounterVec,
     /// Components' GETs through the cache, by how it answered.
     pub cache_fetch_results: IntCounterVec,
+    /// The cache's disk tier (`edge_cache_disk_*`).
+    pub cache_disk: crate::cache::disk::DiskMetrics,
 }
 
 /// The control-plane sync loop.
@@ -313,6 +315,37 @@ impl Metrics {
             &["tenant", "app", "result"],
         )?;
         registry.register(Box::new(cache_fetch_results.clone()))?;
+        let cache_disk = crate::cache::disk::DiskMetrics {
+            bytes: IntGaugeVec::new(
+                Opts::new(
+                    "edge_cache_disk_bytes",
+                    "Bytes of files in the cache's disk tier, by tenant and app.",
+                ),
+                &["tenant", "app"],
+            )?,
+            entries: IntGaugeVec::new(
+                Opts::new(
+                    "edge_cache_disk_entries",
+                    "Stored responses (files) in the cache's disk tier, by tenant and app.",
+                ),
+                &["tenant", "app"],
+            )?,
+            writes: IntCounterVec::new(
+                Opts::new(
+                    "edge_cache_disk_writes_total",
+                    "Writes to the cache's disk tier by result: stored, skipped (every writer busy, or a streamed write fell behind), failed.",
+                ),
+                &["result"],
+            )?,
+            read_errors: prometheus::IntCounter::new(
+                "edge_cache_disk_read_errors_total",
+                "Hits in the disk tier's index whose file could not be read or did not match (dropped; the request misses).",
+            )?,
+        };
+        registry.register(Box::new(cache_disk.bytes.clone()))?;
+        registry.register(Box::new(cache_disk.entries.clone()))?;
+        registry.register(Box::new(cache_disk.writes.clone()))?;
+        registry.register(Box::new(cache_disk.read_errors.clone()))?;
         registry.register(Box::new(outbound_requests.clone()))?;
         let build_info = IntGaugeVec::new(
             Opts::new(
@@ -357,6 +390,7 @@ impl Metrics {
             cache_evictions,
             cache_purges,
             cache_fetch_results,
+            cache_disk,
             outbound_requests,
         })
     }
@@ -422,6 +456,8 @@ impl Metrics {
         remove_series(&self.cache_fetch_results, tenant, app);
         remove_series(&self.cache_bytes, tenant, app);
         remove_series(&self.cache_evictions, tenant, app);
+        remove_series(&self.cache_disk.bytes, tenant, app);
+        remove_series(&self.cache_disk.entries, tenant, app);
         remove_series(&self.kv.operations, tenant, app);
     }
 

@@ -87,3 +87,12 @@ pub type ConfigChanges = BTreeMap<String, Option<String>>;
 pub struct AppConfig {
     pub config: BTreeMap<String, String>,
 }
+
+/// `GET/PUT /v1/apps/{app}/compression` answer: the app's compression at
+/// the edge (a `PUT` takes the bare [`crate::sync::AppCompression`]) and
+/// the revision that carries it to nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompressionSet {
+    pub compression: crate::sync::AppCompression,
+    pub revision: u64,
+}

@@ -28,7 +28,9 @@ mod versions;
 #[cfg(test)]
 mod tests;
 
-pub use apps::{App, AppConfig, AppList, ConfigChanges, NewApp, OriginSet, SetOrigin};
+pub use apps::{
+    App, AppConfig, AppList, CompressionSet, ConfigChanges, NewApp, OriginSet, SetOrigin,
+};
 pub use certs::{
     Certificate, CertificateCreated, CertificateList, CertificateSource, CertificateStatus,
     HttpsSet, IssueCertificate, UploadCertificate,
@@ -51,7 +53,7 @@ pub use tenants::{NewTenant, Role, SetTenantQuota, Tenant, TenantList, TenantQuo
 pub use versions::{Activated, Deploy, Rollback, Uploaded, Version, VersionDeleted, VersionList};
 
 pub use crate::limits::AppLimits;
-pub use crate::sync::{AppHttps, NodeReport, PurgeBody, SignedSnapshot, SyncKey};
+pub use crate::sync::{AppCompression, AppHttps, NodeReport, PurgeBody, SignedSnapshot, SyncKey};
 
 use serde::{Deserialize, Serialize, Serializer};
 

@@ -82,6 +82,10 @@ pub enum Command {
     /// What an app's component may call (outbound HTTP destinations).
     #[command(subcommand)]
     Outbound(crate::outbound::OutboundCommand),
+    /// An app's compression at the edge (gzip, br, zstd): on, off, or the
+    /// nodes' default, and its size threshold.
+    #[command(subcommand)]
+    Compression(crate::compression::CompressionCommand),
     /// An app's secrets: write-only values its component reads through
     /// wasi:config (never in its environment).
     #[command(subcommand)]

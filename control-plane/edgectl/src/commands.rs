@@ -117,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { name } => status(&api, &name).await,
         Command::Secrets(command) => crate::secrets::secrets(&api, command).await,
         Command::Outbound(command) => crate::outbound::outbound(&api, command).await,
+        Command::Compression(command) => crate::compression::compression(&api, command).await,
         Command::Logs(args) => crate::logs::logs(&api, args).await,
         Command::Kv(command) => crate::kv::kv(&api, command).await,
     }

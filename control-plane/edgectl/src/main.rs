@@ -7,6 +7,7 @@
 mod cli;
 mod client;
 mod commands;
+mod compression;
 mod kv;
 mod logs;
 mod outbound;

@@ -5,6 +5,7 @@
 
 mod apps;
 mod certs;
+mod compression;
 mod http;
 mod kv;
 mod log_rates;
@@ -82,6 +83,9 @@ enum Endpoint {
     DeleteCert,
     GetHttps,
     SetHttps,
+    // Compression at the edge (issue 17).
+    GetCompression,
+    SetCompression,
     // App secrets (issue 15): write-only for tenants, bundles for nodes.
     SecretBundle,
     ListSecrets,
@@ -156,6 +160,8 @@ const ROUTES: &[(&str, Endpoint)] = &[
     ),
     ("GET /v1/apps/{app}/https", Endpoint::GetHttps),
     ("PUT /v1/apps/{app}/https", Endpoint::SetHttps),
+    ("GET /v1/apps/{app}/compression", Endpoint::GetCompression),
+    ("PUT /v1/apps/{app}/compression", Endpoint::SetCompression),
     ("GET /v1/secrets/{sha256}", Endpoint::SecretBundle),
     ("GET /v1/apps/{app}/secrets", Endpoint::ListSecrets),
     ("PUT /v1/apps/{app}/secrets/{name}", Endpoint::SetSecret),
@@ -452,6 +458,8 @@ async fn route_apps(
         Endpoint::DeleteCert => certs::delete(state, tenant, name, matched.param(1)).await,
         Endpoint::GetHttps => certs::https(state, tenant, name).await,
         Endpoint::SetHttps => certs::set_https(state, tenant, name, req).await,
+        Endpoint::GetCompression => compression::get(state, tenant, name).await,
+        Endpoint::SetCompression => compression::set(state, tenant, name, req).await,
         Endpoint::ListSecrets => secrets::list(state, tenant, name).await,
         Endpoint::SetSecret => secrets::set(state, tenant, name, matched.param(1), req).await,
         Endpoint::DeleteSecret => secrets::delete(state, tenant, name, matched.param(1)).await,

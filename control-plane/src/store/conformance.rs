@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // A test suite: a failure is a panic naming it.
 
 mod certs;
+mod compression;
 mod kv;
 mod logs;
 mod outbound;
@@ -69,6 +70,7 @@ pub async fn meta_store<M: MetaStore>(store: &M) {
     secrets::secrets(store).await;
     outbound::outbound(store).await;
     kv::kv(store).await;
+    compression::compression(store).await;
 }
 
 async fn component_apps<M: MetaStore>(store: &M) {
@@ -1060,6 +1062,7 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
     secrets::fill_for_dump(a, &t, &app("web")).await;
     outbound::fill_for_dump(a, &t, &app("web")).await;
     kv::fill_for_dump(a, &t, &app("web")).await;
+    compression::fill_for_dump(a, &t, &app("web")).await;
 
     let dump = a.dump().await.unwrap();
     assert_eq!(dump.epoch, epoch);
@@ -1192,6 +1195,7 @@ pub async fn dump_restore<A: MetaStore, B: MetaStore>(a: &A, b: &B) {
     secrets::check_restored(a, b, &t, &app("web")).await;
     outbound::check_restored(a, b, &t, &app("web")).await;
     kv::check_restored(a, b, &t, &app("web")).await;
+    compression::check_restored(a, b, &t, &app("web")).await;
 }
 
 /// Content addressing, idempotent puts, absent and malformed names.

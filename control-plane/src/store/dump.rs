@@ -264,6 +264,12 @@ pub struct AppRow {
     pub limits: AppLimits,
     #[serde(default, skip_serializing_if = "AppHttps::is_default")]
     pub https: AppHttps,
+    /// Compression at the edge (migration V8; older dumps have none).
+    #[serde(
+        default,
+        skip_serializing_if = "edge_common::sync::AppCompression::is_default"
+    )]
+    pub compression: edge_common::sync::AppCompression,
     pub created_unix: u64,
     pub updated_revision: u64,
 }

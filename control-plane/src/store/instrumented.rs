@@ -360,6 +360,12 @@ instrument!("meta", InstrumentedMeta: MetaStore {
         limit: usize,
     ) -> StoreResult<KvPage>;
     fn kv_prune(&self, before_unix: u64) -> StoreResult<KvPruneOutcome>;
+    fn set_app_compression(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        compression: &edge_common::sync::AppCompression,
+    ) -> StoreResult<u64>;
     fn dump(&self) -> StoreResult<StoreDump>;
     fn restore(&self, dump: StoreDump) -> StoreResult<()>;
 });

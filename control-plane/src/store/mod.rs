@@ -25,6 +25,7 @@
 // Test code that panics: compiled only for tests (`conformance` feature,
 // which the crate's own dev-dependency turns on).
 mod cert_rows;
+mod compression_rows;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod dump;
@@ -57,7 +58,7 @@ use edge_common::api::SetTenantLimits;
 use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::outbound::AppOutbound;
 use edge_common::sync::{
-    AcmeChallenge, AppHttps, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot,
+    AcmeChallenge, AppCompression, AppHttps, ArtifactRef, NodeReport, Purge, PurgeTarget, Snapshot,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -280,6 +281,8 @@ pub struct AppRecord {
     pub limits: AppLimits,
     /// HTTPS redirect and HSTS.
     pub https: AppHttps,
+    /// Compression at the edge (`None` fields: the node's defaults).
+    pub compression: AppCompression,
     pub created_unix: u64,
     /// The revision of the app's last change (deploy, config, limits,
     /// origin).
@@ -1113,6 +1116,19 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Deletes tombstones and drops older than `before_unix`, moving the
     /// prune mark to the highest seq deleted.
     async fn kv_prune(&self, before_unix: u64) -> StoreResult<KvPruneOutcome>;
+
+    // ---- Compression at the edge (issue 17; the statement and column
+    // conversions in `compression_rows`): two columns of `apps`, like the
+    // HTTPS options, carried to nodes in the app's snapshot entry.
+
+    /// Replaces an app's compression settings; bumps the revision.
+    /// `NotFound` if the tenant has no such app.
+    async fn set_app_compression(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        compression: &AppCompression,
+    ) -> StoreResult<u64>;
 
     /// Every table's rows, the revision, the purge counter and the epoch,
     /// read in one transaction.

@@ -418,7 +418,8 @@ async fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> Tx
     let row = tx
         .query_opt(
             "SELECT active_version, config, limits, created_unix, updated_revision, origin,
-                    forward_override_headers, https_redirect, hsts
+                    forward_override_headers, https_redirect, hsts,
+                    compression_enabled, compression_min_bytes
              FROM apps WHERE tenant = $1 AND name = $2",
             &[&tenant.as_str(), &name.as_str()],
         )
@@ -452,6 +453,7 @@ async fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> Tx
             redirect: row.try_get(7)?,
             hsts: row.try_get(8)?,
         },
+        compression: super::compression_rows::from_columns(row.try_get(9)?, row.try_get(10)?),
         created_unix: u(row.try_get(3)?),
         updated_revision: u(row.try_get(4)?),
     })
@@ -535,6 +537,7 @@ async fn snapshot_apps(tx: &Transaction<'_>) -> TxResult<Vec<SnapshotApp>> {
             config: app.config,
             limits: app.limits,
             https: app.https,
+            compression: app.compression,
             secrets: app_secrets,
             outbound: app_outbound,
             kv: kv_links,
@@ -566,6 +569,7 @@ async fn snapshot_origins(tx: &Transaction<'_>) -> TxResult<Vec<SnapshotOrigin>>
             limits: app.limits,
             forward_override_headers: origin.forward_override_headers,
             https: app.https,
+            compression: app.compression,
         });
     }
     Ok(origins)

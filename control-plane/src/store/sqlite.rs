@@ -298,7 +298,8 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
     let row = tx
         .query_row(
             "SELECT active_version, config, limits, created_unix, updated_revision, origin,
-                    forward_override_headers, https_redirect, hsts
+                    forward_override_headers, https_redirect, hsts,
+                    compression_enabled, compression_min_bytes
              FROM apps WHERE tenant = ?1 AND name = ?2",
             params![tenant.as_str(), name.as_str()],
             |row| {
@@ -314,6 +315,7 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
                         redirect: row.get(7)?,
                         hsts: row.get(8)?,
                     },
+                    super::compression_rows::from_columns(row.get(9)?, row.get(10)?),
                 ))
             },
         )
@@ -342,6 +344,7 @@ fn load_app(tx: &Transaction<'_>, tenant: &TenantId, name: &AppName) -> StoreRes
         config: serde_json::from_str(&row.1).map_err(backend)?,
         limits: serde_json::from_str(&row.2).map_err(backend)?,
         https: row.7,
+        compression: row.8,
         created_unix: row.3 as u64,
         updated_revision: row.4 as u64,
     })
@@ -412,6 +415,7 @@ fn snapshot_apps(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotApp>> {
             config: app.config,
             limits: app.limits,
             https: app.https,
+            compression: app.compression,
             secrets: app_secrets,
             outbound: app_outbound,
             kv: kv_links,
@@ -446,6 +450,7 @@ fn snapshot_origins(tx: &Transaction<'_>) -> StoreResult<Vec<SnapshotOrigin>> {
             limits: app.limits,
             forward_override_headers: origin.forward_override_headers,
             https: app.https,
+            compression: app.compression,
         });
     }
     Ok(origins)
@@ -1598,6 +1603,34 @@ impl MetaStore for SqliteMetaStore {
 
     async fn kv_prune(&self, before_unix: u64) -> StoreResult<super::KvPruneOutcome> {
         self.tx(move |tx| kv::prune(tx, before_unix)).await
+    }
+
+    async fn set_app_compression(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        compression: &edge_common::sync::AppCompression,
+    ) -> StoreResult<u64> {
+        use super::compression_rows::{SET_APP_COMPRESSION, values};
+        let (tenant, name, compression) = (tenant.clone(), name.clone(), *compression);
+        self.tx(move |tx| {
+            app_exists(tx, &tenant, &name)?;
+            let revision = bump_revision(tx)?;
+            let (enabled, min_bytes) = values(&compression);
+            tx.execute(
+                &super::cert_rows::sqlite(SET_APP_COMPRESSION),
+                params![
+                    tenant.as_str(),
+                    name.as_str(),
+                    enabled,
+                    min_bytes,
+                    super::cert_rows::int(revision)
+                ],
+            )
+            .map_err(backend)?;
+            Ok(revision)
+        })
+        .await
     }
 
     async fn dump(&self) -> StoreResult<StoreDump> {

@@ -7,6 +7,7 @@ mod auth;
 mod cdn;
 mod certs;
 mod common;
+mod compression;
 mod connections;
 mod deploy;
 mod edgectl;

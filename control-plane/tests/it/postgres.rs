@@ -75,6 +75,7 @@ async fn postgres_meta_store_keeps_everything_across_a_reopen() {
             (5, "outbound".to_string()),
             (6, "logs".to_string()),
             (7, "kv".to_string()),
+            (8, "compression".to_string()),
         ]
     );
 }

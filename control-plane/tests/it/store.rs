@@ -228,6 +228,7 @@ async fn sqlite_meta_store_versions_its_schema() {
         (5, "outbound".to_string()),
         (6, "logs".to_string()),
         (7, "kv".to_string()),
+        (8, "compression".to_string()),
     ];
     assert_eq!(history(&fresh), latest);
 

@@ -10,8 +10,9 @@
 //! - the fetch's `x-cache` (how the fetch cache answered the component) is
 //!   renamed `x-fetch-cache`, and the node's own `x-cache` is left to
 //!   describe the inbound cache;
-//! - the fetch's `Cache-Control`, `Expires`, `Pragma` and
-//!   `Surrogate-Control` are renamed `x-fetch-cache-control`, ..., and
+//! - the fetch's `Cache-Control`, `Expires`, `Pragma`, `Surrogate-Control`,
+//!   `CDN-Cache-Control` and `Edge-Cache-Control` are renamed
+//!   `x-fetch-cache-control`, ..., and
 //!   replaced by `Cache-Control: no-store`, so that the node's inbound cache
 //!   never stores this component's answers and every request reaches the
 //!   fetch cache. `Age`, `ETag`, `Last-Modified`, `Vary` and everything
@@ -56,6 +57,11 @@ const RENAMED: &[(&str, &str)] = &[
     ("expires", "x-fetch-expires"),
     ("pragma", "x-fetch-pragma"),
     ("surrogate-control", "x-fetch-surrogate-control"),
+    // RFC 9213 targeted fields rule the inbound cache over Cache-Control.
+    ("cdn-cache-control", "x-fetch-cdn-cache-control"),
+    ("edge-cache-control", "x-fetch-edge-cache-control"),
+    // The fetch cache's RFC 9211 member, apart from the inbound cache's.
+    ("cache-status", "x-fetch-cache-status"),
 ];
 
 #[wstd::http_server]

@@ -29,6 +29,11 @@ struct Args {
     /// A `Cache-Control` value to send with every answer.
     #[arg(long)]
     cache_control: Option<hyper::header::HeaderValue>,
+    /// Answer with this many bytes (`x` repeated, the path first, so every
+    /// URL has its own content) instead of the greeting: a working set of
+    /// many distinct objects for the cache benchmarks.
+    #[arg(long)]
+    body_bytes: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,11 +68,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let _ = stream.set_nodelay(true);
         let tls = tls.clone();
         let cache_control = args.cache_control.clone();
+        let body_bytes = args.body_bytes;
         tokio::spawn(async move {
             let cache_control = cache_control.clone();
-            let service = service_fn(move |_req| {
-                let mut response =
-                    hyper::Response::new(Full::new(Bytes::from_static(b"Hello from the edge!\n")));
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let body = match body_bytes {
+                    None => Bytes::from_static(b"Hello from the edge!\n"),
+                    Some(n) => {
+                        let mut body = req.uri().path().as_bytes().to_vec();
+                        body.resize(n.max(body.len()), b'x');
+                        Bytes::from(body)
+                    }
+                };
+                let mut response = hyper::Response::new(Full::new(body));
                 if let Some(value) = &cache_control {
                     response
                         .headers_mut()

@@ -14,7 +14,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -26,7 +26,9 @@ use http_body_util::BodyExt;
 
 use super::collapse::{self, Collapser, LeaderGuard, Outcome, Role};
 use super::policy::{self, Received, Use};
+use super::range;
 pub use super::result::CacheResult;
+use super::status::{Forward, Member};
 pub use crate::config::CacheConfig;
 
 use super::store::{CacheKey, CacheStore, Entry, StoreMetrics};
@@ -41,11 +43,10 @@ const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 
 pub struct EdgeCache {
     pub store: CacheStore,
+    /// The disk tier behind `store`, if `[cache] disk_path` is set.
+    pub(super) disk: Option<Arc<super::disk::DiskTier>>,
     /// `edge_cache_purges_total{tenant,app,kind}`.
     pub(super) purges: Option<prometheus::IntCounterVec>,
-    /// Bumped by every purge: a miss that started before a purge does not
-    /// store what it fetched (it could be what the purge removed).
-    pub(super) generation: AtomicU64,
     /// Background refreshes (stale-while-revalidate) at once, node-wide;
     /// past it, stale answers are served without starting another.
     refreshes: Arc<tokio::sync::Semaphore>,
@@ -97,9 +98,12 @@ enum MissKind {
     /// The key is in hit-for-pass: stored if it turns storable, but not
     /// collapsed.
     Passing,
-    /// A range request that missed, or a HEAD: forwarded as it is, the
-    /// answer never stored.
+    /// A HEAD that missed: forwarded as it is, the answer never stored.
     Forward,
+    /// A range request that missed (or that a partial entry does not
+    /// hold): sent with its `Range` and `If-Range`; a 206 is kept as a part
+    /// ([`range::store_part`]), a 200 stored whole. Never collapsed.
+    Range,
 }
 
 /// A miss in progress: what to send to the backend and what is needed to
@@ -116,8 +120,13 @@ pub(super) struct Pending {
     /// entry), served again if the backend confirms it with a 304 or fails
     /// within its `stale-if-error` window.
     stale: Option<Arc<Entry>>,
-    /// The cache's purge generation when the miss started.
+    /// The app's purge generation when the miss started
+    /// ([`CacheStore::generation`]): a miss that started before a purge of
+    /// its app does not store what it fetched (it could be what the purge
+    /// removed).
     generation: u64,
+    /// Why the request goes to the backend, for `Cache-Status`.
+    forward: Forward,
     /// Held by a background refresh.
     _refresh: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -131,16 +140,17 @@ impl Pending {
     pub(super) fn backend_headers(&self, headers: &mut HeaderMap) {
         // Forwarded and hit-for-pass requests keep the client's own
         // conditionals: their answers go to that client only.
-        if self.kind != MissKind::Store {
+        if matches!(self.kind, MissKind::Forward | MissKind::Passing) {
             return;
         }
-        for name in [
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::IF_RANGE,
-            header::RANGE,
-        ] {
+        for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {
             headers.remove(name);
+        }
+        // A range miss keeps its Range and If-Range: the backend answers
+        // the part (or the whole, if If-Range fails), both storable.
+        if self.kind == MissKind::Store {
+            headers.remove(header::IF_RANGE);
+            headers.remove(header::RANGE);
         }
         if let Some(entry) = &self.stale {
             if let Some(etag) = entry.headers.get(header::ETAG) {
@@ -185,9 +195,28 @@ impl EdgeCache {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = every.tick() => self.store.run_maintenance(),
+                _ = every.tick() => {
+                    self.store.run_maintenance();
+                    if let Some(disk) = &self.disk {
+                        disk.run_maintenance();
+                    }
+                }
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
+        }
+    }
+
+    /// Uses `disk` behind the memory tier.
+    pub fn with_disk(mut self, disk: Arc<super::disk::DiskTier>) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// Both tiers, for the disk tier's hooks (`tiers`).
+    pub(super) fn tiers(&self) -> super::tiers::Tiers<'_> {
+        super::tiers::Tiers {
+            store: &self.store,
+            disk: self.disk.as_ref(),
         }
     }
 
@@ -206,8 +235,8 @@ impl EdgeCache {
         };
         Self {
             store: CacheStore::new(config.capacity_bytes, config.max_entry_bytes, store_metrics),
+            disk: None,
             purges,
-            generation: AtomicU64::new(0),
             refreshes: Arc::new(tokio::sync::Semaphore::new(MAX_REFRESHES)),
             collapser: Arc::new(Collapser::default()),
             collapse_wait: config.collapse_wait,
@@ -236,11 +265,15 @@ impl EdgeCache {
         let now = SystemTime::now();
         // A key in hit-for-pass has nothing stored (marking it purged it),
         // so a hit needs no look at the pass list.
-        let stored = self.store.get(&key, headers);
+        let stored = self.tiers().stored(&key, headers).await;
+        let nothing_stored = stored.is_none();
+        // A partial entry answers only the ranges it holds; for anything
+        // else nothing is stored (a range miss adds to it).
+        let stored = stored.filter(|e| range::answerable(e, method, headers));
         let passing = stored.is_none() && self.pass.contains_key(&key);
         if let Some(entry) = &stored {
             let age = entry.age(now);
-            let answer = |result| hit_response(entry, method, headers, age, result);
+            let answer = |result, member| hit_response(entry, method, headers, age, result, member);
             let mut usable =
                 policy::usability(headers, &entry.directives, effective_lifetime(entry), age);
             // A soft-purged entry is served stale only within its own
@@ -249,26 +282,44 @@ impl EdgeCache {
             if usable == Use::StaleAllowed && entry.invalidated.load(Ordering::Relaxed) {
                 usable = Use::Revalidate;
             }
+            // A partial entry is not refreshed in the background: that
+            // would fetch the whole response. Its range misses refresh it.
+            if usable == Use::StaleWhileRevalidate && entry.is_partial() {
+                usable = Use::Revalidate;
+            }
             match usable {
                 Use::Fresh => {
                     return Lookup::Hit {
-                        response: answer(CacheResult::Hit),
+                        response: answer(CacheResult::Hit, Member::hit()),
                         result: CacheResult::Hit,
                         collapsed: false,
                     };
                 }
                 Use::StaleAllowed => {
                     return Lookup::Hit {
-                        response: answer(CacheResult::Stale),
+                        response: answer(
+                            CacheResult::Stale,
+                            Member {
+                                detail: Some("max-stale"),
+                                ..Member::hit()
+                            },
+                        ),
                         result: CacheResult::Stale,
                         collapsed: false,
                     };
                 }
                 Use::StaleWhileRevalidate => {
-                    let response = answer(CacheResult::Stale);
+                    let response = answer(
+                        CacheResult::Stale,
+                        Member {
+                            detail: Some("stale-while-revalidate"),
+                            ..Member::hit()
+                        },
+                    );
                     // One refresh per key at a time; everyone else is
                     // served stale meanwhile without waiting.
                     let permit = self.refreshes.clone().try_acquire_owned().ok();
+                    let generation = self.store.generation(&key);
                     return match (self.collapser.join(&key), permit) {
                         (Role::Leader(guard), Some(permit)) => Lookup::Refresh {
                             response,
@@ -279,7 +330,8 @@ impl EdgeCache {
                                 leader: Some(guard),
                                 kind: MissKind::Store,
                                 stale: stored.clone(),
-                                generation: self.generation.load(Ordering::Acquire),
+                                generation,
+                                forward: Forward::Stale,
                                 _refresh: Some(permit),
                             },
                         },
@@ -298,7 +350,21 @@ impl EdgeCache {
         {
             return Lookup::NotCached;
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.store.generation(&key);
+        // What `Cache-Status` says the request went forward for.
+        let forward = match &stored {
+            Some(entry) if entry.is_partial() => Forward::Partial,
+            Some(entry)
+                if !entry.invalidated.load(Ordering::Relaxed)
+                    && entry.age(now) < entry.lifetime =>
+            {
+                Forward::Request
+            }
+            Some(_) => Forward::Stale,
+            None if method == Method::HEAD => Forward::Method,
+            None if self.store.has_key(&key) => Forward::VaryMiss,
+            None => Forward::UriMiss,
+        };
         let pending = |kind, leader, stale| Pending {
             key: key.clone(),
             request_headers: headers.clone(),
@@ -307,11 +373,22 @@ impl EdgeCache {
             kind,
             stale,
             generation,
+            forward,
             _refresh: None,
         };
-        // A range that missed goes to the backend as it is, and its 206 is
-        // never stored: no stored response is ever built from a part.
-        if method == Method::HEAD || headers.contains_key(header::RANGE) {
+        // A range that missed goes to the backend with its Range (and the
+        // validators of a stale whole entry, which a 304 refreshes); a
+        // partial entry usable but short of it is merged with at store
+        // time. A Range the cache would ignore makes a whole-response miss,
+        // and so does one better fetched whole (`range::fetch_whole`:
+        // large objects read by ranges).
+        let whole_instead =
+            !passing && range::fetch_whole(headers, self.disk.is_some(), nothing_stored);
+        if range::wanted(method, headers) && !whole_instead {
+            let stale = stored.filter(|e| !e.is_partial());
+            return Lookup::Miss(pending(MissKind::Range, None, stale));
+        }
+        if method == Method::HEAD {
             return Lookup::Miss(pending(MissKind::Forward, None, None));
         }
         if passing {
@@ -325,18 +402,33 @@ impl EdgeCache {
                 // needs. An older entry is not: it is why we waited.
                 let waited_from = std::time::Instant::now();
                 if collapse::wait(slot, self.collapse_wait).await == Some(Outcome::Stored)
-                    && let Some(entry) = self.store.get(&key, headers)
+                    && let Some(entry) = self.tiers().stored(&key, headers).await
+                    && !entry.is_partial()
                     && entry.created >= waited_from
                     && !entry.invalidated.load(Ordering::Relaxed)
                 {
                     let age = entry.age(SystemTime::now());
+                    let member = Member {
+                        hit: false,
+                        fwd: Some(forward),
+                        collapsed: true,
+                        ..Member::hit()
+                    };
                     return Lookup::Hit {
-                        response: hit_response(&entry, method, headers, age, CacheResult::Hit),
+                        response: hit_response(
+                            &entry,
+                            method,
+                            headers,
+                            age,
+                            CacheResult::Hit,
+                            member,
+                        ),
                         result: CacheResult::Hit,
                         collapsed: true,
                     };
                 }
-                let stale = self.store.get(&key, headers);
+                let stale = self.tiers().stored(&key, headers).await;
+                let stale = stale.filter(|e| !e.is_partial());
                 Lookup::Miss(pending(MissKind::Store, None, stale))
             }
         }
@@ -356,7 +448,7 @@ impl EdgeCache {
         let response = match result {
             Ok(response) => response,
             Err(err) => {
-                return match self.stale_on_error(&pending, method) {
+                return match self.stale_on_error(&pending, method, None) {
                     Some(stale) => (Ok(stale), CacheResult::Stale),
                     None => (Err(err), CacheResult::Bypass),
                 };
@@ -373,23 +465,36 @@ impl EdgeCache {
             );
         }
         if matches!(status.as_u16(), 500 | 502 | 503 | 504)
-            && let Some(stale) = self.stale_on_error(&pending, method)
+            && let Some(stale) = self.stale_on_error(&pending, method, Some(status.as_u16()))
         {
             return (Ok(stale), CacheResult::Stale);
         }
         let (mut parts, body) = response.into_parts();
-        let storable = pending.kind != MissKind::Forward
-            && !policy::says_nothing_about_caching(&parts.headers)
-            && policy::storable(
-                method,
-                &pending.request_headers,
-                parts.status,
-                &parts.headers,
-            )
-            .is_ok()
-            && policy::worth_storing(parts.status, &parts.headers)
-            && declared_length(&parts.headers)
-                .is_none_or(|len| len <= self.store.max_entry_bytes() as u64);
+        let part = (pending.kind == MissKind::Range && parts.status == StatusCode::PARTIAL_CONTENT)
+            .then(|| {
+                range::storable_part(
+                    &pending.request_headers,
+                    &parts.headers,
+                    self.store.max_entry_bytes(),
+                )
+            })
+            .flatten();
+        // A range miss stores a 206 as a part, a 200 whole, nothing else
+        // (a 416 is no answer for the whole resource).
+        let storable = part.is_some()
+            || pending.kind != MissKind::Forward
+                && (pending.kind != MissKind::Range || parts.status == StatusCode::OK)
+                && !policy::says_nothing_about_caching(&parts.headers)
+                && policy::storable(
+                    method,
+                    &pending.request_headers,
+                    parts.status,
+                    &parts.headers,
+                )
+                .is_ok()
+                && policy::worth_storing(parts.status, &parts.headers)
+                && declared_length(&parts.headers)
+                    .is_none_or(|len| len <= self.tiers().entry_limit());
         let result = if storable {
             CacheResult::Miss
         } else {
@@ -400,7 +505,17 @@ impl EdgeCache {
         } else {
             HeaderMap::new()
         };
-        client_headers(&mut parts.headers, &pending.request_headers, result);
+        let member = Member {
+            fwd_status: Some(parts.status.as_u16()),
+            stored: storable,
+            ..Member::forward(pending.forward)
+        };
+        client_headers(
+            &mut parts.headers,
+            &pending.request_headers,
+            result,
+            &member,
+        );
         if !storable {
             // Only the resource's own answer decides that it is not
             // cacheable: then the stored copy goes and the key skips
@@ -412,11 +527,16 @@ impl EdgeCache {
                 && !policy::storable_for_anyone(method, parts.status, &parts.headers)
             {
                 self.store.purge_key(&pending.key, false);
+                self.tiers().disk_purge_key(&pending.key);
                 self.pass.insert(pending.key, ());
             }
             // Dropping the guard releases followers to go themselves.
             drop(pending.leader);
-            return (Ok(Response::from_parts(parts, body)), result);
+            let mut response = Response::from_parts(parts, body);
+            if pending.kind == MissKind::Store {
+                range::whole_as_range(&pending.request_headers, &mut response);
+            }
+            return (Ok(response), result);
         }
         if pending.kind == MissKind::Passing {
             self.pass.invalidate(&pending.key);
@@ -425,10 +545,15 @@ impl EdgeCache {
             request_time: pending.request_time,
             response_time: SystemTime::now(),
         };
+        let range_fetched_whole = (pending.kind == MissKind::Store
+            && pending.request_headers.contains_key(header::RANGE))
+        .then(|| pending.request_headers.clone());
         let mut tee = StoreOnEnd {
             inner: body,
             buffer: Some(BytesMut::new()),
             limit: self.store.max_entry_bytes(),
+            disk: None,
+            seen: 0,
             declared: declared_length(&parts.headers),
             finish: Some(Finish {
                 cache: self.clone(),
@@ -439,6 +564,7 @@ impl EdgeCache {
                 received,
                 leader: pending.leader,
                 generation: pending.generation,
+                part,
             }),
         };
         // hyper never polls a body that is already at its end (an empty
@@ -446,12 +572,23 @@ impl EdgeCache {
         if tee.inner.is_end_stream() {
             tee.finished();
         }
-        (Ok(Response::from_parts(parts, tee.boxed_unsync())), result)
+        let mut response = Response::from_parts(parts, tee.boxed_unsync());
+        // A range fetched whole (`range::fetch_whole`); the stored status
+        // is the 200's, taken above.
+        if let Some(request) = range_fetched_whole {
+            range::whole_as_range(&request, &mut response);
+        }
+        (Ok(response), result)
     }
 
     /// The stale response, if the backend failed and `stale-if-error` (the
     /// request's or the response's) still covers it.
-    fn stale_on_error(&self, pending: &Pending, method: &Method) -> Option<Response<ResponseBody>> {
+    fn stale_on_error(
+        &self,
+        pending: &Pending,
+        method: &Method,
+        fwd_status: Option<u16>,
+    ) -> Option<Response<ResponseBody>> {
         let entry = pending.stale.as_ref()?;
         let age = entry.age(SystemTime::now());
         policy::stale_if_error_allows(
@@ -467,6 +604,13 @@ impl EdgeCache {
                 &pending.request_headers,
                 age,
                 CacheResult::Stale,
+                Member {
+                    hit: false,
+                    fwd: Some(Forward::Stale),
+                    fwd_status,
+                    detail: Some("stale-if-error"),
+                    ..Member::hit()
+                },
             )
         })
     }
@@ -497,13 +641,6 @@ impl EdgeCache {
             &pending.request_headers,
         );
         let age = entry.age(received.response_time);
-        let response = hit_response(
-            &entry,
-            method,
-            &pending.request_headers,
-            age,
-            CacheResult::Revalidated,
-        );
         let storable = policy::storable(
             &Method::GET,
             &pending.request_headers,
@@ -511,13 +648,40 @@ impl EdgeCache {
             &entry.headers,
         )
         .is_ok();
+        let response = hit_response(
+            &entry,
+            method,
+            &pending.request_headers,
+            age,
+            CacheResult::Revalidated,
+            Member {
+                hit: false,
+                fwd: Some(pending.forward),
+                fwd_status: Some(304),
+                stored: storable,
+                ..Member::hit()
+            },
+        );
         // The 304 itself may make the resource uncacheable; this request's
         // own directives only keep it from being stored.
         let uncacheable = !policy::storable_for_anyone(&Method::GET, entry.status, &entry.headers);
-        let purged_since = self.generation.load(Ordering::Acquire) != pending.generation;
-        let stored = storable && !purged_since && self.store.insert(pending.key.clone(), entry);
+        let purged_since = self.store.generation(&pending.key) != pending.generation;
+        if storable {
+            self.tiers()
+                .disk_store(&pending.key, &entry, pending.generation);
+        }
+        // A body on disk stays there: the memory tier holds bodies, not
+        // open files.
+        let stored = storable
+            && !matches!(entry.body, super::body::StoredBody::Disk(_))
+            && self.store.insert_unless_purged(
+                pending.key.clone(),
+                entry,
+                Some(pending.generation),
+            );
         if uncacheable && !purged_since {
             self.store.purge_key(&pending.key, false);
+            self.tiers().disk_purge_key(&pending.key);
         }
         if let Some(leader) = pending.leader {
             leader.finish(if stored {
@@ -541,8 +705,9 @@ impl EdgeCache {
         path: &str,
         response: &HeaderMap,
     ) {
-        self.store
-            .purge_key(&CacheKey::new(tenant, app, scheme, host, path), false);
+        let target = CacheKey::new(tenant, app, scheme, host, path);
+        self.store.purge_key(&target, false);
+        self.tiers().disk_purge_key(&target);
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(target) = response.get(name).and_then(|v| v.to_str().ok()) else {
                 continue;
@@ -566,10 +731,65 @@ impl EdgeCache {
                     .and_then(|u| u.path_and_query().map(|p| p.to_string()))
             };
             if let Some(path) = path {
-                self.store
-                    .purge_key(&CacheKey::new(tenant, app, scheme, host, &path), false);
+                let target = CacheKey::new(tenant, app, scheme, host, &path);
+                self.store.purge_key(&target, false);
+                self.tiers().disk_purge_key(&target);
             }
         }
+    }
+
+    /// A successful POST of `key`'s target: if its answer names that URL
+    /// in `Content-Location` and has explicit freshness
+    /// ([`super::post::answers_later_gets`]), it is stored as the GET
+    /// answer for it while it streams to the client, like a miss. Call
+    /// after [`Self::invalidate`], before the client's headers are set.
+    pub fn store_post_answer(
+        self: &Arc<Self>,
+        key: CacheKey,
+        request_headers: HeaderMap,
+        request_time: SystemTime,
+        response: Response<ResponseBody>,
+    ) -> Response<ResponseBody> {
+        let reusable = key.resource().is_some_and(|target| {
+            super::post::answers_later_gets(
+                target,
+                &request_headers,
+                response.status(),
+                response.headers(),
+            )
+        });
+        let declared = declared_length(response.headers());
+        if !reusable || declared.is_some_and(|len| len > self.store.max_entry_bytes() as u64) {
+            return response;
+        }
+        let generation = self.store.generation(&key);
+        let (parts, body) = response.into_parts();
+        let mut tee = StoreOnEnd {
+            inner: body,
+            buffer: Some(BytesMut::new()),
+            limit: self.store.max_entry_bytes(),
+            disk: None,
+            seen: 0,
+            declared,
+            finish: Some(Finish {
+                cache: self.clone(),
+                key,
+                status: parts.status,
+                headers: parts.headers.clone(),
+                request_headers,
+                received: Received {
+                    request_time,
+                    response_time: SystemTime::now(),
+                },
+                leader: None,
+                generation,
+                part: None,
+            }),
+        };
+        if tee.inner.is_end_stream() {
+            tee.finished();
+        }
+        Response::from_parts(parts, tee.boxed_unsync())
     }
 
     /// The answer of an app the cache is not active for yet: labelled
@@ -587,6 +807,7 @@ impl EdgeCache {
             response.headers_mut(),
             &HeaderMap::new(),
             CacheResult::Bypass,
+            &Member::forward(Forward::Bypass),
         );
         response
     }
@@ -601,8 +822,14 @@ fn effective_lifetime(entry: &Entry) -> Duration {
     }
 }
 
-/// Headers this cache consumes are not the client's business.
-fn client_headers(headers: &mut HeaderMap, request: &HeaderMap, result: CacheResult) {
+/// Headers this cache consumes are not the client's business; how it
+/// answered is (`x-cache`, and the RFC 9211 `Cache-Status` member).
+fn client_headers(
+    headers: &mut HeaderMap,
+    request: &HeaderMap,
+    result: CacheResult,
+    member: &Member,
+) {
     headers.remove(SURROGATE_CONTROL);
     let debug = request
         .get(DEBUG_HEADER)
@@ -618,20 +845,28 @@ fn client_headers(headers: &mut HeaderMap, request: &HeaderMap, result: CacheRes
         CACHE_STATUS_HEADER,
         HeaderValue::from_static(result.label()),
     );
+    super::status::append(headers, member);
 }
 
 /// A stored response as the answer to a request: `Age`, `x-cache`, a 304
-/// for a matching conditional request, no body for HEAD. A `Range` is
-/// ignored (RFC 9110 §14.2 allows it): the whole response is sent.
+/// for a matching conditional request, the ranges a `Range` asks for
+/// ([`range::respond`]: 206 or 416), no body for HEAD.
 fn hit_response(
     entry: &Entry,
     method: &Method,
     request: &HeaderMap,
     age: Duration,
     result: CacheResult,
+    member: Member,
 ) -> Response<ResponseBody> {
     let mut headers = entry.headers.clone();
-    client_headers(&mut headers, request, result);
+    // Freshness left, negative once stale (RFC 9211 §2.5).
+    let ttl = secs(effective_lifetime(entry)) - secs(age);
+    let member = Member {
+        ttl: Some(ttl),
+        ..member
+    };
+    client_headers(&mut headers, request, result, &member);
     headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
     if policy::not_modified(request, &entry.headers) {
         for name in [
@@ -643,6 +878,11 @@ fn hit_response(
         }
         return full_response(StatusCode::NOT_MODIFIED, headers);
     }
+    // Ranges come before anything that encodes the answer: a 206 is cut
+    // from what is stored, and left alone after.
+    if let Some(response) = range::respond(entry, method, request, &mut headers) {
+        return response;
+    }
     let body = if *method == Method::HEAD {
         full_body(Bytes::new())
     } else {
@@ -651,7 +891,17 @@ fn hit_response(
     let mut response = Response::new(body);
     *response.status_mut() = entry.status;
     *response.headers_mut() = headers;
+    // Compression at the edge answers from the entry's encoded copies,
+    // passed only when they may serve this request (an `Extensions` map is
+    // an allocation per hit).
+    if let Some(encoded) = super::compress::hit_copies(entry, method, request) {
+        response.extensions_mut().insert(encoded);
+    }
     response
+}
+
+fn secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn full_response(status: StatusCode, headers: HeaderMap) -> Response<ResponseBody> {
@@ -671,6 +921,8 @@ struct Finish {
     received: Received,
     leader: Option<LeaderGuard>,
     generation: u64,
+    /// Set for a 206 kept as a part of the response.
+    part: Option<range::Part>,
 }
 
 /// Streams the app's body to the client and keeps a copy (up to the entry
@@ -683,11 +935,41 @@ struct StoreOnEnd {
     /// The response's `Content-Length`.
     declared: Option<u64>,
     finish: Option<Finish>,
+    /// Where a body over `limit` goes instead of `buffer`, if there is a
+    /// disk tier.
+    disk: Option<super::disk::DiskSink>,
+    /// Body bytes passed so far.
+    seen: u64,
 }
 
 impl StoreOnEnd {
+    /// The body went over the memory tier's limit: it continues to the
+    /// disk tier, if there is one, starting with what was buffered.
+    fn to_disk(&self, buffered: BytesMut, data: &Bytes) -> Option<super::disk::DiskSink> {
+        // Parts stay in memory: the disk tier never holds a partial entry.
+        let finish = self.finish.as_ref().filter(|f| f.part.is_none())?;
+        let mut first = buffered;
+        first.extend_from_slice(data);
+        finish.cache.tiers().disk_begin(
+            &finish.key,
+            finish.status,
+            &finish.headers,
+            finish.received,
+            &finish.request_headers,
+            finish.generation,
+            first.freeze(),
+        )
+    }
+
     /// The body ended cleanly: store it (once).
     fn finished(&mut self) {
+        if let Some(sink) = self.disk.take() {
+            // Dropping `finish` tells collapsed followers to go themselves:
+            // the file is written in the background.
+            sink.finish(self.seen);
+            self.finish = None;
+            return;
+        }
         if let (Some(buffer), Some(finish)) = (self.buffer.take(), self.finish.take()) {
             store_finished(finish, buffer.freeze());
         }
@@ -707,19 +989,33 @@ impl Body for StoreOnEnd {
         match &frame {
             Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
                 Some(data) => {
-                    let over = this
-                        .buffer
-                        .as_ref()
-                        .is_some_and(|b| b.len() + data.len() > this.limit);
-                    if over {
-                        this.buffer = None;
-                    } else if let Some(buffer) = this.buffer.as_mut() {
-                        buffer.extend_from_slice(data);
+                    this.seen += data.len() as u64;
+                    if let Some(sink) = this.disk.as_mut() {
+                        if !sink.push(data.clone()) {
+                            this.disk = None;
+                        }
+                    } else {
+                        let over = this
+                            .buffer
+                            .as_ref()
+                            .is_some_and(|b| b.len() + data.len() > this.limit);
+                        if over {
+                            let buffered = this.buffer.take();
+                            this.disk = buffered.and_then(|b| this.to_disk(b, data));
+                        } else if let Some(buffer) = this.buffer.as_mut() {
+                            buffer.extend_from_slice(data);
+                        }
                     }
                 }
-                None => this.buffer = None,
+                None => {
+                    this.buffer = None;
+                    this.disk = None;
+                }
             },
-            Poll::Ready(Some(Err(_))) => this.buffer = None,
+            Poll::Ready(Some(Err(_))) => {
+                this.buffer = None;
+                this.disk = None;
+            }
             Poll::Ready(None) => this.finished(),
             Poll::Pending => {}
         }
@@ -727,10 +1023,7 @@ impl Body for StoreOnEnd {
         // response declared (or the body says it has ended), so the end is
         // also noticed here, not only at `None`.
         if matches!(frame, Poll::Ready(Some(Ok(_))))
-            && (this.inner.is_end_stream()
-                || this
-                    .declared
-                    .is_some_and(|len| this.buffer.as_ref().is_some_and(|b| b.len() as u64 == len)))
+            && (this.inner.is_end_stream() || this.declared.is_some_and(|len| this.seen == len))
         {
             this.finished();
         }
@@ -750,9 +1043,16 @@ impl Body for StoreOnEnd {
 /// (A body that failed, was cut off or went past the limit never gets
 /// here: dropping `Finish` releases the followers to go themselves.)
 fn store_finished(finish: Finish, body: Bytes) {
-    if finish.cache.generation.load(Ordering::Acquire) != finish.generation {
-        // A purge ran while this was fetched: what it fetched may be what
-        // the purge meant to remove. The next request fetches again.
+    if let Some(part) = finish.part {
+        let fetched = range::Fetched {
+            key: finish.key,
+            generation: finish.generation,
+            headers: finish.headers,
+            body,
+            received: finish.received,
+            request: &finish.request_headers,
+        };
+        range::store_part(&finish.cache.store, part, fetched);
         return;
     }
     let entry = Entry::new(
@@ -762,7 +1062,17 @@ fn store_finished(finish: Finish, body: Bytes) {
         finish.received,
         &finish.request_headers,
     );
-    let stored = finish.cache.store.insert(finish.key, entry);
+    // Not kept if its app was purged while it was fetched: it may be what
+    // the purge meant to remove. The next request fetches again.
+    finish
+        .cache
+        .tiers()
+        .disk_store(&finish.key, &entry, finish.generation);
+    let stored =
+        finish
+            .cache
+            .store
+            .insert_unless_purged(finish.key, entry, Some(finish.generation));
     if let Some(leader) = finish.leader {
         leader.finish(if stored {
             Outcome::Stored

@@ -4,32 +4,14 @@
 //! cache store and the request path call into this.
 //!
 //! `Surrogate-Control` (the edge's own directives, RFC-less but de facto:
-//! Fastly, Akamai, Varnish) overrides `Cache-Control` for this cache.
+//! Fastly, Akamai, Varnish) overrides `Cache-Control` for this cache, and
+//! the RFC 9213 targeted fields ([`super::targeted`]) override both.
 
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode, header};
 
-/// Directives of one `Cache-Control` (or `Surrogate-Control`) field set.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CacheControl {
-    pub no_store: bool,
-    /// `no-cache` (with or without field names: both mean revalidate
-    /// before every use here, the conservative reading).
-    pub no_cache: bool,
-    pub private: bool,
-    pub public: bool,
-    pub must_revalidate: bool,
-    pub proxy_revalidate: bool,
-    pub max_age: Option<Duration>,
-    pub s_maxage: Option<Duration>,
-    pub stale_while_revalidate: Option<Duration>,
-    pub stale_if_error: Option<Duration>,
-    /// Request: `max-stale` (`Some(None)` without a value: any staleness).
-    pub max_stale: Option<Option<Duration>>,
-    pub min_fresh: Option<Duration>,
-    pub only_if_cached: bool,
-}
+pub use super::directives::CacheControl;
 
 /// Parses every `name` field of `headers` (comma lists, case-insensitive
 /// directives, quoted values). An invalid delta-seconds value is treated
@@ -55,6 +37,8 @@ pub fn parse_cache_control(headers: &HeaderMap, name: &str) -> CacheControl {
                 "must-revalidate" => cc.must_revalidate = true,
                 "proxy-revalidate" => cc.proxy_revalidate = true,
                 "only-if-cached" => cc.only_if_cached = true,
+                "immutable" => cc.immutable = true,
+                "must-understand" => cc.must_understand = true,
                 // Duplicates: the most conservative (smallest) wins.
                 "max-age" => cc.max_age = min_opt(cc.max_age, seconds().or(Some(Duration::ZERO))),
                 "s-maxage" => {
@@ -169,10 +153,13 @@ pub fn heuristically_cacheable(status: StatusCode) -> bool {
     )
 }
 
-/// The response's directives for this cache: `Surrogate-Control` if the
-/// origin sent one, else `Cache-Control`.
+/// The response's directives for this cache, the most specific field
+/// whole: `Edge-Cache-Control`, then `CDN-Cache-Control` (RFC 9213, if
+/// valid), then `Surrogate-Control`, else `Cache-Control`.
 pub fn response_directives(headers: &HeaderMap) -> CacheControl {
-    if headers.contains_key(SURROGATE_CONTROL) {
+    if let Some(targeted) = super::targeted::targeted_directives(headers) {
+        targeted
+    } else if headers.contains_key(SURROGATE_CONTROL) {
         let mut sc = parse_cache_control(headers, "surrogate-control");
         // Surrogate-Control speaks to this cache only: `max-age` there is
         // this cache's lifetime, like s-maxage.
@@ -196,6 +183,15 @@ pub enum NotStorable {
     VaryStar,
     NoFreshnessInformation,
     PartialContent,
+    /// `must-understand` with a status this cache has no rules for.
+    MustUnderstand,
+}
+
+/// RFC 9111 §5.2.2.3: the statuses whose caching rules this cache
+/// implements (the heuristically cacheable ones; 304s are merged into
+/// stored responses, never stored themselves).
+pub fn understood_status(status: StatusCode) -> bool {
+    heuristically_cacheable(status)
 }
 
 /// RFC 9111 §3: may a shared cache store this response to this request?
@@ -217,7 +213,12 @@ pub fn storable(
     }
     let req_cc = parse_cache_control(request, "cache-control");
     let cc = response_directives(response);
-    if req_cc.no_store || cc.no_store {
+    // must-understand: only statuses whose rules this cache implements,
+    // and for those the origin's `no-store` is what older caches obey.
+    if cc.must_understand && !understood_status(status) {
+        return Err(NotStorable::MustUnderstand);
+    }
+    if req_cc.no_store || (cc.no_store && !cc.must_understand) {
         return Err(NotStorable::NoStore);
     }
     if cc.private {
@@ -235,7 +236,7 @@ pub fn storable(
     // cacheable status (whose lifetime may still be 0: stored to revalidate).
     let explicit = cc.s_maxage.is_some()
         || cc.max_age.is_some()
-        || response.contains_key(header::EXPIRES)
+        || (!cc.targeted && response.contains_key(header::EXPIRES))
         || cc.public;
     if !(explicit || heuristically_cacheable(status)) {
         return Err(NotStorable::NoFreshnessInformation);
@@ -276,27 +277,39 @@ pub fn freshness_lifetime_with(
     response: &HeaderMap,
     cc: &CacheControl,
 ) -> Duration {
+    freshness_lifetime_received(status, response, cc, SystemTime::now())
+}
+
+/// [`freshness_lifetime_with`] for a response received at `received`: a
+/// missing or invalid `Date` is read as that time (RFC 9110 §6.6.1), for
+/// `Expires - Date` and the Last-Modified heuristic alike. An invalid
+/// `Age` makes the response stale from the start (RFC 9111 §5.1).
+pub fn freshness_lifetime_received(
+    status: StatusCode,
+    response: &HeaderMap,
+    cc: &CacheControl,
+    received: SystemTime,
+) -> Duration {
+    if age_value(response).is_err() {
+        return Duration::ZERO;
+    }
     if let Some(s) = cc.s_maxage {
         return s;
     }
     if let Some(m) = cc.max_age {
         return m;
     }
-    if response.contains_key(header::EXPIRES) {
+    let date = http_date(response, header::DATE).unwrap_or(received);
+    // A targeted field replaces Expires too (RFC 9213 §2.2).
+    if !cc.targeted && response.contains_key(header::EXPIRES) {
         // An invalid Expires means "already expired".
-        return match (
-            http_date(response, header::EXPIRES),
-            http_date(response, header::DATE),
-        ) {
-            (Some(expires), Some(date)) => expires.duration_since(date).unwrap_or_default(),
-            _ => Duration::ZERO,
+        return match http_date(response, header::EXPIRES) {
+            Some(expires) => expires.duration_since(date).unwrap_or_default(),
+            None => Duration::ZERO,
         };
     }
     if heuristically_cacheable(status)
-        && let (Some(modified), Some(date)) = (
-            http_date(response, header::LAST_MODIFIED),
-            http_date(response, header::DATE),
-        )
+        && let Some(modified) = http_date(response, header::LAST_MODIFIED)
     {
         return (date.duration_since(modified).unwrap_or_default() / 10)
             .min(MAX_HEURISTIC_LIFETIME);
@@ -315,11 +328,8 @@ pub struct Received {
 
 /// RFC 9111 §4.2.3: the response's current age.
 pub fn current_age(response: &HeaderMap, received: Received, now: SystemTime) -> Duration {
-    let age_value = response
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| delta_seconds(v.trim()))
-        .unwrap_or_default();
+    // An invalid Age counts as 0 here; it already made the lifetime 0.
+    let age_value = age_value(response).unwrap_or_default();
     let date_value = http_date(response, header::DATE).unwrap_or(received.response_time);
     let apparent_age = received
         .response_time
@@ -335,6 +345,27 @@ pub fn current_age(response: &HeaderMap, received: Received, now: SystemTime) ->
         .duration_since(received.response_time)
         .unwrap_or_default();
     corrected_initial_age + resident_time
+}
+
+/// An `Age` that is not delta-seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidAge;
+
+/// RFC 9111 §5.1: the `Age` field's value (0 when absent). A list
+/// (`5, 0`, or several field lines) uses its first member; if that is not
+/// delta-seconds (`old`, `-1`, `1.5`, empty) the value is invalid.
+pub fn age_value(response: &HeaderMap) -> Result<Duration, InvalidAge> {
+    let Some(value) = response.get(header::AGE) else {
+        return Ok(Duration::ZERO);
+    };
+    let first = value
+        .to_str()
+        .map_err(|_| InvalidAge)?
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    delta_seconds(first).ok_or(InvalidAge)
 }
 
 /// How a stored response may be used for a request.
@@ -366,7 +397,15 @@ pub fn usability(
             v.to_str()
                 .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
         });
-    if res.no_cache || req.no_cache || pragma_no_cache {
+    if res.no_cache {
+        return Use::Revalidate;
+    }
+    // RFC 8246: a fresh immutable response answers a reload (the
+    // client's `no-cache` or `max-age=0`) without asking the origin.
+    if res.immutable && age < lifetime {
+        return Use::Fresh;
+    }
+    if req.no_cache || pragma_no_cache {
         return Use::Revalidate;
     }
     // The request may ask for a younger response.
@@ -444,6 +483,7 @@ pub fn says_nothing_about_caching(headers: &HeaderMap) -> bool {
     ]
     .iter()
     .all(|name| !headers.contains_key(name))
+        && !super::targeted::any_present(headers)
 }
 
 /// Whether storing helps at all: a response that is stale at once and has
@@ -1234,5 +1274,283 @@ mod tests {
         let dated = headers(&[("date", "Tue, 01 Dec 2026 11:00:00 GMT")]);
         let merged = freshened_headers(&stored, &dated);
         assert_eq!(merged["date"], "Tue, 01 Dec 2026 11:00:00 GMT");
+    }
+
+    // Issue 17, policy rules: targeted fields, dates, Age, immutable,
+    // must-understand.
+
+    #[test]
+    fn targeted_fields_win_over_surrogate_and_cache_control() {
+        let ok = StatusCode::OK;
+        // CDN-Cache-Control beats Cache-Control, Surrogate-Control and
+        // Expires, both ways.
+        let h = headers(&[
+            ("cache-control", "no-store"),
+            ("surrogate-control", "max-age=5"),
+            ("cdn-cache-control", "max-age=600"),
+            ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("expires", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        assert!(storable(&Method::GET, &HeaderMap::new(), ok, &h).is_ok());
+        assert_eq!(freshness_lifetime(ok, &h), secs(600));
+        let h = headers(&[
+            ("cache-control", "max-age=600"),
+            ("cdn-cache-control", "no-store"),
+        ]);
+        assert_eq!(
+            storable(&Method::GET, &HeaderMap::new(), ok, &h),
+            Err(NotStorable::NoStore)
+        );
+        let h = headers(&[
+            ("cache-control", "max-age=600"),
+            ("cdn-cache-control", "private"),
+        ]);
+        assert_eq!(
+            storable(&Method::GET, &HeaderMap::new(), ok, &h),
+            Err(NotStorable::Private)
+        );
+        // Edge-Cache-Control beats CDN-Cache-Control.
+        let h = headers(&[
+            ("edge-cache-control", "max-age=30"),
+            ("cdn-cache-control", "no-store"),
+        ]);
+        assert_eq!(freshness_lifetime(ok, &h), secs(30));
+        assert!(storable_for_anyone(&Method::GET, ok, &h));
+        // An invalid targeted field is ignored: the next one decides.
+        let h = headers(&[
+            ("edge-cache-control", "max-age=\"30"),
+            ("cdn-cache-control", "max-age=20"),
+            ("cache-control", "max-age=10"),
+        ]);
+        assert_eq!(freshness_lifetime(ok, &h), secs(20));
+        let h = headers(&[
+            ("cdn-cache-control", "max-age=20 no-store"),
+            ("surrogate-control", "max-age=15"),
+            ("cache-control", "max-age=10"),
+        ]);
+        assert_eq!(freshness_lifetime(ok, &h), secs(15));
+        let h = headers(&[
+            ("cdn-cache-control", "no-store;"),
+            ("cache-control", "max-age=10"),
+        ]);
+        assert_eq!(freshness_lifetime(ok, &h), secs(10));
+        assert!(storable_for_anyone(&Method::GET, ok, &h));
+        // Its max-age does not make an authorized answer shareable; its
+        // s-maxage or public does.
+        let auth = headers(&[("authorization", "Bearer x")]);
+        let h = headers(&[("cdn-cache-control", "max-age=60")]);
+        assert_eq!(
+            storable(&Method::GET, &auth, ok, &h),
+            Err(NotStorable::Authorization)
+        );
+        for shared in ["s-maxage=60", "public, max-age=60"] {
+            let h = headers(&[("cdn-cache-control", shared)]);
+            assert!(storable(&Method::GET, &auth, ok, &h).is_ok(), "{shared}");
+        }
+        // A targeted field alone speaks about caching.
+        assert!(!says_nothing_about_caching(&headers(&[(
+            "cdn-cache-control",
+            "max-age=1"
+        )])));
+        // Its stale windows and no-cache rule usability.
+        let swr = response_directives(&headers(&[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "max-age=60, stale-while-revalidate=30"),
+        ]));
+        let none = HeaderMap::new();
+        assert_eq!(
+            usability(&none, &swr, secs(60), secs(70)),
+            Use::StaleWhileRevalidate
+        );
+        let no_cache = response_directives(&headers(&[("cdn-cache-control", "no-cache")]));
+        assert_eq!(
+            usability(&none, &no_cache, secs(60), secs(1)),
+            Use::Revalidate
+        );
+    }
+
+    #[test]
+    fn an_invalid_date_is_the_received_time() {
+        let received = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let ok = StatusCode::OK;
+        let cc = CacheControl::default();
+        for date in [
+            None,
+            Some("yesterday"),
+            Some("Sun, 06 Nov 1994 25:00:00 GMT"),
+        ] {
+            let mut pairs = vec![("expires", "Sun, 06 Nov 1994 08:50:37 GMT")];
+            pairs.extend(date.map(|d| ("date", d)));
+            let h = headers(&pairs);
+            assert_eq!(
+                freshness_lifetime_received(ok, &h, &cc, received),
+                secs(60),
+                "{date:?}"
+            );
+            // The apparent age is 0 too.
+            let at = Received {
+                request_time: received,
+                response_time: received,
+            };
+            assert_eq!(current_age(&h, at, received + secs(3)), secs(3), "{date:?}");
+        }
+        // An invalid Expires is already expired.
+        for expires in ["0", "-1", "never", ""] {
+            let h = headers(&[
+                ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                ("expires", expires),
+            ]);
+            assert_eq!(freshness_lifetime_received(ok, &h, &cc, received), secs(0));
+            assert!(!worth_storing(ok, &h), "{expires}");
+        }
+        // Last-Modified in a wrong-case form still gives the heuristic,
+        // and answers If-Modified-Since.
+        let h = headers(&[
+            ("date", "Sun, 16 Nov 1994 08:49:37 GMT"),
+            ("last-modified", "sun, 06 nov 1994 08:49:37 gmt"),
+        ]);
+        assert_eq!(freshness_lifetime(ok, &h), secs(86400));
+        assert!(not_modified(
+            &headers(&[("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            &h
+        ));
+        // Without Date, the heuristic counts from the received time.
+        let h = headers(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(
+            freshness_lifetime_received(ok, &h, &cc, received + secs(100)),
+            secs(10)
+        );
+    }
+
+    #[test]
+    fn age_uses_the_first_member_and_an_invalid_one_makes_it_stale() {
+        let ok = StatusCode::OK;
+        let age = |v: &str| age_value(&headers(&[("age", v)]));
+        assert_eq!(age("5"), Ok(secs(5)));
+        assert_eq!(age("5, 0"), Ok(secs(5)));
+        assert_eq!(age(" 7 ,old"), Ok(secs(7)));
+        assert_eq!(age_value(&HeaderMap::new()), Ok(secs(0)));
+        assert_eq!(
+            age_value(&headers(&[("age", "9"), ("age", "1")])),
+            Ok(secs(9))
+        );
+        for bad in ["old, 0", "-1", "1.5", "", "0x10", "+3"] {
+            assert_eq!(age(bad), Err(InvalidAge), "{bad}");
+            let h = headers(&[("cache-control", "max-age=600"), ("age", bad)]);
+            assert_eq!(freshness_lifetime(ok, &h), secs(0), "{bad}: stale");
+            // Stored to be revalidated if it can be, not thrown away.
+            let with_tag = headers(&[
+                ("cache-control", "max-age=600"),
+                ("age", bad),
+                ("etag", "\"e\""),
+            ]);
+            assert!(storable_for_anyone(&Method::GET, ok, &with_tag), "{bad}");
+            assert!(worth_storing(ok, &with_tag), "{bad}");
+        }
+        let now = SystemTime::now();
+        let at = Received {
+            request_time: now,
+            response_time: now,
+        };
+        assert_eq!(current_age(&headers(&[("age", "5, 0")]), at, now), secs(5));
+        assert_eq!(
+            current_age(&headers(&[("age", "old, 0")]), at, now),
+            secs(0)
+        );
+    }
+
+    #[test]
+    fn immutable_answers_a_reload_while_fresh() {
+        let immutable =
+            response_directives(&headers(&[("cache-control", "max-age=600, immutable")]));
+        assert!(immutable.immutable);
+        let reloads = [
+            headers(&[("cache-control", "no-cache")]),
+            headers(&[("cache-control", "max-age=0")]),
+            headers(&[("pragma", "no-cache")]),
+        ];
+        for reload in &reloads {
+            assert_eq!(
+                usability(reload, &immutable, secs(600), secs(10)),
+                Use::Fresh
+            );
+            // Once stale, it is revalidated like anything else.
+            assert_eq!(
+                usability(reload, &immutable, secs(600), secs(601)),
+                Use::Revalidate
+            );
+        }
+        // Without immutable, a reload revalidates.
+        let plain = response_directives(&headers(&[("cache-control", "max-age=600")]));
+        assert_eq!(
+            usability(&reloads[0], &plain, secs(600), secs(10)),
+            Use::Revalidate
+        );
+        assert_eq!(
+            usability(&reloads[1], &plain, secs(600), secs(10)),
+            Use::Revalidate
+        );
+        // The response's own no-cache still wins.
+        let both = response_directives(&headers(&[("cache-control", "no-cache, immutable")]));
+        assert_eq!(
+            usability(&reloads[0], &both, secs(600), secs(1)),
+            Use::Revalidate
+        );
+        // From a targeted field too.
+        let targeted =
+            response_directives(&headers(&[("cdn-cache-control", "max-age=60, immutable")]));
+        assert_eq!(
+            usability(&reloads[0], &targeted, secs(60), secs(1)),
+            Use::Fresh
+        );
+    }
+
+    #[test]
+    fn must_understand_stores_understood_statuses_only() {
+        let no_store = headers(&[("cache-control", "must-understand, no-store, max-age=60")]);
+        for status in [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(
+                storable_for_anyone(&Method::GET, status, &no_store),
+                "{status}"
+            );
+        }
+        for status in [201, 202, 302, 307, 400, 418, 500, 503, 599] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                storable(&Method::GET, &HeaderMap::new(), status, &no_store),
+                Err(NotStorable::MustUnderstand),
+                "{status}"
+            );
+            // Even with no no-store at all.
+            let plain = headers(&[("cache-control", "must-understand, max-age=60")]);
+            assert!(
+                !storable_for_anyone(&Method::GET, status, &plain),
+                "{status}"
+            );
+        }
+        // Without must-understand, no-store is no-store.
+        assert_eq!(
+            storable(
+                &Method::GET,
+                &HeaderMap::new(),
+                StatusCode::OK,
+                &headers(&[("cache-control", "no-store, max-age=60")])
+            ),
+            Err(NotStorable::NoStore)
+        );
+        // The request's own no-store still keeps it out.
+        assert_eq!(
+            storable(
+                &Method::GET,
+                &headers(&[("cache-control", "no-store")]),
+                StatusCode::OK,
+                &no_store
+            ),
+            Err(NotStorable::NoStore)
+        );
+        // private is not overridden.
+        let private = headers(&[("cache-control", "must-understand, private, max-age=60")]);
+        assert!(!storable_for_anyone(&Method::GET, StatusCode::OK, &private));
     }
 }

@@ -6,19 +6,28 @@
 
 use edge_common::sync::{PurgeRequest, PurgeTarget};
 
+use super::index::Selection;
 use super::layer::EdgeCache;
 
 impl EdgeCache {
     /// Applies one purge to `tenant`'s `app`; returns how many stored
     /// responses it removed or marked.
     pub fn purge(&self, tenant: &str, app: &str, target: &PurgeTarget, soft: bool) -> usize {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let any = |_: &str, _: &str, _: &str| true;
         let (kind, purged) = match target {
-            PurgeTarget::All => ("all", self.store.purge_app(tenant, app, None, soft)),
-            PurgeTarget::Key { key } => ("key", self.store.purge_app(tenant, app, Some(key), soft)),
+            PurgeTarget::All => (
+                "all",
+                self.store.purge(tenant, app, Selection::All, any, soft),
+            ),
+            PurgeTarget::Key { key } => (
+                "key",
+                self.store
+                    .purge(tenant, app, Selection::Tag(key), any, soft),
+            ),
             PurgeTarget::Url { url } => ("url", self.purge_url(tenant, app, url, soft)),
         };
+        // Both tiers; a response in both counts once.
+        let purged = purged.max(self.tiers().disk_purge(tenant, app, target, soft));
         if let Some(counter) = &self.purges {
             counter.with_label_values(&[tenant, app, kind]).inc();
         }
@@ -28,9 +37,8 @@ impl EdgeCache {
     /// Drops every entry of an app this node no longer serves (not counted
     /// as a purge: the app's metric series are gone with it).
     pub fn forget_app(&self, tenant: &str, app: &str) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.store.purge_app(tenant, app, None, false);
+        self.store.forget_app(tenant, app);
+        self.tiers().disk_forget_app(tenant, app);
     }
 
     /// A URL names what the app answers for it and what its component
@@ -39,9 +47,10 @@ impl EdgeCache {
     /// a bare `/p` matches it on every host and scheme.
     fn purge_url(&self, tenant: &str, app: &str, url: &str, soft: bool) -> usize {
         if url.starts_with('/') {
+            // The target selects the keys; every host and scheme matches.
             return self
                 .store
-                .purge_resources(tenant, app, |_, _, target| target == url, soft);
+                .purge(tenant, app, Selection::Target(url), |_, _, _| true, soft);
         }
         let Ok(uri) = url.parse::<http::Uri>() else {
             return 0;
@@ -52,9 +61,10 @@ impl EdgeCache {
         let authority = authority.as_str().to_ascii_lowercase();
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
         let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        self.store.purge_resources(
+        self.store.purge(
             tenant,
             app,
+            Selection::Target(&target),
             |key_scheme, key_host, key_target| {
                 let scheme_ok =
                     key_scheme == scheme || key_scheme.strip_prefix("fetch+") == Some(scheme);

@@ -15,8 +15,8 @@ pub enum CacheResult {
     Stale,
     /// A stored response the backend confirmed with a 304.
     Revalidated,
-    /// Not storable, a range request that missed, or the cache not active
-    /// for the app yet: passed through.
+    /// Not storable (a range miss whose 206 is not kept too), a HEAD that
+    /// missed, or the cache not active for the app yet: passed through.
     Bypass,
 }
 

@@ -15,51 +15,16 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::body::StoredBody;
+use super::encoded::EncodedCopies;
+use super::index::{PurgeIndex, Selection};
+use super::parts::Parts;
 use super::policy::{self, Received};
+
+pub use super::key::CacheKey;
 
 /// Variants kept per key; a response varying on a header with many values
 /// (say `User-Agent`) cannot fill the cache with one URL.
 pub const MAX_VARIANTS: usize = 8;
-
-/// What names a stored resource.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey(String);
-
-impl CacheKey {
-    pub fn new(tenant: &str, app: &str, scheme: &str, host: &str, path_and_query: &str) -> Self {
-        // NUL never occurs in these parts (validated names, a host header,
-        // a request target), so the join is unambiguous. Built by hand: this
-        // runs on every lookup.
-        let parts = [tenant, app, scheme, host, path_and_query];
-        let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
-        for (i, part) in parts.iter().enumerate() {
-            if i > 0 {
-                key.push('\0');
-            }
-            key.push_str(part);
-        }
-        Self(key)
-    }
-
-    /// The key's scheme (`http`, `https`, or `fetch+http(s)` for a
-    /// component's fetches), host and request target.
-    pub fn resource(&self) -> Option<(&str, &str, &str)> {
-        let mut parts = self.0.splitn(5, '\0').skip(2);
-        Some((parts.next()?, parts.next()?, parts.next()?))
-    }
-
-    /// The tenant and app the key belongs to.
-    fn owner(&self) -> (&str, &str) {
-        let mut parts = self.0.splitn(3, '\0');
-        (parts.next().unwrap_or(""), parts.next().unwrap_or(""))
-    }
-
-    /// Whether this key belongs to `tenant`'s `app`.
-    pub fn is_app(&self, tenant: &str, app: &str) -> bool {
-        let mut parts = self.0.splitn(3, '\0');
-        parts.next() == Some(tenant) && parts.next() == Some(app)
-    }
-}
 
 /// One stored response.
 #[derive(Debug)]
@@ -73,7 +38,8 @@ pub struct Entry {
     pub directives: policy::CacheControl,
     /// Freshness lifetime for this cache.
     pub lifetime: Duration,
-    /// The request's values of the headers `Vary` names (lowercase names).
+    /// The request's values of the headers `Vary` names (lowercase names),
+    /// normalised ([`super::vary`]).
     pub vary: Vec<(String, Option<HeaderValue>)>,
     /// `Surrogate-Key` tags.
     pub surrogate_keys: Vec<String>,
@@ -83,6 +49,12 @@ pub struct Entry {
     pub created: std::time::Instant,
     /// Set by a soft purge: the entry must be revalidated before use.
     pub invalidated: std::sync::atomic::AtomicBool,
+    /// A partial entry (stored 206 answers, see `range`): the parts held.
+    /// Its `body` is then empty and its status 206; memory only, never
+    /// written to disk.
+    pub parts: Option<Parts>,
+    /// Its compressed copies, if compression may apply to it (`encoded`).
+    pub encoded: Option<Arc<EncodedCopies>>,
 }
 
 impl Entry {
@@ -95,12 +67,17 @@ impl Entry {
     ) -> Self {
         let body = body.into();
         let directives = policy::response_directives(&headers);
-        let lifetime = policy::freshness_lifetime_with(status, &headers, &directives);
+        let lifetime = policy::freshness_lifetime_received(
+            status,
+            &headers,
+            &directives,
+            received.response_time,
+        );
         let vary = policy::vary_names(&headers)
             .unwrap_or_default()
             .into_iter()
             .map(|name| {
-                let value = request.get(name.as_str()).cloned();
+                let value = super::vary::normalized(request, &name);
                 (name, value)
             })
             .collect();
@@ -112,7 +89,9 @@ impl Entry {
             .take(64)
             .collect();
         let initial_age = policy::current_age(&headers, received, received.response_time);
+        let encoded = EncodedCopies::for_response(status, &headers, &body);
         Self {
+            encoded,
             initial_age,
             created: std::time::Instant::now(),
             status,
@@ -124,14 +103,21 @@ impl Entry {
             vary,
             surrogate_keys,
             invalidated: Default::default(),
+            parts: None,
         }
+    }
+
+    /// Whether this entry holds only parts of a response (answering only
+    /// range requests it covers).
+    pub fn is_partial(&self) -> bool {
+        self.parts.is_some()
     }
 
     /// Whether this variant was stored for a request with these headers.
     pub fn matches(&self, request: &HeaderMap) -> bool {
         self.vary
             .iter()
-            .all(|(name, value)| request.get(name.as_str()) == value.as_ref())
+            .all(|(name, value)| super::vary::matches(request, name, value.as_ref()))
     }
 
     /// RFC 9111 §4.2.3: the age when stored (from `Age`, `Date` and the
@@ -149,7 +135,11 @@ impl Entry {
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 32)
             .sum();
-        self.body.memory_bytes() + headers + 256
+        self.body.memory_bytes()
+            + self.parts.as_ref().map_or(0, Parts::memory_bytes)
+            + headers
+            + 256
+            + self.encoded.as_ref().map_or(0, |e| e.memory_bytes())
     }
 }
 
@@ -184,6 +174,22 @@ pub struct CacheStore {
     entries: moka::sync::Cache<CacheKey, Arc<Variants>>,
     max_entry_bytes: usize,
     metrics: Option<StoreMetrics>,
+    /// Which keys each app, surrogate key and target has; purges go
+    /// through it instead of walking `entries`.
+    index: Arc<PurgeIndex>,
+}
+
+/// How the purge index names a stored value (see [`PurgeIndex::forget`]).
+fn value_id(variants: &Arc<Variants>) -> usize {
+    Arc::as_ptr(variants) as usize
+}
+
+/// Every surrogate key of a stored value's variants.
+fn value_tags(variants: &Variants) -> impl Iterator<Item = &str> {
+    variants
+        .0
+        .iter()
+        .flat_map(|e| e.surrogate_keys.iter().map(String::as_str))
 }
 
 impl CacheStore {
@@ -191,6 +197,8 @@ impl CacheStore {
     /// than `max_entry_bytes`.
     pub fn new(capacity_bytes: u64, max_entry_bytes: usize, metrics: Option<StoreMetrics>) -> Self {
         let listener_metrics = metrics.clone();
+        let index = Arc::new(PurgeIndex::default());
+        let listener_index = index.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity_bytes)
             .weigher(|_key: &CacheKey, variants: &Arc<Variants>| {
@@ -203,6 +211,7 @@ impl CacheStore {
                 if cause == RemovalCause::Replaced {
                     return;
                 }
+                listener_index.forget(&key, value_id(&value));
                 if let Some(metrics) = &listener_metrics {
                     metrics.add_bytes(&key, -value.weight());
                 }
@@ -218,11 +227,23 @@ impl CacheStore {
             entries,
             max_entry_bytes,
             metrics,
+            index,
         }
+    }
+
+    /// The purge generation of `key`'s app now: pass it to
+    /// [`Self::insert_unless_purged`] with what a miss starting now fetches.
+    pub fn generation(&self, key: &CacheKey) -> u64 {
+        self.index.generation(key)
     }
 
     pub fn max_entry_bytes(&self) -> usize {
         self.max_entry_bytes
+    }
+
+    /// Whether anything (some variant) is stored under `key`.
+    pub fn has_key(&self, key: &CacheKey) -> bool {
+        self.entries.contains_key(key)
     }
 
     /// The stored variant for a request with these headers.
@@ -238,31 +259,108 @@ impl CacheStore {
     /// Stores `entry`, replacing the variant for the same `Vary` values.
     /// Entries over the size limit are not stored.
     pub fn insert(&self, key: CacheKey, entry: Entry) -> bool {
+        self.insert_unless_purged(key, entry, None)
+    }
+
+    /// [`Self::insert`], unless the app was purged since `generation`
+    /// ([`Self::generation`] when the miss started): then what was fetched
+    /// may be what the purge meant to remove, and it is not kept (`false`).
+    pub fn insert_unless_purged(
+        &self,
+        key: CacheKey,
+        entry: Entry,
+        generation: Option<u64>,
+    ) -> bool {
         if entry.weight() > self.max_entry_bytes {
             return false;
         }
+        if let Some(encoded) = &entry.encoded {
+            encoded.stored_under(&key.0);
+        }
         let entry = Arc::new(entry);
-        let owner = self.metrics.as_ref().map(|_| key.clone());
         let mut old_weight = 0;
-        let stored = self.entries.entry(key).and_upsert_with(|existing| {
-            let mut variants: Vec<Arc<Entry>> = existing
-                .map(|e| {
-                    let old = e.into_value();
-                    old_weight = old.weight();
-                    old.0.clone()
-                })
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|e| e.vary != entry.vary)
-                .collect();
-            variants.insert(0, entry.clone());
-            variants.truncate(MAX_VARIANTS);
-            Arc::new(Variants(variants))
-        });
-        if let (Some(metrics), Some(owner)) = (&self.metrics, owner) {
-            metrics.add_bytes(&owner, stored.into_value().weight() - old_weight);
+        let index = &self.index;
+        // Recorded in the index under moka's lock of the key, so that two
+        // writes of one key are recorded in the order they were made.
+        let result = self
+            .entries
+            .entry(key.clone())
+            .and_compute_with(|existing| {
+                let mut variants: Vec<Arc<Entry>> = existing
+                    .map(|e| {
+                        let old = e.into_value();
+                        old_weight = old.weight();
+                        old.0.clone()
+                    })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|e| e.vary != entry.vary)
+                    .collect();
+                variants.insert(0, entry.clone());
+                variants.truncate(MAX_VARIANTS);
+                let value = Arc::new(Variants(variants));
+                if index.record(&key, value_id(&value), value_tags(&value), generation) {
+                    moka::ops::compute::Op::Put(value)
+                } else {
+                    // Purged while it was fetched: what it fetched may be what
+                    // the purge meant to remove.
+                    moka::ops::compute::Op::Nop
+                }
+            });
+        let stored = match result {
+            moka::ops::compute::CompResult::Inserted(v)
+            | moka::ops::compute::CompResult::ReplacedWith(v) => v.into_value(),
+            _ => return false,
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.add_bytes(&key, stored.weight() - old_weight);
         }
         true
+    }
+
+    /// Keeps an encoded copy (`compress`): `add` puts it into `encoded`
+    /// and says how many bytes it added. Only while the entry holding
+    /// `encoded` is still stored under its key (a purged or replaced entry
+    /// gets none), and under the key's lock, so a concurrent insert or
+    /// purge either sees the copy or removes it. moka weighs a value only
+    /// when it is put, so the key's variants are put again as they are.
+    pub fn grow(&self, encoded: &Arc<EncodedCopies>, add: impl FnOnce() -> usize) -> usize {
+        let Some(owner) = encoded.owner() else {
+            return 0;
+        };
+        let key = CacheKey(owner.to_string());
+        let mut added = 0;
+        let result = self.entries.entry(key.clone()).and_compute_with(|stored| {
+            use moka::ops::compute::Op;
+            let Some(stored) = stored else {
+                return Op::Nop;
+            };
+            let variants = stored.into_value();
+            let holds = variants
+                .0
+                .iter()
+                .any(|e| e.encoded.as_ref().is_some_and(|c| Arc::ptr_eq(c, encoded)));
+            if !holds {
+                return Op::Nop;
+            }
+            added = add();
+            if added == 0 {
+                Op::Nop
+            } else {
+                // The same variants under a new value: the index names
+                // values (recorded under the key's lock, like inserts).
+                let value = Arc::new(Variants(variants.0.clone()));
+                self.index
+                    .record(&key, value_id(&value), value_tags(&value), None);
+                Op::Put(value)
+            }
+        });
+        if let moka::ops::compute::CompResult::ReplacedWith(_) = result
+            && let Some(metrics) = &self.metrics
+        {
+            metrics.add_bytes(&key, added as i64);
+        }
+        added
     }
 
     /// Removes every variant of `key` (hard purge, or invalidation after an
@@ -281,60 +379,85 @@ impl CacheStore {
         }
     }
 
-    /// Purges `tenant`'s `app` entries whose key's (scheme, host, target)
-    /// satisfy `resource`. Walks the whole store, like [`Self::purge_app`].
-    pub fn purge_resources(
+    /// Purges `tenant`'s `app` entries that `selection` names through the
+    /// index (only their keys are visited) and whose key's (scheme, host,
+    /// target) satisfy `resource`; returns how many stored responses it
+    /// removed or marked. A tag selects variants, not keys: the other
+    /// variants of a key stay.
+    pub fn purge(
         &self,
         tenant: &str,
         app: &str,
+        selection: Selection<'_>,
         resource: impl Fn(&str, &str, &str) -> bool,
         soft: bool,
     ) -> usize {
+        let tag = match selection {
+            Selection::Tag(tag) => Some(tag),
+            _ => None,
+        };
+        let hit = |e: &Arc<Entry>| tag.is_none_or(|t| e.surrogate_keys.iter().any(|k| k == t));
         let mut purged = 0;
-        for (key, _) in self.entries.iter() {
-            if key.is_app(tenant, app)
-                && key
-                    .resource()
-                    .is_some_and(|(scheme, host, target)| resource(scheme, host, target))
-            {
-                purged += self.purge_key(&key, soft);
+        for key in self.index.purge(tenant, app, selection) {
+            let Some((scheme, host, target)) = key.resource() else {
+                continue;
+            };
+            if !resource(scheme, host, target) {
+                continue;
+            }
+            if soft {
+                if let Some(variants) = self.entries.get(&key) {
+                    for entry in variants.0.iter().filter(|e| hit(e)) {
+                        entry.invalidated.store(true, Ordering::Relaxed);
+                        purged += 1;
+                    }
+                }
+                continue;
+            }
+            if tag.is_none() {
+                purged += self.purge_key(&key, false);
+                continue;
+            }
+            // Some variants may not carry the tag: keep them, as one
+            // atomic replacement of the key's value.
+            let mut delta = 0;
+            let mut kept = false;
+            self.entries.entry(key.clone()).and_compute_with(|current| {
+                use moka::ops::compute::Op;
+                let Some(current) = current else {
+                    return Op::Nop;
+                };
+                let variants = current.value();
+                let keep = Variants(variants.0.iter().filter(|e| !hit(e)).cloned().collect());
+                purged += variants.0.len() - keep.0.len();
+                if keep.0.len() == variants.0.len() {
+                    Op::Nop
+                } else if keep.0.is_empty() {
+                    Op::Remove
+                } else {
+                    // A replacement: the listener leaves its bytes to us.
+                    delta = keep.weight() - variants.weight();
+                    let keep = Arc::new(keep);
+                    // Under the key's lock, like inserts.
+                    self.index
+                        .record(&key, value_id(&keep), value_tags(&keep), None);
+                    kept = true;
+                    Op::Put(keep)
+                }
+            });
+            if kept && let Some(metrics) = &self.metrics {
+                metrics.add_bytes(&key, delta);
             }
         }
         purged
     }
 
-    /// Purges `tenant`'s `app` entries that carry `tag` (or all of them).
-    /// Walks the whole store: purges are rare, lookups are not.
-    pub fn purge_app(&self, tenant: &str, app: &str, tag: Option<&str>, soft: bool) -> usize {
-        let mut purged = 0;
-        for (key, variants) in self.entries.iter() {
-            if !key.is_app(tenant, app) {
-                continue;
-            }
-            let hit = |e: &Arc<Entry>| tag.is_none_or(|t| e.surrogate_keys.iter().any(|k| k == t));
-            if !variants.0.iter().any(hit) {
-                continue;
-            }
-            if soft {
-                for entry in variants.0.iter().filter(|e| hit(e)) {
-                    entry.invalidated.store(true, Ordering::Relaxed);
-                    purged += 1;
-                }
-            } else {
-                let keep = Variants(variants.0.iter().filter(|e| !hit(e)).cloned().collect());
-                purged += variants.0.len() - keep.0.len();
-                if keep.0.is_empty() {
-                    self.entries.remove(&*key);
-                } else {
-                    // A replacement: the listener leaves its bytes to us.
-                    if let Some(metrics) = &self.metrics {
-                        metrics.add_bytes(&key, keep.weight() - variants.weight());
-                    }
-                    self.entries.insert((*key).clone(), Arc::new(keep));
-                }
-            }
+    /// Drops every entry of `tenant`'s `app` (an app this node no longer
+    /// serves).
+    pub fn forget_app(&self, tenant: &str, app: &str) {
+        for key in self.index.forget_app(tenant, app) {
+            self.entries.invalidate(&key);
         }
-        purged
     }
 
     /// Applies moka's pending bookkeeping: evictions for room (and their
@@ -343,6 +466,11 @@ impl CacheStore {
     /// capacity by the last batch's bytes once traffic stops.
     pub fn run_maintenance(&self) {
         self.entries.run_pending_tasks();
+        // Keys left behind by a removal notice that overtook their
+        // recording; rare, so only swept once they are many.
+        if self.index.recorded_keys() as u64 > 2 * self.entries.entry_count() + 1024 {
+            self.index.sweep(|key| self.entries.contains_key(key));
+        }
     }
 
     /// Bytes stored (moka's weighted size, after pending maintenance).
@@ -400,12 +528,18 @@ mod tests {
             store.get(&b, &HeaderMap::new()).is_none(),
             "another tenant misses"
         );
-        assert_eq!(store.purge_app("tenant-b", "web", None, false), 0);
+        assert_eq!(
+            store.purge("tenant-b", "web", Selection::All, |_, _, _| true, false),
+            0
+        );
         assert!(
             store.get(&a, &HeaderMap::new()).is_some(),
             "another tenant cannot purge it"
         );
-        assert_eq!(store.purge_app("tenant-a", "web", None, false), 1);
+        assert_eq!(
+            store.purge("tenant-a", "web", Selection::All, |_, _, _| true, false),
+            1
+        );
         assert!(store.get(&a, &HeaderMap::new()).is_none());
     }
 
@@ -479,7 +613,10 @@ mod tests {
                 &none,
             ),
         );
-        assert_eq!(store.purge_app("t", "a", Some("red"), true), 1);
+        assert_eq!(
+            store.purge("t", "a", Selection::Tag("red"), |_, _, _| true, true),
+            1
+        );
         assert!(
             store
                 .get(&k1, &none)
@@ -494,7 +631,10 @@ mod tests {
                 .invalidated
                 .load(Ordering::Relaxed)
         );
-        assert_eq!(store.purge_app("t", "a", Some("blue"), false), 2);
+        assert_eq!(
+            store.purge("t", "a", Selection::Tag("blue"), |_, _, _| true, false),
+            2
+        );
         assert!(store.get(&k1, &none).is_none() && store.get(&k2, &none).is_none());
         // Too large for one entry: not stored.
         let big = Entry::new(
@@ -523,6 +663,75 @@ mod tests {
         }
         assert!(small.weighted_size() <= 64 << 10);
         assert!(metrics.evictions.with_label_values(&["t", "a"]).get() > 0);
+    }
+
+    #[test]
+    fn what_a_miss_fetched_before_a_purge_of_its_app_is_not_kept() {
+        let store = CacheStore::new(1 << 20, 1 << 16, None);
+        let none = HeaderMap::new();
+        let fresh = [("cache-control", "max-age=60"), ("surrogate-key", "k")];
+        let key = CacheKey::new("t", "a", "https", "x.test", "/");
+        let neighbour = CacheKey::new("t", "b", "https", "x.test", "/");
+        // Misses start; purges run before their answers are stored.
+        let (since, neighbour_since) = (store.generation(&key), store.generation(&neighbour));
+        store.purge("t", "a", Selection::Target("/other"), |_, _, _| true, false);
+        assert!(
+            store.insert_unless_purged(key.clone(), entry("kept", &fresh, &none), Some(since)),
+            "a purge of another URL does not stop it"
+        );
+        store.purge("t", "a", Selection::Target("/"), |_, _, _| true, false);
+        assert!(!store.insert_unless_purged(key.clone(), entry("old", &fresh, &none), Some(since)));
+        assert!(
+            store.get(&key, &none).is_none(),
+            "what it fetched is not kept"
+        );
+        assert!(
+            store.insert_unless_purged(
+                neighbour.clone(),
+                entry("b", &fresh, &none),
+                Some(neighbour_since)
+            ),
+            "another app's misses are not affected"
+        );
+        // A miss that starts after the purge stores, and purges find it.
+        let since = store.generation(&key);
+        assert!(store.insert_unless_purged(key.clone(), entry("new", &fresh, &none), Some(since)));
+        assert_eq!(
+            store.purge("t", "a", Selection::Tag("k"), |_, _, _| true, false),
+            1
+        );
+        assert!(store.get(&key, &none).is_none());
+        assert!(store.get(&neighbour, &none).is_some());
+    }
+
+    #[test]
+    fn a_tag_purge_keeps_the_variants_without_the_tag_and_they_stay_purgeable() {
+        let store = CacheStore::new(1 << 20, 1 << 16, None);
+        let key = CacheKey::new("t", "a", "https", "x.test", "/");
+        let (en, fr) = (
+            headers(&[("accept-language", "en")]),
+            headers(&[("accept-language", "fr")]),
+        );
+        let tagged = [
+            ("cache-control", "max-age=60"),
+            ("vary", "accept-language"),
+            ("surrogate-key", "en-only"),
+        ];
+        let plain = [("cache-control", "max-age=60"), ("vary", "accept-language")];
+        store.insert(key.clone(), entry("hello", &tagged, &en));
+        store.insert(key.clone(), entry("bonjour", &plain, &fr));
+        let tag = |t| Selection::Tag(t);
+        assert_eq!(
+            store.purge("t", "a", tag("en-only"), |_, _, _| true, false),
+            1
+        );
+        assert!(store.get(&key, &en).is_none());
+        assert!(store.get(&key, &fr).is_some(), "the untagged variant stays");
+        assert_eq!(
+            store.purge("t", "a", Selection::All, |_, _, _| true, false),
+            1
+        );
+        assert!(store.get(&key, &fr).is_none());
     }
 
     fn test_metrics() -> StoreMetrics {
@@ -562,7 +771,7 @@ mod tests {
         assert_eq!(bytes("a"), w300, "a soft purge keeps the bytes");
         store.purge_key(&a1, false);
         assert_eq!(bytes("a"), 0);
-        store.purge_app("t", "b", Some("k"), false);
+        store.purge("t", "b", Selection::Tag("k"), |_, _, _| true, false);
         assert_eq!(bytes("b"), 0);
         // Evictions for room are counted for the app that lost entries,
         // and their bytes leave its gauge.
@@ -574,5 +783,61 @@ mod tests {
         let evicted = metrics.evictions.with_label_values(&["t", "a"]).get();
         assert!(evicted > 0);
         assert_eq!(bytes("a") as u64, store.weighted_size());
+    }
+
+    #[test]
+    fn vary_values_are_normalised_before_keying() {
+        let store = CacheStore::new(1 << 20, 1 << 16, None);
+        let key = CacheKey::new("t", "a", "https", "x.test", "/");
+        let vary = [
+            ("cache-control", "max-age=60"),
+            ("vary", "Accept-Encoding, Accept-Language, X-Device"),
+        ];
+        let stored_for = headers(&[
+            ("accept-encoding", "gzip, br"),
+            ("accept-language", "en-US,en;q=0.9"),
+            ("x-device", "Tablet  Pro"),
+        ]);
+        store.insert(key.clone(), entry("v", &vary, &stored_for));
+        let variant = store.get(&key, &stored_for).unwrap();
+        assert_eq!(variant.vary[0].1.as_ref().unwrap(), "br,gzip");
+        for (ae, al, device) in [
+            ("br,gzip", "en-us, en;q=0.9", " Tablet Pro "),
+            ("gzip;q=1, BR, deflate;q=0", "EN-US,en;q=0.5", "Tablet Pro"),
+        ] {
+            let same = headers(&[
+                ("accept-encoding", ae),
+                ("accept-language", al),
+                ("x-device", device),
+            ]);
+            assert!(store.get(&key, &same).is_some(), "{ae} / {al} / {device}");
+        }
+        for (ae, al, device) in [
+            ("gzip", "en-US,en;q=0.9", "Tablet Pro"),
+            ("br, gzip, *;q=0", "en-US,en;q=0.9", "Tablet Pro"),
+            ("br, gzip", "en,en-US", "Tablet Pro"),
+            ("br, gzip", "en-US,en;q=0.9", "tablet pro"),
+        ] {
+            let other = headers(&[
+                ("accept-encoding", ae),
+                ("accept-language", al),
+                ("x-device", device),
+            ]);
+            assert!(store.get(&key, &other).is_none(), "{ae} / {al} / {device}");
+        }
+        // A second spelling replaces the variant rather than adding one.
+        store.insert(
+            key.clone(),
+            entry(
+                "w",
+                &vary,
+                &headers(&[
+                    ("accept-encoding", "br ,gzip"),
+                    ("accept-language", "en-us,en"),
+                    ("x-device", "Tablet Pro"),
+                ]),
+            ),
+        );
+        assert_eq!(store.entries.get(&key).unwrap().0.len(), 1);
     }
 }

@@ -10,7 +10,7 @@ use super::{AppOutbound, OriginUrl};
 use super::{ConfigError, MAX_ENV_BYTES, MAX_REQUEST_TIME, NodeConfig, invalid};
 use crate::names::{AppName, HostPattern, TenantId};
 pub use edge_common::AppLimits;
-pub use edge_common::sync::AppHttps;
+pub use edge_common::sync::{AppCompression, AppHttps};
 
 /// One app: a tenant's component, the hostnames it answers, its config values.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +52,11 @@ pub struct AppConfig {
     /// HTTPS answers. Default: neither.
     #[serde(default)]
     pub https: AppHttps,
+    /// Compression at the edge for this app: `enabled = false` turns it
+    /// off, `min_bytes` sets its threshold. Default: the node's
+    /// `[compression]`.
+    #[serde(default)]
+    pub compression: AppCompression,
 }
 
 pub(crate) fn root_prefix() -> String {
@@ -117,6 +122,9 @@ impl NodeConfig {
             self.validate_limits(i, &app.limits)?;
             if let Err(message) = app.https.validate() {
                 return Err(invalid(field("https"), message));
+            }
+            if let Err(message) = app.compression.validate() {
+                return Err(invalid(field("compression"), message));
             }
             let mut env_bytes = 0;
             for (key, value) in &app.env {

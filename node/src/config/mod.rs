@@ -8,6 +8,7 @@
 
 mod app;
 mod cache;
+mod compression;
 mod control_plane;
 mod kv;
 mod log;
@@ -15,7 +16,7 @@ mod origin;
 mod outbound;
 
 use app::root_prefix;
-pub use app::{AppConfig, AppHttps, AppLimits, normalize_prefix};
+pub use app::{AppCompression, AppConfig, AppHttps, AppLimits, normalize_prefix};
 pub use control_plane::ControlPlaneConfig;
 pub use kv::KvConfig;
 pub use log::{AccessLog, LogConfig};
@@ -30,6 +31,7 @@ use serde::Deserialize;
 
 use crate::names::{AppName, HostPattern, TenantId};
 pub use cache::CacheConfig;
+pub use compression::{Coding, CompressionConfig};
 pub use origin::OriginUrl;
 pub use outbound::{AppOutbound, Destination, HostEntry, OutboundConfig};
 
@@ -62,6 +64,9 @@ pub struct NodeConfig {
     /// The shared HTTP cache in front of every app.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Compression at the edge: the node's defaults.
+    #[serde(default)]
+    pub compression: CompressionConfig,
     /// The node's access log.
     #[serde(default)]
     pub log: LogConfig,
@@ -417,15 +422,20 @@ impl NodeConfig {
                 limits: AppLimits::default(),
                 outbound: AppOutbound::default(),
                 https: AppHttps::default(),
+                compression: Default::default(),
             }],
             control_plane: None,
             cache: Default::default(),
+            compression: Default::default(),
             log: Default::default(),
             kv: Default::default(),
         }
     }
 
     fn resolve_paths(&mut self, dir: &Path) {
+        if let Some(disk) = &mut self.cache.disk_path {
+            *disk = dir.join(&*disk);
+        }
         for app in &mut self.apps {
             if let Some(component) = &mut app.component {
                 *component = dir.join(&*component);
@@ -482,6 +492,8 @@ impl NodeConfig {
         }
         self.validate_runtime()?;
         self.kv.validate()?;
+        self.cache.validate()?;
+        self.compression.validate()?;
         if let Some(cp) = &self.control_plane {
             cp.validate()?;
         }

@@ -134,8 +134,12 @@ impl OutboundPolicy {
         }
         let unsafe_method = !request.method().is_safe();
         let target = request.uri().clone();
+        // A POST's answer may become the GET answer for its URL (RFC 9111
+        // §4); its Vary is keyed by this request's headers.
+        let post_request = (request.method() == http::Method::POST && client.cache.is_some())
+            .then(|| (request.headers().clone(), std::time::SystemTime::now()));
         Box::new(async move {
-            let response = client
+            let mut response = client
                 .send_vetted(request, first_byte, &tenant, &app)
                 .await
                 .map_err(|(code, _)| code)?;
@@ -149,6 +153,12 @@ impl OutboundPolicy {
                 let authority = fetch_authority(&target);
                 let path = target.path_and_query().map_or("/", |p| p.as_str());
                 cache.invalidate(&tenant, &app, &scheme, &authority, path, response.headers());
+                if let Some((headers, request_time)) = post_request {
+                    let key = crate::cache::store::CacheKey::new(
+                        &tenant, &app, &scheme, &authority, path,
+                    );
+                    response = cache.store_post_answer(key, headers, request_time, response);
+                }
             }
             Ok((
                 response,

@@ -318,7 +318,8 @@ impl Applier {
             AppOutbound::default(),
             &self.metrics,
         )
-        .with_https(https))
+        .with_https(https)
+        .with_compression(spec.compression))
     }
 
     /// The app's limits, validated, under the node's own ceilings.
@@ -412,6 +413,7 @@ impl Applier {
         )
         .with_config_store(variables)
         .with_https(https)
+        .with_compression(spec.compression)
         .with_kv(kv))
     }
 

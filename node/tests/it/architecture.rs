@@ -3,12 +3,14 @@
 //! fails the build's tests instead of waiting for someone to draw the
 //! graph.
 //!
-//! Two graphs are checked: the node's top-level modules (a file, or a
-//! directory with everything in it: `cache`, `runtime`, ...), linked by
-//! every `crate::` path outside test code; and, inside each directory, its
-//! files, linked by `super::sibling` and `crate::dir::sibling` paths (the
-//! directory's `mod.rs`, which declares and re-exports its children, is
-//! left out of that one).
+//! Two kinds of graph are checked: the node's top-level modules (a file,
+//! or a directory with everything in it: `cache`, `runtime`, ...), linked
+//! by every `crate::` path outside test code and comments; and, inside each
+//! directory at any depth, its members (files, and subdirectories with
+//! everything in them: `cache/disk/`), linked by `super::` and `crate::`
+//! paths that lead from one member to another (the directory's `mod.rs`,
+//! which declares and re-exports its children, is left out of its own
+//! graph, and counts as its directory in the one above).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -24,13 +26,18 @@ fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The file's text without its `#[cfg(test)]` module (always last here).
+/// The file's text without its `#[cfg(test)]` module (always last here)
+/// and without comment lines (a doc link is not an import).
 fn code_of(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    match text.find("#[cfg(test)]\nmod tests") {
-        Some(at) => text[..at].to_string(),
-        None => text,
-    }
+    let code = match text.find("#[cfg(test)]\nmod tests") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    code.lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The module paths a text names after `prefix` (`crate::`, `super::`):
@@ -46,31 +53,62 @@ fn paths_after(text: &str, prefix: &str) -> Vec<Vec<String>> {
         {
             continue;
         }
-        let rest = &text[at + prefix.len()..];
-        let mut segments: Vec<String> = Vec::new();
-        for segment in rest.split("::") {
-            let ident: String = segment
+        found.extend(segments_of(&text[at + prefix.len()..]));
+    }
+    found
+}
+
+/// The module paths at the start of `rest` (what follows `crate::` or
+/// `super::`).
+fn segments_of(rest: &str) -> Vec<Vec<String>> {
+    let mut segments: Vec<String> = Vec::new();
+    for segment in rest.split("::") {
+        let ident: String = segment
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if ident.is_empty() {
+            break;
+        }
+        let whole = ident.len() == segment.len();
+        segments.push(ident);
+        // `full_body(b); use super::x`: the path ended in this segment.
+        if !whole {
+            break;
+        }
+    }
+    // `use crate::{a, b}` and `crate::a::{x, y}` list several.
+    if segments.is_empty() || rest.starts_with('{') {
+        braced(rest)
+            .into_iter()
+            .map(|listed| vec![listed])
+            .collect()
+    } else {
+        vec![segments]
+    }
+}
+
+/// The `super::` paths of a text, each with how many levels it climbs
+/// (`super::super::store` climbs two).
+fn super_paths(text: &str) -> Vec<(usize, Vec<String>)> {
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices("super::") {
+        let before = &text[..at];
+        if before.ends_with("super::")
+            || before
                 .chars()
-                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            if ident.is_empty() {
-                break;
-            }
-            let whole = ident.len() == segment.len();
-            segments.push(ident);
-            // `full_body(b); use super::x`: the path ended in this segment.
-            if !whole {
-                break;
-            }
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            continue;
         }
-        // `use crate::{a, b}` and `crate::a::{x, y}` list several.
-        if segments.is_empty() || rest.starts_with('{') {
-            for listed in braced(rest) {
-                found.push(vec![listed]);
-            }
-        } else {
-            found.push(segments);
+        let mut rest = &text[at..];
+        let mut levels = 0;
+        while let Some(after) = rest.strip_prefix("super::") {
+            levels += 1;
+            rest = after;
         }
+        found.extend(segments_of(rest).into_iter().map(|path| (levels, path)));
     }
     found
 }
@@ -155,6 +193,30 @@ fn root_names(text: &str, modules: &BTreeSet<String>) -> Vec<String> {
     found
 }
 
+/// Links `module` to `target` (module paths) in the graph of every
+/// directory holding both in different members: `cache::disk::write` ->
+/// `cache::store::Entry` links `disk` -> `store` in `cache`.
+fn link(
+    graphs: &mut BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    module: &[String],
+    target: Vec<String>,
+) {
+    for depth in 1..module.len() {
+        if target.len() <= depth || module[..depth] != target[..depth] {
+            return;
+        }
+        if module[depth] != target[depth] {
+            graphs
+                .entry(module[..depth].join("/"))
+                .or_default()
+                .entry(module[depth].clone())
+                .or_default()
+                .insert(target[depth].clone());
+            return;
+        }
+    }
+}
+
 #[test]
 fn no_two_node_modules_import_each_other() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -183,6 +245,11 @@ fn no_two_node_modules_import_each_other() {
         if own == "lib" || own == "main" {
             continue;
         }
+        // The file's module path: `cache/disk/mod.rs` is cache::disk.
+        let mut module = parts.clone();
+        if module.len() > 1 && module.last().is_some_and(|m| m == "mod") {
+            module.pop();
+        }
         let code = code_of(file);
         // The crate root imports every module: a module that takes a name
         // from it closes a cycle through it.
@@ -200,36 +267,29 @@ fn no_two_node_modules_import_each_other() {
                     .or_default()
                     .insert(target.clone());
             }
-            // crate::dir::sibling from inside dir.
-            if parts.len() == 2 && path.len() >= 2 && *target == own && parts[1] != "mod" {
-                siblings
-                    .entry(own.clone())
-                    .or_default()
-                    .entry(parts[1].clone())
-                    .or_default()
-                    .insert(path[1].clone());
-            }
+            // crate::dir::member from inside dir.
+            link(&mut siblings, &module, path);
         }
-        if parts.len() == 2 && parts[1] != "mod" {
-            for path in paths_after(&code, "super::") {
-                siblings
-                    .entry(own.clone())
-                    .or_default()
-                    .entry(parts[1].clone())
-                    .or_default()
-                    .insert(path[0].clone());
-            }
+        for (levels, path) in super_paths(&code) {
+            // `super` of `a/b.rs` and of `a/b/mod.rs` (module a::b) is a.
+            let Some(base) = module.len().checked_sub(levels) else {
+                continue;
+            };
+            let mut target = module[..base].to_vec();
+            target.extend(path);
+            link(&mut siblings, &module, target);
         }
     }
     if let Some(cycle) = find_cycle(&modules) {
         panic!("node/src modules import each other: {}", cycle.join(" -> "));
     }
     for (dir, graph) in &mut siblings {
-        // Only sibling files count; the directory's own mod.rs is its
-        // parent, not a sibling.
-        let files: BTreeSet<String> = graph.keys().cloned().collect();
+        // Only members count (a file, or a subdirectory); the directory's
+        // own mod.rs is its parent, not a member.
         for targets in graph.values_mut() {
-            targets.retain(|t| files.contains(t) || src.join(dir).join(format!("{t}.rs")).exists());
+            targets.retain(|t| {
+                src.join(dir).join(format!("{t}.rs")).exists() || src.join(dir).join(t).is_dir()
+            });
             targets.remove("mod");
         }
         if let Some(cycle) = find_cycle(graph) {
@@ -260,5 +320,45 @@ fn the_check_finds_cycles() {
             vec!["runtime".to_string()],
             vec!["body".to_string(), "full_body".to_string()],
         ]
+    );
+    // `super::super::x` climbs two levels and is one path, not two.
+    assert_eq!(
+        super_paths("use super::super::store::Entry;\nuse super::{format, index};"),
+        vec![
+            (
+                2,
+                vec!["store".to_string(), "Entry".to_string()][..1].to_vec()
+            ),
+            (1, vec!["format".to_string()]),
+            (1, vec!["index".to_string()]),
+        ]
+    );
+    // A subdirectory is one member of its parent's graph, and has its own.
+    let mut graphs = BTreeMap::new();
+    let module = |m: &str| m.split('/').map(String::from).collect::<Vec<_>>();
+    link(
+        &mut graphs,
+        &module("cache/disk/write"),
+        module("cache/store/entry"),
+    );
+    link(
+        &mut graphs,
+        &module("cache/disk/write"),
+        module("cache/disk/format/meta"),
+    );
+    link(&mut graphs, &module("cache/disk"), module("cache/tiers"));
+    link(&mut graphs, &module("cache/layer"), module("runtime/x"));
+    assert_eq!(
+        graphs["cache"]["disk"],
+        BTreeSet::from(["store".to_string(), "tiers".to_string()])
+    );
+    assert_eq!(
+        graphs["cache/disk"]["write"],
+        BTreeSet::from(["format".to_string()])
+    );
+    assert_eq!(
+        graphs.len(),
+        2,
+        "a link out of the top-level module is not a member's"
     );
 }

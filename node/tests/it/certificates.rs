@@ -518,6 +518,7 @@ fn origin_entry(name: &str, host: &str, origin: &TestOrigin, https: AppHttps) ->
         limits: Default::default(),
         forward_override_headers: false,
         https,
+        compression: Default::default(),
     }
 }
 

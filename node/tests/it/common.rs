@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use edge_node::config::{
-    AppConfig, AppHttps, AppLimits, AppOutbound, CertificateConfig, HttpConfig, ListenConfig,
-    NodeConfig, OutboundConfig, RuntimeConfig, TlsConfig,
+    AppCompression, AppConfig, AppHttps, AppLimits, AppOutbound, CertificateConfig, HttpConfig,
+    ListenConfig, NodeConfig, OutboundConfig, RuntimeConfig, TlsConfig,
 };
 use edge_node::names::HostPattern;
 use edge_node::{Node, NodeHandle};
@@ -27,6 +27,7 @@ pub struct TestApp {
     limits: AppLimits,
     outbound: AppOutbound,
     https: AppHttps,
+    compression: AppCompression,
 }
 
 pub fn app(name: &str, component: &str) -> TestApp {
@@ -42,6 +43,7 @@ pub fn app(name: &str, component: &str) -> TestApp {
         limits: AppLimits::default(),
         outbound: AppOutbound::default(),
         https: AppHttps::default(),
+        compression: AppCompression::default(),
     }
 }
 
@@ -94,6 +96,11 @@ impl TestApp {
         };
         self
     }
+    /// The app's compression at the edge (`[apps.compression]`).
+    pub fn compression(mut self, compression: AppCompression) -> Self {
+        self.compression = compression;
+        self
+    }
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.insert(key.into(), value.into());
         self
@@ -116,7 +123,14 @@ pub struct TestNodeBuilder {
     cache_capacity: Option<u64>,
     purge_token: Option<String>,
     proxy_protocol: bool,
+    /// Last changes to `[cache]` (the disk tier's tests).
+    cache_change: Option<CacheChange>,
+    /// The node's `[compression]`.
+    compression: edge_node::config::CompressionConfig,
 }
+
+/// A change to the node's `[cache]` settings ([`TestNodeBuilder::cache`]).
+type CacheChange = Box<dyn FnOnce(&mut edge_node::config::CacheConfig) + Send>;
 
 impl TestNodeBuilder {
     /// Both client listeners expect a PROXY protocol header.
@@ -146,6 +160,15 @@ impl TestNodeBuilder {
         self
     }
 
+    /// Changes the node's `[cache]` settings (after `cache_capacity`).
+    pub fn cache(
+        mut self,
+        change: impl FnOnce(&mut edge_node::config::CacheConfig) + Send + 'static,
+    ) -> Self {
+        self.cache_change = Some(Box::new(change));
+        self
+    }
+
     /// Enables `POST /cache/purge` on the admin listener with this token.
     pub fn purge_token(mut self, token: &str) -> Self {
         self.purge_token = Some(token.into());
@@ -164,6 +187,14 @@ impl TestNodeBuilder {
     /// Changes the node's `[outbound]` settings.
     pub fn outbound(mut self, change: impl FnOnce(&mut OutboundConfig)) -> Self {
         change(&mut self.outbound);
+        self
+    }
+    /// Changes the node's `[compression]` settings.
+    pub fn compression(
+        mut self,
+        change: impl FnOnce(&mut edge_node::config::CompressionConfig),
+    ) -> Self {
+        change(&mut self.compression);
         self
     }
     /// Changes the node's `[http]` settings.
@@ -228,6 +259,7 @@ impl TestNodeBuilder {
                     limits: a.limits.clone(),
                     outbound: a.outbound.clone(),
                     https: a.https.clone(),
+                    compression: a.compression,
                 })
                 .collect(),
             control_plane: None,
@@ -241,8 +273,12 @@ impl TestNodeBuilder {
                     cache.capacity_bytes = capacity;
                     cache.max_entry_bytes = (capacity / 4) as usize;
                 }
+                if let Some(change) = self.cache_change {
+                    change(&mut cache);
+                }
                 cache
             },
+            compression: self.compression,
             log: Default::default(),
             kv: Default::default(),
         };
@@ -285,6 +321,8 @@ impl TestNode {
             cache_capacity: None,
             purge_token: None,
             proxy_protocol: false,
+            cache_change: None,
+            compression: Default::default(),
         }
     }
 

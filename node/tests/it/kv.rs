@@ -538,6 +538,7 @@ impl KvNode {
                 config: BTreeMap::new(),
                 limits: Default::default(),
                 https: Default::default(),
+                compression: Default::default(),
                 secrets: None,
                 outbound: Default::default(),
                 kv: vec![KvLink {

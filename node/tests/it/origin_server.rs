@@ -9,8 +9,10 @@
 //!   whose `If-Modified-Since` is not older than the scripted
 //!   `Last-Modified`) is answered `304` with the scripted headers and no
 //!   body, for a scripted `200` (toggle with [`Script::unconditional`]).
-//! - A GET with `Range: bytes=A-B` of a scripted `200` is answered `206`
-//!   with that slice of the body.
+//! - A GET with `Range: bytes=A-B` (or `A-`, `-N`) of a scripted `200` is
+//!   answered `206` with that slice of the body; with several ranges, a
+//!   `206` `multipart/byteranges`; with an `If-Range` that is not the
+//!   scripted `ETag` (strong) or `Last-Modified`, the whole `200`.
 //! - [`Script::fail`] closes the connection without answering;
 //!   [`Script::delay`] waits before answering.
 //! - An unscripted path is answered `404`.
@@ -309,17 +311,42 @@ async fn answer(
     let mut body = Bytes::from(full);
     if script.status == 200
         && parts.method == Method::GET
-        && let Some((start, end)) = parts
+        && if_range_holds(&script, &parts.headers)
+        && let Some(ranges) = parts
             .headers
             .get(header::RANGE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| byte_range(v, body.len()))
+            .and_then(|v| byte_ranges(v, body.len()))
     {
-        headers.insert(
-            header::CONTENT_RANGE,
-            HeaderValue::from_str(&format!("bytes {start}-{end}/{}", body.len())).unwrap(),
-        );
-        body = body.slice(start..=end);
+        let len = body.len();
+        if let [(start, end)] = ranges.as_slice() {
+            headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")).unwrap(),
+            );
+            body = body.slice(*start..=*end);
+        } else {
+            let content_type = headers.get(header::CONTENT_TYPE).cloned();
+            let mut multipart = Vec::new();
+            for (start, end) in &ranges {
+                multipart.extend_from_slice(b"\r\n--origin-boundary\r\n");
+                if let Some(value) = &content_type {
+                    multipart.extend_from_slice(b"Content-Type: ");
+                    multipart.extend_from_slice(value.as_bytes());
+                    multipart.extend_from_slice(b"\r\n");
+                }
+                multipart.extend_from_slice(
+                    format!("Content-Range: bytes {start}-{end}/{len}\r\n\r\n").as_bytes(),
+                );
+                multipart.extend_from_slice(&body[*start..=*end]);
+            }
+            multipart.extend_from_slice(b"\r\n--origin-boundary--\r\n");
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("multipart/byteranges; boundary=origin-boundary"),
+            );
+            body = Bytes::from(multipart);
+        }
         status = StatusCode::PARTIAL_CONTENT;
     }
     *state
@@ -363,15 +390,41 @@ fn not_modified(script: &Script, request: &HeaderMap) -> bool {
     }
 }
 
-/// `bytes=A-B` or `bytes=A-` within a body of `len` bytes.
-fn byte_range(value: &str, len: usize) -> Option<(usize, usize)> {
-    let (start, end) = value.strip_prefix("bytes=")?.split_once('-')?;
-    let start: usize = start.trim().parse().ok()?;
-    let end: usize = match end.trim() {
-        "" => len.checked_sub(1)?,
-        end => end.parse::<usize>().ok()?.min(len.checked_sub(1)?),
+/// `bytes=A-B`, `bytes=A-` or `bytes=-N`, comma-separated, within a body
+/// of `len` bytes (inclusive ends); `None` if any is not one of those.
+fn byte_ranges(value: &str, len: usize) -> Option<Vec<(usize, usize)>> {
+    let last = len.checked_sub(1)?;
+    let mut ranges = Vec::new();
+    for spec in value.strip_prefix("bytes=")?.split(',') {
+        let (start, end) = spec.trim().split_once('-')?;
+        let range = match (start.trim(), end.trim()) {
+            ("", suffix) => (
+                len.checked_sub(suffix.parse::<usize>().ok()?.min(len))?,
+                last,
+            ),
+            (start, "") => (start.parse().ok()?, last),
+            (start, end) => (start.parse().ok()?, end.parse::<usize>().ok()?.min(last)),
+        };
+        if range.0 > range.1 {
+            return None;
+        }
+        ranges.push(range);
+    }
+    Some(ranges)
+}
+
+/// `If-Range` (RFC 9110 §13.1.5), if sent: the scripted strong `ETag`, or
+/// the scripted `Last-Modified` exactly.
+fn if_range_holds(script: &Script, request: &HeaderMap) -> bool {
+    let Some(value) = request.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
     };
-    (start <= end).then_some((start, end))
+    if value.starts_with('"') || value.starts_with("W/") {
+        return script
+            .scripted("etag")
+            .is_some_and(|etag| !etag.starts_with("W/") && etag == value);
+    }
+    script.scripted("last-modified") == Some(value)
 }
 
 /// An HTTP date `offset` from now (negative: in the past).

@@ -31,7 +31,8 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
         .collect::<TxResult<_>>()?;
     let apps = q(
         "SELECT tenant, name, active_version, origin, forward_override_headers, config,
-                         limits, created_unix, updated_revision, https_redirect, hsts
+                         limits, created_unix, updated_revision, https_redirect, hsts,
+                         compression_enabled, compression_min_bytes
                   FROM apps ORDER BY tenant, name",
     )
     .await?
@@ -49,6 +50,10 @@ pub(super) async fn dump(tx: &Transaction<'_>) -> TxResult<StoreDump> {
                 redirect: r.try_get(9)?,
                 hsts: r.try_get(10)?,
             },
+            compression: crate::store::compression_rows::from_columns(
+                r.try_get(11)?,
+                r.try_get(12)?,
+            ),
             created_unix: u(r.try_get(7)?),
             updated_revision: u(r.try_get(8)?),
         })
@@ -250,6 +255,18 @@ pub(super) async fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> TxResult<
                 &int(a.updated_revision),
                 &a.https.redirect,
                 &a.https.hsts,
+            ],
+        )
+        .await?;
+        let (enabled, min_bytes) = crate::store::compression_rows::values(&a.compression);
+        tx.execute(
+            crate::store::compression_rows::SET_APP_COMPRESSION,
+            &[
+                &a.tenant.as_str(),
+                &a.name.as_str(),
+                &enabled,
+                &min_bytes,
+                &int(a.updated_revision),
             ],
         )
         .await?;

@@ -1162,6 +1162,32 @@ impl MetaStore for PgMetaStore {
         .await?)
     }
 
+    async fn set_app_compression(
+        &self,
+        tenant: &TenantId,
+        name: &AppName,
+        compression: &edge_common::sync::AppCompression,
+    ) -> StoreResult<u64> {
+        use crate::store::compression_rows::{SET_APP_COMPRESSION, values};
+        let (enabled, min_bytes) = values(compression);
+        transaction!(self, Kind::Write, |tx| {
+            super::app_exists(&tx, tenant, name).await?;
+            let revision = super::bump_revision(&tx).await?;
+            tx.execute(
+                SET_APP_COMPRESSION,
+                &[
+                    &tenant.as_str(),
+                    &name.as_str(),
+                    &enabled,
+                    &min_bytes,
+                    &crate::store::cert_rows::int(revision),
+                ],
+            )
+            .await?;
+            revision
+        })
+    }
+
     async fn dump(&self) -> StoreResult<StoreDump> {
         transaction!(self, Kind::Read, |tx| super::dump::dump(&tx).await?)
     }

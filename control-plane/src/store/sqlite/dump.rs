@@ -69,7 +69,8 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
     let apps = rows(
         tx,
         "SELECT tenant, name, active_version, origin, forward_override_headers, config, limits,
-                created_unix, updated_revision, https_redirect, hsts
+                created_unix, updated_revision, https_redirect, hsts,
+                compression_enabled, compression_min_bytes
          FROM apps ORDER BY tenant, name",
         |r| {
             Ok((
@@ -86,12 +87,25 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
                     redirect: r.get(9)?,
                     hsts: r.get(10)?,
                 },
+                crate::store::compression_rows::from_columns(r.get(11)?, r.get(12)?),
             ))
         },
     )?
     .into_iter()
     .map(
-        |(tenant, name, active, origin, forward, config, limits, created, updated, https)| {
+        |(
+            tenant,
+            name,
+            active,
+            origin,
+            forward,
+            config,
+            limits,
+            created,
+            updated,
+            https,
+            compression,
+        )| {
             Ok(AppRow {
                 tenant: parse(tenant)?,
                 name: parse(name)?,
@@ -101,6 +115,7 @@ pub(super) fn dump(tx: &Transaction<'_>) -> StoreResult<StoreDump> {
                 config: json(&config)?,
                 limits: json(&limits)?,
                 https,
+                compression,
                 created_unix: u(created),
                 updated_revision: u(updated),
             })
@@ -362,6 +377,17 @@ pub(super) fn restore(tx: &Transaction<'_>, dump: &StoreDump) -> StoreResult<()>
                 i(a.updated_revision),
                 a.https.redirect,
                 a.https.hsts
+            ],
+        )?;
+        let (enabled, min_bytes) = crate::store::compression_rows::values(&a.compression);
+        exec(
+            &crate::store::cert_rows::sqlite(crate::store::compression_rows::SET_APP_COMPRESSION),
+            params![
+                a.tenant.as_str(),
+                a.name.as_str(),
+                enabled,
+                min_bytes,
+                i(a.updated_revision)
             ],
         )?;
     }

@@ -80,6 +80,18 @@ impl Fx {
 
     async fn with(mode: Mode, apps: &[AppSpec<'_>], wall_time: Option<Duration>) -> Fx {
         let origin = ScriptedOrigin::start().await;
+        let builder = Fx::builder(mode, &origin, apps, wall_time);
+        Fx::started(mode, origin, builder).await
+    }
+
+    /// The node of [`Fx::with`] for `origin`, not started yet (a test can
+    /// change it, or start it again on the same origin).
+    fn builder(
+        mode: Mode,
+        origin: &ScriptedOrigin,
+        apps: &[AppSpec<'_>],
+        wall_time: Option<Duration>,
+    ) -> crate::common::TestNodeBuilder {
         let mut builder = TestNode::builder();
         for (name, tenant, port) in apps {
             let port = port.unwrap_or(origin.port());
@@ -111,7 +123,16 @@ impl Fx {
                 o.allow_private_addresses = vec!["127.0.0.1".parse().unwrap()];
             });
         }
-        let node = builder.purge_token(PURGE_TOKEN).start().await;
+        builder.purge_token(PURGE_TOKEN)
+    }
+
+    /// Starts `builder`'s node in front of `origin`.
+    async fn started(
+        mode: Mode,
+        origin: ScriptedOrigin,
+        builder: crate::common::TestNodeBuilder,
+    ) -> Fx {
+        let node = builder.start().await;
         let client = node.client_without_redirects(mode.http2);
         Fx {
             mode,
@@ -278,4 +299,9 @@ macro_rules! rule_tests {
 
 const PURGE_TOKEN: &str = "purge-token-for-tests";
 
+mod compression;
+mod disk;
+mod ranges;
 mod rules;
+mod status;
+mod targeted;

@@ -711,30 +711,6 @@ async fn client_conditionals_are_answered_from_the_cache(mode: Mode) {
     assert_eq!(fx.origin.requests("/cond-miss"), 1);
 }
 
-rule_tests!(range_requests);
-/// A range that misses goes to the origin as it is and its 206 is not
-/// stored; a range on a stored response gets the whole 200.
-async fn range_requests(mode: Mode) {
-    let fx = Fx::start(mode).await;
-    fx.origin
-        .script("/range", Script::ok("0123456789").cc("max-age=600"));
-    let range = [("range", "bytes=0-3")];
-    let partial = fx.get("/range", &range).await;
-    partial.expect(206, "BYPASS", "0123");
-    assert_eq!(partial.header("content-range"), Some("bytes 0-3/12"));
-    assert_eq!(
-        fx.origin.last("/range").header("range").as_deref(),
-        Some("bytes=0-3")
-    );
-    fx.get("/range", &[])
-        .await
-        .expect(200, "MISS", "0123456789#2");
-    fx.get("/range", &range)
-        .await
-        .expect(200, "HIT", "0123456789#2");
-    assert_eq!(fx.origin.requests("/range"), 2);
-}
-
 rule_tests!(unsafe_methods_pass_through_with_their_body);
 /// POST, PUT, DELETE and PATCH reach the origin as they are, method and
 /// body, and their answers are never stored.
