@@ -125,6 +125,9 @@ pub(super) struct Pending {
     /// its app does not store what it fetched (it could be what the purge
     /// removed).
     generation: u64,
+    /// The disk tier's generation of the app when the miss started
+    /// (`Tiers::disk_generation`), for the same reason.
+    disk_generation: u64,
     /// Why the request goes to the backend, for `Cache-Status`.
     forward: Forward,
     /// Held by a background refresh.
@@ -195,13 +198,16 @@ impl EdgeCache {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = every.tick() => {
-                    self.store.run_maintenance();
-                    if let Some(disk) = &self.disk {
-                        disk.run_maintenance();
-                    }
-                }
+                _ = every.tick() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            self.store.run_maintenance();
+            if let Some(disk) = &self.disk {
+                // moka's housekeeping (which runs the eviction listener)
+                // and the purge index's sweep can take a while on a large
+                // index: off the async workers.
+                let disk = disk.clone();
+                let _ = tokio::task::spawn_blocking(move || disk.run_maintenance()).await;
             }
         }
     }
@@ -265,7 +271,11 @@ impl EdgeCache {
         let now = SystemTime::now();
         // A key in hit-for-pass has nothing stored (marking it purged it),
         // so a hit needs no look at the pass list.
-        let stored = self.tiers().stored(&key, headers).await;
+        // Read before anything is looked up: a purge from here on stops
+        // what this request promotes or fetches from being kept.
+        let generation = self.store.generation(&key);
+        let disk_generation = self.tiers().disk_generation(&key);
+        let stored = self.tiers().stored(&key, headers, generation).await;
         let nothing_stored = stored.is_none();
         // A partial entry answers only the ranges it holds; for anything
         // else nothing is stored (a range miss adds to it).
@@ -319,7 +329,6 @@ impl EdgeCache {
                     // One refresh per key at a time; everyone else is
                     // served stale meanwhile without waiting.
                     let permit = self.refreshes.clone().try_acquire_owned().ok();
-                    let generation = self.store.generation(&key);
                     return match (self.collapser.join(&key), permit) {
                         (Role::Leader(guard), Some(permit)) => Lookup::Refresh {
                             response,
@@ -331,6 +340,7 @@ impl EdgeCache {
                                 kind: MissKind::Store,
                                 stale: stored.clone(),
                                 generation,
+                                disk_generation,
                                 forward: Forward::Stale,
                                 _refresh: Some(permit),
                             },
@@ -350,7 +360,6 @@ impl EdgeCache {
         {
             return Lookup::NotCached;
         }
-        let generation = self.store.generation(&key);
         // What `Cache-Status` says the request went forward for.
         let forward = match &stored {
             Some(entry) if entry.is_partial() => Forward::Partial,
@@ -373,6 +382,7 @@ impl EdgeCache {
             kind,
             stale,
             generation,
+            disk_generation,
             forward,
             _refresh: None,
         };
@@ -402,7 +412,7 @@ impl EdgeCache {
                 // needs. An older entry is not: it is why we waited.
                 let waited_from = std::time::Instant::now();
                 if collapse::wait(slot, self.collapse_wait).await == Some(Outcome::Stored)
-                    && let Some(entry) = self.tiers().stored(&key, headers).await
+                    && let Some(entry) = self.tiers().stored(&key, headers, generation).await
                     && !entry.is_partial()
                     && entry.created >= waited_from
                     && !entry.invalidated.load(Ordering::Relaxed)
@@ -427,7 +437,7 @@ impl EdgeCache {
                         collapsed: true,
                     };
                 }
-                let stale = self.tiers().stored(&key, headers).await;
+                let stale = self.tiers().stored(&key, headers, generation).await;
                 let stale = stale.filter(|e| !e.is_partial());
                 Lookup::Miss(pending(MissKind::Store, None, stale))
             }
@@ -564,6 +574,7 @@ impl EdgeCache {
                 received,
                 leader: pending.leader,
                 generation: pending.generation,
+                disk_generation: pending.disk_generation,
                 part,
             }),
         };
@@ -667,8 +678,12 @@ impl EdgeCache {
         let uncacheable = !policy::storable_for_anyone(&Method::GET, entry.status, &entry.headers);
         let purged_since = self.store.generation(&pending.key) != pending.generation;
         if storable {
-            self.tiers()
-                .disk_store(&pending.key, &entry, pending.generation);
+            self.tiers().disk_store(
+                &pending.key,
+                &entry,
+                pending.generation,
+                pending.disk_generation,
+            );
         }
         // A body on disk stays there: the memory tier holds bodies, not
         // open files.
@@ -763,6 +778,7 @@ impl EdgeCache {
             return response;
         }
         let generation = self.store.generation(&key);
+        let disk_generation = self.tiers().disk_generation(&key);
         let (parts, body) = response.into_parts();
         let mut tee = StoreOnEnd {
             inner: body,
@@ -783,6 +799,7 @@ impl EdgeCache {
                 },
                 leader: None,
                 generation,
+                disk_generation,
                 part: None,
             }),
         };
@@ -921,6 +938,7 @@ struct Finish {
     received: Received,
     leader: Option<LeaderGuard>,
     generation: u64,
+    disk_generation: u64,
     /// Set for a 206 kept as a part of the response.
     part: Option<range::Part>,
 }
@@ -957,6 +975,7 @@ impl StoreOnEnd {
             finish.received,
             &finish.request_headers,
             finish.generation,
+            finish.disk_generation,
             first.freeze(),
         )
     }
@@ -1064,10 +1083,12 @@ fn store_finished(finish: Finish, body: Bytes) {
     );
     // Not kept if its app was purged while it was fetched: it may be what
     // the purge meant to remove. The next request fetches again.
-    finish
-        .cache
-        .tiers()
-        .disk_store(&finish.key, &entry, finish.generation);
+    finish.cache.tiers().disk_store(
+        &finish.key,
+        &entry,
+        finish.generation,
+        finish.disk_generation,
+    );
     let stored =
         finish
             .cache

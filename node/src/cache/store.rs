@@ -262,6 +262,11 @@ impl CacheStore {
         self.insert_unless_purged(key, entry, None)
     }
 
+    /// Whether `entry` is small enough to be kept.
+    pub fn fits(&self, entry: &Entry) -> bool {
+        entry.weight() <= self.max_entry_bytes
+    }
+
     /// [`Self::insert`], unless the app was purged since `generation`
     /// ([`Self::generation`] when the miss started): then what was fetched
     /// may be what the purge meant to remove, and it is not kept (`false`).

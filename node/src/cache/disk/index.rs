@@ -4,8 +4,6 @@
 //! [`PurgeIndex`](crate::cache::index::PurgeIndex) right after (see its
 //! consistency rules), and forgotten by the eviction listener.
 
-use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,8 +11,9 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue};
 
-use super::format::{FLAG_SOFT_PURGED, FLAGS_OFFSET, FileHeader};
-use super::{DiskTier, account, remove_file};
+use super::files::FileJobs;
+use super::format::FileHeader;
+use super::{DiskTier, account};
 use crate::cache::key::CacheKey;
 use crate::cache::store::MAX_VARIANTS;
 
@@ -39,22 +38,11 @@ impl Variant {
             .all(|(name, value)| crate::cache::vary::matches(request, name, value.as_ref()))
     }
 
-    /// Sets the soft-purge flag, in the index and in the file (so that it
-    /// survives a restart).
-    pub(super) fn mark_soft(&self) {
+    /// Sets the soft-purge flag, in the index now (authoritative) and in
+    /// the file in the background (so that it survives a restart).
+    pub(super) fn mark_soft(&self, jobs: &FileJobs) {
         self.soft_purged.store(true, Ordering::Relaxed);
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.path)
-            .and_then(|f| f.write_all_at(&[FLAG_SOFT_PURGED], FLAGS_OFFSET));
-        if let Err(err) = written {
-            // Gone already (evicted meanwhile) is fine; anything else means
-            // a restart would forget the purge: drop the file instead.
-            if err.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %self.path.display(), error = %err, "cannot mark cache file soft-purged; removing it");
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
+        jobs.mark_soft(self.path.clone());
     }
 }
 
@@ -90,7 +78,7 @@ pub(super) fn value_id(variants: &Arc<Variants>) -> usize {
 impl DiskTier {
     /// Adds a file to the index, unless a purge of its app ran since
     /// `since` (then the file is deleted and `false` returned; `None`
-    /// always adds, for the startup scan, whose purges are replayed). Of
+    /// always adds, for the startup scan, which checks its own tombstones). Of
     /// two files for the same variant the later response wins and the
     /// other is deleted.
     pub(super) fn index_insert(
@@ -149,7 +137,7 @@ impl DiskTier {
             account(&self.metrics, &key, variant.file_len as i64, 1);
         }
         for v in dropped {
-            remove_file(&v.path);
+            self.jobs.remove(v.path.clone());
             if !Arc::ptr_eq(&v, &variant) {
                 account(&self.metrics, &key, -(v.file_len as i64), -1);
             } else if added {
@@ -173,12 +161,12 @@ impl DiskTier {
     /// Removes one file from the index (and the disk).
     fn remove_variant(&self, key: &CacheKey, vary: &[(String, Option<HeaderValue>)], path: &Path) {
         let Some(variants) = self.index.get(key) else {
-            remove_file(path);
+            self.jobs.remove(path.to_path_buf());
             return;
         };
         let matches = |v: &Arc<Variant>| v.vary == vary && v.path == path;
         if !variants.0.iter().any(matches) {
-            remove_file(path);
+            self.jobs.remove(path.to_path_buf());
             return;
         }
         self.replace(key, &variants, |v| !matches(v));
@@ -201,7 +189,7 @@ impl DiskTier {
             return self.index.remove(key).map(|v| v.0.len()).unwrap_or(0);
         }
         for v in &gone {
-            remove_file(&v.path);
+            self.jobs.remove(v.path.clone());
             account(&self.metrics, key, -(v.file_len as i64), -1);
         }
         let kept = Arc::new(Variants(kept));
@@ -237,7 +225,9 @@ mod tests {
             response_time: SystemTime::now(),
             soft_purged: AtomicBool::new(false),
         };
-        variant.mark_soft();
+        let jobs = FileJobs::start().unwrap();
+        variant.mark_soft(&jobs);
+        jobs.flush();
         let header = read_header(&File::open(&path).unwrap()).unwrap();
         assert!(header.soft_purged);
         assert_eq!(header.body_len, 4);

@@ -28,8 +28,9 @@
 //! - **Startup** rebuilds the index by reading every file's header, in a
 //!   background task so the node serves meanwhile (a response not indexed
 //!   yet is a miss). Unreadable, truncated, wrong-version or foreign files
-//!   are deleted. Purges that arrive during the scan are replayed once it
-//!   ends, so a file indexed after a purge ran does not escape it.
+//!   are deleted. Purges that arrive during the scan leave bounded
+//!   tombstones the scan checks each file against (see [`scan`]), so a
+//!   file indexed after a purge ran does not escape it.
 //! - **Writes** happen off the request path, bounded by semaphores: when
 //!   they are all taken, the write is skipped and counted, never waited
 //!   for. A body too large for the memory tier is written to a temporary
@@ -52,6 +53,7 @@
 //! `cache::tiers`; the body type read from files is
 //! [`DiskBody`](crate::cache::body::DiskBody).
 
+mod files;
 mod format;
 mod index;
 mod purge;
@@ -61,7 +63,7 @@ mod write;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use crate::cache::index::PurgeIndex;
@@ -71,7 +73,6 @@ pub use format::Meta;
 pub use write::DiskSink;
 
 use index::Variants;
-use scan::Replay;
 
 /// Writes of whole (memory-sized) bodies at once; past it they are skipped.
 const MAX_WRITES: usize = 16;
@@ -112,11 +113,13 @@ pub struct DiskTier {
     max_entry_bytes: u64,
     writes: Arc<tokio::sync::Semaphore>,
     streams: Arc<tokio::sync::Semaphore>,
-    /// `Some` while the startup scan runs: the purges to replay after it.
-    replays: Mutex<Option<Vec<Replay>>>,
-    replays_overflowed: AtomicBool,
+    /// The purges that ran during the startup scan, which it checks each
+    /// file against.
+    tombstones: Mutex<scan::Tombstones>,
     /// Makes every file name unique, across restarts too.
     nonce: AtomicU64,
+    /// Deletes files and writes soft-purge flags off the async workers.
+    jobs: files::FileJobs,
     metrics: Option<DiskMetrics>,
 }
 
@@ -137,6 +140,8 @@ impl DiskTier {
         let listener_metrics = metrics.clone();
         let purges = Arc::new(PurgeIndex::default());
         let listener_purges = purges.clone();
+        let jobs = files::FileJobs::start().map_err(err)?;
+        let listener_jobs = jobs.clone();
         let index = moka::sync::Cache::builder()
             .max_capacity(capacity_bytes / 1024)
             // Plain LRU, as nginx and Varnish evict files: TinyLFU's
@@ -152,7 +157,7 @@ impl DiskTier {
                 }
                 listener_purges.forget(&key, index::value_id(&variants));
                 for variant in &variants.0 {
-                    remove_file(&variant.path);
+                    listener_jobs.remove(variant.path.clone());
                     account(&listener_metrics, &key, -(variant.file_len as i64), -1);
                 }
             })
@@ -167,9 +172,9 @@ impl DiskTier {
             max_entry_bytes,
             writes: Arc::new(tokio::sync::Semaphore::new(MAX_WRITES)),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
-            replays: Mutex::new(Some(Vec::new())),
-            replays_overflowed: AtomicBool::new(false),
+            tombstones: Mutex::new(scan::Tombstones::default()),
             nonce: AtomicU64::new(u64::from_le_bytes(seed)),
+            jobs,
             metrics,
         })
     }
@@ -178,8 +183,9 @@ impl DiskTier {
         self.max_entry_bytes
     }
 
-    /// The purge generation of `key`'s app now.
-    fn generation(&self, key: &CacheKey) -> u64 {
+    /// The purge generation of `key`'s app now: read when a miss starts,
+    /// and handed to the write of what it fetched.
+    pub fn generation(&self, key: &CacheKey) -> u64 {
         self.purges.generation(key)
     }
 
@@ -207,6 +213,14 @@ impl DiskTier {
         }
     }
 
+    /// Runs pending maintenance and waits for the file jobs it and
+    /// everything before queued.
+    #[cfg(test)]
+    pub(super) fn settle(&self) {
+        self.run_maintenance();
+        self.jobs.flush();
+    }
+
     /// Bytes of files indexed (rounded up to KiB and to 4 KiB a file),
     /// after pending maintenance.
     pub fn weighted_bytes(&self) -> u64 {
@@ -229,10 +243,8 @@ fn account(metrics: &Option<DiskMetrics>, key: &CacheKey, bytes: i64, entries: i
     }
 }
 
+/// Deletes a file now: only on a blocking thread (elsewhere, through
+/// `DiskTier::jobs`).
 fn remove_file(path: &Path) {
-    if let Err(err) = std::fs::remove_file(path)
-        && err.kind() != io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %path.display(), error = %err, "cannot remove cache file");
-    }
+    files::remove_now(path)
 }

@@ -7,24 +7,22 @@ use std::sync::Arc;
 
 use super::DiskTier;
 use super::index::Variant;
-use super::scan::Replay;
+use super::scan::{ResourceMatch, Selected};
 use crate::cache::index::Selection;
 use crate::cache::key::CacheKey;
-
-/// A resource predicate of a purge by URL: (scheme, host, target).
-type ResourceMatch = Box<dyn Fn(&str, &str, &str) -> bool + Send + Sync>;
 
 impl DiskTier {
     /// Hard: removes `key`'s files; soft: marks them for revalidation.
     /// Not a purge of the app: its generation stays.
     pub fn purge_key(&self, key: &CacheKey, soft: bool) -> usize {
-        self.remember(|| Replay::Key(key.clone(), soft));
+        self.tombstone_key(key, soft);
         self.purge_selected(key, None, soft)
     }
 
     /// `tenant`'s `app` files that carry `tag` (or all of them).
     pub fn purge_app(&self, tenant: &str, app: &str, tag: Option<&str>, soft: bool) -> usize {
-        self.remember(|| Replay::App(tenant.into(), app.into(), tag.map(Into::into), soft));
+        let what = || tag.map_or(Selected::All, |t| Selected::Tag(t.into()));
+        self.tombstone(tenant, app, what, soft);
         let selection = tag.map_or(Selection::All, Selection::Tag);
         self.purges
             .purge(tenant, app, selection)
@@ -41,7 +39,8 @@ impl DiskTier {
         let Some((target, matches)) = url_matcher(url) else {
             return 0;
         };
-        self.remember(|| Replay::Url(tenant.into(), app.into(), url.into(), soft));
+        let what = || url_matcher(url).map_or(Selected::All, |(_, m)| Selected::Url(m));
+        self.tombstone(tenant, app, what, soft);
         let mut purged = 0;
         for key in self.purges.purge(tenant, app, Selection::Target(&target)) {
             if key
@@ -58,7 +57,7 @@ impl DiskTier {
     /// forgets it in the purge index (its generation moves on, so a write
     /// in flight keeps nothing).
     pub fn forget_app(&self, tenant: &str, app: &str) {
-        self.remember(|| Replay::Forget(tenant.into(), app.into()));
+        self.tombstone(tenant, app, || Selected::All, false);
         for key in self.purges.forget_app(tenant, app) {
             // The listener deletes the files and their accounting.
             self.index.invalidate(&key);
@@ -73,7 +72,7 @@ impl DiskTier {
         let hit = |v: &Arc<Variant>| tag.is_none_or(|t| v.surrogate_keys.iter().any(|k| k == t));
         if soft {
             let marked = variants.0.iter().filter(|v| hit(v));
-            return marked.map(|v| v.mark_soft()).count();
+            return marked.map(|v| v.mark_soft(&self.jobs)).count();
         }
         if tag.is_none() {
             return self.index.remove(key).map_or(0, |v| v.0.len());
@@ -172,13 +171,14 @@ mod tests {
         );
 
         assert_eq!(tier.purge_app("t", "a", Some("red"), true), 1);
+        tier.settle();
         assert!(soft_flag(&red_file), "the tagged file is marked on disk");
         for untouched in [&blue_file, &other_file, &foreign_file, &unrecorded_file] {
             assert!(!soft_flag(untouched), "{} was touched", untouched.display());
         }
 
         assert_eq!(tier.purge_app("t", "a", Some("red"), false), 1);
-        tier.run_maintenance();
+        tier.settle();
         assert!(!red_file.exists() && tier.index.get(&red).is_none());
         for kept in [&blue_file, &other_file, &foreign_file, &unrecorded_file] {
             assert!(kept.exists(), "{} was removed", kept.display());
@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(tier.purge_app("t", "a", Some("absent"), false), 0);
         assert_eq!(tier.purge_app("t", "c", Some("shared"), false), 0);
         assert_eq!(tier.purge_app("t", "a", Some("shared"), false), 1);
-        tier.run_maintenance();
+        tier.settle();
         assert!(!blue_file.exists());
         assert!(other_file.exists() && foreign_file.exists());
     }
@@ -206,11 +206,11 @@ mod tests {
             .collect();
         assert_eq!(tier.purge_url("t", "a", "not a url", false), 0);
         assert_eq!(tier.purge_url("t", "a", "https://x.test/p?q=1", false), 2);
-        tier.run_maintenance();
+        tier.settle();
         let exists: Vec<bool> = files.iter().map(|f| f.exists()).collect();
         assert_eq!(exists, [false, false, true, true]);
         assert_eq!(tier.purge_url("t", "a", "/p?q=1", false), 1);
-        tier.run_maintenance();
+        tier.settle();
         assert!(!files[2].exists() && files[3].exists());
     }
 
@@ -224,6 +224,7 @@ mod tests {
         // Purges of the app (even ones that select nothing) move it on.
         assert_eq!(tier.purge_url("t", "a", "/nothing-here", false), 0);
         let late = put(&tier, &k, &[], since);
+        tier.settle();
         assert!(!late.exists() && tier.index.get(&k).is_none());
         let kept = put(&tier, &elsewhere, &[], elsewhere_since);
         assert!(
@@ -233,8 +234,10 @@ mod tests {
         let now = put(&tier, &k, &[], tier.generation(&k));
         assert!(now.exists() && tier.index.get(&k).is_some());
         tier.forget_app("t", "a");
-        tier.run_maintenance();
+        tier.settle();
         assert!(!now.exists());
-        assert!(!put(&tier, &k, &[], since + 1).exists());
+        let later = put(&tier, &k, &[], since + 1);
+        tier.settle();
+        assert!(!later.exists());
     }
 }

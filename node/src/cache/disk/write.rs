@@ -29,6 +29,13 @@ const WRITE_BUFFER: usize = 64 << 10;
 /// Bytes queued for one streamed write (besides its first chunk, what the
 /// memory tier had buffered); past it the write is abandoned rather than
 /// the client slowed down or more held in memory.
+///
+/// Why not backpressure (holding the client's stream a while for the disk
+/// to catch up): a writer 8 MiB behind means the disk is slower than this
+/// client right now, and waiting would make every large miss as slow as
+/// the busiest disk, for a copy the cache can make on the next miss. The
+/// client's latency is the node's promise; the disk copy is best effort
+/// (and counted as `skipped`, so that a disk that cannot keep up shows).
 const STREAM_QUEUE_BYTES: u64 = 8 << 20;
 
 impl DiskTier {
@@ -59,8 +66,10 @@ impl DiskTier {
     /// Stores a response whose body is in memory, or copies one that is
     /// on disk with new header fields (a revalidation), in the background.
     /// Partial (206) responses are never stored here. Skipped (and
-    /// counted) when every writer is busy.
-    pub fn store(self: &Arc<Self>, key: &CacheKey, entry: &Entry) {
+    /// counted) when every writer is busy. Not kept if a purge of the app
+    /// ran since `generation` ([`DiskTier::generation`] when the miss
+    /// started: a purge between that and now must not be missed).
+    pub fn store(self: &Arc<Self>, key: &CacheKey, entry: &Entry, generation: u64) {
         if entry.status == StatusCode::PARTIAL_CONTENT
             || entry.is_partial()
             || entry.body.len() > self.max_entry_bytes
@@ -76,7 +85,6 @@ impl DiskTier {
         };
         let meta = Meta::from_entry(key, entry);
         let body = entry.body.clone();
-        let generation = self.generation(key);
         let this = self.clone();
         runtime.spawn_blocking(move || {
             let _permit = permit;
@@ -97,7 +105,7 @@ impl DiskTier {
     /// the write began (then it is deleted).
     pub(super) fn index_written(&self, path: PathBuf, header: FileHeader, generation: u64) {
         if self.generation(&header.meta.key) != generation {
-            remove_file(&path);
+            self.jobs.remove(path);
             return;
         }
         self.index_insert(path, header, Some(generation));
@@ -105,8 +113,14 @@ impl DiskTier {
 
     /// Starts writing a body that is too large for the memory tier as it
     /// streams to the client; `None` (counted) if every stream writer is
-    /// busy or the response is not one to keep.
-    pub fn begin_stream(self: &Arc<Self>, meta: Meta, first: Bytes) -> Option<DiskSink> {
+    /// busy or the response is not one to keep. `generation` as for
+    /// [`Self::store`].
+    pub fn begin_stream(
+        self: &Arc<Self>,
+        meta: Meta,
+        first: Bytes,
+        generation: u64,
+    ) -> Option<DiskSink> {
         if meta.status == StatusCode::PARTIAL_CONTENT || first.len() as u64 > self.max_entry_bytes {
             return None;
         }
@@ -120,7 +134,6 @@ impl DiskTier {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let queued = Arc::new(AtomicU64::new(0));
         let (end_tx, end_rx) = tokio::sync::oneshot::channel();
-        let generation = self.generation(&meta.key);
         let this = self.clone();
         let writer_queued = queued.clone();
         runtime.spawn(async move {
@@ -133,11 +146,11 @@ impl DiskTier {
                     this.index_written(path, header, generation);
                 }
                 // Cut off, too large or fallen behind: nothing is left.
-                Ok(None) => remove_file(&tmp),
+                Ok(None) => this.jobs.remove(tmp),
                 Err(err) => {
                     this.wrote(false);
                     tracing::warn!(error = %err, "cache disk tier streamed write failed");
-                    remove_file(&tmp);
+                    this.jobs.remove(tmp);
                 }
             }
         });
@@ -294,6 +307,7 @@ mod tests {
 
     use super::*;
     use crate::cache::disk::scan::fan_out_dirs;
+    use crate::cache::disk::{MAX_STREAMS, MAX_WRITES};
 
     /// Files in the tier's fan-out directories and in `tmp`.
     pub(crate) fn counts(root: &Path) -> (usize, usize) {
@@ -324,27 +338,27 @@ mod tests {
         m.vary.clear();
         // Cut off: the sink goes away without an end.
         let mut sink = tier
-            .begin_stream(m.clone(), Bytes::from_static(b"abc"))
+            .begin_stream(m.clone(), Bytes::from_static(b"abc"), 0)
             .unwrap();
         assert!(sink.push(Bytes::from_static(b"def")));
         drop(sink);
         settle(dir.path(), (0, 0)).await;
         // An end that does not match what was sent.
         let sink = tier
-            .begin_stream(m.clone(), Bytes::from_static(b"abc"))
+            .begin_stream(m.clone(), Bytes::from_static(b"abc"), 0)
             .unwrap();
         sink.finish(4);
         settle(dir.path(), (0, 0)).await;
         // Past the tier's entry limit.
         let mut sink = tier
-            .begin_stream(m.clone(), Bytes::from(vec![1u8; 600]))
+            .begin_stream(m.clone(), Bytes::from(vec![1u8; 600]), 0)
             .unwrap();
         assert!(!sink.push(Bytes::from(vec![1u8; 600])));
         sink.finish(1200);
         settle(dir.path(), (0, 0)).await;
         // A clean end: one file, indexed, its body streamed back.
         let mut sink = tier
-            .begin_stream(m.clone(), Bytes::from_static(b"abc"))
+            .begin_stream(m.clone(), Bytes::from_static(b"abc"), 0)
             .unwrap();
         assert!(sink.push(Bytes::from_static(b"def")));
         sink.finish(6);
@@ -361,6 +375,41 @@ mod tests {
         assert_eq!(&body[..], b"abcdef");
         let part = entry.body.range(2..5).collect().await.unwrap().to_bytes();
         assert_eq!(&part[..], b"cde");
+    }
+
+    #[tokio::test]
+    async fn a_write_is_not_kept_past_a_purge_since_its_miss_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = Arc::new(DiskTier::open(dir.path(), 1 << 20, 1 << 20, None).unwrap());
+        tier.rebuild();
+        let m = Meta::sample();
+        let entry = Entry::new(
+            m.status,
+            m.headers.clone(),
+            Bytes::from_static(b"body"),
+            m.received,
+            &HeaderMap::new(),
+        );
+        let began = tier.generation(&m.key);
+        // A purge that runs wholly between the miss's start and its write.
+        tier.purge_app("t", "a", None, false);
+        tier.store(&m.key, &entry, began);
+        let sink = tier.begin_stream(m.clone(), Bytes::from_static(b"body"), began);
+        sink.unwrap().finish(4);
+        for _ in 0..500 {
+            if tier.writes.available_permits() == MAX_WRITES
+                && tier.streams.available_permits() == MAX_STREAMS
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tier.settle();
+        assert_eq!(counts(dir.path()), (0, 0), "both written, then dropped");
+        assert!(tier.index.get(&m.key).is_none());
+        // The same write begun after the purge is kept.
+        tier.store(&m.key, &entry, tier.generation(&m.key));
+        settle(dir.path(), (1, 0)).await;
     }
 
     #[tokio::test]
@@ -384,7 +433,7 @@ mod tests {
             let generation = tier.generation(&m.key);
             tier.index_written(path, header, generation);
         }
-        tier.run_maintenance();
+        tier.settle();
         let on_disk: u64 = fan_out_dirs(dir.path())
             .iter()
             .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
