@@ -116,15 +116,17 @@ impl EncodedCopies {
 /// already (never compress twice), does not say `no-transform` (RFC 9111
 /// §5.2.2.6), and whose type compresses.
 pub fn compressible(status: StatusCode, headers: &HeaderMap) -> bool {
+    // Cheapest first: most answers that are not compressible have no
+    // compressible type, and this runs on every answer.
     status == StatusCode::OK
-        && headers
-            .get(header::CONTENT_ENCODING)
-            .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"))
-        && !no_transform(headers)
         && headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(compressible_type)
+        && headers
+            .get(header::CONTENT_ENCODING)
+            .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"))
+        && !no_transform(headers)
 }
 
 /// `Cache-Control: no-transform` (a token anywhere in the field; a quoted

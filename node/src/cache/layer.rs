@@ -269,10 +269,33 @@ impl EdgeCache {
         let headers = request.headers();
         let method = request.method();
         let now = SystemTime::now();
+        // The common case first: a fresh entry in memory answers without
+        // the purge generations, which only matter to what a request may
+        // store (a hit stores nothing).
+        if let Some(entry) = self.store.get(&key, headers)
+            && range::answerable(&entry, method, headers)
+        {
+            let age = entry.age(now);
+            let lifetime = effective_lifetime(&entry);
+            if policy::usability(headers, &entry.directives, lifetime, age) == Use::Fresh {
+                return Lookup::Hit {
+                    response: hit_response(
+                        &entry,
+                        method,
+                        headers,
+                        age,
+                        CacheResult::Hit,
+                        Member::hit(),
+                    ),
+                    result: CacheResult::Hit,
+                    collapsed: false,
+                };
+            }
+        }
         // A key in hit-for-pass has nothing stored (marking it purged it),
         // so a hit needs no look at the pass list.
-        // Read before anything is looked up: a purge from here on stops
-        // what this request promotes or fetches from being kept.
+        // Read before anything is looked up again: a purge from here on
+        // stops what this request promotes or fetches from being kept.
         let generation = self.store.generation(&key);
         let disk_generation = self.tiers().disk_generation(&key);
         let stored = self.tiers().stored(&key, headers, generation).await;

@@ -329,9 +329,7 @@ pub(super) fn respond(
     request: &HeaderMap,
     headers: &mut HeaderMap,
 ) -> Option<Response<ResponseBody>> {
-    if entry.status == StatusCode::OK {
-        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    }
+    // `Accept-Ranges: bytes` is in a whole entry's headers (`Entry::new`).
     let (total, ranges) = match plan(entry, method, request) {
         // The lookup only answers from a partial entry what it holds
         // (`answerable`); this is a bug, not the client's fault.

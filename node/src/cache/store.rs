@@ -66,6 +66,15 @@ impl Entry {
         request: &HeaderMap,
     ) -> Self {
         let body = body.into();
+        let mut headers = headers;
+        // A stored whole response answers ranges (`range::respond`): said
+        // once here rather than on every hit.
+        if status == StatusCode::OK {
+            headers.insert(
+                http::header::ACCEPT_RANGES,
+                HeaderValue::from_static("bytes"),
+            );
+        }
         let directives = policy::response_directives(&headers);
         let lifetime = policy::freshness_lifetime_received(
             status,
