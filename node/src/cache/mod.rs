@@ -29,5 +29,7 @@ pub mod serve;
 pub mod status;
 pub mod store;
 pub mod targeted;
+#[cfg(test)]
+mod test_support;
 pub mod tiers;
 pub mod vary;

@@ -579,16 +579,7 @@ pub fn freshened_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> Header
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::cache::test_support::headers;
 
     /// The stored response's directives are parsed when it is stored.
     fn usability_of(

@@ -71,16 +71,7 @@ pub fn answers_later_gets(
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::cache::test_support::headers;
 
     const AT: (&str, &str, &str) = ("https", "x.test", "/items/1?v=2");
 

@@ -677,16 +677,7 @@ pub(super) fn store_part(store: &CacheStore, part: Part, fetched: Fetched<'_>) -
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::cache::test_support::headers;
 
     fn received() -> Received {
         let now = SystemTime::now();

@@ -507,16 +507,7 @@ mod tests {
         }
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::cache::test_support::headers;
 
     fn entry(body: &'static str, response: &[(&str, &str)], request: &HeaderMap) -> Entry {
         Entry::new(

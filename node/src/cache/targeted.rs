@@ -119,16 +119,7 @@ fn delta_seconds(item: &BareItem) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::cache::test_support::headers;
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
