@@ -64,3 +64,55 @@ impl CacheKey {
         parts.next() == Some(tenant) && parts.next() == Some(app)
     }
 }
+
+/// A purge by URL: the request target it selects keys by (the purge
+/// indexes of both tiers file keys by target), and what a selected key
+/// must match besides. `https://h/p` matches keys for scheme `https` or
+/// `fetch+https` (what the app's component fetched), host `h` with or
+/// without the port, and target `/p`; a bare `/p` matches it on every host
+/// and scheme.
+#[derive(Debug, Clone)]
+pub struct UrlPurge {
+    target: String,
+    /// Scheme, host and authority (host and port), lowercase; none for a
+    /// bare path.
+    origin: Option<(String, String, String)>,
+}
+
+impl UrlPurge {
+    /// `None` for a URL that names nothing (no scheme or authority).
+    pub fn parse(url: &str) -> Option<Self> {
+        if url.starts_with('/') {
+            return Some(Self {
+                target: url.to_string(),
+                origin: None,
+            });
+        }
+        let uri = url.parse::<http::Uri>().ok()?;
+        let scheme = uri.scheme_str()?.to_string();
+        let authority = uri.authority()?.as_str().to_ascii_lowercase();
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        Some(Self {
+            target: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+            origin: Some((scheme, host, authority)),
+        })
+    }
+
+    /// The target the purge index selects keys by.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Whether a key's (scheme, host, target) is what the URL names.
+    pub fn matches(&self, key_scheme: &str, key_host: &str, key_target: &str) -> bool {
+        if key_target != self.target {
+            return false;
+        }
+        let Some((scheme, host, authority)) = &self.origin else {
+            return true;
+        };
+        let scheme_ok =
+            key_scheme == scheme || key_scheme.strip_prefix("fetch+") == Some(scheme.as_str());
+        scheme_ok && (key_host == host || key_host == authority)
+    }
+}

@@ -7,6 +7,7 @@
 use edge_common::sync::{PurgeRequest, PurgeTarget};
 
 use super::index::Selection;
+use super::key::UrlPurge;
 use super::layer::EdgeCache;
 
 impl EdgeCache {
@@ -46,30 +47,14 @@ impl EdgeCache {
     /// `fetch+https`, host `h` (with or without the port) and target `/p`;
     /// a bare `/p` matches it on every host and scheme.
     fn purge_url(&self, tenant: &str, app: &str, url: &str, soft: bool) -> usize {
-        if url.starts_with('/') {
-            // The target selects the keys; every host and scheme matches.
-            return self
-                .store
-                .purge(tenant, app, Selection::Target(url), |_, _, _| true, soft);
-        }
-        let Ok(uri) = url.parse::<http::Uri>() else {
+        let Some(url) = UrlPurge::parse(url) else {
             return 0;
         };
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return 0;
-        };
-        let authority = authority.as_str().to_ascii_lowercase();
-        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-        let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         self.store.purge(
             tenant,
             app,
-            Selection::Target(&target),
-            |key_scheme, key_host, key_target| {
-                let scheme_ok =
-                    key_scheme == scheme || key_scheme.strip_prefix("fetch+") == Some(scheme);
-                scheme_ok && (key_host == host || key_host == authority) && key_target == target
-            },
+            Selection::Target(url.target()),
+            |scheme, host, target| url.matches(scheme, host, target),
             soft,
         )
     }

@@ -9,7 +9,7 @@ use super::DiskTier;
 use super::index::Variant;
 use super::scan::{ResourceMatch, Selected};
 use crate::cache::index::Selection;
-use crate::cache::key::CacheKey;
+use crate::cache::key::{CacheKey, UrlPurge};
 
 impl DiskTier {
     /// Hard: removes `key`'s files; soft: marks them for revalidation.
@@ -82,29 +82,13 @@ impl DiskTier {
 }
 
 /// A purge by URL's target (what the purge index selects by) and what the
-/// selected keys must match besides.
+/// selected keys must match besides, the rules of [`UrlPurge`].
 fn url_matcher(url: &str) -> Option<(String, ResourceMatch)> {
-    if url.starts_with('/') {
-        let url = url.to_string();
-        let target = url.clone();
-        return Some((
-            target,
-            Box::new(move |_: &str, _: &str, target: &str| target == url),
-        ));
-    }
-    let uri = url.parse::<http::Uri>().ok()?;
-    let scheme = uri.scheme_str()?.to_string();
-    let authority = uri.authority()?.as_str().to_ascii_lowercase();
-    let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let selected = target.clone();
+    let url = UrlPurge::parse(url)?;
+    let target = url.target().to_string();
     Some((
-        selected,
-        Box::new(move |key_scheme: &str, key_host: &str, key_target: &str| {
-            let scheme_ok =
-                key_scheme == scheme || key_scheme.strip_prefix("fetch+") == Some(scheme.as_str());
-            scheme_ok && (key_host == host || key_host == authority) && key_target == target
-        }),
+        target,
+        Box::new(move |scheme: &str, host: &str, target: &str| url.matches(scheme, host, target)),
     ))
 }
 
