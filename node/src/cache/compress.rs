@@ -700,26 +700,14 @@ mod tests {
 
     #[test]
     fn copies_are_weighed_kept_once_and_go_with_their_entry() {
-        use super::super::policy::Received;
-        use super::super::store::{CacheKey, Entry};
+        use super::super::store::CacheKey;
         let store = CacheStore::new(1 << 20, 1 << 18, None);
         let key = CacheKey::new("t", "a", "https", "x.test", "/doc");
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         headers.insert(header::CACHE_CONTROL, "max-age=60".parse().unwrap());
-        let now = std::time::SystemTime::now();
-        let received = Received {
-            request_time: now,
-            response_time: now,
-        };
         let text = Bytes::from("abc ".repeat(4000));
-        let entry = Entry::new(
-            http::StatusCode::OK,
-            headers,
-            text.clone(),
-            received,
-            &HeaderMap::new(),
-        );
+        let entry = crate::cache::test_support::entry_now(headers, text.clone());
         assert!(store.insert(key.clone(), entry));
         let stored = store.get(&key, &HeaderMap::new()).unwrap();
         let copies = stored.encoded.clone().expect("text/plain has copies");
@@ -747,25 +735,13 @@ mod tests {
 
     /// An entry with a text body, stored in `store` under `path`: its copies.
     fn stored(store: &CacheStore, path: &str, text: &Bytes) -> Arc<EncodedCopies> {
-        use super::super::policy::Received;
         use super::super::store::CacheKey;
         let key = CacheKey::new("t", "a", "https", "x.test", path);
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         headers.insert(header::CACHE_CONTROL, "max-age=60".parse().unwrap());
         headers.insert(header::ETAG, "\"v1\"".parse().unwrap());
-        let now = std::time::SystemTime::now();
-        let received = Received {
-            request_time: now,
-            response_time: now,
-        };
-        let entry = Entry::new(
-            http::StatusCode::OK,
-            headers,
-            text.clone(),
-            received,
-            &HeaderMap::new(),
-        );
+        let entry = crate::cache::test_support::entry_now(headers, text.clone());
         assert!(store.insert(key.clone(), entry));
         let stored = store.get(&key, &HeaderMap::new()).unwrap();
         stored.encoded.clone().expect("text/plain has copies")

@@ -93,31 +93,17 @@ impl AdminPurge {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use bytes::Bytes;
-    use http::{HeaderMap, StatusCode};
+    use http::HeaderMap;
 
     use super::*;
-    use crate::cache::policy::Received;
-    use crate::cache::store::{CacheKey, Entry};
+    use crate::cache::store::CacheKey;
 
     fn store(cache: &EdgeCache, key: &CacheKey, tag: &str) {
         let mut headers = HeaderMap::new();
         headers.insert("cache-control", "max-age=60".parse().unwrap());
         headers.insert("surrogate-key", tag.parse().unwrap());
-        let now = SystemTime::now();
-        let received = Received {
-            request_time: now,
-            response_time: now,
-        };
-        let entry = Entry::new(
-            StatusCode::OK,
-            headers,
-            Bytes::from_static(b"x"),
-            received,
-            &HeaderMap::new(),
-        );
+        let entry = crate::cache::test_support::entry_now(headers, Bytes::from_static(b"x"));
         assert!(cache.store.insert(key.clone(), entry));
     }
 

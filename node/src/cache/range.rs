@@ -679,13 +679,7 @@ mod tests {
 
     use crate::cache::test_support::headers;
 
-    fn received() -> Received {
-        let now = SystemTime::now();
-        Received {
-            request_time: now,
-            response_time: now,
-        }
-    }
+    use crate::cache::test_support::received_now as received;
 
     fn stored(response: &[(&str, &str)]) -> Entry {
         Entry::new(

@@ -499,13 +499,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn received() -> Received {
-        let now = SystemTime::now();
-        Received {
-            request_time: now,
-            response_time: now,
-        }
-    }
+    use crate::cache::test_support::received_now as received;
 
     use crate::cache::test_support::headers;
 

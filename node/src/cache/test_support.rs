@@ -1,7 +1,13 @@
 //! Helpers the cache's unit tests share.
 
-use http::HeaderMap;
+use std::time::SystemTime;
+
 use http::header::HeaderName;
+use http::{HeaderMap, StatusCode};
+
+use super::body::StoredBody;
+use super::policy::Received;
+use super::store::Entry;
 
 /// A header map of `pairs`, repeated names appended in order.
 pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -13,4 +19,25 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         );
     }
     map
+}
+
+/// Sent and received now.
+pub fn received_now() -> Received {
+    let now = SystemTime::now();
+    Received {
+        request_time: now,
+        response_time: now,
+    }
+}
+
+/// A 200 with `headers` and `body`, received now for a request without
+/// headers.
+pub fn entry_now(headers: HeaderMap, body: impl Into<StoredBody>) -> Entry {
+    Entry::new(
+        StatusCode::OK,
+        headers,
+        body,
+        received_now(),
+        &HeaderMap::new(),
+    )
 }

@@ -154,18 +154,7 @@ mod tests {
             "cache-control",
             http::HeaderValue::from_static("max-age=60"),
         );
-        let now = std::time::SystemTime::now();
-        let received = Received {
-            request_time: now,
-            response_time: now,
-        };
-        let entry = Entry::new(
-            StatusCode::OK,
-            headers,
-            Bytes::from_static(b"body"),
-            received,
-            &HeaderMap::new(),
-        );
+        let entry = crate::cache::test_support::entry_now(headers, Bytes::from_static(b"body"));
         disk.store(key, &entry, disk.generation(key));
         for _ in 0..500 {
             if disk.entry_count() == 1 {
