@@ -140,6 +140,14 @@ pub fn request_host<B>(req: &Request<B>) -> Result<String, RouteError> {
         let value = value.to_str().map_err(|_| RouteError::InvalidHost)?;
         value.parse().map_err(|_| RouteError::InvalidHost)
     };
+    // The common case, an HTTP/1 request naming a plain host: taken apart
+    // without building an `Authority` (which copies the value and walks it
+    // twice); anything else takes the general path below.
+    if req.uri().authority().is_none()
+        && let Some(raw) = host_header.and_then(|h| plain_host(h.as_bytes()))
+    {
+        return normalized_host(raw);
+    }
     let from_header;
     let authority = match (req.uri().authority(), host_header) {
         (Some(authority), header) => {
@@ -162,7 +170,30 @@ pub fn request_host<B>(req: &Request<B>) -> Result<String, RouteError> {
     if authority.as_str().contains('@') {
         return Err(RouteError::Userinfo);
     }
-    let raw = authority.host();
+    normalized_host(authority.host())
+}
+
+/// The host of a `Host` value made only of letters, digits, `-` and `.`,
+/// with an optional port of up to five digits: exactly what an `Authority`
+/// parsed from it would give as its host.
+fn plain_host(value: &[u8]) -> Option<&str> {
+    let (host, port) = match value.iter().position(|&b| b == b':') {
+        Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+        None => (value, None),
+    };
+    let name = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.';
+    if host.is_empty() || !host.iter().all(name) {
+        return None;
+    }
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit)) {
+        return None;
+    }
+    std::str::from_utf8(host).ok()
+}
+
+/// A request's host as routes match it: lowercase, without a trailing
+/// dot, a valid DNS name (or an IPv6 literal).
+fn normalized_host(raw: &str) -> Result<String, RouteError> {
     if raw.is_empty() {
         return Err(RouteError::MissingHost);
     }
@@ -266,6 +297,46 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(request_host(&req), Ok("[::1]".into()));
+    }
+
+    #[test]
+    fn a_plain_host_is_taken_apart_as_an_authority_would_be() {
+        for value in [
+            "a.test",
+            "A.Test:8080",
+            "a.test.",
+            "a.test.:1",
+            "a.test:65535",
+            "a.test:99999",
+            "127.0.0.1:80",
+            "-x-.test",
+            "..",
+            "a--b.test:0",
+        ] {
+            let authority: http::uri::Authority = value.parse().unwrap();
+            assert_eq!(
+                plain_host(value.as_bytes()),
+                Some(authority.host()),
+                "{value}"
+            );
+        }
+        // Anything else is left to the general path.
+        for value in [
+            "",
+            ":80",
+            "a.test:",
+            "a.test:123456",
+            "a.test:8a",
+            "a.test:80:80",
+            "[::1]:80",
+            "user@a.test",
+            "a_b.test",
+            "a.test/x",
+            "a.test%2e",
+            "\u{e9}.test",
+        ] {
+            assert_eq!(plain_host(value.as_bytes()), None, "{value}");
+        }
     }
 
     #[test]

@@ -285,8 +285,14 @@ impl CacheStore {
         entry: Entry,
         generation: Option<u64>,
     ) -> bool {
+        self.keep(key, entry, generation).is_some()
+    }
+
+    /// [`Self::insert_unless_purged`], returning the entry as stored: a
+    /// caller that serves it needs no second lookup.
+    pub fn keep(&self, key: CacheKey, entry: Entry, generation: Option<u64>) -> Option<Arc<Entry>> {
         if entry.weight() > self.max_entry_bytes {
-            return false;
+            return None;
         }
         if let Some(encoded) = &entry.encoded {
             encoded.stored_under(&key.0);
@@ -324,12 +330,12 @@ impl CacheStore {
         let stored = match result {
             moka::ops::compute::CompResult::Inserted(v)
             | moka::ops::compute::CompResult::ReplacedWith(v) => v.into_value(),
-            _ => return false,
+            _ => return None,
         };
         if let Some(metrics) = &self.metrics {
             metrics.add_bytes(&key, stored.weight() - old_weight);
         }
-        true
+        Some(entry)
     }
 
     /// Keeps an encoded copy (`compress`): `add` puts it into `encoded`

@@ -44,15 +44,9 @@ impl Tiers<'_> {
         if !in_memory || !self.store.fits(&entry) {
             return Some(Arc::new(entry));
         }
-        if !self
-            .store
-            .insert_unless_purged(key.clone(), entry, Some(generation))
-        {
-            // A purge that selects it ran while it was read: what was
-            // read may be what it removed.
-            return None;
-        }
-        self.store.get(key, headers)
+        // `None`: a purge that selects it ran while it was read, and what
+        // was read may be what it removed.
+        self.store.keep(key.clone(), entry, Some(generation))
     }
 
     /// The disk tier's purge generation of `key`'s app now (0 without a

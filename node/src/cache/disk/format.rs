@@ -239,33 +239,70 @@ pub fn read_header(file: &File) -> Result<FileHeader, FormatError> {
             io::ErrorKind::UnexpectedEof => FormatError::Truncated,
             _ => FormatError::Io(e),
         })?;
-    if &prefix[..4] != MAGIC {
-        return Err(FormatError::Magic);
-    }
-    let version = u16::from_le_bytes([prefix[4], prefix[5]]);
-    if version != FORMAT_VERSION {
-        return Err(FormatError::Version(version));
-    }
-    let header_len = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize;
-    let mut body_len = [0u8; 8];
-    body_len.copy_from_slice(&prefix[12..20]);
-    let body_len = u64::from_le_bytes(body_len);
-    if header_len > MAX_HEADER_BYTES {
-        return Err(FormatError::Header("too large"));
-    }
-    let body_offset = (PREFIX_LEN + header_len) as u64;
-    if body_len == INCOMPLETE || body_offset.checked_add(body_len) != Some(file_len) {
-        return Err(FormatError::Truncated);
-    }
-    let mut header = vec![0u8; header_len];
+    let layout = Layout::of(&prefix, file_len)?;
+    let mut header = vec![0u8; layout.header_len];
     file.read_exact_at(&mut header, PREFIX_LEN as u64)?;
-    Ok(FileHeader {
-        meta: Meta::decode(&header)?,
-        soft_purged: prefix[6] & FLAG_SOFT_PURGED != 0,
-        body_offset,
-        body_len,
-        file_len,
-    })
+    Ok(layout.with(Meta::decode(&header)?))
+}
+
+/// The header of a whole file already in memory; its body is
+/// `file[body_offset..]`.
+pub fn parse_file(file: &[u8]) -> Result<FileHeader, FormatError> {
+    let prefix: &[u8; PREFIX_LEN] = file
+        .get(..PREFIX_LEN)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(FormatError::Truncated)?;
+    let layout = Layout::of(prefix, file.len() as u64)?;
+    let header = &file[PREFIX_LEN..PREFIX_LEN + layout.header_len];
+    Ok(layout.with(Meta::decode(header)?))
+}
+
+/// What a file's prefix says, checked against the file's size.
+struct Layout {
+    header_len: usize,
+    body_len: u64,
+    file_len: u64,
+    soft_purged: bool,
+}
+
+impl Layout {
+    fn of(prefix: &[u8; PREFIX_LEN], file_len: u64) -> Result<Self, FormatError> {
+        if &prefix[..4] != MAGIC {
+            return Err(FormatError::Magic);
+        }
+        let version = u16::from_le_bytes([prefix[4], prefix[5]]);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::Version(version));
+        }
+        let header_len =
+            u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize;
+        let mut body_len = [0u8; 8];
+        body_len.copy_from_slice(&prefix[12..20]);
+        let body_len = u64::from_le_bytes(body_len);
+        if header_len > MAX_HEADER_BYTES {
+            return Err(FormatError::Header("too large"));
+        }
+        let body_offset = (PREFIX_LEN + header_len) as u64;
+        if body_len == INCOMPLETE || body_offset.checked_add(body_len) != Some(file_len) {
+            return Err(FormatError::Truncated);
+        }
+        Ok(Self {
+            header_len,
+            body_len,
+            file_len,
+            soft_purged: prefix[6] & FLAG_SOFT_PURGED != 0,
+        })
+    }
+
+    fn with(self, meta: Meta) -> FileHeader {
+        FileHeader {
+            meta,
+            soft_purged: self.soft_purged,
+            body_offset: (PREFIX_LEN + self.header_len) as u64,
+            body_len: self.body_len,
+            file_len: self.file_len,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -319,12 +356,29 @@ mod tests {
         path
     }
 
+    /// The file at `path` through both parsers: from the open file, and
+    /// whole from memory.
+    fn parsed(path: &Path) -> [Result<FileHeader, FormatError>; 2] {
+        [
+            read_header(&File::open(path).unwrap()),
+            parse_file(&std::fs::read(path).unwrap()),
+        ]
+    }
+
     #[test]
     fn a_file_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let meta = Meta::sample();
         let path = write(dir.path(), &meta, b"hello body");
-        let header = read_header(&File::open(&path).unwrap()).unwrap();
+        let [from_file, from_memory] = parsed(&path);
+        let (header, whole) = (from_file.unwrap(), from_memory.unwrap());
+        assert_eq!(whole.meta.key, meta.key);
+        assert_eq!(whole.meta.headers, meta.headers);
+        assert_eq!(whole.meta.vary, meta.vary);
+        assert_eq!(
+            (whole.body_offset, whole.body_len, whole.file_len),
+            (header.body_offset, header.body_len, header.file_len)
+        );
         assert_eq!(header.meta.key, meta.key);
         assert_eq!(header.meta.status, meta.status);
         assert_eq!(header.meta.headers, meta.headers);
@@ -356,23 +410,23 @@ mod tests {
         let full = std::fs::read(&path).unwrap();
         for cut in [0, 3, PREFIX_LEN - 1, PREFIX_LEN + 5, full.len() - 1] {
             std::fs::write(&path, &full[..cut]).unwrap();
-            let err = read_header(&File::open(&path).unwrap()).unwrap_err();
-            assert!(matches!(err, FormatError::Truncated), "cut at {cut}: {err}");
+            for result in parsed(&path) {
+                let err = result.unwrap_err();
+                assert!(matches!(err, FormatError::Truncated), "cut at {cut}: {err}");
+            }
         }
         let mut longer = full.clone();
         longer.push(b'!');
         std::fs::write(&path, &longer).unwrap();
-        assert!(matches!(
-            read_header(&File::open(&path).unwrap()),
-            Err(FormatError::Truncated)
-        ));
+        for result in parsed(&path) {
+            assert!(matches!(result, Err(FormatError::Truncated)));
+        }
         let mut incomplete = full.clone();
         incomplete[12..20].copy_from_slice(&INCOMPLETE.to_le_bytes());
         std::fs::write(&path, &incomplete).unwrap();
-        assert!(matches!(
-            read_header(&File::open(&path).unwrap()),
-            Err(FormatError::Truncated)
-        ));
+        for result in parsed(&path) {
+            assert!(matches!(result, Err(FormatError::Truncated)));
+        }
     }
 
     #[test]
@@ -383,24 +437,21 @@ mod tests {
         let mut other = full.clone();
         other[4..6].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         std::fs::write(&path, &other).unwrap();
-        assert!(matches!(
-            read_header(&File::open(&path).unwrap()),
-            Err(FormatError::Version(v)) if v == FORMAT_VERSION + 1
-        ));
+        for result in parsed(&path) {
+            assert!(matches!(result, Err(FormatError::Version(v)) if v == FORMAT_VERSION + 1));
+        }
         std::fs::write(&path, b"GIF89a this is not ours at all").unwrap();
-        assert!(matches!(
-            read_header(&File::open(&path).unwrap()),
-            Err(FormatError::Magic)
-        ));
+        for result in parsed(&path) {
+            assert!(matches!(result, Err(FormatError::Magic)));
+        }
         // A header whose counts and lengths lie (sizes still consistent).
         let mut garbage = full.clone();
         for b in &mut garbage[PREFIX_LEN..PREFIX_LEN + 4] {
             *b = 0xff;
         }
         std::fs::write(&path, &garbage).unwrap();
-        assert!(matches!(
-            read_header(&File::open(&path).unwrap()),
-            Err(FormatError::Header(_))
-        ));
+        for result in parsed(&path) {
+            assert!(matches!(result, Err(FormatError::Header(_))));
+        }
     }
 }

@@ -489,6 +489,38 @@ async fn another_tenants_file_is_never_served() {
         .expect(200, "HIT", &format!("{body}#2"));
 }
 
+/// The same for a body small enough for the memory tier, after a restart
+/// (the memory tier is empty): such a hit reads the whole file from the
+/// page cache on the async worker, and must check it just as strictly.
+#[tokio::test]
+async fn another_tenants_small_file_is_never_served() {
+    let disk = Disk::new(&[("web", "acme"), ("other", "beta")]);
+    let fx = disk.start(Mode::ROUTE).await;
+    fx.origin
+        .script("/x", Script::ok("small").cc("max-age=600"));
+    fx.get("/x", &[]).await.expect(200, "MISS", "small#1");
+    fx.send("other", Method::GET, "/x", &[], None)
+        .await
+        .expect(200, "MISS", "small#2");
+    disk.wait_files(2).await;
+    let fx = disk.restart(fx).await;
+    wait_indexed(&fx, "acme", "web", 1.0).await;
+    wait_indexed(&fx, "beta", "other", 1.0).await;
+    let acme = disk.file_of("web.test", "/x");
+    let beta = disk.file_of("other.test", "/x");
+    // Read once, so that its pages are in the page cache.
+    let _ = std::fs::read(&beta).unwrap();
+    std::fs::copy(&beta, &acme).unwrap();
+    fx.get("/x", &[]).await.expect(200, "MISS", "small#3");
+    assert_eq!(
+        fx.metric("edge_cache_disk_read_errors_total", &[]).await,
+        1.0
+    );
+    fx.send("other", Method::GET, "/x", &[], None)
+        .await
+        .expect(200, "HIT", "small#2");
+}
+
 /// `edge-node` as a process: a 100 MiB object, over the memory tier's
 /// limit, is stored on disk as it streams to a slow client, then served
 /// from its file to another slow client, and the node's peak resident
