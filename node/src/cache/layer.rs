@@ -379,7 +379,7 @@ impl EdgeCache {
             }
         }
         if headers.contains_key(header::CACHE_CONTROL)
-            && policy::parse_cache_control(headers, "cache-control").only_if_cached
+            && policy::parse_cache_control(headers, header::CACHE_CONTROL).only_if_cached
         {
             return Lookup::NotCached;
         }
@@ -548,6 +548,7 @@ impl EdgeCache {
             &pending.request_headers,
             result,
             &member,
+            true,
         );
         if !storable {
             // Only the resource's own answer decides that it is not
@@ -848,6 +849,7 @@ impl EdgeCache {
             &HeaderMap::new(),
             CacheResult::Bypass,
             &Member::forward(Forward::Bypass),
+            true,
         );
         response
     }
@@ -864,22 +866,27 @@ fn effective_lifetime(entry: &Entry) -> Duration {
 
 /// Headers this cache consumes are not the client's business; how it
 /// answered is (`x-cache`, and the RFC 9211 `Cache-Status` member).
+/// `surrogate_fields`: whether `headers` may hold `Surrogate-*` fields (a
+/// stored entry knows).
 fn client_headers(
     headers: &mut HeaderMap,
     request: &HeaderMap,
     result: CacheResult,
     member: &Member,
+    surrogate_fields: bool,
 ) {
-    headers.remove(SURROGATE_CONTROL);
-    let debug = request
-        .get(DEBUG_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|d| d.trim().eq_ignore_ascii_case("surrogate-key"))
-        });
-    if !debug {
-        headers.remove(SURROGATE_KEY);
+    if surrogate_fields {
+        headers.remove(SURROGATE_CONTROL);
+        let debug = request
+            .get(DEBUG_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|d| d.trim().eq_ignore_ascii_case("surrogate-key"))
+            });
+        if !debug {
+            headers.remove(SURROGATE_KEY);
+        }
     }
     headers.insert(
         CACHE_STATUS_HEADER,
@@ -906,7 +913,13 @@ fn hit_response(
         ttl: Some(ttl),
         ..member
     };
-    client_headers(&mut headers, request, result, &member);
+    client_headers(
+        &mut headers,
+        request,
+        result,
+        &member,
+        entry.surrogate_fields,
+    );
     headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
     if policy::not_modified(request, &entry.headers) {
         for name in [

@@ -17,7 +17,7 @@ pub use super::directives::CacheControl;
 /// directives, quoted values). An invalid delta-seconds value is treated
 /// as the directive's most conservative reading (RFC 9111 §1.2.2: 0 for
 /// `max-age`), so a malformed header never extends freshness.
-pub fn parse_cache_control(headers: &HeaderMap, name: &str) -> CacheControl {
+pub fn parse_cache_control(headers: &HeaderMap, name: impl header::AsHeaderName) -> CacheControl {
     let mut cc = CacheControl::default();
     for value in headers.get_all(name) {
         let Ok(value) = value.to_str() else {
@@ -160,7 +160,7 @@ pub fn response_directives(headers: &HeaderMap) -> CacheControl {
     if let Some(targeted) = super::targeted::targeted_directives(headers) {
         targeted
     } else if headers.contains_key(SURROGATE_CONTROL) {
-        let mut sc = parse_cache_control(headers, "surrogate-control");
+        let mut sc = parse_cache_control(headers, SURROGATE_CONTROL);
         // Surrogate-Control speaks to this cache only: `max-age` there is
         // this cache's lifetime, like s-maxage.
         if let Some(age) = sc.max_age {
@@ -168,7 +168,7 @@ pub fn response_directives(headers: &HeaderMap) -> CacheControl {
         }
         sc
     } else {
-        parse_cache_control(headers, "cache-control")
+        parse_cache_control(headers, header::CACHE_CONTROL)
     }
 }
 
@@ -211,7 +211,7 @@ pub fn storable(
     if status.is_informational() || status == StatusCode::NOT_MODIFIED {
         return Err(NotStorable::Status);
     }
-    let req_cc = parse_cache_control(request, "cache-control");
+    let req_cc = parse_cache_control(request, header::CACHE_CONTROL);
     let cc = response_directives(response);
     // must-understand: only statuses whose rules this cache implements,
     // and for those the origin's `no-store` is what older caches obey.
@@ -391,7 +391,7 @@ pub fn usability(
     lifetime: Duration,
     age: Duration,
 ) -> Use {
-    let req = parse_cache_control(request, "cache-control");
+    let req = parse_cache_control(request, header::CACHE_CONTROL);
     let pragma_no_cache = !request.contains_key(header::CACHE_CONTROL)
         && request.get_all(header::PRAGMA).iter().any(|v| {
             v.to_str()
@@ -454,7 +454,7 @@ pub fn stale_if_error_allows(
         return false;
     }
     let staleness = age.saturating_sub(lifetime);
-    let window = parse_cache_control(request, "cache-control")
+    let window = parse_cache_control(request, header::CACHE_CONTROL)
         .stale_if_error
         .or(res.stale_if_error);
     window.is_some_and(|w| staleness <= w)

@@ -43,6 +43,9 @@ pub struct Entry {
     pub vary: Vec<(String, Option<HeaderValue>)>,
     /// `Surrogate-Key` tags.
     pub surrogate_keys: Vec<String>,
+    /// Whether it has `Surrogate-Control` or `Surrogate-Key` fields, which
+    /// a hit takes out (known here, so a hit without them looks for none).
+    pub surrogate_fields: bool,
     /// Corrected initial age (RFC 9111 §4.2.3) when it was received.
     initial_age: Duration,
     /// When this entry was built (its body complete, or its 304 merged).
@@ -99,6 +102,8 @@ impl Entry {
             .collect();
         let initial_age = policy::current_age(&headers, received, received.response_time);
         let encoded = EncodedCopies::for_response(status, &headers, &body);
+        let surrogate_fields = headers.contains_key(policy::SURROGATE_CONTROL)
+            || headers.contains_key("surrogate-key");
         Self {
             encoded,
             initial_age,
@@ -111,6 +116,7 @@ impl Entry {
             lifetime,
             vary,
             surrogate_keys,
+            surrogate_fields,
             invalidated: Default::default(),
             parts: None,
         }
