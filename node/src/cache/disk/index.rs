@@ -29,6 +29,9 @@ pub(super) struct Variant {
     pub(super) file_len: u64,
     response_time: SystemTime,
     pub(super) soft_purged: AtomicBool,
+    /// Set by a hit that did not promote the file into the memory tier:
+    /// the next one does (see [`Variant::promote_on_this_hit`]).
+    hit_once: AtomicBool,
 }
 
 impl Variant {
@@ -36,6 +39,19 @@ impl Variant {
         self.vary
             .iter()
             .all(|(name, value)| crate::cache::vary::matches(request, name, value.as_ref()))
+    }
+
+    /// Whether this hit promotes the file into the memory tier: every
+    /// second one does (cache on second hit). A file read once is not worth
+    /// evicting a memory entry for, and with a working set larger than the
+    /// memory tier, promoting on every hit made each disk hit pay for an
+    /// insert and an eviction (`loadtest/README.md`, scenario i).
+    pub(super) fn promote_on_this_hit(&self) -> bool {
+        let second = self.hit_once.swap(true, Ordering::Relaxed);
+        if second {
+            self.hit_once.store(false, Ordering::Relaxed);
+        }
+        second
     }
 
     /// Sets the soft-purge flag, in the index now (authoritative) and in
@@ -103,6 +119,7 @@ impl DiskTier {
             file_len: header.file_len,
             response_time: header.meta.received.response_time,
             soft_purged: AtomicBool::new(header.soft_purged),
+            hit_once: AtomicBool::new(false),
         });
         let mut dropped = Vec::new();
         let mut added = false;
@@ -224,6 +241,7 @@ mod tests {
             file_len: 0,
             response_time: SystemTime::now(),
             soft_purged: AtomicBool::new(false),
+            hit_once: AtomicBool::new(false),
         };
         let jobs = FileJobs::start().unwrap();
         variant.mark_soft(&jobs);

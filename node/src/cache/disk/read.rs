@@ -36,9 +36,10 @@ const CACHED_READ_MAX_BYTES: u64 = 256 << 10;
 
 impl DiskTier {
     /// The stored variant for a request with these headers, with its body
-    /// in memory if it is at most `promote_below` bytes (the caller puts
-    /// it in the memory tier), else streamed from its file. A file that
-    /// cannot be read or does not say what the index says is dropped.
+    /// in memory if it is at most `promote_below` bytes, else streamed from
+    /// its file; and whether the caller puts it in the memory tier (such a
+    /// body, on every second hit). A file that cannot be read or does not
+    /// say what the index says is dropped.
     pub async fn get(
         self: &Arc<Self>,
         key: &CacheKey,
@@ -54,21 +55,22 @@ impl DiskTier {
         {
             // What the file says is checked as on the blocking path; a file
             // that fails is read there again, which reports and drops it.
-            if let Ok(found) = parse_file(&file)
+            if let Ok((entry, in_memory)) = parse_file(&file)
                 .and_then(|header| found(key, &variant, header, request, promote_below, &file))
             {
-                return Some(found);
+                return Some((entry, in_memory && variant.promote_on_this_hit()));
             }
         }
         let this = self.clone();
         let owned_key = key.clone();
         let request = request.clone();
+        let read_variant = variant.clone();
         let read = tokio::task::spawn_blocking(move || {
-            this.read_variant(&owned_key, &variant, &request, promote_below)
+            this.read_variant(&owned_key, &read_variant, &request, promote_below)
         })
         .await;
         match read {
-            Ok(Ok(found)) => Some(found),
+            Ok(Ok((entry, in_memory))) => Some((entry, in_memory && variant.promote_on_this_hit())),
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, "cache disk tier read failed; dropping the entry");
                 if let Some(m) = &self.metrics {

@@ -171,7 +171,8 @@ async fn a_restart_keeps_what_was_stored(mode: Mode) {
     fx.get("/large", &[])
         .await
         .expect(200, "HIT", &format!("{large}#1"));
-    // Promoted into memory: still a hit, and the origin never asked again.
+    // The second hit promotes it into memory: still a hit, and the origin
+    // never asked again.
     fx.get("/small", &[]).await.expect(200, "HIT", "small#1");
     assert_eq!(fx.origin.requests("/small"), 1);
     assert_eq!(fx.origin.requests("/large"), 1);
