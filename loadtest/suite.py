@@ -6,7 +6,8 @@ run, SVG charts, summary.md), and the summary replaces the section between
 the suite markers in loadtest/README.md.
 
 Environment: DURATION (default 10s), CONNS (32), APPS (1000), CERTS (1000),
-PAIRS (6), INSTRUCTIONS (1: scenario g also counts instructions per handshake
+PAIRS (6), ROUNDS (3: alternating wrk rounds in scenarios c and i),
+INSTRUCTIONS (1: scenario g also counts instructions per handshake
 under callgrind), ONLY (comma list of scenario letters, e.g. ONLY=a,d). A run with
 ONLY replaces just its scenarios' sections of the README and summary.md, and
 keeps the other scenarios' results.
@@ -39,6 +40,7 @@ CONNS = int(os.environ.get("CONNS", "32"))
 APPS = int(os.environ.get("APPS", "1000"))
 CERTS = int(os.environ.get("CERTS", "1000"))
 PAIRS = int(os.environ.get("PAIRS", "6"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 INSTRUCTIONS = os.environ.get("INSTRUCTIONS") == "1"
 # Enough that a stray wake-up of the node (a sync poll, the epoch ticker)
 # is noise, few enough for a minute under callgrind.
@@ -102,6 +104,21 @@ class Server:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def tree_cpu_secs(self):
+        """CPU time of the process and its children alive now (nginx's
+        workers), user and system."""
+        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        total = self.cpu_secs()
+        for pid in children:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except FileNotFoundError:
+                pass
+        return total
+
     def __exit__(self, *exc):
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -144,6 +161,41 @@ def wrk(url):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"\s99%\s+(\S+)", out).group(1)
     return rps, p99
+
+
+def wrk_measured(server, url, script=None):
+    """One wrk -t1 -cCONNS run against `server`: (req/s, p99, microseconds
+    of the server's CPU per request). The CPU figure is what the load
+    generator sharing the machine's cores cannot blur: how much of a core
+    each answer took."""
+    argv = ["wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}", "--latency"]
+    if script:
+        argv += ["-s", script]
+    before = server.tree_cpu_secs()
+    out = subprocess.run(argv + [url], capture_output=True, text=True, check=True).stdout
+    cpu = server.tree_cpu_secs() - before
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"\s99%\s+(\S+)", out).group(1)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return rps, p99, cpu * 1e6 / max(requests, 1)
+
+
+def median_run(runs):
+    """The run with the median req/s, and the median CPU per request."""
+    by_rps = sorted(runs, key=lambda r: r[0])
+    rps, p99, _ = by_rps[len(by_rps) // 2]
+    cpus = sorted(r[2] for r in runs)
+    return rps, p99, cpus[len(cpus) // 2]
+
+
+def rounds_table(title, runs):
+    """`runs`: name -> [(req/s, p99, us CPU/request)], alternating rounds."""
+    say(f"\n| {title} (median of {ROUNDS} alternating rounds) | req/s | p99 | server CPU per request | "
+        "all rounds, req/s |\n|---|---:|---:|---:|---|")
+    for name, results in runs.items():
+        rps, p99, cpu = median_run(results)
+        every = ", ".join(f"{r[0]:.0f}" for r in results)
+        say(f"| {name} | {rps:.0f} | {p99} | {cpu:.1f} µs | {every} |")
 
 
 def table(reports, baseline_label=None):
@@ -285,13 +337,16 @@ def scenario_c():
     say("One origin (native hyper, `Cache-Control: public, max-age=3600`, 21-byte body); edge-node with an "
         "origin route to it and nginx 1.22 with `proxy_cache` in front of it, both warmed and checked to answer "
         f"HIT before measuring (nginx keeps client connections open for 1M requests, like the node, instead of its "
-        f"default 1,000); wrk -t1 -c{CONNS} (the issue's reference) and edge-load. Twice: with each server's "
+        f"default 1,000); edge-load once each, then wrk -t1 -c{CONNS} (the issue's reference) in {ROUNDS} rounds "
+        "alternating between the two servers, both running, reporting the median. Twice: with each server's "
         "default number of workers (one per core: nginx `worker_processes auto`, the node's async runtime), "
         "and with one worker each (nginx `worker_processes 1`, node `runtime.worker_threads = 1`), since the "
-        "load generator takes one of the two cores.\n")
+        "load generator takes one of the two cores. Besides req/s, the server's CPU time per request "
+        "(user + system, all its threads or worker processes, from /proc): on two cores shared with the load "
+        "generator, req/s also measures how the three compete for the cores, and CPU per request does not.\n")
     origin = "127.0.0.1:18947"
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    reports, wrk_results = [], {}
+    reports, rounds = [], {}
     with Server("cache origin", [os.path.join(REL, "native-hello"), "--listen", origin,
                                  "--cache-control", "public, max-age=3600"], f"http://{origin}/"):
         for workers in ("auto", "1"):
@@ -313,45 +368,48 @@ def scenario_c():
             add_header X-Cache $upstream_cache_status;
         }}""", extra_http=f"    proxy_cache_path {nginx_dir}/cache keys_zone=edge:10m;\n"
                                     "    keepalive_requests 1000000;", workers=workers)
-            for name, argv, url, header in (
+            servers = (
                 (f"nginx proxy_cache (HIT), {label}", [nginx, "-c", conf, "-e", os.path.join(nginx_dir, "error.log")],
                  "http://127.0.0.1:18948/", "X-Cache"),
                 (f"edge-node origin route (HIT), {label}", [os.path.join(REL, "edge-node"), "--config", cfg],
                  "http://127.0.0.1:18946/", "x-cache"),
-            ):
-                with Server(name, argv, url):
+            )
+            with ExitStack() as stack:
+                running = []
+                for name, argv, url, header in servers:
+                    server = stack.enter_context(Server(name, argv, url))
                     for _ in range(3):
                         status = header_of(url, header)
                     if status != "HIT":
                         say(f"(skipped {name}: answered {header}: {status}, not HIT)")
                         continue
+                    running.append((name, server, url))
+                for name, _, url in running:
                     reports.append(edge_load(name, url))
-                    wrk_results[name] = wrk(url)
+                for _ in range(ROUNDS):
+                    for name, server, url in running:
+                        rounds.setdefault(name, []).append(wrk_measured(server, url))
     table(reports, "nginx proxy_cache (HIT), one worker per core")
-    say(f"\n| wrk -t1 -c{CONNS} | req/s | p99 |\n|---|---:|---:|")
-    for name, (rps, p99) in wrk_results.items():
-        say(f"| {name} | {rps:.0f} | {p99} |")
+    rounds_table(f"wrk -t1 -c{CONNS}", rounds)
     say("")
     for label in ("one worker per core", "one worker"):
-        edge = wrk_results.get(f"edge-node origin route (HIT), {label}")
-        nginx_rps = wrk_results.get(f"nginx proxy_cache (HIT), {label}")
-        if edge and nginx_rps:
-            say(f"- edge-node / nginx proxy_cache, {label} (wrk): **{edge[0] / nginx_rps[0]:.2f}x** (target >= 1.2x)")
+        edge = rounds.get(f"edge-node origin route (HIT), {label}")
+        base = rounds.get(f"nginx proxy_cache (HIT), {label}")
+        if edge and base:
+            (e_rps, _, e_cpu), (n_rps, _, n_cpu) = median_run(edge), median_run(base)
+            say(f"- edge-node / nginx proxy_cache, {label} (wrk, median): **{e_rps / n_rps:.2f}x** req/s "
+                f"(target >= 1.2x); **{n_cpu / e_cpu:.2f}x** requests per second of server CPU")
     chart("cache hit, plaintext HTTP/1.1 (edge-load)", reports, "c-cache-hit")
 
 
-def wrk_random(url, objects):
-    """wrk -t1 -cCONNS over `objects` URLs `url`obj/1 .. obj/N, picked at
-    random for every request."""
+def random_script(objects):
+    """A wrk script asking for `url`obj/1 .. obj/N, picked at random for
+    every request."""
     script = os.path.join(tmp, f"random-{objects}.lua")
     with open(script, "w") as f:
         f.write(f'math.randomseed(7)\nrequest = function()\n'
                 f'  return wrk.format("GET", "/obj/" .. math.random(1, {objects}))\nend\n')
-    out = subprocess.run(["wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}", "--latency", "-s", script, url],
-                         capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"99%\s+(\S+)", out).group(1)
-    return rps, p99
+    return script
 
 
 def header_quick(url, name):
@@ -369,11 +427,12 @@ def scenario_i():
         f"{memory >> 20} MiB memory tier) from a native origin (`Cache-Control: public, max-age=3600`); edge-node "
         "with an origin route, its memory tier at that size and a disk tier of 1 GiB; nginx 1.22 with "
         "`proxy_cache` (which serves from disk, through the page cache like the node's disk tier). Both warmed "
-        f"with every object twice, then wrk -t1 -c{CONNS} picking an object at random for each request. Each "
-        "server's default workers.\n")
+        f"with every object twice, then wrk -t1 -c{CONNS} picking an object at random for each request, in "
+        f"{ROUNDS} rounds alternating between the two servers (both running), median reported, with the "
+        "server's CPU time per request. Each server's default workers.\n")
     origin = "127.0.0.1:18957"
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    results = {}
+    rounds = {}
     with Server("object origin", [os.path.join(REL, "native-hello"), "--listen", origin, "--body-bytes",
                                   str(size), "--cache-control", "public, max-age=3600"], f"http://{origin}/"):
         cfg = os.path.join(tmp, "disk-node.toml")
@@ -393,26 +452,32 @@ def scenario_i():
             add_header X-Cache $upstream_cache_status;
         }}""", extra_http=f"    proxy_cache_path {nginx_dir}/cache levels=1:2 keys_zone=edge:10m max_size=1g;\n"
                                 "    keepalive_requests 1000000;")
-        for name, argv, url, header in (
-            ("nginx proxy_cache (HIT from disk)", [nginx, "-c", conf, "-e", os.path.join(nginx_dir, "error.log")],
-             "http://127.0.0.1:18958/", "X-Cache"),
-            ("edge-node, memory + disk tier", [os.path.join(REL, "edge-node"), "--config", cfg],
-             "http://127.0.0.1:18956/", "x-cache"),
-        ):
-            with Server(name, argv, url):
+        script = random_script(objects)
+        with ExitStack() as stack:
+            running = []
+            for name, argv, url, header in (
+                ("nginx proxy_cache (HIT from disk)", [nginx, "-c", conf, "-e", os.path.join(nginx_dir, "error.log")],
+                 "http://127.0.0.1:18958/", "X-Cache"),
+                ("edge-node, memory + disk tier", [os.path.join(REL, "edge-node"), "--config", cfg],
+                 "http://127.0.0.1:18956/", "x-cache"),
+            ):
+                server = stack.enter_context(Server(name, argv, url))
                 with ThreadPoolExecutor(8) as pool:
                     for _ in range(2):
                         list(pool.map(lambda i: header_quick(f"{url}obj/{i}", header), range(1, objects + 1)))
                     hits = sum(1 for s in pool.map(lambda i: header_quick(f"{url}obj/{i}", header),
                                                    range(1, objects + 1)) if s == "HIT")
                 say(f"- {name}: {hits} of {objects} objects answered HIT after warming")
-                results[name] = wrk_random(url, objects)
-    say(f"\n| wrk -t1 -c{CONNS}, random object | req/s | p99 |\n|---|---:|---:|")
-    for name, (rps, p99) in results.items():
-        say(f"| {name} | {rps:.0f} | {p99} |")
-    edge, base = results.get("edge-node, memory + disk tier"), results.get("nginx proxy_cache (HIT from disk)")
+                running.append((name, server, url))
+            for _ in range(ROUNDS):
+                for name, server, url in running:
+                    rounds.setdefault(name, []).append(wrk_measured(server, url, script))
+    rounds_table(f"wrk -t1 -c{CONNS}, random object", rounds)
+    edge, base = rounds.get("edge-node, memory + disk tier"), rounds.get("nginx proxy_cache (HIT from disk)")
     if edge and base:
-        say(f"\n- edge-node / nginx proxy_cache, working set 4x the memory tier (wrk): **{edge[0] / base[0]:.2f}x**")
+        (e_rps, _, e_cpu), (n_rps, _, n_cpu) = median_run(edge), median_run(base)
+        say(f"\n- edge-node / nginx proxy_cache, working set 4x the memory tier (wrk, median): "
+            f"**{e_rps / n_rps:.2f}x** req/s; **{n_cpu / e_cpu:.2f}x** requests per second of server CPU")
 
 
 def scenario_j():
