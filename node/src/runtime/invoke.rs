@@ -225,6 +225,8 @@ impl Runtime {
         let task_limit_hit = limit_hit.clone();
         let guest_failed = Arc::new(AtomicBool::new(false));
         let task_failed = guest_failed.clone();
+        // The epoch ticks (CPU budget, yields) while the task lives.
+        let ticking = self.ticker.running();
         // The guest runs in its own task: after it sets the response it keeps
         // running to write the body, while this function returns the response
         // to hyper.
@@ -287,6 +289,7 @@ impl Runtime {
             // alive forever.
             drop(store);
             drop(hold);
+            drop(ticking);
             result
         });
 
