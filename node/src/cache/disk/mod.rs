@@ -37,8 +37,10 @@
 //!   file as it passes to the client and renamed into place at a clean
 //!   end; a cut-off body leaves nothing behind. Files are not fsynced: a
 //!   crash can leave a truncated file, which the next scan deletes.
-//! - The OS page cache keeps hot files in memory; small entries read from
-//!   disk are also promoted into the memory tier.
+//! - The OS page cache keeps hot files in memory. A small file whose
+//!   pages are cached is read whole on the async worker with calls that
+//!   cannot block (see [`read`]); small entries read from disk are
+//!   promoted into the memory tier on every second hit.
 //!
 //! Measured on the development machine (2 cores, debug build): a 100 MiB
 //! object stored on disk as it streamed to a slow client, then served from

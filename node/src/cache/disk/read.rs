@@ -174,6 +174,9 @@ fn entry(
 mod tests {
     use super::*;
 
+    /// Needs what the node's fast path needs: Linux 5.12+ and a filesystem
+    /// with non-blocking buffered reads (ext4, xfs, btrfs) for the
+    /// temporary directory.
     #[test]
     fn a_cached_file_is_read_whole_and_anything_else_is_left_to_the_blocking_path() {
         let dir = tempfile::tempdir().unwrap();
