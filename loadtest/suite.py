@@ -324,6 +324,21 @@ http {{
     return os.path.join(nginx_dir, "nginx.conf")
 
 
+def nginx_cache_conf(nginx_dir, listen, origin, levels, workers, limits=""):
+    """nginx with `proxy_cache` in front of `origin`, answering `X-Cache`,
+    keeping client connections open for 1M requests like the node."""
+    os.makedirs(os.path.join(nginx_dir, "cache"), exist_ok=True)
+    return nginx_conf(nginx_dir, f"""        listen {listen};
+        location / {{
+            proxy_pass http://{origin};
+            proxy_cache edge;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header X-Cache $upstream_cache_status;
+        }}""", extra_http=f"    proxy_cache_path {nginx_dir}/cache {levels}keys_zone=edge:10m{limits};\n"
+                                "    keepalive_requests 1000000;", workers=workers)
+
+
 def header_of(url, name):
     out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", url], capture_output=True, text=True).stdout
     for line in out.splitlines():
@@ -358,16 +373,7 @@ def scenario_c():
                 if workers != "auto":
                     f.write(f"[runtime]\nworker_threads = {workers}\n")
             nginx_dir = os.path.join(tmp, f"nginx-cache-{workers}")
-            os.makedirs(os.path.join(nginx_dir, "cache"), exist_ok=True)
-            conf = nginx_conf(nginx_dir, f"""        listen 127.0.0.1:18948;
-        location / {{
-            proxy_pass http://{origin};
-            proxy_cache edge;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            add_header X-Cache $upstream_cache_status;
-        }}""", extra_http=f"    proxy_cache_path {nginx_dir}/cache keys_zone=edge:10m;\n"
-                                    "    keepalive_requests 1000000;", workers=workers)
+            conf = nginx_cache_conf(nginx_dir, "127.0.0.1:18948", origin, "", workers)
             servers = (
                 (f"nginx proxy_cache (HIT), {label}", [nginx, "-c", conf, "-e", os.path.join(nginx_dir, "error.log")],
                  "http://127.0.0.1:18948/", "X-Cache"),
@@ -442,16 +448,7 @@ def scenario_i():
                     f'disk_path = "{disk}"\ndisk_capacity_bytes = {1 << 30}\n'
                     f'[[apps]]\nname = "site"\ntenant = "bench"\nhosts = ["*"]\norigin = "http://{origin}"\n')
         nginx_dir = os.path.join(tmp, "nginx-disk")
-        os.makedirs(os.path.join(nginx_dir, "cache"), exist_ok=True)
-        conf = nginx_conf(nginx_dir, f"""        listen 127.0.0.1:18958;
-        location / {{
-            proxy_pass http://{origin};
-            proxy_cache edge;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            add_header X-Cache $upstream_cache_status;
-        }}""", extra_http=f"    proxy_cache_path {nginx_dir}/cache levels=1:2 keys_zone=edge:10m max_size=1g;\n"
-                                "    keepalive_requests 1000000;")
+        conf = nginx_cache_conf(nginx_dir, "127.0.0.1:18958", origin, "levels=1:2 ", "auto", " max_size=1g")
         script = random_script(objects)
         with ExitStack() as stack:
             running = []
