@@ -161,8 +161,12 @@ async fn a_restart_keeps_what_was_stored(mode: Mode) {
 
     let fx = disk.restart(fx).await;
     wait_indexed(&fx, "acme", "web", 2.0).await;
+    let in_memory = || fx.metric("edge_cache_bytes", &[("tenant", "acme"), ("app", "web")]);
+    assert_eq!(in_memory().await, 0.0, "the memory tier starts empty");
     let small = fx.get("/small", &[]).await;
     small.expect(200, "HIT", "small#1");
+    // Cache on second hit: a file read once is served, not promoted.
+    assert_eq!(in_memory().await, 0.0, "not promoted on its first hit");
     assert!(
         small.age() >= 100,
         "the stored Age goes on: {}",
@@ -174,6 +178,7 @@ async fn a_restart_keeps_what_was_stored(mode: Mode) {
     // The second hit promotes it into memory: still a hit, and the origin
     // never asked again.
     fx.get("/small", &[]).await.expect(200, "HIT", "small#1");
+    assert!(in_memory().await > 0.0, "promoted on its second hit");
     assert_eq!(fx.origin.requests("/small"), 1);
     assert_eq!(fx.origin.requests("/large"), 1);
     assert!(
