@@ -55,10 +55,13 @@ impl DiskTier {
         {
             // What the file says is checked as on the blocking path; a file
             // that fails is read there again, which reports and drops it.
-            if let Ok((entry, in_memory)) = parse_file(&file)
-                .and_then(|header| found(key, &variant, header, request, promote_below, &file))
-            {
-                return Some((entry, in_memory && variant.promote_on_this_hit()));
+            let hit = parse_file(&file).and_then(|header| {
+                let body = StoredBody::Memory(file.slice(header.body_offset as usize..));
+                entry(key, &variant, header, body, request)
+            });
+            if let Ok(hit) = hit {
+                // Its body is under `promote_below` (checked above).
+                return Some((hit, variant.promote_on_this_hit()));
             }
         }
         let this = self.clone();
@@ -130,20 +133,6 @@ fn read_cached(path: &Path, len: u64) -> Option<Bytes> {
     )
     .ok()?;
     (read == file.len()).then(|| Bytes::from(file))
-}
-
-/// A hit read whole from the page cache: its body is a slice of `file`.
-fn found(
-    key: &CacheKey,
-    variant: &Variant,
-    header: FileHeader,
-    request: &HeaderMap,
-    promote_below: u64,
-    file: &Bytes,
-) -> Result<(Entry, bool), FormatError> {
-    let promote = header.body_len <= promote_below;
-    let body = StoredBody::Memory(file.slice(header.body_offset as usize..));
-    entry(key, variant, header, body, request).map(|entry| (entry, promote))
 }
 
 /// The entry a file holds, once the file is known to hold what the index
