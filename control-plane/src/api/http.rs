@@ -134,22 +134,18 @@ pub fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
-/// Query parameters, first occurrence wins. Values are not percent-decoded:
-/// every parameter the API takes is plain ASCII.
+/// Query parameters, first occurrence wins, percent-decoded (and `+` read
+/// as a space) as `application/x-www-form-urlencoded` says, so
+/// `since=5m%2030s` and `since=5m+30s` both mean `5m 30s`. At most
+/// `MAX_QUERY_PARAMS` pairs are read; the rest are ignored.
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
     pub fn parse(query: Option<&str>) -> Self {
         Self(
-            query
-                .unwrap_or("")
-                .split('&')
-                .filter(|p| !p.is_empty())
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
                 .take(MAX_QUERY_PARAMS)
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, v)) => (k.to_string(), v.to_string()),
-                    None => (pair.to_string(), String::new()),
-                })
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
         )
     }
@@ -159,5 +155,39 @@ impl Query {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let query = Query::parse(Some(
+            "since=5m%2030s&node=edge%2D1&wait=1m+5s&follow&tenant=a%26b",
+        ));
+        assert_eq!(query.get("since"), Some("5m 30s"));
+        assert_eq!(query.get("node"), Some("edge-1"));
+        assert_eq!(query.get("wait"), Some("1m 5s"));
+        assert_eq!(query.get("follow"), Some(""));
+        assert_eq!(query.get("tenant"), Some("a&b"));
+        assert_eq!(query.get("missing"), None);
+    }
+
+    #[test]
+    fn names_are_decoded_and_the_first_occurrence_wins() {
+        let query = Query::parse(Some("%73ince=1&since=2&&=x"));
+        assert_eq!(query.get("since"), Some("1"));
+        // Invalid escapes stay as they are, like every form decoder.
+        assert_eq!(Query::parse(Some("node=%zz")).get("node"), Some("%zz"));
+    }
+
+    #[test]
+    fn only_the_first_pairs_are_read() {
+        let many: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
+        let query = Query::parse(Some(&many.join("&")));
+        assert!(query.get(&format!("k{}", MAX_QUERY_PARAMS - 1)).is_some());
+        assert!(query.get(&format!("k{MAX_QUERY_PARAMS}")).is_none());
     }
 }

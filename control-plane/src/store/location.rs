@@ -217,7 +217,11 @@ pub fn redact(url: &str) -> String {
             let options: Vec<String> = options
                 .split('&')
                 .map(|kv| {
-                    if kv.to_ascii_lowercase().starts_with("password=") {
+                    // The key as the driver reads it: `pass%77ord=` is a password too.
+                    let key = form_urlencoded::parse(kv.as_bytes())
+                        .next()
+                        .map(|(key, _)| key.to_ascii_lowercase());
+                    if key.as_deref() == Some("password") {
                         "password=***".to_string()
                     } else {
                         kv.to_string()
@@ -309,6 +313,11 @@ mod tests {
                 "postgres://cp@db/edge?password=***&connect_timeout=5",
             ),
             ("postgres://cp@db/edge", "postgres://cp@db/edge"),
+            // The driver percent-decodes option names.
+            (
+                "postgres://cp@db/edge?pass%77ord=s3cret",
+                "postgres://cp@db/edge?password=***",
+            ),
         ] {
             assert_eq!(redact(url), shown);
             // The driver wants `/` and `@` in a password percent-encoded;

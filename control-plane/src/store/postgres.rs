@@ -20,12 +20,12 @@
 //! is refused when parsed): reach it over a private network. TLS with
 //! `tokio-postgres-rustls` is future work.
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction};
 use edge_common::names::{AppName, HostPattern, TenantId};
 use edge_common::sync::{AppHttps, ArtifactRef, Purge, SnapshotApp, SnapshotOrigin};
+use rand::RngExt as _;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
@@ -104,12 +104,8 @@ const MAX_ATTEMPTS: u32 = 30;
 /// 200 ms.
 async fn retry_pause(attempt: u32) {
     let cap_ms = (1u64 << attempt.min(8)).min(200);
-    // RandomState is seeded randomly per instance: enough jitter without
-    // a random-number crate.
-    let jitter = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    tokio::time::sleep(Duration::from_millis(1 + jitter % cap_ms)).await;
+    let pause_ms = rand::rng().random_range(1..=cap_ms);
+    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
 }
 
 #[derive(Clone, Copy)]

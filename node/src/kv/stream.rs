@@ -28,6 +28,8 @@ use edge_common::kv::{KvBatch, KvChange, KvCursor, KvEntry, SignedBody, now_ms};
 use edge_common::signing::VerifyingKey;
 use tokio::sync::watch;
 
+use crate::backoff::Backoff;
+
 use super::KvService;
 use super::metrics::reason;
 use super::replica::SnapshotBuilder;
@@ -183,11 +185,12 @@ impl KvStream {
             self.poll_sent_ms.clone(),
             shutdown.clone(),
         ));
-        let mut backoff = Duration::ZERO;
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.max_backoff);
+        let mut wait = Duration::ZERO;
         loop {
-            if !backoff.is_zero() {
+            if !wait.is_zero() {
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = crate::shutdown::stopped(&mut shutdown) => break,
                 }
             }
@@ -197,7 +200,10 @@ impl KvStream {
             };
             self.service.refresh_gauges();
             match round {
-                Ok(()) => backoff = Duration::ZERO,
+                Ok(()) => {
+                    wait = Duration::ZERO;
+                    backoff.reset();
+                }
                 Err(e) => {
                     self.caught_up.store(false, Ordering::Relaxed);
                     self.service.metrics.failure(e.reason());
@@ -208,12 +214,8 @@ impl KvStream {
                         // Another snapshot may fit (stores were dropped).
                         self.resync = true;
                     }
-                    backoff = crate::backoff::jitter(
-                        (backoff * 2)
-                            .max(Duration::from_millis(200))
-                            .min(self.max_backoff),
-                    );
-                    tracing::warn!(error = %e, control_plane = %failed, retry_in = ?backoff, "key-value stream failed");
+                    wait = backoff.fail();
+                    tracing::warn!(error = %e, control_plane = %failed, retry_in = ?wait, "key-value stream failed");
                 }
             }
         }

@@ -15,7 +15,7 @@ pub mod local;
 pub mod log_uplink;
 pub mod secrets;
 
-use crate::backoff::jitter;
+use crate::backoff::Backoff;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -280,11 +280,12 @@ impl Syncer {
 
     /// Polls until `shutdown` is set.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::ZERO;
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.config.max_backoff);
+        let mut wait = Duration::ZERO;
         loop {
-            if !backoff.is_zero() {
+            if !wait.is_zero() {
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = crate::shutdown::stopped(&mut shutdown) => return,
                 }
             }
@@ -294,7 +295,8 @@ impl Syncer {
             };
             match round {
                 Ok(()) => {
-                    backoff = Duration::ZERO;
+                    wait = Duration::ZERO;
+                    backoff.reset();
                     self.failed_in_a_row = 0;
                 }
                 Err(e) => {
@@ -308,18 +310,16 @@ impl Syncer {
                     self.current = (self.current + 1) % self.endpoints.len();
                     // The next replica is tried at once; the backoff grows
                     // only when all of them failed in a row.
-                    if self.failed_in_a_row.is_multiple_of(self.endpoints.len()) {
-                        backoff = jitter(
-                            (backoff * 2)
-                                .max(Duration::from_millis(200))
-                                .min(self.config.max_backoff),
-                        );
-                    }
+                    wait = if self.failed_in_a_row.is_multiple_of(self.endpoints.len()) {
+                        backoff.fail()
+                    } else {
+                        Duration::ZERO
+                    };
                     tracing::warn!(
                         error = %e,
                         control_plane = %failed,
                         next = %self.endpoints[self.current],
-                        retry_in = ?backoff,
+                        retry_in = ?wait,
                         "control-plane sync failed"
                     );
                 }
