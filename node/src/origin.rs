@@ -98,9 +98,8 @@ impl Origin {
         tenant: &str,
         app: &str,
     ) -> Result<Response<WasiBody>, OriginError> {
-        if !self.operator_trusted
-            && let Some(ip) = self.url.address()
-            && !client.address_allowed(ip)
+        if let Some(ip) = self.url.address()
+            && !client.origin_address_allowed(ip, self.operator_trusted)
         {
             return Err(OriginError::Prohibited(ip.to_string()));
         }

@@ -33,7 +33,7 @@ use crate::names::{AppName, HostPattern, TenantId};
 pub use cache::CacheConfig;
 pub use compression::{Coding, CompressionConfig};
 pub use origin::OriginUrl;
-pub use outbound::{AppOutbound, Destination, HostEntry, OutboundConfig};
+pub use outbound::{AddressRange, AppOutbound, Destination, HostEntry, OutboundConfig};
 
 /// The whole node configuration (`edge-node --config node.toml`).
 #[derive(Debug, Clone, Deserialize)]

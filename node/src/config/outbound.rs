@@ -14,10 +14,17 @@ use serde::{Deserialize, Deserializer};
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {
     /// Loopback or private addresses that names in `hosts` may point to (an
-    /// origin on the node's own network). Only the operator's `hosts`
-    /// entries can reach them: a name resolved through DNS never may, since
-    /// a tenant controlling a DNS zone could point it anywhere. Default: none.
-    pub allow_private_addresses: Vec<IpAddr>,
+    /// origin on the node's own network): addresses (`"10.0.0.5"`) or
+    /// ranges (`"10.0.0.0/24"`). Only the operator's `hosts` entries can
+    /// reach them: a name resolved through DNS never may, since a tenant
+    /// controlling a DNS zone could point it anywhere. Default: none.
+    pub allow_private_addresses: Vec<AddressRange>,
+    /// Addresses or ranges nothing on the node may connect to, whatever
+    /// else allows them: public addresses with a special meaning on the
+    /// provider's network, such as Azure's wire server `168.63.129.16` or
+    /// a metadata service outside the link-local range. Wins over
+    /// `allow_private_addresses` and `hosts`. Default: none.
+    pub deny: Vec<AddressRange>,
     /// Names resolved to fixed addresses before DNS, like /etc/hosts:
     /// `name = "10.0.0.5"` for every app on the node (tenant-set allowlists
     /// included), or `name = { address = "10.0.0.5", tenants = ["acme"] }`
@@ -39,11 +46,77 @@ impl Default for OutboundConfig {
     fn default() -> Self {
         Self {
             allow_private_addresses: Vec::new(),
+            deny: Vec::new(),
             hosts: BTreeMap::new(),
             connect_timeout: Duration::from_secs(5),
             first_byte_timeout: Duration::from_secs(30),
             total_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+impl OutboundConfig {
+    /// Whether the operator allowed `ip` for names in `hosts`.
+    pub fn allows_private(&self, ip: IpAddr) -> bool {
+        self.allow_private_addresses.iter().any(|r| r.contains(ip))
+    }
+
+    /// Whether `outbound.deny` covers `ip`, or the IPv4 address an
+    /// IPv4-mapped `ip` (`::ffff:a.b.c.d`) stands for: the deny list is
+    /// read broadly, the allow list exactly.
+    pub fn denies(&self, ip: IpAddr) -> bool {
+        let mapped = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        self.deny
+            .iter()
+            .any(|r| r.contains(ip) || mapped.is_some_and(|v4| r.contains(v4)))
+    }
+}
+
+/// An address or a CIDR range in `[outbound]`: `"10.0.0.5"` is the range
+/// of that one address. Matching is exact: `::ffff:10.0.0.5` is not in
+/// `10.0.0.0/24` (but see [`OutboundConfig::denies`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressRange(ipnet::IpNet);
+
+impl AddressRange {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip)
+    }
+}
+
+impl FromStr for AddressRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Self(ipnet::IpNet::from(ip)));
+        }
+        let net: ipnet::IpNet = s.parse().map_err(|_| {
+            format!("`{s}` is not an IP address or a CIDR range such as 10.0.0.0/24")
+        })?;
+        if net.trunc() != net {
+            return Err(format!(
+                "`{s}` has bits set past its prefix length: did you mean {}?",
+                net.trunc()
+            ));
+        }
+        Ok(Self(net))
+    }
+}
+
+impl std::fmt::Display for AddressRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for AddressRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -141,3 +214,65 @@ impl<'de> Deserialize<'de> for HostEntry {
 /// One app's outbound policy (`[apps.outbound]`) and its destinations:
 /// shared with the control plane, which checks them with the same parser.
 pub use edge_common::outbound::{AppOutbound, Destination};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_address_is_a_range_of_one() {
+        let one: AddressRange = "10.0.0.5".parse().unwrap();
+        assert!(one.contains(ip("10.0.0.5")));
+        assert!(!one.contains(ip("::ffff:10.0.0.5")));
+        assert!(!one.contains(ip("10.0.0.6")));
+        let v6: AddressRange = "fd00::1".parse().unwrap();
+        assert!(v6.contains(ip("fd00::1")) && !v6.contains(ip("fd00::2")));
+    }
+
+    #[test]
+    fn ranges_contain_their_addresses_only() {
+        let net: AddressRange = "10.0.0.0/24".parse().unwrap();
+        assert!(net.contains(ip("10.0.0.0")) && net.contains(ip("10.0.0.255")));
+        assert!(!net.contains(ip("10.0.1.0")) && !net.contains(ip("fd00::1")));
+        let v6: AddressRange = "fd00:ec2::/32".parse().unwrap();
+        assert!(v6.contains(ip("fd00:ec2::254")) && !v6.contains(ip("fd00:ec3::1")));
+    }
+
+    #[test]
+    fn bad_ranges_are_refused_with_the_reason() {
+        for (given, says) in [
+            ("10.0.0.1/24", "did you mean 10.0.0.0/24"),
+            ("10.0.0.0/33", "not an IP address or a CIDR range"),
+            ("example.com", "not an IP address or a CIDR range"),
+            ("", "not an IP address"),
+        ] {
+            let err = given.parse::<AddressRange>().expect_err(given);
+            assert!(err.contains(says), "{given}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_config_takes_both_forms_and_names_a_bad_entry() {
+        let config: OutboundConfig = toml::from_str(
+            "allow_private_addresses = [\"10.0.0.5\", \"192.168.0.0/16\"]\ndeny = [\"168.63.129.16\"]",
+        )
+        .unwrap();
+        assert!(config.allows_private(ip("10.0.0.5")));
+        assert!(config.allows_private(ip("192.168.7.7")));
+        assert!(!config.allows_private(ip("10.0.0.6")));
+        assert!(config.denies(ip("168.63.129.16")));
+        assert!(config.denies(ip("::ffff:168.63.129.16")));
+        assert!(!config.denies(ip("168.63.129.17")));
+        // The allow list is exact; the deny list also catches the mapped form.
+        assert!(!config.allows_private(ip("::ffff:10.0.0.5")));
+        let err = toml::from_str::<OutboundConfig>("deny = [\"168.63.129.16/8\"]").unwrap_err();
+        assert!(
+            err.to_string().contains("did you mean 168.0.0.0/8"),
+            "{err}"
+        );
+    }
+}

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use prometheus::IntCounterVec;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-use super::vet::{AddressProhibited, VettingResolver, forbidden_address};
+use super::vet::{AddressProhibited, VettingResolver, refusal};
 use crate::cache::layer::EdgeCache;
 use crate::config::OutboundConfig;
 use crate::hop::strip_hop_by_hop;
@@ -107,10 +107,22 @@ impl OutboundClient {
         self
     }
 
-    /// Whether an address literal may be connected to by a tenant's origin:
-    /// public addresses, and the internal ones the operator allowed.
-    pub fn address_allowed(&self, ip: IpAddr) -> bool {
-        forbidden_address(ip).is_none() || self.config.allow_private_addresses.contains(&ip)
+    /// Whether an origin's address literal may be connected to: for a
+    /// tenant's origin, public addresses and the internal ones the operator
+    /// allowed; for one the operator configured (`operator_trusted`), any
+    /// address. `outbound.deny` holds for both.
+    pub fn origin_address_allowed(&self, ip: IpAddr, operator_trusted: bool) -> bool {
+        if operator_trusted {
+            return !self.config.denies(ip);
+        }
+        refusal(&self.config, ip, true).is_none()
+    }
+
+    /// Why a guest may not connect to the address literal `ip`, if it may
+    /// not: internal addresses are reachable only through an operator's
+    /// `hosts` name, and `outbound.deny` holds for everyone.
+    pub fn guest_literal_refusal(&self, ip: IpAddr) -> Option<&'static str> {
+        refusal(&self.config, ip, false)
     }
 }
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use super::client::{OutboundClient, drain_briefly};
-use super::vet::forbidden_address;
 use crate::cache::layer::{CacheResult, EdgeCache};
 use crate::cache::serve::{CacheBackend, ServeError};
 use crate::config::AppOutbound;
@@ -65,7 +64,7 @@ impl OutboundPolicy {
         // `hosts` name.
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = literal.parse::<IpAddr>()
-            && forbidden_address(ip).is_some()
+            && self.client.guest_literal_refusal(ip).is_some()
         {
             return Err((HttpError::DestinationIpProhibited, "denied-address"));
         }

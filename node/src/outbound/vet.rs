@@ -1,8 +1,10 @@
 //! Where outbound connections may go: address classes no tenant may reach
 //! (loopback, private, link-local with cloud metadata, CGNAT, unique-local,
-//! multicast, and the IPv6 forms that embed such IPv4 addresses) unless the
-//! operator allowed that exact address, and the resolver that applies them
-//! to every name before the client connects.
+//! multicast, documentation, benchmarking, discard, and the IPv6 forms that
+//! embed such IPv4 addresses) unless the operator allowed the address
+//! (`outbound.allow_private_addresses`), the operator's own deny list
+//! (`outbound.deny`), which nothing overrides, and the resolver that applies
+//! them to every name before the client connects.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -14,7 +16,23 @@ use hyper_util::client::legacy::connect::dns::Name;
 
 use crate::config::OutboundConfig;
 
-/// Why an address may not be connected to, if it may not.
+/// Why `ip` may not be connected to under `config`, if it may not:
+/// `outbound.deny` first, then the special-purpose classes, which only an
+/// operator's own name or literal (`operator`) may reach, and only for an
+/// address in `outbound.allow_private_addresses`.
+pub fn refusal(config: &OutboundConfig, ip: IpAddr, operator: bool) -> Option<&'static str> {
+    if config.denies(ip) {
+        return Some("outbound.deny");
+    }
+    match forbidden_address(ip) {
+        Some(_) if operator && config.allows_private(ip) => None,
+        why => why,
+    }
+}
+
+/// Why an address may not be connected to, if it may not: the
+/// special-purpose registries of RFC 6890 (IPv4 and IPv6) that are not
+/// globally reachable, whatever the configuration.
 pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
@@ -31,6 +49,10 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         (169, 254) => "link-local (cloud metadata)",
         (100, 64..=127) => "carrier-grade NAT",
         (192, 0) if c == 0 => "IETF protocol assignments",
+        (192, 0) if c == 2 => "documentation",
+        (198, 51) if c == 100 => "documentation",
+        (203, 0) if c == 113 => "documentation",
+        (192, 88) if c == 99 => "6to4 relay anycast",
         (198, 18..=19) => "benchmarking",
         (224..=239, _) => "multicast",
         (240..=255, _) => "reserved or broadcast",
@@ -58,6 +80,20 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     // Teredo (2001::/32) tunnels to an obfuscated IPv4 address: refuse all.
     if segments[..2] == [0x2001, 0] {
         return Some("Teredo");
+    }
+    // Documentation (2001:db8::/32, 3fff::/20), benchmarking (2001:2::/48),
+    // ORCHID (2001:10::/28, 2001:20::/28) and discard-only (100::/64).
+    if segments[..2] == [0x2001, 0xdb8] || (segments[0] == 0x3fff && segments[1] < 0x1000) {
+        return Some("documentation");
+    }
+    if segments[..3] == [0x2001, 2, 0] {
+        return Some("benchmarking");
+    }
+    if segments[0] == 0x2001 && matches!(segments[1] & 0xfff0, 0x10 | 0x20) {
+        return Some("ORCHID");
+    }
+    if segments[..4] == [0x100, 0, 0, 0] {
+        return Some("discard-only");
     }
     // Local-use NAT64 (64:ff9b:1::/48) may use any prefix length: refuse all.
     if segments[..3] == [0x64, 0xff9b, 1] {
@@ -133,9 +169,8 @@ impl VettingResolver {
         let mut reason = "no addresses";
         let vetted: Vec<SocketAddr> = candidates
             .into_iter()
-            .filter(|ip| match forbidden_address(*ip) {
+            .filter(|ip| match refusal(&config, *ip, from_operator) {
                 None => true,
-                Some(_) if from_operator && config.allow_private_addresses.contains(ip) => true,
                 Some(why) => {
                     reason = why;
                     false
@@ -204,6 +239,24 @@ mod tests {
             "64:ff9b:1::a00:1",
             "2001:0:4136:e378::1",
             "fec0::1",
+            // Documentation, benchmarking, 6to4 relay, ORCHID, discard.
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.255",
+            "192.88.99.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "2001:db8::1",
+            "2001:db8:ffff::1",
+            "3fff::1",
+            "3fff:fff::1",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:2f::1",
+            "100::1",
+            "100::ffff:ffff:ffff:ffff",
+            "::ffff:192.0.2.1",
+            "64:ff9b::203.0.113.1",
         ] {
             assert!(forbidden(ip), "{ip} must be refused");
         }
@@ -220,6 +273,19 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::8.8.8.8",
+            // Next to the special ranges, outside them.
+            "192.0.3.1",
+            "198.51.101.1",
+            "203.0.114.1",
+            "198.20.0.1",
+            "2001:db9::1",
+            "4000::1",
+            "2001:3::1",
+            "2001:30::1",
+            "100:0:0:1::1",
+            "3fff:1000::1",
+            "3ff0::1",
+            "168.63.129.16",
         ] {
             assert!(!forbidden(ip), "{ip} must be allowed");
         }
@@ -251,6 +317,54 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ok, vec!["127.0.0.1:0".parse().unwrap()]);
+    }
+
+    #[test]
+    fn the_deny_list_wins_and_ranges_allow_their_addresses() {
+        let config = OutboundConfig {
+            allow_private_addresses: vec!["10.0.0.0/24".parse().unwrap()],
+            deny: vec![
+                "168.63.129.16".parse().unwrap(),
+                "10.0.0.9".parse().unwrap(),
+            ],
+            ..OutboundConfig::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Public, but denied: for the operator's names too.
+        assert_eq!(
+            refusal(&config, ip("168.63.129.16"), true),
+            Some("outbound.deny")
+        );
+        assert_eq!(
+            refusal(&config, ip("168.63.129.16"), false),
+            Some("outbound.deny")
+        );
+        assert_eq!(
+            refusal(&config, ip("::ffff:168.63.129.16"), false),
+            Some("outbound.deny")
+        );
+        assert_eq!(refusal(&config, ip("8.8.8.8"), false), None);
+        // Allowed by range, for the operator only; deny beats allow.
+        assert_eq!(refusal(&config, ip("10.0.0.200"), true), None);
+        assert_eq!(refusal(&config, ip("10.0.0.200"), false), Some("private"));
+        assert_eq!(refusal(&config, ip("10.0.1.1"), true), Some("private"));
+        assert_eq!(
+            refusal(&config, ip("10.0.0.9"), true),
+            Some("outbound.deny")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denied_public_address_is_refused_through_an_operator_name() {
+        let config = Arc::new(OutboundConfig {
+            hosts: [("wire.test".to_string(), "168.63.129.16".parse().unwrap())].into(),
+            deny: vec!["168.63.129.16".parse().unwrap()],
+            ..OutboundConfig::default()
+        });
+        let err = VettingResolver::resolve(config, "wire.test".into(), Some("acme"))
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("outbound.deny"), "{err}");
     }
 
     #[tokio::test]

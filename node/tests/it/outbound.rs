@@ -117,6 +117,56 @@ async fn an_allowed_destination_is_reached_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn a_range_allows_internal_addresses_and_the_deny_list_wins() {
+    let origin = TestOrigin::start().await;
+    let port = origin.addr.port();
+    let start = |deny: &'static [&'static str]| {
+        TestNode::builder()
+            .app(app("ssrf", SSRF).outbound(&[&format!("http://origin.test:{port}")], None))
+            .app(
+                crate::common::origin_app("web", &format!("http://127.0.0.1:{port}"))
+                    .hosts(&["web.test"]),
+            )
+            .outbound(move |o| {
+                o.hosts
+                    .insert("origin.test".into(), "127.0.0.1".parse().unwrap());
+                o.allow_private_addresses = vec!["127.0.0.0/8".parse().unwrap()];
+                o.deny = deny.iter().map(|d| d.parse().unwrap()).collect();
+            })
+            .start()
+    };
+    let url = format!("/?url=http://origin.test:{port}/");
+
+    // The range allows the operator's name; the operator's own origin
+    // route reaches the origin too.
+    let node = start(&[]).await;
+    assert_eq!(get_text(&node, "ssrf.test", &url).await, "status 200\n");
+    assert_eq!(node.get("web.test", "/").await.status(), 200);
+    assert_eq!(origin.hits(), 2);
+    drop(node);
+
+    // Denied: neither the guest (through the operator's name) nor the
+    // operator's origin route connects.
+    let node = start(&["127.0.0.1/32"]).await;
+    let refused = get_text(&node, "ssrf.test", &url).await;
+    assert!(refused.contains("DestinationIpProhibited"), "{refused}");
+    let response = node.get("web.test", "/").await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-edge-error")
+            .map(|v| v.to_str().unwrap()),
+        Some("origin-prohibited")
+    );
+    assert_eq!(origin.hits(), 2, "nothing reached the origin");
+    assert_eq!(
+        outbound_count(&node, "ssrf", "denied-address").await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
 async fn loopback_needs_the_operators_permission_even_when_allowed_by_name() {
     let origin = TestOrigin::start().await;
     let port = origin.addr.port();
