@@ -30,6 +30,7 @@ pub mod outbound;
 pub mod secrets;
 pub mod signing;
 pub mod sync;
+pub mod text;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "engine")]

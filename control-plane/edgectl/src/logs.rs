@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use edge_common::api::{DropReason, LogEvent};
+use edge_common::text::terminal_safe as clean;
 
 use crate::client::{Api, Failure};
 
@@ -202,30 +203,6 @@ fn time(ms: u64) -> String {
         Some(at) if ms < LAST_MS => humantime::format_rfc3339_millis(at).to_string(),
         _ => format!("@{ms}ms"),
     }
-}
-
-/// What the terminal gets of a string a guest, a client or a node chose:
-/// control characters (ESC, a bare CR, C1 codes) and bidirectional
-/// overrides written as `\u{..}`, so that a line cannot move the cursor,
-/// recolour the terminal, or make text read in another order.
-fn clean(text: &str) -> Cow<'_, str> {
-    fn unsafe_char(c: char) -> bool {
-        (c.is_control() && c != '\t')
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    }
-    if !text.chars().any(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// `time node request-id stream line`; access lines like a combined log.

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use edge_common::api::{GuestLine, GuestStream, LogEvent};
+use edge_common::text::terminal_safe;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -130,7 +131,11 @@ impl LineWriter {
                     left.checked_sub(len.max(1))
                 });
         if charged.is_ok() {
-            let text = String::from_utf8_lossy(&self.line);
+            let lossy = String::from_utf8_lossy(&self.line);
+            // Escaped for the node's log; a tail gets the line as written
+            // (its JSON escapes it, and `edgectl logs` cleans it for a
+            // terminal).
+            let line = lossy.trim_end_matches('\r');
             let ctx = &shared.ctx;
             tracing::info!(
                 target: "guest",
@@ -140,10 +145,10 @@ impl LineWriter {
                 stream = self.stream,
                 cut = self.cut,
                 "{}",
-                text.trim_end_matches('\r'),
+                terminal_safe(line),
             );
             if let Some(tail) = &ctx.tail {
-                self.ship(tail, text.trim_end_matches('\r'));
+                self.ship(tail, line);
             }
         } else if !shared.notice_sent.swap(true, Ordering::Relaxed) {
             let ctx = &shared.ctx;

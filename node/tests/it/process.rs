@@ -226,6 +226,57 @@ async fn guest_output_is_logged_with_app_and_request_id() {
     assert!(line.contains("stream=\"stderr\""), "{line}");
 }
 
+/// A guest's line with terminal controls reaches the node's log escaped:
+/// the operator's terminal is never driven by a tenant's bytes.
+#[tokio::test]
+async fn guest_controls_reach_the_log_escaped() {
+    let mut child = Command::new(BIN)
+        .args(["serve", edge_fixtures::LOG_FLOOD, "--listen", "127.0.0.1:0"])
+        .env_remove("RUST_BACKTRACE")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+        let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    })
+    .await
+    .unwrap();
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!(
+            "http://{addr}/evil?say=%1B%5B2J%1B%5D0%3Bowned%07red%0Dover%00nul%C2%9B31m%E2%80%AEtxt"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    sigterm(&child);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("owned"))
+        .unwrap_or_else(|| panic!("guest line not logged:\n{log}"));
+    assert!(
+        line.contains(
+            "\\u{1b}[2J\\u{1b}]0;owned\\u{7}red\\u{d}over\\u{0}nul\\u{9b}31m\\u{202e}txt"
+        ),
+        "{line}"
+    );
+    for raw in ['\u{1b}', '\r', '\0', '\u{7}', '\u{9b}', '\u{202e}'] {
+        assert!(!log.contains(raw), "{raw:?} reached the log:\n{log}");
+    }
+}
+
 fn failing_flags(args: &[&str]) -> String {
     let output = Command::new(BIN).args(args).output().unwrap();
     assert!(!output.status.success(), "edge-node started with {args:?}");
