@@ -22,6 +22,8 @@ pub mod layer;
 pub mod parts;
 pub mod policy;
 pub mod post;
+#[cfg(test)]
+mod properties;
 pub mod purge;
 pub mod range;
 pub mod result;
