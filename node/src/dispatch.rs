@@ -184,12 +184,14 @@ impl Dispatcher {
         let started = Instant::now();
         let request_id = RequestId(self.next_request_id.fetch_add(1, Ordering::Relaxed));
 
+        let version = request.version();
         // A tunnel is nothing an app can answer, and an origin must never
-        // be asked to open one.
-        if request.method() == Method::CONNECT {
+        // be asked to open one; TRACE would echo the client's headers
+        // (cookies, credentials) back into a page that asked for them.
+        if matches!(*request.method(), Method::CONNECT | Method::TRACE) {
             self.metrics.unrouted("method-not-supported");
-            let err = EdgeError::MethodNotSupported(Method::CONNECT);
-            return with_request_id(err.to_response(), request_id);
+            let err = EdgeError::MethodNotSupported(request.method().clone());
+            return with_request_id(err.to_response_for(version), request_id);
         }
         // Before anything looks at the request: the cache, the component
         // and the origin then all see the same headers.
@@ -209,7 +211,7 @@ impl Dispatcher {
             Ok(routed) => routed,
             Err(err) => {
                 self.metrics.unrouted(route_reason(&err));
-                return with_request_id(EdgeError::from(err).to_response(), request_id);
+                return with_request_id(EdgeError::from(err).to_response_for(version), request_id);
             }
         };
 
@@ -258,7 +260,7 @@ impl Dispatcher {
                             app.metrics.limit_rejection(reason);
                         }
                         log_failure(&app, request_id, &err);
-                        (err.to_response(), None)
+                        (err.to_response_for(version), None)
                     }
                 }
             };

@@ -64,6 +64,36 @@ pub enum RequestLimit {
 }
 
 impl EdgeError {
+    /// Whether the client broke the protocol rather than asked for
+    /// something it may not have: an HTTP/1 connection that sent this is
+    /// closed after the answer ([`EdgeError::to_response_for`]), as a
+    /// request the node refused for its framing or its host may be one of
+    /// several a desynchronised hop in front of it meant differently.
+    pub fn ends_connection(&self) -> bool {
+        matches!(
+            self,
+            EdgeError::Route(
+                RouteError::MissingHost
+                    | RouteError::InvalidHost
+                    | RouteError::Userinfo
+                    | RouteError::AmbiguousHost
+            ) | EdgeError::MethodNotSupported(_)
+                | EdgeError::Request(RequestLimit::BadBody | RequestLimit::BodyNotAllowed)
+        )
+    }
+
+    /// [`EdgeError::to_response`], with `Connection: close` for an HTTP/1
+    /// request whose error [ends the connection](Self::ends_connection).
+    pub fn to_response_for(&self, version: http::Version) -> Response<ResponseBody> {
+        let mut response = self.to_response();
+        if version <= http::Version::HTTP_11 && self.ends_connection() {
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             EdgeError::Route(

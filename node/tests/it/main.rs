@@ -5,6 +5,7 @@
 
 mod access_log;
 mod architecture;
+mod attacks;
 mod cache;
 mod certificates;
 mod client_addr;

@@ -65,7 +65,7 @@ fn other_address_client(addr: SocketAddr, hosts: &[&str]) -> reqwest::Client {
 }
 
 /// A plain GET from 127.0.0.2 is answered 200.
-async fn well_behaved_client_is_served(addr: SocketAddr, host: &str) {
+pub(crate) async fn well_behaved_client_is_served(addr: SocketAddr, host: &str) {
     let client = other_address_client(addr, &[host]);
     let response = client
         .get(format!("http://{host}:{}/", addr.port()))
