@@ -6,6 +6,7 @@
 mod access_log;
 mod architecture;
 mod attacks;
+mod attacks_h2;
 mod cache;
 mod certificates;
 mod client_addr;

@@ -17,7 +17,7 @@ fn spawn_node(args: &[&str]) -> (Child, SocketAddr) {
 }
 
 /// Starts `edge-node` and returns the addresses it prints for `listeners`.
-fn spawn_node_with(args: &[&str], listeners: &[&str]) -> (Child, Vec<SocketAddr>) {
+pub(crate) fn spawn_node_with(args: &[&str], listeners: &[&str]) -> (Child, Vec<SocketAddr>) {
     let mut child = Command::new(BIN)
         .args(args)
         .env_remove("RUST_BACKTRACE")
@@ -44,7 +44,7 @@ fn spawn_node_with(args: &[&str], listeners: &[&str]) -> (Child, Vec<SocketAddr>
     (child, addrs)
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
