@@ -181,10 +181,12 @@ fn a_component_that_fails_to_load_names_the_app() {
     );
 }
 
-#[tokio::test]
-async fn guest_output_is_logged_with_app_and_request_id() {
+/// Runs `edge-node serve COMPONENT`, sends one GET of `path`, stops the
+/// node with SIGTERM and returns the answer's status and request id, and
+/// everything the node wrote to stderr.
+async fn serve_once(component: &str, path: &str) -> (u16, String, String) {
     let mut child = Command::new(BIN)
-        .args(["serve", edge_fixtures::PANIC, "--listen", "127.0.0.1:0"])
+        .args(["serve", component, "--listen", "127.0.0.1:0"])
         .env_remove("RUST_BACKTRACE")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -202,21 +204,31 @@ async fn guest_output_is_logged_with_app_and_request_id() {
         .no_proxy()
         .build()
         .unwrap()
-        .get(format!("http://{addr}/boom"))
+        .get(format!("http://{addr}{path}"))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 500);
     let request_id = resp.headers()["x-edge-request-id"]
         .to_str()
         .unwrap()
         .to_string();
+    let status = resp.status().as_u16();
     sigterm(&child);
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
         .unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
+    (
+        status,
+        request_id,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn guest_output_is_logged_with_app_and_request_id() {
+    let (status, request_id, log) = serve_once(edge_fixtures::PANIC, "/boom").await;
+    assert_eq!(status, 500);
     let line = log
         .lines()
         .find(|l| l.contains("about to panic on /boom"))
@@ -230,38 +242,9 @@ async fn guest_output_is_logged_with_app_and_request_id() {
 /// the operator's terminal is never driven by a tenant's bytes.
 #[tokio::test]
 async fn guest_controls_reach_the_log_escaped() {
-    let mut child = Command::new(BIN)
-        .args(["serve", edge_fixtures::LOG_FLOOD, "--listen", "127.0.0.1:0"])
-        .env_remove("RUST_BACKTRACE")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
-        let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    })
-    .await
-    .unwrap();
-    let resp = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!(
-            "http://{addr}/evil?say=%1B%5B2J%1B%5D0%3Bowned%07red%0Dover%00nul%C2%9B31m%E2%80%AEtxt"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    sigterm(&child);
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
+    let path = "/evil?say=%1B%5B2J%1B%5D0%3Bowned%07red%0Dover%00nul%C2%9B31m%E2%80%AEtxt";
+    let (status, _, log) = serve_once(edge_fixtures::LOG_FLOOD, path).await;
+    assert_eq!(status, 200);
     let line = log
         .lines()
         .find(|l| l.contains("owned"))
