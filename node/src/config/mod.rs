@@ -295,14 +295,9 @@ where
         .iter()
         .map(|entry| {
             let entry = entry.trim();
-            entry
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    serde::de::Error::custom(format!(
-                        "`{entry}` is neither an IP address nor a CIDR"
-                    ))
-                })
+            outbound::address_or_net(entry).ok_or_else(|| {
+                serde::de::Error::custom(format!("`{entry}` is neither an IP address nor a CIDR"))
+            })
         })
         .collect()
 }

@@ -87,14 +87,20 @@ impl AddressRange {
     }
 }
 
+/// A CIDR, or a bare address meaning just that address (`/32`, `/128`):
+/// `ipnet` parses only CIDRs, and an operator listing one host writes its
+/// address. Shared by `[outbound]` and `http.trusted_proxies`.
+pub(super) fn address_or_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
 impl FromStr for AddressRange {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(Self(ipnet::IpNet::from(ip)));
-        }
-        let net: ipnet::IpNet = s.parse().map_err(|_| {
+        let net = address_or_net(s).ok_or_else(|| {
             format!("`{s}` is not an IP address or a CIDR range such as 10.0.0.0/24")
         })?;
         if net.trunc() != net {
