@@ -36,7 +36,12 @@ pub fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8], mode: u32) -> s
             .create_new(true)
             .mode(mode)
             .open(tmp)?;
-        file.write_all(bytes)?;
+        // In two halves, with a crash point between them: the chaos tests
+        // kill a process here, with half the bytes in `tmp`.
+        let (first, rest) = bytes.split_at(bytes.len() / 2);
+        file.write_all(first)?;
+        crate::chaos::hold(|| format!("write {}", target.display()));
+        file.write_all(rest)?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(tmp, target)?;

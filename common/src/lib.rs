@@ -15,6 +15,7 @@
 //! and the API's types ([`api`]), which is all `edgectl` needs.
 
 pub mod api;
+pub mod chaos;
 #[cfg(feature = "server")]
 pub mod conn;
 #[cfg(feature = "engine")]
@@ -27,6 +28,8 @@ pub mod logging;
 pub mod names;
 pub mod origin;
 pub mod outbound;
+#[cfg(feature = "server")]
+pub mod runtime_metrics;
 pub mod secrets;
 pub mod signing;
 pub mod sync;

@@ -116,6 +116,19 @@ impl Auth {
         tenant: Option<TenantId>,
         ttl: Duration,
     ) -> Result<String, IssueError> {
+        self.issue_at(role, subject, tenant, ttl, crate::store::now_unix())
+    }
+
+    /// [`Self::issue`] by an issuer whose clock reads `now` (Unix
+    /// seconds): valid from `now` for `ttl`. For the clock-skew tests.
+    pub fn issue_at(
+        &self,
+        role: Role,
+        subject: &str,
+        tenant: Option<TenantId>,
+        ttl: Duration,
+        now: u64,
+    ) -> Result<String, IssueError> {
         match (role, &tenant) {
             (Role::Tenant, None) => return Err(IssueError::TenantRequired),
             (Role::Admin | Role::Node, Some(_)) => return Err(IssueError::TenantNotAllowed),
@@ -124,7 +137,6 @@ impl Auth {
         if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
             return Err(IssueError::Ttl);
         }
-        let now = crate::store::now_unix();
         let claims = Claims {
             sub: subject.to_string(),
             iss: ISSUER.into(),
@@ -140,6 +152,13 @@ impl Auth {
             &claims,
             &self.encoding,
         )?)
+    }
+
+    /// The key tokens are signed with (the fuzz target signs claims sets
+    /// of its own making with it).
+    #[doc(hidden)]
+    pub fn encoding(&self) -> &EncodingKey {
+        &self.encoding
     }
 
     /// Checks an `Authorization` header value.

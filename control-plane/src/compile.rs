@@ -55,6 +55,14 @@ impl Compiler {
         })
     }
 
+    /// [`Self::compile`] on this thread, without a compile slot: for the
+    /// fuzz target, which has no runtime to wait on.
+    #[doc(hidden)]
+    pub fn compile_now(&self, wasm: &[u8]) -> Result<Vec<u8>, UploadError> {
+        check_header(wasm)?;
+        compile_blocking(&self.engine, wasm)
+    }
+
     pub fn engine_hash(&self) -> &str {
         &self.engine_hash
     }
@@ -88,6 +96,7 @@ fn check_header(wasm: &[u8]) -> Result<(), UploadError> {
 }
 
 fn compile_blocking(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>, UploadError> {
+    edge_common::chaos::hold(|| "compile".into());
     let component =
         Component::new(engine, wasm).map_err(|e| UploadError::Invalid(format!("{e:#}")))?;
     let unsupported = edge_common::world::unsupported_imports(&component, engine);

@@ -14,6 +14,8 @@ pub mod auth;
 pub mod certs;
 pub mod compile;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod keys;
 pub mod metrics;

@@ -20,6 +20,8 @@ mod client;
 pub mod config;
 mod dispatch;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hop;
 mod https;
 mod kv;

@@ -66,7 +66,7 @@ impl ClientListener {
     }
 }
 
-fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
+pub(crate) fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
