@@ -178,6 +178,16 @@ impl From<StoreError> for ApiError {
             StoreError::Restore(_) => {
                 Self::new(StatusCode::CONFLICT, "restore-refused", e.to_string())
             }
+            // Whose disk and where goes to the log; the client learns
+            // that nothing was stored and that retrying later may work.
+            StoreError::Full(detail) => {
+                tracing::error!(what = %detail, "storage full");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage-full",
+                    "the control plane's storage is full: nothing was stored; try again once an operator has freed space",
+                )
+            }
             StoreError::Backend(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage-error",

@@ -262,6 +262,9 @@ impl CpMetrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        registry.register(Box::new(edge_common::runtime_metrics::TokioCollector::new(
+            "edge_cp",
+        )?))?;
         Ok(Self {
             registry,
             api_requests,

@@ -363,6 +363,9 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        registry.register(Box::new(edge_common::runtime_metrics::TokioCollector::new(
+            "edge",
+        )?))?;
 
         Ok(Self {
             kv,

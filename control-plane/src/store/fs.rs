@@ -34,6 +34,9 @@ struct Dirs {
 }
 
 fn io(context: &str, e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        return StoreError::Full(context.to_string());
+    }
     StoreError::Backend(format!("{context}: {e}"))
 }
 

@@ -111,7 +111,10 @@ async fn observe<T>(
 /// wildcard, so a new variant has to be sorted here.
 fn backend_failed(error: &StoreError) -> bool {
     match error {
-        StoreError::Backend(_) | StoreError::Unavailable(_) | StoreError::Corrupt(_) => true,
+        StoreError::Backend(_)
+        | StoreError::Full(_)
+        | StoreError::Unavailable(_)
+        | StoreError::Corrupt(_) => true,
         StoreError::NotFound(_)
         | StoreError::Exists(_)
         | StoreError::HostTaken(_)

@@ -98,6 +98,11 @@ pub enum StoreError {
     /// The backend failed (I/O, corruption, connection).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The disk the store writes to is full (`ENOSPC`, SQLite's
+    /// `SQLITE_FULL`): nothing was written, and the same call works once
+    /// an operator frees space.
+    #[error("the control plane's storage is full: {0}")]
+    Full(String),
     /// A remote backend could not be reached or did not answer (an object
     /// store down or refusing requests): the same call may work later.
     #[error("storage backend unavailable: {0}")]

@@ -48,7 +48,15 @@ pub struct SqliteMetaStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+fn backend(e: impl std::fmt::Display + 'static) -> StoreError {
+    // A full disk is the one database failure a caller can act on (an
+    // operator frees space and the call works): told apart here, where
+    // every SQLite error passes, rather than at each of the call sites.
+    if let Some(e) = (&e as &dyn std::any::Any).downcast_ref::<rusqlite::Error>()
+        && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    {
+        return StoreError::Full("the metadata database".into());
+    }
     StoreError::Backend(e.to_string())
 }
 

@@ -6,6 +6,7 @@ mod acme;
 mod auth;
 mod cdn;
 mod certs;
+mod chaos;
 mod common;
 mod compression;
 mod connections;

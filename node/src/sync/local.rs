@@ -24,6 +24,12 @@ impl LocalState {
         std::fs::create_dir_all(&certificates)?;
         // Also when it existed with looser bits.
         std::fs::set_permissions(&certificates, std::fs::Permissions::from_mode(0o700))?;
+        // What a crash left half written is never read (only whole files
+        // have a digest's name), but it holds disk space until removed.
+        for sub in ["artifacts", "certificates"] {
+            remove_leftovers(&dir.join(sub));
+        }
+        remove_leftovers(dir);
         Ok(Self {
             dir: dir.to_path_buf(),
         })
@@ -147,6 +153,21 @@ pub(super) fn retain(dir: &Path, suffix: &str, keep: &[&str]) {
             .strip_suffix(suffix)
             .is_some_and(|sha| is_sha256_hex(sha) && keep.contains(&sha));
         if !kept {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Removes the temporary files of writes a crash interrupted
+/// (`NAME.tmp-PID`, see [`write_with_mode`]) from `dir`.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().contains(".tmp-")
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
             let _ = std::fs::remove_file(entry.path());
         }
     }
