@@ -321,7 +321,10 @@ mod tests {
             .uri("http://[jjjj:jj]/")
             .body(())
             .map(|req| request_host(&req));
-        assert!(matches!(absolute, Ok(Err(RouteError::InvalidHost)) | Err(_)));
+        assert!(matches!(
+            absolute,
+            Ok(Err(RouteError::InvalidHost)) | Err(_)
+        ));
     }
 
     #[test]
