@@ -420,7 +420,7 @@ async fn corrupted_local_state_is_refused_and_fetched_again() {
     // Not loaded, so not routed: the app is unknown here until fetched.
     assert_eq!(
         (status, body.as_str()),
-        (404, "unknown-host: no app serves host web.test"),
+        (404, "unknown-host: no app serves host web.test\n"),
         "served from a corrupted artifact"
     );
     // Back: fetched again, whole, and served.
