@@ -614,6 +614,44 @@ pub async fn edgectl(api: &str, token: &str, args: &[&str]) -> (bool, String, St
     .unwrap()
 }
 
+/// `edgectl ARGS` with `stdin` piped in: success, stdout, stderr.
+pub async fn edgectl_with_stdin(
+    api: &str,
+    token: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> (bool, String, String) {
+    use std::io::Write;
+    let (api, token, stdin) = (api.to_string(), token.to_string(), stdin.to_vec());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(edgectl_bin())
+            .args(&args)
+            .env("EDGE_API", &api)
+            .env("EDGE_TOKEN", &token)
+            .env_remove("EDGE_TENANT")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // An edgectl that refuses its arguments exits without reading
+        // stdin; the broken pipe that leaves is not the test's failure.
+        match child.stdin.take().unwrap().write_all(&stdin) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.unwrap(),
+        }
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
 /// A loopback port free a moment ago, for a server that must be told its
 /// port before it starts (PostgreSQL, pebble's validation port). Another
 /// process may take it meanwhile: callers start at once.

@@ -1023,31 +1023,14 @@ async fn edgectl_round_trips() {
 
     // From stdin, byte for byte; read back on stdout.
     let stdin_value = b"line one\nline two\n".to_vec();
-    let output = {
-        let (url, token, value) = (url.clone(), token.clone(), stdin_value.clone());
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut child = std::process::Command::new(crate::common::edgectl_bin())
-                .args(["kv", "put", "sessions", "user/2"])
-                .env("EDGE_API", &url)
-                .env("EDGE_TOKEN", &token)
-                .env_remove("EDGE_TENANT")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(&value).unwrap();
-            child.wait_with_output().unwrap()
-        })
-        .await
-        .unwrap()
-    };
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (ok, _, err) = crate::common::edgectl_with_stdin(
+        &url,
+        &token,
+        &["kv", "put", "sessions", "user/2"],
+        &stdin_value,
+    )
+    .await;
+    assert!(ok, "{err}");
     let output = {
         let (url, token) = (url.clone(), token.clone());
         tokio::task::spawn_blocking(move || {

@@ -6,10 +6,8 @@
 //! nothing; limits answer with their codes; a node restarted without its
 //! control plane serves its 0600 copy.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
 
 use edge_common::api::{NewTenant, SecretList, SecretSet, SignedSnapshot};
 use edge_fixtures::ENV;
@@ -17,35 +15,14 @@ use serde_json::{Value, json};
 
 use crate::certs::edge_cp;
 use crate::common::{
-    Client, CpProcess, LogCapture, TestNode, answer, assert_error, edgectl, edgectl_bin, eventually,
+    Client, CpProcess, LogCapture, TestNode, answer, assert_error, edgectl, edgectl_with_stdin,
+    eventually,
 };
 
-/// `edgectl ARGS` with `stdin` piped in.
+/// `edgectl ARGS` with `stdin` piped in: success, and stdout and stderr.
 async fn edgectl_stdin(api: &str, token: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
-    let (api, token, stdin) = (api.to_string(), token.to_string(), stdin.to_vec());
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let mut child = std::process::Command::new(edgectl_bin())
-            .args(&args)
-            .env("EDGE_API", &api)
-            .env("EDGE_TOKEN", &token)
-            .env_remove("EDGE_TENANT")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&stdin).unwrap();
-        let output = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
-    })
-    .await
-    .unwrap()
+    let (ok, out, err) = edgectl_with_stdin(api, token, args, stdin).await;
+    (ok, format!("{out}{err}"))
 }
 
 /// What the component answers for wasi:config key `key` (status, body).
