@@ -32,7 +32,22 @@ pub const PROVIDED_INTERFACES: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
+    // Imported by language runtimes whether or not the app uses them;
+    // linked empty (no preopened directory) and refusing (every socket use
+    // is access-denied), so outbound HTTP stays the only way out.
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
 ];
+
+/// What the node gives a guest, in the words of an error message.
+pub const PROVIDED_SUMMARY: &str = "wasi:http, wasi:io, wasi:clocks, wasi:random, wasi:cli, wasi:config, wasi:keyvalue, and wasi:filesystem and wasi:sockets that refuse every use";
 
 /// Whether a guest import such as `wasi:cli/environment@0.2.3` is served by
 /// the provided interface `wasi:cli/environment`: same interface, and a
@@ -113,6 +128,10 @@ mod tests {
             env
         ));
         assert!(!import_satisfied_by("wasi:filesystem/preopens@0.2.0", env));
+        assert!(import_satisfied_by(
+            "wasi:filesystem/preopens@0.2.9",
+            "wasi:filesystem/preopens"
+        ));
         assert!(!import_satisfied_by("wasi:cli/environment@x", env));
     }
 }

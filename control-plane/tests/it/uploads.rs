@@ -43,11 +43,11 @@ async fn invalid_uploads_are_refused_with_the_rule_named() {
             "wasi:http/types@0.2.99",
         ),
         (
-            "filesystem",
-            wat::parse_str(r#"(component (import "wasi:filesystem/types@0.2.0" (instance)) (import "wasi:sockets/tcp@0.2.0" (instance)))"#).unwrap(),
+            "interfaces nodes lack",
+            wat::parse_str(r#"(component (import "wasi:nn/graph@0.2.0-rc-2024-10-28" (instance)) (import "wasi:blobstore/container@0.2.0-draft" (instance)))"#).unwrap(),
             400,
             "unsupported-imports",
-            "wasi:filesystem/types@0.2.0, wasi:sockets/tcp@0.2.0",
+            "wasi:nn/graph@0.2.0-rc-2024-10-28, wasi:blobstore/container@0.2.0-draft",
         ),
         ("too big", vec![0u8; 600 << 10], 413, "upload-too-large", "524288"),
     ];

@@ -4,8 +4,14 @@
 //! wasi:config/store@0.2.0-rc.1 (the app's config values and secrets,
 //! built once per app load; a request holds only an `Arc` to them), and
 //! wasi:keyvalue@0.2.0-draft with edge:keyvalue/cas (`crate::kv::host`).
-//! No filesystem and no sockets are linked at all, so a component that
-//! imports them is refused when it is loaded, not when a request arrives.
+//!
+//! wasi:filesystem and wasi:sockets are linked too, because language
+//! runtimes (componentize-py's CPython, ComponentizeJS's StarlingMonkey,
+//! wasi-libc) import them whether or not the app uses them, but they give
+//! nothing: no directory is preopened, so the guest sees an empty
+//! filesystem, and every socket use is refused by policy (access denied)
+//! before any real socket exists. Outbound HTTP, through
+//! [`OutboundPolicy`], stays the only way out.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -13,7 +19,9 @@ use wasmtime::component::{Linker, ResourceTable};
 
 use wasmtime::Engine;
 use wasmtime_wasi::cli::WasiCliView;
-use wasmtime_wasi::p2::bindings::{cli, random};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::{cli, filesystem, random, sockets};
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{
@@ -43,6 +51,17 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     cli::terminal_stderr::add_to_linker::<Host, Cli>(l, Host::cli)?;
     random::insecure::add_to_linker::<Host, Random>(l, |h| h.wasi.random())?;
     random::insecure_seed::add_to_linker::<Host, Random>(l, |h| h.wasi.random())?;
+    // What language runtimes import and apps need not use: an empty
+    // filesystem and sockets that refuse (see `Host::new` for the policy).
+    filesystem::types::add_to_linker::<Host, WasiFilesystem>(l, Host::filesystem)?;
+    filesystem::preopens::add_to_linker::<Host, WasiFilesystem>(l, Host::filesystem)?;
+    sockets::network::add_to_linker::<Host, WasiSockets>(l, &Default::default(), Host::sockets)?;
+    sockets::instance_network::add_to_linker::<Host, WasiSockets>(l, Host::sockets)?;
+    sockets::tcp::add_to_linker::<Host, WasiSockets>(l, Host::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<Host, WasiSockets>(l, Host::sockets)?;
+    sockets::udp::add_to_linker::<Host, WasiSockets>(l, Host::sockets)?;
+    sockets::udp_create_socket::add_to_linker::<Host, WasiSockets>(l, Host::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<Host, WasiSockets>(l, Host::sockets)?;
     // wasi:config/store: `get`/`get-all` over the app's variables.
     wasmtime_wasi_config::add_to_linker(l, |h: &mut Host| WasiConfig::new(&h.config))?;
     // wasi:keyvalue (0.2.0-draft) and edge:keyvalue/cas: the app's stores.
@@ -101,6 +120,14 @@ impl Host {
         let (stdout, stderr) = GuestLog::pair(setup.log);
         wasi.stdout(stdout);
         wasi.stderr(stderr);
+        // wasmtime's defaults already refuse every socket use and preopen
+        // nothing; spelled out so a change of default cannot open a hole.
+        // Creating a TCP or UDP socket fails with access-denied before an
+        // OS socket exists, and name lookups are refused the same way.
+        wasi.allow_tcp(false);
+        wasi.allow_udp(false);
+        wasi.allow_ip_name_lookup(false);
+        wasi.socket_addr_check(|_, _| Box::pin(async { false }));
         let mut table = ResourceTable::new();
         table.set_max_capacity(setup.max_resources);
         let mut http = WasiHttpCtx::new();

@@ -37,7 +37,11 @@ pub enum LoadError {
     #[error("not a valid WebAssembly component: {0:#}")]
     Compile(wasmtime::Error),
     #[error(
-        "the component imports {0}, which this node does not provide (it provides wasi:http, wasi:io, wasi:clocks, wasi:random and wasi:cli, up to WASI 0.2.12)"
+        "the component imports {0}, which this node does not provide (it provides {summary}, WASI up to {major}.{minor}.{patch})",
+        summary = edge_common::world::PROVIDED_SUMMARY,
+        major = edge_common::world::WASI_VERSION.0,
+        minor = edge_common::world::WASI_VERSION.1,
+        patch = edge_common::world::WASI_VERSION.2
     )]
     UnsupportedImport(String),
     #[error("cannot load the precompiled artifact (compiled for another engine?): {0:#}")]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edge_fixtures::{
-    CPU_LOOP, ECHO, HEADER_BOMB, HELLO, HUGE_RESPONSE, ISOLATION, MEMORY_BOMB, SLOW_RESPONSE,
-    STACK_OVERFLOW, WSTD_STREAM,
+    CPU_LOOP, ECHO, HEADER_BOMB, HELLO, HUGE_RESPONSE, ISOLATION, MEMORY_BOMB, SANDBOX,
+    SLOW_RESPONSE, STACK_OVERFLOW, WSTD_STREAM,
 };
 use edge_node::config::AppLimits;
 
@@ -318,6 +318,89 @@ async fn oversized_response_headers_fail_in_the_guest_not_the_node() {
     assert_eq!(resp.status(), 500);
     assert_eq!(resp.headers()["x-edge-error"], "guest-trap");
     hello_still_answers(&node).await;
+}
+
+/// Every import of the component at `path`, with its version.
+fn component_imports(path: &str) -> Vec<String> {
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
+    component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filesystem_and_sockets_load_but_every_use_is_refused() {
+    // The probe really imports what language runtimes import (through
+    // Rust's std); otherwise the answers below would prove nothing.
+    let imports = component_imports(SANDBOX);
+    for interface in [
+        "wasi:filesystem/types@",
+        "wasi:filesystem/preopens@",
+        "wasi:sockets/tcp-create-socket@",
+        "wasi:sockets/tcp@",
+        "wasi:sockets/udp-create-socket@",
+        "wasi:sockets/ip-name-lookup@",
+        "wasi:sockets/instance-network@",
+    ] {
+        assert!(
+            imports.iter().any(|i| i.starts_with(interface)),
+            "{interface} not in {imports:?}"
+        );
+    }
+    // Loopback peers a socket that got through would reach.
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
+    let node = TestNode::builder()
+        .app(app("sandbox", SANDBOX))
+        .app(app("hello", HELLO))
+        .start()
+        .await;
+
+    let probe = |path: String| {
+        let node = &node;
+        async move {
+            let resp = node.get("sandbox.test", &path).await;
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.text().await.unwrap()
+        }
+    };
+    let fs = probe("/fs".into()).await;
+    assert_eq!(fs.lines().count(), 4, "{fs}");
+    for line in fs.lines() {
+        assert!(
+            line.contains(": error "),
+            "a filesystem probe got through: {fs}"
+        );
+    }
+    for (path, expected) in [
+        (
+            format!("/tcp?{tcp_addr}"),
+            "tcp connect: error PermissionDenied",
+        ),
+        ("/listen".to_string(), "tcp listen: error PermissionDenied"),
+        (
+            format!("/udp?{udp_addr}"),
+            "udp send: error PermissionDenied",
+        ),
+        ("/dns?localhost".to_string(), "dns: error "),
+    ] {
+        let answer = probe(path.clone()).await;
+        assert!(answer.starts_with(expected), "{path}: {answer}");
+        hello_still_answers(&node).await;
+    }
+    // Nothing reached the peers. The probes above have all answered, so a
+    // connection or datagram would already be queued: no wait is needed.
+    let accepted = tokio::time::timeout(Duration::from_millis(50), tcp.accept()).await;
+    assert!(accepted.is_err(), "a guest connected to {tcp_addr}");
+    let mut buf = [0u8; 16];
+    assert!(
+        udp.try_recv_from(&mut buf).is_err(),
+        "a guest sent a datagram"
+    );
 }
 
 #[tokio::test]

@@ -238,6 +238,14 @@ async fn guest_output_is_logged_with_app_and_request_id() {
     assert!(line.contains("stream=\"stderr\""), "{line}");
 }
 
+/// What language runtimes import (wasi:filesystem, wasi:sockets) loads
+/// under `serve` too; the probes' refusals are asserted in `limits`.
+#[tokio::test]
+async fn serve_runs_a_component_importing_filesystem_and_sockets() {
+    let (status, _, log) = serve_once(edge_fixtures::SANDBOX, "/listen").await;
+    assert_eq!(status, 200, "{log}");
+}
+
 /// A guest's line with terminal controls reaches the node's log escaped:
 /// the operator's terminal is never driven by a tenant's bytes.
 #[tokio::test]
