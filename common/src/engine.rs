@@ -35,6 +35,10 @@ impl Default for CompileSettings {
 pub fn compile_config(settings: &CompileSettings) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3 (async component functions, streams and futures): the
+    // default with the feature on, spelled out because the engine hash and
+    // so every artifact depend on it.
+    config.wasm_component_model_async(true);
     // CPU limits and fair scheduling rest on epoch interruption: a ticker
     // thread bumps the epoch and a guest that runs past its deadline yields
     // to the async executor (or traps once its budget is spent).

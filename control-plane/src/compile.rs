@@ -32,7 +32,7 @@ pub enum UploadError {
     )]
     UnsupportedImports(Vec<String>),
     #[error(
-        "the component does not export wasi:http/incoming-handler@0.2.x (it must target the wasi:http/proxy world)"
+        "the component exports no HTTP handler: it must export wasi:http/incoming-handler@0.2.x (the wasi:http/proxy world) or wasi:http/handler@0.3.x (the wasi:http/service world)"
     )]
     NotAnHttpHandler,
     #[error("compilation failed: {0}")]
@@ -104,7 +104,7 @@ fn compile_blocking(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>, UploadError
     if !unsupported.is_empty() {
         return Err(UploadError::UnsupportedImports(unsupported));
     }
-    if !edge_common::world::exports_http_handler(&component, engine) {
+    if edge_common::world::http_world(&component, engine).is_none() {
         return Err(UploadError::NotAnHttpHandler);
     }
     component
@@ -164,7 +164,12 @@ mod tests {
     async fn real_components_compile() {
         // SANDBOX imports wasi:filesystem and wasi:sockets, as language
         // runtimes do: accepted, since nodes link them (refusing every use).
-        for path in [edge_fixtures::HELLO, edge_fixtures::SANDBOX] {
+        // HELLO_P3 is a WASI 0.3 component (wasi:http/handler@0.3.2).
+        for path in [
+            edge_fixtures::HELLO,
+            edge_fixtures::SANDBOX,
+            edge_fixtures::HELLO_P3,
+        ] {
             let wasm = std::fs::read(path).unwrap();
             let artifact = compile(&wasm).await.unwrap();
             assert!(!artifact.is_empty(), "{path}");

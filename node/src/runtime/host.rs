@@ -62,6 +62,11 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     sockets::udp::add_to_linker::<Host, WasiSockets>(l, Host::sockets)?;
     sockets::udp_create_socket::add_to_linker::<Host, WasiSockets>(l, Host::sockets)?;
     sockets::ip_name_lookup::add_to_linker::<Host, WasiSockets>(l, Host::sockets)?;
+    // WASI 0.3: wasi:http's `service` imports, and wasi:cli, clocks,
+    // random, filesystem and sockets at 0.3, under the same `WasiCtx`
+    // policy as their 0.2 counterparts (nothing preopened, sockets refused).
+    wasmtime_wasi_http::p3::add_to_linker(l)?;
+    wasmtime_wasi::p3::add_to_linker(l)?;
     // wasi:config/store: `get`/`get-all` over the app's variables.
     wasmtime_wasi_config::add_to_linker(l, |h: &mut Host| WasiConfig::new(&h.config))?;
     // wasi:keyvalue (0.2.0-draft) and edge:keyvalue/cas: the app's stores.
@@ -183,4 +188,15 @@ impl WasiHttpHooks for OutboundPolicy {
     ) -> SendRequestFuture {
         self.send(request, options)
     }
+
+    /// The most a WASI 0.3 guest's body write is copied into host memory
+    /// at once (wasmtime's default is 1 MiB): with the one-chunk channel
+    /// behind it, each p3 body buffers at most about two of these
+    /// (GHSA-x84v-gj2h-g759 was this copy being guest-sized).
+    fn p3_outgoing_body_chunk_size(&mut self) -> usize {
+        P3_BODY_CHUNK_BYTES
+    }
 }
+
+/// See [`WasiHttpHooks::p3_outgoing_body_chunk_size`] for [`OutboundPolicy`].
+const P3_BODY_CHUNK_BYTES: usize = 64 << 10;

@@ -1,6 +1,8 @@
 //! One request through a component: a fresh `Store`, an instance from the
-//! pool, `wasi:http/incoming-handler.handle`, and the response handed back as
-//! soon as the guest sets it while the guest keeps streaming the body.
+//! pool, the guest's handler (`wasi:http/incoming-handler.handle` for WASI
+//! 0.2, `wasi:http/handler.handle` for WASI 0.3), and the response handed
+//! back as soon as the guest has one while the guest keeps streaming the
+//! body.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,14 +12,18 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use wasmtime::Store;
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime::component::Resource;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::{Error as HttpError, WasiHttpView};
 
-use super::Runtime;
 use super::guest_log::{GuestLogLimits, LogContext};
 use super::host::{Host, HostSetup};
 use super::limits::{LimitExceeded, enforce_cpu_budget};
+use super::{LoadedComponent, Runtime};
 use crate::config::{AppLimits, AppOutbound};
 use crate::metrics::AppMetrics;
 use crate::outbound::OutboundPolicy;
@@ -61,7 +67,7 @@ pub enum GuestError {
     #[error("the guest hit its memory or table limit")]
     MemoryLimitExceeded,
     #[error("the guest answered with error code {0:?}")]
-    ErrorCode(ErrorCode),
+    ErrorCode(HttpError),
     #[error("no free instance slot: {0:#}")]
     PoolExhausted(wasmtime::Error),
     #[error("instantiation failed: {0:#}")]
@@ -166,12 +172,12 @@ impl Runtime {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        if app.component().is_none() {
+        let Some(component) = app.component().cloned() else {
             return Err(GuestError::Host(wasmtime::format_err!(
                 "app {} has no component",
                 app.names().1
             )));
-        }
+        };
         let settings = &self.settings;
         let limits = app.limits();
         let (tenant, app_name) = app.names();
@@ -209,17 +215,47 @@ impl Runtime {
         let mut store = Store::new(self.engine(), host);
         store.limiter(|host| &mut host.limits);
         store.set_hostcall_fuel(settings.hostcall_fuel_bytes as usize);
+        // Handles a guest holds in the component model's own tables (WASI
+        // 0.3 streams, futures and tasks among them): the same bound as
+        // resources in the host's table.
+        let max_resources = settings.max_resources_per_request as usize;
+        store.set_max_component_handles(max_resources);
+        if let Some(table) = store.concurrent_resource_table() {
+            table.set_max_capacity(max_resources);
+        }
         let tick = settings.epoch_tick;
         enforce_cpu_budget(&mut store, &self.ticker.ticks, tick, limits.cpu_time);
 
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let mut http = store.data_mut().http();
-        let request = http
-            .new_incoming_request(scheme, request)
-            .map_err(GuestError::Host)?;
-        let response_out = http
-            .new_response_outparam(sender)
-            .map_err(GuestError::Host)?;
+        // The response, or the guest's error code, as soon as the guest has
+        // one; the sender is dropped if the guest ends without either.
+        let (sender, receiver) = tokio::sync::oneshot::channel::<ResponseResult>();
+        let call = match component {
+            LoadedComponent::P2(pre) => {
+                let mut http = store.data_mut().http();
+                let request = http
+                    .new_incoming_request(scheme, request)
+                    .map_err(GuestError::Host)?;
+                let response_out = http
+                    .new_response_outparam_from_callback(move |result| {
+                        let _ = sender.send(result.map_err(HttpError::from));
+                    })
+                    .map_err(GuestError::Host)?;
+                Call::P2 {
+                    pre,
+                    request,
+                    response_out,
+                }
+            }
+            LoadedComponent::P3(pre) => {
+                let (request, request_io) = p3_request(&mut store, scheme, request)?;
+                Call::P3 {
+                    pre,
+                    request,
+                    request_io: Box::pin(request_io),
+                    sender,
+                }
+            }
+        };
 
         let app = app.clone();
         let task_limit_hit = limit_hit.clone();
@@ -233,40 +269,62 @@ impl Runtime {
         let task = tokio::spawn(async move {
             let run = async {
                 let started = std::time::Instant::now();
-                let component = app.component().ok_or_else(|| {
-                    TaskError::Instantiate(wasmtime::format_err!("the app has no component"))
-                })?;
-                let proxy = component
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|err| {
-                        // A start function can trap or run out of budget
-                        // too: that is the guest's doing, not the node's.
-                        let limit_hit = task_limit_hit.load(Ordering::Relaxed);
-                        let trapped = err.downcast_ref::<wasmtime::Trap>().is_some()
-                            || err.downcast_ref::<LimitExceeded>().is_some();
-                        if trapped || limit_hit {
-                            TaskError::Trap(TrapKind::of(&err, limit_hit), err)
-                        } else {
-                            TaskError::Instantiate(err)
-                        }
-                    })?;
-                app.metrics()
-                    .instantiate_duration
-                    .observe(started.elapsed().as_secs_f64());
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, request, response_out)
-                    .await
-                    .or_else(|err| match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
-                        // `exit(0)` after answering is a normal end.
-                        Some(wasmtime_wasi::I32Exit(0)) => Ok(()),
-                        _ => Err(err),
-                    })
-                    .map_err(|err| {
-                        let kind = TrapKind::of(&err, task_limit_hit.load(Ordering::Relaxed));
-                        TaskError::Trap(kind, err)
-                    })
+                // A start function can trap or run out of budget too: that
+                // is the guest's doing, not the node's.
+                let instantiate_error = |err: wasmtime::Error| {
+                    let limit_hit = task_limit_hit.load(Ordering::Relaxed);
+                    let trapped = err.downcast_ref::<wasmtime::Trap>().is_some()
+                        || err.downcast_ref::<LimitExceeded>().is_some();
+                    if trapped || limit_hit {
+                        TaskError::Trap(TrapKind::of(&err, limit_hit), err)
+                    } else {
+                        TaskError::Instantiate(err)
+                    }
+                };
+                let trap = |err: wasmtime::Error| {
+                    let kind = TrapKind::of(&err, task_limit_hit.load(Ordering::Relaxed));
+                    TaskError::Trap(kind, err)
+                };
+                let observe_instantiation = || {
+                    app.metrics()
+                        .instantiate_duration
+                        .observe(started.elapsed().as_secs_f64());
+                };
+                match call {
+                    Call::P2 {
+                        pre,
+                        request,
+                        response_out,
+                    } => {
+                        let proxy = pre
+                            .instantiate_async(&mut store)
+                            .await
+                            .map_err(instantiate_error)?;
+                        observe_instantiation();
+                        proxy
+                            .wasi_http_incoming_handler()
+                            .call_handle(&mut store, request, response_out)
+                            .await
+                            .or_else(exited_cleanly)
+                            .map_err(trap)
+                    }
+                    Call::P3 {
+                        pre,
+                        request,
+                        request_io,
+                        sender,
+                    } => {
+                        let service = pre
+                            .instantiate_async(&mut store)
+                            .await
+                            .map_err(instantiate_error)?;
+                        observe_instantiation();
+                        run_p3(&mut store, service, request, request_io, sender)
+                            .await
+                            .or_else(exited_cleanly)
+                            .map_err(trap)
+                    }
+                }
             };
             let result = match tokio::time::timeout_at(deadline, run).await {
                 Ok(result) => result,
@@ -333,6 +391,113 @@ impl Runtime {
             },
         }
     }
+}
+
+/// What the guest answered: a response whose body it may still be
+/// writing, or its error code.
+type ResponseResult = Result<http::Response<HyperOutgoingBody>, HttpError>;
+
+/// One prepared call into a guest, per WASI world.
+enum Call {
+    P2 {
+        pre: ProxyPre<Host>,
+        request: Resource<HostIncomingRequest>,
+        response_out: Resource<HostResponseOutparam>,
+    },
+    P3 {
+        pre: ServicePre<Host>,
+        request: wasmtime_wasi_http::p3::Request,
+        /// Reports to the host body's reader how the guest's read of the
+        /// request body ended.
+        request_io: std::pin::Pin<Box<dyn Future<Output = Result<(), HttpError>> + Send>>,
+        sender: tokio::sync::oneshot::Sender<ResponseResult>,
+    },
+}
+
+/// `exit(0)` after answering is a normal end.
+fn exited_cleanly(err: wasmtime::Error) -> wasmtime::Result<()> {
+    match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        Some(wasmtime_wasi::I32Exit(0)) => Ok(()),
+        _ => Err(err),
+    }
+}
+
+/// The request as a WASI 0.3 guest receives it. The scheme and authority
+/// are given explicitly: a request hyper received is in origin form (no
+/// authority in its URI), and `Host` is a header wasi:http forbids guests
+/// to see, so without this a 0.3 guest would not know which host it was
+/// asked for (0.2's `new_incoming_request` falls back to `Host` itself).
+fn p3_request<B>(
+    store: &mut Store<Host>,
+    scheme: Scheme,
+    request: http::Request<B>,
+) -> Result<
+    (
+        wasmtime_wasi_http::p3::Request,
+        impl Future<Output = Result<(), HttpError>> + Send + 'static,
+    ),
+    GuestError,
+>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<HttpError>,
+{
+    let (parts, body) = request.into_parts();
+    let authority = match parts.uri.authority() {
+        Some(authority) => Some(authority.clone()),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok()),
+    };
+    let scheme = match scheme {
+        Scheme::Http => http::uri::Scheme::HTTP,
+        Scheme::Https => http::uri::Scheme::HTTPS,
+        Scheme::Other(other) => other
+            .parse()
+            .map_err(|e| GuestError::Host(wasmtime::format_err!("scheme {other:?}: {e}")))?,
+    };
+    let hooks = store.data_mut().http().hooks;
+    let headers = wasmtime_wasi_http::FieldMap::new_immutable(hooks, parts.headers);
+    Ok(wasmtime_wasi_http::p3::Request::new(
+        parts.method,
+        Some(scheme),
+        authority,
+        parts.uri.path_and_query().cloned(),
+        headers,
+        None,
+        body,
+    ))
+}
+
+/// Calls a WASI 0.3 guest's `handle` and sends its response on `sender` as
+/// soon as it returns, then keeps the store's event loop running until the
+/// guest's tasks are done: a 0.3 guest writes its body from a task that
+/// outlives `handle`, and its bytes move only while the loop is polled.
+/// The caller's wall-time deadline bounds all of it.
+async fn run_p3(
+    store: &mut Store<Host>,
+    service: wasmtime_wasi_http::p3::bindings::Service,
+    request: wasmtime_wasi_http::p3::Request,
+    request_io: impl Future<Output = Result<(), HttpError>> + Send + 'static,
+    sender: tokio::sync::oneshot::Sender<ResponseResult>,
+) -> wasmtime::Result<()> {
+    store
+        .run_concurrent(async move |accessor| -> wasmtime::Result<()> {
+            match service.handle(accessor, request).await? {
+                Ok(response) => {
+                    let response =
+                        accessor.with(|mut store| response.into_http(&mut store, request_io))?;
+                    let _ = sender.send(Ok(response));
+                }
+                Err(code) => {
+                    let _ = sender.send(Err(code.into()));
+                }
+            }
+            std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+            Ok(())
+        })
+        .await?
 }
 
 /// A spawned guest task that is aborted if its handle is dropped.

@@ -1,5 +1,6 @@
 //! The wasmtime runtime: one `Engine` with the pooling allocator, one
-//! `Linker`, an epoch ticker thread, and a `ProxyPre` per loaded component.
+//! `Linker`, an epoch ticker thread, and a pre-instantiated component per
+//! loaded app: WASI 0.2 (`ProxyPre`) or WASI 0.3 (`ServicePre`).
 //! Per request only a `Store` is created and the component instantiated from
 //! a warm pool slot (see [`invoke`]).
 
@@ -12,17 +13,34 @@ pub mod limits;
 use std::path::Path;
 use std::sync::Arc;
 
+use edge_common::world::HttpWorld;
 use edge_common::{CompileSettings, compile_config};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::config::{PagemapScan, RuntimeConfig};
 pub use host::Host;
 pub use invoke::{GuestApp, GuestError, GuestResponse};
 
 /// A component compiled and linked, ready to instantiate per request.
-pub type LoadedComponent = ProxyPre<Host>;
+#[derive(Clone)]
+pub enum LoadedComponent {
+    /// Exports `wasi:http/incoming-handler@0.2.x` (the `proxy` world).
+    P2(ProxyPre<Host>),
+    /// Exports `wasi:http/handler@0.3.x` (the `service` world).
+    P3(ServicePre<Host>),
+}
+
+impl LoadedComponent {
+    pub fn world(&self) -> HttpWorld {
+        match self {
+            LoadedComponent::P2(_) => HttpWorld::P2,
+            LoadedComponent::P3(_) => HttpWorld::P3,
+        }
+    }
+}
 
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +66,11 @@ pub enum LoadError {
     Artifact(wasmtime::Error),
     #[error("cannot link the component: {0:#}")]
     Link(wasmtime::Error),
-    #[error("the component does not export wasi:http/incoming-handler@0.2.x: {0:#}")]
+    #[error(
+        "the component exports no HTTP handler (wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x)"
+    )]
+    NoHttpHandler,
+    #[error("the component's HTTP handler does not have the expected type: {0:#}")]
     NotAProxy(wasmtime::Error),
     /// An app setting the node cannot serve (its HTTPS options); config
     /// validation names the field first.
@@ -148,7 +170,15 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(LoadError::Link)?;
-        ProxyPre::new(pre).map_err(LoadError::NotAProxy)
+        match edge_common::world::http_world(component, &self.engine) {
+            Some(HttpWorld::P3) => ServicePre::new(pre)
+                .map(LoadedComponent::P3)
+                .map_err(LoadError::NotAProxy),
+            Some(HttpWorld::P2) => ProxyPre::new(pre)
+                .map(LoadedComponent::P2)
+                .map_err(LoadError::NotAProxy),
+            None => Err(LoadError::NoHttpHandler),
+        }
     }
 }
 

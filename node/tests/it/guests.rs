@@ -277,8 +277,16 @@ fn components_needing_more_than_the_node_offers_are_refused_at_load() {
     ));
 
     let exports_nothing = "(component)";
+    // Which world a component serves, by its export.
+    for (path, world) in [
+        (edge_fixtures::HELLO, edge_common::world::HttpWorld::P2),
+        (edge_fixtures::HELLO_P3, edge_common::world::HttpWorld::P3),
+    ] {
+        let loaded = rt.load_file(std::path::Path::new(path)).unwrap();
+        assert_eq!(loaded.world(), world, "{path}");
+    }
     assert!(matches!(
         rt.load_bytes(exports_nothing.as_bytes()),
-        Err(LoadError::NotAProxy(_))
+        Err(LoadError::NoHttpHandler)
     ));
 }

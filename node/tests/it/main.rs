@@ -26,3 +26,4 @@ mod process;
 mod routing;
 mod shutdown;
 mod tls;
+mod wasi_p3;

@@ -246,6 +246,21 @@ async fn serve_runs_a_component_importing_filesystem_and_sockets() {
     assert_eq!(status, 200, "{log}");
 }
 
+/// `serve` runs a WASI 0.3 component too, and its stdout reaches the log
+/// as a 0.2 guest's does: per line, with the app and the request id.
+#[tokio::test]
+async fn serve_runs_a_p3_component_and_logs_its_output() {
+    let (status, request_id, log) =
+        serve_once(edge_fixtures::P3_PROBE, "/log?p3-line-for-the-log").await;
+    assert_eq!(status, 200, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("p3-line-for-the-log"))
+        .unwrap_or_else(|| panic!("guest line not logged:\n{log}"));
+    assert!(line.contains(&format!("request_id={request_id}")), "{line}");
+    assert!(line.contains("stream=\"stdout\""), "{line}");
+}
+
 /// A guest's line with terminal controls reaches the node's log escaped:
 /// the operator's terminal is never driven by a tenant's bytes.
 #[tokio::test]
