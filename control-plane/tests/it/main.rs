@@ -17,6 +17,7 @@ mod kek;
 mod keys;
 mod kv;
 mod kv_e2e;
+mod languages;
 mod logs;
 mod migrate;
 mod ops;
