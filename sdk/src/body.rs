@@ -2,18 +2,21 @@
 
 use std::io::Read;
 
-use wasip2::http::types::IncomingBody as WasiIncomingBody;
+use wasip2::http::types::{IncomingBody as WasiIncomingBody, IncomingResponse};
 use wasip2::io::streams::{InputStream, StreamError};
 
-/// The streaming body of the incoming request.
+/// The streaming body of the incoming request, or of an outbound
+/// request's response ([`crate::fetch`]).
 ///
 /// Read it with [`std::io::Read`], collect it with [`IncomingBody::bytes`], or
 /// hand it to a response ([`Body::from`]) to stream it straight back out.
 pub struct IncomingBody {
-    // Field order matters: the stream is a child of the body resource and must
-    // be dropped first.
+    // Field order matters: the stream is a child of the body resource, and
+    // the body of the response it came from, so they are dropped in this
+    // order.
     stream: Option<InputStream>,
     _body: Option<WasiIncomingBody>,
+    _response: Option<IncomingResponse>,
 }
 
 /// Reading the request body failed, or it was larger than asked for.
@@ -40,6 +43,17 @@ impl IncomingBody {
         Self {
             stream,
             _body: body,
+            _response: None,
+        }
+    }
+
+    pub(crate) fn from_response(
+        body: Option<WasiIncomingBody>,
+        response: IncomingResponse,
+    ) -> Self {
+        Self {
+            _response: Some(response),
+            ..Self::new(body)
         }
     }
 
@@ -100,6 +114,17 @@ pub enum Body {
     Incoming(IncomingBody),
     /// Chunks produced on demand, for bodies too large to hold at once.
     Chunks(Box<dyn Iterator<Item = Vec<u8>>>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Bytes(bytes) => write!(f, "Body::Bytes({} bytes)", bytes.len()),
+            Body::Incoming(_) => f.write_str("Body::Incoming"),
+            Body::Chunks(_) => f.write_str("Body::Chunks"),
+        }
+    }
 }
 
 impl Body {

@@ -18,14 +18,28 @@
 //!
 //! What the platform gives a component: the request (headers, streamed body),
 //! its app's config values ([`config`]), the key-value stores its tenant
-//! linked to it ([`kv`]), a clock, randomness, and stdout/stderr,
-//! which the node logs line by line with the app name and request id. No
-//! filesystem and no sockets.
+//! linked to it ([`kv`]), outbound HTTP to the destinations its app allows
+//! ([`fetch`]), a clock, randomness, and stdout/stderr, which the node logs
+//! line by line with the app name and request id ([`log`] writes
+//! structured lines). No filesystem and no sockets.
+//!
+//! Around the handler: a [`router`] (method and path patterns with
+//! parameters), caching headers ([`cache`]: `Cache-Control`,
+//! `CDN-Cache-Control`, `Surrogate-Key`) and, with the `json` feature,
+//! JSON bodies ([`json`]). Async handlers: write the component with
+//! [`wstd`](https://docs.rs/wstd) (`#[wstd::http_server]`); the router and
+//! the cache builders work on any `http` types.
 
 mod body;
+pub mod cache;
 pub mod client;
 pub mod config;
+pub mod fetch;
+#[cfg(feature = "json")]
+pub mod json;
 pub mod kv;
+pub mod log;
+pub mod router;
 mod serve;
 
 pub use body::{Body, BodyError, IncomingBody};

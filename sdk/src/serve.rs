@@ -116,7 +116,7 @@ fn write_response(response: Response, response_out: ResponseOutparam) {
     }
 }
 
-fn write_body(stream: &mut OutputStream, body: Body) -> Result<(), String> {
+pub(crate) fn write_body(stream: &mut OutputStream, body: Body) -> Result<(), String> {
     match body {
         Body::Empty => Ok(()),
         Body::Bytes(bytes) => write_all(stream, &bytes),
