@@ -39,6 +39,7 @@ pub mod fetch;
 pub mod json;
 pub mod kv;
 pub mod log;
+pub mod random;
 pub mod router;
 mod serve;
 

@@ -12,6 +12,7 @@ mod compression;
 mod connections;
 mod deploy;
 mod edgectl;
+mod examples;
 mod isolation;
 mod kek;
 mod keys;

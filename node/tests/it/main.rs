@@ -13,6 +13,7 @@ mod client_addr;
 mod common;
 mod config;
 mod connections;
+mod examples;
 mod guests;
 mod kv;
 mod limits;
