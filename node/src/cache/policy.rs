@@ -99,6 +99,11 @@ fn delta_seconds(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+/// The longest lifetime any field can give: delta-seconds' 2^31 cap, also
+/// applied to `Expires - Date`, so a year-6674 Expires (the cache_control
+/// fuzz target's find) lives no longer than `max-age=99999999999`.
+const LONGEST_LIFETIME: Duration = Duration::from_secs(1 << 31);
+
 fn http_date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
     headers
         .get(name)
@@ -304,7 +309,10 @@ pub fn freshness_lifetime_received(
     if !cc.targeted && response.contains_key(header::EXPIRES) {
         // An invalid Expires means "already expired".
         return match http_date(response, header::EXPIRES) {
-            Some(expires) => expires.duration_since(date).unwrap_or_default(),
+            Some(expires) => expires
+                .duration_since(date)
+                .unwrap_or_default()
+                .min(LONGEST_LIFETIME),
             None => Duration::ZERO,
         };
     }
@@ -800,6 +808,17 @@ mod tests {
                 &headers(&[("expires", "0"), ("date", "Sun, 06 Nov 1994 08:49:37 GMT")])
             ),
             Duration::ZERO
+        );
+        // A far-future Expires is capped like delta-seconds (fuzz find).
+        assert_eq!(
+            freshness_lifetime(
+                ok,
+                &headers(&[
+                    ("date", "Tue, 01 Dec 2026 11:00:00 GMT"),
+                    ("expires", "Tue, 01 Dec 6674 11:00:00 GMT"),
+                ])
+            ),
+            LONGEST_LIFETIME
         );
         // Heuristic: 10% of the time since Last-Modified, capped at a day.
         assert_eq!(
