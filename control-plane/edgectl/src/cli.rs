@@ -98,6 +98,9 @@ pub enum Command {
     Logs(crate::logs::LogsArgs),
     /// The active version and which nodes serve it.
     Status { name: String },
+    /// Make a new component project (Rust, JavaScript or Python) that
+    /// builds with one command; no control plane is needed.
+    New(crate::new::NewArgs),
     /// Purge an app's cache on every node, and wait until they have.
     Purge {
         name: String,

@@ -120,6 +120,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Compression(command) => crate::compression::compression(&api, command).await,
         Command::Logs(args) => crate::logs::logs(&api, args).await,
         Command::Kv(command) => crate::kv::kv(&api, command).await,
+        // Handled in main, before a client is made.
+        Command::New(_) => Ok(()),
     }
 }
 

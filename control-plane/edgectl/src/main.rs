@@ -10,6 +10,7 @@ mod commands;
 mod compression;
 mod kv;
 mod logs;
+mod new;
 mod outbound;
 mod secrets;
 mod show;
@@ -24,6 +25,19 @@ use crate::client::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Offline: no API address or token needed.
+    if let cli::Command::New(args) = &cli.command {
+        return match new::run(args) {
+            Ok((root, next)) => {
+                println!("created {}\nnext: {next}", root.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("edgectl: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -21,6 +21,7 @@ mod kv_e2e;
 mod languages;
 mod logs;
 mod migrate;
+mod new_project;
 mod ops;
 mod outbound;
 mod pebble;
