@@ -18,7 +18,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use edge_node::config::{AppConfig, HttpConfig, RuntimeConfig};
-use edge_node::internals::{App, Dispatcher, Metrics, OutboundClient, RoutingTable, Runtime};
+use edge_node::internals::{
+    App, Dispatcher, Metrics, OutboundClient, RoutingTable, Runtime, Target,
+};
 use http_body_util::{BodyExt, Empty};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -40,14 +42,14 @@ fn setup() -> (Arc<Runtime>, Arc<App>, Arc<Dispatcher>, Arc<Dispatcher>) {
     ))
     .expect("app config");
     let app = Arc::new(App::load(&config, &runtime, &metrics).expect("hello loads"));
-    let table = RoutingTable::new([(config.hosts.as_slice(), "/", app.clone())]);
+    let table = RoutingTable::new([(config.hosts.as_slice(), "/", Target::App(app.clone()))]);
     let dispatcher = Dispatcher::new(
         runtime.clone(),
         table,
         metrics.clone(),
         &HttpConfig::default(),
     );
-    let table = RoutingTable::new([(config.hosts.as_slice(), "/", app.clone())]);
+    let table = RoutingTable::new([(config.hosts.as_slice(), "/", Target::App(app.clone()))]);
     let cached = Dispatcher::new(runtime.clone(), table, metrics, &HttpConfig::default())
         .with_cache(Some(Arc::new(edge_node::internals::EdgeCache::new(
             &Default::default(),

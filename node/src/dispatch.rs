@@ -44,7 +44,18 @@ use crate::runtime::{GuestResponse, Runtime};
 /// for finding the guest's log lines.
 pub const REQUEST_ID_HEADER: &str = "x-edge-request-id";
 
-pub type RoutingTable = Router<Arc<App>>;
+/// Where a route leads.
+#[derive(Clone)]
+pub enum Target {
+    App(Arc<App>),
+    /// An app of the snapshot that failed to load here and had no earlier
+    /// version to keep. It keeps its routes, so its hosts answer 503
+    /// `app-unavailable` (and a more general route, such as a wildcard,
+    /// does not answer for it).
+    Unavailable,
+}
+
+pub type RoutingTable = Router<Target>;
 
 pub struct Dispatcher {
     runtime: Arc<Runtime>,
@@ -125,7 +136,7 @@ impl Dispatcher {
         self.routes
             .load()
             .targets()
-            .any(|a| &*a.log_tenant == tenant && &*a.log_name == app)
+            .any(|t| matches!(t, Target::App(a) if &*a.log_tenant == tenant && &*a.log_name == app))
     }
 
     /// Replaces the routing table; requests already routed finish on the old one.
@@ -513,11 +524,10 @@ impl Dispatcher {
     /// The request's host and the app serving it.
     fn route<B>(&self, request: &Request<B>) -> Result<(String, Arc<App>), RouteError> {
         let host = request_host(request)?;
-        let app = self
-            .routes
-            .load()
-            .route(&host, request.uri().path())
-            .cloned()?;
+        let app = match self.routes.load().route(&host, request.uri().path())? {
+            Target::App(app) => app.clone(),
+            Target::Unavailable => return Err(RouteError::AppUnavailable(host)),
+        };
         Ok((host, app))
     }
 
@@ -704,6 +714,7 @@ fn route_reason(err: &RouteError) -> &'static str {
         RouteError::AmbiguousHost => "ambiguous-host",
         RouteError::UnknownHost(_) => "unknown-host",
         RouteError::NoPathMatch(_) => "no-route",
+        RouteError::AppUnavailable(_) => "app-unavailable",
     }
 }
 

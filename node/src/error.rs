@@ -106,6 +106,7 @@ impl EdgeError {
             EdgeError::Route(RouteError::UnknownHost(_) | RouteError::NoPathMatch(_)) => {
                 StatusCode::NOT_FOUND
             }
+            EdgeError::Route(RouteError::AppUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             EdgeError::Admission(AdmissionError::Rate { .. }) => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::Admission(_) => StatusCode::SERVICE_UNAVAILABLE,
             EdgeError::Request(RequestLimit::UriTooLong { .. }) => StatusCode::URI_TOO_LONG,
@@ -145,6 +146,7 @@ impl EdgeError {
             EdgeError::MethodNotSupported(_) => "method-not-supported",
             EdgeError::Route(RouteError::UnknownHost(_)) => "unknown-host",
             EdgeError::Route(RouteError::NoPathMatch(_)) => "no-route",
+            EdgeError::Route(RouteError::AppUnavailable(_)) => "app-unavailable",
             EdgeError::Admission(AdmissionError::NodeAtCapacity(_)) => "node-at-capacity",
             EdgeError::Admission(AdmissionError::Concurrency(_)) => "concurrency-limit-exceeded",
             EdgeError::Admission(AdmissionError::Rate { .. }) => "rate-limit-exceeded",
@@ -175,6 +177,9 @@ impl EdgeError {
 
     pub fn fault(&self) -> Fault {
         match self {
+            // The control plane accepted the component; this node could not
+            // load it (or its artifact): the operator's to look at.
+            EdgeError::Route(RouteError::AppUnavailable(_)) => Fault::Platform,
             EdgeError::Route(_)
             | EdgeError::Request(_)
             | EdgeError::NotCached

@@ -403,7 +403,7 @@ fn dispatcher() -> &'static Arc<crate::dispatch::Dispatcher> {
         let table = crate::dispatch::RoutingTable::new(std::iter::empty::<(
             &[HostPattern],
             &str,
-            Arc<crate::app::App>,
+            crate::dispatch::Target,
         )>());
         Arc::new(
             crate::dispatch::Dispatcher::new(

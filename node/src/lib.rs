@@ -45,7 +45,7 @@ pub mod internals {
     pub use crate::cache::layer::EdgeCache;
     pub use crate::cache::policy::Received;
     pub use crate::cache::store::{CacheKey, Entry};
-    pub use crate::dispatch::{Dispatcher, RoutingTable};
+    pub use crate::dispatch::{Dispatcher, RoutingTable, Target};
     pub use crate::metrics::Metrics;
     pub use crate::outbound::OutboundClient;
     pub use crate::request_id::RequestId;
@@ -68,7 +68,7 @@ use crate::admin::AdminState;
 use crate::app::{App, AppLoadError};
 use crate::certs::{CertResolver, OwnCertificates};
 use crate::config::TlsConfig;
-use crate::dispatch::{Dispatcher, RoutingTable};
+use crate::dispatch::{Dispatcher, RoutingTable, Target};
 use crate::listener::ClientListener;
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeError};
@@ -169,11 +169,9 @@ impl Node {
         let (logs, log_queue) = logs::LogHub::new(config.log.access, &metrics.registry)?;
         let runtime = Arc::new(Runtime::new(&config.runtime, &config.compile, outbound)?);
         let static_routes = load_apps(&config, &runtime, &metrics).await?;
-        let routes = RoutingTable::new(
-            static_routes
-                .iter()
-                .map(|(hosts, prefix, app)| (hosts.as_slice(), prefix.as_str(), app.clone())),
-        );
+        let routes = RoutingTable::new(static_routes.iter().map(|(hosts, prefix, app)| {
+            (hosts.as_slice(), prefix.as_str(), Target::App(app.clone()))
+        }));
         let dispatcher = Arc::new(
             Dispatcher::new(runtime.clone(), routes, metrics.clone(), &config.http)
                 .with_cache(cache)

@@ -28,6 +28,11 @@ pub enum RouteError {
     UnknownHost(String),
     #[error("no app serves this path on host {0}")]
     NoPathMatch(String),
+    /// The host belongs to an app of the node's snapshot that could not be
+    /// loaded here (a bad artifact, a component this node refuses): said
+    /// as such, rather than as a host nobody serves.
+    #[error("the app serving host {0} could not be loaded on this node")]
+    AppUnavailable(String),
 }
 
 /// Prefix routes of one host pattern, longest prefix first.

@@ -417,10 +417,14 @@ async fn corrupted_local_state_is_refused_and_fetched_again() {
     cp.kill().await;
     node.restart().await;
     let (status, body) = node.get("web.test", "/").await;
-    // Not loaded, so not routed: the app is unknown here until fetched.
+    // Not loaded, and no earlier version to fall back on: its host is
+    // known, and says the app is unavailable here until fetched again.
     assert_eq!(
         (status, body.as_str()),
-        (404, "unknown-host: no app serves host web.test\n"),
+        (
+            503,
+            "app-unavailable: the app serving host web.test could not be loaded on this node\n"
+        ),
         "served from a corrupted artifact"
     );
     // Back: fetched again, whole, and served.

@@ -60,6 +60,44 @@ async fn tampered_artifacts_and_snapshots_are_refused() {
         node.get("web.test", "/").await,
         (200, HELLO_BODY.to_string())
     );
+    // A new app refused the same way has no version to keep: its host says
+    // so (503, the app is known but not loaded), not 404 "unknown host".
+    acme.create_app("fresh", &["fresh.test"]).await;
+    let fresh: Uploaded = answer(
+        acme.upload("fresh", std::fs::read(ECHO).unwrap()).await,
+        201,
+    );
+    proxy.only(&fresh.artifact.sha256);
+    let (status, _) = acme
+        .send(
+            "POST",
+            "/v1/apps/fresh/deploy",
+            &Deploy {
+                version: fresh.version,
+            },
+        )
+        .await;
+    assert_eq!(status, 200);
+    node_state(
+        &acme,
+        "fresh",
+        RolloutState::Rejected,
+        Some("digest mismatch"),
+    )
+    .await;
+    assert_eq!(
+        node.get("fresh.test", "/").await,
+        (
+            503,
+            "app-unavailable: the app serving host fresh.test could not be loaded on this node\n"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        node.metric("edge_unrouted_requests_total{reason=\"app-unavailable\"}")
+            .await,
+        1.0
+    );
     other.deploy("shop", WSTD_STREAM).await;
     node_state(&other, "shop", RolloutState::Applied, None).await;
     assert_eq!(node.get("shop.test", "/stream?n=1").await.0, 200);

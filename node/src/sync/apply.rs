@@ -23,7 +23,7 @@ use crate::app::{App, Backend, HttpsPolicy};
 use crate::certs::CertResolver;
 use crate::config::AppOutbound;
 use crate::config::{AppLimits, MAX_ENV_BYTES, normalize_prefix};
-use crate::dispatch::{Dispatcher, RoutingTable};
+use crate::dispatch::{Dispatcher, RoutingTable, Target};
 use crate::metrics::Metrics;
 use crate::origin::{Origin, OriginUrl};
 use crate::runtime::{LoadError, LoadedComponent, Runtime};
@@ -207,16 +207,30 @@ impl Applier {
         let mut loaded: HashMap<String, LoadedComponent> = HashMap::new();
         let mut apps = HashMap::with_capacity(snapshot.apps.len());
         let mut failures = Vec::new();
+        // The hosts of apps served in no version: they answer 503, not 404.
+        let mut unavailable: Vec<Vec<HostPattern>> = Vec::new();
+        let mut not_served = |hosts: &[HostPattern]| {
+            let free: Vec<HostPattern> = hosts
+                .iter()
+                .filter(|h| !static_hosts.contains(&((*h).clone(), "/".to_string())))
+                .cloned()
+                .collect();
+            unavailable.push(free);
+        };
         for spec in &snapshot.apps {
             let key = (spec.tenant.clone(), spec.name.clone());
-            keep_or_install(&self.current, &mut apps, &mut failures, key, spec, |spec| {
-                self.build_one(spec, &static_hosts, &mut loaded, artifacts, bad_artifacts)
-            });
+            let served =
+                keep_or_install(&self.current, &mut apps, &mut failures, key, spec, |spec| {
+                    self.build_one(spec, &static_hosts, &mut loaded, artifacts, bad_artifacts)
+                });
+            if !served {
+                not_served(&spec.hosts);
+            }
         }
         let mut origins = HashMap::with_capacity(snapshot.origins.len());
         for spec in &snapshot.origins {
             let key = (spec.tenant.clone(), spec.name.clone());
-            keep_or_install(
+            let served = keep_or_install(
                 &self.current_origins,
                 &mut origins,
                 &mut failures,
@@ -224,19 +238,29 @@ impl Applier {
                 spec,
                 |spec| self.build_origin(spec, &static_hosts),
             );
+            if !served {
+                not_served(&spec.hosts);
+            }
         }
         let table = RoutingTable::new(
             self.static_routes
                 .iter()
-                .map(|(hosts, prefix, app)| (hosts.as_slice(), prefix.as_str(), app.clone()))
+                .map(|(hosts, prefix, app)| {
+                    (hosts.as_slice(), prefix.as_str(), Target::App(app.clone()))
+                })
                 .chain(
                     apps.values()
-                        .map(|(spec, app)| (spec.hosts.as_slice(), "/", app.clone())),
+                        .map(|(spec, app)| (spec.hosts.as_slice(), "/", Target::App(app.clone()))),
                 )
                 .chain(
                     origins
                         .values()
-                        .map(|(spec, app)| (spec.hosts.as_slice(), "/", app.clone())),
+                        .map(|(spec, app)| (spec.hosts.as_slice(), "/", Target::App(app.clone()))),
+                )
+                .chain(
+                    unavailable
+                        .iter()
+                        .map(|hosts| (hosts.as_slice(), "/", Target::Unavailable)),
                 ),
         );
         let certificates = self.certificates.build(snapshot, certificates);
@@ -528,7 +552,7 @@ type Served<S> = HashMap<(TenantId, AppName), (S, Arc<App>)>;
 /// Puts one app of a snapshot into `next`: unchanged (same spec as
 /// `current`) it is kept, with its admission state; else it is built, and
 /// an app that fails to build keeps its previous version, if any, and is
-/// reported.
+/// reported. Whether some version of the app is served.
 fn keep_or_install<S: PartialEq + Clone>(
     current: &Served<S>,
     next: &mut Served<S>,
@@ -536,16 +560,17 @@ fn keep_or_install<S: PartialEq + Clone>(
     key: (TenantId, AppName),
     spec: &S,
     build: impl FnOnce(&S) -> Result<App, BuildError>,
-) {
+) -> bool {
     if let Some((old, app)) = current.get(&key)
         && old == spec
     {
         next.insert(key, (spec.clone(), app.clone()));
-        return;
+        return true;
     }
     match build(spec) {
         Ok(app) => {
             next.insert(key, (spec.clone(), Arc::new(app)));
+            true
         }
         Err(e) => {
             tracing::error!(error = %e, "an app of the revision cannot be served; it keeps its previous version, if any");
@@ -554,8 +579,12 @@ fn keep_or_install<S: PartialEq + Clone>(
                 app: key.1.clone(),
                 error: e.to_string(),
             });
-            if let Some(previous) = current.get(&key) {
-                next.insert(key, previous.clone());
+            match current.get(&key) {
+                Some(previous) => {
+                    next.insert(key, previous.clone());
+                    true
+                }
+                None => false,
             }
         }
     }
