@@ -91,6 +91,12 @@ fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 fn backend(e: &tokio_postgres::Error) -> StoreError {
+    // A full disk (SQLSTATE 53100) is the one server failure a caller can
+    // act on (an operator frees space, the same call works): the API's 507
+    // `storage-full`, as for the SQLite and file backends.
+    if e.code() == Some(&SqlState::DISK_FULL) {
+        return StoreError::Full(format!("the PostgreSQL database: {}", describe(e)));
+    }
     StoreError::Backend(format!("postgres: {}", describe(e)))
 }
 

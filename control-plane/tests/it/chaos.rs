@@ -23,7 +23,7 @@ use edge_cp::auth::Role;
 use edge_fixtures::{ECHO, HELLO};
 
 use crate::common::{
-    Client, TestCp, TestNode, answer, assert_error, create_tenant, eventually, issue_token,
+    Client, TestCp, TestNode, Tmpfs, answer, assert_error, create_tenant, eventually, issue_token,
 };
 
 const HELLO_BODY: &str = "Hello from the edge!\n";
@@ -451,52 +451,6 @@ async fn corrupted_local_state_is_refused_and_fetched_again() {
     cp.restart().await;
     node.wait_for_body("web.test", HELLO_BODY).await;
     node.stop().await;
-}
-
-/// A tmpfs of `bytes` mounted at a new directory, unmounted on drop.
-/// Mounting needs root, which CI and this machine have; without it the
-/// test fails saying so rather than passing untested.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    fn mount(bytes: u64) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            output.status.success(),
-            "the full-disk tests mount a tmpfs, which needs root: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    /// Writes a file until the filesystem is full; returns its path.
-    fn fill(&self) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut file = std::fs::File::create(&path).expect("filler");
-        let chunk = vec![0u8; 4096];
-        loop {
-            match file.write_all(&chunk) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return path,
-                Err(e) => panic!("filling the tmpfs: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
-    }
 }
 
 /// The control plane's disk fills up: an upload is refused with 507

@@ -205,6 +205,57 @@ impl PgCluster {
     }
 }
 
+impl PgCluster {
+    /// Runs `sql` as the superuser on the `postgres` database.
+    pub async fn admin(&self, sql: &str) {
+        let (client, connection) = self
+            .url("postgres")
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        drop(client);
+        let _ = driver.await;
+    }
+
+    /// A fresh database whose files live under `dir` (a tablespace there,
+    /// the directory handed to the server's user first): its name and URL.
+    /// [`PgCluster::drop_in`] removes both before `dir` goes away.
+    pub async fn new_database_in(&self, dir: &Path) -> (String, PgUrl) {
+        let name = format!("t_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+        if running_as_root() {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown of {} failed", dir.display());
+        }
+        let location = dir.display().to_string().replace('\'', "''");
+        self.admin(&format!(
+            "CREATE TABLESPACE {name}_space LOCATION '{location}'"
+        ))
+        .await;
+        self.admin(&format!("CREATE DATABASE {name} TABLESPACE {name}_space"))
+            .await;
+        let url = self.url(&name);
+        (name, url)
+    }
+
+    /// Drops a database made by [`PgCluster::new_database_in`], and its
+    /// tablespace: nothing of the server refers to the directory after.
+    pub async fn drop_in(&self, name: &str) {
+        self.admin(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await;
+        self.admin(&format!("DROP TABLESPACE {name}_space")).await;
+    }
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if let Some((mut child, mut stdin)) = self.guard.lock().ok().and_then(|mut g| g.take()) {

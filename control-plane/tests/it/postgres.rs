@@ -800,3 +800,62 @@ async fn replicas_racing_for_the_last_certificates_cannot_overshoot_a_limit() {
         7
     );
 }
+
+/// PostgreSQL's disk fills up (the database lives in a tablespace on a
+/// small tmpfs): a write is refused as `StoreError::Full` (the API's 507
+/// `storage-full`, as on SQLite), not as an opaque backend error; nothing
+/// of it is stored, and the same write works once space is freed.
+#[tokio::test]
+async fn a_full_disk_under_postgres_is_storage_full() {
+    let disk = crate::common::Tmpfs::mount(64 << 20);
+    let cluster = pg::cluster();
+    let (name, url) = cluster.new_database_in(disk.path()).await;
+    let store: PgMetaStore = url.connect().await.unwrap();
+    let t = tenant("acme");
+    store.create_tenant(&t).await.unwrap();
+    store
+        .create_app(
+            &t,
+            &app("web"),
+            &[host("web.test")],
+            &AppLimits::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    let new = NewVersion {
+        source_sha256: "cd".repeat(32),
+        source_size: 100,
+        artifact: ArtifactRef {
+            sha256: "ab".repeat(32),
+            size: 10,
+            engine: "e".into(),
+        },
+    };
+
+    let filler = disk.fill();
+    match store.add_version(&t, &app("web"), &new, u64::MAX).await {
+        Err(StoreError::Full(detail)) => {
+            assert!(detail.contains("53100"), "{detail}")
+        }
+        other => panic!("expected StoreError::Full, got {other:?}"),
+    }
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        store
+            .list_versions(&t, &app("web"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.tenant_storage(&t).await.unwrap().used_bytes, 0);
+    let added = store
+        .add_version(&t, &app("web"), &new, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(added.version, 1);
+    assert_eq!(store.tenant_storage(&t).await.unwrap().used_bytes, 100);
+
+    drop(store);
+    cluster.drop_in(&name).await;
+}
