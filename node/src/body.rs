@@ -226,32 +226,86 @@ where
     }
 }
 
+/// How long the end of a response waits for its guest to be done (see
+/// [`GuardedResponseBody`]). A guest that answers and then returns is done
+/// within a few scheduler turns; one that keeps working after its answer
+/// delays its client's end of the response by at most this, and keeps its
+/// slot until it is done, as before.
+pub const GUEST_DONE_GRACE: Duration = Duration::from_millis(50);
+
 /// The guest's response body on its way to the client. It ends in an error
 /// (which aborts the stream: HTTP/1 closes the connection without the final
 /// chunk, HTTP/2 resets the stream) once more than `limit` bytes go out, or
 /// when the guest failed (trapped, ran out of time) before finishing it:
 /// wasi:http ends the stream when the store goes away, and a truncated body
 /// must not look whole.
+///
+/// With `guest_done`, the client sees the end of the response (the final
+/// chunk or `END_STREAM`, or with a `Content-Length` the frame that
+/// completes it) only once the guest's task is over and its admission slot
+/// free, or [`GUEST_DONE_GRACE`] later. A client that sends its next
+/// request on the same connection as soon as it has an answer would
+/// otherwise find the app's slots still held by its own finished requests:
+/// a WASI 0.3 guest writes its body from a task that ends a few scheduler
+/// turns after the last byte, and under closed-loop load a 0.3 app got 503
+/// `concurrency-limit-exceeded` for clients well under its limit.
 pub struct GuardedResponseBody {
     inner: ResponseBody,
     budget: ByteBudget,
     guest_failed: Arc<AtomicBool>,
     /// Counts the cut-off (`edge_limit_rejections_total`).
     exceeded: prometheus::IntCounter,
+    /// Bytes the `Content-Length` still announces, if it announced any.
+    declared_left: Option<u64>,
+    /// What the end of the response waits for; `None` once done (or never).
+    guest_done: Option<GuestDoneWait>,
+    /// The frame that completed the declared length, held back until the
+    /// guest is done.
+    held: Option<Frame<Bytes>>,
+    /// The guest's body is over; only `held` and the wait remain.
+    ended: bool,
+}
+
+/// The guest task's end, bounded by [`GUEST_DONE_GRACE`] from when the
+/// response would end.
+struct GuestDoneWait {
+    done: tokio::sync::oneshot::Receiver<()>,
+    grace: Option<Pin<Box<Sleep>>>,
+}
+
+impl GuestDoneWait {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Sent or dropped: the task is over either way.
+        if Pin::new(&mut self.done).poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        self.grace
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(GUEST_DONE_GRACE)))
+            .as_mut()
+            .poll(cx)
+    }
 }
 
 impl GuardedResponseBody {
+    /// `declared`: the response's `Content-Length`; `guest_done`: resolves
+    /// when the guest's task is over (none for an origin's answer).
     pub fn new(
         inner: ResponseBody,
         limit: u64,
         guest_failed: Arc<AtomicBool>,
         exceeded: prometheus::IntCounter,
+        declared: Option<u64>,
+        guest_done: Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> Self {
         Self {
             inner,
             budget: ByteBudget::new(limit),
             guest_failed,
             exceeded,
+            declared_left: declared,
+            guest_done: guest_done.map(|done| GuestDoneWait { done, grace: None }),
+            held: None,
+            ended: false,
         }
     }
 }
@@ -265,26 +319,68 @@ impl Body for GuardedResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if !this.budget.take(&frame) {
-                    this.exceeded.inc();
-                    let limit = this.budget.limit;
-                    return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(limit)))));
+        while !this.ended {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if !this.budget.take(&frame) {
+                        this.exceeded.inc();
+                        let limit = this.budget.limit;
+                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
+                            limit,
+                        )))));
+                    }
+                    let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    let complete = match &mut this.declared_left {
+                        Some(left) => {
+                            *left = left.saturating_sub(len);
+                            *left == 0
+                        }
+                        None => false,
+                    };
+                    // Past the declared length, each frame waits for the
+                    // next one (or the end) in `held`: the last of them goes
+                    // out once the guest is done.
+                    if this.guest_done.is_none() || !complete {
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    if let Some(previous) = this.held.replace(frame) {
+                        return Poll::Ready(Some(Ok(previous)));
+                    }
                 }
-                Poll::Ready(Some(Ok(frame)))
+                // The guest task records its failure before it drops the
+                // store, which is what ends the inner stream.
+                Poll::Ready(None) if this.guest_failed.load(Ordering::Acquire) => {
+                    this.held = None;
+                    return Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    // Nothing of the guest's stream is kept past its end.
+                    this.inner = http_body_util::Empty::new()
+                        .map_err(|never| match never {})
+                        .boxed_unsync();
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    this.held = None;
+                    return Poll::Ready(Some(Err(err)));
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            // The guest task records its failure before it drops the store,
-            // which is what ends the inner stream.
-            Poll::Ready(None) if this.guest_failed.load(Ordering::Acquire) => {
-                Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)))
-            }
-            other => other,
         }
+        if let Some(wait) = &mut this.guest_done {
+            if wait.poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.guest_done = None;
+        }
+        Poll::Ready(this.held.take().map(Ok))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream() && !self.guest_failed.load(Ordering::Acquire)
+        self.held.is_none()
+            && self.guest_done.is_none()
+            && (self.ended || self.inner.is_end_stream())
+            && !self.guest_failed.load(Ordering::Acquire)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -295,6 +391,7 @@ impl Body for GuardedResponseBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
     use http_body_util::{Full, StreamBody};
 
     const IDLE: Duration = Duration::from_secs(30);
@@ -335,8 +432,97 @@ mod tests {
     async fn response_bodies_stop_at_the_limit_and_report_once() {
         let counter = prometheus::IntCounter::new("t", "t").unwrap();
         let body = full_body(vec![1u8; 300]);
-        let guarded = GuardedResponseBody::new(body, 200, Arc::default(), counter.clone());
+        let guarded =
+            GuardedResponseBody::new(body, 200, Arc::default(), counter.clone(), None, None);
         assert!(guarded.collect().await.is_err());
         assert_eq!(counter.get(), 1);
+    }
+
+    /// Two 10-byte frames from a channel the test feeds.
+    fn fed_body() -> (
+        futures::channel::mpsc::UnboundedSender<Result<Frame<Bytes>, HttpError>>,
+        ResponseBody,
+    ) {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        (tx, StreamBody::new(rx).boxed_unsync())
+    }
+
+    fn data(n: usize) -> Result<Frame<Bytes>, HttpError> {
+        Ok(Frame::data(Bytes::from(vec![7u8; n])))
+    }
+
+    fn guarded(
+        body: ResponseBody,
+        declared: Option<u64>,
+    ) -> (tokio::sync::oneshot::Sender<()>, GuardedResponseBody) {
+        let counter = prometheus::IntCounter::new("t", "t").unwrap();
+        let (done, guest_done) = tokio::sync::oneshot::channel();
+        let body = GuardedResponseBody::new(
+            body,
+            1000,
+            Arc::default(),
+            counter,
+            declared,
+            Some(guest_done),
+        );
+        (done, body)
+    }
+
+    #[tokio::test]
+    async fn a_chunked_response_ends_once_its_guest_is_done() {
+        let (tx, body) = fed_body();
+        let (done, mut body) = guarded(body, None);
+        tx.unbounded_send(data(10)).unwrap();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.data_ref().map(|d| d.len()), Some(10));
+        drop(tx);
+        // The guest's stream is over, the guest is not: no end yet.
+        assert!(body.frame().now_or_never().is_none());
+        assert!(!body.is_end_stream());
+        drop(done);
+        assert!(body.frame().await.is_none());
+        assert!(body.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn the_frame_completing_a_content_length_waits_for_the_guest() {
+        let (tx, body) = fed_body();
+        let (done, mut body) = guarded(body, Some(20));
+        tx.unbounded_send(data(10)).unwrap();
+        tx.unbounded_send(data(10)).unwrap();
+        // The first half goes at once; the frame that completes the
+        // declared length is held, even before the stream ends.
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(body.frame().now_or_never().is_none());
+        drop(tx);
+        assert!(body.frame().now_or_never().is_none());
+        done.send(()).unwrap();
+        let last = body.frame().await.unwrap().unwrap();
+        assert_eq!(last.data_ref().map(|d| d.len()), Some(10));
+        assert!(body.frame().await.is_none());
+    }
+
+    /// A guest that keeps working after its answer delays the end by the
+    /// grace period, not by its own run.
+    #[tokio::test(start_paused = true)]
+    async fn a_guest_still_running_delays_the_end_by_the_grace_only() {
+        let (_done, body) = guarded(full_body(vec![1u8; 5]), Some(5));
+        let started = tokio::time::Instant::now();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes.len(), 5);
+        // The paused clock advances only by the timers that fired.
+        assert_eq!(started.elapsed(), GUEST_DONE_GRACE);
+    }
+
+    #[tokio::test]
+    async fn a_guest_failing_after_its_stream_ended_still_cuts_the_body() {
+        let (tx, body) = fed_body();
+        let counter = prometheus::IntCounter::new("t", "t").unwrap();
+        let failed = Arc::new(AtomicBool::new(true));
+        let (_done, guest_done) = tokio::sync::oneshot::channel();
+        let body = GuardedResponseBody::new(body, 1000, failed, counter, None, Some(guest_done));
+        tx.unbounded_send(data(10)).unwrap();
+        drop(tx);
+        assert!(body.collect().await.is_err());
     }
 }

@@ -450,14 +450,19 @@ impl Dispatcher {
             RequestBodyFailure::Malformed => RequestLimit::BadBody,
         };
         let deadline = started + app.limits.wall_time;
-        let GuestResponse {
-            response,
-            guest_failed,
-        } = match &app.backend {
+        let (response, guest_failed, guest_done) = match &app.backend {
             Backend::Component(_) => self
                 .runtime
                 .invoke(app, request, scheme, request_id, deadline, guard.clone())
                 .await
+                .map(|answer| {
+                    let GuestResponse {
+                        response,
+                        guest_failed,
+                        guest_done,
+                    } = answer;
+                    (response, guest_failed, Some(guest_done))
+                })
                 .map_err(|err| match body_status.failure() {
                     // Whatever the guest made of the failed read, the fault is
                     // the client's body.
@@ -490,10 +495,7 @@ impl Dispatcher {
                         Some(failure) => EdgeError::from(body_error(failure)),
                         None => EdgeError::from(err),
                     })?;
-                GuestResponse {
-                    response,
-                    guest_failed: Default::default(),
-                }
+                (response, Default::default(), None)
             }
         };
 
@@ -510,14 +512,16 @@ impl Dispatcher {
             return Err(body_error(failure).into());
         }
         let limit = app.limits.max_response_body_bytes;
-        if let Some(declared) = declared_length(response.headers())
+        let declared = declared_length(response.headers());
+        if let Some(declared) = declared
             && declared > limit
         {
             return Err(EdgeError::ResponseTooLarge { declared, limit });
         }
         let exceeded = app.metrics.response_too_large.clone();
         Ok(response.map(|body| {
-            GuardedResponseBody::new(body, limit, guest_failed, exceeded).boxed_unsync()
+            GuardedResponseBody::new(body, limit, guest_failed, exceeded, declared, guest_done)
+                .boxed_unsync()
         }))
     }
 

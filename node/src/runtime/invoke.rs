@@ -84,6 +84,9 @@ pub struct GuestResponse {
     /// Set if the guest fails before finishing the body, so the body can
     /// end in an error rather than look complete.
     pub guest_failed: Arc<AtomicBool>,
+    /// Resolves (sent or dropped) once the guest's task is over and the
+    /// request's admission permits are released.
+    pub guest_done: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// What kind of trap ended a guest: the `kind` label of `edge_guest_traps_total`.
@@ -261,6 +264,7 @@ impl Runtime {
         let task_limit_hit = limit_hit.clone();
         let guest_failed = Arc::new(AtomicBool::new(false));
         let task_failed = guest_failed.clone();
+        let (done, guest_done) = tokio::sync::oneshot::channel::<()>();
         // The epoch ticks (CPU budget, yields) while the task lives.
         let ticking = self.ticker.running();
         // The guest runs in its own task: after it sets the response it keeps
@@ -348,6 +352,9 @@ impl Runtime {
             drop(store);
             drop(hold);
             drop(ticking);
+            // Only now may the response end for its client (its next
+            // request finds the slot free).
+            drop(done);
             result
         });
 
@@ -362,6 +369,7 @@ impl Runtime {
                 Ok(GuestResponse {
                     response,
                     guest_failed,
+                    guest_done,
                 })
             }
             Ok(Err(code)) => Err(GuestError::ErrorCode(code)),

@@ -234,3 +234,50 @@ async fn p3_guests_read_their_config_and_log_through_the_node() {
     let resp = node.get("probe.test", "/log?hello-from-p3").await;
     assert_eq!(resp.text().await.unwrap(), "logged\n");
 }
+
+/// A client that sends its next request as soon as it has the last one's
+/// answer never finds the app's slots held by its own finished requests:
+/// the end of a response reaches the client only once its guest is done.
+/// A 0.3 guest writes its body from a task that outlives the answer by a
+/// few scheduler turns; before, such a client got 503
+/// `concurrency-limit-exceeded` at an app's limit of 1 (and, under load,
+/// well under the default 100).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_requests_never_trip_over_their_own_slot() {
+    let one_at_a_time = AppLimits {
+        max_concurrent_requests: 1,
+        ..AppLimits::default()
+    };
+    let node = TestNode::builder()
+        .app(app("hello-p3", HELLO_P3).limits(one_at_a_time.clone()))
+        .app(app("probe", P3_PROBE).limits(one_at_a_time.clone()))
+        .app(app("hello", HELLO).limits(one_at_a_time))
+        .start()
+        .await;
+    // With a Content-Length (hello, hello-p3), and chunked, written after
+    // `handle` returned (the probe's stream).
+    let targets = [
+        ("hello-p3.test", "/", 32),
+        ("probe.test", "/stream?1", 1 << 10),
+        ("hello.test", "/", 21),
+    ];
+    for http2 in [false, true] {
+        let client = node.client_without_redirects(http2);
+        for (host, path, length) in targets {
+            for round in 0..200 {
+                let resp = client.get(node.url(host, path)).send().await.unwrap();
+                let status = resp.status();
+                let refusal = resp
+                    .headers()
+                    .get("x-edge-error")
+                    .map(|v| v.to_str().unwrap_or("?").to_string());
+                let body = resp.bytes().await.unwrap();
+                assert_eq!(
+                    (status.as_u16(), refusal, body.len()),
+                    (200, None, length),
+                    "{host}{path}, http2: {http2}, request {round}"
+                );
+            }
+        }
+    }
+}
