@@ -7,6 +7,8 @@
 //! end in an error. (The admission permits are held by the guest task,
 //! not by the body.)
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -259,22 +261,33 @@ pub struct GuardedResponseBody {
     declared_left: Option<u64>,
     /// What the end of the response waits for; `None` once done (or never).
     guest_done: Option<GuestDoneWait>,
-    /// The frame that completed the declared length, held back until the
-    /// guest is done.
-    held: Option<Frame<Bytes>>,
-    /// The guest's body is over; only `held` and the wait remain.
+    /// The frame that completed the declared length and any that followed
+    /// it (trailers), held back until the guest is done. At most
+    /// [`MAX_HELD_FRAMES`]: past that, they go out without waiting.
+    held: VecDeque<Frame<Bytes>>,
+    /// How the guest's body failed, told after the frames held before it.
+    failure: Option<HttpError>,
+    /// The guest's body is over; only `held`, `failure` and the wait remain.
     ended: bool,
 }
 
-/// The guest task's end, bounded by [`GUEST_DONE_GRACE`] from when the
-/// response would end.
-struct GuestDoneWait {
+/// wasi:http passes nothing past a declared length but trailers, so two
+/// would do; a few more cost nothing and bound the queue all the same.
+const MAX_HELD_FRAMES: usize = 4;
+
+/// The guest task's end, bounded by [`GUEST_DONE_GRACE`] from the first
+/// time it is waited for.
+pub struct GuestDoneWait {
     done: tokio::sync::oneshot::Receiver<()>,
     grace: Option<Pin<Box<Sleep>>>,
 }
 
 impl GuestDoneWait {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub fn new(done: tokio::sync::oneshot::Receiver<()>) -> Self {
+        Self { done, grace: None }
+    }
+
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         // Sent or dropped: the task is over either way.
         if Pin::new(&mut self.done).poll(cx).is_ready() {
             return Poll::Ready(());
@@ -283,6 +296,14 @@ impl GuestDoneWait {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(GUEST_DONE_GRACE)))
             .as_mut()
             .poll(cx)
+    }
+}
+
+impl Future for GuestDoneWait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_mut().poll_done(cx)
     }
 }
 
@@ -303,9 +324,36 @@ impl GuardedResponseBody {
             guest_failed,
             exceeded,
             declared_left: declared,
-            guest_done: guest_done.map(|done| GuestDoneWait { done, grace: None }),
-            held: None,
+            guest_done: guest_done.map(GuestDoneWait::new),
+            held: VecDeque::new(),
+            failure: None,
             ended: false,
+        }
+    }
+
+    /// Whether the end still waits for the guest (polling the wait, which
+    /// starts its grace period on the first call).
+    fn waiting(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(wait) = &mut self.guest_done else {
+            return false;
+        };
+        if wait.poll_done(cx).is_pending() {
+            return true;
+        }
+        self.guest_done = None;
+        false
+    }
+
+    /// The guest's body is over: nothing of its stream is kept past its
+    /// end. A failure goes out after what is held, without waiting.
+    fn end(&mut self, failure: Option<HttpError>) {
+        self.ended = true;
+        self.inner = http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        if failure.is_some() {
+            self.failure = failure;
+            self.guest_done = None;
         }
     }
 }
@@ -319,7 +367,21 @@ impl Body for GuardedResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = self.get_mut();
-        while !this.ended {
+        loop {
+            if !this.held.is_empty() && !this.waiting(cx) {
+                return Poll::Ready(this.held.pop_front().map(Ok));
+            }
+            if this.ended {
+                if let Some(failure) = this.failure.take() {
+                    return Poll::Ready(Some(Err(failure)));
+                }
+                if this.waiting(cx) {
+                    return Poll::Pending;
+                }
+                return Poll::Ready(None);
+            }
+            // Still waiting with frames held: the guest's stream is read on
+            // (its trailers, its end) while the wait's waker is registered.
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if !this.budget.take(&frame) {
@@ -337,54 +399,47 @@ impl Body for GuardedResponseBody {
                         }
                         None => false,
                     };
-                    // Past the declared length, each frame waits for the
-                    // next one (or the end) in `held`: the last of them goes
-                    // out once the guest is done.
-                    if this.guest_done.is_none() || !complete {
+                    // The declared length is complete: this frame may be
+                    // the response's last, and so may any that follows.
+                    let maybe_last = complete || !this.held.is_empty();
+                    if this.guest_done.is_none() || !maybe_last {
                         return Poll::Ready(Some(Ok(frame)));
                     }
-                    if let Some(previous) = this.held.replace(frame) {
-                        return Poll::Ready(Some(Ok(previous)));
+                    if this.held.len() >= MAX_HELD_FRAMES {
+                        this.guest_done = None;
                     }
+                    this.held.push_back(frame);
                 }
                 // The guest task records its failure before it drops the
                 // store, which is what ends the inner stream.
                 Poll::Ready(None) if this.guest_failed.load(Ordering::Acquire) => {
-                    this.held = None;
-                    return Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)));
+                    this.end(Some(HttpError::HttpResponseIncomplete));
                 }
-                Poll::Ready(None) => {
-                    this.ended = true;
-                    // Nothing of the guest's stream is kept past its end.
-                    this.inner = http_body_util::Empty::new()
-                        .map_err(|never| match never {})
-                        .boxed_unsync();
-                }
-                Poll::Ready(Some(Err(err))) => {
-                    this.held = None;
-                    return Poll::Ready(Some(Err(err)));
-                }
+                Poll::Ready(None) => this.end(None),
+                Poll::Ready(Some(Err(err))) => this.end(Some(err)),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        if let Some(wait) = &mut this.guest_done {
-            if wait.poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            this.guest_done = None;
-        }
-        Poll::Ready(this.held.take().map(Ok))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.held.is_none()
+        self.held.is_empty()
+            && self.failure.is_none()
             && self.guest_done.is_none()
             && (self.ended || self.inner.is_end_stream())
             && !self.guest_failed.load(Ordering::Acquire)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        if self.held.is_empty() && !self.ended {
+            return self.inner.size_hint();
+        }
+        let held: u64 = self
+            .held
+            .iter()
+            .map(|f| f.data_ref().map_or(0, |d| d.len() as u64))
+            .sum();
+        SizeHint::with_exact(held)
     }
 }
 
@@ -512,6 +567,71 @@ mod tests {
         assert_eq!(bytes.len(), 5);
         // The paused clock advances only by the timers that fired.
         assert_eq!(started.elapsed(), GUEST_DONE_GRACE);
+    }
+
+    /// A guest that wrote all it declared but keeps its body open (and
+    /// works on): the last frame waits for the grace, not for the guest.
+    #[tokio::test(start_paused = true)]
+    async fn a_held_frame_goes_after_the_grace_while_the_body_stays_open() {
+        let (tx, body) = fed_body();
+        let (_done, mut body) = guarded(body, Some(10));
+        tx.unbounded_send(data(10)).unwrap();
+        let started = tokio::time::Instant::now();
+        let last = body.frame().await.unwrap().unwrap();
+        assert_eq!(last.data_ref().map(|d| d.len()), Some(10));
+        assert_eq!(started.elapsed(), GUEST_DONE_GRACE);
+        // Then its end, once the guest closes it.
+        drop(tx);
+        assert!(body.frame().await.is_none());
+    }
+
+    /// Trailers after the frame completing the length wait with it, in
+    /// order: an HTTP/1 response ends with that frame.
+    #[tokio::test]
+    async fn trailers_after_the_declared_length_wait_behind_the_last_frame() {
+        let (tx, body) = fed_body();
+        let (done, mut body) = guarded(body, Some(10));
+        tx.unbounded_send(data(10)).unwrap();
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-sum", http::HeaderValue::from_static("1"));
+        tx.unbounded_send(Ok(Frame::trailers(trailers))).unwrap();
+        assert!(body.frame().now_or_never().is_none());
+        drop(tx);
+        assert!(body.frame().now_or_never().is_none());
+        drop(done);
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.data_ref().map(|d| d.len()), Some(10));
+        let second = body.frame().await.unwrap().unwrap();
+        assert_eq!(
+            second.trailers_ref().map(|t| t["x-sum"].clone()),
+            Some("1".parse().unwrap())
+        );
+        assert!(body.frame().await.is_none());
+    }
+
+    /// A guest failing once its declared bytes are out: they all go, then
+    /// the error (without waiting).
+    #[tokio::test]
+    async fn a_failure_after_the_declared_length_comes_after_the_held_frame() {
+        let (tx, body) = fed_body();
+        let counter = prometheus::IntCounter::new("t", "t").unwrap();
+        let failed = Arc::new(AtomicBool::new(false));
+        let (_done, guest_done) = tokio::sync::oneshot::channel();
+        let mut body = GuardedResponseBody::new(
+            body,
+            1000,
+            failed.clone(),
+            counter,
+            Some(10),
+            Some(guest_done),
+        );
+        tx.unbounded_send(data(10)).unwrap();
+        assert!(body.frame().now_or_never().is_none());
+        failed.store(true, Ordering::Release);
+        drop(tx);
+        let last = body.frame().await.unwrap().unwrap();
+        assert_eq!(last.data_ref().map(|d| d.len()), Some(10));
+        assert!(body.frame().await.unwrap().is_err());
     }
 
     #[tokio::test]

@@ -22,7 +22,8 @@ use crate::acme::{AcmeChallenges, is_challenge_request};
 use crate::admission::NodeAdmission;
 use crate::app::{App, Backend};
 use crate::body::{
-    GuardedResponseBody, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus, declared_length,
+    GuardedResponseBody, GuestDoneWait, LimitedRequestBody, RequestBodyFailure, RequestBodyStatus,
+    declared_length,
 };
 use crate::cache::compress::Compressor;
 use crate::cache::layer::{CacheResult, EdgeCache};
@@ -431,6 +432,7 @@ impl Dispatcher {
             _app: app.admission.admit()?,
             _in_flight: InFlight::new(&app.metrics.in_flight),
         });
+        let head = request.method() == Method::HEAD;
 
         let body_limit = app.limits.max_request_body_bytes;
         let body_status = RequestBodyStatus::default();
@@ -518,6 +520,22 @@ impl Dispatcher {
         {
             return Err(EdgeError::ResponseTooLarge { declared, limit });
         }
+        // hyper never reads a body that cannot be sent (HEAD, 204, 304, a
+        // zero length): its answer waits for the guest here instead, as
+        // the end of any other body does.
+        let status = response.status();
+        let guest_done = match guest_done {
+            Some(done)
+                if head
+                    || declared == Some(0)
+                    || status == http::StatusCode::NO_CONTENT
+                    || status == http::StatusCode::NOT_MODIFIED =>
+            {
+                GuestDoneWait::new(done).await;
+                None
+            }
+            other => other,
+        };
         let exceeded = app.metrics.response_too_large.clone();
         Ok(response.map(|body| {
             GuardedResponseBody::new(body, limit, guest_failed, exceeded, declared, guest_done)

@@ -279,5 +279,18 @@ async fn back_to_back_requests_never_trip_over_their_own_slot() {
                 );
             }
         }
+        // No body to hold back: the answer itself waits for the guest.
+        for round in 0..200 {
+            let resp = client
+                .head(node.url("hello-p3.test", "/"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                (resp.status().as_u16(), resp.headers().get("x-edge-error")),
+                (200, None),
+                "HEAD, http2: {http2}, request {round}"
+            );
+        }
     }
 }
