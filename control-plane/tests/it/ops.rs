@@ -567,19 +567,9 @@ async fn readiness_fails_when_the_database_goes_away() {
     let admin = handle.admin_addr.unwrap();
     assert_eq!(get(&format!("http://{admin}/readyz")).await.0, 200);
 
-    let (client, connection) = crate::pg::cluster()
-        .url("postgres")
-        .config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let driver = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .await
-        .unwrap();
-    drop(client);
-    let _ = driver.await;
+    crate::pg::cluster()
+        .admin(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await;
 
     let (status, body) = get(&format!("http://{admin}/readyz")).await;
     assert_eq!(status, 503, "{body}");

@@ -188,24 +188,10 @@ impl PgCluster {
     /// Creates `t_<n>` and returns its URL.
     pub async fn new_database(&self) -> PgUrl {
         let name = format!("t_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
-        let (client, connection) = self
-            .url("postgres")
-            .config()
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let driver = tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        drop(client);
-        let _ = driver.await;
+        self.admin(&format!("CREATE DATABASE {name}")).await;
         self.url(&name)
     }
-}
 
-impl PgCluster {
     /// Runs `sql` as the superuser on the `postgres` database.
     pub async fn admin(&self, sql: &str) {
         let (client, connection) = self
