@@ -493,7 +493,8 @@ mod tests {
         assert_eq!(counter.get(), 1);
     }
 
-    /// Two 10-byte frames from a channel the test feeds.
+    /// A guest's body whose frames the test sends (and ends by dropping
+    /// the sender).
     fn fed_body() -> (
         futures::channel::mpsc::UnboundedSender<Result<Frame<Bytes>, HttpError>>,
         ResponseBody,
@@ -510,16 +511,19 @@ mod tests {
         body: ResponseBody,
         declared: Option<u64>,
     ) -> (tokio::sync::oneshot::Sender<()>, GuardedResponseBody) {
+        guarded_failing(body, declared, Arc::default())
+    }
+
+    /// [`guarded`], with the guest's failure flag.
+    fn guarded_failing(
+        body: ResponseBody,
+        declared: Option<u64>,
+        failed: Arc<AtomicBool>,
+    ) -> (tokio::sync::oneshot::Sender<()>, GuardedResponseBody) {
         let counter = prometheus::IntCounter::new("t", "t").unwrap();
         let (done, guest_done) = tokio::sync::oneshot::channel();
-        let body = GuardedResponseBody::new(
-            body,
-            1000,
-            Arc::default(),
-            counter,
-            declared,
-            Some(guest_done),
-        );
+        let body =
+            GuardedResponseBody::new(body, 1000, failed, counter, declared, Some(guest_done));
         (done, body)
     }
 
@@ -614,17 +618,8 @@ mod tests {
     #[tokio::test]
     async fn a_failure_after_the_declared_length_comes_after_the_held_frame() {
         let (tx, body) = fed_body();
-        let counter = prometheus::IntCounter::new("t", "t").unwrap();
         let failed = Arc::new(AtomicBool::new(false));
-        let (_done, guest_done) = tokio::sync::oneshot::channel();
-        let mut body = GuardedResponseBody::new(
-            body,
-            1000,
-            failed.clone(),
-            counter,
-            Some(10),
-            Some(guest_done),
-        );
+        let (_done, mut body) = guarded_failing(body, Some(10), failed.clone());
         tx.unbounded_send(data(10)).unwrap();
         assert!(body.frame().now_or_never().is_none());
         failed.store(true, Ordering::Release);
@@ -637,10 +632,7 @@ mod tests {
     #[tokio::test]
     async fn a_guest_failing_after_its_stream_ended_still_cuts_the_body() {
         let (tx, body) = fed_body();
-        let counter = prometheus::IntCounter::new("t", "t").unwrap();
-        let failed = Arc::new(AtomicBool::new(true));
-        let (_done, guest_done) = tokio::sync::oneshot::channel();
-        let body = GuardedResponseBody::new(body, 1000, failed, counter, None, Some(guest_done));
+        let (_done, body) = guarded_failing(body, None, Arc::new(AtomicBool::new(true)));
         tx.unbounded_send(data(10)).unwrap();
         drop(tx);
         assert!(body.collect().await.is_err());

@@ -457,14 +457,13 @@ impl Dispatcher {
                 .runtime
                 .invoke(app, request, scheme, request_id, deadline, guard.clone())
                 .await
-                .map(|answer| {
-                    let GuestResponse {
-                        response,
-                        guest_failed,
-                        guest_done,
-                    } = answer;
-                    (response, guest_failed, Some(guest_done))
-                })
+                .map(
+                    |GuestResponse {
+                         response,
+                         guest_failed,
+                         guest_done,
+                     }| (response, guest_failed, Some(guest_done)),
+                )
                 .map_err(|err| match body_status.failure() {
                     // Whatever the guest made of the failed read, the fault is
                     // the client's body.

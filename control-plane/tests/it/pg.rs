@@ -74,6 +74,21 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `path` and everything under it, to the `postgres` user (as root).
+fn give_to_server_user(path: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "chown of {} failed", path.display());
+}
+
+/// `t_<n>`, unique in this process.
+fn next_database_name() -> String {
+    format!("t_{}", DATABASES.fetch_add(1, Ordering::Relaxed))
+}
+
 /// `program args...`, as the `postgres` user when we are root.
 fn as_server_user(root: bool, program: &Path) -> Command {
     if root {
@@ -110,12 +125,7 @@ impl PgCluster {
         let root = std::env::temp_dir().join(format!("edge-pg-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(root.join("sock")).unwrap();
         if root_user {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&root)
-                .status()
-                .unwrap();
-            assert!(status.success(), "chown of {} failed", root.display());
+            give_to_server_user(&root);
         }
         let output = as_server_user(root_user, &bin.join("initdb"))
             .current_dir(&root)
@@ -187,7 +197,7 @@ impl PgCluster {
 
     /// Creates `t_<n>` and returns its URL.
     pub async fn new_database(&self) -> PgUrl {
-        let name = format!("t_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+        let name = next_database_name();
         self.admin(&format!("CREATE DATABASE {name}")).await;
         self.url(&name)
     }
@@ -213,14 +223,9 @@ impl PgCluster {
     /// the directory handed to the server's user first): its name and URL.
     /// [`PgCluster::drop_in`] removes both before `dir` goes away.
     pub async fn new_database_in(&self, dir: &Path) -> (String, PgUrl) {
-        let name = format!("t_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+        let name = next_database_name();
         if running_as_root() {
-            let status = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(dir)
-                .status()
-                .unwrap();
-            assert!(status.success(), "chown of {} failed", dir.display());
+            give_to_server_user(dir);
         }
         let location = dir.display().to_string().replace('\'', "''");
         self.admin(&format!(

@@ -212,7 +212,7 @@ impl Applier {
         let mut not_served = |hosts: &[HostPattern]| {
             let free: Vec<HostPattern> = hosts
                 .iter()
-                .filter(|h| !static_hosts.contains(&((*h).clone(), "/".to_string())))
+                .filter(|h| !served_statically(&static_hosts, h))
                 .cloned()
                 .collect();
             unavailable.push(free);
@@ -528,16 +528,18 @@ impl Applier {
 }
 
 /// A synced app may not claim a hostname the node's own config routes.
+/// Whether the node's config file routes `host`'s root (`/`) itself.
+fn served_statically(static_hosts: &HashSet<(HostPattern, String)>, host: &HostPattern) -> bool {
+    static_hosts.contains(&(host.clone(), "/".to_string()))
+}
+
 fn no_static_host(
     tenant: &TenantId,
     app: &AppName,
     hosts: &[HostPattern],
     static_hosts: &HashSet<(HostPattern, String)>,
 ) -> Result<(), BuildError> {
-    match hosts
-        .iter()
-        .find(|h| static_hosts.contains(&((*h).clone(), "/".to_string())))
-    {
+    match hosts.iter().find(|h| served_statically(static_hosts, h)) {
         Some(host) => Err(BuildError::HostConflict {
             tenant: tenant.clone(),
             app: app.clone(),
